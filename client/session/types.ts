@@ -1,0 +1,46 @@
+import type { BackendName } from '../../shared/protocol/signaling'
+import type { RoomConfig } from '../../shared/config'
+import type { Unsubscribe } from '../../shared/transport'
+
+/** Lifecycle of a volunteer tab, rendered by the UI (hivemind AveragingStage style closed union). */
+export type SessionStage = 'idle' | 'loading' | 'connecting' | 'training' | 'paused' | 'stalled' | 'done' | 'error'
+
+/** Everything the volunteer UI shows; emitted by client/session/swarm-session.ts. */
+export interface SessionSnapshot {
+  stage: SessionStage
+  room: string
+  self: string | null
+  config: RoomConfig | null
+  run: number
+  backend: BackendName | null
+  /** Why this backend was chosen (measured steps/s per candidate, or forced by ?backend=). */
+  backendReason: string
+  /** 0..1 while the dataset shard downloads. */
+  dataProgress: number
+  step: number
+  globalStep: number
+  loss: number | null
+  accuracy: number | null
+  samplesPerSec: number
+  stepsPerSec: number
+  /** Samples this tab has processed: its contribution. */
+  samples: number
+  bytesSent: number
+  bytesReceived: number
+  neighbors: string[]
+  peers: string[]
+  lr: number | null
+  h: number | null
+  consensus: number | null
+  error: string | null
+  /** Recent human-readable events, newest last ("averaged with 2 peers", "neighbour x timed out"). */
+  log: string[]
+}
+
+export interface SessionHandle {
+  snapshot(): SessionSnapshot
+  subscribe(cb: (s: SessionSnapshot) => void): Unsubscribe
+  pause(): void
+  resume(): void
+  leave(): Promise<void>
+}

@@ -1,0 +1,121 @@
+import { z } from 'zod'
+import { roomConfigSchema } from '../config'
+import { PROTOCOL_VERSION } from './version'
+
+/**
+ * Every socket.io event between clients and the signaling server. The server validates each
+ * payload with these schemas, stamps the sender from the socket (never from the payload) and
+ * answers malformed input with an 'error' event; nothing in a room changes.
+ */
+
+const v = z.literal(PROTOCOL_VERSION)
+export const roomNameSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'room: 1–64 letters, digits, - or _')
+export const peerIdSchema = z.string().min(1).max(64)
+export const BACKENDS = ['webgpu', 'webgl', 'wasm', 'cpu'] as const
+export const backendSchema = z.enum(BACKENDS)
+export type BackendName = z.infer<typeof backendSchema>
+
+export const PEER_STAGES = ['loading', 'connecting', 'training', 'paused', 'stalled', 'done'] as const
+
+// ---- client → server ----
+export const joinSchema = z.object({
+  v,
+  room: roomNameSchema,
+  role: z.enum(['volunteer', 'spectator']),
+  /** Display name (optional, shown on the dashboard). */
+  name: z.string().max(40).optional(),
+  /** 'browser' or 'node' volunteer. */
+  agent: z.enum(['browser', 'node']).default('browser'),
+})
+export type JoinRequest = z.infer<typeof joinSchema>
+
+export const signalSchema = z.object({
+  v,
+  to: peerIdSchema,
+  /** Opaque simple-peer signal (SDP or ICE candidate); the server never interprets it. */
+  data: z.record(z.string(), z.unknown()),
+})
+
+export const linkReportSchema = z.object({ sent: z.number().min(0), received: z.number().min(0) })
+
+export const reportSchema = z.object({
+  v,
+  step: z.number().int().min(0),
+  globalStep: z.number().int().min(0).default(0),
+  loss: z.number().nullable(),
+  accuracy: z.number().min(0).max(1).nullable(),
+  backend: backendSchema,
+  backendReason: z.string().max(200).optional(),
+  samplesPerSec: z.number().min(0),
+  stepsPerSec: z.number().min(0).default(0),
+  samples: z.number().min(0).default(0),
+  bytesSent: z.number().min(0),
+  bytesReceived: z.number().min(0),
+  neighbors: z.array(peerIdSchema).max(256),
+  links: z.record(peerIdSchema, linkReportSchema).default({}),
+  lr: z.number().nullable().default(null),
+  h: z.number().nullable().default(null),
+  consensus: z.number().nullable().default(null),
+  stage: z.enum(PEER_STAGES).default('training'),
+  updaters: z.number().int().min(0).optional(),
+  rejected: z.number().int().min(0).default(0),
+})
+export type PeerReport = z.infer<typeof reportSchema>
+
+export const suspectSchema = z.object({ v, peer: peerIdSchema, reason: z.string().max(200) })
+
+/** A peer's model, uploaded (binary) for the room checkpoint and the "download model" button. */
+export const checkpointSchema = z.object({
+  v,
+  step: z.number().int().min(0),
+  schemaHash: z.string().max(64),
+  params: z.instanceof(Uint8Array).or(z.instanceof(ArrayBuffer)),
+})
+
+// ---- server → client ----
+export const membershipSchema = z.object({
+  v,
+  room: roomNameSchema,
+  epoch: z.number().int().min(0),
+  peers: z.array(peerIdSchema),
+  roles: z.object({ ps: peerIdSchema.nullable() }),
+  config: roomConfigSchema,
+  /** Run number within the room (a host's "new run" bumps it; peers restart training). */
+  run: z.number().int().min(0),
+  paused: z.boolean(),
+})
+export type MembershipAnnouncement = z.infer<typeof membershipSchema>
+
+export const joinedSchema = z.object({ v, self: peerIdSchema, room: roomNameSchema })
+
+export const relayedSignalSchema = z.object({ v, from: peerIdSchema, data: z.record(z.string(), z.unknown()) })
+
+export const serverErrorSchema = z.object({ v, event: z.string(), code: z.string(), message: z.string() })
+
+/** Host fault injection and control, forwarded to the affected peers. */
+export const peerCommandSchema = z.discriminatedUnion('type', [
+  z.object({ v, type: z.literal('slow'), factor: z.number().min(1).max(100) }),
+  z.object({ v, type: z.literal('latency'), ms: z.number().min(0).max(60_000) }),
+  z.object({ v, type: z.literal('disconnect') }),
+  z.object({ v, type: z.literal('restore-checkpoint'), step: z.number().int().min(0) }),
+])
+export type PeerCommand = z.infer<typeof peerCommandSchema>
+
+export interface ClientToServerEvents {
+  join: (payload: unknown, ack?: (r: unknown) => void) => void
+  signal: (payload: unknown) => void
+  report: (payload: unknown) => void
+  suspect: (payload: unknown) => void
+  checkpoint: (payload: unknown) => void
+  leave: (payload?: unknown) => void
+}
+
+export interface ServerToClientEvents {
+  joined: (p: z.infer<typeof joinedSchema>) => void
+  membership: (p: MembershipAnnouncement) => void
+  signal: (p: z.infer<typeof relayedSignalSchema>) => void
+  error: (p: z.infer<typeof serverErrorSchema>) => void
+  command: (p: PeerCommand) => void
+  /** Spectators: the room's live state, same shape as GET /api/rooms/:room. */
+  'room-state': (p: unknown) => void
+}

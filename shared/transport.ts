@@ -1,0 +1,156 @@
+/**
+ * The seam between algorithms and the network. Algorithms see only this file's types:
+ * a flat Float32Array payload, string-tagged messages and cancellable waits. The in-memory
+ * mesh (shared/testing/memory-mesh.ts) and the WebRTC mesh (client/mesh/webrtc-mesh.ts) both
+ * implement `Mesh` and both pass shared/testing/mesh-compliance.ts.
+ */
+export type PeerId = string
+
+/** Announced by the signaling server on every join/leave (ALGORITHMS.md §9.1). */
+export interface Membership {
+  /** Strictly increasing per room; every message carries the sender's epoch. */
+  readonly epoch: number
+  /** Roster in join order. Topologies are computed from this order, so every peer agrees. */
+  readonly peers: readonly PeerId[]
+  /** Server-assigned roles: the parameter-server holder for asgd / od-sgd. */
+  readonly roles: { readonly ps: PeerId | null }
+}
+
+/** What an algorithm sends. `(from, kind, round)` identifies a message: a mesh delivers each at most once. */
+export interface MeshMessage {
+  /** String tag, namespaced by algorithm: 'dpsgd/params', 'state/request', … */
+  readonly kind: string
+  /** Step or round number (or an exchange id for asynchronous protocols). */
+  readonly round: number
+  /** Small JSON side-channel (validated by the receiving algorithm with zod). */
+  readonly meta?: Readonly<Record<string, unknown>>
+  /** Flat vector payload (parameters, gradients, optimizer state…). */
+  readonly data?: Float32Array
+}
+
+/** A received message, stamped by the mesh with the link it arrived on — never trusted from the payload. */
+export interface Envelope extends MeshMessage {
+  readonly from: PeerId
+  readonly epoch: number
+  /** Sender's global progress counter (max-merged by the receiver, ALGORITHMS.md §9.5). */
+  readonly clock: number
+}
+
+export interface MessageFilter {
+  readonly kind?: string | readonly string[]
+  readonly round?: number
+  readonly from?: PeerId
+  /** Custom predicate, evaluated after the fields above. */
+  readonly where?: (e: Envelope) => boolean
+}
+
+export interface LinkStats {
+  bytesSent: number
+  bytesReceived: number
+}
+
+export interface MeshStats extends LinkStats {
+  readonly perLink: Readonly<Record<PeerId, LinkStats>>
+  /** Messages rejected by validation (NaN, wrong shape, bad frames…) per sender. */
+  readonly rejected: Readonly<Record<PeerId, number>>
+}
+
+export type Unsubscribe = () => void
+
+export interface Mesh {
+  readonly self: PeerId
+  membership(): Membership
+  onMembership(cb: (m: Membership) => void): Unsubscribe
+  /**
+   * Frames and sends `msg` to `to`, honouring backpressure. Resolves once handed to the link.
+   * Rejects with PeerUnavailableError when there is no usable link (peer left, not connected by
+   * the deadline) and with DeadlineError when `signal` aborts.
+   */
+  send(to: PeerId, msg: MeshMessage, signal?: AbortSignal): Promise<void>
+  /** First buffered or future message matching `filter`; rejects with DeadlineError when `signal` aborts. */
+  receive(filter: MessageFilter, signal: AbortSignal): Promise<Envelope>
+  /** Drops buffered messages matching `filter`; returns how many. */
+  discard(filter: MessageFilter): number
+  /**
+   * Hint: the peers this node will talk to soon (its topology neighbours, the PS, a gossip
+   * partner). Real meshes open or keep warm links to them; the memory mesh ignores it.
+   */
+  want(peers: readonly PeerId[]): void
+  /** Report a peer that missed repeated deadlines; the server may drop it from the roster. */
+  reportSuspect(peer: PeerId, reason: string): void
+  /** Global progress counter: the max of our own and every counter seen on incoming messages. */
+  readonly clock: ProgressClock
+  stats(): MeshStats
+}
+
+/** Max-merged global progress counter (swarm steps). Schedules key off it, not local step counts. */
+export class ProgressClock {
+  private v = 0
+  get value(): number {
+    return this.v
+  }
+  observe(remote: number): void {
+    if (Number.isFinite(remote) && remote > this.v) this.v = remote
+  }
+  advance(to: number): void {
+    this.observe(to)
+  }
+}
+
+export class DeadlineError extends Error {
+  override readonly name = 'DeadlineError'
+  readonly code = 'ERR_DEADLINE'
+  constructor(readonly deadline: string) {
+    super(`deadline '${deadline}' passed`)
+  }
+}
+
+export class PeerUnavailableError extends Error {
+  override readonly name = 'PeerUnavailableError'
+  readonly code = 'ERR_PEER_UNAVAILABLE'
+  constructor(readonly peer: PeerId, reason = 'no link') {
+    super(`peer ${peer} unavailable: ${reason}`)
+  }
+}
+
+/**
+ * A named, cancellable deadline (STYLE principle 6). `parent` cancels it early (session stop);
+ * the abort reason is a DeadlineError carrying the name so logs say which wait expired.
+ */
+export function deadline(name: string, ms: number, parent?: AbortSignal): AbortSignal {
+  const ctl = new AbortController()
+  const timer = setTimeout(() => ctl.abort(new DeadlineError(name)), Math.max(0, ms))
+  const onParent = () => {
+    clearTimeout(timer)
+    ctl.abort(parent?.reason ?? new DeadlineError(name))
+  }
+  if (parent) {
+    if (parent.aborted) onParent()
+    else parent.addEventListener('abort', onParent, { once: true })
+  }
+  ctl.signal.addEventListener('abort', () => {
+    clearTimeout(timer)
+    parent?.removeEventListener('abort', onParent)
+  }, { once: true })
+  return ctl.signal
+}
+
+/** Resolves after `ms` or rejects when `signal` aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason)
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort)
+      resolve()
+    }, ms)
+    const onAbort = () => {
+      clearTimeout(t)
+      reject(signal?.reason)
+    }
+    signal?.addEventListener('abort', onAbort, { once: true })
+  })
+}
+
+export function isDeadline(e: unknown): e is DeadlineError {
+  return e instanceof Error && e.name === 'DeadlineError'
+}

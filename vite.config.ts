@@ -1,0 +1,65 @@
+import { defineConfig } from 'vitest/config'
+import react from '@vitejs/plugin-react'
+import { nodePolyfills } from 'vite-plugin-node-polyfills'
+import { fileURLToPath } from 'node:url'
+
+const root = fileURLToPath(new URL('.', import.meta.url))
+
+/**
+ * One config for the client build (root: client/, output: dist/) and for the three vitest tiers:
+ *   unit         *.test.ts        pure logic, in-memory mesh, tfjs on the CPU/wasm backend
+ *   integration  *.int.test.ts    real signaling server on port 0, real socket.io clients, Node WebRTC peers
+ *   e2e          *.e2e.test.ts    real headless Chromium pages (run inside a private loopback-only netns)
+ */
+export default defineConfig({
+  root: `${root}client`,
+  publicDir: `${root}public`,
+  // simple-peer expects Node's Buffer/process/events (BROWSER-TESTING.md "Bundling simple-peer").
+  plugins: [react(), nodePolyfills({ include: ['buffer', 'process', 'events', 'util', 'stream'], globals: { Buffer: true, process: true, global: true } })],
+  define: { global: 'globalThis' },
+  build: { outDir: `${root}dist`, emptyOutDir: true, chunkSizeWarningLimit: 8000, target: 'es2022' },
+  worker: { format: 'es' },
+  test: {
+    root,
+    projects: [
+      {
+        extends: false,
+        test: {
+          name: 'unit',
+          root,
+          include: ['shared/**/*.test.ts', 'signaling-server/**/*.test.ts', 'client/**/*.test.ts', 'bench/**/*.test.ts'],
+          exclude: ['**/*.int.test.ts', '**/*.e2e.test.ts', '**/node_modules/**'],
+          environment: 'node',
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+        },
+      },
+      {
+        extends: false,
+        test: {
+          name: 'integration',
+          root,
+          include: ['**/*.int.test.ts'],
+          exclude: ['**/node_modules/**'],
+          environment: 'node',
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        extends: false,
+        test: {
+          name: 'e2e',
+          root,
+          include: ['**/*.e2e.test.ts'],
+          exclude: ['**/node_modules/**'],
+          environment: 'node',
+          testTimeout: 300_000,
+          hookTimeout: 120_000,
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+})
