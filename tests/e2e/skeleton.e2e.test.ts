@@ -1,0 +1,101 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { Browser, Page } from 'playwright-core'
+import { dataChannelBytes, launchBrowser, volunteerContext } from '../support/browser'
+import { cleanup, getJson, startTestServer, waitFor, type TestServer } from '../support/server'
+
+/**
+ * Issue 2 acceptance: three real headless Chromium tabs open /?room=…&backend=wasm against the
+ * real server, connect to their ring neighbours over real WebRTC, train MNIST with DPSGD, and
+ * keep going when one tab closes.
+ */
+
+interface ApiPeer {
+  id: string
+  step: number
+  loss: number | null
+  accuracy: number | null
+  backend: string
+  bytesSent: number
+  bytesReceived: number
+  neighbors: string[]
+}
+interface ApiRoom {
+  room: string
+  config: { algorithm: string; topology: string; model: string; dataset: string }
+  peers: ApiPeer[]
+}
+
+const ROOM = 'e2e-skeleton'
+/** 784·128 + 128 + 128·10 + 10 parameters × 4 bytes: one fp32 model of the default MLP. */
+const MODEL_BYTES = (784 * 128 + 128 + 128 * 10 + 10) * 4
+
+describe('walking skeleton: 3 tabs, DPSGD ring over real WebRTC', () => {
+  let server: TestServer
+  let browser: Browser
+  const pages: Page[] = []
+
+  beforeAll(async () => {
+    server = await startTestServer()
+    browser = await launchBrowser()
+  })
+
+  afterAll(async () => {
+    await browser?.close()
+    await server?.close()
+    if (server) cleanup(server.dataDir)
+  })
+
+  it('trains, exchanges parameters peer-to-peer and survives a tab closing', async () => {
+    for (let i = 0; i < 3; i++) {
+      const ctx = await volunteerContext(browser, server.url)
+      const page = await ctx.newPage()
+      page.on('pageerror', (e) => console.error(`[tab ${i}] pageerror`, e.message))
+      await page.goto(`${server.url}/?room=${ROOM}&backend=wasm`)
+      pages.push(page)
+    }
+
+    const roomUrl = `${server.url}/api/rooms/${ROOM}`
+    const first = await waitFor('3 peers reporting steps', async () => {
+      const { status, body } = await getJson<ApiRoom>(roomUrl)
+      return status === 200 && body.peers.length === 3 && body.peers.every((p) => p.step > 0 && p.loss !== null) && body
+    }, 120_000)
+    expect(first.config).toMatchObject({ algorithm: 'dpsgd', topology: 'ring', dataset: 'mnist' })
+    for (const p of first.peers) {
+      expect(p.backend).toBe('wasm')
+      // A 3-ring: each peer's neighbours are the two others.
+      expect(new Set(p.neighbors)).toEqual(new Set(first.peers.filter((q) => q.id !== p.id).map((q) => q.id)))
+    }
+    const firstLoss = new Map(first.peers.map((p) => [p.id, p.loss!]))
+
+    const trained = await waitFor('every tab above 85 % test accuracy', async () => {
+      const { body } = await getJson<ApiRoom>(roomUrl)
+      return body.peers.length === 3 && body.peers.every((p) => (p.accuracy ?? 0) > 0.85) && body
+    }, 240_000, 1000)
+    for (const p of trained.peers) {
+      expect(p.accuracy!).toBeGreaterThan(0.85)
+      expect(p.loss!).toBeLessThan(firstLoss.get(p.id)!)
+    }
+
+    // Count WebRTC payload from the browser's own stats, not only from the app's counters.
+    for (const page of pages) {
+      const b = await dataChannelBytes(page)
+      expect(b.connections).toBeGreaterThanOrEqual(2)
+      expect(b.sent).toBeGreaterThan(3 * MODEL_BYTES)
+      expect(b.received).toBeGreaterThan(3 * MODEL_BYTES)
+    }
+    // The page shows what it is doing.
+    await expect(pages[0].getByTestId('stat-backend').textContent()).resolves.toMatch(/wasm/i)
+
+    // Close one tab abruptly: the others keep stepping within seconds and the ring re-forms.
+    const before = (await getJson<ApiRoom>(roomUrl)).body
+    const closing = before.peers[0].id
+    await pages[0].context().close()
+    const stepsAtClose = new Map(before.peers.map((p) => [p.id, p.step]))
+    const after = await waitFor('remaining tabs advance after a tab closed', async () => {
+      const { body } = await getJson<ApiRoom>(roomUrl)
+      return body.peers.length === 2 &&
+        body.peers.every((p) => p.id !== closing && p.step > (stepsAtClose.get(p.id) ?? 0) + 5) && body
+    }, 20_000, 250)
+    for (const p of after.peers) expect(p.neighbors).not.toContain(closing)
+  })
+})
