@@ -1,0 +1,187 @@
+import { io, type Socket } from 'socket.io-client'
+import { z } from 'zod'
+import {
+  checkpointSchema,
+  joinedSchema,
+  joinSchema,
+  membershipSchema,
+  peerIdSchema,
+  peerCommandSchema,
+  relayedSignalSchema,
+  reportSchema,
+  serverErrorSchema,
+  signalSchema,
+  suspectSchema,
+  type ClientToServerEvents,
+  type JoinRequest,
+  type MembershipAnnouncement,
+  type PeerCommand,
+  type PeerReport,
+  type ServerToClientEvents,
+} from '../../shared/protocol/signaling'
+import { PROTOCOL_VERSION } from '../../shared/protocol/version'
+import { DeadlineError, type PeerId, type Unsubscribe } from '../../shared/transport'
+
+/**
+ * Typed socket.io client. Every inbound event is validated with the shared zod schemas;
+ * invalid ones are logged and ignored (never thrown out of a handler). Outbound payloads are
+ * validated too, so a bug here shows up as an error at the call site, not as a server 'error'.
+ */
+
+/** The join ack as the server sends it (loose: only what we read). */
+const joinAckSchema = z.object({
+  ok: z.boolean(),
+  self: peerIdSchema.optional(),
+  code: z.string().optional(),
+  message: z.string().optional(),
+})
+
+export type Joined = z.infer<typeof joinedSchema>
+export type RelayedSignal = z.infer<typeof relayedSignalSchema>
+export type ServerError = z.infer<typeof serverErrorSchema>
+
+export interface InboundEvents {
+  joined: Joined
+  membership: MembershipAnnouncement
+  signal: RelayedSignal
+  error: ServerError
+  command: PeerCommand
+  'room-state': unknown
+}
+
+const inboundSchemas: { [K in keyof InboundEvents]: z.ZodType<InboundEvents[K]> | null } = {
+  joined: joinedSchema,
+  membership: membershipSchema,
+  signal: relayedSignalSchema,
+  error: serverErrorSchema,
+  command: peerCommandSchema,
+  // Spectator view: shape owned by the server's REST API; consumers validate it themselves.
+  'room-state': null,
+}
+
+export interface SignalingClientOptions {
+  /** Extra socket.io-client options (tests pass `transports: ['websocket']`). */
+  socket?: Parameters<typeof io>[1]
+  log?: (event: string, detail?: Record<string, unknown>) => void
+}
+
+type Listener<K extends keyof InboundEvents> = (p: InboundEvents[K]) => void
+
+export class SignalingClient {
+  readonly socket: Socket<ServerToClientEvents, ClientToServerEvents>
+  private listeners: { [K in keyof InboundEvents]?: Set<Listener<K>> } = {}
+  private selfId: PeerId | null = null
+  private lastMembership: MembershipAnnouncement | null = null
+  /** Inbound events dropped by validation, per event name. */
+  readonly invalid: Record<string, number> = {}
+  private readonly log: NonNullable<SignalingClientOptions['log']>
+
+  constructor(url: string, opts: SignalingClientOptions = {}) {
+    this.log = opts.log ?? (() => {})
+    this.socket = io(url, { autoConnect: true, reconnection: true, ...opts.socket }) as Socket<ServerToClientEvents, ClientToServerEvents>
+    for (const name of Object.keys(inboundSchemas) as (keyof InboundEvents)[]) {
+      this.socket.on(name as 'joined', (raw: unknown) => this.dispatch(name, raw))
+    }
+  }
+
+  get self(): PeerId | null {
+    return this.selfId
+  }
+
+  /** The last valid membership announcement (null before the first). */
+  get membership(): MembershipAnnouncement | null {
+    return this.lastMembership
+  }
+
+  private dispatch<K extends keyof InboundEvents>(name: K, raw: unknown): void {
+    const schema = inboundSchemas[name]
+    let payload: InboundEvents[K]
+    if (schema) {
+      const r = schema.safeParse(raw)
+      if (!r.success) {
+        this.invalid[name] = (this.invalid[name] ?? 0) + 1
+        this.log('signaling.invalid', { event: name, issue: r.error.issues[0]?.message })
+        return
+      }
+      payload = r.data
+    } else payload = raw as InboundEvents[K]
+    if (name === 'joined') this.selfId = (payload as Joined).self
+    if (name === 'membership') this.lastMembership = payload as MembershipAnnouncement
+    for (const cb of [...(this.listeners[name] ?? [])]) {
+      try {
+        ;(cb as Listener<K>)(payload)
+      } catch (e) {
+        this.log('signaling.listener-error', { event: name, error: String(e) })
+      }
+    }
+  }
+
+  on<K extends keyof InboundEvents>(name: K, cb: Listener<K>): Unsubscribe {
+    const set = (this.listeners[name] ??= new Set() as never) as Set<Listener<K>>
+    set.add(cb)
+    return () => set.delete(cb)
+  }
+
+  /**
+   * Joins a room. Resolves with our peer id from the server's ack (or from the 'joined' event,
+   * whichever comes first); rejects on an error ack or when `signal` aborts.
+   */
+  join(req: Omit<JoinRequest, 'v' | 'agent'> & { agent?: JoinRequest['agent'] }, signal: AbortSignal): Promise<Joined> {
+    const payload = joinSchema.parse({ v: PROTOCOL_VERSION, ...req })
+    return new Promise<Joined>((resolve, reject) => {
+      let done = false
+      const finish = (err: Error | null, j?: Joined) => {
+        if (done) return
+        done = true
+        off()
+        signal.removeEventListener('abort', onAbort)
+        if (err) reject(err)
+        else {
+          this.selfId = j!.self
+          resolve(j!)
+        }
+      }
+      const off = this.on('joined', (j) => finish(null, j))
+      const onAbort = () => finish(signal.reason instanceof Error ? signal.reason : new DeadlineError('signaling.join'))
+      if (signal.aborted) return onAbort()
+      signal.addEventListener('abort', onAbort, { once: true })
+      this.socket.emit('join', payload, (ack: unknown) => {
+        const ok = joinedSchema.safeParse(ack)
+        if (ok.success) return finish(null, ok.data)
+        const err = serverErrorSchema.safeParse(ack)
+        if (err.success) return finish(new Error(`join rejected: ${err.data.code}: ${err.data.message}`))
+        // The server's ack is {ok, self, membership…} or {ok:false, code, message}.
+        const a = joinAckSchema.safeParse(ack)
+        if (!a.success) return // unknown shape: the 'joined' event decides
+        if (a.data.ok && a.data.self) return finish(null, { v: PROTOCOL_VERSION, self: a.data.self, room: payload.room })
+        if (!a.data.ok) finish(new Error(`join rejected: ${a.data.code ?? 'error'}: ${a.data.message ?? ''}`))
+      })
+    })
+  }
+
+  signal(to: PeerId, data: Record<string, unknown>): void {
+    this.socket.emit('signal', signalSchema.parse({ v: PROTOCOL_VERSION, to, data }))
+  }
+
+  report(r: Omit<z.input<typeof reportSchema>, 'v'>): void {
+    this.socket.emit('report', reportSchema.parse({ v: PROTOCOL_VERSION, ...r }) satisfies PeerReport)
+  }
+
+  suspect(peer: PeerId, reason: string): void {
+    this.socket.emit('suspect', suspectSchema.parse({ v: PROTOCOL_VERSION, peer, reason: reason.slice(0, 200) }))
+  }
+
+  checkpoint(step: number, schemaHash: string, params: Uint8Array): void {
+    this.socket.emit('checkpoint', checkpointSchema.parse({ v: PROTOCOL_VERSION, step, schemaHash, params }))
+  }
+
+  leave(): void {
+    this.socket.emit('leave', { v: PROTOCOL_VERSION })
+  }
+
+  close(): void {
+    this.socket.removeAllListeners()
+    this.socket.disconnect()
+    this.listeners = {}
+  }
+}

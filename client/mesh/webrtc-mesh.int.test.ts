@@ -1,0 +1,286 @@
+import { fork, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { Mailbox } from '../../shared/mailbox'
+import { describeMeshCompliance, type MeshHarness } from '../../shared/testing/mesh-compliance'
+import {
+  DeadlineError, PeerUnavailableError, ProgressClock, deadline, isDeadline,
+  type Envelope, type Membership, type Mesh, type MeshMessage, type MeshStats, type MessageFilter, type PeerId, type Unsubscribe,
+} from '../../shared/transport'
+import { FRAME_FIXED_BYTES } from '../../shared/wire/framing'
+import { startServer, type RunningServer } from '../../signaling-server/server'
+import type { ChildToParent, ParentToChild, PeerInit } from './testing/mesh-peer-process'
+
+/**
+ * WebRtcMesh over REAL WebRTC (@roamhq/wrtc) between peers in SEPARATE Node processes, signaled
+ * by the real signaling server on port 0. Run inside the loopback-only namespace:
+ *   sh tools/netns-run.sh npx vitest run --project integration client/mesh
+ *
+ * Each peer is client/mesh/testing/mesh-peer-process.ts; here a RemoteMesh proxies the Mesh
+ * interface over IPC. The child forwards every envelope its WebRtcMesh delivered (after the
+ * mesh's own validation, duplicate and stale-epoch dropping), and the proxy's receive()/discard()
+ * run on the same shared Mailbox class the mesh itself uses.
+ */
+
+const PEER_SCRIPT = fileURLToPath(new URL('./testing/mesh-peer-process.ts', import.meta.url))
+const SCHEMA = 'test-schema'
+
+let server: RunningServer
+let dataDir: string
+let roomSeq = 0
+
+beforeAll(async () => {
+  dataDir = mkdtempSync(join(tmpdir(), 'tabswarm-mesh-int-'))
+  server = await startServer({ port: 0, host: '127.0.0.1', dataDir, staticDir: join(dataDir, 'dist') })
+})
+
+afterAll(async () => {
+  await server?.close()
+  rmSync(dataDir, { recursive: true, force: true })
+})
+
+class RemoteMesh implements Mesh {
+  self: PeerId = ''
+  readonly clock = new ProgressClock()
+  readonly mailbox = new Mailbox()
+  readonly logs: { event: string; detail?: Record<string, unknown> }[] = []
+  private m: Membership = { epoch: 0, peers: [], roles: { ps: null } }
+  private listeners = new Set<(m: Membership) => void>()
+  private pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>()
+  private seq = 0
+  readonly exited: Promise<void>
+  readonly ready: Promise<void>
+
+  constructor(readonly child: ChildProcess, init: PeerInit) {
+    this.exited = new Promise((r) => child.once('exit', () => r()))
+    this.ready = new Promise((resolve, reject) => {
+      child.once('exit', (code) => reject(new Error(`peer exited early (${code}): ${JSON.stringify(this.logs.slice(-3))}`)))
+      child.on('message', (msg: ChildToParent) => {
+        if (msg.ev === 'ready') {
+          this.self = msg.self
+          resolve()
+        } else this.onChild(msg)
+      })
+    })
+    this.post({ op: 'init', init })
+  }
+
+  private post(m: ParentToChild): void {
+    if (this.child.connected) this.child.send(m)
+  }
+
+  private onChild(msg: ChildToParent): void {
+    switch (msg.ev) {
+      case 'membership':
+        if (msg.m.epoch < this.m.epoch) return
+        this.m = msg.m
+        this.mailbox.setMinEpoch(msg.m.epoch)
+        for (const cb of [...this.listeners]) cb(msg.m)
+        return
+      case 'envelope':
+        this.clock.observe(msg.e.clock)
+        this.mailbox.deliver(msg.e)
+        return
+      case 'log':
+        this.logs.push({ event: msg.event, detail: msg.detail })
+        return
+      case 'result': {
+        const p = this.pending.get(msg.id)
+        this.pending.delete(msg.id)
+        if (!p) return
+        if (msg.ok) return p.resolve(msg.value)
+        const e = msg.error
+        const err = e.name === 'DeadlineError' ? new DeadlineError(e.deadline ?? 'remote')
+          : e.name === 'PeerUnavailableError' ? new PeerUnavailableError('?', e.message)
+          : new Error(e.message)
+        return p.reject(err)
+      }
+    }
+  }
+
+  private call<T>(make: (id: number) => ParentToChild, signal?: AbortSignal): Promise<T> {
+    const id = ++this.seq
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = () => {
+        this.pending.delete(id)
+        this.post({ op: 'abort', id })
+        reject(signal!.reason)
+      }
+      if (signal?.aborted) return onAbort()
+      signal?.addEventListener('abort', onAbort, { once: true })
+      this.pending.set(id, {
+        resolve: (v) => { signal?.removeEventListener('abort', onAbort); resolve(v as T) },
+        reject: (e) => { signal?.removeEventListener('abort', onAbort); reject(e) },
+      })
+      this.post(make(id))
+    })
+  }
+
+  membership(): Membership { return this.m }
+  onMembership(cb: (m: Membership) => void): Unsubscribe {
+    this.listeners.add(cb)
+    return () => this.listeners.delete(cb)
+  }
+  send(to: PeerId, msg: MeshMessage, signal?: AbortSignal): Promise<void> {
+    return this.call((id) => ({ op: 'send', id, to, msg, clock: this.clock.value }), signal)
+  }
+  receive(filter: MessageFilter, signal: AbortSignal): Promise<Envelope> { return this.mailbox.receive(filter, signal) }
+  discard(filter: MessageFilter): number { return this.mailbox.discard(filter) }
+  want(peers: readonly PeerId[]): void { this.post({ op: 'want', peers: [...peers] }) }
+  reportSuspect(peer: PeerId, reason: string): void { this.post({ op: 'suspect', peer, reason }) }
+  stats(): MeshStats { throw new Error('use remoteStats()') }
+  remoteStats(): Promise<MeshStats & { connected: PeerId[] }> { return this.call((id) => ({ op: 'stats', id })) }
+  raw(to: PeerId, bytes: number): Promise<{ bytes: number; ms: number; bytesPerSec: number }> {
+    return this.call((id) => ({ op: 'raw', id, to, bytes }))
+  }
+  garbage(to: PeerId, frames: Uint8Array[]): Promise<void> { return this.call((id) => ({ op: 'garbage', id, to, frames })) }
+  inject(e: Envelope): void { this.post({ op: 'inject', e }) }
+  async shutdown(): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL')
+    await this.exited
+  }
+}
+
+function spawnPeer(init: PeerInit): RemoteMesh {
+  const child = fork(PEER_SCRIPT, [], {
+    execArgv: ['--import', 'tsx'],
+    serialization: 'advanced',
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  })
+  return new RemoteMesh(child, init)
+}
+
+async function waitFor(what: string, pred: () => boolean, ms = 10_000): Promise<void> {
+  const sig = deadline(what, ms)
+  while (!pred()) {
+    if (sig.aborted) throw sig.reason
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
+/** n peers in a fresh room, each its own process; resolves once all see the full roster. */
+async function swarm(n: number, extra: Partial<PeerInit> | ((i: number) => Partial<PeerInit>) = {}): Promise<RemoteMesh[]> {
+  const room = `mesh-int-${process.pid}-${++roomSeq}`
+  const peers: RemoteMesh[] = []
+  // Join in order so the roster order (and hence who initiates) is stable.
+  for (let i = 0; i < n; i++) {
+    const p = spawnPeer({ url: server.url, room, ...(typeof extra === 'function' ? extra(i) : extra) })
+    peers.push(p)
+    await p.ready
+  }
+  await waitFor('swarm.roster', () => peers.every((p) => p.membership().peers.length === n))
+  return peers
+}
+
+describeMeshCompliance('WebRtcMesh (wrtc, separate processes, real signaling server)', async (n): Promise<MeshHarness> => {
+  const peers = await swarm(n)
+  return {
+    meshes: peers,
+    leave: async (i) => { await peers[i].shutdown() },
+    close: async () => { await Promise.all(peers.map((p) => p.shutdown())) },
+    inject: (i, e) => peers[i].inject(e),
+  }
+})
+
+describe('WebRtcMesh over real WebRTC', () => {
+  it('moves a 25 MB model with backpressure and counts data-channel bytes per link on both ends', async () => {
+    const [a, b] = await swarm(2)
+    try {
+      const d = Math.ceil(25e6 / 4)
+      const x = new Float32Array(d)
+      for (let i = 0; i < d; i++) x[i] = (i % 1000) * 0.5 - 250
+      await a.send(b.self, { kind: 't/model', round: 3, data: x })
+      const e = await b.receive({ kind: 't/model' }, deadline('int/model', 60_000))
+      expect(e.data!.length).toBe(d)
+      expect(e.data![999]).toBe(249.5)
+      const sa = await a.remoteStats()
+      const sb = await b.remoteStats()
+      expect(sa.perLink[b.self].bytesSent).toBeGreaterThan(d * 4)
+      // Everything a sent, b received (hello + model), byte for byte.
+      expect(sb.perLink[a.self].bytesReceived).toBe(sa.perLink[b.self].bytesSent)
+      expect(sb.rejected[a.self] ?? 0).toBe(0)
+    } finally {
+      await Promise.all([a.shutdown(), b.shutdown()])
+    }
+  })
+
+  it.each(['fp16', 'int8'] as const)('applies %s compression on the wire within its error bound', async (compression) => {
+    const [a, b] = await swarm(2, { compression })
+    try {
+      const d = 100_000
+      const x = new Float32Array(d)
+      for (let i = 0; i < d; i++) x[i] = Math.sin(i)
+      await a.send(b.self, { kind: 't/c', round: 0, data: x })
+      const e = await b.receive({ kind: 't/c' }, deadline('int/compressed', 20_000))
+      let maxErr = 0
+      for (let i = 0; i < d; i++) maxErr = Math.max(maxErr, Math.abs(e.data![i] - x[i]))
+      expect(maxErr).toBeLessThanOrEqual(compression === 'fp16' ? 1e-3 : 1 / 127)
+      const s = await a.remoteStats()
+      expect(s.perLink[b.self].bytesSent).toBeLessThan(d * (compression === 'fp16' ? 2.1 : 1.1))
+    } finally {
+      await Promise.all([a.shutdown(), b.shutdown()])
+    }
+  })
+
+  it('rejects NaN, garbage frames and wrong-schema messages, counts them and still delivers good ones', async () => {
+    const [a, b, c] = await swarm(3, (i) => (i === 2 ? { schemaHash: 'other-schema' } : {}))
+    try {
+      const nan = new Float32Array(10)
+      nan[3] = NaN
+      await a.send(b.self, { kind: 't/bad', round: 0, data: nan })
+      const junk = new Uint8Array(1000).fill(7)
+      // A first frame declaring 256 MiB (over the 64 MiB default cap): rejected before buffering.
+      const huge = new Uint8Array(FRAME_FIXED_BYTES + 10)
+      const dv = new DataView(huge.buffer)
+      dv.setUint32(0, 0x46575354, true); dv.setUint8(4, 1); dv.setUint16(6, 10, true)
+      dv.setUint32(8, 77, true); dv.setUint32(12, 0, true); dv.setUint32(16, 4097, true); dv.setUint32(20, 1 << 28, true)
+      await a.garbage(b.self, [junk, huge])
+      await c.send(b.self, { kind: 't/wrong-schema', round: 0, data: new Float32Array(4) })
+      await a.send(b.self, { kind: 't/good', round: 1, data: new Float32Array([1, 2, 3]) })
+      const good = await b.receive({ kind: 't/good' }, deadline('int/good', 10_000))
+      expect(Array.from(good.data!)).toEqual([1, 2, 3])
+      await waitFor('int/rejected', () => b.logs.filter((l) => l.event === 'mesh.rejected').length >= 4)
+      const s = await b.remoteStats()
+      expect(s.rejected[a.self]).toBe(3)
+      // c's hello and its message both carry the wrong schema hash.
+      expect(s.rejected[c.self]).toBe(2)
+      await expect(b.receive({ kind: ['t/bad', 't/wrong-schema'] }, deadline('int/none', 200))).rejects.toSatisfy(isDeadline)
+      expect(b.logs.some((l) => l.event === 'mesh.rejected' && String(l.detail?.reason).includes('exceeds maxMessageBytes'))).toBe(true)
+      // The third rejection from a made b report it to the server as suspect.
+      expect(b.logs.filter((l) => l.event === 'mesh.suspect').map((l) => l.detail?.peer)).toEqual([a.self])
+    } finally {
+      await Promise.all([a.shutdown(), b.shutdown(), c.shutdown()])
+    }
+  })
+
+  it('rejects a send with PeerUnavailableError once the peer has left, and reuses the link across rounds', async () => {
+    const [a, b, c] = await swarm(3)
+    try {
+      for (let r = 0; r < 5; r++) await a.send(b.self, { kind: 't/r', round: r })
+      for (let r = 0; r < 5; r++) await b.receive({ kind: 't/r', round: r }, deadline('int/rounds', 5000))
+      const opened = a.logs.filter((l) => l.event === 'mesh.link-open' && l.detail?.peer === b.self).length
+      expect(opened).toBe(1)
+      await c.shutdown()
+      await waitFor('int/left', () => a.membership().peers.length === 2)
+      const err = await a.send(c.self, { kind: 't/x', round: 0 }).catch((e: unknown) => e)
+      expect((err as Error).name).toBe('PeerUnavailableError')
+    } finally {
+      await Promise.all([a.shutdown(), b.shutdown(), c.shutdown()])
+    }
+  })
+
+  it('measures raw data-channel throughput with the same framing limit', async () => {
+    const [a, b] = await swarm(2)
+    try {
+      await a.send(b.self, { kind: 't/warm', round: 0 })
+      const r = await a.raw(b.self, 4 * 1024 * 1024 + 123)
+      expect(r.bytes).toBe(4 * 1024 * 1024 + 123)
+      expect(r.bytesPerSec).toBeGreaterThan(0)
+    } finally {
+      await Promise.all([a.shutdown(), b.shutdown()])
+    }
+  })
+})

@@ -1,0 +1,174 @@
+import * as tf from '@tensorflow/tfjs'
+import type { ModelName } from '../../shared/config'
+import { Rng } from '../../shared/data/rng'
+
+/**
+ * Models as plain ordered lists of parameter tensors (no tf.layers), so the flat parameter
+ * vector that crosses the Compute seam has one well-defined layout: parameters in `params`
+ * order, each flattened row-major. `schemaHash` names that layout; peers with another hash
+ * cannot average with us.
+ */
+export interface ParamSpec {
+  name: string
+  shape: number[]
+  /** He-normal fan-in for weights; 0 means zeros (biases). */
+  fanIn: number
+  /** Variance multiplier: 2 for ReLU layers (He), 1 for the linear output layer (LeCun). */
+  gain: number
+}
+
+export interface ModelSpec {
+  name: ModelName
+  /** Input features per example (rows*cols). */
+  features: number
+  numClasses: number
+  params: ParamSpec[]
+  paramCount: number
+  schemaHash: string
+  /** Logits [batch, numClasses] for x [batch, features]; call inside tf.tidy. */
+  forward(params: tf.Tensor[], x: tf.Tensor2D): tf.Tensor2D
+}
+
+export interface InputShape {
+  rows: number
+  cols: number
+  numClasses: number
+}
+
+function dense(name: string, inp: number, out: number, gain: number): ParamSpec[] {
+  return [
+    { name: `${name}/w`, shape: [inp, out], fanIn: inp, gain },
+    { name: `${name}/b`, shape: [out], fanIn: 0, gain: 0 },
+  ]
+}
+
+function mlpSpec(features: number, hidden: number[], classes: number): { params: ParamSpec[]; forward: ModelSpec['forward'] } {
+  const params: ParamSpec[] = []
+  let inp = features
+  hidden.forEach((h, i) => {
+    params.push(...dense(`dense${i}`, inp, h, 2))
+    inp = h
+  })
+  params.push(...dense(`out`, inp, classes, 1))
+  const forward = (p: tf.Tensor[], x: tf.Tensor2D): tf.Tensor2D => {
+    let a: tf.Tensor2D = x
+    for (let i = 0; i < hidden.length; i++) a = tf.relu(tf.add(tf.matMul(a, p[2 * i] as tf.Tensor2D), p[2 * i + 1])) as tf.Tensor2D
+    const k = 2 * hidden.length
+    return tf.add(tf.matMul(a, p[k] as tf.Tensor2D), p[k + 1]) as tf.Tensor2D
+  }
+  return { params, forward }
+}
+
+/** Small conv net for 28x28x1: conv3x3x8-pool-conv3x3x16-pool-dense64-dense10 (≈52k params). */
+function cnnSpec(rows: number, cols: number, classes: number): { params: ParamSpec[]; forward: ModelSpec['forward'] } {
+  if (rows !== 28 || cols !== 28) throw new Error(`cnn needs 28x28 images, got ${rows}x${cols} (use mlp for synthetic)`)
+  const flat = 7 * 7 * 16
+  const params: ParamSpec[] = [
+    { name: 'conv0/w', shape: [3, 3, 1, 8], fanIn: 9, gain: 2 },
+    { name: 'conv0/b', shape: [8], fanIn: 0, gain: 0 },
+    { name: 'conv1/w', shape: [3, 3, 8, 16], fanIn: 72, gain: 2 },
+    { name: 'conv1/b', shape: [16], fanIn: 0, gain: 0 },
+    ...dense('dense0', flat, 64, 2),
+    ...dense('out', 64, classes, 1),
+  ]
+  const forward = (p: tf.Tensor[], x: tf.Tensor2D): tf.Tensor2D => {
+    const img = tf.reshape(x, [-1, rows, cols, 1]) as tf.Tensor4D
+    let a = pool2(tf.relu(conv3x3(img, p[0] as tf.Tensor4D, p[1])) as tf.Tensor4D)
+    a = pool2(tf.relu(conv3x3(a, p[2] as tf.Tensor4D, p[3])) as tf.Tensor4D)
+    const h = tf.relu(tf.add(tf.matMul(tf.reshape(a, [-1, flat]) as tf.Tensor2D, p[4] as tf.Tensor2D), p[5])) as tf.Tensor2D
+    return tf.add(tf.matMul(h, p[6] as tf.Tensor2D), p[7]) as tf.Tensor2D
+  }
+  return { params, forward }
+}
+
+/**
+ * 3x3 'same' convolution as im2col + matMul. tfjs-backend-wasm has no Conv2DBackpropFilter or
+ * MaxPoolGrad kernels, so tf.conv2d/maxPool cannot be trained there; slice/concat/matMul can,
+ * on every backend. Filter layout is tf.conv2d's [3, 3, in, out], so weights stay compatible.
+ */
+function conv3x3(x: tf.Tensor4D, w: tf.Tensor4D, b: tf.Tensor): tf.Tensor4D {
+  const [n, h, wd, cin] = x.shape
+  const cout = w.shape[3]
+  const padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
+  const patches: tf.Tensor4D[] = []
+  for (let dy = 0; dy < 3; dy++) for (let dx = 0; dx < 3; dx++) patches.push(tf.slice(padded, [0, dy, dx, 0], [n, h, wd, cin]))
+  const cols = tf.reshape(tf.concat(patches, 3), [n * h * wd, 9 * cin]) as tf.Tensor2D
+  const out = tf.add(tf.matMul(cols, tf.reshape(w, [9 * cin, cout]) as tf.Tensor2D), b)
+  return tf.reshape(out, [n, h, wd, cout]) as tf.Tensor4D
+}
+
+/** 2x2 max pooling, stride 2, via reshape + max (differentiable on every backend). */
+function pool2(x: tf.Tensor4D): tf.Tensor4D {
+  const [n, h, w, c] = x.shape
+  return tf.max(tf.reshape(x, [n, h / 2, 2, w / 2, 2, c]), [2, 4]) as tf.Tensor4D
+}
+
+/** FNV-1a (32-bit, hex) over the canonical layout string. */
+function hashString(s: string): string {
+  let h = 0x811c9dc5
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i)
+    h = Math.imul(h, 0x01000193)
+  }
+  return (h >>> 0).toString(16).padStart(8, '0')
+}
+
+export function schemaHashOf(name: string, params: ParamSpec[]): string {
+  return `${name}-${hashString(params.map((p) => `${p.name}:${p.shape.join('x')}`).join(';'))}`
+}
+
+/**
+ * mlp: features-128-10. deep-mlp: 784-[256]x4-10 on images, 32-[128]x6-10 on synthetic
+ * (the deep toy of the reference sims). cnn: 28x28 images only.
+ */
+export function buildModel(name: ModelName, input: InputShape): ModelSpec {
+  const features = input.rows * input.cols
+  const image = input.rows > 1
+  const classes = input.numClasses
+  const built =
+    name === 'mlp'
+      ? mlpSpec(features, [128], classes)
+      : name === 'deep-mlp'
+        ? mlpSpec(features, image ? [256, 256, 256, 256] : [128, 128, 128, 128, 128, 128], classes)
+        : cnnSpec(input.rows, input.cols, classes)
+  const paramCount = built.params.reduce((s, p) => s + sizeOf(p.shape), 0)
+  return { name, features, numClasses: classes, paramCount, schemaHash: schemaHashOf(name, built.params), ...built }
+}
+
+export function sizeOf(shape: number[]): number {
+  return shape.reduce((a, b) => a * b, 1)
+}
+
+/** Seeded He-normal init on the host: every peer with the same seed starts from the same x. */
+export function initParams(spec: ModelSpec, seed: number): Float32Array {
+  const rng = new Rng(seed ^ 0x1a17)
+  const out = new Float32Array(spec.paramCount)
+  let at = 0
+  for (const p of spec.params) {
+    const n = sizeOf(p.shape)
+    if (p.fanIn > 0) {
+      const std = Math.sqrt(p.gain / p.fanIn)
+      for (let i = 0; i < n; i++) out[at + i] = rng.normal() * std
+    }
+    at += n
+  }
+  return out
+}
+
+/** Splits a flat vector into tensors of the spec's shapes (caller owns/disposes; use in tidy). */
+export function unflatten(spec: ModelSpec, flat: Float32Array): tf.Tensor[] {
+  if (flat.length !== spec.paramCount) throw new Error(`unflatten: ${flat.length} values, model has ${spec.paramCount}`)
+  const out: tf.Tensor[] = []
+  let at = 0
+  for (const p of spec.params) {
+    const n = sizeOf(p.shape)
+    out.push(tf.tensor(flat.subarray(at, at + n), p.shape, 'float32'))
+    at += n
+  }
+  return out
+}
+
+/** One 1-D tensor with every tensor flattened in order (use inside tf.tidy). */
+export function flattenTensors(ts: tf.Tensor[]): tf.Tensor1D {
+  return tf.concat(ts.map((t) => tf.reshape(t, [-1]))) as tf.Tensor1D
+}

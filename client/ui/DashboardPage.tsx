@@ -1,0 +1,180 @@
+import { useState, type ReactNode } from 'react'
+import { ALGORITHM_INFO } from '../../shared/config'
+import { roomPath, type ApiRoom, type HistoryRun } from './api'
+import { runSeries, SeriesChart, type XKind } from './Charts'
+import { useHistory, useNow, useRoom, useTitle } from './hooks'
+import { PeerTable } from './PeerTable'
+import { summarize, useRuns } from './swarm'
+import { TopologyGraph } from './TopologyGraph'
+import { Link } from './nav'
+import { fmtBytes, fmtCompact, fmtInt, fmtNum, fmtPct } from './format'
+
+/** Spectator dashboard `/room/CODE`: topology, charts, run comparison, per-peer table, exports. */
+export function DashboardPage({ room }: { room: string }) {
+  const { data, error, status } = useRoom(room)
+  const { data: history } = useHistory(room)
+  const now = useNow()
+  const runs = useRuns(data, history)
+  useTitle(`${room} · live dashboard · tabswarm`)
+
+  if (!data) {
+    return <RoomMissing room={room} error={error} status={status} />
+  }
+  return (
+    <section className="dashboard">
+      <RoomHeader room={data} />
+      {error ? <p className="banner warn" role="status">Lost contact with the server ({error}); showing the last known state.</p> : null}
+      <KpiRow room={data} />
+      <div className="dash-grid">
+        <div className="card topo-card">
+          <div className="card-head">
+            <h2>Swarm</h2>
+            <span className="muted">{data.config.topology} topology</span>
+          </div>
+          <TopologyGraph peers={data.peers} ps={data.roles?.ps ?? null} now={now} />
+        </div>
+        <ChartsPanel runs={runs} currentRun={data.run ?? 0} />
+      </div>
+      <div className="card">
+        <div className="card-head">
+          <h2>Peers</h2>
+          <span className="muted">click a column to sort</span>
+        </div>
+        <PeerTable peers={data.peers} now={now} />
+      </div>
+      <ExportBar room={room} checkpointStep={data.checkpointStep ?? null} />
+    </section>
+  )
+}
+
+export function RoomMissing({ room, error, status }: { room: string; error: string | null; status: number | null }) {
+  if (status === 404) {
+    return (
+      <div className="card empty-state">
+        <h1>Room “{room}” not found</h1>
+        <p className="muted">Check the code, or <Link to="/host">host a new room</Link>.</p>
+      </div>
+    )
+  }
+  return (
+    <div className="card empty-state" aria-busy={!error}>
+      <h1>{error ? 'Cannot reach the server' : 'Loading room…'}</h1>
+      {error ? <p className="muted">{error}. Retrying every second.</p> : <div className="spinner" aria-hidden="true" />}
+    </div>
+  )
+}
+
+export function RoomHeader({ room, extra }: { room: ApiRoom; extra?: ReactNode }) {
+  const info = ALGORITHM_INFO[room.config.algorithm]
+  return (
+    <div className="room-header">
+      <div>
+        <div className="eyebrow">Room {room.code && room.code !== room.room ? <span className="muted">({room.room})</span> : null}</div>
+        <h1 className="room-code">{room.code ?? room.room}</h1>
+      </div>
+      <div className="room-meta">
+        <div className="algo-title">{info?.title ?? room.config.algorithm}{room.run !== undefined ? <span className="tag">run {room.run}</span> : null}{room.paused ? <span className="tag warn">paused</span> : null}</div>
+        <div className="muted">{room.config.dataset} · {room.config.model} · {room.config.partition} · batch {room.config.batchSize}</div>
+      </div>
+      <div className="room-links">
+        {extra}
+        <Link to={`/projector/${encodeURIComponent(room.code ?? room.room)}`} className="btn" newTab>Projector view</Link>
+      </div>
+    </div>
+  )
+}
+
+export function KpiRow({ room, big = false }: { room: ApiRoom; big?: boolean }) {
+  const s = summarize(room)
+  return (
+    <div className={`kpis${big ? ' big' : ''}`}>
+      <Kpi label="Test accuracy" value={fmtPct(s.accuracy)} accent />
+      <Kpi label="Loss" value={fmtNum(s.loss, 3)} />
+      <Kpi label="Peers" value={String(s.peers)} />
+      <Kpi label="Step" value={fmtInt(s.globalStep)} />
+      {!big ? <Kpi label="Steps/s (all)" value={fmtNum(s.stepsPerSec, 1)} /> : null}
+      {!big ? <Kpi label="Samples" value={fmtCompact(s.samples)} /> : null}
+      <Kpi label="Data exchanged" value={fmtBytes(s.bytes)} />
+    </div>
+  )
+}
+
+function Kpi({ label, value, accent }: { label: string; value: string; accent?: boolean }) {
+  return (
+    <div className={`kpi${accent ? ' accent' : ''}`}>
+      <div className="kpi-value">{value}</div>
+      <div className="kpi-label">{label}</div>
+    </div>
+  )
+}
+
+const X_OPTIONS: { key: XKind; label: string }[] = [
+  { key: 'time', label: 'Time' },
+  { key: 'bytes', label: 'Bytes sent' },
+  { key: 'step', label: 'Step' },
+]
+
+function ChartsPanel({ runs, currentRun }: { runs: HistoryRun[]; currentRun: number }) {
+  const [x, setX] = useState<XKind>('time')
+  const [compare, setCompare] = useState(true)
+  const shown = compare ? runs : runs.filter((r) => r.run === currentRun)
+  const hasH = shown.some((r) => r.points.some((p) => typeof p.h === 'number'))
+  const hasConsensus = shown.some((r) => r.points.some((p) => typeof p.consensus === 'number'))
+  return (
+    <div className="card charts-card">
+      <div className="card-head wrap">
+        <h2>Learning</h2>
+        <div className="chart-controls">
+          <div className="segmented" role="group" aria-label="Horizontal axis">
+            {X_OPTIONS.map((o) => (
+              <button key={o.key} type="button" aria-pressed={x === o.key} onClick={() => setX(o.key)}>{o.label}</button>
+            ))}
+          </div>
+          {runs.length > 1 ? (
+            <label className="toggle">
+              <input type="checkbox" checked={compare} onChange={(e) => setCompare(e.target.checked)} />
+              Compare {runs.length} runs
+            </label>
+          ) : null}
+        </div>
+      </div>
+      <div className="chart-grid">
+        <ChartBox title="Test accuracy"><SeriesChart series={runSeries(shown, 'accuracy', x)} x={x} y="accuracy" /></ChartBox>
+        <ChartBox title="Training loss"><SeriesChart series={runSeries(shown, 'loss', x)} x={x} y="loss" /></ChartBox>
+        <ChartBox title="Consensus distance" hint="how far the peers’ models are from their average">
+          {hasConsensus ? <SeriesChart series={runSeries(shown, 'consensus', x)} x={x} y="consensus" /> : <div className="chart-empty">Not reported by this algorithm yet</div>}
+        </ChartBox>
+        <ChartBox title={hasH ? 'Learning rate and H' : 'Learning rate'}>
+          <SeriesChart series={runSeries(shown, 'lr', x)} x={x} y="lr" height={hasH ? 150 : 260} />
+          {hasH ? <SeriesChart series={runSeries(shown, 'h', x).map((s) => ({ ...s, dashed: true }))} x={x} y="h" height={110} legend={false} /> : null}
+        </ChartBox>
+      </div>
+    </div>
+  )
+}
+
+function ChartBox({ title, hint, children }: { title: string; hint?: string; children: ReactNode }) {
+  return (
+    <div className="chart-box">
+      <h3>{title}{hint ? <span className="muted small"> · {hint}</span> : null}</h3>
+      {children}
+    </div>
+  )
+}
+
+export function ExportBar({ room, checkpointStep }: { room: string; checkpointStep: number | null }) {
+  const base = roomPath(room)
+  return (
+    <div className="card export-bar">
+      <div>
+        <h2>Export</h2>
+        <p className="muted small">Run history for your own analysis; the trained model in TensorFlow.js format{checkpointStep !== null ? ` (checkpoint at step ${checkpointStep})` : ''}.</p>
+      </div>
+      <div className="btn-row">
+        <a className="btn" href={`${base}/history?format=csv`} download={`${room}-history.csv`}>History (CSV)</a>
+        <a className="btn" href={`${base}/history?format=json`} download={`${room}-history.json`}>History (JSON)</a>
+        <a className="btn primary" href={`${base}/model`} download>Download model</a>
+      </div>
+    </div>
+  )
+}

@@ -1,0 +1,93 @@
+import { useState, type ReactNode } from 'react'
+import type { ApiPeer } from './api'
+import { backendColor, fmtBytes, fmtNum, fmtPct, peerLabel } from './format'
+import { isStalled } from './TopologyGraph'
+
+type Col = 'name' | 'backend' | 'stage' | 'stepsPerSec' | 'step' | 'staleness' | 'loss' | 'accuracy' | 'bytesSent' | 'bytesReceived'
+
+const COLS: { key: Col; label: string; numeric?: boolean }[] = [
+  { key: 'name', label: 'Peer' },
+  { key: 'backend', label: 'Backend' },
+  { key: 'stage', label: 'Stage' },
+  { key: 'stepsPerSec', label: 'Steps/s', numeric: true },
+  { key: 'step', label: 'Step', numeric: true },
+  { key: 'staleness', label: 'Behind', numeric: true },
+  { key: 'loss', label: 'Loss', numeric: true },
+  { key: 'accuracy', label: 'Accuracy', numeric: true },
+  { key: 'bytesSent', label: 'Sent', numeric: true },
+  { key: 'bytesReceived', label: 'Received', numeric: true },
+]
+
+/** Staleness = how many steps a peer is behind the furthest peer (max global step − its step). */
+export function globalStep(peers: ApiPeer[]): number {
+  return Math.max(0, ...peers.map((p) => Math.max(p.globalStep ?? 0, p.step)))
+}
+
+function value(p: ApiPeer, c: Col, g: number): string | number {
+  switch (c) {
+    case 'name': return peerLabel(p).toLowerCase()
+    case 'backend': return p.backend
+    case 'stage': return p.stage ?? ''
+    case 'stepsPerSec': return p.stepsPerSec ?? 0
+    case 'step': return p.step
+    case 'staleness': return g - p.step
+    case 'loss': return p.loss ?? Infinity
+    case 'accuracy': return p.accuracy ?? -1
+    case 'bytesSent': return p.bytesSent
+    case 'bytesReceived': return p.bytesReceived
+  }
+}
+
+export function PeerTable({ peers, now, actions }: { peers: ApiPeer[]; now: number; actions?: (p: ApiPeer) => ReactNode }) {
+  const [sort, setSort] = useState<{ col: Col; dir: 1 | -1 }>({ col: 'name', dir: 1 })
+  const g = globalStep(peers)
+  const rows = [...peers].sort((a, b) => {
+    const va = value(a, sort.col, g)
+    const vb = value(b, sort.col, g)
+    return (va < vb ? -1 : va > vb ? 1 : a.id < b.id ? -1 : 1) * sort.dir
+  })
+  if (!peers.length) return <p className="muted">No peers yet. Share the join code to get started.</p>
+  return (
+    <div className="table-wrap">
+      <table className="peers">
+        <thead>
+          <tr>
+            {COLS.map((c) => (
+              <th key={c.key} className={c.numeric ? 'num' : undefined} aria-sort={sort.col === c.key ? (sort.dir === 1 ? 'ascending' : 'descending') : 'none'}>
+                <button type="button" onClick={() => setSort((s) => ({ col: c.key, dir: s.col === c.key ? (s.dir === 1 ? -1 : 1) : c.numeric ? -1 : 1 }))}>
+                  {c.label}
+                  <span className="sort-mark" aria-hidden="true">{sort.col === c.key ? (sort.dir === 1 ? '▲' : '▼') : ''}</span>
+                </button>
+              </th>
+            ))}
+            {actions ? <th><span className="sr-only">Actions</span></th> : null}
+          </tr>
+        </thead>
+        <tbody>
+          {rows.map((p) => {
+            const stalled = isStalled(p, now)
+            return (
+              <tr key={p.id} className={stalled ? 'row-stalled' : undefined}>
+                <td>
+                  <span className="peer-name">{peerLabel(p)}</span>
+                  {p.agent === 'node' ? <span className="tag">node</span> : null}
+                  {p.suspect ? <span className="tag bad">suspect</span> : null}
+                </td>
+                <td><span className="dot-inline" style={{ background: backendColor(p.backend) }} />{p.backend}</td>
+                <td><span className={`stage-text stage-${stalled ? 'stalled' : p.stage ?? 'training'}`}>{stalled ? 'stalled' : p.stage ?? 'training'}</span></td>
+                <td className="num">{fmtNum(p.stepsPerSec ?? null, 1)}</td>
+                <td className="num">{p.step}</td>
+                <td className="num">{g - p.step}</td>
+                <td className="num">{fmtNum(p.loss, 3)}</td>
+                <td className="num">{fmtPct(p.accuracy)}</td>
+                <td className="num">{fmtBytes(p.bytesSent)}</td>
+                <td className="num">{fmtBytes(p.bytesReceived)}</td>
+                {actions ? <td className="actions">{actions(p)}</td> : null}
+              </tr>
+            )
+          })}
+        </tbody>
+      </table>
+    </div>
+  )
+}

@@ -1,0 +1,361 @@
+import { z } from 'zod'
+import { allFinite, isValidVector, sqDist } from '../math/vector'
+import { lrAt } from '../schedule'
+import { neighbors } from '../topology'
+import { deadline, isDeadline, type Envelope, type Membership, type PeerId } from '../transport'
+import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
+
+/**
+ * AD-PSGD (Lian et al. 2018; ALGORITHMS.md §4): no global barrier. Each step a peer computes a
+ * gradient, gossips with ONE random neighbour by atomic pairwise averaging, and applies its
+ * gradient locally. Requests are served by a background loop, so a peer keeps training while it
+ * serves others.
+ *
+ * Exchange protocol (one id per initiator, carried in `round`):
+ *   initiator A ──request──▶ B
+ *   B: busy with another exchange? ──busy──▶ A (immediately; B never waits while serving, so there
+ *      is no wait cycle and no deadlock whatever the graph)
+ *   B: else snapshot s_B ──accept(s_B)──▶ A
+ *   A: snapshot s_A ──exchange(s_A)──▶ B, then x_A += (s_B − s_A)/2
+ *   B: on exchange: x_B += (s_A − s_B)/2
+ * Applying the *difference* to the current x keeps gradient steps made meanwhile (Δ) and moves the
+ * pair's sum by exactly 0; with no concurrent step both end at (s_A + s_B)/2. A peer holds one
+ * `busy` token across both roles, so it is in at most one averaging at a time. Every wait has a
+ * named deadline and aborts when the partner leaves the roster; an aborted exchange writes nothing.
+ *
+ * Roles (§4.1 "bipartite active/passive"): on edge (i, j) of the topology the even roster index
+ * initiates towards the odd one; on the odd edge of an odd ring (both even) the lower index
+ * initiates. Active/passive is per edge, so the last peer of an odd ring both initiates (to its
+ * odd neighbour) and serves (peer 0).
+ */
+
+const KIND = {
+  request: 'ad-psgd/request',
+  accept: 'ad-psgd/accept',
+  busy: 'ad-psgd/busy',
+  exchange: 'ad-psgd/exchange',
+  stateRequest: 'ad-psgd/state-request',
+  state: 'ad-psgd/state',
+} as const
+
+const stateMetaSchema = z.object({ fresh: z.boolean(), step: z.number().int().min(0) })
+
+/** Joiners average the models of at most this many neighbours (§4.3: "one peer or 2–3"). */
+const BOOTSTRAP_DONORS = 3
+
+/** True when `self` initiates exchanges towards `other` (the per-edge active side, see header). */
+export function initiates(peers: readonly PeerId[], self: PeerId, other: PeerId): boolean {
+  const i = peers.indexOf(self)
+  const j = peers.indexOf(other)
+  if (i < 0 || j < 0 || i === j) return false
+  if (i % 2 !== j % 2) return i % 2 === 0
+  return i < j
+}
+
+/** Peers `self` may send exchange requests to: topology neighbours on whose edge it is active. */
+export function activeTargets(ctx: AlgorithmContext, m: Membership): PeerId[] {
+  const self = ctx.mesh.self
+  return neighbors(ctx.config.topology, m.peers, self).sendTo.filter((p) => initiates(m.peers, self, p))
+}
+
+/** Minimal FIFO async lock: a read-modify-write of the device parameters runs alone. */
+class Lock {
+  private tail: Promise<unknown> = Promise.resolve()
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const r = this.tail.then(fn)
+    this.tail = r.catch(() => undefined)
+    return r
+  }
+}
+
+/** Seeded partner choice (mulberry32): deterministic per (seed, peer id) for reproducible runs. */
+function prng(seed: number, self: PeerId): () => number {
+  let a = seed >>> 0
+  for (let i = 0; i < self.length; i++) a = Math.imul(a ^ self.charCodeAt(i), 0x9e3779b1) >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+/** An AbortSignal that also aborts when `peer` disappears from the roster ("partner leaving"). */
+function untilLeaves(ctx: AlgorithmContext, peer: PeerId, signal: AbortSignal): { signal: AbortSignal; done: () => void } {
+  const ctl = new AbortController()
+  const onAbort = () => ctl.abort(signal.reason)
+  if (signal.aborted) onAbort()
+  else signal.addEventListener('abort', onAbort, { once: true })
+  const unsub = ctx.mesh.onMembership((m) => {
+    if (!m.peers.includes(peer)) ctl.abort(new Error(`partner ${peer} left`))
+  })
+  return {
+    signal: ctl.signal,
+    done: () => {
+      unsub()
+      signal.removeEventListener('abort', onAbort)
+    },
+  }
+}
+
+class AdPsgd implements AlgorithmInstance {
+  readonly name = 'ad-psgd' as const
+  private readonly lock = new Lock()
+  private readonly stop = new AbortController()
+  private readonly rand: () => number
+  /** The single "in an averaging" token shared by the initiator and server roles. */
+  private busy = false
+  /** Bumped on every write of the device parameters (lets an exchange tell whether x moved). */
+  private version = 0
+  private seq = 0
+  private stepCount = 0
+  private momentum: Float32Array | null = null
+  private inFlight: Promise<unknown> = Promise.resolve()
+  private consensus: number | undefined
+  private misses = new Map<PeerId, number>()
+  private readonly d: number
+
+  constructor(private readonly ctx: AlgorithmContext) {
+    this.rand = prng(ctx.config.seed, ctx.mesh.self)
+    this.d = ctx.compute.paramCount
+    const onParent = () => this.stop.abort(ctx.signal.reason)
+    if (ctx.signal.aborted) onParent()
+    else ctx.signal.addEventListener('abort', onParent, { once: true })
+  }
+
+  private get deadlineMs(): number {
+    return this.ctx.config.stepDeadlineMs
+  }
+
+  start(): void {
+    void this.serveLoop()
+    void this.stateLoop()
+  }
+
+  /** §9.3 gossip bootstrap: average the models of up to 3 neighbours that have trained; else keep ours. */
+  async bootstrap(): Promise<void> {
+    const { mesh } = this.ctx
+    const m = mesh.membership()
+    const donors = neighbors(this.ctx.config.topology, m.peers, mesh.self).sendTo.slice(0, BOOTSTRAP_DONORS)
+    if (donors.length === 0) return
+    const id = ++this.seq
+    const sig = deadline('ad-psgd/bootstrap', this.deadlineMs, this.stop.signal)
+    const models: Float32Array[] = []
+    await Promise.all(donors.map(async (p) => {
+      try {
+        await mesh.send(p, { kind: KIND.stateRequest, round: id }, sig)
+        const e = await mesh.receive({ kind: KIND.state, round: id, from: p }, sig)
+        const meta = stateMetaSchema.safeParse(e.meta)
+        if (meta.success && !meta.data.fresh && isValidVector(e.data, this.d)) models.push(e.data)
+      } catch {
+        // A donor that left or is slow just does not contribute (§9.3 is best effort).
+      }
+    }))
+    if (models.length === 0) return
+    const x = new Float32Array(this.d)
+    for (let k = 0; k < this.d; k++) {
+      let s = 0
+      for (const v of models) s += v[k]
+      x[k] = s / models.length
+    }
+    await this.lock.run(() => this.write(x))
+    this.ctx.log('ad-psgd/bootstrap', { donors: models.length })
+  }
+
+  private async write(x: Float32Array): Promise<void> {
+    await this.ctx.compute.writeParams(x)
+    this.version++
+  }
+
+  /** Snapshot of x taken under the lock, with the version it belongs to. */
+  private snapshot(): Promise<{ x: Float32Array; version: number }> {
+    return this.lock.run(async () => ({ x: await this.ctx.compute.readParams(), version: this.version }))
+  }
+
+  /**
+   * x ← x + (theirs − mine)/2. When x has not moved since `mine` was taken, writes the exact
+   * midpoint instead so both sides hold bit-identical models.
+   */
+  private applyAverage(mine: { x: Float32Array; version: number }, theirs: Float32Array): Promise<void> {
+    return this.lock.run(async () => {
+      const out = new Float32Array(this.d)
+      if (this.version === mine.version) {
+        for (let k = 0; k < this.d; k++) out[k] = (mine.x[k] + theirs[k]) / 2
+      } else {
+        const cur = await this.ctx.compute.readParams()
+        for (let k = 0; k < this.d; k++) out[k] = cur[k] + (theirs[k] - mine.x[k]) / 2
+      }
+      if (!allFinite(out)) throw new Error('non-finite average')
+      await this.write(out)
+      this.consensus = sqDist(mine.x, theirs)
+    })
+  }
+
+  /** Background server: answers exchange requests; replies `busy` at once when in another exchange. */
+  private async serveLoop(): Promise<void> {
+    const { mesh } = this.ctx
+    while (!this.stop.signal.aborted) {
+      let req: Envelope
+      try {
+        req = await mesh.receive({ kind: KIND.request }, this.stop.signal)
+      } catch {
+        return
+      }
+      if (this.busy || !mesh.membership().peers.includes(req.from)) {
+        mesh.send(req.from, { kind: KIND.busy, round: req.round }).catch(() => undefined)
+        continue
+      }
+      this.busy = true
+      const p = this.serve(req).finally(() => (this.busy = false))
+      this.inFlight = p
+    }
+  }
+
+  private async serve(req: Envelope): Promise<void> {
+    const { mesh } = this.ctx
+    const partner = req.from
+    // Longer than the initiator's own deadline: the initiator sends `exchange` right after `accept`.
+    const watch = untilLeaves(this.ctx, partner, deadline('ad-psgd/serve-exchange', 2 * this.deadlineMs, this.stop.signal))
+    this.ctx.log('ad-psgd/exchange-start', { partner, id: req.round, role: 'passive' })
+    let ok = false
+    try {
+      const mine = await this.snapshot()
+      await mesh.send(partner, { kind: KIND.accept, round: req.round, data: mine.x }, watch.signal)
+      const e = await mesh.receive({ kind: KIND.exchange, round: req.round, from: partner }, watch.signal)
+      if (!isValidVector(e.data, this.d)) throw new Error('invalid exchange payload')
+      await this.applyAverage(mine, e.data)
+      ok = true
+    } catch (err) {
+      this.ctx.log('ad-psgd/exchange-abort', { partner, id: req.round, role: 'passive', reason: String(err) })
+    } finally {
+      watch.done()
+      this.ctx.log('ad-psgd/exchange-end', { partner, id: req.round, role: 'passive', ok })
+    }
+  }
+
+  /** Answers bootstrap requests with the current model (`fresh` until the first step). */
+  private async stateLoop(): Promise<void> {
+    const { mesh } = this.ctx
+    while (!this.stop.signal.aborted) {
+      let req: Envelope
+      try {
+        req = await mesh.receive({ kind: KIND.stateRequest }, this.stop.signal)
+      } catch {
+        return
+      }
+      try {
+        const { x } = await this.snapshot()
+        await mesh.send(req.from, {
+          kind: KIND.state, round: req.round, data: x,
+          meta: { fresh: this.stepCount === 0 && this.ctx.mesh.clock.value === 0, step: this.stepCount },
+        }, deadline('ad-psgd/state-reply', this.deadlineMs, this.stop.signal))
+      } catch {
+        // The joiner left or is unreachable: nothing to do.
+      }
+    }
+  }
+
+  /** Initiator side of one exchange. Returns whether x was averaged. */
+  private async exchange(partner: PeerId): Promise<boolean> {
+    if (this.busy) return false
+    this.busy = true
+    const { mesh } = this.ctx
+    const id = ++this.seq
+    const watch = untilLeaves(this.ctx, partner, deadline('ad-psgd/exchange', this.deadlineMs, this.stop.signal))
+    this.ctx.log('ad-psgd/exchange-start', { partner, id, role: 'active' })
+    let ok = false
+    const run = (async () => {
+      try {
+        await mesh.send(partner, { kind: KIND.request, round: id }, watch.signal)
+        const rep = await mesh.receive({ kind: [KIND.accept, KIND.busy], round: id, from: partner }, watch.signal)
+        if (rep.kind === KIND.busy) return
+        if (!isValidVector(rep.data, this.d)) throw new Error('invalid accept payload')
+        const mine = await this.snapshot()
+        await mesh.send(partner, { kind: KIND.exchange, round: id, data: mine.x }, watch.signal)
+        await this.applyAverage(mine, rep.data)
+        ok = true
+        this.misses.delete(partner)
+      } catch (err) {
+        this.ctx.log('ad-psgd/exchange-abort', { partner, id, role: 'active', reason: String(err) })
+        if (isDeadline(err) || isDeadline(watch.signal.reason)) this.miss(partner)
+      } finally {
+        watch.done()
+        this.busy = false
+        this.ctx.log('ad-psgd/exchange-end', { partner, id, role: 'active', ok })
+      }
+    })()
+    this.inFlight = run
+    await run
+    return ok
+  }
+
+  private miss(peer: PeerId): void {
+    const n = (this.misses.get(peer) ?? 0) + 1
+    this.misses.set(peer, n)
+    if (n >= this.ctx.config.suspectAfterMisses) {
+      this.ctx.mesh.reportSuspect(peer, `ad-psgd: ${n} exchanges timed out`)
+      this.misses.delete(peer)
+    }
+  }
+
+  async step(): Promise<StepReport> {
+    const { compute, config, mesh } = this.ctx
+    const globalStep = mesh.clock.value
+    const lr = lrAt(config.schedule, config.lr, globalStep, config.totalSteps)
+    // §4.1: the gradient is taken at a possibly stale x̂; the gossip below may move x meanwhile.
+    const g = await compute.gradient()
+    if (!allFinite(g.grad)) throw new Error('ad-psgd: non-finite gradient')
+    const targets = activeTargets(this.ctx, mesh.membership())
+    let communicated = false
+    if (targets.length > 0) {
+      const partner = targets[Math.floor(this.rand() * targets.length)]
+      mesh.want([partner])
+      communicated = await this.exchange(partner)
+    }
+    await this.lock.run(async () => {
+      const x = await compute.readParams()
+      const wd = config.weightDecay
+      const beta = config.momentum
+      if (beta > 0) {
+        const m = (this.momentum ??= new Float32Array(this.d))
+        for (let k = 0; k < this.d; k++) {
+          m[k] = beta * m[k] + g.grad[k] + wd * x[k]
+          x[k] -= lr * m[k]
+        }
+      } else {
+        for (let k = 0; k < this.d; k++) x[k] -= lr * (g.grad[k] + wd * x[k])
+      }
+      await this.write(x)
+    })
+    this.stepCount++
+    mesh.clock.advance(mesh.clock.value + 1)
+    const report: StepReport = {
+      step: this.stepCount, globalStep: mesh.clock.value, loss: g.loss, samples: g.samples, lr,
+      communicated, contributors: communicated ? 1 : 0, consensus: this.consensus,
+    }
+    this.consensus = undefined
+    return report
+  }
+
+  evalParams(): Promise<Float32Array> {
+    return this.ctx.compute.readParams()
+  }
+
+  /** Lets an exchange in flight finish (bounded by its deadline) so the partner is not left waiting. */
+  async leave(): Promise<void> {
+    await this.inFlight.catch(() => undefined)
+    this.dispose()
+  }
+
+  dispose(): void {
+    if (!this.stop.signal.aborted) this.stop.abort(new Error('ad-psgd disposed'))
+  }
+}
+
+export const adPsgd: AlgorithmFactory = async (ctx) => {
+  const inst = new AdPsgd(ctx)
+  inst.start()
+  await inst.bootstrap()
+  return inst
+}

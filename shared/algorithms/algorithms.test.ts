@@ -1,0 +1,172 @@
+import { describe, expect, it } from 'vitest'
+import { parseRoomConfig, type AlgorithmName, type RoomConfig } from '../config'
+import { mixingMatrix } from '../topology'
+import { FAULTS, silentPeer } from '../testing/faults'
+import { LsqCompute, makeLsqProblem, shardQuadratic, solveDense, type LsqProblem } from '../testing/lsq-compute'
+import { MemoryNetwork, type MemoryMesh } from '../testing/memory-mesh'
+import { ALGORITHM_FACTORIES } from './index'
+import type { AlgorithmContext, AlgorithmInstance } from './types'
+import { maxAbsDiff } from '../math/vector'
+
+function config(over: Record<string, unknown>): RoomConfig {
+  const r = parseRoomConfig({ stepDeadlineMs: 200, schedule: { kind: 'constant', warmupSteps: 0 }, ...over })
+  if (!r.ok) throw new Error(r.error)
+  return r.config
+}
+
+function ctxFor(mesh: MemoryMesh, compute: LsqCompute, cfg: RoomConfig, signal: AbortSignal): AlgorithmContext {
+  return { mesh, compute, config: cfg, signal, log: () => {}, now: () => performance.now() }
+}
+
+interface Peer { mesh: MemoryMesh; compute: LsqCompute; inst: AlgorithmInstance; stop: AbortController }
+
+async function startPeers(net: MemoryNetwork, prob: LsqProblem, cfg: RoomConfig, idx: number[], batch?: number): Promise<Peer[]> {
+  const meshes = idx.map((i) => net.join(`p${i}`))
+  return Promise.all(meshes.map(async (mesh, k) => {
+    const compute = new LsqCompute(prob.shards[idx[k]], { batchSize: batch })
+    const stop = new AbortController()
+    const inst = await ALGORITHM_FACTORIES[cfg.algorithm](ctxFor(mesh, compute, cfg, stop.signal))
+    return { mesh, compute, inst, stop }
+  }))
+}
+
+const run = (peers: Peer[], steps: number) => Promise.all(peers.map(async (p) => {
+  for (let k = 0; k < steps; k++) await p.inst.step()
+}))
+
+function meanParams(xs: Float32Array[]): Float64Array {
+  const out = new Float64Array(xs[0].length)
+  for (const x of xs) for (let i = 0; i < x.length; i++) out[i] += x[i] / xs.length
+  return out
+}
+const err = (a: Float64Array, b: Float64Array) => a.reduce((s, v, i) => s + (v - b[i]) ** 2, 0)
+
+describe('SSGD', () => {
+  it('N peers ≡ single-process SGD with batch N·b on the same samples (100 fp32 steps)', async () => {
+    const n = 4
+    const prob = makeLsqProblem({ n, d: 12, m: 24, seed: 1 })
+    const cfg = config({ algorithm: 'ssgd', lr: 0.05, momentum: 0.9, weightDecay: 1e-3 })
+    const net = new MemoryNetwork({ seed: 2, faults: FAULTS.reorder })
+    const peers = await startPeers(net, prob, cfg, [0, 1, 2, 3], 4)
+    await run(peers, 100)
+    // Reference: one process, batch = the union of the peers' minibatches.
+    const refs = prob.shards.map((s) => new LsqCompute(s, { batchSize: 4 }))
+    const x = new Float32Array(12)
+    const m = new Float32Array(12)
+    for (let k = 0; k < 100; k++) {
+      const gs = []
+      for (const r of refs) { await r.writeParams(x); gs.push((await r.gradient()).grad) }
+      for (let i = 0; i < 12; i++) {
+        const g = gs.reduce((a, v) => a + v[i] * 4, 0) / (4 * n)
+        m[i] = 0.9 * m[i] + g + 1e-3 * x[i]
+        x[i] -= 0.05 * m[i]
+      }
+    }
+    const finals = await Promise.all(peers.map((p) => p.inst.evalParams()))
+    for (const f of finals) {
+      expect(maxAbsDiff(f, finals[0])).toBe(0)
+      expect(maxAbsDiff(f, x)).toBeLessThan(1e-5)
+    }
+  })
+})
+
+describe('DecentLaM / DmSGD inconsistency bias (§5.3, §10.2)', () => {
+  const n = 8
+  const d = 5
+  const prob = makeLsqProblem({ n, d, m: 40, seed: 3 })
+  const quads = prob.shards.map(shardQuadratic)
+  /** Exact DSGD-ATC fixed point X = W(X − γ∇F(X)), solved as one linear system; returns ‖x̄ − x*‖². */
+  function dsgdLimit(gamma: number): number {
+    const W = mixingMatrix('ring', Array.from({ length: n }, (_, i) => `p${i}`))
+    const N = n * d
+    const M = new Float64Array(N * N)
+    const r = new Float64Array(N)
+    for (let i = 0; i < n; i++) for (let a = 0; a < d; a++) {
+      const row = i * d + a
+      M[row * N + row] += 1
+      for (let j = 0; j < n; j++) {
+        if (!W[i][j]) continue
+        // − w_ij (x_j − γ(H_j x_j − c_j))_a
+        M[row * N + j * d + a] -= W[i][j]
+        for (let b = 0; b < d; b++) M[row * N + j * d + b] += W[i][j] * gamma * quads[j].H[a * d + b]
+        r[row] += W[i][j] * gamma * quads[j].c[a]
+      }
+    }
+    const X = solveDense(M, r, N)
+    const xbar = new Float64Array(d)
+    for (let i = 0; i < n; i++) for (let a = 0; a < d; a++) xbar[a] += X[i * d + a] / n
+    return err(xbar, prob.xstar)
+  }
+  async function limit(algorithm: AlgorithmName, lr: number, momentum: number): Promise<number> {
+    const net = new MemoryNetwork({ seed: 1 })
+    const peers = await startPeers(net, prob, config({ algorithm, topology: 'ring', lr, momentum }), [0, 1, 2, 3, 4, 5, 6, 7])
+    await run(peers, 1500)
+    return err(meanParams(await Promise.all(peers.map((p) => p.inst.evalParams()))), prob.xstar)
+  }
+
+  it('DecentLaM limit equals DSGD(γ) for every β; DmSGD(γ, β) equals DSGD(γ/(1−β))', async () => {
+    const gamma = 0.1
+    const base = dsgdLimit(gamma)
+    expect(base).toBeGreaterThan(1e-4) // heterogeneity really biases the limit
+    for (const beta of [0, 0.5, 0.8]) expect(await limit('decentlam', gamma, beta)).toBeCloseTo(base, 4)
+    const dm = await limit('dmsgd', gamma, 0.5)
+    expect(Math.abs(dm - dsgdLimit(gamma / 0.5)) / dm).toBeLessThan(1e-3)
+    expect(dm).toBeGreaterThan(1.5 * base)
+  })
+})
+
+describe('DPSGD with a silent neighbour', () => {
+  it('does not stall: each step ends by the deadline and folds the missing weight', async () => {
+    const prob = makeLsqProblem({ n: 4, d: 6, m: 20, seed: 5 })
+    const net = new MemoryNetwork({ seed: 1 })
+    const peers = await startPeers(net, prob, config({ algorithm: 'dpsgd', topology: 'ring', lr: 0.05, stepDeadlineMs: 50, suspectAfterMisses: 3 }), [0, 1, 2, 3])
+    net.faults = silentPeer(FAULTS.none, 'p2')
+    const reports = await Promise.all(peers.map(async (p) => {
+      const rs = []
+      for (let k = 0; k < 5; k++) rs.push(await p.inst.step())
+      return rs
+    }))
+    expect(reports[1].every((r) => r.folded === 1 && r.contributors === 1)).toBe(true)
+    expect(reports[0].every((r) => r.folded === 0)).toBe(true) // p0's neighbours are p1 and p3
+    expect(peers[1].mesh.suspects.map((s) => s.peer)).toContain('p2')
+    for (const r of reports.flat()) expect(Number.isFinite(r.loss)).toBe(true)
+  })
+})
+
+describe('churn: a leaver never deadlocks the others; a joiner is bootstrapped and ends near them', () => {
+  const cases: [AlgorithmName, Record<string, unknown>][] = [
+    ['ssgd', {}],
+    ['dpsgd', { topology: 'ring' }],
+    ['dmsgd', { topology: 'ring' }],
+    ['decentlam', { topology: 'ring' }],
+    ['local-sgd', { sync: { kind: 'constant', h: 3 } }],
+    ['local-adamw', { sync: { kind: 'constant', h: 3 }, lr: 0.01 }],
+  ]
+  for (const [algorithm, over] of cases) {
+    it(algorithm, async () => {
+      const prob = makeLsqProblem({ n: 6, d: 6, m: 20, seed: 9, spread: 0.3 })
+      const cfg = config({ algorithm, lr: 0.05, momentum: 0.5, stepDeadlineMs: 100, ...over })
+      const net = new MemoryNetwork({ seed: 4, faults: FAULTS.lan })
+      const peers = await startPeers(net, prob, cfg, [0, 1, 2, 3, 4], 5)
+      // p4 leaves mid-run (its loop just stops, like a closed tab) while others keep stepping.
+      await Promise.all(peers.map(async (p, i) => {
+        for (let k = 0; k < (i === 4 ? 7 : 20); k++) await p.inst.step()
+        if (i === 4) { p.stop.abort(); p.inst.dispose(); net.leave(p.mesh.self) }
+      }))
+      const stay = peers.slice(0, 4)
+      // A joiner arrives; everybody continues.
+      const [joiner] = await Promise.all([
+        startPeers(net, prob, cfg, [5], 5).then((j) => j[0]),
+        run(stay, 1),
+      ])
+      const all = [...stay, joiner]
+      await run(all, 30)
+      const xs = await Promise.all(all.map((p) => p.inst.evalParams()))
+      const centre = meanParams(xs.slice(0, 4))
+      const spread = Math.max(...xs.slice(0, 4).map((x) => err(centre, Float64Array.from(x))))
+      const distJoiner = err(centre, Float64Array.from(xs[4]))
+      expect(distJoiner).toBeLessThan(Math.max(10 * spread, 1e-2))
+      for (const p of all) { p.stop.abort(); p.inst.dispose() }
+    })
+  }
+})

@@ -1,0 +1,365 @@
+import { z } from 'zod'
+import { allFinite, concat, isValidVector } from '../math/vector'
+import { lrAt } from '../schedule'
+import { deadline, isDeadline, type Envelope, type Membership, type PeerId } from '../transport'
+import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
+
+/**
+ * ASGD: asynchronous parameter server (ALGORITHMS.md §8.1). The peer named in
+ * `Membership.roles.ps` runs a server loop in the background and also trains as a worker.
+ *
+ * Worker step: compute g at its copy of W, push g; the server applies it on arrival,
+ * v ← βv + (g + wd·W)/n, W ← W − η v (n = roster size, so n pushes move W like one SSGD step
+ * of the global batch, as reference/sim/odsgd.py does), and replies with the new W, which the
+ * worker adopts. Each gradient is applied at most once: pushes carry a per-worker sequence
+ * number, the mesh drops duplicates of (from, kind, round), and a worker never re-sends.
+ *
+ * PS churn (§8.4): a leaving PS hands W and v to every peer (the successor — the first other peer
+ * of the roster, which is whom the signaling server elects — first). An ungracefully lost PS is
+ * replaced by the new holder starting from its own latest copy Ŵ (momentum 0), which then
+ * announces W to the workers. A worker whose PS does not answer by the named deadline takes a
+ * local SGD step instead and goes on: nobody stalls on a dead server.
+ */
+
+export const PS_KIND = {
+  hello: 'hello',
+  push: 'push',
+  weights: 'weights',
+  handover: 'handover',
+  announce: 'ps-state',
+} as const
+
+export const pushMetaSchema = z.object({ samples: z.number().int().min(1).max(1 << 24) })
+export const versionMetaSchema = z.object({ version: z.number().int().min(0) })
+
+/** The peer the signaling server elects when `ps` leaves (MemoryNetwork / rooms: first remaining). */
+export function successorOf(peers: readonly PeerId[], ps: PeerId): PeerId | null {
+  return peers.find((p) => p !== ps) ?? null
+}
+
+/** Wakes every waiter on notify(); the building block for "wait until state changes or deadline". */
+export class Notifier {
+  private waiters = new Set<() => void>()
+  notify(): void {
+    const w = [...this.waiters]
+    this.waiters.clear()
+    for (const f of w) f()
+  }
+  /** Resolves true on the next notify(), false when `signal` aborts. */
+  next(signal: AbortSignal): Promise<boolean> {
+    if (signal.aborted) return Promise.resolve(false)
+    return new Promise((resolve) => {
+      const wake = () => {
+        signal.removeEventListener('abort', onAbort)
+        resolve(true)
+      }
+      const onAbort = () => {
+        this.waiters.delete(wake)
+        resolve(false)
+      }
+      signal.addEventListener('abort', onAbort, { once: true })
+      this.waiters.add(wake)
+    })
+  }
+  /** Resolves true once `cond()` holds, false when `signal` aborts first. */
+  async until(cond: () => boolean, signal: AbortSignal): Promise<boolean> {
+    while (!cond()) if (!(await this.next(signal))) return cond()
+    return true
+  }
+}
+
+/** Runs `loop(env)` for every message of `kind` until `signal` aborts; a handler's error never escapes. */
+export async function serveKind(
+  ctx: AlgorithmContext, kind: string | readonly string[], signal: AbortSignal, handle: (e: Envelope) => Promise<void> | void,
+): Promise<void> {
+  while (!signal.aborted) {
+    let e: Envelope
+    try {
+      e = await ctx.mesh.receive({ kind }, signal)
+    } catch {
+      return
+    }
+    try {
+      await handle(e)
+    } catch (err) {
+      ctx.log('ps/handler-error', { kind: e.kind, from: e.from, error: String(err) })
+    }
+  }
+}
+
+/** Parent-linked AbortController, so dispose() and the session signal both stop background loops. */
+export function childController(parent: AbortSignal): AbortController {
+  const ctl = new AbortController()
+  if (parent.aborted) ctl.abort(parent.reason)
+  else parent.addEventListener('abort', () => ctl.abort(parent.reason), { once: true })
+  return ctl
+}
+
+/** Aborts when `peer` leaves the roster or stops being the PS. */
+export function whilePs(ctx: AlgorithmContext, ps: PeerId, signal: AbortSignal): { signal: AbortSignal; done: () => void } {
+  const ctl = childController(signal)
+  const unsub = ctx.mesh.onMembership((m) => {
+    if (m.roles.ps !== ps || !m.peers.includes(ps)) ctl.abort(new Error(`PS ${ps} gone`))
+  })
+  return { signal: ctl.signal, done: unsub }
+}
+
+/** Server state of the ASGD parameter server. */
+class AsgdServer {
+  readonly v: Float32Array
+  /** Gradients applied so far, over all holders of the role (carried through hand-over). */
+  version: number
+  applied = 0
+
+  constructor(private readonly ctx: AlgorithmContext, readonly W: Float32Array, v: Float32Array | null, version: number) {
+    this.v = v ?? new Float32Array(W.length)
+    this.version = version
+  }
+
+  /** Applies one gradient, exactly once per call; returns the new W (shared buffer: copy before keeping). */
+  apply(from: PeerId, g: Float32Array): Float32Array {
+    const { config, mesh } = this.ctx
+    const n = Math.max(1, mesh.membership().peers.length)
+    const lr = lrAt(config.schedule, config.lr, mesh.clock.value, config.totalSteps)
+    const { W, v } = this
+    const beta = config.momentum
+    const wd = config.weightDecay
+    for (let k = 0; k < W.length; k++) {
+      v[k] = beta * v[k] + (g[k] + wd * W[k]) / n
+      W[k] -= lr * v[k]
+    }
+    this.version++
+    this.applied++
+    this.ctx.log('asgd/applied', { from, version: this.version })
+    return W
+  }
+}
+
+class Asgd implements AlgorithmInstance {
+  readonly name = 'asgd' as const
+  private readonly stop: AbortController
+  private server: AsgdServer | null = null
+  private serverStop: AbortController | null = null
+  /** Latest global weights seen (Ŵ) and their version: the fallback when this peer inherits the role. */
+  private hat: { W: Float32Array; version: number }
+  /** A hand-over received before (or while) this peer took the role. */
+  private handover: { W: Float32Array; v: Float32Array; version: number } | null = null
+  /** Weights announced by a new PS, adopted at the start of the next step. */
+  private pending: Float32Array | null = null
+  private seq = 0
+  private stepCount = 0
+  private misses = 0
+  private readonly d: number
+  private unsub: () => void = () => undefined
+
+  constructor(private readonly ctx: AlgorithmContext, init: Float32Array) {
+    this.stop = childController(ctx.signal)
+    this.d = ctx.compute.paramCount
+    this.hat = { W: init, version: 0 }
+  }
+
+  private k(kind: string): string {
+    return `asgd/${kind}`
+  }
+
+  start(): void {
+    const { mesh } = this.ctx
+    this.unsub = mesh.onMembership((m) => this.onMembership(m))
+    void serveKind(this.ctx, [this.k(PS_KIND.handover), this.k(PS_KIND.announce)], this.stop.signal, (e) => this.onControl(e))
+    this.onMembership(mesh.membership())
+  }
+
+  private onMembership(m: Membership): void {
+    if (m.roles.ps === this.ctx.mesh.self && !this.server) this.becomePs(m)
+    else if (m.roles.ps !== this.ctx.mesh.self && this.server) this.dropPs()
+  }
+
+  private becomePs(m: Membership): void {
+    const h = this.handover
+    const fromHandover = h !== null && h.version >= this.hat.version
+    this.server = fromHandover
+      ? new AsgdServer(this.ctx, new Float32Array(h.W), new Float32Array(h.v), h.version)
+      : new AsgdServer(this.ctx, new Float32Array(this.hat.W), null, this.hat.version)
+    this.handover = null
+    this.serverStop = childController(this.stop.signal)
+    this.ctx.log('asgd/ps-start', { fromHandover, version: this.server.version, epoch: m.epoch })
+    void serveKind(this.ctx, [this.k(PS_KIND.push), this.k(PS_KIND.hello)], this.serverStop.signal, (e) => this.onServer(e))
+    // A PS that was not handed the state tells the workers which W it continues from.
+    if (!fromHandover && m.epoch > 0 && this.stepCount > 0) void this.broadcast(this.k(PS_KIND.announce), this.server.W, { version: this.server.version })
+  }
+
+  private dropPs(): void {
+    this.serverStop?.abort(new Error('no longer PS'))
+    this.serverStop = null
+    this.server = null
+  }
+
+  private async broadcast(kind: string, data: Float32Array, meta: Record<string, unknown>): Promise<void> {
+    const { mesh } = this.ctx
+    const m = mesh.membership()
+    const others = m.peers.filter((p) => p !== mesh.self)
+    const sig = deadline(`${kind}-broadcast`, this.ctx.config.stepDeadlineMs, this.stop.signal)
+    const round = ++this.seq
+    await Promise.allSettled(others.map((p) => mesh.send(p, { kind, round, data, meta }, sig)))
+  }
+
+  private async onServer(e: Envelope): Promise<void> {
+    const server = this.server
+    if (!server) return
+    const { mesh } = this.ctx
+    if (e.kind === this.k(PS_KIND.hello)) {
+      await mesh.send(e.from, { kind: this.k(PS_KIND.weights), round: e.round, data: server.W, meta: { version: server.version } },
+        deadline('asgd/hello-reply', this.ctx.config.stepDeadlineMs, this.stop.signal))
+      return
+    }
+    const meta = pushMetaSchema.safeParse(e.meta)
+    if (!meta.success || !isValidVector(e.data, this.d)) {
+      this.ctx.log('asgd/rejected-push', { from: e.from })
+      return
+    }
+    const W = server.apply(e.from, e.data)
+    this.hat = { W: new Float32Array(W), version: server.version }
+    await mesh.send(e.from, { kind: this.k(PS_KIND.weights), round: e.round, data: W, meta: { version: server.version } },
+      deadline('asgd/push-reply', this.ctx.config.stepDeadlineMs, this.stop.signal))
+  }
+
+  private onControl(e: Envelope): void {
+    const meta = versionMetaSchema.safeParse(e.meta)
+    if (!meta.success) return
+    if (e.kind === this.k(PS_KIND.handover)) {
+      if (!e.data || e.data.length !== 2 * this.d || !allFinite(e.data)) return
+      const h = { W: e.data.slice(0, this.d), v: e.data.slice(this.d), version: meta.data.version }
+      this.ctx.log('asgd/handover-received', { from: e.from, version: h.version })
+      if (this.server && this.server.version <= h.version && this.server.applied === 0) {
+        this.server.W.set(h.W)
+        this.server.v.set(h.v)
+        this.server.version = h.version
+      } else this.handover = h
+      if (h.version >= this.hat.version) this.hat = { W: h.W, version: h.version }
+      return
+    }
+    // Announcement of a new PS that continues from its own Ŵ: adopt it as the compute weights.
+    if (e.from !== this.ctx.mesh.membership().roles.ps || !isValidVector(e.data, this.d)) return
+    this.hat = { W: e.data, version: meta.data.version }
+    this.pending = e.data
+  }
+
+  /** §9.3: pull W from the PS (bounded); a peer that gets no answer starts from its own init. */
+  async bootstrap(): Promise<void> {
+    const { mesh } = this.ctx
+    const ps = mesh.membership().roles.ps
+    if (!ps || ps === mesh.self) return
+    const round = ++this.seq
+    const watch = whilePs(this.ctx, ps, deadline('asgd/bootstrap', this.ctx.config.stepDeadlineMs, this.stop.signal))
+    try {
+      await mesh.send(ps, { kind: this.k(PS_KIND.hello), round }, watch.signal)
+      const e = await mesh.receive({ kind: this.k(PS_KIND.weights), round, from: ps }, watch.signal)
+      const meta = versionMetaSchema.safeParse(e.meta)
+      if (meta.success && isValidVector(e.data, this.d)) {
+        await this.ctx.compute.writeParams(e.data)
+        this.hat = { W: e.data, version: meta.data.version }
+      }
+    } catch (err) {
+      this.ctx.log('asgd/bootstrap-failed', { ps, error: String(err) })
+    } finally {
+      watch.done()
+    }
+  }
+
+  async step(): Promise<StepReport> {
+    const { compute, config, mesh } = this.ctx
+    if (this.pending) {
+      await compute.writeParams(this.pending)
+      this.pending = null
+    }
+    const lr = lrAt(config.schedule, config.lr, mesh.clock.value, config.totalSteps)
+    const g = await compute.gradient()
+    if (!allFinite(g.grad)) throw new Error('asgd: non-finite gradient')
+    let communicated = false
+    const ps = mesh.membership().roles.ps
+    if (ps === mesh.self && this.server) {
+      // The PS trains too: its gradient goes straight into the server (no network hop).
+      const W = this.server.apply(mesh.self, g.grad)
+      this.hat = { W: new Float32Array(W), version: this.server.version }
+      await compute.writeParams(W)
+      communicated = true
+    } else if (ps && ps !== mesh.self && mesh.membership().peers.includes(ps)) {
+      mesh.want([ps])
+      communicated = await this.pushPull(ps, g.grad, g.samples)
+    }
+    if (!communicated) await this.localStep(g.grad, lr)
+    this.stepCount++
+    mesh.clock.advance(mesh.clock.value + 1)
+    return { step: this.stepCount, globalStep: mesh.clock.value, loss: g.loss, samples: g.samples, lr, communicated, contributors: communicated ? 1 : 0 }
+  }
+
+  private async pushPull(ps: PeerId, grad: Float32Array, samples: number): Promise<boolean> {
+    const { mesh, compute } = this.ctx
+    const round = ++this.seq
+    // Pull waits for the server's queue: give it twice the per-message deadline.
+    const watch = whilePs(this.ctx, ps, deadline('asgd/push-pull', 2 * this.ctx.config.stepDeadlineMs, this.stop.signal))
+    try {
+      await mesh.send(ps, { kind: this.k(PS_KIND.push), round, data: grad, meta: { samples } }, watch.signal)
+      const e = await mesh.receive({ kind: this.k(PS_KIND.weights), round, from: ps }, watch.signal)
+      const meta = versionMetaSchema.safeParse(e.meta)
+      if (!meta.success || !isValidVector(e.data, this.d)) throw new Error('invalid weights from PS')
+      await compute.writeParams(e.data)
+      this.hat = { W: e.data, version: meta.data.version }
+      this.misses = 0
+      return true
+    } catch (err) {
+      this.ctx.log('asgd/ps-timeout', { ps, round, error: String(err) })
+      if (isDeadline(err) && ++this.misses >= this.ctx.config.suspectAfterMisses) {
+        mesh.reportSuspect(ps, `asgd: ${this.misses} pulls timed out`)
+        this.misses = 0
+      }
+      return false
+    } finally {
+      watch.done()
+    }
+  }
+
+  /** Fallback while no PS answers: a plain local SGD step on the compute weights. */
+  private async localStep(grad: Float32Array, lr: number): Promise<void> {
+    const x = await this.ctx.compute.readParams()
+    const wd = this.ctx.config.weightDecay
+    for (let k = 0; k < x.length; k++) x[k] -= lr * (grad[k] + wd * x[k])
+    await this.ctx.compute.writeParams(x)
+  }
+
+  async evalParams(): Promise<Float32Array> {
+    return this.server ? new Float32Array(this.server.W) : new Float32Array(this.hat.W)
+  }
+
+  /** §8.4: a leaving PS hands W and the server momentum over, successor first. */
+  async leave(): Promise<void> {
+    const server = this.server
+    if (server) {
+      this.serverStop?.abort(new Error('leaving'))
+      const { mesh } = this.ctx
+      const m = mesh.membership()
+      const succ = successorOf(m.peers, mesh.self)
+      const others = m.peers.filter((p) => p !== mesh.self)
+      const order = succ ? [succ, ...others.filter((p) => p !== succ)] : others
+      const sig = deadline('asgd/handover', this.ctx.config.stepDeadlineMs, this.stop.signal)
+      const data = concat([server.W, server.v])
+      const round = ++this.seq
+      this.ctx.log('asgd/handover', { to: succ, version: server.version })
+      await Promise.allSettled(order.map((p) => mesh.send(p, { kind: this.k(PS_KIND.handover), round, data, meta: { version: server.version } }, sig)))
+    }
+    this.dispose()
+  }
+
+  dispose(): void {
+    this.unsub()
+    if (!this.stop.signal.aborted) this.stop.abort(new Error('asgd disposed'))
+    this.server = null
+  }
+}
+
+export const asgd: AlgorithmFactory = async (ctx) => {
+  const inst = new Asgd(ctx, await ctx.compute.readParams())
+  inst.start()
+  await inst.bootstrap()
+  return inst
+}

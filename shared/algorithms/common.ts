@@ -1,0 +1,329 @@
+import { z } from 'zod'
+import { allFinite, axpy, sqDist } from '../math/vector'
+import { lrAt } from '../schedule'
+import type { MixingWeights, NeighborSets } from '../topology'
+import { foldMissing } from '../topology'
+import { deadline, type Envelope, type PeerId } from '../transport'
+import type { AlgorithmContext } from './types'
+
+/** Pieces shared by the synchronous algorithms: lr, neighbour exchange, bootstrap (§9). */
+
+export function lrFor(ctx: AlgorithmContext, t: number): number {
+  const c = ctx.config
+  return lrAt(c.schedule, c.lr, t, c.totalSteps)
+}
+
+/**
+ * A named deadline that can also be released early (so finished waits do not leave timers
+ * behind): `done()` cancels it. Cancelled by the instance signal too.
+ */
+export function scopedDeadline(name: string, ms: number, parent: AbortSignal): { signal: AbortSignal; done(): void } {
+  const ctl = new AbortController()
+  const signal = deadline(name, ms, AbortSignal.any([parent, ctl.signal]))
+  return { signal, done: () => ctl.abort() }
+}
+
+export interface ExchangeResult {
+  /** Valid vectors received in time, by sender. */
+  received: Map<PeerId, Float32Array>
+  meta: Map<PeerId, Readonly<Record<string, unknown>> | undefined>
+  /** Expected senders whose vector did not arrive (or was rejected). */
+  missing: PeerId[]
+}
+
+/**
+ * Neighbour exchange (§3.5, §9.2): send one vector to `sendTo`, collect one from each of
+ * `receiveFrom` until the step deadline. A neighbour that leaves the roster stops the wait for
+ * it at once; payloads of the wrong length or with NaN/Inf are rejected and counted. After
+ * `suspectAfterMisses` consecutive misses a neighbour is reported to the mesh.
+ */
+export class NeighborExchange {
+  private readonly misses = new Map<PeerId, number>()
+  rejected = 0
+  constructor(private readonly ctx: AlgorithmContext) {}
+
+  async exchange(
+    kind: string, round: number, vec: Float32Array, sets: NeighborSets,
+    opts: { length?: number; meta?: Record<string, unknown> } = {},
+  ): Promise<ExchangeResult> {
+    const { mesh, config, signal } = this.ctx
+    const expected = opts.length ?? vec.length
+    const dl = scopedDeadline(`${kind}#${round}`, config.stepDeadlineMs, signal)
+    mesh.want([...new Set([...sets.sendTo, ...sets.receiveFrom])])
+    for (const p of sets.sendTo) {
+      mesh.send(p, { kind, round, data: vec, ...(opts.meta ? { meta: opts.meta } : {}) }, dl.signal).catch(() => {
+        // Peer gone or link down: it will fold our weight on its side (§9.2).
+      })
+    }
+    const perPeer = new Map<PeerId, AbortController>()
+    for (const p of sets.receiveFrom) perPeer.set(p, new AbortController())
+    const off = mesh.onMembership((m) => {
+      for (const [p, c] of perPeer) if (!m.peers.includes(p)) c.abort()
+    })
+    for (const [p, c] of perPeer) if (!mesh.membership().peers.includes(p)) c.abort()
+    const received = new Map<PeerId, Float32Array>()
+    const meta = new Map<PeerId, Readonly<Record<string, unknown>> | undefined>()
+    try {
+      await Promise.all(sets.receiveFrom.map(async (p) => {
+        let e: Envelope
+        try {
+          e = await mesh.receive({ kind, round, from: p }, AbortSignal.any([dl.signal, perPeer.get(p)!.signal]))
+        } catch {
+          return
+        }
+        if (!e.data || e.data.length !== expected || !allFinite(e.data)) {
+          this.rejected++
+          this.ctx.log('rejected', { from: p, kind, round })
+          return
+        }
+        received.set(p, e.data)
+        meta.set(p, e.meta)
+      }))
+    } finally {
+      off()
+      dl.done()
+    }
+    const missing = sets.receiveFrom.filter((p) => !received.has(p))
+    for (const p of sets.receiveFrom) {
+      if (received.has(p)) this.misses.set(p, 0)
+      else {
+        const k = (this.misses.get(p) ?? 0) + 1
+        this.misses.set(p, k)
+        if (k === config.suspectAfterMisses && mesh.membership().peers.includes(p))
+          mesh.reportSuspect(p, `missed ${k} consecutive '${kind}' deadlines`)
+      }
+    }
+    // Anything older than this round is now useless: keep the mailbox bounded.
+    mesh.discard({ kind, where: (x) => x.round < round })
+    return { received, meta, missing }
+  }
+}
+
+/** out = w_self·own + Σ w_j·x_j over received, missing weight folded onto self (§9.2). */
+export function mixReceived(
+  out: Float32Array, own: Float32Array, weights: MixingWeights, res: ExchangeResult,
+): { folded: number; contributors: number } {
+  const w = foldMissing(weights, res.missing)
+  const ws = w.self
+  for (let i = 0; i < out.length; i++) out[i] = ws * own[i]
+  for (const [p, wp] of w.in) {
+    const v = res.received.get(p)
+    if (v) axpy(out, wp, v)
+  }
+  return { folded: res.missing.length, contributors: res.received.size }
+}
+
+/** §3.3a proxy: mean ‖x − x_j‖² over received neighbour vectors (undefined if none). */
+export function consensusProxy(x: Float32Array, received: ReadonlyMap<PeerId, Float32Array>): number | undefined {
+  if (received.size === 0) return undefined
+  let s = 0
+  for (const v of received.values()) s += sqDist(x, v)
+  return s / received.size
+}
+
+// ---------------------------------------------------------------------------------------------
+// Joiner bootstrap (§9.3)
+
+export interface PeerState {
+  params: Float32Array
+  opt: Float32Array[]
+  step: number
+  globalStep: number
+  /** Algorithm extras (local-sgd: round, h, local count). */
+  extra: Record<string, number>
+}
+
+const stateMetaSchema = z.object({
+  ready: z.boolean(),
+  step: z.number().int().min(0).optional(),
+  globalStep: z.number().min(0).optional(),
+  optLens: z.array(z.number().int().min(0)).optional(),
+  extra: z.record(z.string(), z.number()).optional(),
+})
+
+export const STATE_REQUEST = 'state/request'
+export const STATE_RESPONSE = 'state/response'
+
+/**
+ * Background responder: answers 'state/request' with this peer's snapshot (or ready:false
+ * while it is still bootstrapping itself). Returns a stop function.
+ */
+export function startStateResponder(
+  ctx: AlgorithmContext, snapshot: () => Promise<PeerState | null>,
+): () => void {
+  const stop = new AbortController()
+  const signal = AbortSignal.any([ctx.signal, stop.signal])
+  void (async () => {
+    while (!signal.aborted) {
+      let req: Envelope
+      try {
+        req = await ctx.mesh.receive({ kind: STATE_REQUEST }, signal)
+      } catch {
+        return
+      }
+      try {
+        const s = await snapshot()
+        const dl = scopedDeadline('state/respond', ctx.config.stepDeadlineMs, signal)
+        const msg = s
+          ? {
+              kind: STATE_RESPONSE, round: req.round,
+              data: concatState(s),
+              meta: { ready: true, step: s.step, globalStep: s.globalStep, optLens: s.opt.map((o) => o.length), extra: s.extra },
+            }
+          : { kind: STATE_RESPONSE, round: req.round, meta: { ready: false } }
+        await ctx.mesh.send(req.from, msg, dl.signal).catch(() => {})
+        dl.done()
+      } catch (e) {
+        ctx.log('state/respond-failed', { error: String(e) })
+      }
+    }
+  })()
+  return () => stop.abort()
+}
+
+function concatState(s: PeerState): Float32Array {
+  const n = s.params.length + s.opt.reduce((a, o) => a + o.length, 0)
+  const out = new Float32Array(n)
+  out.set(s.params, 0)
+  let o = s.params.length
+  for (const v of s.opt) {
+    out.set(v, o)
+    o += v.length
+  }
+  return out
+}
+
+let requestNonce = 0
+
+/**
+ * Asks `targets` for their state and returns the valid ready answers (in `targets` order).
+ * Waits until every target answered or the step deadline passed; an empty result means
+ * "start from your own init".
+ */
+export async function requestState(ctx: AlgorithmContext, targets: readonly PeerId[]): Promise<PeerState[]> {
+  if (targets.length === 0) return []
+  const { mesh, compute } = ctx
+  // Unique per request so duplicate suppression never swallows a retry.
+  const round = mesh.membership().epoch * 1_000_000 + (requestNonce++ % 1_000_000)
+  const dl = scopedDeadline('state/bootstrap', ctx.config.stepDeadlineMs, ctx.signal)
+  mesh.want(targets)
+  const out = new Map<PeerId, PeerState>()
+  try {
+    await Promise.all(targets.map(async (p) => {
+      try {
+        await mesh.send(p, { kind: STATE_REQUEST, round }, dl.signal)
+        const e = await mesh.receive({ kind: STATE_RESPONSE, round, from: p }, dl.signal)
+        const meta = stateMetaSchema.safeParse(e.meta)
+        if (!meta.success || !meta.data.ready || !e.data || !allFinite(e.data)) return
+        const d = compute.paramCount
+        const lens = meta.data.optLens ?? []
+        if (e.data.length !== d + lens.reduce((a, b) => a + b, 0)) return
+        const opt: Float32Array[] = []
+        let o = d
+        for (const l of lens) {
+          opt.push(e.data.slice(o, o + l))
+          o += l
+        }
+        out.set(p, {
+          params: e.data.slice(0, d), opt, step: meta.data.step ?? 0,
+          globalStep: meta.data.globalStep ?? 0, extra: meta.data.extra ?? {},
+        })
+      } catch {
+        // Deadline or peer gone: that target simply does not contribute.
+      }
+    }))
+  } finally {
+    dl.done()
+  }
+  return targets.filter((p) => out.has(p)).map((p) => out.get(p)!)
+}
+
+/** Element-wise average of the states' parameters. */
+export function averageParams(states: readonly PeerState[]): Float32Array {
+  const out = new Float32Array(states[0].params.length)
+  for (const s of states) axpy(out, 1 / states.length, s.params)
+  return out
+}
+
+/** Other peers in the current roster. */
+export function others(ctx: AlgorithmContext): PeerId[] {
+  return ctx.mesh.membership().peers.filter((p) => p !== ctx.mesh.self)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ring all-reduce (§2.2, §2.3): reduce-scatter then all-gather, n−1 hops each, 2(n−1)/n·d per peer.
+
+/**
+ * Sums `vec` over `roster` (in place: on success `vec` holds the sum, bit-identical on every
+ * member). Rejects on a deadline, a departure, or a rejected chunk; the caller retries with the
+ * new roster. `tag` must be the same on all members for this attempt (e.g. step and epoch).
+ */
+export async function ringAllReduceSum(
+  ctx: AlgorithmContext, tag: string, round: number, vec: Float32Array, roster: readonly PeerId[], signal: AbortSignal,
+): Promise<void> {
+  const n = roster.length
+  const r = roster.indexOf(ctx.mesh.self)
+  if (r < 0) throw new Error('ringAllReduce: self not in roster')
+  if (n <= 1) return
+  const right = roster[(r + 1) % n]
+  const left = roster[(r - 1 + n) % n]
+  ctx.mesh.want([left, right])
+  const d = vec.length
+  const bounds = (c: number): [number, number] => [Math.floor((c * d) / n), Math.floor(((c + 1) * d) / n)]
+  const mod = (a: number) => ((a % n) + n) % n
+  const recvChunk = async (kind: string, c: number): Promise<Float32Array> => {
+    const e = await ctx.mesh.receive({ kind, round, from: left }, signal)
+    const [a, b] = bounds(c)
+    if (!e.data || e.data.length !== b - a || !allFinite(e.data)) throw new Error(`ringAllReduce: bad chunk from ${left}`)
+    return e.data
+  }
+  for (let s = 0; s < n - 1; s++) {
+    const kind = `${tag}/rs${s}`
+    const [a, b] = bounds(mod(r - s))
+    await ctx.mesh.send(right, { kind, round, data: vec.subarray(a, b) }, signal)
+    const c = mod(r - s - 1)
+    const got = await recvChunk(kind, c)
+    const [ca] = bounds(c)
+    for (let i = 0; i < got.length; i++) vec[ca + i] += got[i]
+  }
+  for (let s = 0; s < n - 1; s++) {
+    const kind = `${tag}/ag${s}`
+    const [a, b] = bounds(mod(r + 1 - s))
+    await ctx.mesh.send(right, { kind, round, data: vec.subarray(a, b) }, signal)
+    const c = mod(r - s)
+    const got = await recvChunk(kind, c)
+    vec.set(got, bounds(c)[0])
+  }
+}
+
+/**
+ * All-reduce with churn handling (§2.4): each attempt uses the roster and epoch at its start,
+ * is aborted at once by a membership change, and bounded by the step deadline; then it is
+ * retried with the new roster. Returns false when every attempt failed (caller falls back).
+ */
+export async function allReduceWithRetry(
+  ctx: AlgorithmContext, name: string, round: number, build: () => Float32Array,
+  opts: { attempts?: number } = {},
+): Promise<{ sum: Float32Array; members: number } | null> {
+  const attempts = opts.attempts ?? 3
+  for (let a = 0; a < attempts && !ctx.signal.aborted; a++) {
+    const m = ctx.mesh.membership()
+    if (!m.peers.includes(ctx.mesh.self)) return null
+    const vec = build()
+    const change = new AbortController()
+    const off = ctx.mesh.onMembership((x) => {
+      if (x.epoch !== m.epoch) change.abort()
+    })
+    const dl = scopedDeadline(`${name}#${round}`, ctx.config.stepDeadlineMs, AbortSignal.any([ctx.signal, change.signal]))
+    try {
+      await ringAllReduceSum(ctx, `${name}/e${m.epoch}`, round, vec, m.peers, dl.signal)
+      return { sum: vec, members: m.peers.length }
+    } catch (e) {
+      ctx.log(`${name}/retry`, { round, attempt: a, epoch: m.epoch, error: String(e) })
+    } finally {
+      off()
+      dl.done()
+    }
+  }
+  return null
+}

@@ -1,0 +1,157 @@
+import type { AlgorithmName } from '../config'
+import { concat } from '../math/vector'
+import { mixingWeights, neighbors } from '../topology'
+import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
+import {
+  averageParams, consensusProxy, lrFor, mixReceived, NeighborExchange, requestState, startStateResponder,
+} from './common'
+
+/**
+ * The neighbour-gossip family (§3, §5): one exchange with the topology neighbours per step,
+ * MH / exponential weights from the current roster, missing neighbours folded onto self.
+ *   dpsgd AWC (default): x ← Σ w x_j − γ m,        m = βm + g + λx   (g at the un-mixed x)
+ *   dpsgd ATC / dmsgd:   x ← Σ w (x_j − γ m_j),    m = βm + g + λx   (§5.2)
+ *   decentlam:           g̃ = w_ii g + Σ_j w_j [(x − h_j)/γ],  h_j = x_j − γ g_j;  m = βm + g̃;  x ← x − γm (§5.4)
+ * A joiner starts at the average of its neighbours' models with m = 0 (§3.6, §5.6).
+ */
+export type GossipVariant = 'awc' | 'atc' | 'decentlam'
+
+export function makeGossip(name: AlgorithmName, pickVariant: (ctx: AlgorithmContext) => GossipVariant): AlgorithmFactory {
+  return async (ctx) => {
+    const { compute, config, mesh } = ctx
+    const variant = pickVariant(ctx)
+    const d = compute.paramCount
+    const ex = new NeighborExchange(ctx)
+    let x = await compute.readParams()
+    const m = new Float32Array(d)
+    const mixed = new Float32Array(d)
+    let step = 0
+    let t = 0
+    let ready = false
+    const kind = `${name}/x`
+    const sets = () => {
+      const mem = mesh.membership()
+      return {
+        sets: neighbors(config.topology, mem.peers, mesh.self, step, mem.roles.ps),
+        w: mixingWeights(config.topology, mem.peers, mesh.self, step, mem.roles.ps),
+      }
+    }
+    const stop = startStateResponder(ctx, async () =>
+      ready ? { params: new Float32Array(x), opt: [], step, globalStep: t, extra: {} } : null)
+
+    // Bootstrap at the average of the (future) neighbours' models, momentum 0.
+    const { sets: s0 } = sets()
+    const targets = [...new Set([...s0.receiveFrom, ...s0.sendTo])]
+    const states = await requestState(ctx, targets)
+    if (states.length > 0) {
+      x = averageParams(states)
+      step = Math.max(...states.map((s) => s.step))
+      t = Math.max(...states.map((s) => s.globalStep))
+      await compute.writeParams(x)
+      mesh.clock.observe(t)
+    }
+    ready = true
+
+    const inst: AlgorithmInstance = {
+      name,
+      async step(): Promise<StepReport> {
+        t = Math.max(t, step, mesh.clock.value)
+        const lr = lrFor(ctx, t)
+        const beta = config.momentum
+        const wd = config.weightDecay
+        const { sets: nb, w } = sets()
+        let loss: number
+        let samples: number
+        let res
+        let info
+        if (variant === 'awc') {
+          // Communication of x^k overlaps the gradient at x^k (Lian et al.).
+          const pending = ex.exchange(kind, step, x, nb)
+          const gr = await compute.gradient()
+          ;({ loss, samples } = gr)
+          res = await pending
+          info = mixReceived(mixed, x, w, res)
+          for (let i = 0; i < d; i++) {
+            m[i] = beta * m[i] + gr.grad[i] + wd * x[i]
+            x[i] = mixed[i] - lr * m[i]
+          }
+        } else if (variant === 'atc') {
+          const gr = await compute.gradient()
+          ;({ loss, samples } = gr)
+          const half = new Float32Array(d)
+          for (let i = 0; i < d; i++) {
+            m[i] = beta * m[i] + gr.grad[i] + wd * x[i]
+            half[i] = x[i] - lr * m[i]
+          }
+          res = await ex.exchange(kind, step, half, nb)
+          info = mixReceived(mixed, half, w, res)
+          x.set(mixed)
+        } else {
+          const gr = await compute.gradient()
+          ;({ loss, samples } = gr)
+          const g = new Float32Array(d)
+          for (let i = 0; i < d; i++) g[i] = gr.grad[i] + wd * x[i]
+          // During warmup γ starts at 0, so (x − h_j)/γ would be 0/0: send [x, g] instead and use
+          // the algebraic form (x − x_j)/γ·… → here per neighbour: (x − x_j)/γ + g_j with γ > 0,
+          // and skip the gossip term entirely while γ = 0 (x does not move then anyway).
+          const split = t < config.schedule.warmupSteps
+          const payload = split ? concat([x, g]) : (() => {
+            const h = new Float32Array(d)
+            for (let i = 0; i < d; i++) h[i] = x[i] - lr * g[i]
+            return h
+          })()
+          res = await ex.exchange(kind, step, payload, nb, {
+            length: split ? 2 * d : d, meta: { split },
+          })
+          // g̃ = w_self·g + Σ_j w_j·term_j (missing neighbours: their weight goes to the self term).
+          const folded = new Map(w.in)
+          let wSelf = w.self
+          for (const p of res.missing) {
+            wSelf += folded.get(p) ?? 0
+            folded.delete(p)
+          }
+          const gt = new Float32Array(d)
+          for (let i = 0; i < d; i++) gt[i] = wSelf * g[i]
+          const recvX = new Map<string, Float32Array>()
+          for (const [p, wp] of folded) {
+            const v = res.received.get(p)!
+            if (split) {
+              const xj = v.subarray(0, d)
+              const gj = v.subarray(d)
+              recvX.set(p, xj)
+              for (let i = 0; i < d; i++) gt[i] += wp * ((lr > 0 ? (x[i] - xj[i]) / lr : 0) + gj[i])
+            } else {
+              for (let i = 0; i < d; i++) gt[i] += wp * ((x[i] - v[i]) / lr)
+            }
+          }
+          if (lr > 0 || split) {
+            for (let i = 0; i < d; i++) {
+              m[i] = beta * m[i] + gt[i]
+              x[i] -= lr * m[i]
+            }
+          }
+          info = { folded: res.missing.length, contributors: res.received.size }
+          if (split) res = { ...res, received: recvX }
+        }
+        await compute.writeParams(x)
+        step++
+        t++
+        mesh.clock.advance(t)
+        return {
+          step, globalStep: t, loss, samples, lr, communicated: true,
+          contributors: info.contributors, folded: info.folded, consensus: consensusProxy(x, res.received),
+        }
+      },
+      evalParams: async () => new Float32Array(x),
+      async leave() {
+        stop()
+      },
+      dispose() {
+        stop()
+      },
+    }
+    return inst
+  }
+}
+
+export const dpsgd: AlgorithmFactory = makeGossip('dpsgd', (ctx) => ctx.config.order)

@@ -1,0 +1,30 @@
+import type { AlgorithmName } from '../config'
+import type { AlgorithmFactory } from './types'
+import { ssgd } from './ssgd'
+import { dpsgd } from './dpsgd'
+import { dmsgd } from './dmsgd'
+import { decentlam } from './decentlam'
+import { localAdamw, localSgd } from './local-sgd'
+import { adPsgd } from './ad-psgd'
+import { asgd } from './asgd'
+// TODO(lead): enable once od-sgd.ts and lap-sgd.ts land (another contributor).
+// import { odSgd } from './od-sgd'
+// import { lapSgd } from './lap-sgd'
+
+const missing = (name: AlgorithmName): AlgorithmFactory => async () => {
+  throw new Error(`algorithm '${name}' is not implemented yet`)
+}
+
+/** Explicit registry: every config name maps to its factory. */
+export const ALGORITHM_FACTORIES: Record<AlgorithmName, AlgorithmFactory> = {
+  ssgd,
+  dpsgd,
+  dmsgd,
+  decentlam,
+  'local-sgd': localSgd,
+  'local-adamw': localAdamw,
+  'ad-psgd': adPsgd,
+  asgd,
+  'od-sgd': missing('od-sgd'),
+  'lap-sgd': missing('lap-sgd'),
+}

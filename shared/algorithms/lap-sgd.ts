@@ -1,0 +1,110 @@
+import { isValidVector } from '../math/vector'
+import { nextH } from '../schedule'
+import { allReduceWithRetry, lrFor, others, requestState, startStateResponder } from './common'
+import type { AlgorithmFactory, AlgorithmInstance, HogwildPool, StepReport } from './types'
+
+/**
+ * LAP-SGD, "Local SGD meets asynchrony" (ALGORITHMS.md §7): U Hogwild updaters per tab share one
+ * parameter vector (ctx.hogwild) and never wait for the network. One `step()` is one round:
+ *
+ *   snap = x (non-atomic copy)
+ *   concurrently: { run H more local updates (across all U updaters) }
+ *                 { avg = sample-weighted all-reduce mean of snap over the roster;
+ *                   x += avg − snap }                      (§7.2, in place, racing by design)
+ *
+ * With no update during the collective this is x ← avg; updates Δ made meanwhile survive:
+ * x = avg + Δ. H is counted in *total* local updates (§7.3) and follows `config.sync` (constant
+ * or QSR) keyed to the global step t, which here counts local updates of one peer. A failed
+ * all-reduce (deadline, churn) skips this averaging; the next round averages again. A joiner
+ * copies a peer's x, t and round, then takes part in the next averaging (§7.4).
+ */
+
+class LapSgd implements AlgorithmInstance {
+  readonly name = 'lap-sgd' as const
+  private t = 0
+  private round = 0
+  private stepCount = 0
+  /** Samples behind the current x since the last averaging: the weight of this peer's snapshot. */
+  private weight = 1
+  private stopResponder: () => void = () => undefined
+  private readonly d: number
+
+  constructor(private readonly ctx: Parameters<AlgorithmFactory>[0], private readonly pool: HogwildPool) {
+    this.d = ctx.compute.paramCount
+  }
+
+  async init(): Promise<void> {
+    const { compute, mesh } = this.ctx
+    this.pool.overwrite(await compute.readParams())
+    let ready = false
+    this.stopResponder = startStateResponder(this.ctx, async () =>
+      ready ? { params: this.pool.snapshot(), opt: [], step: this.stepCount, globalStep: this.t, extra: { round: this.round } } : null)
+    const states = await requestState(this.ctx, others(this.ctx))
+    if (states.length > 0 && isValidVector(states[0].params, this.d)) {
+      const s = states[0]
+      this.pool.overwrite(s.params)
+      this.t = s.globalStep
+      this.round = s.extra.round ?? 0
+      mesh.clock.observe(this.t)
+      this.ctx.log('lap-sgd/bootstrap', { t: this.t, round: this.round })
+    }
+    ready = true
+  }
+
+  async step(): Promise<StepReport> {
+    const { config, mesh, signal } = this.ctx
+    const lr = lrFor(this.ctx, this.t)
+    const h = nextH(config.sync, this.t, lr, config.totalSteps, config.schedule.warmupSteps)
+    const snap = this.pool.snapshot()
+    const w = this.weight
+    const d = this.d
+    const round = this.round
+    // Started first so the collective overlaps with the Hogwild batch below (non-blocking averaging).
+    const averaging = allReduceWithRetry(this.ctx, 'lap-sgd', round, () => {
+      const v = new Float32Array(d + 1)
+      for (let i = 0; i < d; i++) v[i] = w * snap[i]
+      v[d] = w
+      return v
+    }).then((res) => {
+      if (!res) return null
+      const inv = 1 / res.sum[d]
+      const delta = new Float32Array(d)
+      for (let i = 0; i < d; i++) delta[i] = res.sum[i] * inv - snap[i]
+      if (!isValidVector(delta, d)) return null
+      this.pool.addInPlace(delta)
+      return res.members
+    })
+    const batch = this.pool.run(h, lr, signal)
+    const [members, b] = await Promise.all([averaging, batch])
+    if (members === null) this.ctx.log('lap-sgd/averaging-skipped', { round })
+    this.weight = Math.max(1, b.samples)
+    this.round++
+    this.stepCount++
+    this.t += h
+    mesh.clock.advance(this.t)
+    return {
+      step: this.stepCount, globalStep: this.t, loss: b.loss, samples: b.samples, lr, h,
+      communicated: members !== null, ...(members !== null ? { contributors: members } : {}),
+    }
+  }
+
+  async evalParams(): Promise<Float32Array> {
+    return this.pool.snapshot()
+  }
+
+  async leave(): Promise<void> {
+    this.dispose()
+  }
+
+  dispose(): void {
+    this.stopResponder()
+  }
+}
+
+export const lapSgd: AlgorithmFactory = async (ctx) => {
+  if (!ctx.hogwild) throw new Error("lap-sgd needs ctx.hogwild (a HogwildPool of U updaters)")
+  ctx.hogwild.updaters = ctx.config.updaters
+  const inst = new LapSgd(ctx, ctx.hogwild)
+  await inst.init()
+  return inst
+}

@@ -1,0 +1,189 @@
+import { Mailbox } from '../mailbox'
+import {
+  DeadlineError, PeerUnavailableError, ProgressClock,
+  type Envelope, type LinkStats, type Membership, type Mesh, type MeshMessage, type MeshStats,
+  type MessageFilter, type PeerId, type Unsubscribe,
+} from '../transport'
+import { NO_FAULTS, type FaultConfig } from './faults'
+import { mulberry32 } from './random'
+
+/** Bytes charged per message besides the payload (ids, kind, round, epoch, clock). */
+export const HEADER_BYTES = 32
+
+function messageBytes(msg: MeshMessage): number {
+  return HEADER_BYTES + (msg.data ? msg.data.length * 4 : 0) + (msg.meta ? JSON.stringify(msg.meta).length : 0)
+}
+
+/**
+ * In-process network of peers with seeded faults: the mesh of deterministic tests and the
+ * simulator. Membership follows the signaling server's rules (§9.1): every join/leave bumps
+ * the epoch and re-announces the roster to everyone; the PS role moves to the first peer when
+ * its holder leaves.
+ */
+export class MemoryNetwork {
+  private readonly meshes = new Map<PeerId, MemoryMesh>()
+  private peers: PeerId[] = []
+  private epoch = 0
+  private ps: PeerId | null = null
+  private readonly rand: () => number
+  private nextId = 0
+  faults: FaultConfig
+
+  constructor(opts: { seed?: number; faults?: FaultConfig } = {}) {
+    this.rand = mulberry32(opts.seed ?? 1)
+    this.faults = opts.faults ?? NO_FAULTS
+  }
+
+  membership(): Membership {
+    return { epoch: this.epoch, peers: [...this.peers], roles: { ps: this.ps } }
+  }
+
+  /** Adds a peer (a fresh id unless given) and announces the new roster to everyone. */
+  join(id?: PeerId): MemoryMesh {
+    const pid = id ?? `p${this.nextId++}`
+    if (this.meshes.has(pid)) throw new Error(`peer ${pid} already joined`)
+    const mesh = new MemoryMesh(this, pid)
+    this.meshes.set(pid, mesh)
+    this.peers.push(pid)
+    if (this.ps === null) this.ps = pid
+    this.bump()
+    return mesh
+  }
+
+  /** Removes a peer (tab closed); its pending sends fail and it gets no more messages. */
+  leave(id: PeerId): void {
+    const m = this.meshes.get(id)
+    if (!m) return
+    this.meshes.delete(id)
+    this.peers = this.peers.filter((p) => p !== id)
+    if (this.ps === id) this.ps = this.peers[0] ?? null
+    m.closed = true
+    this.bump()
+  }
+
+  mesh(id: PeerId): MemoryMesh | undefined {
+    return this.meshes.get(id)
+  }
+
+  private bump(): void {
+    this.epoch++
+    const m = this.membership()
+    for (const mesh of this.meshes.values()) mesh.announce(m)
+  }
+
+  /** @internal */
+  transmit(from: MemoryMesh, to: PeerId, msg: MeshMessage): void {
+    const dest = this.meshes.get(to)
+    if (!dest || from.closed) throw new PeerUnavailableError(to, from.closed ? 'sender left' : 'not in roster')
+    const bytes = messageBytes(msg)
+    from.countSent(to, bytes)
+    const f = this.faults
+    if (f.silent.includes(from.self)) return
+    if (f.dropRate > 0 && this.rand() < f.dropRate) return
+    let delay = f.latencyMs[0] + (f.latencyMs[1] - f.latencyMs[0]) * this.rand()
+    if (f.reorderRate > 0 && this.rand() < f.reorderRate) delay += f.reorderMs * this.rand()
+    delay *= f.slowPeers[from.self] ?? 1
+    // Copy the payload: a real link serialises, so the sender may reuse its buffer at once.
+    const env: Envelope = {
+      kind: msg.kind, round: msg.round,
+      ...(msg.meta ? { meta: JSON.parse(JSON.stringify(msg.meta)) as Record<string, unknown> } : {}),
+      ...(msg.data ? { data: new Float32Array(msg.data) } : {}),
+      from: from.self, epoch: from.membership().epoch, clock: from.clock.value,
+    }
+    const deliver = () => {
+      const d = this.meshes.get(to)
+      if (d === dest) dest.accept(env, bytes)
+    }
+    if (delay <= 0) queueMicrotask(deliver)
+    else setTimeout(deliver, delay)
+  }
+}
+
+export class MemoryMesh implements Mesh {
+  readonly clock = new ProgressClock()
+  private readonly mailbox = new Mailbox()
+  private readonly listeners = new Set<(m: Membership) => void>()
+  private current: Membership
+  private sent = 0
+  private received = 0
+  private readonly perLink: Record<PeerId, LinkStats> = {}
+  private readonly rejected: Record<PeerId, number> = {}
+  readonly suspects: { peer: PeerId; reason: string }[] = []
+  /** Peers passed to the last want() (tests inspect it). */
+  wanted: readonly PeerId[] = []
+  closed = false
+
+  constructor(private readonly net: MemoryNetwork, readonly self: PeerId) {
+    this.current = net.membership()
+  }
+
+  membership(): Membership {
+    return this.current
+  }
+
+  onMembership(cb: (m: Membership) => void): Unsubscribe {
+    this.listeners.add(cb)
+    return () => this.listeners.delete(cb)
+  }
+
+  /** @internal */
+  announce(m: Membership): void {
+    this.current = m
+    this.mailbox.setMinEpoch(m.epoch)
+    for (const cb of [...this.listeners]) {
+      try {
+        cb(m)
+      } catch {
+        // A listener's bug must not break the network's announcement loop.
+      }
+    }
+  }
+
+  send(to: PeerId, msg: MeshMessage, signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return Promise.reject(signal.reason ?? new DeadlineError('send'))
+    try {
+      this.net.transmit(this, to, msg)
+      return Promise.resolve()
+    } catch (e) {
+      return Promise.reject(e)
+    }
+  }
+
+  receive(filter: MessageFilter, signal: AbortSignal): Promise<Envelope> {
+    return this.mailbox.receive(filter, signal)
+  }
+
+  discard(filter: MessageFilter): number {
+    return this.mailbox.discard(filter)
+  }
+
+  want(peers: readonly PeerId[]): void {
+    this.wanted = [...peers]
+  }
+
+  reportSuspect(peer: PeerId, reason: string): void {
+    this.suspects.push({ peer, reason })
+  }
+
+  stats(): MeshStats {
+    return {
+      bytesSent: this.sent, bytesReceived: this.received,
+      perLink: structuredClone(this.perLink), rejected: { ...this.rejected },
+    }
+  }
+
+  /** @internal */
+  countSent(to: PeerId, bytes: number): void {
+    this.sent += bytes
+    ;(this.perLink[to] ??= { bytesSent: 0, bytesReceived: 0 }).bytesSent += bytes
+  }
+
+  /** @internal Delivery from the network (also used by compliance tests to inject raw envelopes). */
+  accept(env: Envelope, bytes = HEADER_BYTES): void {
+    if (this.closed) return
+    this.received += bytes
+    ;(this.perLink[env.from] ??= { bytesSent: 0, bytesReceived: 0 }).bytesReceived += bytes
+    this.clock.observe(env.clock)
+    this.mailbox.deliver(env)
+  }
+}

@@ -1,0 +1,211 @@
+import type { Compression } from '../config'
+
+/**
+ * Wire codecs for flat Float32 payloads (room config `compression`). Byte order is the
+ * platform's, which is little-endian on every browser and Node target we support.
+ *   fp32  4 bytes/element, exact.
+ *   fp16  2 bytes/element, IEEE binary16 with round-to-nearest-even; finite values beyond
+ *         ±65504 are clamped so a finite model never turns into Inf on the wire.
+ *   int8  per chunk of INT8_CHUNK elements one float32 scale (max|x|/127) followed by the
+ *         int8 codes: 1 byte/element + 4 bytes/chunk. Error ≤ scale/2 per element.
+ * Decoding validates the byte size against the declared element count and rejects NaN/Inf.
+ */
+
+export const INT8_CHUNK = 1024
+const FP16_MAX = 65504
+
+export type DecodeResult = { ok: true; data: Float32Array } | { ok: false; error: string }
+
+export interface Codec {
+  readonly name: Compression
+  byteLength(length: number): number
+  encode(x: Float32Array): Uint8Array
+  decode(bytes: Uint8Array, length: number): DecodeResult
+}
+
+function allFinite(x: Float32Array): number {
+  for (let i = 0; i < x.length; i++) if (!Number.isFinite(x[i])) return i
+  return -1
+}
+
+function finiteResult(data: Float32Array): DecodeResult {
+  const bad = allFinite(data)
+  return bad < 0 ? { ok: true, data } : { ok: false, error: `non-finite value at index ${bad}` }
+}
+
+function sizeError(name: string, got: number, want: number): DecodeResult {
+  return { ok: false, error: `${name}: ${got} bytes, expected ${want}` }
+}
+
+export const fp32Codec: Codec = {
+  name: 'fp32',
+  byteLength: (n) => 4 * n,
+  encode(x) {
+    // Copy: the caller may reuse its buffer while frames are in flight.
+    return new Uint8Array(x.slice().buffer)
+  },
+  decode(bytes, length) {
+    if (bytes.byteLength !== 4 * length) return sizeError('fp32', bytes.byteLength, 4 * length)
+    const out = new Float32Array(length)
+    new Uint8Array(out.buffer).set(bytes)
+    return finiteResult(out)
+  },
+}
+
+// ---- IEEE half precision ----
+const f32 = new Float32Array(1)
+const u32 = new Uint32Array(f32.buffer)
+
+export function toHalf(v: number): number {
+  if (Number.isFinite(v)) v = Math.max(-FP16_MAX, Math.min(FP16_MAX, v))
+  f32[0] = v
+  const x = u32[0]
+  const sign = (x >>> 16) & 0x8000
+  const exp = (x >>> 23) & 0xff
+  let mant = x & 0x7fffff
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0) // Inf / NaN
+  let e = exp - 127 + 15
+  if (e >= 0x1f) return sign | 0x7c00
+  if (e <= 0) {
+    // Subnormal half (or zero): shift the implicit 1 in and round to nearest even.
+    if (e < -10) return sign
+    mant |= 0x800000
+    const shift = 14 - e
+    const half = mant >>> shift
+    const rem = mant & ((1 << shift) - 1)
+    const mid = 1 << (shift - 1)
+    return sign | (rem > mid || (rem === mid && (half & 1)) ? half + 1 : half)
+  }
+  const half = (e << 10) | (mant >>> 13)
+  const rem = mant & 0x1fff
+  // Rounding may carry into the exponent, which is exactly the right result (up to Inf).
+  return sign | (rem > 0x1000 || (rem === 0x1000 && (half & 1)) ? half + 1 : half)
+}
+
+export function fromHalf(h: number): number {
+  const s = h & 0x8000 ? -1 : 1
+  const e = (h >>> 10) & 0x1f
+  const m = h & 0x3ff
+  if (e === 0) return s * m * 2 ** -24
+  if (e === 0x1f) return m ? NaN : s * Infinity
+  return s * (1 + m / 1024) * 2 ** (e - 15)
+}
+
+export const fp16Codec: Codec = {
+  name: 'fp16',
+  byteLength: (n) => 2 * n,
+  encode(x) {
+    const h = new Uint16Array(x.length)
+    for (let i = 0; i < x.length; i++) h[i] = toHalf(x[i])
+    return new Uint8Array(h.buffer)
+  },
+  decode(bytes, length) {
+    if (bytes.byteLength !== 2 * length) return sizeError('fp16', bytes.byteLength, 2 * length)
+    const h = new Uint16Array(length)
+    new Uint8Array(h.buffer).set(bytes)
+    const out = new Float32Array(length)
+    for (let i = 0; i < length; i++) {
+      if ((h[i] & 0x7c00) === 0x7c00) return { ok: false, error: `non-finite value at index ${i}` }
+      out[i] = fromHalf(h[i])
+    }
+    return { ok: true, data: out }
+  },
+}
+
+function int8Chunks(n: number): number {
+  return Math.ceil(n / INT8_CHUNK)
+}
+
+export const int8Codec: Codec = {
+  name: 'int8',
+  byteLength: (n) => 4 * int8Chunks(n) + n,
+  encode(x) {
+    const chunks = int8Chunks(x.length)
+    const out = new Uint8Array(4 * chunks + x.length)
+    const scales = new Float32Array(out.buffer, 0, chunks)
+    const q = new Int8Array(out.buffer, 4 * chunks, x.length)
+    for (let c = 0; c < chunks; c++) {
+      const a = c * INT8_CHUNK
+      const b = Math.min(x.length, a + INT8_CHUNK)
+      let m = 0
+      // NaN/Inf make the scale non-finite, so the receiver rejects the message.
+      let finite = true
+      for (let i = a; i < b; i++) {
+        const v = Math.abs(x[i])
+        if (v > m) m = v
+        else if (!(v <= m)) finite = false
+      }
+      const scale = finite && Number.isFinite(m) ? m / 127 : NaN
+      scales[c] = scale
+      const inv = scale > 0 && Number.isFinite(scale) ? 1 / scale : 0
+      for (let i = a; i < b; i++) q[i] = Math.max(-127, Math.min(127, Math.round(x[i] * inv)))
+    }
+    return out
+  },
+  decode(bytes, length) {
+    const chunks = int8Chunks(length)
+    const want = 4 * chunks + length
+    if (bytes.byteLength !== want) return sizeError('int8', bytes.byteLength, want)
+    const copy = bytes.slice() // aligned copy
+    const scales = new Float32Array(copy.buffer, 0, chunks)
+    const q = new Int8Array(copy.buffer, 4 * chunks, length)
+    const out = new Float32Array(length)
+    for (let c = 0; c < chunks; c++) {
+      const s = scales[c]
+      if (!Number.isFinite(s) || s < 0) return { ok: false, error: `int8: bad scale in chunk ${c}` }
+      const a = c * INT8_CHUNK
+      const b = Math.min(length, a + INT8_CHUNK)
+      for (let i = a; i < b; i++) out[i] = q[i] * s
+    }
+    return { ok: true, data: out }
+  },
+}
+
+export const CODECS: Record<Compression, Codec> = { fp32: fp32Codec, fp16: fp16Codec, int8: int8Codec }
+
+export function codecFor(c: Compression): Codec {
+  return CODECS[c]
+}
+
+/**
+ * Error feedback (EF-SGD style): what compression lost last time is added back before the next
+ * encode, so the sum of what the receiver sees tracks the sum of what was meant — needed by
+ * algorithms whose messages are increments (gradients, deltas) to stay unbiased. One residual
+ * per key (e.g. `${peer}/${kind}`); a length change resets it.
+ */
+export class ErrorFeedback {
+  private residual = new Map<string, Float32Array>()
+
+  constructor(private readonly codec: Codec) {}
+
+  /** Encodes x + residual[key] and stores the new residual (what the decoder will not see). */
+  encode(key: string, x: Float32Array): Uint8Array {
+    let r = this.residual.get(key)
+    if (!r || r.length !== x.length) r = new Float32Array(x.length)
+    const target = new Float32Array(x.length)
+    for (let i = 0; i < x.length; i++) target[i] = x[i] + r[i]
+    const bytes = this.codec.encode(target)
+    const back = this.codec.decode(bytes, x.length)
+    if (back.ok) {
+      for (let i = 0; i < x.length; i++) r[i] = target[i] - back.data[i]
+      this.residual.set(key, r)
+    } else {
+      // Non-finite input: do not poison future messages with a NaN residual.
+      this.residual.delete(key)
+    }
+    return bytes
+  }
+
+  reset(key?: string): void {
+    if (key === undefined) this.residual.clear()
+    else this.residual.delete(key)
+  }
+
+  residualNorm(key: string): number {
+    const r = this.residual.get(key)
+    if (!r) return 0
+    let s = 0
+    for (let i = 0; i < r.length; i++) s += r[i] * r[i]
+    return Math.sqrt(s)
+  }
+}

@@ -1,0 +1,213 @@
+import type { Server, Socket } from 'socket.io'
+import type { z } from 'zod'
+import {
+  checkpointSchema, joinSchema, reportSchema, signalSchema, suspectSchema,
+  type ClientToServerEvents, type PeerCommand, type ServerToClientEvents,
+} from '../shared/protocol/signaling'
+import { PROTOCOL_VERSION } from '../shared/protocol/version'
+import type { Room, RoomRegistry } from './rooms'
+
+/**
+ * The socket binding: socket.on(event) → schema.safeParse → registry → emit. Every handler is
+ * wrapped so nothing a client sends can throw out of it; a malformed payload gets an 'error'
+ * event naming the field and changes nothing. The sender is always the socket's own id.
+ */
+
+export interface SocketData {
+  room: string | null
+}
+export type SignalingServer = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>
+type SignalingSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>
+
+/** Spectators' dashboards re-render on 'room-state'; twice a second looks live and costs little. */
+export const ROOM_STATE_MIN_INTERVAL_MS = 500
+
+/** What the HTTP control API needs from the socket layer. */
+export interface RoomBus {
+  broadcastMembership(room: Room): void
+  pushRoomState(room: Room): void
+  command(peerId: string, cmd: PeerCommand): boolean
+  /** Tells a peer why it was removed, takes it out of the room's channels and optionally disconnects it. */
+  evict(peerId: string, code: string, message: string, disconnect: boolean): void
+  close(): void
+}
+
+const roomChannel = (room: string) => `room:${room}`
+const spectatorChannel = (room: string) => `spectators:${room}`
+
+/** `field: message` from the first zod issue, so clients learn what to fix. */
+export function describeIssue(error: z.ZodError): string {
+  const issue = error.issues[0]
+  const field = issue?.path.length ? issue.path.join('.') : 'payload'
+  return `${field}: ${issue?.message ?? 'invalid'}`
+}
+
+export function attachHandlers(io: SignalingServer, rooms: RoomRegistry, log: (msg: string) => void): RoomBus {
+  const stateTimers = new Map<string, { last: number; timer: NodeJS.Timeout | null }>()
+
+  const emitError = (socket: SignalingSocket, event: string, code: string, message: string) =>
+    socket.emit('error', { v: PROTOCOL_VERSION, event, code, message })
+
+  const broadcastMembership = (room: Room) => {
+    io.to(roomChannel(room.name)).emit('membership', rooms.membership(room))
+    pushRoomState(room)
+  }
+
+  const pushRoomState = (room: Room) => {
+    const channel = spectatorChannel(room.name)
+    if ((io.sockets.adapter.rooms.get(channel)?.size ?? 0) === 0) return
+    let s = stateTimers.get(room.name)
+    if (!s) { s = { last: 0, timer: null }; stateTimers.set(room.name, s) }
+    if (s.timer) return
+    const state = s
+    const send = () => {
+      state.timer = null
+      state.last = Date.now()
+      const current = rooms.get(room.name)
+      if (current) io.to(channel).emit('room-state', rooms.view(current))
+    }
+    const wait = ROOM_STATE_MIN_INTERVAL_MS - (Date.now() - state.last)
+    if (wait <= 0) send()
+    else state.timer = setTimeout(send, wait)
+  }
+
+  const leaveRoom = (socket: SignalingSocket) => {
+    const left = rooms.leave(socket.id)
+    socket.data.room = null
+    if (!left) return
+    void socket.leave(roomChannel(left.room.name))
+    void socket.leave(spectatorChannel(left.room.name))
+    if (left.changed) broadcastMembership(left.room)
+  }
+
+  /** Registers a handler that validates with `schema` and never lets an exception escape. */
+  function on<S extends z.ZodType>(
+    socket: SignalingSocket, event: keyof ClientToServerEvents, schema: S | null,
+    fn: (payload: z.infer<S>, ack: ((r: unknown) => void) | null) => void,
+  ) {
+    socket.on(event, (payload: unknown, maybeAck?: unknown) => {
+      const ack = typeof maybeAck === 'function' ? (maybeAck as (r: unknown) => void) : null
+      try {
+        let data = payload as z.infer<S>
+        if (schema) {
+          const r = schema.safeParse(payload)
+          if (!r.success) {
+            const message = describeIssue(r.error)
+            emitError(socket, event, 'bad-request', message)
+            ack?.({ ok: false, code: 'bad-request', message })
+            return
+          }
+          data = r.data
+        }
+        fn(data, ack)
+      } catch (err) {
+        log(`handler '${event}' failed for ${socket.id}: ${err instanceof Error ? err.stack : String(err)}`)
+        emitError(socket, event, 'internal', 'the server could not handle this event')
+        ack?.({ ok: false, code: 'internal', message: 'internal error' })
+      }
+    })
+  }
+
+  io.on('connection', (socket) => {
+    socket.data.room = null
+
+    on(socket, 'join', joinSchema, (p, ack) => {
+      const current = rooms.roomOf(socket.id)
+      const target = rooms.get(p.room)
+      // A join to another room (or with another role) is a move: leave first.
+      if (current && (current !== target || current.peers.get(socket.id)?.role !== p.role)) leaveRoom(socket)
+      const r = rooms.join(p.room, { id: socket.id, role: p.role, name: p.name, agent: p.agent })
+      if (!r.ok) {
+        emitError(socket, 'join', r.code, r.message)
+        ack?.({ ok: false, code: r.code, message: r.message })
+        return
+      }
+      const room = r.room
+      socket.data.room = room.name
+      void socket.join(roomChannel(room.name))
+      if (p.role === 'spectator') void socket.join(spectatorChannel(room.name))
+      const membership = rooms.membership(room)
+      ack?.({ ok: true, self: socket.id, membership, checkpointStep: room.checkpoint?.step ?? null })
+      socket.emit('joined', { v: PROTOCOL_VERSION, self: socket.id, room: room.name })
+      if (r.changed) broadcastMembership(room)
+      else socket.emit('membership', membership)
+      if (p.role === 'spectator') socket.emit('room-state', rooms.view(room))
+    })
+
+    on(socket, 'leave', null, () => leaveRoom(socket))
+
+    on(socket, 'signal', signalSchema, (p) => {
+      const room = rooms.roomOf(socket.id)
+      if (!room || room.peers.get(socket.id)?.role !== 'volunteer') {
+        emitError(socket, 'signal', 'not-joined', 'join a room as a volunteer before signalling')
+        return
+      }
+      // Relay only inside the room, and only to volunteers: nobody can reach arbitrary sockets.
+      if (p.to === socket.id || !room.roster.includes(p.to)) {
+        emitError(socket, 'signal', 'unknown-peer', `to: '${p.to}' is not a peer of room '${room.name}'`)
+        return
+      }
+      io.to(p.to).emit('signal', { v: PROTOCOL_VERSION, from: socket.id, data: p.data })
+    })
+
+    on(socket, 'report', reportSchema, (p) => {
+      const r = rooms.report(socket.id, p)
+      if (!r) return emitError(socket, 'report', 'not-joined', 'join a room as a volunteer before reporting')
+      pushRoomState(r.room)
+    })
+
+    on(socket, 'suspect', suspectSchema, (p) => {
+      const r = rooms.suspect(socket.id, p.peer)
+      if (!r.ok) return emitError(socket, 'suspect', r.code, r.message)
+      if (r.removed) {
+        log(`room '${r.room.name}': removed suspect ${p.peer} (last report: ${p.reason})`)
+        evict(p.peer, 'evicted', 'neighbours reported this peer unresponsive; join again to continue', false)
+        broadcastMembership(r.room)
+      } else pushRoomState(r.room)
+    })
+
+    on(socket, 'checkpoint', checkpointSchema, (p) => {
+      const params = p.params instanceof Uint8Array ? p.params : new Uint8Array(p.params)
+      const r = rooms.setCheckpoint(socket.id, { step: p.step, schemaHash: p.schemaHash, params })
+      if (!r.ok) return emitError(socket, 'checkpoint', r.code, r.message)
+      if (r.accepted) pushRoomState(r.room)
+    })
+
+    socket.on('disconnect', () => {
+      try {
+        leaveRoom(socket)
+      } catch (err) {
+        log(`disconnect cleanup failed for ${socket.id}: ${String(err)}`)
+      }
+    })
+  })
+
+  function evict(peerId: string, code: string, message: string, disconnect: boolean) {
+    const socket = io.sockets.sockets.get(peerId)
+    if (!socket) return
+    const roomName = socket.data.room
+    if (roomName && !rooms.roomOf(peerId)) {
+      void socket.leave(roomChannel(roomName))
+      void socket.leave(spectatorChannel(roomName))
+      socket.data.room = null
+    }
+    emitError(socket, 'membership', code, message)
+    if (disconnect) socket.disconnect(true)
+  }
+
+  return {
+    broadcastMembership,
+    pushRoomState,
+    evict,
+    command(peerId, cmd) {
+      const socket = io.sockets.sockets.get(peerId)
+      if (!socket) return false
+      socket.emit('command', cmd)
+      return true
+    },
+    close() {
+      for (const s of stateTimers.values()) if (s.timer) clearTimeout(s.timer)
+      stateTimers.clear()
+    },
+  }
+}

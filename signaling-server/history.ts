@@ -1,0 +1,98 @@
+import type { RoomConfig } from '../shared/config'
+import type { PeerReport } from '../shared/protocol/signaling'
+
+/**
+ * Run history: one time series of swarm aggregates per run, for the dashboard's charts, the
+ * run-comparison overlay and the CSV/JSON export. Pure: the caller passes the clock.
+ */
+
+/** One swarm-wide sample. `t` is seconds since the run started (runs overlay on one axis). */
+export interface HistoryPoint {
+  t: number
+  /** Means over the peers that reported a finite value; null when none did. */
+  loss: number | null
+  accuracy: number | null
+  globalStep: number
+  /** WebRTC payload bytes sent by all peers during this run (monotone: see RunRecord.bytes). */
+  bytes: number
+  peers: number
+  lr: number | null
+  h: number | null
+  consensus: number | null
+}
+
+export interface RunRecord {
+  run: number
+  config: RoomConfig
+  /** Wall clock (ms since 1970) when the run started. */
+  started: number
+  points: HistoryPoint[]
+  /** Current sampling interval; doubles each time the series is thinned. */
+  intervalMs: number
+  lastSampleAt: number | null
+  /** Sum of every peer's positive bytesSent deltas, so peers leaving never make it fall. */
+  bytes: number
+}
+
+/** "At most once per second": the dashboard's charts need no finer grain than the report rate. */
+export const HISTORY_SAMPLE_INTERVAL_MS = 1000
+/**
+ * Points kept per run in memory. At 1 Hz this is ~2.8 h before the first thinning; each thinning
+ * halves the points and doubles HISTORY_SAMPLE_INTERVAL_MS, so memory stays bounded for any run.
+ */
+export const HISTORY_MAX_POINTS = 10_000
+
+export function newRun(run: number, config: RoomConfig, started: number): RunRecord {
+  return { run, config, started, points: [], intervalMs: HISTORY_SAMPLE_INTERVAL_MS, lastSampleAt: null, bytes: 0 }
+}
+
+function mean(xs: readonly (number | null | undefined)[]): number | null {
+  let sum = 0
+  let n = 0
+  for (const x of xs) if (typeof x === 'number' && Number.isFinite(x)) { sum += x; n++ }
+  return n === 0 ? null : sum / n
+}
+
+export function aggregate(reports: readonly PeerReport[], bytes: number, t: number): HistoryPoint {
+  return {
+    t,
+    loss: mean(reports.map((r) => r.loss)),
+    accuracy: mean(reports.map((r) => r.accuracy)),
+    globalStep: reports.reduce((m, r) => Math.max(m, r.globalStep, r.step), 0),
+    bytes,
+    peers: reports.length,
+    lr: mean(reports.map((r) => r.lr)),
+    h: mean(reports.map((r) => r.h)),
+    consensus: mean(reports.map((r) => r.consensus)),
+  }
+}
+
+/** Appends, thinning the series to every other point when it reaches HISTORY_MAX_POINTS. */
+export function appendPoint(run: RunRecord, p: HistoryPoint, maxPoints = HISTORY_MAX_POINTS): void {
+  run.points.push(p)
+  if (run.points.length >= maxPoints) {
+    run.points = run.points.filter((_, i) => i % 2 === 0)
+    run.intervalMs *= 2
+  }
+}
+
+/** Takes a sample when the run's interval has passed; returns it (for persistence) or null. */
+export function maybeSample(run: RunRecord, now: number, reports: readonly PeerReport[]): HistoryPoint | null {
+  if (reports.length === 0) return null
+  if (run.lastSampleAt !== null && now - run.lastSampleAt < run.intervalMs) return null
+  run.lastSampleAt = now
+  const p = aggregate(reports, run.bytes, Math.max(0, (now - run.started) / 1000))
+  appendPoint(run, p)
+  return p
+}
+
+const CSV_COLUMNS = ['run', 'algorithm', 't', 'loss', 'accuracy', 'globalStep', 'bytes', 'peers', 'lr', 'h', 'consensus'] as const
+
+export function historyToCsv(runs: readonly RunRecord[]): string {
+  const lines: string[] = [CSV_COLUMNS.join(',')]
+  const cell = (x: number | string | null) => (x === null ? '' : String(x))
+  for (const r of runs)
+    for (const p of r.points)
+      lines.push([r.run, r.config.algorithm, p.t, p.loss, p.accuracy, p.globalStep, p.bytes, p.peers, p.lr, p.h, p.consensus].map(cell).join(','))
+  return lines.join('\n') + '\n'
+}

@@ -1,0 +1,364 @@
+import { createHash } from 'node:crypto'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { z } from 'zod'
+import { DATASETS, parseRoomConfig, type DatasetName } from '../shared/config'
+import { PROTOCOL_VERSION } from '../shared/protocol/version'
+import { peerIdSchema, roomNameSchema } from '../shared/protocol/signaling'
+import { bearerToken, hashToken, newHostToken, tokenMatches } from './auth'
+import type { RoomBus } from './handlers'
+import { historyToCsv } from './history'
+import type { Room, RoomRegistry } from './rooms'
+
+/**
+ * The HTTP automation API (used by the dashboard, tests and benchmarks). Every answer is JSON
+ * `{ error, field? }` on failure; host controls need `Authorization: Bearer <hostToken>`.
+ */
+
+/** Room configs are a few hundred bytes; anything near this is not a config. */
+export const MAX_BODY_BYTES = 64 * 1024
+
+export interface ApiContext {
+  rooms: RoomRegistry
+  bus: RoomBus
+  log: (msg: string) => void
+  /** Loads a dataset's compact binary (signaling-server/datasets.ts). */
+  getDatasetBinary: (name: DatasetName, split: 'train' | 'test') => Promise<Uint8Array>
+  /** One peer's shard (`?peer=&peers=&partition=&seed=`); absent → shard queries get 404. */
+  getShardBinary?: (name: DatasetName, split: 'train' | 'test', req: ShardQuery) => Promise<Uint8Array>
+}
+
+export interface ShardQuery {
+  peerIndex: number
+  peerCount: number
+  partition: string
+  seed: number
+}
+
+class HttpError extends Error {
+  constructor(readonly status: number, message: string, readonly field?: string) {
+    super(message)
+  }
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body)
+  res.statusCode = status
+  res.setHeader('Content-Type', 'application/json; charset=utf-8')
+  res.setHeader('Cache-Control', 'no-store')
+  res.setHeader('Content-Length', Buffer.byteLength(text))
+  res.end(text)
+}
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length
+    if (size > MAX_BODY_BYTES) throw new HttpError(413, `body: larger than ${MAX_BODY_BYTES} bytes`, 'body')
+    chunks.push(chunk)
+  }
+  const text = Buffer.concat(chunks).toString('utf8')
+  if (text.trim() === '') return undefined
+  try {
+    return JSON.parse(text)
+  } catch {
+    throw new HttpError(400, 'body: not valid JSON', 'body')
+  }
+}
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
+
+const CONTROL_ACTIONS = ['start', 'pause', 'resume', 'reset', 'new-run', 'kick', 'slow', 'latency', 'disconnect'] as const
+const controlSchema = z.object({
+  action: z.enum(CONTROL_ACTIONS),
+  peer: peerIdSchema.optional(),
+  factor: z.number().min(1).max(100).optional(),
+  ms: z.number().min(0).max(60_000).optional(),
+  config: z.unknown().optional(),
+})
+
+function zodField(error: z.ZodError): { field: string; message: string } {
+  const issue = error.issues[0]
+  const field = issue?.path.join('.') || 'body'
+  return { field, message: `${field}: ${issue?.message ?? 'invalid'}` }
+}
+
+function origin(req: IncomingMessage): string {
+  const host = req.headers.host ?? 'localhost'
+  return `http://${host}`
+}
+
+function findRoom(rooms: RoomRegistry, raw: string): Room {
+  let name: string
+  try {
+    name = decodeURIComponent(raw)
+  } catch {
+    throw new HttpError(400, 'room: bad URL encoding', 'room')
+  }
+  const room = rooms.get(name)
+  if (!room) throw new HttpError(404, `room '${name}' not found`, 'room')
+  return room
+}
+
+/** Handles /healthz, /api/… and /data/…; returns false for any other path (static files). */
+export async function handleApi(req: IncomingMessage, res: ServerResponse, pathname: string, query: URLSearchParams, ctx: ApiContext): Promise<boolean> {
+  const isApi = pathname === '/healthz' || pathname.startsWith('/api/') || pathname === '/api' || pathname.startsWith('/data/')
+  if (!isApi) return false
+  try {
+    await route(req, res, pathname, query, ctx)
+  } catch (err) {
+    if (err instanceof HttpError) {
+      // The rest of an oversize body is still on the wire: don't let the client reuse this connection.
+      if (err.status === 413) res.setHeader('Connection', 'close')
+      json(res, err.status, { error: err.message, ...(err.field !== undefined ? { field: err.field } : {}) })
+    }
+    else {
+      ctx.log(`${req.method} ${pathname} failed: ${err instanceof Error ? err.stack : String(err)}`)
+      if (!res.headersSent) json(res, 500, { error: 'internal error' })
+      else res.destroy()
+    }
+  }
+  return true
+}
+
+async function route(req: IncomingMessage, res: ServerResponse, pathname: string, query: URLSearchParams, ctx: ApiContext): Promise<void> {
+  const method = req.method ?? 'GET'
+  const get = method === 'GET' || method === 'HEAD'
+  const { rooms } = ctx
+  let m: RegExpExecArray | null
+
+  if (pathname === '/healthz' && get) return json(res, 200, { ok: true, protocol: PROTOCOL_VERSION, rooms: rooms.list().length })
+
+  if ((m = /^\/data\/([a-z-]+)\/(train|test)\.bin$/.exec(pathname)) && get)
+    return serveDataset(req, res, m[1], m[2] as 'train' | 'test', query, ctx)
+
+  if (pathname === '/api/rooms' && get) return json(res, 200, { rooms: rooms.list().map((r) => rooms.summary(r)) })
+  if (pathname === '/api/rooms' && method === 'POST') return createRoom(req, res, ctx)
+
+  if ((m = /^\/api\/rooms\/([^/]+)$/.exec(pathname)) && get) return json(res, 200, rooms.view(findRoom(rooms, m[1])))
+
+  if ((m = /^\/api\/rooms\/([^/]+)\/control$/.exec(pathname)) && method === 'POST') return control(req, res, findRoom(rooms, m[1]), ctx)
+
+  if ((m = /^\/api\/rooms\/([^/]+)\/history$/.exec(pathname)) && get) {
+    const room = findRoom(rooms, m[1])
+    const format = query.get('format') ?? 'json'
+    if (format === 'csv') {
+      const csv = historyToCsv(room.runs)
+      res.statusCode = 200
+      res.setHeader('Content-Type', 'text/csv; charset=utf-8')
+      res.setHeader('Content-Disposition', `attachment; filename="tabswarm-${room.name}-history.csv"`)
+      res.setHeader('Cache-Control', 'no-store')
+      return void res.end(csv)
+    }
+    if (format !== 'json') throw new HttpError(400, "format: must be 'json' or 'csv'", 'format')
+    res.setHeader('Content-Disposition', `attachment; filename="tabswarm-${room.name}-history.json"`)
+    return json(res, 200, {
+      room: room.name, code: room.code, currentRun: room.run,
+      runs: room.runs.map((r) => ({ run: r.run, config: r.config, started: r.started, points: r.points })),
+    })
+  }
+
+  if ((m = /^\/api\/rooms\/([^/]+)\/model$/.exec(pathname)) && get) {
+    const room = findRoom(rooms, m[1])
+    const cp = room.checkpoint
+    if (!cp) throw new HttpError(404, `room '${room.name}' has no checkpoint yet`)
+    const base = `tabswarm-${room.name}-run${cp.run}-step${cp.step}`
+    if (query.get('format') === 'bin') {
+      res.statusCode = 200
+      res.setHeader('Content-Type', 'application/octet-stream')
+      res.setHeader('Content-Length', cp.params.byteLength)
+      res.setHeader('Content-Disposition', `attachment; filename="${base}.bin"`)
+      res.setHeader('X-Tabswarm-Step', String(cp.step))
+      res.setHeader('X-Tabswarm-Schema-Hash', cp.schemaHash)
+      res.setHeader('Cache-Control', 'no-store')
+      return void res.end(method === 'HEAD' ? undefined : Buffer.from(cp.params.buffer, cp.params.byteOffset, cp.params.byteLength))
+    }
+    res.setHeader('Content-Disposition', `attachment; filename="${base}.json"`)
+    return json(res, 200, {
+      format: 'tabswarm-checkpoint', version: 1, room: room.name, run: cp.run, step: cp.step,
+      schemaHash: cp.schemaHash, savedAt: cp.savedAt, config: room.config, byteLength: cp.params.byteLength,
+      /** The peer's encoded parameters (shared/wire tensor codec), base64. */
+      weights: Buffer.from(cp.params.buffer, cp.params.byteOffset, cp.params.byteLength).toString('base64'),
+    })
+  }
+
+  if (pathname.startsWith('/api/') || pathname.startsWith('/data/')) {
+    const known = /^\/api\/rooms(\/[^/]+(\/(control|history|model))?)?$/.test(pathname)
+    throw new HttpError(known ? 405 : 404, known ? `${method} is not allowed on ${pathname}` : `no such endpoint: ${pathname}`)
+  }
+  throw new HttpError(404, `no such endpoint: ${pathname}`)
+}
+
+async function createRoom(req: IncomingMessage, res: ServerResponse, ctx: ApiContext): Promise<void> {
+  const body = await readJson(req)
+  // Either a bare config, or { room?: name, config?: config }.
+  const wrapped = isPlainObject(body) && ('config' in body || 'room' in body)
+  let name: string | undefined
+  if (wrapped && body.room !== undefined) {
+    const r = roomNameSchema.safeParse(body.room)
+    if (!r.success) throw new HttpError(400, `room: ${r.error.issues[0]?.message}`, 'room')
+    name = r.data
+  }
+  if (wrapped) {
+    const extra = Object.keys(body).find((k) => k !== 'room' && k !== 'config')
+    if (extra) throw new HttpError(400, `${extra}: unknown field (send { room?, config? } or a bare config)`, extra)
+  }
+  const parsed = parseRoomConfig(wrapped ? body.config : body)
+  if (!parsed.ok) throw new HttpError(400, parsed.error, parsed.field)
+  const token = newHostToken()
+  const created = ctx.rooms.create({ name, config: parsed.config, tokenHash: hashToken(token) })
+  if (!created.ok) throw new HttpError(created.code === 'exists' ? 409 : 503, created.message, 'room')
+  const room = created.room
+  const base = origin(req)
+  ctx.log(`room '${room.name}' created (code ${room.code}, ${room.config.algorithm}/${room.config.topology})`)
+  json(res, 201, {
+    room: room.name,
+    code: room.code,
+    hostToken: token,
+    joinUrl: `${base}/?room=${encodeURIComponent(room.code)}`,
+    dashboardUrl: `${base}/room/${encodeURIComponent(room.code)}`,
+    projectorUrl: `${base}/projector/${encodeURIComponent(room.code)}`,
+    config: room.config,
+  })
+}
+
+async function control(req: IncomingMessage, res: ServerResponse, room: Room, ctx: ApiContext): Promise<void> {
+  const token = bearerToken(req.headers.authorization)
+  if (!token) {
+    res.setHeader('WWW-Authenticate', 'Bearer')
+    throw new HttpError(401, 'Authorization: send "Bearer <hostToken>" (returned by POST /api/rooms)', 'authorization')
+  }
+  if (!room.tokenHash || !tokenMatches(room.tokenHash, token))
+    throw new HttpError(403, `authorization: this token does not control room '${room.name}'`, 'authorization')
+  const body = await readJson(req)
+  const r = controlSchema.safeParse(body)
+  if (!r.success) {
+    const { field, message } = zodField(r.error)
+    throw new HttpError(400, message, field)
+  }
+  const c = r.data
+  const { rooms, bus } = ctx
+  const needPeer = (): string => {
+    if (!c.peer) throw new HttpError(400, `peer: required for action '${c.action}'`, 'peer')
+    if (!room.roster.includes(c.peer)) throw new HttpError(404, `peer: '${c.peer}' is not in room '${room.name}'`, 'peer')
+    return c.peer
+  }
+  const v = PROTOCOL_VERSION
+  switch (c.action) {
+    case 'start':
+    case 'resume':
+    case 'pause':
+      rooms.setPaused(room, c.action === 'pause')
+      bus.broadcastMembership(room)
+      break
+    case 'reset':
+      rooms.startNewRun(room)
+      bus.broadcastMembership(room)
+      break
+    case 'new-run': {
+      let config = room.config
+      if (c.config !== undefined) {
+        const parsed = parseRoomConfig(c.config)
+        if (!parsed.ok) throw new HttpError(400, `config.${parsed.error}`, parsed.field ? `config.${parsed.field}` : 'config')
+        config = parsed.config
+      }
+      rooms.startNewRun(room, config)
+      bus.broadcastMembership(room)
+      break
+    }
+    case 'kick': {
+      const peer = needPeer()
+      rooms.kick(room, peer)
+      bus.evict(peer, 'kicked', 'the host removed this peer from the room', true)
+      bus.broadcastMembership(room)
+      break
+    }
+    case 'slow': {
+      const peer = needPeer()
+      if (c.factor === undefined) throw new HttpError(400, "factor: required for action 'slow' (1–100)", 'factor')
+      bus.command(peer, { v, type: 'slow', factor: c.factor })
+      break
+    }
+    case 'latency': {
+      const peer = needPeer()
+      if (c.ms === undefined) throw new HttpError(400, "ms: required for action 'latency' (0–60000)", 'ms')
+      bus.command(peer, { v, type: 'latency', ms: c.ms })
+      break
+    }
+    case 'disconnect':
+      bus.command(needPeer(), { v, type: 'disconnect' })
+      break
+    default: {
+      const never: never = c.action
+      throw new HttpError(400, `action: unknown '${String(never)}'`, 'action')
+    }
+  }
+  ctx.log(`room '${room.name}': host ${c.action}${c.peer ? ` ${c.peer}` : ''}`)
+  json(res, 200, { ok: true, action: c.action, run: room.run, paused: room.paused, epoch: room.epoch, config: room.config })
+}
+
+// ---- datasets ----
+
+const datasetCache = new Map<string, Promise<{ bytes: Uint8Array; etag: string }>>()
+
+const shardQuerySchema = z.object({
+  peer: z.coerce.number().int().min(0),
+  peers: z.coerce.number().int().min(1).max(4096),
+  partition: z.string().max(40).default('iid'),
+  seed: z.coerce.number().int().min(0).default(0),
+})
+
+/** Bounded: shards are requested once per peer, whole splits a handful of times. */
+const DATASET_CACHE_ENTRIES = 64
+
+async function serveDataset(req: IncomingMessage, res: ServerResponse, dataset: string, split: 'train' | 'test', query: URLSearchParams, ctx: ApiContext): Promise<void> {
+  if (!(DATASETS as readonly string[]).includes(dataset))
+    throw new HttpError(404, `dataset: '${dataset}' is not one of ${DATASETS.join(', ')}`, 'dataset')
+  const name = dataset as DatasetName
+  const sharded = query.has('peer') || query.has('peers')
+  let load: () => Promise<Uint8Array>
+  let key = `${dataset}/${split}`
+  if (sharded) {
+    const q = shardQuerySchema.safeParse(Object.fromEntries(query))
+    if (!q.success) {
+      const { field, message } = zodField(q.error)
+      throw new HttpError(400, message, field)
+    }
+    if (q.data.peer >= q.data.peers) throw new HttpError(400, 'peer: must be < peers', 'peer')
+    const getShard = ctx.getShardBinary
+    if (!getShard) throw new HttpError(404, 'this server does not serve shards')
+    const sq: ShardQuery = { peerIndex: q.data.peer, peerCount: q.data.peers, partition: q.data.partition, seed: q.data.seed }
+    key += `/${sq.partition}/${sq.seed}/${sq.peerCount}/${sq.peerIndex}`
+    load = () => getShard(name, split, sq)
+  } else load = () => ctx.getDatasetBinary(name, split)
+  let entry = datasetCache.get(key)
+  if (!entry) {
+    if (datasetCache.size >= DATASET_CACHE_ENTRIES) datasetCache.delete(datasetCache.keys().next().value as string)
+    entry = load().then((bytes) => ({
+      bytes, etag: `"${createHash('sha1').update(bytes).digest('hex')}"`,
+    }))
+    datasetCache.set(key, entry)
+    // A failed load (e.g. a missing package) must not be cached forever.
+    entry.catch(() => datasetCache.delete(key))
+  }
+  let data: { bytes: Uint8Array; etag: string }
+  try {
+    data = await entry
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err)
+    ctx.log(`dataset ${key} failed to load: ${message}`)
+    if (sharded) throw new HttpError(400, `shard: ${message}`)
+    throw new HttpError(503, `dataset '${key}' is unavailable on this server`)
+  }
+  res.setHeader('ETag', data.etag)
+  // Same name → same bytes for the life of the package version; revalidate daily via ETag.
+  res.setHeader('Cache-Control', 'public, max-age=86400')
+  if (req.headers['if-none-match'] === data.etag) {
+    res.statusCode = 304
+    return void res.end()
+  }
+  res.statusCode = 200
+  res.setHeader('Content-Type', 'application/octet-stream')
+  res.setHeader('Content-Length', data.bytes.byteLength)
+  res.end(req.method === 'HEAD' ? undefined : Buffer.from(data.bytes.buffer, data.bytes.byteOffset, data.bytes.byteLength))
+}

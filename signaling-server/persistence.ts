@@ -1,0 +1,116 @@
+import Database from 'better-sqlite3'
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { roomConfigSchema, type RoomConfig } from '../shared/config'
+import type { HistoryPoint } from './history'
+import type { Checkpoint, PersistedRoom, RoomMeta, RoomStore } from './rooms'
+
+/**
+ * SQLite storage for rooms, run history and each room's latest checkpoint, so a restarted
+ * server keeps its rooms and host tokens, and volunteers that reconnect resume from the model.
+ * Synchronous (better-sqlite3): each write is one small statement in WAL mode.
+ */
+
+export const DB_FILE = 'tabswarm.sqlite'
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS rooms (
+  name TEXT PRIMARY KEY, code TEXT NOT NULL UNIQUE, created_at INTEGER NOT NULL, config TEXT NOT NULL,
+  token_hash TEXT, run INTEGER NOT NULL, paused INTEGER NOT NULL, epoch INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+  room TEXT NOT NULL, run INTEGER NOT NULL, config TEXT NOT NULL, started INTEGER NOT NULL,
+  PRIMARY KEY (room, run)
+);
+CREATE TABLE IF NOT EXISTS points (
+  room TEXT NOT NULL, run INTEGER NOT NULL, t REAL NOT NULL, data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS points_room_run ON points (room, run, t);
+CREATE TABLE IF NOT EXISTS checkpoints (
+  room TEXT PRIMARY KEY, run INTEGER NOT NULL, step INTEGER NOT NULL, schema_hash TEXT NOT NULL,
+  saved_at INTEGER NOT NULL, params BLOB NOT NULL
+);
+`
+
+export interface SqliteStore extends RoomStore {
+  load(): PersistedRoom[]
+  close(): void
+}
+
+/** Opens (creating if needed) `<dataDir>/tabswarm.sqlite`. */
+export function openStore(dataDir: string, log: (msg: string) => void = () => {}): SqliteStore {
+  mkdirSync(dataDir, { recursive: true })
+  const db = new Database(join(dataDir, DB_FILE))
+  db.pragma('journal_mode = WAL')
+  db.exec(SCHEMA)
+
+  const upsertRoom = db.prepare(`INSERT INTO rooms (name, code, created_at, config, token_hash, run, paused, epoch)
+    VALUES (@name, @code, @createdAt, @config, @tokenHash, @run, @paused, @epoch)
+    ON CONFLICT(name) DO UPDATE SET config = excluded.config, token_hash = excluded.token_hash,
+      run = excluded.run, paused = excluded.paused, epoch = excluded.epoch`)
+  const upsertRun = db.prepare(`INSERT OR REPLACE INTO runs (room, run, config, started) VALUES (?, ?, ?, ?)`)
+  const insertPoint = db.prepare(`INSERT INTO points (room, run, t, data) VALUES (?, ?, ?, ?)`)
+  const upsertCheckpoint = db.prepare(`INSERT OR REPLACE INTO checkpoints (room, run, step, schema_hash, saved_at, params)
+    VALUES (?, ?, ?, ?, ?, ?)`)
+  const deleteCheckpoint = db.prepare(`DELETE FROM checkpoints WHERE room = ?`)
+
+  // A row written by an older schema of RoomConfig must not crash the server: skip and log it.
+  const parseConfig = (json: string, where: string): RoomConfig | null => {
+    try {
+      const r = roomConfigSchema.safeParse(JSON.parse(json))
+      if (r.success) return r.data
+      log(`persistence: ignoring ${where}: ${r.error.issues[0]?.path.join('.')}: ${r.error.issues[0]?.message}`)
+    } catch (err) {
+      log(`persistence: ignoring ${where}: ${String(err)}`)
+    }
+    return null
+  }
+
+  return {
+    saveRoom(m: RoomMeta) {
+      upsertRoom.run({ ...m, config: JSON.stringify(m.config), paused: m.paused ? 1 : 0 })
+    },
+    saveRun(room, r) {
+      upsertRun.run(room, r.run, JSON.stringify(r.config), r.started)
+    },
+    appendPoint(room, run, p: HistoryPoint) {
+      insertPoint.run(room, run, p.t, JSON.stringify(p))
+    },
+    saveCheckpoint(room, cp: Checkpoint) {
+      upsertCheckpoint.run(room, cp.run, cp.step, cp.schemaHash, cp.savedAt, Buffer.from(cp.params.buffer, cp.params.byteOffset, cp.params.byteLength))
+    },
+    deleteCheckpoint(room) {
+      deleteCheckpoint.run(room)
+    },
+    load() {
+      type RoomRow = { name: string; code: string; created_at: number; config: string; token_hash: string | null; run: number; paused: number; epoch: number }
+      type RunRow = { run: number; config: string; started: number }
+      type CpRow = { run: number; step: number; schema_hash: string; saved_at: number; params: Buffer }
+      const out: PersistedRoom[] = []
+      const runsOf = db.prepare(`SELECT run, config, started FROM runs WHERE room = ? ORDER BY run`)
+      const pointsOf = db.prepare(`SELECT data FROM points WHERE room = ? AND run = ? ORDER BY t`)
+      const cpOf = db.prepare(`SELECT run, step, schema_hash, saved_at, params FROM checkpoints WHERE room = ?`)
+      for (const row of db.prepare(`SELECT * FROM rooms`).all() as RoomRow[]) {
+        const config = parseConfig(row.config, `room '${row.name}'`)
+        if (!config) continue
+        const runs: PersistedRoom['runs'] = []
+        for (const rr of runsOf.all(row.name) as RunRow[]) {
+          const rc = parseConfig(rr.config, `run ${rr.run} of '${row.name}'`)
+          if (!rc) continue
+          const points = (pointsOf.all(row.name, rr.run) as { data: string }[]).map((p) => JSON.parse(p.data) as HistoryPoint)
+          runs.push({ run: rr.run, config: rc, started: rr.started, points })
+        }
+        const cp = cpOf.get(row.name) as CpRow | undefined
+        out.push({
+          name: row.name, code: row.code, createdAt: row.created_at, config, tokenHash: row.token_hash,
+          run: row.run, paused: row.paused === 1, epoch: row.epoch, runs,
+          checkpoint: cp ? { run: cp.run, step: cp.step, schemaHash: cp.schema_hash, savedAt: cp.saved_at, params: new Uint8Array(cp.params) } : null,
+        })
+      }
+      return out
+    },
+    close() {
+      db.close()
+    },
+  }
+}

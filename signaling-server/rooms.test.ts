@@ -1,0 +1,257 @@
+import { describe, expect, it } from 'vitest'
+import { defaultConfig } from '../shared/config'
+import { reportSchema, type PeerReport } from '../shared/protocol/signaling'
+import { HISTORY_SAMPLE_INTERVAL_MS, appendPoint, historyToCsv, newRun, type HistoryPoint } from './history'
+import { JOIN_CODE_ALPHABET, JOIN_CODE_LENGTH, makeJoinCode, normalizeJoinCode } from './join-code'
+import { CHECKPOINT_MAX_BYTES, RoomRegistry, type Checkpoint, type RoomMeta, type RoomStore } from './rooms'
+
+/** A hand-advanced clock and a seeded LCG, so codes and history timestamps are deterministic. */
+function setup(store?: RoomStore) {
+  let now = 1_000_000
+  let seed = 42
+  const registry = new RoomRegistry({
+    now: () => now,
+    randomInt: (n) => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed % n },
+    store,
+  })
+  return { registry, advance: (ms: number) => { now += ms } }
+}
+
+function report(over: Partial<PeerReport> = {}): PeerReport {
+  return reportSchema.parse({
+    v: 1, step: 10, loss: 1, accuracy: 0.5, backend: 'cpu', samplesPerSec: 100, bytesSent: 0, bytesReceived: 0, neighbors: [], ...over,
+  })
+}
+
+describe('RoomRegistry membership', () => {
+  it('creates a room with the default config on first join and keeps the roster in join order', () => {
+    const { registry } = setup()
+    const a = registry.join('lab', { id: 'a', role: 'volunteer' })
+    expect(a.ok && a.created).toBe(true)
+    registry.join('lab', { id: 'b', role: 'volunteer' })
+    registry.join('lab', { id: 'c', role: 'volunteer' })
+    const room = registry.get('lab')!
+    expect(room.config).toEqual(defaultConfig('dpsgd'))
+    expect(room.config.topology).toBe('ring')
+    expect(registry.membership(room).peers).toEqual(['a', 'b', 'c'])
+  })
+
+  it('bumps the epoch on every join and leave, not on a repeated join or a spectator', () => {
+    const { registry } = setup()
+    registry.join('lab', { id: 'a', role: 'volunteer' })
+    const room = registry.get('lab')!
+    expect(room.epoch).toBe(1)
+    const again = registry.join('lab', { id: 'a', role: 'volunteer' })
+    expect(again.ok && again.changed).toBe(false)
+    registry.join('lab', { id: 's', role: 'spectator' })
+    expect(room.epoch).toBe(1)
+    registry.join('lab', { id: 'b', role: 'volunteer' })
+    expect(room.epoch).toBe(2)
+    expect(registry.leave('a')?.changed).toBe(true)
+    expect(room.epoch).toBe(3)
+    expect(registry.leave('s')?.changed).toBe(false)
+    expect(room.epoch).toBe(3)
+    expect(registry.membership(room).peers).toEqual(['b'])
+    expect(registry.leave('nobody')).toBeNull()
+  })
+
+  it('refuses a second room for the same peer until it leaves', () => {
+    const { registry } = setup()
+    registry.join('one', { id: 'a', role: 'volunteer' })
+    const r = registry.join('two', { id: 'a', role: 'volunteer' })
+    expect(r.ok).toBe(false)
+    expect(registry.get('two')).toBeUndefined()
+  })
+
+  it('elects the first peer in join order as PS for asgd and re-elects when it leaves', () => {
+    const { registry } = setup()
+    const created = registry.create({ name: 'ps', config: defaultConfig('asgd'), tokenHash: null })
+    expect(created.ok).toBe(true)
+    for (const id of ['a', 'b', 'c']) registry.join('ps', { id, role: 'volunteer' })
+    const room = registry.get('ps')!
+    expect(room.ps).toBe('a')
+    registry.leave('b')
+    expect(room.ps).toBe('a')
+    const before = room.epoch
+    registry.leave('a')
+    expect(room.ps).toBe('c')
+    expect(room.epoch).toBe(before + 1)
+    registry.leave('c')
+    expect(room.ps).toBeNull()
+  })
+
+  it('names no PS for decentralized algorithms', () => {
+    const { registry } = setup()
+    registry.join('lab', { id: 'a', role: 'volunteer' })
+    expect(registry.get('lab')!.ps).toBeNull()
+  })
+})
+
+describe('RoomRegistry suspects', () => {
+  function room(ids: string[]) {
+    const s = setup()
+    for (const id of ids) s.registry.join('lab', { id, role: 'volunteer' })
+    return s.registry
+  }
+
+  it('one reporter in a larger room does not evict; a second distinct reporter does', () => {
+    const r = room(['a', 'b', 'c', 'd'])
+    const first = r.suspect('a', 'c')
+    expect(first.ok && first.removed).toBe(false)
+    const again = r.suspect('a', 'c')
+    expect(again.ok && again.removed).toBe(false)
+    expect(r.view(r.get('lab')!).peers.find((p) => p.id === 'c')?.suspect).toBe(true)
+    const epoch = r.get('lab')!.epoch
+    const second = r.suspect('b', 'c')
+    expect(second.ok && second.removed).toBe(true)
+    expect(r.get('lab')!.roster).toEqual(['a', 'b', 'd'])
+    expect(r.get('lab')!.epoch).toBe(epoch + 1)
+  })
+
+  it('the only neighbour in a two-peer room evicts', () => {
+    const r = room(['a', 'b'])
+    const res = r.suspect('a', 'b')
+    expect(res.ok && res.removed).toBe(true)
+    expect(r.get('lab')!.roster).toEqual(['a'])
+  })
+
+  it('a majority of the suspect’s own neighbours evicts (a star leaf has one neighbour)', () => {
+    const r = room(['ps', 'x', 'y'])
+    r.report('x', report({ neighbors: ['ps'] }))
+    const res = r.suspect('ps', 'x')
+    expect(res.ok && res.removed).toBe(true)
+  })
+
+  it('rejects self-reports, unknown peers and reporters outside the room, changing nothing', () => {
+    const r = room(['a', 'b', 'c'])
+    const epoch = r.get('lab')!.epoch
+    expect(r.suspect('a', 'a').ok).toBe(false)
+    expect(r.suspect('a', 'zz').ok).toBe(false)
+    expect(r.suspect('outsider', 'a').ok).toBe(false)
+    expect(r.get('lab')!.epoch).toBe(epoch)
+    expect(r.view(r.get('lab')!).peers.every((p) => !p.suspect)).toBe(true)
+  })
+
+  it('a reporter that leaves no longer counts', () => {
+    const r = room(['a', 'b', 'c', 'd'])
+    r.suspect('a', 'c')
+    r.leave('a')
+    const res = r.suspect('b', 'c')
+    expect(res.ok && res.removed).toBe(false)
+  })
+})
+
+describe('run history', () => {
+  it('samples at most once per interval and aggregates over reporting peers', () => {
+    const { registry, advance } = setup()
+    registry.join('lab', { id: 'a', role: 'volunteer' })
+    registry.join('lab', { id: 'b', role: 'volunteer' })
+    advance(2000)
+    // Two reports in the same second: only the first samples (then with one peer). step < globalStep here.
+    expect(registry.report('a', report({ step: 1, loss: 2, accuracy: 0.2, globalStep: 5, bytesSent: 100, lr: 0.1 }))?.sample).not.toBeNull()
+    expect(registry.report('b', report({ step: 1, loss: 1, accuracy: 0.4, globalStep: 7, bytesSent: 50, lr: 0.3 }))?.sample).toBeNull()
+    advance(HISTORY_SAMPLE_INTERVAL_MS)
+    const p = registry.report('a', report({ step: 1, loss: 3, accuracy: 0.6, globalStep: 6, bytesSent: 300, lr: 0.1 }))!.sample!
+    // mean loss (3+1)/2 = 2, mean accuracy (0.6+0.4)/2 = 0.5, max globalStep 7,
+    // bytes = 100 + 50 + (300-100) = 350, mean lr (0.1+0.3)/2 = 0.2, t = 3 s after creation.
+    expect(p).toEqual({ t: 3, loss: 2, accuracy: 0.5, globalStep: 7, bytes: 350, peers: 2, lr: expect.closeTo(0.2, 10), h: null, consensus: null })
+    expect(registry.currentRun(registry.get('lab')!).points).toHaveLength(2)
+  })
+
+  it('thins a long series instead of growing without bound', () => {
+    const run = newRun(1, defaultConfig(), 0)
+    const point = (t: number): HistoryPoint => ({ t, loss: null, accuracy: null, globalStep: t, bytes: 0, peers: 1, lr: null, h: null, consensus: null })
+    for (let t = 0; t < 10; t++) appendPoint(run, point(t), 8)
+    expect(run.points.length).toBeLessThan(8)
+    expect(run.intervalMs).toBe(2 * HISTORY_SAMPLE_INTERVAL_MS)
+    expect(run.points[0].t).toBe(0)
+  })
+
+  it('new-run keeps old runs, clears reports and the checkpoint, and bumps run and epoch', () => {
+    const { registry, advance } = setup()
+    registry.join('lab', { id: 'a', role: 'volunteer' })
+    registry.report('a', report())
+    registry.setCheckpoint('a', { step: 3, schemaHash: 'h', params: new Uint8Array([1, 2]) })
+    const room = registry.get('lab')!
+    const epoch = room.epoch
+    advance(10)
+    registry.startNewRun(room, defaultConfig('asgd'))
+    expect(room.run).toBe(2)
+    expect(room.epoch).toBe(epoch + 1)
+    expect(room.ps).toBe('a')
+    expect(room.checkpoint).toBeNull()
+    expect(room.runs.map((r) => [r.run, r.config.algorithm])).toEqual([[1, 'dpsgd'], [2, 'asgd']])
+    expect(registry.view(room).peers[0].loss).toBeNull()
+    expect(historyToCsv(room.runs).split('\n')[0]).toBe('run,algorithm,t,loss,accuracy,globalStep,bytes,peers,lr,h,consensus')
+  })
+})
+
+describe('checkpoints', () => {
+  it('keeps the most advanced checkpoint of the run and rejects oversize ones', () => {
+    const { registry } = setup()
+    registry.join('lab', { id: 'a', role: 'volunteer' })
+    const room = registry.get('lab')!
+    expect(registry.setCheckpoint('a', { step: 5, schemaHash: 'h', params: new Uint8Array([5]) })).toMatchObject({ ok: true, accepted: true })
+    expect(registry.setCheckpoint('a', { step: 4, schemaHash: 'h', params: new Uint8Array([4]) })).toMatchObject({ ok: true, accepted: false })
+    expect(room.checkpoint?.step).toBe(5)
+    const big = registry.setCheckpoint('a', { step: 9, schemaHash: 'h', params: new Uint8Array(CHECKPOINT_MAX_BYTES + 1) })
+    expect(big.ok).toBe(false)
+    expect(registry.setCheckpoint('nobody', { step: 9, schemaHash: 'h', params: new Uint8Array(1) }).ok).toBe(false)
+    expect(room.checkpoint?.step).toBe(5)
+  })
+})
+
+describe('join codes', () => {
+  it('are 6 unambiguous characters and resolve in any case with separators', () => {
+    const code = makeJoinCode((n) => n - 1)
+    expect(code).toHaveLength(JOIN_CODE_LENGTH)
+    for (const ambiguous of '01OIL') expect(JOIN_CODE_ALPHABET).not.toContain(ambiguous)
+    expect(normalizeJoinCode('ab c-23d')).toBe('ABC23D')
+    expect(normalizeJoinCode('abc23')).toBeNull()
+    expect(normalizeJoinCode('OOOOOO')).toBeNull()
+  })
+
+  it('POST-created rooms are named by a unique code and found by it case-insensitively', () => {
+    const { registry } = setup()
+    const codes = new Set<string>()
+    for (let i = 0; i < 50; i++) {
+      const r = registry.create({ config: defaultConfig(), tokenHash: 'x' })
+      if (!r.ok) throw new Error(r.message)
+      codes.add(r.room.code)
+      expect(r.room.name).toBe(r.room.code)
+      expect(registry.get(r.room.code.toLowerCase())).toBe(r.room)
+    }
+    expect(codes.size).toBe(50)
+    const joined = registry.join([...codes][0].toLowerCase(), { id: 'p', role: 'volunteer' })
+    expect(joined.ok && !joined.created).toBe(true)
+  })
+})
+
+describe('persistence seam', () => {
+  it('writes durable changes to the store and restores rooms with an empty roster and a later epoch', () => {
+    const rooms = new Map<string, RoomMeta>()
+    const checkpoints = new Map<string, Checkpoint>()
+    const store: RoomStore = {
+      saveRoom: (m) => rooms.set(m.name, { ...m }),
+      saveRun: () => {},
+      appendPoint: () => {},
+      saveCheckpoint: (room, cp) => checkpoints.set(room, cp),
+      deleteCheckpoint: (room) => checkpoints.delete(room),
+    }
+    const { registry } = setup(store)
+    registry.join('lab', { id: 'a', role: 'volunteer' })
+    registry.setCheckpoint('a', { step: 7, schemaHash: 'h', params: new Uint8Array([7]) })
+    registry.setPaused(registry.get('lab')!, true)
+    const meta = rooms.get('lab')!
+    expect(meta).toMatchObject({ paused: true, epoch: 1, run: 1 })
+
+    const fresh = setup().registry
+    fresh.restore([{ ...meta, runs: [], checkpoint: checkpoints.get('lab') ?? null }])
+    const room = fresh.get(meta.code)!
+    expect(room.name).toBe('lab')
+    expect(room.roster).toEqual([])
+    expect(room.epoch).toBeGreaterThan(meta.epoch)
+    expect(room.paused).toBe(true)
+    expect(fresh.view(room).checkpointStep).toBe(7)
+  })
+})

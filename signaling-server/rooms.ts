@@ -1,0 +1,438 @@
+import { defaultConfig, type RoomConfig } from '../shared/config'
+import type { MembershipAnnouncement, PeerReport } from '../shared/protocol/signaling'
+import { PROTOCOL_VERSION } from '../shared/protocol/version'
+import { appendPoint, newRun as makeRun, maybeSample, type HistoryPoint, type RunRecord } from './history'
+import { makeJoinCode, normalizeJoinCode } from './join-code'
+
+/**
+ * The room registry: pure state, no sockets. A two-way index (room → roster, peer → room) driven
+ * by join/leave/report/suspect calls whose results tell the socket layer what to broadcast.
+ * Durable changes go to an injected RoomStore (persistence.ts implements it with SQLite).
+ */
+
+export const MAX_ROOMS = 10_000
+/** Matches reportSchema's neighbours cap (256) so a clique's neighbour list always validates. */
+export const MAX_PEERS_PER_ROOM = 256
+export const MAX_SPECTATORS_PER_ROOM = 512
+/** Oldest runs are dropped beyond this (their history only; the run counter keeps counting). */
+export const MAX_RUNS_PER_ROOM = 100
+/** Largest accepted model checkpoint; socket.io's maxHttpBufferSize (server.ts) is set above it. */
+export const CHECKPOINT_MAX_BYTES = 32 * 1024 * 1024
+
+export type PeerRole = 'volunteer' | 'spectator'
+export type Agent = 'browser' | 'node'
+
+export interface PeerEntry {
+  readonly id: string
+  readonly role: PeerRole
+  readonly name: string | null
+  readonly agent: Agent
+  readonly joinedAt: number
+  report: PeerReport | null
+  lastReportAt: number | null
+  lastBytesSent: number
+  /** Distinct roster members that reported this peer as suspect since it last joined. */
+  readonly suspectedBy: Set<string>
+}
+
+export interface Checkpoint {
+  run: number
+  step: number
+  schemaHash: string
+  params: Uint8Array
+  savedAt: number
+}
+
+export interface Room {
+  readonly name: string
+  readonly code: string
+  readonly createdAt: number
+  config: RoomConfig
+  /** SHA-256 (hex) of the host token; null for rooms created by a volunteer's join. */
+  tokenHash: string | null
+  run: number
+  paused: boolean
+  epoch: number
+  /** Volunteer ids in join order: topologies are computed from this order. */
+  roster: string[]
+  /** Volunteers and spectators. */
+  peers: Map<string, PeerEntry>
+  ps: string | null
+  runs: RunRecord[]
+  checkpoint: Checkpoint | null
+}
+
+/** The durable part of a room (what persistence.ts stores and loads). */
+export interface RoomMeta {
+  name: string
+  code: string
+  createdAt: number
+  config: RoomConfig
+  tokenHash: string | null
+  run: number
+  paused: boolean
+  epoch: number
+}
+
+export interface PersistedRoom extends RoomMeta {
+  runs: Array<{ run: number; config: RoomConfig; started: number; points: HistoryPoint[] }>
+  checkpoint: Checkpoint | null
+}
+
+/** Collaborator that makes rooms durable; every method is best effort (errors go to onStoreError). */
+export interface RoomStore {
+  saveRoom(meta: RoomMeta): void
+  saveRun(room: string, run: { run: number; config: RoomConfig; started: number }): void
+  appendPoint(room: string, run: number, p: HistoryPoint): void
+  saveCheckpoint(room: string, cp: Checkpoint): void
+  deleteCheckpoint(room: string): void
+}
+
+export interface RegistryOptions {
+  now?: () => number
+  /** Uniform integer in [0, maxExclusive); injectable so tests get predictable codes. */
+  randomInt?: (maxExclusive: number) => number
+  store?: RoomStore
+  onStoreError?: (err: unknown) => void
+}
+
+export type Fail = { ok: false; code: string; message: string }
+export type JoinResult = { ok: true; room: Room; created: boolean; changed: boolean } | Fail
+
+/** Parameter-server algorithms: the only ones whose membership names a `ps`. */
+const PS_ALGORITHMS = new Set<RoomConfig['algorithm']>(['asgd', 'od-sgd'])
+
+function fail(code: string, message: string): Fail {
+  return { ok: false, code, message }
+}
+
+export class RoomRegistry {
+  private readonly rooms = new Map<string, Room>()
+  private readonly byCode = new Map<string, Room>()
+  private readonly roomOfPeer = new Map<string, Room>()
+  private readonly now: () => number
+  private readonly randomInt: (n: number) => number
+  private readonly store: RoomStore | undefined
+  private readonly onStoreError: (err: unknown) => void
+
+  constructor(opts: RegistryOptions = {}) {
+    this.now = opts.now ?? Date.now
+    this.randomInt = opts.randomInt ?? ((n) => Math.floor(Math.random() * n))
+    this.store = opts.store
+    this.onStoreError = opts.onStoreError ?? (() => {})
+  }
+
+  // ---- lookup ----
+
+  /** By exact name first, then by join code (case and separators ignored). */
+  get(nameOrCode: string): Room | undefined {
+    const byName = this.rooms.get(nameOrCode)
+    if (byName) return byName
+    const code = normalizeJoinCode(nameOrCode)
+    return code ? this.byCode.get(code) : undefined
+  }
+
+  list(): Room[] {
+    return [...this.rooms.values()]
+  }
+
+  roomOf(peerId: string): Room | undefined {
+    return this.roomOfPeer.get(peerId)
+  }
+
+  // ---- rooms ----
+
+  /** Creates a room; its name defaults to its join code. */
+  create(opts: { name?: string; config: RoomConfig; tokenHash: string | null }): { ok: true; room: Room } | Fail {
+    if (this.rooms.size >= MAX_ROOMS) return fail('room-limit', `the server already holds ${MAX_ROOMS} rooms`)
+    const code = this.freshCode()
+    const name = opts.name ?? code
+    if (this.get(name)) return fail('exists', `room: '${name}' already exists`)
+    const now = this.now()
+    const room: Room = {
+      name, code, createdAt: now, config: opts.config, tokenHash: opts.tokenHash,
+      run: 1, paused: false, epoch: 0, roster: [], peers: new Map(), ps: null,
+      runs: [makeRun(1, opts.config, now)], checkpoint: null,
+    }
+    this.rooms.set(name, room)
+    this.byCode.set(code, room)
+    this.persistRoom(room)
+    this.persist((s) => s.saveRun(room.name, { run: 1, config: room.config, started: now }))
+    return { ok: true, room }
+  }
+
+  /** Loads rooms saved by a previous process; rosters start empty (peers rejoin). */
+  restore(saved: readonly PersistedRoom[]): void {
+    for (const s of saved) {
+      if (this.rooms.has(s.name) || this.byCode.has(s.code)) continue
+      const runs: RunRecord[] = s.runs.map((r) => {
+        const rec = makeRun(r.run, r.config, r.started)
+        for (const p of r.points) appendPoint(rec, p)
+        const last = r.points[r.points.length - 1]
+        rec.bytes = last?.bytes ?? 0
+        return rec
+      })
+      if (!runs.some((r) => r.run === s.run)) runs.push(makeRun(s.run, s.config, this.now()))
+      const room: Room = {
+        name: s.name, code: s.code, createdAt: s.createdAt, config: s.config, tokenHash: s.tokenHash,
+        run: s.run, paused: s.paused,
+        // The roster is empty now, which is a membership change: peers compare epochs across the restart.
+        epoch: s.epoch + 1,
+        roster: [], peers: new Map(), ps: null, runs,
+        checkpoint: s.checkpoint && s.checkpoint.run === s.run ? s.checkpoint : null,
+      }
+      this.rooms.set(room.name, room)
+      this.byCode.set(room.code, room)
+    }
+  }
+
+  // ---- membership ----
+
+  /**
+   * Adds a peer to a room, creating the room with the default config (DPSGD ring, MNIST MLP)
+   * when no room has this name or code. `changed` is false for a repeated identical join.
+   */
+  join(nameOrCode: string, peer: { id: string; role: PeerRole; name?: string; agent?: Agent }): JoinResult {
+    const existing = this.roomOfPeer.get(peer.id)
+    let room = this.get(nameOrCode)
+    if (existing) {
+      const entry = existing.peers.get(peer.id)
+      if (existing === room && entry?.role === peer.role) return { ok: true, room, created: false, changed: false }
+      return fail('already-joined', `already in room '${existing.name}': leave first`)
+    }
+    let created = false
+    if (!room) {
+      const r = this.create({ name: nameOrCode, config: defaultConfig(), tokenHash: null })
+      if (!r.ok) return r
+      room = r.room
+      created = true
+    }
+    const isVolunteer = peer.role === 'volunteer'
+    if (isVolunteer && room.roster.length >= MAX_PEERS_PER_ROOM)
+      return fail('room-full', `room '${room.name}' already has ${MAX_PEERS_PER_ROOM} volunteers`)
+    if (!isVolunteer && room.peers.size - room.roster.length >= MAX_SPECTATORS_PER_ROOM)
+      return fail('room-full', `room '${room.name}' already has ${MAX_SPECTATORS_PER_ROOM} spectators`)
+    room.peers.set(peer.id, {
+      id: peer.id, role: peer.role, name: peer.name ?? null, agent: peer.agent ?? 'browser', joinedAt: this.now(),
+      report: null, lastReportAt: null, lastBytesSent: 0, suspectedBy: new Set(),
+    })
+    this.roomOfPeer.set(peer.id, room)
+    if (isVolunteer) {
+      room.roster.push(peer.id)
+      this.membershipChanged(room)
+    }
+    return { ok: true, room, created, changed: isVolunteer }
+  }
+
+  /** Removes a peer from its room. `changed` is true when the roster (and so the epoch) changed. */
+  leave(peerId: string): { room: Room; changed: boolean } | null {
+    const room = this.roomOfPeer.get(peerId)
+    if (!room) return null
+    const entry = room.peers.get(peerId)
+    room.peers.delete(peerId)
+    this.roomOfPeer.delete(peerId)
+    if (entry?.role !== 'volunteer') return { room, changed: false }
+    room.roster = room.roster.filter((id) => id !== peerId)
+    // A departed reporter no longer counts towards anyone's suspicion.
+    for (const p of room.peers.values()) p.suspectedBy.delete(peerId)
+    this.membershipChanged(room)
+    return { room, changed: true }
+  }
+
+  /**
+   * Records that `reporter` missed deadlines from `suspect`. The suspect is removed when a
+   * majority of its neighbours (from its own last report), or at least two distinct roster
+   * members, or the only other peer of a two-peer room report it — one confused peer alone
+   * cannot evict a healthy one from a larger room.
+   */
+  suspect(reporterId: string, suspectId: string): { ok: true; removed: boolean; room: Room } | Fail {
+    const room = this.roomOfPeer.get(reporterId)
+    if (!room || room.peers.get(reporterId)?.role !== 'volunteer') return fail('not-joined', 'join a room as a volunteer first')
+    if (reporterId === suspectId) return fail('bad-request', 'peer: cannot report yourself')
+    const target = room.peers.get(suspectId)
+    if (!target || target.role !== 'volunteer') return fail('unknown-peer', `peer: '${suspectId}' is not in room '${room.name}'`)
+    target.suspectedBy.add(reporterId)
+    const reporters = target.suspectedBy.size
+    const neighbours = (target.report?.neighbors ?? []).filter((id) => id !== suspectId && room.roster.includes(id))
+    const fromNeighbours = neighbours.filter((id) => target.suspectedBy.has(id)).length
+    const evict =
+      reporters >= 2 || room.roster.length === 2 || (neighbours.length > 0 && fromNeighbours * 2 > neighbours.length)
+    if (evict) this.leave(suspectId)
+    return { ok: true, removed: evict, room }
+  }
+
+  // ---- reports, history, checkpoints ----
+
+  /** Stores a volunteer's report and samples the run history; returns false when not a volunteer. */
+  report(peerId: string, report: PeerReport): { room: Room; sample: HistoryPoint | null } | null {
+    const room = this.roomOfPeer.get(peerId)
+    const entry = room?.peers.get(peerId)
+    if (!room || !entry || entry.role !== 'volunteer') return null
+    const now = this.now()
+    const run = this.currentRun(room)
+    // Counters restart with a peer's training; a drop means "this many since the restart".
+    const delta = report.bytesSent >= entry.lastBytesSent ? report.bytesSent - entry.lastBytesSent : report.bytesSent
+    run.bytes += delta
+    entry.lastBytesSent = report.bytesSent
+    entry.report = report
+    entry.lastReportAt = now
+    const reports = room.roster.map((id) => room.peers.get(id)?.report).filter((r): r is PeerReport => !!r)
+    const sample = maybeSample(run, now, reports)
+    if (sample) this.persist((s) => s.appendPoint(room.name, run.run, sample))
+    return { room, sample }
+  }
+
+  setCheckpoint(peerId: string, cp: { step: number; schemaHash: string; params: Uint8Array }): { ok: true; room: Room; accepted: boolean } | Fail {
+    const room = this.roomOfPeer.get(peerId)
+    if (!room || room.peers.get(peerId)?.role !== 'volunteer') return fail('not-joined', 'join a room as a volunteer first')
+    if (cp.params.byteLength > CHECKPOINT_MAX_BYTES)
+      return fail('too-large', `params: checkpoint is ${cp.params.byteLength} bytes, the limit is ${CHECKPOINT_MAX_BYTES}`)
+    if (cp.params.byteLength === 0) return fail('bad-request', 'params: empty checkpoint')
+    const cur = room.checkpoint
+    // Keep the most advanced model of the current run; an equal or older step adds nothing.
+    if (cur && cur.run === room.run && cp.step <= cur.step) return { ok: true, room, accepted: false }
+    // Copy: socket.io hands us a view that may share a larger receive buffer.
+    const saved: Checkpoint = { run: room.run, step: cp.step, schemaHash: cp.schemaHash, params: new Uint8Array(cp.params), savedAt: this.now() }
+    room.checkpoint = saved
+    this.persist((s) => s.saveCheckpoint(room.name, saved))
+    return { ok: true, room, accepted: true }
+  }
+
+  // ---- host controls ----
+
+  setPaused(room: Room, paused: boolean): void {
+    room.paused = paused
+    this.persistRoom(room)
+  }
+
+  /**
+   * Starts run `room.run + 1` with `config` (default: the current one, i.e. a reset). Old runs'
+   * history is kept for comparison; reports and the checkpoint belong to the old run and go.
+   */
+  startNewRun(room: Room, config: RoomConfig = room.config): void {
+    const now = this.now()
+    room.run += 1
+    room.config = config
+    room.paused = false
+    room.runs.push(makeRun(room.run, config, now))
+    if (room.runs.length > MAX_RUNS_PER_ROOM) room.runs.splice(0, room.runs.length - MAX_RUNS_PER_ROOM)
+    for (const p of room.peers.values()) { p.report = null; p.lastReportAt = null; p.suspectedBy.clear() }
+    if (room.checkpoint) { room.checkpoint = null; this.persist((s) => s.deleteCheckpoint(room.name)) }
+    this.persist((s) => s.saveRun(room.name, { run: room.run, config, started: now }))
+    // Roles depend on the algorithm, and stale-epoch filtering must drop the old run's messages.
+    this.membershipChanged(room)
+  }
+
+  /** Host "remove peer": same as leaving, for a peer of this room only. */
+  kick(room: Room, peerId: string): boolean {
+    if (this.roomOfPeer.get(peerId) !== room) return false
+    this.leave(peerId)
+    return true
+  }
+
+  // ---- views ----
+
+  currentRun(room: Room): RunRecord {
+    let run = room.runs.find((r) => r.run === room.run)
+    if (!run) { run = makeRun(room.run, room.config, this.now()); room.runs.push(run) }
+    return run
+  }
+
+  membership(room: Room): MembershipAnnouncement {
+    return {
+      v: PROTOCOL_VERSION, room: room.name, epoch: room.epoch, peers: [...room.roster],
+      roles: { ps: room.ps }, config: room.config, run: room.run, paused: room.paused,
+    }
+  }
+
+  /** The JSON of GET /api/rooms/:room and of spectators' 'room-state'. */
+  view(room: Room) {
+    return {
+      room: room.name,
+      code: room.code,
+      config: room.config,
+      run: room.run,
+      paused: room.paused,
+      epoch: room.epoch,
+      roles: { ps: room.ps },
+      checkpointStep: room.checkpoint?.step ?? null,
+      spectators: room.peers.size - room.roster.length,
+      createdAt: room.createdAt,
+      now: this.now(),
+      peers: room.roster.map((id) => peerView(room.peers.get(id)!)),
+    }
+  }
+
+  summary(room: Room) {
+    return {
+      room: room.name, code: room.code, algorithm: room.config.algorithm, topology: room.config.topology,
+      dataset: room.config.dataset, model: room.config.model, peers: room.roster.length,
+      spectators: room.peers.size - room.roster.length, run: room.run, paused: room.paused,
+    }
+  }
+
+  // ---- internals ----
+
+  private membershipChanged(room: Room): void {
+    room.epoch += 1
+    room.ps = PS_ALGORITHMS.has(room.config.algorithm) ? (room.roster[0] ?? null) : null
+    this.persistRoom(room)
+  }
+
+  private freshCode(): string {
+    for (;;) {
+      const code = makeJoinCode(this.randomInt)
+      if (!this.byCode.has(code) && !this.rooms.has(code)) return code
+    }
+  }
+
+  private persistRoom(room: Room): void {
+    const meta: RoomMeta = {
+      name: room.name, code: room.code, createdAt: room.createdAt, config: room.config,
+      tokenHash: room.tokenHash, run: room.run, paused: room.paused, epoch: room.epoch,
+    }
+    this.persist((s) => s.saveRoom(meta))
+  }
+
+  private persist(fn: (s: RoomStore) => void): void {
+    if (!this.store) return
+    try {
+      fn(this.store)
+    } catch (err) {
+      this.onStoreError(err)
+    }
+  }
+}
+
+export type RoomView = ReturnType<RoomRegistry['view']>
+
+function peerView(p: PeerEntry) {
+  const r = p.report
+  return {
+    id: p.id,
+    name: p.name,
+    agent: p.agent,
+    joinedAt: p.joinedAt,
+    step: r?.step ?? 0,
+    globalStep: r?.globalStep ?? 0,
+    loss: r?.loss ?? null,
+    accuracy: r?.accuracy ?? null,
+    backend: r?.backend ?? null,
+    backendReason: r?.backendReason ?? null,
+    samplesPerSec: r?.samplesPerSec ?? 0,
+    stepsPerSec: r?.stepsPerSec ?? 0,
+    samples: r?.samples ?? 0,
+    bytesSent: r?.bytesSent ?? 0,
+    bytesReceived: r?.bytesReceived ?? 0,
+    neighbors: r?.neighbors ?? [],
+    links: r?.links ?? {},
+    lr: r?.lr ?? null,
+    h: r?.h ?? null,
+    consensus: r?.consensus ?? null,
+    stage: r?.stage ?? 'loading',
+    updaters: r?.updaters ?? null,
+    rejected: r?.rejected ?? 0,
+    lastReportAt: p.lastReportAt,
+    suspect: p.suspectedBy.size > 0,
+  }
+}

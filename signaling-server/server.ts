@@ -1,0 +1,142 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { Server } from 'socket.io'
+import type { DatasetName } from '../shared/config'
+import { getDatasetBinary as datasetBinary, getShardBinary as shardBinary } from './datasets'
+import { attachHandlers, type SignalingServer } from './handlers'
+import { handleApi, type ShardQuery } from './http-api'
+import { openStore } from './persistence'
+import { CHECKPOINT_MAX_BYTES, RoomRegistry } from './rooms'
+import { serveStatic } from './static'
+
+/**
+ * Builds the whole server: rooms (restored from SQLite), the socket.io signaling layer, the
+ * HTTP API, datasets and the built client, all on one port.
+ */
+
+export interface ServerOptions {
+  /** 0 picks a free port (tests). */
+  port: number
+  host: string
+  /** Directory for the SQLite database; rooms survive restarts with the same dataDir. */
+  dataDir: string
+  /** The built client (dist/). */
+  staticDir: string
+  log?: (msg: string) => void
+  /** Replaces the static file server (the `--dev` Vite middleware); call next() to fall through. */
+  middleware?: (req: IncomingMessage, res: ServerResponse, next: () => void) => void
+  /** Defaults to signaling-server/datasets.ts (which also serves per-peer shards). */
+  getDatasetBinary?: (name: DatasetName, split: 'train' | 'test') => Promise<Uint8Array>
+}
+
+export interface RunningServer {
+  url: string
+  port: number
+  registry: RoomRegistry
+  io: SignalingServer
+  close(): Promise<void>
+}
+
+/**
+ * Lets the page use SharedArrayBuffer (tfjs-wasm threads, Hogwild updaters): cross-origin
+ * isolation needs COOP + COEP on the document and CORP on everything it loads.
+ */
+export const ISOLATION_HEADERS: Record<string, string> = {
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Embedder-Policy': 'require-corp',
+  'Cross-Origin-Resource-Policy': 'same-origin',
+  'X-Content-Type-Options': 'nosniff',
+}
+
+/** Signals stay small; the checkpoint upload is the largest message a client sends. */
+const MAX_SOCKET_MESSAGE_BYTES = CHECKPOINT_MAX_BYTES + 1024 * 1024
+
+/**
+ * @example
+ * const s = await startServer({ port: 0, host: '127.0.0.1', dataDir, staticDir: 'dist' })
+ * await fetch(`${s.url}/healthz`)
+ * await s.close()
+ */
+export async function startServer(opts: ServerOptions): Promise<RunningServer> {
+  const log = opts.log ?? (() => {})
+  const store = openStore(opts.dataDir, log)
+  const registry = new RoomRegistry({ store, onStoreError: (err) => log(`persistence error: ${String(err)}`) })
+  registry.restore(store.load())
+
+  let bus: ReturnType<typeof attachHandlers> | null = null
+  const getDatasetBinary = opts.getDatasetBinary ?? datasetBinary
+  const getShardBinary = opts.getDatasetBinary ? undefined : (n: DatasetName, s: 'train' | 'test', q: ShardQuery) => shardBinary(n, s, q)
+
+  const http = createServer((req, res) => {
+    for (const [k, v] of Object.entries(ISOLATION_HEADERS)) res.setHeader(k, v)
+    let url: URL
+    try {
+      url = new URL(req.url ?? '/', 'http://localhost')
+    } catch {
+      res.statusCode = 400
+      return void res.end('bad request\n')
+    }
+    const ctx = { rooms: registry, bus: bus!, log, getDatasetBinary, getShardBinary }
+    handleApi(req, res, url.pathname, url.searchParams, ctx)
+      .then(async (handled) => {
+        if (handled) return
+        if (opts.middleware) {
+          opts.middleware(req, res, () => {
+            res.statusCode = 404
+            res.end('not found\n')
+          })
+          return
+        }
+        if (!(await serveStatic(req, res, url.pathname, opts.staticDir))) {
+          res.statusCode = 405
+          res.end('method not allowed\n')
+        }
+      })
+      .catch((err) => {
+        log(`request ${req.method} ${req.url} failed: ${String(err)}`)
+        if (!res.headersSent) res.statusCode = 500
+        res.end()
+      })
+  })
+
+  const io: SignalingServer = new Server(http, {
+    maxHttpBufferSize: MAX_SOCKET_MESSAGE_BYTES,
+    // Vite's HMR websocket shares this server in --dev: leave upgrades we don't own alone.
+    destroyUpgrade: false,
+    serveClient: false,
+  })
+  // The polling transport's responses must carry the isolation headers too (require-corp).
+  io.engine.on('initial_headers', (headers: Record<string, string>) => Object.assign(headers, ISOLATION_HEADERS))
+  io.engine.on('headers', (headers: Record<string, string>) => Object.assign(headers, ISOLATION_HEADERS))
+  bus = attachHandlers(io, registry, log)
+
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', reject)
+    http.listen(opts.port, opts.host, () => {
+      http.off('error', reject)
+      resolve()
+    })
+  })
+  const port = (http.address() as AddressInfo).port
+  const shownHost = opts.host === '0.0.0.0' || opts.host === '::' ? 'localhost' : opts.host
+  let closed: Promise<void> | null = null
+
+  return {
+    url: `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}`,
+    port,
+    registry,
+    io,
+    close() {
+      closed ??= (async () => {
+        bus?.close()
+        io.disconnectSockets(true)
+        await new Promise<void>((resolve) => {
+          io.close(() => resolve())
+          http.closeAllConnections()
+        })
+        store.close()
+      })()
+      return closed
+    },
+  }
+}
