@@ -89,7 +89,7 @@ export function KpiRow({ room, big = false }: { room: ApiRoom; big?: boolean }) 
   return (
     <div className={`kpis${big ? ' big' : ''}`}>
       <Kpi label="Test accuracy" value={fmtPct(s.accuracy)} accent />
-      <Kpi label="Loss" value={fmtNum(s.loss, 3)} />
+      {!big ? <Kpi label="Loss" value={fmtNum(s.loss, 3)} /> : null}
       <Kpi label="Peers" value={String(s.peers)} />
       <Kpi label="Step" value={fmtInt(s.globalStep)} />
       {!big ? <Kpi label="Steps/s (all)" value={fmtNum(s.stepsPerSec, 1)} /> : null}

@@ -29,7 +29,7 @@ export function ProjectorPage({ room }: { room: string }) {
       <aside className="proj-join">
         <div className="proj-brand">tabswarm</div>
         <div className="proj-step">Open</div>
-        <div className="proj-url">{window.location.host}</div>
+        <div className="proj-url" style={{ ['--len' as string]: Math.max(10, window.location.host.length) } as CSSProperties}>{window.location.host}</div>
         <div className="proj-step">and enter</div>
         <div className="proj-code" style={{ ['--len' as string]: Math.max(4, code.length) } as CSSProperties} aria-label={`Join code ${code}`}>{code}</div>
         <QrCode text={url} size={300} label={`QR code to join room ${code}`} />

@@ -2,7 +2,8 @@ import { z } from 'zod'
 import { allFinite, isValidVector, sqDist } from '../math/vector'
 import { lrAt } from '../schedule'
 import { neighbors } from '../topology'
-import { deadline, isDeadline, type Envelope, type Membership, type PeerId } from '../transport'
+import { isDeadline, type Envelope, type Membership, type PeerId } from '../transport'
+import { scopedDeadline } from './common'
 import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
 
 /**
@@ -81,12 +82,18 @@ function prng(seed: number, self: PeerId): () => number {
   }
 }
 
-/** An AbortSignal that also aborts when `peer` disappears from the roster ("partner leaving"). */
-function untilLeaves(ctx: AlgorithmContext, peer: PeerId, signal: AbortSignal): { signal: AbortSignal; done: () => void } {
+/**
+ * A named deadline that also aborts when `peer` disappears from the roster ("partner leaving").
+ * `done()` releases the timer and listeners once the wait is over.
+ */
+function untilLeaves(
+  ctx: AlgorithmContext, peer: PeerId, name: string, ms: number, parent: AbortSignal,
+): { signal: AbortSignal; done: () => void } {
+  const dl = scopedDeadline(name, ms, parent)
   const ctl = new AbortController()
-  const onAbort = () => ctl.abort(signal.reason)
-  if (signal.aborted) onAbort()
-  else signal.addEventListener('abort', onAbort, { once: true })
+  const onAbort = () => ctl.abort(dl.signal.reason)
+  if (dl.signal.aborted) onAbort()
+  else dl.signal.addEventListener('abort', onAbort, { once: true })
   const unsub = ctx.mesh.onMembership((m) => {
     if (!m.peers.includes(peer)) ctl.abort(new Error(`partner ${peer} left`))
   })
@@ -94,7 +101,8 @@ function untilLeaves(ctx: AlgorithmContext, peer: PeerId, signal: AbortSignal): 
     signal: ctl.signal,
     done: () => {
       unsub()
-      signal.removeEventListener('abort', onAbort)
+      dl.signal.removeEventListener('abort', onAbort)
+      dl.done()
     },
   }
 }
@@ -140,7 +148,8 @@ class AdPsgd implements AlgorithmInstance {
     const donors = neighbors(this.ctx.config.topology, m.peers, mesh.self).sendTo.slice(0, BOOTSTRAP_DONORS)
     if (donors.length === 0) return
     const id = ++this.seq
-    const sig = deadline('ad-psgd/bootstrap', this.deadlineMs, this.stop.signal)
+    const dl = scopedDeadline('ad-psgd/bootstrap', this.deadlineMs, this.stop.signal)
+    const sig = dl.signal
     const models: Float32Array[] = []
     await Promise.all(donors.map(async (p) => {
       try {
@@ -152,6 +161,7 @@ class AdPsgd implements AlgorithmInstance {
         // A donor that left or is slow just does not contribute (§9.3 is best effort).
       }
     }))
+    dl.done()
     if (models.length === 0) return
     const x = new Float32Array(this.d)
     for (let k = 0; k < this.d; k++) {
@@ -216,7 +226,7 @@ class AdPsgd implements AlgorithmInstance {
     const { mesh } = this.ctx
     const partner = req.from
     // Longer than the initiator's own deadline: the initiator sends `exchange` right after `accept`.
-    const watch = untilLeaves(this.ctx, partner, deadline('ad-psgd/serve-exchange', 2 * this.deadlineMs, this.stop.signal))
+    const watch = untilLeaves(this.ctx, partner, 'ad-psgd/serve-exchange', 2 * this.deadlineMs, this.stop.signal)
     this.ctx.log('ad-psgd/exchange-start', { partner, id: req.round, role: 'passive' })
     let ok = false
     try {
@@ -244,14 +254,17 @@ class AdPsgd implements AlgorithmInstance {
       } catch {
         return
       }
+      const dl = scopedDeadline('ad-psgd/state-reply', this.deadlineMs, this.stop.signal)
       try {
         const { x } = await this.snapshot()
         await mesh.send(req.from, {
           kind: KIND.state, round: req.round, data: x,
           meta: { fresh: this.stepCount === 0 && this.ctx.mesh.clock.value === 0, step: this.stepCount },
-        }, deadline('ad-psgd/state-reply', this.deadlineMs, this.stop.signal))
+        }, dl.signal)
       } catch {
         // The joiner left or is unreachable: nothing to do.
+      } finally {
+        dl.done()
       }
     }
   }
@@ -262,7 +275,7 @@ class AdPsgd implements AlgorithmInstance {
     this.busy = true
     const { mesh } = this.ctx
     const id = ++this.seq
-    const watch = untilLeaves(this.ctx, partner, deadline('ad-psgd/exchange', this.deadlineMs, this.stop.signal))
+    const watch = untilLeaves(this.ctx, partner, 'ad-psgd/exchange', this.deadlineMs, this.stop.signal)
     this.ctx.log('ad-psgd/exchange-start', { partner, id, role: 'active' })
     let ok = false
     const run = (async () => {

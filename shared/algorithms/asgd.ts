@@ -1,7 +1,8 @@
 import { z } from 'zod'
 import { allFinite, concat, isValidVector } from '../math/vector'
 import { lrAt } from '../schedule'
-import { deadline, isDeadline, type Envelope, type Membership, type PeerId } from '../transport'
+import { isDeadline, type Envelope, type Membership, type PeerId } from '../transport'
+import { scopedDeadline } from './common'
 import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
 
 /**
@@ -95,13 +96,32 @@ export function childController(parent: AbortSignal): AbortController {
   return ctl
 }
 
-/** Aborts when `peer` leaves the roster or stops being the PS. */
-export function whilePs(ctx: AlgorithmContext, ps: PeerId, signal: AbortSignal): { signal: AbortSignal; done: () => void } {
-  const ctl = childController(signal)
+/** Runs `fn` under a named deadline whose timer is released as soon as `fn` settles. */
+export async function withDeadline<T>(name: string, ms: number, parent: AbortSignal, fn: (s: AbortSignal) => Promise<T>): Promise<T> {
+  const dl = scopedDeadline(name, ms, parent)
+  try {
+    return await fn(dl.signal)
+  } finally {
+    dl.done()
+  }
+}
+
+/** A named deadline that also aborts when `ps` leaves the roster or stops being the PS. */
+export function whilePs(
+  ctx: AlgorithmContext, ps: PeerId, name: string, ms: number, parent: AbortSignal,
+): { signal: AbortSignal; done: () => void } {
+  const dl = scopedDeadline(name, ms, parent)
+  const ctl = childController(dl.signal)
   const unsub = ctx.mesh.onMembership((m) => {
     if (m.roles.ps !== ps || !m.peers.includes(ps)) ctl.abort(new Error(`PS ${ps} gone`))
   })
-  return { signal: ctl.signal, done: unsub }
+  return {
+    signal: ctl.signal,
+    done: () => {
+      unsub()
+      dl.done()
+    },
+  }
 }
 
 /** Server state of the ASGD parameter server. */
@@ -198,9 +218,9 @@ class Asgd implements AlgorithmInstance {
     const { mesh } = this.ctx
     const m = mesh.membership()
     const others = m.peers.filter((p) => p !== mesh.self)
-    const sig = deadline(`${kind}-broadcast`, this.ctx.config.stepDeadlineMs, this.stop.signal)
     const round = ++this.seq
-    await Promise.allSettled(others.map((p) => mesh.send(p, { kind, round, data, meta }, sig)))
+    await withDeadline(`${kind}-broadcast`, this.ctx.config.stepDeadlineMs, this.stop.signal, (sig) =>
+      Promise.allSettled(others.map((p) => mesh.send(p, { kind, round, data, meta }, sig))))
   }
 
   private async onServer(e: Envelope): Promise<void> {
@@ -208,8 +228,8 @@ class Asgd implements AlgorithmInstance {
     if (!server) return
     const { mesh } = this.ctx
     if (e.kind === this.k(PS_KIND.hello)) {
-      await mesh.send(e.from, { kind: this.k(PS_KIND.weights), round: e.round, data: server.W, meta: { version: server.version } },
-        deadline('asgd/hello-reply', this.ctx.config.stepDeadlineMs, this.stop.signal))
+      await withDeadline('asgd/hello-reply', this.ctx.config.stepDeadlineMs, this.stop.signal, (sig) =>
+        mesh.send(e.from, { kind: this.k(PS_KIND.weights), round: e.round, data: server.W, meta: { version: server.version } }, sig))
       return
     }
     const meta = pushMetaSchema.safeParse(e.meta)
@@ -219,8 +239,8 @@ class Asgd implements AlgorithmInstance {
     }
     const W = server.apply(e.from, e.data)
     this.hat = { W: new Float32Array(W), version: server.version }
-    await mesh.send(e.from, { kind: this.k(PS_KIND.weights), round: e.round, data: W, meta: { version: server.version } },
-      deadline('asgd/push-reply', this.ctx.config.stepDeadlineMs, this.stop.signal))
+    await withDeadline('asgd/push-reply', this.ctx.config.stepDeadlineMs, this.stop.signal, (sig) =>
+      mesh.send(e.from, { kind: this.k(PS_KIND.weights), round: e.round, data: W, meta: { version: server.version } }, sig))
   }
 
   private onControl(e: Envelope): void {
@@ -250,7 +270,7 @@ class Asgd implements AlgorithmInstance {
     const ps = mesh.membership().roles.ps
     if (!ps || ps === mesh.self) return
     const round = ++this.seq
-    const watch = whilePs(this.ctx, ps, deadline('asgd/bootstrap', this.ctx.config.stepDeadlineMs, this.stop.signal))
+    const watch = whilePs(this.ctx, ps, 'asgd/bootstrap', this.ctx.config.stepDeadlineMs, this.stop.signal)
     try {
       await mesh.send(ps, { kind: this.k(PS_KIND.hello), round }, watch.signal)
       const e = await mesh.receive({ kind: this.k(PS_KIND.weights), round, from: ps }, watch.signal)
@@ -297,7 +317,7 @@ class Asgd implements AlgorithmInstance {
     const { mesh, compute } = this.ctx
     const round = ++this.seq
     // Pull waits for the server's queue: give it twice the per-message deadline.
-    const watch = whilePs(this.ctx, ps, deadline('asgd/push-pull', 2 * this.ctx.config.stepDeadlineMs, this.stop.signal))
+    const watch = whilePs(this.ctx, ps, 'asgd/push-pull', 2 * this.ctx.config.stepDeadlineMs, this.stop.signal)
     try {
       await mesh.send(ps, { kind: this.k(PS_KIND.push), round, data: grad, meta: { samples } }, watch.signal)
       const e = await mesh.receive({ kind: this.k(PS_KIND.weights), round, from: ps }, watch.signal)
@@ -341,11 +361,11 @@ class Asgd implements AlgorithmInstance {
       const succ = successorOf(m.peers, mesh.self)
       const others = m.peers.filter((p) => p !== mesh.self)
       const order = succ ? [succ, ...others.filter((p) => p !== succ)] : others
-      const sig = deadline('asgd/handover', this.ctx.config.stepDeadlineMs, this.stop.signal)
       const data = concat([server.W, server.v])
       const round = ++this.seq
       this.ctx.log('asgd/handover', { to: succ, version: server.version })
-      await Promise.allSettled(order.map((p) => mesh.send(p, { kind: this.k(PS_KIND.handover), round, data, meta: { version: server.version } }, sig)))
+      await withDeadline('asgd/handover', this.ctx.config.stepDeadlineMs, this.stop.signal, (sig) =>
+        Promise.allSettled(order.map((p) => mesh.send(p, { kind: this.k(PS_KIND.handover), round, data, meta: { version: server.version } }, sig))))
     }
     this.dispose()
   }

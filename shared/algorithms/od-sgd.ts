@@ -1,8 +1,9 @@
 import { z } from 'zod'
 import { allFinite, concat, isValidVector } from '../math/vector'
 import { lrAt } from '../schedule'
-import { deadline, type Envelope, type Membership, type PeerId } from '../transport'
-import { childController, Notifier, PS_KIND, pushMetaSchema, serveKind, successorOf, whilePs } from './asgd'
+import { type Envelope, type Membership, type PeerId } from '../transport'
+import { childController, Notifier, PS_KIND, pushMetaSchema, serveKind, successorOf, whilePs, withDeadline } from './asgd'
+import { scopedDeadline } from './common'
 import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
 
 /**
@@ -76,12 +77,13 @@ export class OdSgdServer {
     // No deadline before the first gradient of the round: an idle server must not step.
     if (!(await this.changed.until(() => (cur()?.size ?? 0) > 0, signal))) return null
     const full = () => ctx.mesh.membership().peers.every((p) => cur()?.has(p))
-    const dl = deadline('od-sgd/server-round', ctx.config.stepDeadlineMs, signal)
+    const dl = scopedDeadline('od-sgd/server-round', ctx.config.stepDeadlineMs, signal)
     const off = ctx.mesh.onMembership(() => this.changed.notify())
     try {
-      await this.changed.until(full, dl)
+      await this.changed.until(full, dl.signal)
     } finally {
       off()
+      dl.done()
     }
     if (signal.aborted) return null
     const got = cur()!
@@ -193,14 +195,14 @@ class OdSgd implements AlgorithmInstance {
   private async broadcast(kind: string, t: number, W: Float32Array): Promise<void> {
     const { mesh } = this.ctx
     const others = mesh.membership().peers.filter((p) => p !== mesh.self)
-    const sig = deadline(`${kind}-broadcast`, this.ctx.config.stepDeadlineMs, this.stop.signal)
-    await Promise.allSettled(others.map((p) => mesh.send(p, { kind, round: t, data: W, meta: { t } }, sig)))
+    await withDeadline(`${kind}-broadcast`, this.ctx.config.stepDeadlineMs, this.stop.signal, (sig) =>
+      Promise.allSettled(others.map((p) => mesh.send(p, { kind, round: t, data: W, meta: { t } }, sig))))
   }
 
   private async onServer(server: OdSgdServer, e: Envelope): Promise<void> {
     if (e.kind === K.hello) {
-      await this.ctx.mesh.send(e.from, { kind: K.state, round: e.round, data: server.W, meta: { t: server.t } },
-        deadline('od-sgd/hello-reply', this.ctx.config.stepDeadlineMs, this.stop.signal))
+      await withDeadline('od-sgd/hello-reply', this.ctx.config.stepDeadlineMs, this.stop.signal, (sig) =>
+        this.ctx.mesh.send(e.from, { kind: K.state, round: e.round, data: server.W, meta: { t: server.t } }, sig))
       return
     }
     const meta = pushMetaSchema.safeParse(e.meta)
@@ -239,7 +241,7 @@ class OdSgd implements AlgorithmInstance {
     const ps = mesh.membership().roles.ps
     if (!ps || ps === mesh.self) return
     const round = ++this.seq
-    const watch = whilePs(this.ctx, ps, deadline('od-sgd/bootstrap', this.ctx.config.stepDeadlineMs, this.stop.signal))
+    const watch = whilePs(this.ctx, ps, 'od-sgd/bootstrap', this.ctx.config.stepDeadlineMs, this.stop.signal)
     try {
       await mesh.send(ps, { kind: K.hello, round }, watch.signal)
       const e = await mesh.receive({ kind: K.state, round, from: ps }, watch.signal)
@@ -266,8 +268,8 @@ class OdSgd implements AlgorithmInstance {
     }
     if (!ps || !mesh.membership().peers.includes(ps)) return
     mesh.want([ps])
-    await mesh.send(ps, { kind: K.push, round: t, data: grad, meta: { samples } },
-      deadline('od-sgd/push', this.ctx.config.stepDeadlineMs, this.stop.signal)).catch(() => undefined)
+    await withDeadline('od-sgd/push', this.ctx.config.stepDeadlineMs, this.stop.signal, (sig) =>
+      mesh.send(ps, { kind: K.push, round: t, data: grad, meta: { samples } }, sig)).catch(() => undefined)
   }
 
   /** Waits until Ŵ reaches round `need` or a new PS restarted the sequence; false on deadline / no PS. */
@@ -278,9 +280,9 @@ class OdSgd implements AlgorithmInstance {
     const ps = mesh.membership().roles.ps
     if (!ps || !mesh.membership().peers.includes(ps)) return false
     // The server may wait its full round deadline before it steps: allow that plus the transfer.
-    const sig = deadline('od-sgd/pull', 2 * this.ctx.config.stepDeadlineMs, this.stop.signal)
-    const ok = await this.hatChanged.until(() => ready() || mesh.membership().roles.ps !== ps, sig)
-    return ok && ready()
+    await withDeadline('od-sgd/pull', 2 * this.ctx.config.stepDeadlineMs, this.stop.signal, (sig) =>
+      this.hatChanged.until(() => ready() || mesh.membership().roles.ps !== ps, sig))
+    return ready()
   }
 
   private localLr(t: number): number {
@@ -366,10 +368,10 @@ class OdSgd implements AlgorithmInstance {
       const succ = successorOf(m.peers, mesh.self)
       const others = m.peers.filter((p) => p !== mesh.self)
       const order = succ ? [succ, ...others.filter((p) => p !== succ)] : others
-      const sig = deadline('od-sgd/handover', this.ctx.config.stepDeadlineMs, this.stop.signal)
       const data = concat([server.W, server.v])
       this.ctx.log('od-sgd/handover', { to: succ, t: server.t })
-      await Promise.allSettled(order.map((p) => mesh.send(p, { kind: K.handover, round: server.t, data, meta: { t: server.t } }, sig)))
+      await withDeadline('od-sgd/handover', this.ctx.config.stepDeadlineMs, this.stop.signal, (sig) =>
+        Promise.allSettled(order.map((p) => mesh.send(p, { kind: K.handover, round: server.t, data, meta: { t: server.t } }, sig))))
     }
     this.dispose()
   }

@@ -1,0 +1,209 @@
+import { describe, expect, it } from 'vitest'
+import { parseRoomConfig, type RoomConfig } from '../config'
+import { sqDist } from '../math/vector'
+import { FAULTS } from '../testing/faults'
+import { LsqCompute, makeLsqProblem, type LsqShard } from '../testing/lsq-compute'
+import { MemoryNetwork, type MemoryMesh } from '../testing/memory-mesh'
+import { sleep } from '../transport'
+import { adPsgd, initiates } from './ad-psgd'
+import type { AlgorithmInstance } from './types'
+
+function config(over: Record<string, unknown> = {}): RoomConfig {
+  const r = parseRoomConfig({
+    algorithm: 'ad-psgd', topology: 'ring', stepDeadlineMs: 100, lr: 0.05, momentum: 0,
+    schedule: { kind: 'constant', warmupSteps: 0 }, ...over,
+  })
+  if (!r.ok) throw new Error(r.error)
+  return r.config
+}
+
+/** A shard whose loss is identically 0: gradients are exactly 0, so only gossip moves x. */
+const flat = (d: number): LsqShard => ({ m: 1, d, A: new Float64Array(d), b: new Float64Array(1) })
+
+interface LogLine { peer: string; event: string; detail?: Record<string, unknown> }
+interface Peer { id: string; mesh: MemoryMesh; compute: LsqCompute; inst: AlgorithmInstance; stop: AbortController }
+
+async function start(net: MemoryNetwork, id: string, compute: LsqCompute, cfg: RoomConfig, logs: LogLine[]): Promise<Peer> {
+  const mesh = net.mesh(id) ?? net.join(id)
+  const stop = new AbortController()
+  const inst = await adPsgd({
+    mesh, compute, config: cfg, signal: stop.signal, now: () => performance.now(),
+    log: (event, detail) => logs.push({ peer: id, event, detail }),
+  })
+  return { id, mesh, compute, inst, stop }
+}
+
+async function startAll(net: MemoryNetwork, computes: LsqCompute[], cfg: RoomConfig, logs: LogLine[]): Promise<Peer[]> {
+  const ids = computes.map((_, i) => `p${i}`)
+  for (const id of ids) net.join(id)
+  return Promise.all(ids.map((id, i) => start(net, id, computes[i], cfg, logs)))
+}
+
+const sumOf = (xs: Float32Array[]) => xs.reduce((s, x) => s + x.reduce((a, v) => a + v, 0), 0)
+
+function meanOf(xs: Float32Array[]): Float32Array {
+  const out = new Float32Array(xs[0].length)
+  for (const x of xs) for (let i = 0; i < x.length; i++) out[i] += x[i] / xs.length
+  return out
+}
+
+describe('AD-PSGD roles', () => {
+  it('is bipartite on an even ring and breaks the odd edge of an odd ring by index', () => {
+    const even = ['a', 'b', 'c', 'd']
+    expect(initiates(even, 'a', 'b')).toBe(true)
+    expect(initiates(even, 'b', 'a')).toBe(false)
+    expect(initiates(even, 'c', 'b')).toBe(true)
+    expect(initiates(even, 'a', 'd')).toBe(true)
+    const odd = ['a', 'b', 'c', 'd', 'e']
+    // Edge (e, a): both even indices; the lower index (a) initiates, e serves it.
+    expect(initiates(odd, 'a', 'e')).toBe(true)
+    expect(initiates(odd, 'e', 'a')).toBe(false)
+    expect(initiates(odd, 'e', 'd')).toBe(true)
+  })
+})
+
+describe('AD-PSGD exchange', () => {
+  it('a pairwise exchange leaves both at (x_i + x_j)/2 and preserves the sum exactly', async () => {
+    const net = new MemoryNetwork({ seed: 1 })
+    const logs: LogLine[] = []
+    // Integer-valued models: every midpoint is exact in fp32, so "exact" means bit-exact.
+    const a = Float32Array.of(1, 2, 3, 4)
+    const b = Float32Array.of(5, 6, 7, 9)
+    const [p0, p1] = await startAll(net, [new LsqCompute(flat(4), { init: a }), new LsqCompute(flat(4), { init: b })], config(), logs)
+    const r = await p0.inst.step() // p0 (index 0) is the active side of edge (p0, p1)
+    expect(r.communicated).toBe(true)
+    await sleep(10) // lets p1's server apply the exchange message
+    const x0 = await p0.inst.evalParams()
+    const x1 = await p1.inst.evalParams()
+    expect([...x0]).toEqual([3, 4, 5, 6.5])
+    expect([...x1]).toEqual([3, 4, 5, 6.5])
+    expect(sumOf([x0, x1])).toBe(sumOf([a, b]))
+    for (const p of [p0, p1]) p.inst.dispose()
+  })
+
+  it('keeps the sum of models under concurrent gossip on an odd ring with latency', async () => {
+    const net = new MemoryNetwork({ seed: 2, faults: FAULTS.lan })
+    const logs: LogLine[] = []
+    const inits = [0, 1, 2, 3, 4].map((i) => Float32Array.of(8 * i, -4 * i, 16, 2 * i * i))
+    const before = sumOf(inits)
+    const peers = await startAll(net, inits.map((x) => new LsqCompute(flat(4), { init: x })), config(), logs)
+    await Promise.all(peers.map(async (p) => { for (let k = 0; k < 8; k++) await p.inst.step() }))
+    await sleep(30)
+    const xs = await Promise.all(peers.map((p) => p.inst.evalParams()))
+    expect(sumOf(xs)).toBeCloseTo(before, 3)
+    // Gossip contracts the spread: the models moved towards each other.
+    const m0 = meanOf(inits)
+    const spread = (v: Float32Array[]) => v.reduce((s, x) => s + sqDist(x, m0), 0)
+    expect(spread(xs)).toBeLessThan(0.5 * spread(inits))
+    for (const p of peers) p.inst.dispose()
+  })
+
+  it('never puts a peer in two exchanges at once (odd ring, clique, latency)', async () => {
+    for (const topology of ['ring', 'clique'] as const) {
+      const net = new MemoryNetwork({ seed: 3, faults: FAULTS.reorder })
+      const logs: LogLine[] = []
+      const peers = await startAll(net, [0, 1, 2, 3, 4].map((i) => new LsqCompute(flat(3), { init: Float32Array.of(i, 2 * i, -i) })),
+        config({ topology }), logs)
+      await Promise.all(peers.map(async (p) => { for (let k = 0; k < 10; k++) await p.inst.step() }))
+      await sleep(30)
+      const open = new Map<string, number>()
+      let completed = 0
+      for (const l of logs) {
+        if (l.event === 'ad-psgd/exchange-start') {
+          open.set(l.peer, (open.get(l.peer) ?? 0) + 1)
+          expect(open.get(l.peer)).toBe(1)
+        } else if (l.event === 'ad-psgd/exchange-end') {
+          open.set(l.peer, (open.get(l.peer) ?? 0) - 1)
+          if (l.detail?.ok) completed++
+        }
+      }
+      expect(completed).toBeGreaterThan(0)
+      for (const p of peers) p.inst.dispose()
+    }
+  })
+})
+
+describe('AD-PSGD aborted exchanges lose nothing', () => {
+  // Latency 20 ms: request reaches p1 at ~20, accept reaches p0 at ~40, exchange would reach p1 at ~60.
+  const slow = { ...FAULTS.none, latencyMs: [20, 20] as const }
+
+  it('passive partner leaves after accepting: both models unchanged', async () => {
+    const net = new MemoryNetwork({ seed: 4, faults: slow })
+    const logs: LogLine[] = []
+    const a = Float32Array.of(1, 2, 3)
+    const b = Float32Array.of(7, 8, 9)
+    const [p0, p1] = await startAll(net, [new LsqCompute(flat(3), { init: a }), new LsqCompute(flat(3), { init: b })], config({ stepDeadlineMs: 150 }), logs)
+    const step = p0.inst.step()
+    await sleep(30) // p1 has accepted (snapshot sent), p0 has not received it yet
+    expect(logs.some((l) => l.peer === 'p1' && l.event === 'ad-psgd/exchange-start')).toBe(true)
+    net.leave('p1')
+    const r = await step
+    expect(r.communicated).toBe(false)
+    await sleep(350) // p1's serve deadline (2 × 150 ms) expires
+    expect([...(await p0.inst.evalParams())]).toEqual([...a])
+    expect([...(await p1.compute.readParams())]).toEqual([...b])
+    expect(logs.some((l) => l.peer === 'p1' && l.event === 'ad-psgd/exchange-end' && l.detail?.ok === false)).toBe(true)
+    for (const p of [p0, p1]) p.inst.dispose()
+  })
+
+  it('active partner leaves before sending its model: the server aborts at once, unchanged', async () => {
+    const net = new MemoryNetwork({ seed: 5, faults: slow })
+    const logs: LogLine[] = []
+    const a = Float32Array.of(1, 2, 3)
+    const b = Float32Array.of(7, 8, 9)
+    const [p0, p1] = await startAll(net, [new LsqCompute(flat(3), { init: a }), new LsqCompute(flat(3), { init: b })], config({ stepDeadlineMs: 5000 }), logs)
+    const step = p0.inst.step()
+    await sleep(30)
+    net.leave('p0')
+    // The server's wait ends on the roster change, far before its 10 s deadline.
+    await sleep(10)
+    expect(logs.some((l) => l.peer === 'p1' && l.event === 'ad-psgd/exchange-end' && l.detail?.ok === false)).toBe(true)
+    expect([...(await p1.inst.evalParams())]).toEqual([...b])
+    p0.inst.dispose() // the leaving tab shuts down; its pending wait ends with it
+    await step
+    expect([...(await p0.compute.readParams())]).toEqual([...a])
+    p1.inst.dispose()
+  })
+})
+
+describe('AD-PSGD churn', () => {
+  it('a peer leaving mid-run never blocks the others; a joiner is bootstrapped and ends near them', async () => {
+    const n = 5
+    const d = 6
+    const prob = makeLsqProblem({ n: n + 1, d, m: 16, seed: 7, spread: 1 })
+    const net = new MemoryNetwork({ seed: 8, faults: FAULTS.lan })
+    const logs: LogLine[] = []
+    const cfg = config({ lr: 0.02, stepDeadlineMs: 80 })
+    const peers = await startAll(net, prob.shards.slice(0, n).map((s) => new LsqCompute(s, { batchSize: 4 })), cfg, logs)
+    const leaver = peers[2]
+    const alive = peers.filter((p) => p !== leaver)
+    const steps = new Map<string, number>()
+    const loop = (p: Peer, k: number) => (async () => {
+      for (let i = 0; i < k && !p.stop.signal.aborted; i++) {
+        await p.inst.step()
+        steps.set(p.id, (steps.get(p.id) ?? 0) + 1)
+      }
+    })()
+    const runs = alive.map((p) => loop(p, 40))
+    const leaverRun = loop(leaver, 1000)
+    await sleep(40)
+    net.leave(leaver.id) // ungraceful: mid-exchange with whoever
+    leaver.stop.abort()
+    leaver.inst.dispose()
+    await leaverRun
+    // A joiner (zero init, far from the trained models) bootstraps from its neighbours.
+    const before = meanOf(await Promise.all(alive.map((p) => p.inst.evalParams())))
+    const joiner = await start(net, 'p9', new LsqCompute(prob.shards[n], { batchSize: 4 }), cfg, logs)
+    const boot = await joiner.inst.evalParams()
+    expect(logs.some((l) => l.peer === 'p9' && l.event === 'ad-psgd/bootstrap')).toBe(true)
+    expect(sqDist(boot, before)).toBeLessThan(0.1 * sqDist(new Float32Array(d), before))
+    const joinRun = loop(joiner, 30)
+    await Promise.all([...runs, joinRun])
+    for (const p of alive) expect(steps.get(p.id)).toBe(40)
+    const xs = await Promise.all(alive.map((p) => p.inst.evalParams()))
+    const m = meanOf(xs)
+    const spread = Math.max(...xs.map((x) => sqDist(x, m)))
+    expect(sqDist(await joiner.inst.evalParams(), m)).toBeLessThan(Math.max(4 * spread, 1e-3))
+    for (const p of [...alive, joiner]) p.inst.dispose()
+  })
+})
