@@ -87,7 +87,7 @@ describe('AD-PSGD exchange', () => {
     const inits = [0, 1, 2, 3, 4].map((i) => Float32Array.of(8 * i, -4 * i, 16, 2 * i * i))
     const before = sumOf(inits)
     const peers = await startAll(net, inits.map((x) => new LsqCompute(flat(4), { init: x })), config(), logs)
-    await Promise.all(peers.map(async (p) => { for (let k = 0; k < 8; k++) await p.inst.step() }))
+    await Promise.all(peers.map(async (p) => { for (let k = 0; k < 25; k++) await p.inst.step() }))
     await sleep(30)
     const xs = await Promise.all(peers.map((p) => p.inst.evalParams()))
     expect(sumOf(xs)).toBeCloseTo(before, 3)
