@@ -23,7 +23,6 @@ export default defineConfig({
     root,
     projects: [
       {
-        extends: false,
         test: {
           name: 'unit',
           root,
@@ -35,7 +34,6 @@ export default defineConfig({
         },
       },
       {
-        extends: false,
         test: {
           name: 'integration',
           root,
@@ -44,11 +42,9 @@ export default defineConfig({
           environment: 'node',
           testTimeout: 120_000,
           hookTimeout: 120_000,
-          fileParallelism: false,
         },
       },
       {
-        extends: false,
         test: {
           name: 'e2e',
           root,
@@ -57,7 +53,6 @@ export default defineConfig({
           environment: 'node',
           testTimeout: 300_000,
           hookTimeout: 120_000,
-          fileParallelism: false,
         },
       },
     ],

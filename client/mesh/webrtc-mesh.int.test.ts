@@ -10,7 +10,7 @@ import {
   DeadlineError, PeerUnavailableError, ProgressClock, deadline, isDeadline,
   type Envelope, type Membership, type Mesh, type MeshMessage, type MeshStats, type MessageFilter, type PeerId, type Unsubscribe,
 } from '../../shared/transport'
-import { FRAME_FIXED_BYTES } from '../../shared/wire/framing'
+import { FRAME_FIXED_BYTES, MAX_FRAME_BYTES } from '../../shared/wire/framing'
 import { startServer, type RunningServer } from '../../signaling-server/server'
 import type { ChildToParent, ParentToChild, PeerInit } from './testing/mesh-peer-process'
 
@@ -132,7 +132,7 @@ class RemoteMesh implements Mesh {
   want(peers: readonly PeerId[]): void { this.post({ op: 'want', peers: [...peers] }) }
   reportSuspect(peer: PeerId, reason: string): void { this.post({ op: 'suspect', peer, reason }) }
   stats(): MeshStats { throw new Error('use remoteStats()') }
-  remoteStats(): Promise<MeshStats & { connected: PeerId[] }> { return this.call((id) => ({ op: 'stats', id })) }
+  remoteStats(): Promise<MeshStats & { links: PeerId[]; connected: PeerId[]; peakBufferedAmount: number; highWaterMark: number }> { return this.call((id) => ({ op: 'stats', id })) }
   raw(to: PeerId, bytes: number): Promise<{ bytes: number; ms: number; bytesPerSec: number }> {
     return this.call((id) => ({ op: 'raw', id, to, bytes }))
   }
@@ -202,6 +202,9 @@ describe('WebRtcMesh over real WebRTC', () => {
       // Everything a sent, b received (hello + model), byte for byte.
       expect(sb.perLink[a.self].bytesReceived).toBe(sa.perLink[b.self].bytesSent)
       expect(sb.rejected[a.self] ?? 0).toBe(0)
+      // Backpressure: the queue never grew past the high-water mark plus one frame.
+      expect(sa.peakBufferedAmount).toBeGreaterThan(0)
+      expect(sa.peakBufferedAmount).toBeLessThanOrEqual(sa.highWaterMark + MAX_FRAME_BYTES)
     } finally {
       await Promise.all([a.shutdown(), b.shutdown()])
     }
@@ -269,6 +272,29 @@ describe('WebRtcMesh over real WebRTC', () => {
       expect((err as Error).name).toBe('PeerUnavailableError')
     } finally {
       await Promise.all([a.shutdown(), b.shutdown(), c.shutdown()])
+    }
+  })
+
+  it('avoids glare when both sides want each other, and keeps unwanted links in a bounded LRU pool', async () => {
+    const [a, b, c, d] = await swarm(4, { warmLinks: 1 })
+    try {
+      a.want([b.self])
+      b.want([a.self])
+      await waitFor('int/ab', () => a.logs.some((l) => l.event === 'mesh.link-open' && l.detail?.peer === b.self)
+        && b.logs.some((l) => l.event === 'mesh.link-open' && l.detail?.peer === a.self))
+      b.want([]) // otherwise b would re-dial a after the eviction below
+      a.want([c.self])
+      await waitFor('int/ac', () => a.logs.some((l) => l.event === 'mesh.link-open' && l.detail?.peer === c.self))
+      expect((await a.remoteStats()).links.sort()).toEqual([b.self, c.self].sort()) // b kept warm
+      a.want([d.self])
+      await waitFor('int/ad', () => a.logs.some((l) => l.event === 'mesh.link-open' && l.detail?.peer === d.self))
+      // Pool of 1: c (most recently used) stays warm, b is evicted.
+      expect((await a.remoteStats()).links.sort()).toEqual([c.self, d.self].sort())
+      // One link per pair, whoever asked first.
+      for (const [x, y] of [[a, b], [b, a]] as const)
+        expect(x.logs.filter((l) => l.event === 'mesh.link-open' && l.detail?.peer === y.self)).toHaveLength(1)
+    } finally {
+      await Promise.all([a, b, c, d].map((p) => p.shutdown()))
     }
   })
 

@@ -86,6 +86,7 @@ const RECONNECT_DELAY_MS = 500
 /** Fallback poll for stacks whose 'bufferedamountlow' event is unreliable. */
 const DRAIN_POLL_MS = 20
 const CONNECT_SIGNAL = 'connect'
+const RAW_THROUGHPUT_DEADLINE_MS = 120_000
 
 type DataChannelLike = {
   readonly bufferedAmount: number
@@ -200,6 +201,8 @@ export class WebRtcMesh implements Mesh {
   private readonly reconnectTimers = new Set<ReturnType<typeof setTimeout>>()
   private readonly rawAcks = new Map<number, (received: number) => void>()
   private rawRun = 0
+  /** Largest bufferedAmount seen right before a send (shows backpressure holds the high-water mark). */
+  private peakBuffered = 0
   private closedMesh = false
   private schemaHashValue: string
   private readonly ef = new Map<Compression, ErrorFeedback>()
@@ -387,6 +390,7 @@ export class WebRtcMesh implements Mesh {
     if (link.closed || !ch || ch.readyState !== 'open') throw new PeerUnavailableError(link.peer, 'link closed')
     if (ch.bufferedAmount > this.opts.highWaterMark) await this.drain(link, ch)
     if (link.closed) throw new PeerUnavailableError(link.peer, 'link closed')
+    if (ch.bufferedAmount > this.peakBuffered) this.peakBuffered = ch.bufferedAmount
     try {
       ch.send(frame)
     } catch (e) {
@@ -628,7 +632,8 @@ export class WebRtcMesh implements Mesh {
    * (ordered channel, so the ack follows the last chunk).
    */
   async measureRawThroughput(peer: PeerId, bytes: number, signal?: AbortSignal): Promise<RawThroughput> {
-    const sig = signal ?? new AbortController().signal
+    // Named bound so a vanished peer cannot hang a benchmark (its ack would never come).
+    const sig = signal ?? deadline('mesh.raw-throughput', RAW_THROUGHPUT_DEADLINE_MS)
     if (!this.current.peers.includes(peer)) throw new PeerUnavailableError(peer, 'not in room')
     const link = this.ensureLink(peer)
     await this.waitConnected(link, sig)
@@ -657,6 +662,17 @@ export class WebRtcMesh implements Mesh {
   /** Peers with an open data channel (diagnostics, tests). */
   connectedPeers(): PeerId[] {
     return [...this.links.values()].filter((l) => l.connected && !l.closed).map((l) => l.peer)
+  }
+
+  /** Link-level diagnostics for tests and the benchmark report. */
+  diagnostics(): { links: PeerId[]; connected: PeerId[]; peakBufferedAmount: number; highWaterMark: number; dropped: Mailbox['dropped'] } {
+    return {
+      links: [...this.links.keys()],
+      connected: this.connectedPeers(),
+      peakBufferedAmount: this.peakBuffered,
+      highWaterMark: this.opts.highWaterMark,
+      dropped: { ...this.mailbox.dropped },
+    }
   }
 
   /** Says goodbye to connected peers (best effort), closes every link and stops listening. */

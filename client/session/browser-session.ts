@@ -1,24 +1,51 @@
-// TEMPORARY STUB written by the UI contributor so client/ui compiles; the lead replaces this file.
 import type { BackendName } from '../../shared/protocol/signaling'
-import { defaultConfig } from '../../shared/config'
-import type { SessionHandle, SessionSnapshot } from './types'
+import { SignalingClient } from '../mesh/signaling-client'
+import { selectBackend } from '../runtime/backend'
+import { fetchDataset } from '../runtime/data-loader'
+import { createBrowserHogwildPool, hogwildSupported } from '../runtime/hogwild/browser-pool'
+import { fetchRoomCheckpoint } from './checkpoint'
+import { createWebRtcMesh, makeTrainer, shardRequest, signalingPort } from './platform'
+import { SwarmSession, type SessionPlatform } from './swarm-session'
+import type { SessionHandle } from './types'
 
+/**
+ * A volunteer tab: socket.io to this page's origin, the browser's own RTCPeerConnection, the
+ * fastest measured tfjs backend, the dataset shard from this server, Web Workers for LAP-SGD.
+ */
 export function createBrowserSession(opts: { room: string; backend?: BackendName; name?: string }): SessionHandle {
-  let snap: SessionSnapshot = {
-    stage: 'training', room: opts.room, self: 'stub-self-0001', config: defaultConfig('dpsgd'), run: 0,
-    backend: opts.backend ?? 'wasm', backendReason: opts.backend ? 'forced by ?backend=' : 'measured: wasm 84 steps/s, webgl 39, cpu 19',
-    dataProgress: 1, step: 1234, globalStep: 1240, loss: 0.2345, accuracy: 0.9312, samplesPerSec: 2650, stepsPerSec: 82.8,
-    samples: 39488, bytesSent: 48_200_000, bytesReceived: 47_900_000, neighbors: ['peer-aaaa1111', 'peer-bbbb2222'],
-    peers: ['peer-aaaa1111', 'peer-bbbb2222', 'peer-cccc3333'], lr: 0.05, h: null, consensus: 0.0123, error: null,
-    log: ['joined room', 'backend wasm chosen', 'connected to peer-aaaa', 'connected to peer-bbbb', 'averaged with 2 peers'],
+  const origin = window.location.origin
+  const client = new SignalingClient(origin, { socket: { transports: ['websocket'] } })
+  const platform: SessionPlatform = {
+    agent: 'browser',
+    serverUrl: origin,
+    signaling: signalingPort(client),
+    async selectBackend(forced) {
+      const c = await selectBackend({ override: forced ?? null })
+      return { backend: c.backend, reason: c.reason }
+    },
+    async prepare(config, shard, onProgress) {
+      // Progress: the train shard is most of the bytes, the test split the rest.
+      const train = await fetchDataset(config.dataset, 'train', {
+        shard: shardRequest(config, shard),
+        onProgress: (l, t) => onProgress(t ? 0.8 * (l / t) : 0.4),
+      })
+      const test = await fetchDataset(config.dataset, 'test', { onProgress: (l, t) => onProgress(0.8 + (t ? 0.2 * (l / t) : 0.1)) })
+      return makeTrainer(config, train, test, shard.seed)
+    },
+    createMesh: ({ self, config, compute }) => createWebRtcMesh({ self, config, compute, client }),
+    createHogwild: hogwildSupported()
+      ? async (config, trainer, shard) =>
+          createBrowserHogwildPool({
+            model: config.model, train: trainer.train,
+            paramCount: trainer.compute.paramCount, initial: await trainer.compute.readParams(),
+            batchSize: config.batchSize, seed: shard.seed, updaters: config.updaters,
+          })
+      : undefined,
+    fetchCheckpoint: (room) => fetchRoomCheckpoint(origin, room),
   }
-  const subs = new Set<(s: SessionSnapshot) => void>()
-  const emit = () => subs.forEach((f) => f(snap))
-  return {
-    snapshot: () => snap,
-    subscribe(cb) { subs.add(cb); return () => { subs.delete(cb) } },
-    pause() { snap = { ...snap, stage: 'paused' }; emit() },
-    resume() { snap = { ...snap, stage: 'training' }; emit() },
-    async leave() { snap = { ...snap, stage: 'done' }; emit() },
-  }
+  const session = new SwarmSession(platform, opts)
+  void session.start()
+  // §9.4 graceful leave: hand the model to neighbours once when the tab goes away.
+  window.addEventListener('pagehide', () => void session.leave())
+  return session
 }

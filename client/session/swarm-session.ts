@@ -1,5 +1,6 @@
 import type { AlgorithmInstance, Compute, HogwildPool, StepReport } from '../../shared/algorithms/types'
 import type { RoomConfig } from '../../shared/config'
+import type { Dataset } from '../../shared/data/format'
 import type { BackendName, MembershipAnnouncement, PeerCommand, PeerReport } from '../../shared/protocol/signaling'
 import { PROTOCOL_VERSION } from '../../shared/protocol/version'
 import { isDeadline, sleep, type Membership, type Mesh, type Unsubscribe } from '../../shared/transport'
@@ -28,6 +29,8 @@ const LOG_LINES = 40
 
 export interface Trainer {
   compute: Compute
+  /** This peer's training shard on the host (LAP-SGD workers load their own copy of it). */
+  train: Dataset
   /** Loss and accuracy of `params` on the held-out test subset. */
   evaluate(params: Float32Array): Promise<{ loss: number; accuracy: number }>
   dispose(): void

@@ -42,8 +42,7 @@ export function runLabel(r: HistoryRun): string {
 /** One series per run: y against seconds since the run started, bytes sent, or global step. */
 export function runSeries(runs: HistoryRun[], y: YKey, x: XKind): Series[] {
   return runs.map((r, i) => {
-    const start = r.startedAt || r.points[0]?.t || 0
-    const xOf = (p: HistoryPoint) => (x === 'time' ? (p.t - start) / 1000 : x === 'bytes' ? p.bytes : p.globalStep)
+    const xOf = (p: HistoryPoint) => (x === 'time' ? p.t : x === 'bytes' ? p.bytes : p.globalStep)
     return {
       name: runLabel(r),
       color: runColor(i),

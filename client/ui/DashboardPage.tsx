@@ -31,7 +31,7 @@ export function DashboardPage({ room }: { room: string }) {
             <h2>Swarm</h2>
             <span className="muted">{data.config.topology} topology</span>
           </div>
-          <TopologyGraph peers={data.peers} ps={data.roles?.ps ?? null} now={now} />
+          <TopologyGraph peers={data.peers} ps={data.roles?.ps ?? null} now={data.now ?? now} />
         </div>
         <ChartsPanel runs={runs} currentRun={data.run ?? 0} />
       </div>
@@ -40,7 +40,7 @@ export function DashboardPage({ room }: { room: string }) {
           <h2>Peers</h2>
           <span className="muted">click a column to sort</span>
         </div>
-        <PeerTable peers={data.peers} now={now} />
+        <PeerTable peers={data.peers} now={data.now ?? now} />
       </div>
       <ExportBar room={room} checkpointStep={data.checkpointStep ?? null} />
     </section>
@@ -168,11 +168,11 @@ export function ExportBar({ room, checkpointStep }: { room: string; checkpointSt
     <div className="card export-bar">
       <div>
         <h2>Export</h2>
-        <p className="muted small">Run history for your own analysis; the trained model in TensorFlow.js format{checkpointStep !== null ? ` (checkpoint at step ${checkpointStep})` : ''}.</p>
+        <p className="muted small">Run history for your own analysis; the latest trained model checkpoint{checkpointStep !== null ? ` (checkpoint at step ${checkpointStep})` : ''}.</p>
       </div>
       <div className="btn-row">
-        <a className="btn" href={`${base}/history?format=csv`} download={`${room}-history.csv`}>History (CSV)</a>
-        <a className="btn" href={`${base}/history?format=json`} download={`${room}-history.json`}>History (JSON)</a>
+        <a className="btn" href={`${base}/history?format=csv`} download>History (CSV)</a>
+        <a className="btn" href={`${base}/history?format=json`} download>History (JSON)</a>
         <a className="btn primary" href={`${base}/model`} download>Download model</a>
       </div>
     </div>

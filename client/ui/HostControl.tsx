@@ -41,14 +41,14 @@ export function HostControl({ room }: { room: string }) {
       <KpiRow room={data} />
 
       {token ? (
-        <Controls room={data} token={token} now={now} onForget={() => setToken(null)} />
+        <Controls room={data} token={token} now={data.now ?? now} onForget={() => setToken(null)} />
       ) : (
         <TokenPrompt room={room} onToken={(t) => { hostTokens.set(room, t); setToken(t) }} />
       )}
 
       <div className="card">
         <div className="card-head"><h2>Swarm</h2><span className="muted">{data.peers.length} peers</span></div>
-        <TopologyGraph peers={data.peers} ps={data.roles?.ps ?? null} now={now} />
+        <TopologyGraph peers={data.peers} ps={data.roles?.ps ?? null} now={data.now ?? now} />
       </div>
     </section>
   )
@@ -84,7 +84,7 @@ function TokenPrompt({ room, onToken }: { room: string; onToken: (t: string) => 
       <div className="inline-form">
         <label className="field grow">
           <span>Host key</span>
-          <input value={t} onChange={(e) => setT(e.target.value)} autoComplete="off" spellCheck={false} />
+          <input aria-label="Host key" value={t} onChange={(e) => setT(e.target.value)} autoComplete="off" spellCheck={false} />
         </label>
         <button className="btn primary" type="submit" disabled={!t.trim()}>Unlock</button>
       </div>
@@ -151,7 +151,7 @@ function Controls({ room, token, now, onForget }: { room: ApiRoom; token: string
           <div className="inline-form">
             <label className="field grow">
               <span>Next run</span>
-              <select value={nextAlgo} onChange={(e) => setNextAlgo(e.target.value as AlgorithmName)}>
+              <select aria-label="Next run" value={nextAlgo} onChange={(e) => setNextAlgo(e.target.value as AlgorithmName)}>
                 {others.map((a) => <option key={a} value={a}>{ALGORITHM_INFO[a].title}</option>)}
               </select>
             </label>
@@ -165,9 +165,9 @@ function Controls({ room, token, now, onForget }: { room: ApiRoom; token: string
           <p className="muted small">Show the class what happens when a volunteer drops out or has a slow connection.</p>
           <label className="field">
             <span>Peer</span>
-            <select value={target} onChange={(e) => setTarget(e.target.value)}>
+            <select aria-label="Peer" value={target} onChange={(e) => setTarget(e.target.value)}>
               <option value="">Choose a peer…</option>
-              {room.peers.map((p) => <option key={p.id} value={p.id}>{peerLabel(p)} ({p.backend})</option>)}
+              {room.peers.map((p) => <option key={p.id} value={p.id}>{peerLabel(p)}{p.backend ? ` (${p.backend})` : ''}</option>)}
             </select>
           </label>
           <div className="fault-rows">
@@ -197,7 +197,7 @@ function Controls({ room, token, now, onForget }: { room: ApiRoom; token: string
           peers={room.peers}
           now={now}
           actions={(p) => (
-            <button className="btn small danger" disabled={!!busy} onClick={() => act('Remove', { action: 'remove', peer: p.id }, `${peerLabel(p)} removed`)} aria-label={`Remove ${peerLabel(p)}`}>Remove</button>
+            <button className="btn small danger" disabled={!!busy} onClick={() => act('Remove', { action: 'kick', peer: p.id }, `${peerLabel(p)} removed`)} aria-label={`Remove ${peerLabel(p)}`}>Remove</button>
           )}
         />
       </div>

@@ -234,7 +234,7 @@ export function Select({ label, value, options, text, onChange, error }: {
   return (
     <label className="field">
       <span>{label}</span>
-      <select value={value} onChange={(e) => onChange(e.target.value)} disabled={options.length === 1}>
+      <select aria-label={label} value={value} onChange={(e) => onChange(e.target.value)} disabled={options.length === 1}>
         {options.map((o) => <option key={o} value={o}>{text?.[o] ?? o}</option>)}
       </select>
       {error}
@@ -263,6 +263,7 @@ export function NumberField({ label, value, onChange, integer, step, error }: {
       <span>{label}</span>
       <input
         type="number"
+        aria-label={label}
         inputMode={integer ? 'numeric' : 'decimal'}
         step={step ?? (integer ? '1' : 'any')}
         value={text}

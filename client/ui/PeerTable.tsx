@@ -26,7 +26,7 @@ export function globalStep(peers: ApiPeer[]): number {
 function value(p: ApiPeer, c: Col, g: number): string | number {
   switch (c) {
     case 'name': return peerLabel(p).toLowerCase()
-    case 'backend': return p.backend
+    case 'backend': return p.backend ?? ''
     case 'stage': return p.stage ?? ''
     case 'stepsPerSec': return p.stepsPerSec ?? 0
     case 'step': return p.step
@@ -73,7 +73,7 @@ export function PeerTable({ peers, now, actions }: { peers: ApiPeer[]; now: numb
                   {p.agent === 'node' ? <span className="tag">node</span> : null}
                   {p.suspect ? <span className="tag bad">suspect</span> : null}
                 </td>
-                <td><span className="dot-inline" style={{ background: backendColor(p.backend) }} />{p.backend}</td>
+                <td title={p.backendReason ?? undefined}><span className="dot-inline" style={{ background: backendColor(p.backend) }} />{p.backend ?? '—'}</td>
                 <td><span className={`stage-text stage-${stalled ? 'stalled' : p.stage ?? 'training'}`}>{stalled ? 'stalled' : p.stage ?? 'training'}</span></td>
                 <td className="num">{fmtNum(p.stepsPerSec ?? null, 1)}</td>
                 <td className="num">{p.step}</td>

@@ -47,7 +47,7 @@ export function ProjectorPage({ room }: { room: string }) {
         <KpiRow room={data} big />
         <div className="proj-body">
           <div className="card proj-topo">
-            <TopologyGraph peers={data.peers} ps={data.roles?.ps ?? null} now={now} big showLegend={false} />
+            <TopologyGraph peers={data.peers} ps={data.roles?.ps ?? null} now={data.now ?? now} big showLegend={false} />
           </div>
           <div className="card proj-chart">
             <h2>Test accuracy</h2>

@@ -99,7 +99,7 @@ export function TopologyGraph({ peers, ps = null, now, big = false, showLegend =
   const baseR = (many ? 14 : 22) * (big ? 1.15 : 1)
   const labelSize = big ? 22 : 16
 
-  const backends = [...new Set(peers.map((p) => p.backend))].sort()
+  const backends = [...new Set(peers.map((p) => p.backend).filter((b): b is string => !!b))].sort()
   return (
     <figure className={`topology${big ? ' big' : ''}`} aria-label={`Swarm topology: ${peers.length} peers, ${edges.size} links`}>
       <svg viewBox={`0 0 ${size} ${size}`} role="img" aria-hidden={peers.length === 0}>
@@ -124,7 +124,7 @@ export function TopologyGraph({ peers, ps = null, now, big = false, showLegend =
           const isPs = p.id === ps
           return (
             <g key={p.id} transform={`translate(${at.x.toFixed(1)} ${at.y.toFixed(1)})`} className={`node${stalled ? ' stalled' : ''}${p.suspect ? ' suspect' : ''}`}>
-              <title>{`${peerLabel(p)} · ${p.backend} · ${fmtNum(rate, 1)} steps/s${stalled ? ' · stalled' : ''}${p.suspect ? ' · suspect' : ''}`}</title>
+              <title>{`${peerLabel(p)} · ${p.backend ?? 'starting'} · ${fmtNum(rate, 1)} steps/s${stalled ? ' · stalled' : ''}${p.suspect ? ' · suspect' : ''}`}</title>
               {p.suspect ? <circle r={r + 9} className="halo" /> : null}
               <circle r={r} fill={stalled ? 'var(--stalled)' : backendColor(p.backend)} filter="url(#soft)" className="dot" />
               {isPs ? <text className="node-badge" y={5} textAnchor="middle" fontSize={14}>PS</text> : null}

@@ -101,6 +101,7 @@ function JoinForm({ initialRoom, error, onJoin }: { initialRoom: string; error: 
           <span>Room code</span>
           <input
             className="code-input"
+            aria-label="Room code"
             value={room}
             onChange={(e) => setRoom(e.target.value.replace(/\s+/g, ''))}
             placeholder="e.g. BLUE-FOX"
@@ -113,7 +114,7 @@ function JoinForm({ initialRoom, error, onJoin }: { initialRoom: string; error: 
         </label>
         <label className="field">
           <span>Your name <em>(optional, shown on the class screen)</em></span>
-          <input value={name} maxLength={40} onChange={(e) => setName(e.target.value)} placeholder="Ada" autoComplete="nickname" />
+          <input aria-label="Your name" value={name} maxLength={40} onChange={(e) => setName(e.target.value)} placeholder="Ada" autoComplete="nickname" />
         </label>
         {room !== '' && !valid ? <p className="field-error">Codes use letters, digits, - and _ only.</p> : null}
         {error ? <p className="banner error" role="alert">{error}</p> : null}

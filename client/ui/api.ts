@@ -19,7 +19,9 @@ export interface ApiPeer {
   globalStep?: number
   loss: number | null
   accuracy: number | null
-  backend: BackendName | string
+  /** null until the peer's first report. */
+  backend: BackendName | string | null
+  backendReason?: string | null
   samplesPerSec: number
   stepsPerSec?: number
   samples?: number
@@ -44,10 +46,13 @@ export interface ApiRoom {
   epoch?: number
   roles?: { ps: string | null }
   checkpointStep?: number | null
+  /** Server clock (ms) when this view was made: compare with peers' lastReportAt. */
+  now?: number
   peers: ApiPeer[]
 }
 
 export interface HistoryPoint {
+  /** Seconds since the run started. */
   t: number
   loss: number | null
   accuracy: number | null
@@ -62,7 +67,8 @@ export interface HistoryPoint {
 export interface HistoryRun {
   run: number
   config: RoomConfig
-  startedAt: number
+  /** Wall clock (ms) when the run started. */
+  started: number
   points: HistoryPoint[]
 }
 
@@ -112,15 +118,15 @@ export async function getHistory(room: string, signal?: AbortSignal): Promise<Ap
   const res = await fetch(`${roomPath(room)}/history?format=json`, { signal, cache: 'no-store' })
   if (!res.ok) throw await readError(res)
   const body = (await res.json()) as ApiHistory
-  return { room: body.room, runs: Array.isArray(body.runs) ? body.runs : [] }
+  return { room: body.room, runs: Array.isArray(body.runs) ? body.runs.filter((r) => r && Array.isArray(r.points)) : [] }
 }
 
-export async function createRoom(config: Partial<RoomConfig>, room?: string): Promise<CreatedRoom> {
+export async function createRoom(config: Partial<RoomConfig>): Promise<CreatedRoom> {
   const res = await fetch('/api/rooms', {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    // `room` is an optional requested name; the server picks one (and a join code) otherwise.
-    body: JSON.stringify(room ? { ...config, room } : config),
+    // A bare config: the server picks the room name and a short join code.
+    body: JSON.stringify(config),
   })
   if (!res.ok) throw await readError(res)
   return (await res.json()) as CreatedRoom
@@ -136,7 +142,7 @@ export type ControlAction =
   | { action: 'resume' }
   | { action: 'reset' }
   | { action: 'new-run'; config: Partial<RoomConfig> & { algorithm: AlgorithmName } }
-  | { action: 'remove'; peer: string }
+  | { action: 'kick'; peer: string }
   | { action: 'disconnect'; peer: string }
   | { action: 'slow'; peer: string; factor: number }
   | { action: 'latency'; peer: string; ms: number }

@@ -51,14 +51,15 @@ export function useRuns(room: ApiRoom | null, history: ApiHistory | null): Histo
     const key = `${room.run ?? 0}:${s.globalStep}:${s.accuracy}:${s.loss}`
     if (key === lastKey.current) return
     lastKey.current = key
+    const wall = Date.now()
     const point: HistoryPoint = {
-      t: Date.now(), loss: s.loss, accuracy: s.accuracy, globalStep: s.globalStep, bytes: s.bytes,
+      t: 0, loss: s.loss, accuracy: s.accuracy, globalStep: s.globalStep, bytes: s.bytes,
       peers: s.peers, lr: s.lr, h: s.h, consensus: s.consensus,
     }
     setLocal((prev) => {
       const run = room.run ?? 0
-      if (!prev || prev.run !== run) return { run, config: room.config, startedAt: point.t, points: [point] }
-      return { ...prev, points: [...prev.points.slice(-1999), point] }
+      if (!prev || prev.run !== run) return { run, config: room.config, started: wall, points: [point] }
+      return { ...prev, points: [...prev.points.slice(-1999), { ...point, t: (wall - prev.started) / 1000 }] }
     })
   }, [room])
   const server = history?.runs.filter((r) => r.points.length > 0) ?? []

@@ -1,7 +1,7 @@
 import { z } from 'zod'
 import { allFinite, concat, isValidVector } from '../math/vector'
 import { lrAt } from '../schedule'
-import { isDeadline, type Envelope, type Membership, type PeerId } from '../transport'
+import { isDeadline, type Envelope, type Membership, type MeshMessage, type PeerId } from '../transport'
 import { scopedDeadline } from './common'
 import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
 
@@ -27,6 +27,7 @@ export const PS_KIND = {
   push: 'push',
   weights: 'weights',
   handover: 'handover',
+  handoverAck: 'handover-ack',
   announce: 'ps-state',
 } as const
 
@@ -122,6 +123,33 @@ export function whilePs(
       dl.done()
     },
   }
+}
+
+/**
+ * Sends the server state to `order` (successor first) and waits for the successor's ack, so the
+ * hand-over is consumed before this peer leaves: after the roster changes, messages of the old
+ * epoch would be dropped as stale (§9.1).
+ */
+export async function sendHandover(
+  ctx: AlgorithmContext, algo: string, order: readonly PeerId[], msg: MeshMessage, parent: AbortSignal,
+): Promise<boolean> {
+  const succ = order[0]
+  if (!succ) return false
+  return withDeadline(`${algo}/handover`, ctx.config.stepDeadlineMs, parent, async (sig) => {
+    await Promise.allSettled(order.map((p) => ctx.mesh.send(p, msg, sig)))
+    try {
+      await ctx.mesh.receive({ kind: `${algo}/${PS_KIND.handoverAck}`, round: msg.round, from: succ }, sig)
+      return true
+    } catch {
+      ctx.log(`${algo}/handover-unacked`, { to: succ })
+      return false
+    }
+  })
+}
+
+export async function ackHandover(ctx: AlgorithmContext, kind: string, e: Envelope, parent: AbortSignal): Promise<void> {
+  await withDeadline('handover-ack', ctx.config.stepDeadlineMs, parent, (sig) =>
+    ctx.mesh.send(e.from, { kind, round: e.round }, sig)).catch(() => undefined)
 }
 
 /** Server state of the ASGD parameter server. */
@@ -243,13 +271,14 @@ class Asgd implements AlgorithmInstance {
       mesh.send(e.from, { kind: this.k(PS_KIND.weights), round: e.round, data: W, meta: { version: server.version } }, sig))
   }
 
-  private onControl(e: Envelope): void {
+  private async onControl(e: Envelope): Promise<void> {
     const meta = versionMetaSchema.safeParse(e.meta)
     if (!meta.success) return
     if (e.kind === this.k(PS_KIND.handover)) {
       if (!e.data || e.data.length !== 2 * this.d || !allFinite(e.data)) return
       const h = { W: e.data.slice(0, this.d), v: e.data.slice(this.d), version: meta.data.version }
       this.ctx.log('asgd/handover-received', { from: e.from, version: h.version })
+      await ackHandover(this.ctx, this.k(PS_KIND.handoverAck), e, this.stop.signal)
       if (this.server && this.server.version <= h.version && this.server.applied === 0) {
         this.server.W.set(h.W)
         this.server.v.set(h.v)
@@ -364,8 +393,7 @@ class Asgd implements AlgorithmInstance {
       const data = concat([server.W, server.v])
       const round = ++this.seq
       this.ctx.log('asgd/handover', { to: succ, version: server.version })
-      await withDeadline('asgd/handover', this.ctx.config.stepDeadlineMs, this.stop.signal, (sig) =>
-        Promise.allSettled(order.map((p) => mesh.send(p, { kind: this.k(PS_KIND.handover), round, data, meta: { version: server.version } }, sig))))
+      await sendHandover(this.ctx, 'asgd', order, { kind: this.k(PS_KIND.handover), round, data, meta: { version: server.version } }, this.stop.signal)
     }
     this.dispose()
   }

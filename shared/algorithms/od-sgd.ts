@@ -2,7 +2,7 @@ import { z } from 'zod'
 import { allFinite, concat, isValidVector } from '../math/vector'
 import { lrAt } from '../schedule'
 import { type Envelope, type Membership, type PeerId } from '../transport'
-import { childController, Notifier, PS_KIND, pushMetaSchema, serveKind, successorOf, whilePs, withDeadline } from './asgd'
+import { ackHandover, childController, sendHandover, Notifier, PS_KIND, pushMetaSchema, serveKind, successorOf, whilePs, withDeadline } from './asgd'
 import { scopedDeadline } from './common'
 import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
 
@@ -36,8 +36,12 @@ const K = {
   push: `od-sgd/${PS_KIND.push}`,
   weights: `od-sgd/${PS_KIND.weights}`,
   handover: `od-sgd/${PS_KIND.handover}`,
+  handoverAck: `od-sgd/${PS_KIND.handoverAck}`,
   announce: `od-sgd/${PS_KIND.announce}`,
 } as const
+
+/** How many past global weights a worker keeps (it needs W_t and W_{t−1}). */
+const RECENT_ROUNDS = 3
 
 const roundMetaSchema = z.object({ t: z.number().int().min(0) })
 
@@ -74,8 +78,26 @@ export class OdSgdServer {
   async runRound(signal: AbortSignal): Promise<Float32Array | null> {
     const { ctx } = this
     const cur = () => this.inbox.get(this.t)
-    // No deadline before the first gradient of the round: an idle server must not step.
-    if (!(await this.changed.until(() => (cur()?.size ?? 0) > 0, signal))) return null
+    const has = () => (cur()?.size ?? 0) > 0
+    const firstPending = () => {
+      let r = Infinity
+      for (const [k, m] of this.inbox) if (k > this.t && m.size > 0) r = Math.min(r, k)
+      return r
+    }
+    // No deadline before the first gradient: an idle server must not step.
+    if (!(await this.changed.until(() => has() || firstPending() < Infinity, signal))) return null
+    if (!has()) {
+      // Only later rounds arrived (a new PS after hand-over: the workers moved on, or reordering).
+      // Give round t one deadline to show up, then continue at the workers' round.
+      const skip = scopedDeadline('od-sgd/server-skip', ctx.config.stepDeadlineMs, signal)
+      await this.changed.until(has, skip.signal)
+      skip.done()
+      if (signal.aborted) return null
+      if (!has()) {
+        ctx.log('od-sgd/server-skip', { from: this.t, to: firstPending() })
+        this.t = firstPending()
+      }
+    }
     const full = () => ctx.mesh.membership().peers.every((p) => cur()?.has(p))
     const dl = scopedDeadline('od-sgd/server-round', ctx.config.stepDeadlineMs, signal)
     const off = ctx.mesh.onMembership(() => this.changed.notify())
@@ -92,7 +114,9 @@ export class OdSgdServer {
     for (const p of [...got.keys()].sort()) parts.push(got.get(p)!)
     if (late) for (const p of [...late.keys()].sort()) parts.push(late.get(p)!)
     this.step(parts)
+    // Both are consumed; a round-t gradient arriving from now on is late and lands in round t+1.
     this.inbox.delete(this.t - 1)
+    this.inbox.delete(this.t)
     ctx.log('od-sgd/server-step', { t: this.t, contributors: got.size, late: late?.size ?? 0, expected: ctx.mesh.membership().peers.length })
     this.t++
     this.rounds++
@@ -127,6 +151,8 @@ class OdSgd implements AlgorithmInstance {
   /** Ŵ at the previous local update (CADCASGD's w_prev). */
   private prevHat: Float32Array | null = null
   private readonly hatChanged = new Notifier()
+  /** The last few global weights by round: W_t is still needed when W_{t+1} arrived first (the PS's own worker). */
+  private readonly recent = new Map<number, Float32Array>()
   private handover: { W: Float32Array; v: Float32Array; t: number } | null = null
   /** Iteration index of the gradient computed next. */
   private t = 0
@@ -140,6 +166,7 @@ class OdSgd implements AlgorithmInstance {
     this.stop = childController(ctx.signal)
     this.d = ctx.compute.paramCount
     this.hat = { t: 0, W: init, gen: 0 }
+    this.recent.set(0, init)
   }
 
   start(): void {
@@ -148,8 +175,15 @@ class OdSgd implements AlgorithmInstance {
     this.onMembership(this.ctx.mesh.membership())
   }
 
+  /**
+   * Records global weights W_t. Ŵ (the newest) only moves forward, except on a restart by a new
+   * PS; an older W_t that arrives late (reordered) is still kept for the round that needs it.
+   */
   private setHat(t: number, W: Float32Array, restart: boolean): void {
-    this.hat = { t, W, gen: this.hat.gen + (restart ? 1 : 0) }
+    if (restart) this.recent.clear()
+    if (restart || t >= this.hat.t) this.hat = { t, W, gen: this.hat.gen + (restart ? 1 : 0) }
+    if (t >= this.hat.t - RECENT_ROUNDS) this.recent.set(t, W)
+    for (const k of this.recent.keys()) if (k < this.hat.t - RECENT_ROUNDS) this.recent.delete(k)
     this.hatChanged.notify()
   }
 
@@ -213,7 +247,7 @@ class OdSgd implements AlgorithmInstance {
     server.submit(e.from, e.round, { g: e.data, samples: meta.data.samples })
   }
 
-  private onControl(e: Envelope): void {
+  private async onControl(e: Envelope): Promise<void> {
     const meta = roundMetaSchema.safeParse(e.meta)
     if (!meta.success) return
     const t = meta.data.t
@@ -221,6 +255,7 @@ class OdSgd implements AlgorithmInstance {
       if (!e.data || e.data.length !== 2 * this.d || !allFinite(e.data)) return
       const h = { W: e.data.slice(0, this.d), v: e.data.slice(this.d), t }
       this.ctx.log('od-sgd/handover-received', { from: e.from, t })
+      await ackHandover(this.ctx, K.handoverAck, e, this.stop.signal)
       const s = this.server
       if (s && s.rounds === 0 && s.t <= t) {
         s.W.set(h.W)
@@ -232,7 +267,7 @@ class OdSgd implements AlgorithmInstance {
     }
     if (e.from !== this.ctx.mesh.membership().roles.ps || !isValidVector(e.data, this.d)) return
     if (e.kind === K.announce) this.setHat(t, e.data, true)
-    else if (t > this.hat.t) this.setHat(t, e.data, false)
+    else this.setHat(t, e.data, false)
   }
 
   /** §8.4 join: pull (t, W_t) from the PS and start at iteration t with w̃ = Ŵ = W_t. */
@@ -272,10 +307,13 @@ class OdSgd implements AlgorithmInstance {
       mesh.send(ps, { kind: K.push, round: t, data: grad, meta: { samples } }, sig)).catch(() => undefined)
   }
 
-  /** Waits until Ŵ reaches round `need` or a new PS restarted the sequence; false on deadline / no PS. */
+  /**
+   * Waits for W_need (or a restart by a new PS, or the server being ≥2 rounds past `need`, when
+   * W_need is not coming any more); false on deadline / no PS.
+   */
   private async awaitHat(need: number, gen: number): Promise<boolean> {
     const { mesh } = this.ctx
-    const ready = () => this.hat.t >= need || this.hat.gen !== gen
+    const ready = () => this.recent.has(need) || this.hat.gen !== gen || this.hat.t > need + 1
     if (ready()) return true
     const ps = mesh.membership().roles.ps
     if (!ps || !mesh.membership().peers.includes(ps)) return false
@@ -303,9 +341,11 @@ class OdSgd implements AlgorithmInstance {
     const need = warm ? t + 1 : t
     const ok = await this.awaitHat(need, gen)
     const hat = this.hat
+    const exact = hat.gen === gen ? this.recent.get(need) : undefined
     let w: Float32Array
     let communicated = true
-    if (!ok) {
+    // Not ok but Ŵ is past `need`: W_need never came and the server moved on — catch up below.
+    if (!ok && hat.t <= need) {
       // Dead or late PS: keep training locally on w̃ (never stall); catch up when Ŵ arrives.
       communicated = false
       w = await compute.readParams()
@@ -316,16 +356,21 @@ class OdSgd implements AlgorithmInstance {
         this.misses = 0
       }
       this.ctx.log('od-sgd/pull-timeout', { t })
-    } else if (warm || hat.gen !== gen || hat.t > need) {
-      // Warm start (plain SSGD), or catching up after a restart / a missed round.
+    } else if (!exact) {
+      // Catching up after a PS restart or a round we missed: compute on the newest W.
       this.misses = 0
       w = new Float32Array(hat.W)
       this.t = hat.t
       this.prevHat = null
+    } else if (warm) {
+      // Warm start: plain SSGD on W_{t+1}.
+      this.misses = 0
+      w = new Float32Array(exact)
+      this.t = need
     } else {
       this.misses = 0
-      w = this.localOpt(hat.W, g.grad, t)
-      this.prevHat = hat.W
+      w = this.localOpt(exact, g.grad, t)
+      this.prevHat = exact
       this.t = t + 1
     }
     await compute.writeParams(w)
@@ -370,8 +415,7 @@ class OdSgd implements AlgorithmInstance {
       const order = succ ? [succ, ...others.filter((p) => p !== succ)] : others
       const data = concat([server.W, server.v])
       this.ctx.log('od-sgd/handover', { to: succ, t: server.t })
-      await withDeadline('od-sgd/handover', this.ctx.config.stepDeadlineMs, this.stop.signal, (sig) =>
-        Promise.allSettled(order.map((p) => mesh.send(p, { kind: K.handover, round: server.t, data, meta: { t: server.t } }, sig))))
+      await sendHandover(this.ctx, 'od-sgd', order, { kind: K.handover, round: server.t, data, meta: { t: server.t } }, this.stop.signal)
     }
     this.dispose()
   }

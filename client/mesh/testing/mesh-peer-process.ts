@@ -18,6 +18,7 @@ export interface PeerInit {
   compression?: Compression
   maxMessageBytes?: number
   connectTimeoutMs?: number
+  warmLinks?: number
 }
 
 export type ParentToChild =
@@ -64,6 +65,7 @@ async function init(p: PeerInit): Promise<void> {
       ...(p.maxMessageBytes ? { maxMessageBytes: p.maxMessageBytes } : {}),
     },
     ...(p.connectTimeoutMs ? { connectTimeoutMs: p.connectTimeoutMs } : {}),
+    ...(p.warmLinks !== undefined ? { warmLinks: p.warmLinks } : {}),
     log: (event, detail) => {
       if (event !== 'mesh.hello') post({ ev: 'log', event, detail })
     },
@@ -116,7 +118,7 @@ async function handle(msg: ParentToChild): Promise<void> {
       ;(m as unknown as { mailbox: { deliver(e: Envelope): boolean } }).mailbox.deliver(msg.e)
       return
     case 'stats':
-      return reply(msg.id, async () => ({ ...m.stats(), connected: m.connectedPeers() }))
+      return reply(msg.id, async () => ({ ...m.stats(), ...m.diagnostics() }))
     case 'raw':
       return reply(msg.id, () => m.measureRawThroughput(msg.to, msg.bytes))
     case 'garbage':

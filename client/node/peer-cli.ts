@@ -1,0 +1,69 @@
+import { Command, Option } from 'commander'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { createRequire } from 'node:module'
+import { fileURLToPath } from 'node:url'
+import { createNodeSession } from './node-platform'
+
+/**
+ * `npm run peer -- --server URL --room NAME [--backend wasm|cpu] [--count N]`
+ * Starts N headless volunteers, each its own OS process (one tfjs runtime and one WebRTC stack
+ * per process, like one tab each). With --count 1 (default) this process is the volunteer.
+ */
+const program = new Command()
+  .name('tabswarm-peer')
+  .description('Headless Node volunteer(s) for a tabswarm room')
+  .requiredOption('--server <url>', 'server URL, e.g. http://127.0.0.1:8080')
+  .requiredOption('--room <name>', 'room name or join code')
+  .addOption(new Option('--backend <name>', 'tfjs backend').choices(['wasm', 'cpu']).default('wasm'))
+  .option('--count <n>', 'number of volunteer processes', (v) => parseInt(v, 10), 1)
+  .option('--name <name>', 'display name on the dashboard')
+  .option('--steps <n>', 'stop after this many local steps', (v) => parseInt(v, 10))
+  .option('--quiet', 'print only errors')
+program.parse()
+const o = program.opts<{ server: string; room: string; backend: 'wasm' | 'cpu'; count: number; name?: string; steps?: number; quiet?: boolean }>()
+
+if (!Number.isInteger(o.count) || o.count < 1 || o.count > 64) {
+  console.error('--count must be an integer between 1 and 64')
+  process.exit(2)
+}
+
+if (o.count > 1) {
+  const tsxCli = createRequire(import.meta.url).resolve('tsx/cli')
+  const self = fileURLToPath(import.meta.url)
+  const children: ChildProcess[] = []
+  for (let i = 0; i < o.count; i++) {
+    const args = [tsxCli, self, '--server', o.server, '--room', o.room, '--backend', o.backend, '--name', `${o.name ?? 'node'}-${i + 1}`]
+    if (o.steps) args.push('--steps', String(o.steps))
+    if (o.quiet) args.push('--quiet')
+    children.push(spawn(process.execPath, args, { stdio: 'inherit' }))
+  }
+  const stop = () => children.forEach((c) => c.kill('SIGINT'))
+  process.on('SIGINT', stop)
+  process.on('SIGTERM', stop)
+  let alive = children.length
+  for (const c of children) c.on('exit', () => --alive === 0 && process.exit(0))
+} else {
+  const session = createNodeSession({ server: o.server, room: o.room, name: o.name, backend: o.backend, maxSteps: o.steps })
+  let lastLine = 0
+  session.subscribe((s) => {
+    if (o.quiet) {
+      if (s.stage === 'error') console.error(`[${o.name ?? s.self}] ${s.error}`)
+      return
+    }
+    const now = Date.now()
+    if (now - lastLine < 2000 && s.stage === 'training') return
+    lastLine = now
+    const acc = s.accuracy === null ? '–' : `${(s.accuracy * 100).toFixed(1)}%`
+    console.log(`[${o.name ?? s.self ?? 'peer'}] ${s.stage} step ${s.step} loss ${s.loss?.toFixed(3) ?? '–'} acc ${acc} ` +
+      `${s.stepsPerSec.toFixed(1)} steps/s peers ${s.peers.length} sent ${(s.bytesSent / 1e6).toFixed(1)} MB`)
+  })
+  const leave = async () => {
+    await session.leave()
+    process.exit(0)
+  }
+  process.on('SIGINT', leave)
+  process.on('SIGTERM', leave)
+  await session.start()
+  await session.finished()
+  process.exit(session.snapshot().stage === 'error' ? 1 : 0)
+}

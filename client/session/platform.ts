@@ -1,0 +1,144 @@
+import type { Compute } from '../../shared/algorithms/types'
+import { parsePartition, type RoomConfig } from '../../shared/config'
+import { subsetDataset, type Dataset } from '../../shared/data/format'
+import type { MembershipAnnouncement, PeerCommand } from '../../shared/protocol/signaling'
+import { neighbors } from '../../shared/topology'
+import { sleep, type Membership, type Mesh, type MeshMessage, type PeerId, type Unsubscribe } from '../../shared/transport'
+import { SignalingClient } from '../mesh/signaling-client'
+import { WebRtcMesh, type WrtcImpl } from '../mesh/webrtc-mesh'
+import { TfCompute, uploadDataset, type DeviceData } from '../runtime/tf-compute'
+import type { SessionMesh, SignalingPort, Trainer } from './swarm-session'
+
+/** Held-out examples used for the accuracy every tab reports (a fixed prefix of the test split). */
+export const EVAL_EXAMPLES = 2000
+/**
+ * With an iid partition a tab downloads 1/IID_SHARDS of the training set at least (10k MNIST
+ * examples): enough for a small model, and it keeps a tab's download small (≈ 8 MB).
+ */
+export const IID_MIN_SHARDS = 6
+/** Join must be acknowledged within this (named) deadline. */
+export const JOIN_DEADLINE_MS = 20_000
+
+/** Adapts the socket.io SignalingClient to what the session needs. */
+export function signalingPort(client: SignalingClient): SignalingPort {
+  return {
+    async join(req) {
+      const ctl = new AbortController()
+      const t = setTimeout(() => ctl.abort(new Error(`join deadline (${JOIN_DEADLINE_MS} ms) passed`)), JOIN_DEADLINE_MS)
+      try {
+        const membershipSeen = new Promise<MembershipAnnouncement>((resolve) => {
+          const off = client.on('membership', (m) => {
+            off()
+            resolve(m)
+          })
+        })
+        const joined = await client.join({ room: req.room, name: req.name, agent: req.agent, role: 'volunteer' }, ctl.signal)
+        const membership = client.membership?.peers.includes(joined.self) ? client.membership : await membershipSeen
+        return { self: joined.self, membership }
+      } finally {
+        clearTimeout(t)
+      }
+    },
+    onMembership: (cb) => client.on('membership', cb),
+    onCommand: (cb: (c: PeerCommand) => void) => client.on('command', cb),
+    report: (r) => client.report(r),
+    checkpoint: (c) => client.checkpoint(c.step, c.schemaHash, c.params),
+    close: () => {
+      try {
+        client.leave()
+      } catch {
+        /* socket already gone */
+      }
+      client.close()
+    },
+  }
+}
+
+/** Which part of the training set this peer trains on. */
+export function shardRequest(config: RoomConfig, shard: { index: number; count: number; seed: number }) {
+  const p = parsePartition(config.partition)
+  if (p.kind === 'iid') {
+    const count = Math.max(shard.count, IID_MIN_SHARDS)
+    return { peerIndex: shard.index % count, peerCount: count, partition: config.partition, seed: config.seed }
+  }
+  return { peerIndex: shard.index, peerCount: shard.count, partition: config.partition, seed: config.seed }
+}
+
+/** Builds the tfjs trainer once the shard and the test prefix are on the host. */
+export function makeTrainer(config: RoomConfig, train: Dataset, test: Dataset, streamSeed: number): Trainer {
+  const compute = new TfCompute({ model: config.model, train, batchSize: config.batchSize, seed: config.seed, streamSeed })
+  const evalSet = subsetDataset(test, Array.from({ length: Math.min(EVAL_EXAMPLES, test.count) }, (_, i) => i))
+  const testDev: DeviceData = uploadDataset(evalSet)
+  return {
+    compute,
+    train,
+    evaluate: (params) => compute.evaluate(testDev, params),
+    dispose: () => {
+      testDev.dispose()
+      compute.dispose()
+    },
+  }
+}
+
+/** The topology neighbours the mesh keeps links to (the algorithm adds more via want()). */
+export function topologyNeighbours(config: RoomConfig) {
+  return (m: Membership, self: PeerId): readonly PeerId[] => {
+    if (!m.peers.includes(self)) return []
+    const n = neighbors(config.topology, m.peers, self, 0, m.roles.ps)
+    return [...new Set([...n.sendTo, ...n.receiveFrom])]
+  }
+}
+
+export function createWebRtcMesh(args: {
+  self: string
+  config: RoomConfig
+  compute: Compute
+  client: SignalingClient
+  wrtc?: WrtcImpl
+  log?: (event: string, detail?: Record<string, unknown>) => void
+}): SessionMesh {
+  const mesh = new WebRtcMesh({
+    self: args.self,
+    signaling: args.client,
+    wrtc: args.wrtc,
+    schemaHash: args.compute.schemaHash,
+    config: { iceServers: args.config.iceServers, maxMessageBytes: args.config.maxMessageBytes, compression: args.config.compression },
+    neighbours: topologyNeighbours(args.config),
+    log: args.log,
+  })
+  return withSessionControls(mesh, () => void mesh.close())
+}
+
+/**
+ * Adds the session's fault-injection knob (artificial latency on every outgoing message, for
+ * the host's "add latency" control) around any Mesh.
+ */
+export function withSessionControls(mesh: Mesh, close: () => void): SessionMesh {
+  let latencyMs = 0
+  const wrapped: SessionMesh = {
+    get self() {
+      return mesh.self
+    },
+    get clock() {
+      return mesh.clock
+    },
+    membership: () => mesh.membership(),
+    onMembership: (cb): Unsubscribe => mesh.onMembership(cb),
+    async send(to: PeerId, msg: MeshMessage, signal?: AbortSignal) {
+      if (latencyMs > 0) await sleep(latencyMs, signal)
+      return mesh.send(to, msg, signal)
+    },
+    receive: (f, s) => mesh.receive(f, s),
+    discard: (f) => mesh.discard(f),
+    want: (p) => mesh.want(p),
+    reportSuspect: (p, r) => mesh.reportSuspect(p, r),
+    stats: () => mesh.stats(),
+    // The WebRTC mesh follows the signaling client's membership events itself.
+    updateMembership: () => {},
+    setLatency: (ms) => {
+      latencyMs = Math.max(0, ms)
+    },
+    close,
+  }
+  return wrapped
+}

@@ -1,0 +1,125 @@
+import { describe, expect, it } from 'vitest'
+import { parseRoomConfig, type RoomConfig } from '../config'
+import { sqDist } from '../math/vector'
+import { FAULTS } from '../testing/faults'
+import { gradientFromComputes, InProcessHogwildPool, type HogwildGradient } from '../testing/inprocess-hogwild'
+import { LsqCompute, makeLsqProblem } from '../testing/lsq-compute'
+import { MemoryNetwork, type MemoryMesh } from '../testing/memory-mesh'
+import { sleep } from '../transport'
+import { lapSgd } from './lap-sgd'
+import type { AlgorithmInstance, StepReport } from './types'
+
+function config(over: Record<string, unknown> = {}): RoomConfig {
+  const r = parseRoomConfig({
+    algorithm: 'lap-sgd', stepDeadlineMs: 150, schedule: { kind: 'constant', warmupSteps: 0 }, ...over,
+  })
+  if (!r.ok) throw new Error(r.error)
+  return r.config
+}
+
+/** Pool that records how many local updates had run when each averaging delta was applied. */
+class RecordingPool extends InProcessHogwildPool {
+  updatesAtAverage: number[] = []
+  override addInPlace(delta: Float32Array): void {
+    this.updatesAtAverage.push(this.updates)
+    super.addInPlace(delta)
+  }
+}
+
+interface Peer { id: string; mesh: MemoryMesh; pool: RecordingPool; inst: AlgorithmInstance; stop: AbortController }
+
+async function start(net: MemoryNetwork, id: string, init: Float32Array, grad: HogwildGradient, cfg: RoomConfig): Promise<Peer> {
+  const mesh = net.mesh(id) ?? net.join(id)
+  const stop = new AbortController()
+  const pool = new RecordingPool(new Float32Array(init.length), grad)
+  // The compute only provides the initial parameters (the model lives in the pool).
+  const compute = new LsqCompute({ m: 1, d: init.length, A: new Float64Array(init.length), b: new Float64Array(1) }, { init })
+  const inst = await lapSgd({ mesh, compute, config: cfg, signal: stop.signal, now: () => performance.now(), log: () => {}, hogwild: pool })
+  return { id, mesh, pool, inst, stop }
+}
+
+const runSteps = (p: Peer, k: number, out: StepReport[] = []) => (async () => {
+  for (let i = 0; i < k && !p.stop.signal.aborted; i++) out.push(await p.inst.step())
+  return out
+})()
+
+/** A constant gradient c (a linear loss), yielding a timer tick so updaters interleave with the averaging. */
+const constGrad = (c: number, d: number): HogwildGradient => async () => {
+  await sleep(0)
+  return { grad: new Float32Array(d).fill(c), loss: 0, samples: 16 }
+}
+
+describe('LAP-SGD delta averaging (§7.2)', () => {
+  const inits = [Float32Array.of(1, 2, 3), Float32Array.of(5, -6, 7), Float32Array.of(0, 10, -1), Float32Array.of(2, 2, 7)]
+  const avg0 = Float32Array.of(2, 2, 4) // hand-computed mean of `inits`
+
+  it('with no concurrent updates equals plain averaging', async () => {
+    const net = new MemoryNetwork({ seed: 31, faults: { ...FAULTS.none, latencyMs: [2, 2] } })
+    for (let i = 0; i < 4; i++) net.join(`p${i}`)
+    const cfg = config({ lr: 0.5, sync: { kind: 'constant', h: 4 }, updaters: 2 })
+    const peers = await Promise.all(inits.map((x, i) => start(net, `p${i}`, x, constGrad(0, 3), cfg)))
+    const reports = await Promise.all(peers.map((p) => runSteps(p, 1)))
+    for (const r of reports) expect(r[0].communicated).toBe(true)
+    for (const p of peers) expect([...(await p.inst.evalParams())]).toEqual([...avg0])
+    for (const p of peers) p.inst.dispose()
+  })
+
+  it('keeps updates Δ made during the exchange: x = avg + Δ', async () => {
+    // Latency 3 ms per hop ⇒ the ring all-reduce (6 hops) outlasts the local updates, which run
+    // concurrently; H = 4 updates of lr 0.5 with gradient c_i = i+1 give Δ_i = −2(i+1) exactly.
+    const net = new MemoryNetwork({ seed: 32, faults: { ...FAULTS.none, latencyMs: [3, 3] } })
+    for (let i = 0; i < 4; i++) net.join(`p${i}`)
+    const cfg = config({ lr: 0.5, sync: { kind: 'constant', h: 4 }, updaters: 2 })
+    const peers = await Promise.all(inits.map((x, i) => start(net, `p${i}`, x, constGrad(i + 1, 3), cfg)))
+    await Promise.all(peers.map((p) => runSteps(p, 1)))
+    const delta = (i: number) => -2 * (i + 1)
+    for (const [i, p] of peers.entries()) {
+      // The averaging landed after some of this round's updates: they were concurrent with it.
+      expect(p.pool.updatesAtAverage[0]).toBeGreaterThan(0)
+      expect([...(await p.inst.evalParams())]).toEqual([...avg0].map((v) => v + delta(i)))
+    }
+    // Round 2: snapshots avg0 + Δ_i average to avg0 + mean Δ (= avg0 − 5); plus this round's Δ_i.
+    await Promise.all(peers.map((p) => runSteps(p, 1)))
+    for (const [i, p] of peers.entries())
+      expect([...(await p.inst.evalParams())]).toEqual([...avg0].map((v) => v - 5 + delta(i)))
+    for (const p of peers) p.inst.dispose()
+  })
+})
+
+describe('LAP-SGD churn', () => {
+  const n = 4
+  const d = 5
+  const prob = makeLsqProblem({ n: n + 1, d, m: 16, seed: 33, spread: 1 })
+  const cfg = config({ lr: 0.02, sync: { kind: 'constant', h: 4 }, updaters: 2, stepDeadlineMs: 80 })
+  const gradFor = (i: number) => gradientFromComputes([0, 1].map(() => new LsqCompute(prob.shards[i], { batchSize: 4 })))
+  const zero = new Float32Array(d)
+
+  it('a peer leaving mid-round never blocks the others; a joiner copies a peer and ends near them', async () => {
+    const net = new MemoryNetwork({ seed: 34, faults: FAULTS.lan })
+    for (let i = 0; i < n; i++) net.join(`p${i}`)
+    const peers = await Promise.all(Array.from({ length: n }, (_, i) => start(net, `p${i}`, zero, gradFor(i), cfg)))
+    const leaver = peers[2]
+    const alive = peers.filter((p) => p !== leaver)
+    const runs = alive.map((p) => runSteps(p, 30))
+    const leaverRun = runSteps(leaver, 1000)
+    await sleep(30)
+    net.leave(leaver.id)
+    leaver.stop.abort()
+    leaver.inst.dispose()
+    await leaverRun.catch(() => undefined)
+    const reports = await Promise.all(runs)
+    for (const r of reports) expect(r).toHaveLength(30)
+    // After the departure the remaining three keep averaging.
+    for (const r of reports) expect(r.slice(-5).every((x) => x.communicated)).toBe(true)
+
+    const xs = await Promise.all(alive.map((p) => p.inst.evalParams()))
+    const joiner = await start(net, 'p9', zero, gradFor(n), cfg)
+    const boot = await joiner.inst.evalParams()
+    expect(Math.min(...xs.map((x) => sqDist(boot, x)))).toBeLessThan(0.05 * sqDist(zero, xs[0]))
+    await Promise.all([...alive, joiner].map((p) => runSteps(p, 10)))
+    const after = await Promise.all(alive.map((p) => p.inst.evalParams()))
+    const xj = await joiner.inst.evalParams()
+    expect(Math.max(...after.map((x) => sqDist(xj, x)))).toBeLessThan(0.05 * sqDist(zero, after[0]))
+    for (const p of [...alive, joiner]) p.inst.dispose()
+  })
+})

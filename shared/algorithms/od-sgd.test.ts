@@ -1,0 +1,188 @@
+import { describe, expect, it } from 'vitest'
+import { parseRoomConfig, type RoomConfig } from '../config'
+import { maxAbsDiff, sqDist } from '../math/vector'
+import { FAULTS } from '../testing/faults'
+import { LsqCompute, makeLsqProblem, type LsqProblem } from '../testing/lsq-compute'
+import { MemoryNetwork, type MemoryMesh } from '../testing/memory-mesh'
+import { sleep } from '../transport'
+import { odSgd } from './od-sgd'
+import type { AlgorithmInstance, StepReport } from './types'
+
+function config(over: Record<string, unknown> = {}): RoomConfig {
+  const r = parseRoomConfig({
+    algorithm: 'od-sgd', stepDeadlineMs: 100, schedule: { kind: 'constant', warmupSteps: 0 }, ...over,
+  })
+  if (!r.ok) throw new Error(r.error)
+  return r.config
+}
+
+interface LogLine { peer: string; event: string; detail?: Record<string, unknown> }
+interface Peer { id: string; mesh: MemoryMesh; compute: LsqCompute; inst: AlgorithmInstance; stop: AbortController }
+
+async function start(net: MemoryNetwork, id: string, compute: LsqCompute, cfg: RoomConfig, logs: LogLine[]): Promise<Peer> {
+  const mesh = net.mesh(id) ?? net.join(id)
+  const stop = new AbortController()
+  const inst = await odSgd({
+    mesh, compute, config: cfg, signal: stop.signal, now: () => performance.now(),
+    log: (event, detail) => logs.push({ peer: id, event, detail }),
+  })
+  return { id, mesh, compute, inst, stop }
+}
+
+async function startAll(net: MemoryNetwork, prob: LsqProblem, n: number, cfg: RoomConfig, logs: LogLine[], batch?: number): Promise<Peer[]> {
+  const ids = Array.from({ length: n }, (_, i) => `p${i}`)
+  for (const id of ids) net.join(id)
+  return Promise.all(ids.map((id, i) => start(net, id, new LsqCompute(prob.shards[i], { batchSize: batch }), cfg, logs)))
+}
+
+const runSteps = (p: Peer, k: number, out: StepReport[] = []) => (async () => {
+  for (let i = 0; i < k && !p.stop.signal.aborted; i++) out.push(await p.inst.step())
+  return out
+})()
+
+async function until(cond: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 200 && !cond(); i++) await sleep(5)
+  if (!cond()) throw new Error(`timed out waiting for ${what}`)
+}
+
+/**
+ * Server trajectory of SSGD whose gradient at round t is evaluated at W_{t−delay} (full
+ * batches), with the same fp32 storage and float64 accumulation order (peer order) as the PS:
+ * ḡ = Σ s_i g_i / Σ s_i, v = βv + ḡ + wd·W, W = W − η v. Rounds t < warm use fresh gradients
+ * (OD-SGD's SSGD warm start); the first compensated round (t = warm) still sees W_warm.
+ */
+async function staleSsgd(prob: LsqProblem, n: number, rounds: number, o: { lr: number; beta: number; wd: number; delay: number; warm: number }): Promise<Float32Array> {
+  const refs = prob.shards.slice(0, n).map((s) => new LsqCompute(s))
+  const d = prob.shards[0].d
+  const hist: Float32Array[] = [new Float32Array(d)]
+  const W = new Float32Array(d)
+  const v = new Float32Array(d)
+  for (let t = 0; t < rounds; t++) {
+    const at = t <= o.warm ? hist[t] : hist[Math.max(0, t - o.delay)]
+    const parts: { g: Float32Array; samples: number }[] = []
+    for (const r of refs) {
+      await r.writeParams(at)
+      const g = await r.gradient()
+      parts.push({ g: g.grad, samples: g.samples })
+    }
+    let total = 0
+    for (const c of parts) total += c.samples
+    for (let k = 0; k < d; k++) {
+      let s = 0
+      for (const c of parts) s += c.samples * c.g[k]
+      v[k] = o.beta * v[k] + s / total + o.wd * W[k]
+      W[k] -= o.lr * v[k]
+    }
+    hist.push(new Float32Array(W))
+  }
+  return W
+}
+
+describe('OD-SGD with local lr 0 is one-step-stale SSGD (§8.2)', () => {
+  const n = 3
+  const prob = makeLsqProblem({ n, d: 6, m: 12, seed: 21, spread: 1 })
+  for (const warm of [0, 4]) {
+    it(`matches the stale-gradient recursion exactly (warm start ${warm})`, async () => {
+      const steps = 25
+      const o = { lr: 0.05, beta: 0.9, wd: 1e-3, delay: 1, warm }
+      const cfg = config({ lr: o.lr, momentum: o.beta, weightDecay: o.wd, localLr: 0, warmStartSteps: warm })
+      const logs: LogLine[] = []
+      const net = new MemoryNetwork({ seed: 22, faults: FAULTS.reorder })
+      const peers = await startAll(net, prob, n, cfg, logs)
+      await Promise.all(peers.map((p) => runSteps(p, steps)))
+      // Each worker's last push (round steps−1) completes the server's round `steps`.
+      await until(() => logs.filter((l) => l.event === 'od-sgd/server-step').length === steps, 'last server round')
+      const W = await peers[0].inst.evalParams()
+      const ref = await staleSsgd(prob, n, steps, o)
+      expect(maxAbsDiff(W, ref)).toBe(0)
+      // Every round had all n gradients (no partial averages hid a mismatch).
+      for (const l of logs.filter((x) => x.event === 'od-sgd/server-step')) expect(l.detail?.contributors).toBe(n)
+      // The comparison discriminates: fresh-gradient SSGD ends elsewhere.
+      const fresh = await staleSsgd(prob, n, steps, { ...o, delay: 0 })
+      expect(maxAbsDiff(fresh, ref)).toBeGreaterThan(1e-4)
+      for (const p of peers) p.inst.dispose()
+    })
+  }
+
+  it('the local compensating step changes the trajectory and both local optimizers converge', async () => {
+    const cfgBase = { lr: 0.05, momentum: 0.9, warmStartSteps: 2 }
+    const errs: Record<string, number> = {}
+    for (const [name, extra] of [['sgd', { localLr: 0.25 }], ['cadcasgd', { localLr: 0.25, localOptimizer: 'cadcasgd', dcLambda: 2 }]] as const) {
+      const logs: LogLine[] = []
+      const net = new MemoryNetwork({ seed: 23 })
+      const peers = await startAll(net, prob, n, config({ ...cfgBase, ...extra }), logs)
+      await Promise.all(peers.map((p) => runSteps(p, 80)))
+      await sleep(20)
+      const W = await peers[0].inst.evalParams()
+      errs[name] = sqDist(W, Float32Array.from(prob.xstar))
+      for (const p of peers) p.inst.dispose()
+    }
+    const init = sqDist(new Float32Array(6), Float32Array.from(prob.xstar))
+    expect(errs.sgd).toBeLessThan(0.05 * init)
+    expect(errs.cadcasgd).toBeLessThan(0.05 * init)
+    expect(errs.sgd).not.toBe(errs.cadcasgd)
+  })
+})
+
+describe('OD-SGD partial rounds and churn', () => {
+  const n = 4
+  const prob = makeLsqProblem({ n: n + 1, d: 5, m: 16, seed: 24, spread: 1 })
+  const cfg = config({ lr: 0.05, momentum: 0.5, localLr: 0.1, warmStartSteps: 3, stepDeadlineMs: 60 })
+  const err = (x: Float32Array) => sqDist(x, Float32Array.from(prob.xstar))
+
+  it('a silent worker only delays rounds to the deadline; the server steps on the partial average', async () => {
+    const logs: LogLine[] = []
+    const net = new MemoryNetwork({ seed: 25, faults: { ...FAULTS.none, silent: ['p3'] } })
+    const peers = await startAll(net, prob, n, cfg, logs, 4)
+    const reports = await Promise.all(peers.slice(0, 3).map((p) => runSteps(p, 8)))
+    for (const r of reports) expect(r).toHaveLength(8)
+    const partial = logs.filter((l) => l.event === 'od-sgd/server-step')
+    expect(partial.length).toBeGreaterThan(0)
+    for (const l of partial) expect(l.detail?.contributors).toBe(3)
+    for (const p of peers) p.inst.dispose()
+  })
+
+  for (const graceful of [true, false]) {
+    it(`the PS leaving mid-run (${graceful ? 'graceful hand-over' : 'ungraceful'}) blocks nobody; a new PS continues`, async () => {
+      const logs: LogLine[] = []
+      const net = new MemoryNetwork({ seed: 26, faults: FAULTS.lan })
+      const peers = await startAll(net, prob, n, cfg, logs, 4)
+      const [ps, ...workers] = peers
+      const runs = workers.map((p) => runSteps(p, 50))
+      const psRun = runSteps(ps, 1000)
+      await sleep(50)
+      if (graceful) await ps.inst.leave()
+      net.leave(ps.id)
+      ps.stop.abort()
+      ps.inst.dispose()
+      await psRun
+      const reports = await Promise.all(runs)
+      for (const r of reports) expect(r).toHaveLength(50)
+      const start = logs.find((l) => l.peer === 'p1' && l.event === 'od-sgd/ps-start')
+      expect(start).toBeDefined()
+      if (graceful) expect(start?.detail?.fromHandover).toBe(true)
+      const late = reports.flatMap((r) => r.slice(35))
+      expect(late.filter((r) => r.communicated).length).toBeGreaterThan(late.length / 2)
+      const W = await workers[0].inst.evalParams()
+      expect(err(W)).toBeLessThan(0.2 * err(new Float32Array(5)))
+      for (const p of workers) p.inst.dispose()
+    })
+  }
+
+  it('a joiner starts at the server round with w̃ = Ŵ = W_t and ends near the others', async () => {
+    const logs: LogLine[] = []
+    const net = new MemoryNetwork({ seed: 27, faults: FAULTS.lan })
+    const peers = await startAll(net, prob, n, cfg, logs, 4)
+    await Promise.all(peers.map((p) => runSteps(p, 20)))
+    await sleep(20)
+    const W = await peers[0].inst.evalParams()
+    const joiner = await start(net, 'p9', new LsqCompute(prob.shards[n], { batchSize: 4 }), cfg, logs)
+    expect([...(await joiner.compute.readParams())]).toEqual([...W])
+    const jr = runSteps(joiner, 15)
+    await Promise.all([...peers.map((p) => runSteps(p, 15)), jr])
+    expect((await jr).filter((r) => r.communicated).length).toBeGreaterThan(10)
+    const x = await peers[1].inst.evalParams()
+    expect(sqDist(await joiner.inst.evalParams(), x)).toBeLessThan(0.05 * err(new Float32Array(5)))
+    for (const p of [...peers, joiner]) p.inst.dispose()
+  })
+})
