@@ -129,7 +129,7 @@ async function route(req: IncomingMessage, res: ServerResponse, pathname: string
 
   if (pathname === '/healthz' && get) return json(res, 200, { ok: true, protocol: PROTOCOL_VERSION, rooms: rooms.list().length })
 
-  if ((m = /^\/data\/([a-z-]+)\/(train|test)\.bin$/.exec(pathname)) && get)
+  if ((m = /^\/data\/([a-z-]+)\/(train|test)(?:\.bin)?$/.exec(pathname)) && get)
     return serveDataset(req, res, m[1], m[2] as 'train' | 'test', query, ctx)
 
   if (pathname === '/api/rooms' && get) return json(res, 200, { rooms: rooms.list().map((r) => rooms.summary(r)) })

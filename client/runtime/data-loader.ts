@@ -15,7 +15,7 @@ export interface FetchDatasetOptions {
 }
 
 export function datasetUrl(name: DatasetName, split: 'train' | 'test', opts: FetchDatasetOptions = {}): string {
-  let url = `${opts.baseUrl ?? ''}/data/${encodeURIComponent(name)}/${split}`
+  let url = `${opts.baseUrl ?? ''}/data/${encodeURIComponent(name)}/${split}.bin`
   if (opts.shard) {
     const q = new URLSearchParams({
       peer: String(opts.shard.peerIndex),

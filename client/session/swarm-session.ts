@@ -176,7 +176,7 @@ export class SwarmSession implements SessionHandle {
       })
       this.update({ self })
       this.log(`joined room ${membership.room} as ${self}`)
-      this.onMembership(membership)
+      this.onMembership(this.latestMembership ?? membership)
     } catch (e) {
       this.fail(e)
     }
@@ -190,8 +190,14 @@ export class SwarmSession implements SessionHandle {
     })
   }
 
+  /** Newest announcement seen, even before our join ack arrived. */
+  private latestMembership: MembershipAnnouncement | null = null
+
   private onMembership(m: MembershipAnnouncement): void {
+    if (!this.latestMembership || m.epoch >= this.latestMembership.epoch || m.run !== this.latestMembership.run) this.latestMembership = m
     try {
+      // Announcements can arrive before our join ack; start() replays the latest one after it.
+      if (!this.snap.self) return
       const prev = this.membership
       this.membership = m
       this.paused = m.paused
@@ -403,6 +409,8 @@ export class SwarmSession implements SessionHandle {
 
   private fail(e: unknown): void {
     const msg = e instanceof Error ? e.message : String(e)
+    // Keep the stack in the console for whoever debugs this tab; the UI shows the message.
+    console.error('tabswarm session error', e)
     this.log(`error: ${msg}`)
     this.update({ stage: 'error', error: msg })
   }

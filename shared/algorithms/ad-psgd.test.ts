@@ -90,6 +90,7 @@ describe('AD-PSGD exchange', () => {
     await Promise.all(peers.map(async (p) => { for (let k = 0; k < 25; k++) await p.inst.step() }))
     await sleep(30)
     const xs = await Promise.all(peers.map((p) => p.inst.evalParams()))
+    if (sumOf(xs) !== before) console.log('DRIFT', sumOf(xs) - before, JSON.stringify(logs.filter((l) => l.event === 'ad-psgd/exchange-abort')))
     expect(sumOf(xs)).toBeCloseTo(before, 3)
     // Gossip contracts the spread: the models moved towards each other.
     const m0 = meanOf(inits)

