@@ -5,6 +5,7 @@ import type { BackendName, MembershipAnnouncement, PeerCommand, PeerReport } fro
 import { PROTOCOL_VERSION } from '../../shared/protocol/version'
 import { isDeadline, sleep, type Membership, type Mesh, type Unsubscribe } from '../../shared/transport'
 import { ALGORITHM_FACTORIES } from '../../shared/algorithms/index'
+import { neighbors } from '../../shared/topology'
 import type { SessionHandle, SessionSnapshot, SessionStage } from './types'
 
 /**
@@ -348,7 +349,7 @@ export class SwarmSession implements SessionHandle {
         samples, bytesSent: st.bytesSent, bytesReceived: st.bytesReceived,
         stepsPerSec: span > 0 ? (last.step - first.step) / span : 0,
         samplesPerSec: span > 0 ? (last.samples - first.samples) / span : 0,
-        neighbors: Object.keys(st.perLink),
+        neighbors: this.currentNeighbours(report.globalStep),
       })
       await this.maybeEvaluate(instance, trainer)
       this.maybeReport(false)
@@ -362,6 +363,15 @@ export class SwarmSession implements SessionHandle {
       // Yield to the event loop so signaling, data channels and the UI stay responsive.
       await sleep(0)
     }
+  }
+
+  /** Topology neighbours in the current roster (what the dashboard draws as edges). */
+  private currentNeighbours(step: number): string[] {
+    const m = this.membership
+    const self = this.snap.self
+    if (!m || !self) return []
+    const n = neighbors(m.config.topology, m.peers, self, step, m.roles.ps)
+    return [...new Set([...n.sendTo, ...n.receiveFrom])]
   }
 
   private async maybeEvaluate(instance: AlgorithmInstance, trainer: Trainer, force = false): Promise<void> {
