@@ -9,14 +9,42 @@ export function machine(): Record<string, unknown> {
   return { node: process.version, cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, totalMemGiB: +(os.totalmem() / 2 ** 30).toFixed(1), platform: process.platform }
 }
 
+/** 1/5/15-minute load averages: the machine is shared, so every result records how busy it was. */
+export function load(): number[] {
+  return os.loadavg().map((x) => +x.toFixed(2))
+}
+
 export function writeResult(name: string, result: unknown): string {
   mkdirSync(RESULTS_DIR, { recursive: true })
   const file = join(RESULTS_DIR, `${name}.json`)
-  writeFileSync(file, JSON.stringify({ name, at: new Date().toISOString(), machine: machine(), result }, null, 2))
+  writeFileSync(file, JSON.stringify({ name, at: new Date().toISOString(), machine: machine(), loadavg: load(), result }, null, 2))
   return file
 }
 
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b)
   return s.length ? (s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2) : NaN
+}
+
+/**
+ * WebRTC benchmarks must run inside the loopback-only namespace (tools/netns-run.sh sets
+ * TABSWARM_NETNS=1). Called first thing: if we are outside, re-runs this very script inside the
+ * wrapper and exits with its status; returns normally when already inside (or with
+ * TABSWARM_NO_NETNS=1, where the wrapper is a no-op).
+ */
+export async function ensureNetns(script: string): Promise<void> {
+  if (process.env.TABSWARM_NETNS === '1' || process.env.TABSWARM_NO_NETNS === '1') return
+  const { spawnSync } = await import('node:child_process')
+  const r = spawnSync('sh', ['tools/netns-run.sh', process.execPath, '--import', 'tsx', script, ...process.argv.slice(2)], { stdio: 'inherit' })
+  process.exit(r.status ?? 1)
+}
+
+/** Starts the real signaling server on a free port with a throw-away data directory. */
+export async function benchServer(): Promise<{ url: string; close(): Promise<void> }> {
+  const { mkdtempSync, rmSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const { startServer } = await import('../signaling-server/server')
+  const dataDir = mkdtempSync(join(tmpdir(), 'tabswarm-bench-'))
+  const s = await startServer({ port: 0, host: '127.0.0.1', dataDir, staticDir: join(dataDir, 'dist'), log: () => {} })
+  return { url: s.url, close: async () => { await s.close(); rmSync(dataDir, { recursive: true, force: true }) } }
 }

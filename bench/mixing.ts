@@ -1,10 +1,12 @@
-import { weightedMix, axpy, scale } from '../shared/math/vector'
-import { median, writeResult } from './common'
+import { weightedMix, axpy, scale, mixInto, momentumStep } from '../shared/math/vector'
+import { load, median, writeResult } from './common'
 
 /**
  * Issue 3 performance target: mixing 1M-parameter vectors from 4 neighbours plus the optimizer
  * update, in JS, must stay below a few milliseconds. Measures the host-side work of one DPSGD
- * step with momentum (x_mix = Σ w_j x_j ; m = βm + g ; x = x_mix − γm) on Float32Arrays.
+ * step with momentum (x_mix = Σ w_j x_j ; m = βm + g ; x = x_mix − γm) on Float32Arrays, in the
+ * original multi-pass form (weightedMix + scale/axpy) and with the fused single-pass kernels
+ * (mixInto + momentumStep) that the algorithms use.
  */
 export function runMixingBench(d = 1_000_000, neighbours = 4, reps = 30) {
   const rnd = (n: number) => Float32Array.from({ length: n }, () => Math.random() - 0.5)
@@ -14,26 +16,44 @@ export function runMixingBench(d = 1_000_000, neighbours = 4, reps = 30) {
   const m = new Float32Array(d)
   const out = new Float32Array(d)
   const w = Array(neighbours + 1).fill(1 / (neighbours + 1))
-  const mix: number[] = []
-  const opt: number[] = []
+  const inputs = [x, ...nb]
+  const t = { mix: [] as number[], opt: [] as number[], fusedMix: [] as number[], fusedOpt: [] as number[] }
+  const loadBefore = load()
   for (let r = 0; r < reps + 3; r++) {
     const t0 = performance.now()
-    weightedMix(out, w, [x, ...nb])
+    weightedMix(out, w, inputs)
     const t1 = performance.now()
     scale(m, 0.9)
     axpy(m, 1, g)
     axpy(out, -0.01, m)
     const t2 = performance.now()
+    mixInto(out, w, inputs)
+    const t3 = performance.now()
+    momentumStep(out, m, g, 0.9, 0.01)
+    const t4 = performance.now()
     if (r >= 3) {
-      mix.push(t1 - t0)
-      opt.push(t2 - t1)
+      t.mix.push(t1 - t0)
+      t.opt.push(t2 - t1)
+      t.fusedMix.push(t3 - t2)
+      t.fusedOpt.push(t4 - t3)
     }
   }
-  return { params: d, neighbours, reps, mixMsMedian: +median(mix).toFixed(3), optimizerMsMedian: +median(opt).toFixed(3), totalMsMedian: +(median(mix) + median(opt)).toFixed(3) }
+  const r3 = (v: number) => +v.toFixed(3)
+  return {
+    params: d, neighbours, reps,
+    mixMsMedian: r3(median(t.mix)), optimizerMsMedian: r3(median(t.opt)), totalMsMedian: r3(median(t.mix) + median(t.opt)),
+    fused: {
+      mixMsMedian: r3(median(t.fusedMix)), optimizerMsMedian: r3(median(t.fusedOpt)),
+      totalMsMedian: r3(median(t.fusedMix) + median(t.fusedOpt)),
+      totalMsMin: r3(Math.min(...t.fusedMix) + Math.min(...t.fusedOpt)),
+    },
+    load: { before: loadBefore, after: load() },
+  }
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const r = runMixingBench()
-  console.log(`mixing 1M params from 4 neighbours: ${r.mixMsMedian} ms; momentum update: ${r.optimizerMsMedian} ms (median of ${r.reps})`)
+  console.log(`mixing 1M params from 4 neighbours: multi-pass ${r.mixMsMedian} ms + momentum ${r.optimizerMsMedian} ms; ` +
+    `fused ${r.fused.mixMsMedian} ms + ${r.fused.optimizerMsMedian} ms (median of ${r.reps}; loadavg ${r.load.before.join('/')})`)
   console.log('wrote', writeResult('mixing', r))
 }

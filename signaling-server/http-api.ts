@@ -7,6 +7,7 @@ import { peerIdSchema, roomNameSchema } from '../shared/protocol/signaling'
 import { bearerToken, hashToken, newHostToken, tokenMatches } from './auth'
 import type { RoomBus } from './handlers'
 import { historyToCsv } from './history'
+import { tfjsArtifact } from '../shared/model-shapes'
 import type { Room, RoomRegistry } from './rooms'
 
 /**
@@ -173,6 +174,8 @@ async function route(req: IncomingMessage, res: ServerResponse, pathname: string
       res.setHeader('Cache-Control', 'no-store')
       return void res.end(method === 'HEAD' ? undefined : Buffer.from(cp.params.buffer, cp.params.byteOffset, cp.params.byteLength))
     }
+    const format = query.get('format')
+    if (format === 'tfjs' || format === 'tfjs-weights') return serveTfjs(res, room, cp, base, format, method === 'HEAD')
     res.setHeader('Content-Disposition', `attachment; filename="${base}.json"`)
     return json(res, 200, {
       format: 'tabswarm-checkpoint', version: 1, room: room.name, run: cp.run, step: cp.step,
@@ -187,6 +190,31 @@ async function route(req: IncomingMessage, res: ServerResponse, pathname: string
     throw new HttpError(known ? 405 : 404, known ? `${method} is not allowed on ${pathname}` : `no such endpoint: ${pathname}`)
   }
   throw new HttpError(404, `no such endpoint: ${pathname}`)
+}
+
+/**
+ * The checkpoint as TensorFlow.js artifacts (issue 5: "download the trained model (tfjs
+ * format)"): `tfjs` is one JSON that `tf.io.fromMemory` loads (weights inline, base64) and whose
+ * weightsManifest points at `weights.bin`; `tfjs-weights` is that weights.bin (raw float32).
+ */
+function serveTfjs(res: ServerResponse, room: Room, cp: NonNullable<Room['checkpoint']>, base: string, format: 'tfjs' | 'tfjs-weights', head: boolean): void {
+  const made = tfjsArtifact({
+    model: room.config.model, dataset: room.config.dataset, params: cp.params, weightsPath: `${base}.weights.bin`,
+    generatedBy: `tabswarm (protocol ${PROTOCOL_VERSION})`,
+    metadata: { room: room.name, run: cp.run, step: cp.step, schemaHash: cp.schemaHash, algorithm: room.config.algorithm },
+  })
+  if (!made.ok) throw new HttpError(409, made.error)
+  res.setHeader('Cache-Control', 'no-store')
+  res.setHeader('X-Tabswarm-Step', String(cp.step))
+  if (format === 'tfjs-weights') {
+    res.statusCode = 200
+    res.setHeader('Content-Type', 'application/octet-stream')
+    res.setHeader('Content-Length', cp.params.byteLength)
+    res.setHeader('Content-Disposition', `attachment; filename="${base}.weights.bin"`)
+    return void res.end(head ? undefined : Buffer.from(cp.params.buffer, cp.params.byteOffset, cp.params.byteLength))
+  }
+  res.setHeader('Content-Disposition', `attachment; filename="${base}.model.json"`)
+  json(res, 200, made.artifact)
 }
 
 async function createRoom(req: IncomingMessage, res: ServerResponse, ctx: ApiContext): Promise<void> {

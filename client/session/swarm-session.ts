@@ -392,7 +392,7 @@ export class SwarmSession implements SessionHandle {
     const links: Record<string, { sent: number; received: number }> = {}
     for (const [peer, l] of Object.entries(st?.perLink ?? {})) links[peer] = { sent: l.bytesSent, received: l.bytesReceived }
     const rejected = Object.values(st?.rejected ?? {}).reduce((a, b) => a + b, 0)
-    const stage = s.stage === 'idle' || s.stage === 'error' ? 'loading' : s.stage
+    const stage = s.stage === 'idle' ? 'loading' : s.stage
     try {
       this.platform.signaling.report({
         v: PROTOCOL_VERSION, step: s.step, globalStep: s.globalStep, loss: s.loss, accuracy: s.accuracy,
@@ -423,6 +423,8 @@ export class SwarmSession implements SessionHandle {
     console.error('tabswarm session error', e)
     this.log(`error: ${msg}`)
     this.update({ stage: 'error', error: msg })
+    // Tell the room right away, so the dashboard shows this tab as failed instead of stale.
+    this.maybeReport(true)
   }
 
   private log(line: string): void {

@@ -80,7 +80,9 @@ export function SeriesChart({ series, x, y, height = 260, big = false, legend = 
     return <div className="chart-empty" style={{ height }}>Waiting for the first measurements…</div>
   }
   const font = big ? 18 : 12
-  const domain = yDomain ?? (y === 'accuracy' ? [0, 1] : ['auto', 'auto'])
+  // Zero-based: a constant learning rate otherwise gets a degenerate axis ("0.0500" twice) and
+  // float noise drawn as a bump; from 0 every series shows its true scale.
+  const domain = yDomain ?? (y === 'accuracy' ? [0, 1] : [0, 'auto'])
   return (
     <div className="chart" style={{ height }}>
       <ResponsiveContainer width="100%" height="100%">

@@ -101,7 +101,7 @@ export function KpiRow({ room, big = false }: { room: ApiRoom; big?: boolean }) 
 
 function Kpi({ label, value, accent }: { label: string; value: string; accent?: boolean }) {
   return (
-    <div className={`kpi${accent ? ' accent' : ''}`}>
+    <div className={`kpi${accent ? ' accent' : ''}`} data-testid={`kpi-${label.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/-+$/, '')}`}>
       <div className="kpi-value">{value}</div>
       <div className="kpi-label">{label}</div>
     </div>
@@ -173,7 +173,7 @@ export function ExportBar({ room, checkpointStep }: { room: string; checkpointSt
       <div className="btn-row">
         <a className="btn" href={`${base}/history?format=csv`} download>History (CSV)</a>
         <a className="btn" href={`${base}/history?format=json`} download>History (JSON)</a>
-        <a className="btn primary" href={`${base}/model`} download>Download model</a>
+        <a className="btn primary" href={`${base}/model?format=tfjs`} download>Download model (TensorFlow.js)</a>
       </div>
     </div>
   )

@@ -74,7 +74,7 @@ export function PeerTable({ peers, now, actions }: { peers: ApiPeer[]; now: numb
                   {p.suspect ? <span className="tag bad">suspect</span> : null}
                 </td>
                 <td title={p.backendReason ?? undefined}><span className="dot-inline" style={{ background: backendColor(p.backend) }} />{p.backend ?? '—'}</td>
-                <td><span className={`stage-text stage-${stalled ? 'stalled' : p.stage ?? 'training'}`}>{stalled ? 'stalled' : p.stage ?? 'training'}</span></td>
+                <td><StageText stage={p.stage === 'error' ? 'error' : stalled ? 'stalled' : p.stage ?? 'training'} /></td>
                 <td className="num">{fmtNum(p.stepsPerSec ?? null, 1)}</td>
                 <td className="num">{p.step}</td>
                 <td className="num">{g - p.step}</td>
@@ -90,4 +90,9 @@ export function PeerTable({ peers, now, actions }: { peers: ApiPeer[]; now: numb
       </table>
     </div>
   )
+}
+
+/** A failed tab stops reporting, so 'error' wins over the staleness-derived 'stalled'. */
+function StageText({ stage }: { stage: string }) {
+  return <span className={`stage-text stage-${stage}`} data-testid="peer-stage">{stage === 'error' ? 'error ⚠' : stage}</span>
 }

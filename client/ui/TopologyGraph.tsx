@@ -124,9 +124,9 @@ export function TopologyGraph({ peers, ps = null, now, big = false, showLegend =
           const isPs = p.id === ps
           return (
             <g key={p.id} transform={`translate(${at.x.toFixed(1)} ${at.y.toFixed(1)})`} className={`node${stalled ? ' stalled' : ''}${p.suspect ? ' suspect' : ''}`}>
-              <title>{`${peerLabel(p)} · ${p.backend ?? 'starting'} · ${fmtNum(rate, 1)} steps/s${stalled ? ' · stalled' : ''}${p.suspect ? ' · suspect' : ''}`}</title>
+              <title>{`${peerLabel(p)} · ${p.backend ?? 'starting'} · ${fmtNum(rate, 1)} steps/s${p.stage === 'error' ? ' · error' : stalled ? ' · stalled' : ''}${p.suspect ? ' · suspect' : ''}`}</title>
               {p.suspect ? <circle r={r + 9} className="halo" /> : null}
-              <circle r={r} fill={stalled ? 'var(--stalled)' : backendColor(p.backend)} filter="url(#soft)" className="dot" />
+              <circle r={r} fill={p.stage === 'error' ? 'var(--bad)' : stalled ? 'var(--stalled)' : backendColor(p.backend)} filter="url(#soft)" className="dot" />
               {isPs ? <text className="node-badge" y={5} textAnchor="middle" fontSize={14}>PS</text> : null}
               {!many || big ? (
                 <text className="node-label" y={r + labelSize + 2} textAnchor="middle" fontSize={labelSize}>{peerLabel(p)}</text>

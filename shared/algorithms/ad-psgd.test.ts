@@ -8,9 +8,13 @@ import { sleep } from '../transport'
 import { adPsgd, initiates } from './ad-psgd'
 import type { AlgorithmInstance } from './types'
 
+/**
+ * Deadlines are long unless a test needs one to fire: departures abort waits through the roster,
+ * so a loaded CI machine (timers late by 100s of ms) cannot turn a healthy exchange into an abort.
+ */
 function config(over: Record<string, unknown> = {}): RoomConfig {
   const r = parseRoomConfig({
-    algorithm: 'ad-psgd', topology: 'ring', stepDeadlineMs: 100, lr: 0.05, momentum: 0,
+    algorithm: 'ad-psgd', topology: 'ring', stepDeadlineMs: 5000, lr: 0.05, momentum: 0,
     schedule: { kind: 'constant', warmupSteps: 0 }, ...over,
   })
   if (!r.ok) throw new Error(r.error)
@@ -90,7 +94,6 @@ describe('AD-PSGD exchange', () => {
     await Promise.all(peers.map(async (p) => { for (let k = 0; k < 25; k++) await p.inst.step() }))
     await sleep(30)
     const xs = await Promise.all(peers.map((p) => p.inst.evalParams()))
-    if (sumOf(xs) !== before) console.log('DRIFT', sumOf(xs) - before, JSON.stringify(logs.filter((l) => l.event === 'ad-psgd/exchange-abort')))
     expect(sumOf(xs)).toBeCloseTo(before, 3)
     // Gossip contracts the spread: the models moved towards each other.
     const m0 = meanOf(inits)
@@ -174,7 +177,7 @@ describe('AD-PSGD churn', () => {
     const prob = makeLsqProblem({ n: n + 1, d, m: 16, seed: 7, spread: 1 })
     const net = new MemoryNetwork({ seed: 8, faults: FAULTS.lan })
     const logs: LogLine[] = []
-    const cfg = config({ lr: 0.02, stepDeadlineMs: 80 })
+    const cfg = config({ lr: 0.02 })
     const peers = await startAll(net, prob.shards.slice(0, n).map((s) => new LsqCompute(s, { batchSize: 4 })), cfg, logs)
     const leaver = peers[2]
     const alive = peers.filter((p) => p !== leaver)
@@ -196,8 +199,11 @@ describe('AD-PSGD churn', () => {
     const before = meanOf(await Promise.all(alive.map((p) => p.inst.evalParams())))
     const joiner = await start(net, 'p9', new LsqCompute(prob.shards[n], { batchSize: 4 }), cfg, logs)
     const boot = await joiner.inst.evalParams()
-    expect(logs.some((l) => l.peer === 'p9' && l.event === 'ad-psgd/bootstrap')).toBe(true)
-    expect(sqDist(boot, before)).toBeLessThan(0.1 * sqDist(new Float32Array(d), before))
+    const bootLog = logs.find((l) => l.peer === 'p9' && l.event === 'ad-psgd/bootstrap')
+    expect(bootLog?.detail?.donors).toBeGreaterThanOrEqual(1)
+    // The donors are its ring neighbours (still training, not yet in consensus): near the swarm
+    // mean, far from the joiner's own zero init.
+    expect(sqDist(boot, before)).toBeLessThan(0.3 * sqDist(new Float32Array(d), before))
     const joinRun = loop(joiner, 30)
     await Promise.all([...runs, joinRun])
     for (const p of alive) expect(steps.get(p.id)).toBe(40)

@@ -83,7 +83,8 @@ function prng(seed: number, self: PeerId): () => number {
 }
 
 /**
- * A named deadline that also aborts when `peer` disappears from the roster ("partner leaving").
+ * A named deadline that also aborts when `peer` disappears from the roster ("partner leaving")
+ * or the roster changes at all.
  * `done()` releases the timer and listeners once the wait is over.
  */
 function untilLeaves(
@@ -94,8 +95,10 @@ function untilLeaves(
   const onAbort = () => ctl.abort(dl.signal.reason)
   if (dl.signal.aborted) onAbort()
   else dl.signal.addEventListener('abort', onAbort, { once: true })
+  // Any roster change aborts too: messages of the old epoch still in flight are dropped as stale
+  // on arrival (§9.1), so waiting on for them would only burn the deadline.
   const unsub = ctx.mesh.onMembership((m) => {
-    if (!m.peers.includes(peer)) ctl.abort(new Error(`partner ${peer} left`))
+    ctl.abort(new Error(m.peers.includes(peer) ? `roster changed (epoch ${m.epoch})` : `partner ${peer} left`))
   })
   return {
     signal: ctl.signal,

@@ -8,9 +8,10 @@ import { sleep } from '../transport'
 import { asgd } from './asgd'
 import type { AlgorithmInstance, Compute, GradientResult, StepReport } from './types'
 
+/** Long deadlines unless a test needs one to fire (a loaded machine must not cut healthy pulls). */
 function config(over: Record<string, unknown> = {}): RoomConfig {
   const r = parseRoomConfig({
-    algorithm: 'asgd', stepDeadlineMs: 100, schedule: { kind: 'constant', warmupSteps: 0 }, ...over,
+    algorithm: 'asgd', stepDeadlineMs: 5000, schedule: { kind: 'constant', warmupSteps: 0 }, ...over,
   })
   if (!r.ok) throw new Error(r.error)
   return r.config
@@ -75,7 +76,8 @@ describe('ASGD applies each gradient exactly once', () => {
       const computes = [0, 1, 2].map((i) => new ConstGradCompute(Float32Array.from({ length: n }, (_, k) => (k === i ? n : 0))))
       const logs: LogLine[] = []
       const net = new MemoryNetwork({ seed: 11, faults })
-      const peers = await startAll(net, computes, config({ lr: 1, momentum: 0 }), logs)
+      // Lossy links: a lost push or reply must time out (short deadline) and the worker go on.
+      const peers = await startAll(net, computes, config({ lr: 1, momentum: 0, stepDeadlineMs: faults === FAULTS.none ? 5000 : 100 }), logs)
       const reports = await Promise.all(peers.map((p) => runSteps(p, steps)))
       await sleep(50) // pushes still in flight are applied (or lost) by now
       const W = await peers[0].inst.evalParams() // p0 holds the PS role
@@ -114,7 +116,7 @@ describe('ASGD churn', () => {
   const n = 4
   const d = 5
   const prob = makeLsqProblem({ n: n + 1, d, m: 16, seed: 13, spread: 1 })
-  const cfg = config({ lr: 0.05, momentum: 0.5, stepDeadlineMs: 60 })
+  const cfg = config({ lr: 0.05, momentum: 0.5 })
   const loss = (x: Float32Array) => sqDist(x, Float32Array.from(prob.xstar))
 
   for (const graceful of [true, false]) {

@@ -107,14 +107,15 @@ export async function withDeadline<T>(name: string, ms: number, parent: AbortSig
   }
 }
 
-/** A named deadline that also aborts when `ps` leaves the roster or stops being the PS. */
+/** A named deadline that also aborts when the roster changes (`ps` leaving or losing the role included). */
 export function whilePs(
   ctx: AlgorithmContext, ps: PeerId, name: string, ms: number, parent: AbortSignal,
 ): { signal: AbortSignal; done: () => void } {
   const dl = scopedDeadline(name, ms, parent)
   const ctl = childController(dl.signal)
+  // Any roster change aborts: in-flight messages of the old epoch are dropped as stale (§9.1).
   const unsub = ctx.mesh.onMembership((m) => {
-    if (m.roles.ps !== ps || !m.peers.includes(ps)) ctl.abort(new Error(`PS ${ps} gone`))
+    ctl.abort(new Error(m.roles.ps !== ps || !m.peers.includes(ps) ? `PS ${ps} gone` : `roster changed (epoch ${m.epoch})`))
   })
   return {
     signal: ctl.signal,
@@ -322,6 +323,8 @@ class Asgd implements AlgorithmInstance {
       this.pending = null
     }
     const lr = lrAt(config.schedule, config.lr, mesh.clock.value, config.totalSteps)
+    // Pushes and hellos sent to us while we were not the PS are never served: keep the mailbox bounded.
+    if (!this.server) mesh.discard({ kind: [this.k(PS_KIND.push), this.k(PS_KIND.hello)] })
     const g = await compute.gradient()
     if (!allFinite(g.grad)) throw new Error('asgd: non-finite gradient')
     let communicated = false

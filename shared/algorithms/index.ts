@@ -7,13 +7,8 @@ import { decentlam } from './decentlam'
 import { localAdamw, localSgd } from './local-sgd'
 import { adPsgd } from './ad-psgd'
 import { asgd } from './asgd'
-// TODO(lead): enable once od-sgd.ts and lap-sgd.ts land (another contributor).
-// import { odSgd } from './od-sgd'
-// import { lapSgd } from './lap-sgd'
-
-const missing = (name: AlgorithmName): AlgorithmFactory => async () => {
-  throw new Error(`algorithm '${name}' is not implemented yet`)
-}
+import { odSgd } from './od-sgd'
+import { lapSgd } from './lap-sgd'
 
 /** Explicit registry: every config name maps to its factory. */
 export const ALGORITHM_FACTORIES: Record<AlgorithmName, AlgorithmFactory> = {
@@ -25,6 +20,6 @@ export const ALGORITHM_FACTORIES: Record<AlgorithmName, AlgorithmFactory> = {
   'local-adamw': localAdamw,
   'ad-psgd': adPsgd,
   asgd,
-  'od-sgd': missing('od-sgd'),
-  'lap-sgd': missing('lap-sgd'),
+  'od-sgd': odSgd,
+  'lap-sgd': lapSgd,
 }

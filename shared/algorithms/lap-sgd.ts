@@ -76,7 +76,10 @@ class LapSgd implements AlgorithmInstance {
     })
     const batch = this.pool.run(h, lr, signal)
     const [members, b] = await Promise.all([averaging, batch])
-    if (members === null) this.ctx.log('lap-sgd/averaging-skipped', { round })
+    if (members === null) {
+      this.ctx.log('lap-sgd/averaging-skipped', { round })
+      await this.resync()
+    }
     this.weight = Math.max(1, b.samples)
     this.round++
     this.stepCount++
@@ -85,6 +88,21 @@ class LapSgd implements AlgorithmInstance {
     return {
       step: this.stepCount, globalStep: this.t, loss: b.loss, samples: b.samples, lr, h,
       communicated: members !== null, ...(members !== null ? { contributors: members } : {}),
+    }
+  }
+
+  /**
+   * After a failed averaging: if another peer is already in a later round (it completed a round
+   * we failed, or we are a slow tab), continue at its round so the next all-reduce attempts line
+   * up again (its responder reports the round it is in or starts next). Bounded by a deadline.
+   */
+  private async resync(): Promise<void> {
+    const [s] = await requestState(this.ctx, others(this.ctx).slice(0, 1))
+    const r = s?.extra.round
+    if (r !== undefined && r > this.round) {
+      this.ctx.log('lap-sgd/resync', { from: this.round, to: r })
+      this.round = r - 1
+      this.t = Math.max(this.t, s.globalStep)
     }
   }
 

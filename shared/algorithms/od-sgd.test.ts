@@ -8,9 +8,10 @@ import { sleep } from '../transport'
 import { odSgd } from './od-sgd'
 import type { AlgorithmInstance, StepReport } from './types'
 
+/** Long deadlines unless a test needs one to fire (a loaded machine must not cut healthy rounds). */
 function config(over: Record<string, unknown> = {}): RoomConfig {
   const r = parseRoomConfig({
-    algorithm: 'od-sgd', stepDeadlineMs: 100, schedule: { kind: 'constant', warmupSteps: 0 }, ...over,
+    algorithm: 'od-sgd', stepDeadlineMs: 5000, schedule: { kind: 'constant', warmupSteps: 0 }, ...over,
   })
   if (!r.ok) throw new Error(r.error)
   return r.config
@@ -127,18 +128,24 @@ describe('OD-SGD with local lr 0 is one-step-stale SSGD (§8.2)', () => {
 describe('OD-SGD partial rounds and churn', () => {
   const n = 4
   const prob = makeLsqProblem({ n: n + 1, d: 5, m: 16, seed: 24, spread: 1 })
-  const cfg = config({ lr: 0.05, momentum: 0.5, localLr: 0.1, warmStartSteps: 3, stepDeadlineMs: 60 })
+  const cfg = config({ lr: 0.05, momentum: 0.5, localLr: 0.1, warmStartSteps: 3 })
+  /** For the tests where a deadline must fire (a silent peer; the new PS skipping to the workers' round). */
+  const shortCfg = { ...cfg, stepDeadlineMs: 150 }
   const err = (x: Float32Array) => sqDist(x, Float32Array.from(prob.xstar))
 
   it('a silent worker only delays rounds to the deadline; the server steps on the partial average', async () => {
     const logs: LogLine[] = []
     const net = new MemoryNetwork({ seed: 25, faults: { ...FAULTS.none, silent: ['p3'] } })
-    const peers = await startAll(net, prob, n, cfg, logs, 4)
+    const peers = await startAll(net, prob, n, shortCfg, logs, 4)
     const reports = await Promise.all(peers.slice(0, 3).map((p) => runSteps(p, 8)))
     for (const r of reports) expect(r).toHaveLength(8)
     const partial = logs.filter((l) => l.event === 'od-sgd/server-step')
     expect(partial.length).toBeGreaterThan(0)
-    for (const l of partial) expect(l.detail?.contributors).toBe(3)
+    for (const l of partial) {
+      expect(l.detail?.expected).toBe(4)
+      expect(l.detail?.contributors).toBeGreaterThanOrEqual(1)
+      expect(l.detail?.contributors).toBeLessThanOrEqual(3) // p3's gradients never arrive
+    }
     for (const p of peers) p.inst.dispose()
   })
 
@@ -146,7 +153,7 @@ describe('OD-SGD partial rounds and churn', () => {
     it(`the PS leaving mid-run (${graceful ? 'graceful hand-over' : 'ungraceful'}) blocks nobody; a new PS continues`, async () => {
       const logs: LogLine[] = []
       const net = new MemoryNetwork({ seed: 26, faults: FAULTS.lan })
-      const peers = await startAll(net, prob, n, cfg, logs, 4)
+      const peers = await startAll(net, prob, n, shortCfg, logs, 4)
       const [ps, ...workers] = peers
       const runs = workers.map((p) => runSteps(p, 50))
       const psRun = runSteps(ps, 1000)
@@ -174,7 +181,7 @@ describe('OD-SGD partial rounds and churn', () => {
     const net = new MemoryNetwork({ seed: 27, faults: FAULTS.lan })
     const peers = await startAll(net, prob, n, cfg, logs, 4)
     await Promise.all(peers.map((p) => runSteps(p, 20)))
-    await sleep(20)
+    await until(() => logs.filter((l) => l.event === 'od-sgd/server-step').length === 20, 'round 20')
     const W = await peers[0].inst.evalParams()
     const joiner = await start(net, 'p9', new LsqCompute(prob.shards[n], { batchSize: 4 }), cfg, logs)
     expect([...(await joiner.compute.readParams())]).toEqual([...W])

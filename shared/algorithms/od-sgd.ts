@@ -154,6 +154,7 @@ class OdSgd implements AlgorithmInstance {
   /** The last few global weights by round: W_t is still needed when W_{t+1} arrived first (the PS's own worker). */
   private readonly recent = new Map<number, Float32Array>()
   private handover: { W: Float32Array; v: Float32Array; t: number } | null = null
+  private lastPush: { t: number; grad: Float32Array; samples: number } | null = null
   /** Iteration index of the gradient computed next. */
   private t = 0
   private seq = 0
@@ -193,7 +194,14 @@ class OdSgd implements AlgorithmInstance {
     else if (m.roles.ps !== self && this.server) {
       this.serverStop?.abort(new Error('no longer PS'))
       this.server = null
+    } else if (this.server && this.server.rounds > 0) {
+      // Messages of the old epoch still in flight are dropped as stale (§9.1): re-send the latest
+      // W (receivers drop it as a duplicate if the first copy arrived).
+      void this.broadcast(K.weights, this.server.t, this.server.W)
     }
+    // Same for our last push; the server keeps one gradient per (round, sender).
+    const last = this.lastPush
+    if (last && m.roles.ps !== self) void this.push(last.t, last.grad, last.samples)
     this.hatChanged.notify()
   }
 
@@ -296,6 +304,7 @@ class OdSgd implements AlgorithmInstance {
 
   private async push(t: number, grad: Float32Array, samples: number): Promise<void> {
     const { mesh } = this.ctx
+    this.lastPush = { t, grad, samples }
     const ps = mesh.membership().roles.ps
     if (ps === mesh.self) {
       this.server?.submit(mesh.self, t, { g: new Float32Array(grad), samples })
@@ -335,6 +344,8 @@ class OdSgd implements AlgorithmInstance {
     const gen = this.hat.gen
     const warm = t < config.warmStartSteps
     const lr = lrAt(config.schedule, config.lr, t, config.totalSteps)
+    // Pushes and hellos sent to us while we were not the PS are never served: keep the mailbox bounded.
+    if (!this.server) mesh.discard({ kind: [K.push, K.hello] })
     const g = await compute.gradient()
     if (!allFinite(g.grad)) throw new Error('od-sgd: non-finite gradient')
     await this.push(t, g.grad, g.samples)

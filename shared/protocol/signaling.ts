@@ -15,7 +15,8 @@ export const BACKENDS = ['webgpu', 'webgl', 'wasm', 'cpu'] as const
 export const backendSchema = z.enum(BACKENDS)
 export type BackendName = z.infer<typeof backendSchema>
 
-export const PEER_STAGES = ['loading', 'connecting', 'training', 'paused', 'stalled', 'done'] as const
+/** 'error' was appended later (the tab hit a fatal error and stopped); older clients never send it. */
+export const PEER_STAGES = ['loading', 'connecting', 'training', 'paused', 'stalled', 'done', 'error'] as const
 
 // ---- client → server ----
 export const joinSchema = z.object({

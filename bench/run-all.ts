@@ -1,0 +1,32 @@
+import { spawnSync } from 'node:child_process'
+import { load } from './common'
+
+/**
+ * `npm run bench`: every benchmark in sequence, each in its own process (the WebRTC ones re-run
+ * themselves inside tools/netns-run.sh). JSON goes to bench/results/.
+ *   npm run bench                 mixing, transport, overhead, scale
+ *   npm run bench -- --quick      shorter runs (writes *-quick.json) plus calibration --quick
+ *   npm run bench -- --calibration  also the full §10 calibrations (tens of minutes on 2 cores)
+ */
+const quick = process.argv.includes('--quick')
+const withCal = quick || process.argv.includes('--calibration')
+const q = quick ? ['--quick'] : []
+const steps: [string, string[]][] = [
+  ['mixing', ['bench/mixing.ts']],
+  ['transport', ['bench/transport.ts', ...q]],
+  ['overhead', ['bench/overhead.ts', ...q]],
+  ['scale', ['bench/scale.ts', ...q]],
+  ...(withCal ? [['calibration', ['bench/calibration.ts', ...q]] as [string, string[]]] : []),
+]
+const failed: string[] = []
+for (const [name, args] of steps) {
+  console.log(`\n== ${name} (loadavg ${load().join('/')}) ==`)
+  const t0 = performance.now()
+  const r = spawnSync(process.execPath, ['--import', 'tsx', ...args], { stdio: 'inherit' })
+  console.log(`== ${name}: ${r.status === 0 ? 'ok' : `FAILED (${r.status ?? r.signal})`} in ${((performance.now() - t0) / 1000).toFixed(0)} s`)
+  if (r.status !== 0) failed.push(name)
+}
+if (failed.length) {
+  console.error(`failed: ${failed.join(', ')}`)
+  process.exit(1)
+}

@@ -1,0 +1,94 @@
+import { fork, type ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { median } from './common'
+
+/** Drives N headless Node volunteers (bench/swarm-peer.ts, one OS process each) in one room. */
+
+const WORKER = fileURLToPath(new URL('./swarm-peer.ts', import.meta.url))
+type Sample = { t: number; step: number; bytesSent: number; bytesReceived: number; stage: string }
+
+export function forkWorker(args: string[]): ChildProcess {
+  return fork(WORKER, args, { execArgv: ['--import', 'tsx'], serialization: 'advanced', stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
+}
+
+export interface PeerResult {
+  name: string
+  stepsInWindow: number
+  stepsPerSec: number
+  finalStep: number
+  /** Longest time between two successive step increases inside the window (stall detector). */
+  maxGapS: number
+  medianStepS: number
+  bytesSentPerStep: number
+  bytesSent: number
+  errors: string[]
+}
+
+/**
+ * Creates a room with `config` on `serverUrl`, starts `n` workers, lets them train for
+ * `seconds` after every peer has made `warmSteps` steps (or after `startupS` at most), and
+ * measures each peer inside that common window.
+ */
+export async function runSwarm(serverUrl: string, opts: {
+  n: number; config: Record<string, unknown>; seconds: number; warmSteps?: number; startupS?: number; label: string
+}): Promise<{ room: string; startupS: number; windowS: number; peers: PeerResult[]; serverStats?: unknown }> {
+  const res = await fetch(`${serverUrl}/api/rooms`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ room: `bench-${opts.label}-${process.pid}`, config: opts.config }) })
+  if (!res.ok) throw new Error(`create room: ${res.status} ${await res.text()}`)
+  const room = ((await res.json()) as { room: string }).room
+  const samples: Sample[][] = []
+  const errors: string[][] = []
+  const kids: ChildProcess[] = []
+  const t0 = Date.now()
+  for (let i = 0; i < opts.n; i++) {
+    samples.push([])
+    errors.push([])
+    const k = forkWorker(['swarm', serverUrl, room, `${opts.label}-${i}`])
+    k.on('message', (m: { ev: string; samples?: Sample[]; error?: string }) => {
+      if (m.ev === 'samples') samples[i].push(...m.samples!)
+      if (m.ev === 'error') errors[i].push(String(m.error))
+    })
+    kids.push(k)
+  }
+  const warm = opts.warmSteps ?? 3
+  const lastStep = (i: number) => samples[i].at(-1)?.step ?? 0
+  const startupLimit = Date.now() + (opts.startupS ?? 120) * 1000
+  while (Date.now() < startupLimit && !samples.every((_, i) => lastStep(i) >= warm)) await new Promise((r) => setTimeout(r, 250))
+  const wStart = Date.now()
+  const startupS = (wStart - t0) / 1000
+  await new Promise((r) => setTimeout(r, opts.seconds * 1000))
+  const wEnd = Date.now()
+  await Promise.all(kids.map((k) => new Promise<void>((resolve) => {
+    const timer = setTimeout(() => (k.kill('SIGKILL'), resolve()), 5000)
+    k.once('exit', () => (clearTimeout(timer), resolve()))
+    k.send({ op: 'stop' })
+  })))
+  let serverStats: unknown
+  try { serverStats = await (await fetch(`${serverUrl}/api/rooms/${encodeURIComponent(room)}`)).json() } catch { /* informative only */ }
+  const peers = samples.map((ss, i): PeerResult => {
+    const at = (t: number) => [...ss].reverse().find((s) => s.t <= t)
+    const a = at(wStart) ?? { t: wStart, step: 0, bytesSent: 0, bytesReceived: 0, stage: '' }
+    const b = at(wEnd) ?? a
+    const inWin = ss.filter((s) => s.t >= wStart && s.t <= wEnd)
+    const gaps: number[] = []
+    let prev = a.t
+    let prevStep = a.step
+    for (const s of inWin) if (s.step > prevStep) (gaps.push((s.t - prev) / 1000), (prev = s.t), (prevStep = s.step))
+    gaps.push((wEnd - prev) / 1000)
+    const steps = b.step - a.step
+    return {
+      name: `${opts.label}-${i}`, stepsInWindow: steps, stepsPerSec: +(steps / ((wEnd - wStart) / 1000)).toFixed(3),
+      finalStep: ss.at(-1)?.step ?? 0, maxGapS: +Math.max(...gaps).toFixed(2), medianStepS: +median(gaps.slice(0, -1)).toFixed(3),
+      bytesSentPerStep: steps ? Math.round((b.bytesSent - a.bytesSent) / steps) : 0, bytesSent: ss.at(-1)?.bytesSent ?? 0,
+      errors: errors[i].slice(0, 3),
+    }
+  })
+  return { room, startupS: +startupS.toFixed(1), windowS: +((wEnd - wStart) / 1000).toFixed(1), peers, serverStats }
+}
+
+export function plainLoop(model: string, batch: number, seconds: number): Promise<{ backend: string; localStepsPerSec: number; gradientStepsPerSec: number; paramCount: number }> {
+  return new Promise((resolve, reject) => {
+    const k = forkWorker(['plain', model, String(batch), String(seconds)])
+    k.on('message', (m: { ev: string }) => m.ev === 'plain' && resolve(m as never))
+    k.on('exit', (c) => c !== 0 && reject(new Error(`plain worker exited ${c}`)))
+  })
+}

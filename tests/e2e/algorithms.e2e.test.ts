@@ -1,0 +1,104 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { Browser, BrowserContext } from 'playwright-core'
+import { launchBrowser, volunteerContext } from '../support/browser'
+import { startNodePeer, type NodePeer } from '../support/node-peer'
+import { cleanup, getJson, startTestServer, waitFor, type TestServer } from '../support/server'
+
+/**
+ * Issue 4: every algorithm family over the real mesh with a MIX of volunteers — two headless
+ * Chromium tabs and one Node peer (@roamhq/wrtc) per room — making progress and reaching a
+ * sensible MNIST accuracy. Each room is created through POST /api/rooms like a host would.
+ */
+
+interface ApiPeer { id: string; agent: string; step: number; globalStep: number; loss: number | null; accuracy: number | null; bytesSent: number; neighbors: string[]; updaters?: number; stage: string; h: number | null }
+interface ApiRoom { room: string; config: { algorithm: string; topology: string }; roles: { ps: string | null }; peers: ApiPeer[] }
+
+const SENSIBLE_ACCURACY = 0.8
+
+const CASES: { name: string; config: Record<string, unknown>; check?: (r: ApiRoom) => void }[] = [
+  { name: 'dpsgd', config: { algorithm: 'dpsgd', topology: 'ring' } },
+  { name: 'decentlam', config: { algorithm: 'decentlam', topology: 'exponential' } },
+  {
+    name: 'local-adamw',
+    config: { algorithm: 'local-adamw', sync: { kind: 'qsr', hBase: 4, alpha: 0.0004 }, schedule: { kind: 'cosine', warmupSteps: 30, minLr: 1e-6 }, totalSteps: 1500 },
+    check: (r) => expect(r.peers.every((p) => (p.h ?? 0) >= 4)).toBe(true),
+  },
+  {
+    name: 'od-sgd',
+    config: { algorithm: 'od-sgd', topology: 'star' },
+    check: (r) => {
+      expect(r.roles.ps).not.toBeNull()
+      expect(r.peers.map((p) => p.id)).toContain(r.roles.ps)
+    },
+  },
+  { name: 'ad-psgd', config: { algorithm: 'ad-psgd', topology: 'ring' } },
+  {
+    name: 'lap-sgd',
+    config: { algorithm: 'lap-sgd', updaters: 2 },
+    check: (r) => expect(r.peers.every((p) => p.updaters === 2)).toBe(true),
+  },
+]
+
+describe('every algorithm family over real WebRTC: 2 Chromium tabs + 1 Node peer', () => {
+  let server: TestServer
+  let browser: Browser
+
+  beforeAll(async () => {
+    server = await startTestServer()
+    browser = await launchBrowser()
+  })
+
+  afterAll(async () => {
+    await browser?.close()
+    await server?.close()
+    if (server) cleanup(server.dataDir)
+  })
+
+  for (const c of CASES.filter((c) => !process.env.ONLY_ALGO || process.env.ONLY_ALGO.split(',').includes(c.name))) {
+    it(`${c.name} trains MNIST to a sensible accuracy`, async () => {
+      const room = `e2e-${c.name}`
+      const created = await fetch(`${server.url}/api/rooms`, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ room, config: c.config }),
+      })
+      expect(created.status, await created.clone().text()).toBe(201)
+      const contexts: BrowserContext[] = []
+      let peer: NodePeer | null = null
+      try {
+        for (let i = 0; i < 2; i++) {
+          const ctx = await volunteerContext(browser, server.url)
+          contexts.push(ctx)
+          const page = await ctx.newPage()
+          page.on('pageerror', (e) => console.error(`[${c.name} tab ${i}]`, e.message))
+          await page.goto(`${server.url}/?room=${room}&backend=wasm`)
+        }
+        peer = startNodePeer(server.url, room, `node-${c.name}`)
+        const url = `${server.url}/api/rooms/${room}`
+        const state = async () => JSON.stringify((await getJson<ApiRoom>(url)).body.peers.map((p) => [p.agent, p.stage, p.step, p.accuracy]))
+        const started = await waitFor(`${c.name}: 3 volunteers stepping`, async () => {
+          const { body } = await getJson<ApiRoom>(url)
+          return body.peers.length === 3 && body.peers.every((p) => p.step > 0) && body
+        }, 90_000).catch(async (e) => {
+          throw new Error(`${(e as Error).message}; peers: ${await state()}; node peer output: ${peer?.output().slice(-2000)}`)
+        })
+        expect(new Set(started.peers.map((p) => p.agent))).toEqual(new Set(['browser', 'node']))
+        const done = await waitFor(`${c.name}: every volunteer above ${SENSIBLE_ACCURACY * 100}% test accuracy`, async () => {
+          const { body } = await getJson<ApiRoom>(url)
+          return body.peers.length === 3 && body.peers.every((p) => (p.accuracy ?? 0) > SENSIBLE_ACCURACY) && body
+        }, 180_000, 1000).catch(async (e) => {
+          throw new Error(`${(e as Error).message}; peers: ${await state()}`)
+        })
+        expect(done.config.algorithm).toBe(c.name)
+        for (const p of done.peers) expect(p.bytesSent).toBeGreaterThan(0)
+        // Still making progress: every volunteer's step moves on from here (no stall).
+        await waitFor(`${c.name}: every volunteer keeps stepping`, async () => {
+          const { body } = await getJson<ApiRoom>(url)
+          return body.peers.length === 3 && body.peers.every((p) => p.step > (done.peers.find((q) => q.id === p.id)?.step ?? 0))
+        }, 30_000)
+        c.check?.(done)
+      } finally {
+        peer?.kill()
+        for (const ctx of contexts) await ctx.close()
+      }
+    })
+  }
+})

@@ -1,0 +1,49 @@
+/**
+ * Screenshots for docs/screenshots (issue 5): a live 4-peer DPSGD room, then /host (control
+ * page), /projector/CODE and /room/CODE at 1920x1080. Run inside the loopback netns after a build:
+ *   npm run build && sh tools/netns-run.sh npx tsx tools/screenshots.ts [outDir]
+ */
+import { launchBrowser, volunteerContext } from '../tests/support/browser'
+import { cleanup, getJson, startTestServer, waitFor } from '../tests/support/server'
+
+const out = process.argv[2] ?? 'docs/screenshots'
+const NAMES = ['Ada', 'Grace', 'Alan', 'Katherine']
+
+const server = await startTestServer()
+const browser = await launchBrowser()
+try {
+  const hostCtx = await browser.newContext({ viewport: { width: 1920, height: 1080 } })
+  const host = await hostCtx.newPage()
+  await host.goto(`${server.url}/host`)
+  await host.getByLabel('Training steps').fill('200000')
+  await host.getByText('Advanced settings').click()
+  await host.getByLabel('Neighbour deadline (ms)').fill('15000')
+  await host.getByText('Advanced settings').click()
+  await host.screenshot({ path: `${out}/host-create.png` })
+  await host.getByRole('button', { name: 'Create room' }).click()
+  const code = ((await host.getByTestId('join-code').textContent()) ?? '').trim()
+  for (const name of NAMES) {
+    const ctx = await volunteerContext(browser, server.url)
+    const page = await ctx.newPage()
+    await page.goto(`${server.url}/?room=${code}&backend=wasm&name=${name}`)
+  }
+  await waitFor('4 peers above 80 %', async () => {
+    const { body } = await getJson<{ peers: { accuracy: number | null }[] }>(`${server.url}/api/rooms/${code}`)
+    return body.peers.length === 4 && body.peers.every((p) => (p.accuracy ?? 0) > 0.8)
+  }, 240_000, 1000)
+  const view = await browser.newContext({ viewport: { width: 1920, height: 1080 } })
+  const projector = await view.newPage()
+  await projector.goto(`${server.url}/projector/${code}`)
+  const dash = await view.newPage()
+  await dash.goto(`${server.url}/room/${code}`)
+  await new Promise((r) => setTimeout(r, 6000))
+  await host.screenshot({ path: `${out}/host.png` })
+  await projector.screenshot({ path: `${out}/projector.png` })
+  await dash.screenshot({ path: `${out}/dashboard.png` })
+  await dash.screenshot({ path: `${out}/dashboard-full.png`, fullPage: true })
+  console.log(`screenshots of room ${code} written to ${out}`)
+} finally {
+  await browser.close()
+  await server.close()
+  cleanup(server.dataDir)
+}
