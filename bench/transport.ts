@@ -18,6 +18,9 @@ await ensureNetns(SCRIPT)
 const PEER = fileURLToPath(new URL('./transport-peer.ts', import.meta.url))
 const quick = process.argv.includes('--quick')
 
+/** Omit that distributes over the union's members. */
+type NoId<T> = T extends unknown ? Omit<T, 'id'> : never
+
 class Peer {
   self = ''
   peers = 0
@@ -34,7 +37,7 @@ class Peer {
       })
     })
   }
-  call<T>(op: Omit<Extract<BenchOp, { id: number }>, 'id'>): Promise<T> {
+  call<T>(op: NoId<Extract<BenchOp, { id: number }>>): Promise<T> {
     const id = ++this.seq
     return new Promise((resolve, reject) => {
       this.pending.set(id, (r) => (this.pending.delete(id), r.ok ? resolve(r.value as T) : reject(new Error(r.error))))

@@ -1,4 +1,5 @@
 import wrtc from '@roamhq/wrtc'
+import type { Compute } from '../../shared/algorithms/types'
 import type { BackendName } from '../../shared/protocol/signaling'
 import { SignalingClient } from '../mesh/signaling-client'
 import type { WrtcImpl } from '../mesh/webrtc-mesh'
@@ -21,6 +22,11 @@ export function createNodeSession(opts: {
   backend?: 'wasm' | 'cpu'
   maxSteps?: number
   log?: (line: string) => void
+  /**
+   * Fault injection (tests, classroom demos of Byzantine hygiene): wraps the local compute, e.g.
+   * to make this volunteer publish NaN or wrong-length parameters. Never set in normal use.
+   */
+  transformCompute?: (c: Compute) => Compute
 }): SwarmSession {
   const client = new SignalingClient(opts.server, { socket: { transports: ['websocket'] } })
   const platform: SessionPlatform = {
@@ -35,7 +41,8 @@ export function createNodeSession(opts: {
     async prepare(config, shard) {
       const train = await fetchDataset(config.dataset, 'train', { baseUrl: opts.server, shard: shardRequest(config, shard) })
       const test = await fetchDataset(config.dataset, 'test', { baseUrl: opts.server })
-      return makeTrainer(config, train, test, shard.seed)
+      const trainer = makeTrainer(config, train, test, shard.seed)
+      return opts.transformCompute ? { ...trainer, compute: opts.transformCompute(trainer.compute) } : trainer
     },
     createMesh: ({ self, config, compute }) =>
       createWebRtcMesh({ self, config, compute, client, wrtc: wrtc as unknown as WrtcImpl }),

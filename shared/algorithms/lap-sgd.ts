@@ -1,6 +1,6 @@
 import { isValidVector } from '../math/vector'
 import { nextH } from '../schedule'
-import { allReduceWithRetry, lrFor, others, requestState, startStateResponder } from './common'
+import { allReduceWithRetry, lrFor, others, requestState, startStateResponder, type PeerState } from './common'
 import type { AlgorithmFactory, AlgorithmInstance, HogwildPool, StepReport } from './types'
 
 /**
@@ -16,8 +16,15 @@ import type { AlgorithmFactory, AlgorithmInstance, HogwildPool, StepReport } fro
  * x = avg + Δ. H is counted in *total* local updates (§7.3) and follows `config.sync` (constant
  * or QSR) keyed to the global step t, which here counts local updates of one peer. A failed
  * all-reduce (deadline, churn) skips this averaging; the next round averages again. A joiner
- * copies a peer's x, t and round, then takes part in the next averaging (§7.4).
+ * copies x, t and round of the peer furthest ahead, then takes part in the next averaging (§7.4).
  */
+
+/** The state of the peer furthest ahead: everyone converges on the maximum round after a failure. */
+function latest(states: readonly PeerState[]): PeerState | undefined {
+  let best: PeerState | undefined
+  for (const s of states) if (!best || (s.extra.round ?? 0) > (best.extra.round ?? 0)) best = s
+  return best
+}
 
 class LapSgd implements AlgorithmInstance {
   readonly name = 'lap-sgd' as const
@@ -40,8 +47,8 @@ class LapSgd implements AlgorithmInstance {
     this.stopResponder = startStateResponder(this.ctx, async () =>
       ready ? { params: this.pool.snapshot(), opt: [], step: this.stepCount, globalStep: this.t, extra: { round: this.round } } : null)
     const states = await requestState(this.ctx, others(this.ctx))
-    if (states.length > 0 && isValidVector(states[0].params, this.d)) {
-      const s = states[0]
+    const s = latest(states)
+    if (s && isValidVector(s.params, this.d)) {
       this.pool.overwrite(s.params)
       this.t = s.globalStep
       this.round = s.extra.round ?? 0
@@ -97,11 +104,11 @@ class LapSgd implements AlgorithmInstance {
    * up again (its responder reports the round it is in or starts next). Bounded by a deadline.
    */
   private async resync(): Promise<void> {
-    const [s] = await requestState(this.ctx, others(this.ctx).slice(0, 1))
-    const r = s?.extra.round
-    if (r !== undefined && r > this.round) {
-      this.ctx.log('lap-sgd/resync', { from: this.round, to: r })
-      this.round = r - 1
+    const states = await requestState(this.ctx, others(this.ctx))
+    const s = latest(states)
+    if (s && (s.extra.round ?? 0) > this.round) {
+      this.ctx.log('lap-sgd/resync', { from: this.round, to: s.extra.round })
+      this.round = (s.extra.round ?? 0) - 1
       this.t = Math.max(this.t, s.globalStep)
     }
   }
