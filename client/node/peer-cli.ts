@@ -1,6 +1,5 @@
 import { Command, Option } from 'commander'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import { createNodeSession } from './node-platform'
 
@@ -28,11 +27,10 @@ if (!Number.isInteger(o.count) || o.count < 1 || o.count > 64) {
 }
 
 if (o.count > 1) {
-  const tsxCli = createRequire(import.meta.url).resolve('tsx/cli')
   const self = fileURLToPath(import.meta.url)
   const children: ChildProcess[] = []
   for (let i = 0; i < o.count; i++) {
-    const args = [tsxCli, self, '--server', o.server, '--room', o.room, '--backend', o.backend, '--name', `${o.name ?? 'node'}-${i + 1}`]
+    const args = ['--import', 'tsx', self, '--server', o.server, '--room', o.room, '--backend', o.backend, '--name', `${o.name ?? 'node'}-${i + 1}`]
     if (o.steps) args.push('--steps', String(o.steps))
     if (o.quiet) args.push('--quiet')
     children.push(spawn(process.execPath, args, { stdio: 'inherit' }))

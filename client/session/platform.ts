@@ -41,6 +41,15 @@ export function signalingPort(client: SignalingClient): SignalingPort {
     },
     onMembership: (cb) => client.on('membership', cb),
     onCommand: (cb: (c: PeerCommand) => void) => client.on('command', cb),
+    onRemoved: (cb) =>
+      client.on('error', (e) => {
+        if (e.code === 'evicted' || e.code === 'kicked') cb(e.code)
+      }),
+    onReconnect: (cb) => {
+      const h = () => cb()
+      client.socket.io.on('reconnect', h)
+      return () => void client.socket.io.off('reconnect', h)
+    },
     report: (r) => client.report(r),
     checkpoint: (c) => client.checkpoint(c.step, c.schemaHash, c.params),
     close: () => {

@@ -48,6 +48,10 @@ export interface SignalingPort {
   join(req: { room: string; name?: string; agent: 'browser' | 'node' }): Promise<{ self: string; membership: MembershipAnnouncement }>
   onMembership(cb: (m: MembershipAnnouncement) => void): Unsubscribe
   onCommand(cb: (c: PeerCommand) => void): Unsubscribe
+  /** The server removed us: 'evicted' (neighbours reported us unresponsive) or 'kicked' (by the host). */
+  onRemoved(cb: (why: 'evicted' | 'kicked') => void): Unsubscribe
+  /** The socket reconnected after a drop (e.g. server restart): our old peer id is gone. */
+  onReconnect(cb: () => void): Unsubscribe
   report(r: PeerReport): void
   checkpoint(c: { step: number; schemaHash: string; params: Uint8Array }): void
   close(): void
@@ -172,6 +176,11 @@ export class SwarmSession implements SessionHandle {
       this.update({ stage: 'connecting' })
       this.unsubs.push(this.platform.signaling.onMembership((m) => this.onMembership(m)))
       this.unsubs.push(this.platform.signaling.onCommand((c) => this.onCommand(c)))
+      this.unsubs.push(this.platform.signaling.onRemoved((why) => {
+        if (why === 'kicked') return this.shutdown('removed by the host')
+        void this.rejoin('the room dropped this tab after missed deadlines')
+      }))
+      this.unsubs.push(this.platform.signaling.onReconnect(() => void this.rejoin('reconnected to the server')))
       const { self, membership } = await this.platform.signaling.join({
         room: this.opts.room, name: this.opts.name, agent: this.platform.agent,
       })
@@ -204,9 +213,9 @@ export class SwarmSession implements SessionHandle {
       this.paused = m.paused
       this.update({ peers: [...m.peers], run: m.run, config: m.config })
       if (this.snap.self && !m.peers.includes(this.snap.self)) {
-        // The server dropped us (kicked, or reported suspect): stop rather than train alone.
-        this.log('removed from the room by the server')
-        this.shutdown('removed')
+        // Not in the roster any more (a kick also disconnects us; see onRemoved): join again
+        // rather than train alone; the algorithm bootstraps from the others (§9.3).
+        void this.rejoin('no longer in the roster')
         return
       }
       const mesh = this.mesh
@@ -217,6 +226,29 @@ export class SwarmSession implements SessionHandle {
       if (m.paused) this.update({ stage: 'paused' })
     } catch (e) {
       this.log(`membership error: ${(e as Error).message}`)
+    }
+  }
+
+  private rejoining = false
+
+  /** Joins again under a new peer id and restarts the run from the swarm's state (§9.3). */
+  private async rejoin(reason: string): Promise<void> {
+    if (this.rejoining || this.stop.signal.aborted) return
+    this.rejoining = true
+    this.log(`rejoining: ${reason}`)
+    this.runAbort?.abort()
+    try {
+      await sleep(500 + Math.random() * 1000, this.stop.signal)
+      const { self, membership } = await this.platform.signaling.join({
+        room: this.opts.room, name: this.opts.name, agent: this.platform.agent,
+      })
+      this.update({ self })
+      this.membership = null // force a fresh run: new id, new mesh, bootstrap from peers
+      this.rejoining = false
+      this.onMembership(this.latestMembership && this.latestMembership.peers.includes(self) ? this.latestMembership : membership)
+    } catch (e) {
+      this.rejoining = false
+      if (!this.stop.signal.aborted) this.fail(e)
     }
   }
 

@@ -1,10 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { createRequire } from 'node:module'
 import { join } from 'node:path'
 
-const tsxCli = createRequire(import.meta.url).resolve('tsx/cli')
 
-/** A headless Node volunteer in its own OS process (npm run peer), as a donor would start it. */
+/**
+ * A headless Node volunteer in its own OS process (npm run peer), as a donor would start it.
+ * Started as `node --import tsx` (one process) rather than the tsx CLI, which forks a child:
+ * SIGKILL must really kill the volunteer for the churn test to mean anything.
+ */
 export interface NodePeer {
   proc: ChildProcess
   output(): string
@@ -15,7 +17,7 @@ export interface NodePeer {
 }
 
 export function startNodePeer(server: string, room: string, name: string, extra: string[] = []): NodePeer {
-  const proc = spawn(process.execPath, [tsxCli, join(process.cwd(), 'client/node/peer-cli.ts'), '--server', server, '--room', room, '--name', name, '--quiet', ...extra], {
+  const proc = spawn(process.execPath, ['--import', 'tsx', join(process.cwd(), 'client/node/peer-cli.ts'), '--server', server, '--room', room, '--name', name, '--quiet', ...extra], {
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   let out = ''

@@ -1,0 +1,153 @@
+import { spawn } from 'node:child_process'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { startNodePeer, type NodePeer } from '../support/node-peer'
+import { cleanup, getJson, startTestServer, waitFor, type TestServer } from '../support/server'
+
+/**
+ * Issue 4 churn and bad-peer acceptance, with headless Node volunteers (each its own process,
+ * real WebRTC via @roamhq/wrtc, real signaling server) on DPSGD over a ring.
+ */
+
+interface ApiPeer { id: string; name?: string; step: number; loss: number | null; accuracy: number | null; rejected?: number; suspect?: unknown }
+interface ApiRoom { peers: ApiPeer[] }
+
+const STEP_DEADLINE_MS = 3000
+/** Reports arrive every 500 ms and a folded step takes up to the deadline: allowed silence. */
+const MAX_STEP_GAP_MS = STEP_DEADLINE_MS + 2500
+const TARGET_STEPS = 220
+const CONFIG = { algorithm: 'dpsgd', topology: 'ring', stepDeadlineMs: STEP_DEADLINE_MS, lr: 0.05, momentum: 0.9, batchSize: 32 }
+
+async function createRoom(server: TestServer, room: string, config: Record<string, unknown> = CONFIG) {
+  const r = await fetch(`${server.url}/api/rooms`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ room, config }) })
+  expect(r.status).toBe(201)
+}
+
+const room = (server: TestServer, name: string) => getJson<ApiRoom>(`${server.url}/api/rooms/${name}`).then((r) => r.body)
+const meanAccuracy = (peers: ApiPeer[]) => peers.reduce((a, p) => a + (p.accuracy ?? 0), 0) / peers.length
+
+describe('churn and bad peers over real WebRTC (Node volunteers)', () => {
+  let server: TestServer
+  const peers: NodePeer[] = []
+
+  beforeAll(async () => {
+    server = await startTestServer()
+  })
+
+  afterAll(async () => {
+    for (const p of peers) p.kill()
+    await server?.close()
+    if (server) cleanup(server.dataDir)
+  })
+
+  it('a killed peer stalls nobody, a joiner catches up, final accuracy matches an undisturbed run', async () => {
+    // Undisturbed reference run.
+    await createRoom(server, 'calm')
+    const calm = Array.from({ length: 5 }, (_, i) => startNodePeer(server.url, 'calm', `calm-${i}`))
+    peers.push(...calm)
+    const calmDone = await waitFor('undisturbed run reaches the target step', async () => {
+      const r = await room(server, 'calm')
+      return r.peers.length === 5 && r.peers.every((p) => p.step >= TARGET_STEPS && p.accuracy !== null) && r
+    }, 240_000, 1000)
+    const calmAccuracy = meanAccuracy(calmDone.peers)
+    calm.forEach((p) => p.kill())
+
+    // Disturbed run: 5 peers, kill one abruptly, then a new one joins.
+    await createRoom(server, 'churn')
+    const churn = Array.from({ length: 5 }, (_, i) => startNodePeer(server.url, 'churn', `churn-${i}`))
+    peers.push(...churn)
+    const warm = await waitFor('5 peers past step 60', async () => {
+      const r = await room(server, 'churn')
+      return r.peers.length === 5 && r.peers.every((p) => p.step >= 60) && r
+    }, 180_000, 500)
+    const victimName = 'churn-0'
+    const victim = warm.peers.find((p) => p.name === victimName)
+    expect(victim).toBeDefined()
+    churn[0].kill()
+
+    // Watch the survivors' steps at a fine grain for 12 s: no gap longer than the deadline.
+    const lastChange = new Map<string, { step: number; at: number }>()
+    const maxGap = new Map<string, number>()
+    const watchUntil = Date.now() + 12_000
+    while (Date.now() < watchUntil) {
+      const r = await room(server, 'churn')
+      const now = Date.now()
+      for (const p of r.peers) {
+        if (p.id === victim!.id) continue
+        const prev = lastChange.get(p.id)
+        if (!prev || p.step > prev.step) {
+          if (prev) maxGap.set(p.id, Math.max(maxGap.get(p.id) ?? 0, now - prev.at))
+          lastChange.set(p.id, { step: p.step, at: now })
+        }
+      }
+      await new Promise((res) => setTimeout(res, 200))
+    }
+    const end = Date.now()
+    for (const [id, c] of lastChange) maxGap.set(id, Math.max(maxGap.get(id) ?? 0, end - c.at))
+    expect(lastChange.size).toBe(4)
+    for (const [id, gap] of maxGap) expect(gap, `peer ${id} went ${gap} ms without a step`).toBeLessThan(MAX_STEP_GAP_MS)
+    const afterKill = await room(server, 'churn')
+    expect(afterKill.peers.map((p) => p.id)).not.toContain(victim!.id)
+
+    // A newcomer joins: it bootstraps from its neighbours' average, so within a bounded number
+    // of its own steps its accuracy is at the others' level.
+    const joiner = startNodePeer(server.url, 'churn', 'churn-new')
+    peers.push(joiner)
+    const caughtUp = await waitFor("joiner's accuracy reaches the others'", async () => {
+      const r = await room(server, 'churn')
+      const j = r.peers.find((p) => p.name === 'churn-new')
+      const others = r.peers.filter((p) => p.name !== 'churn-new')
+      return j && j.accuracy !== null && j.accuracy >= meanAccuracy(others) - 0.03 && j
+    }, 120_000, 500)
+    expect(caughtUp.step).toBeLessThanOrEqual(100)
+
+    const done = await waitFor('disturbed run reaches the target step', async () => {
+      const r = await room(server, 'churn')
+      const originals = r.peers.filter((p) => p.name !== 'churn-new')
+      return originals.length === 4 && originals.every((p) => p.step >= TARGET_STEPS && p.accuracy !== null) && r
+    }, 240_000, 1000)
+    const churnAccuracy = meanAccuracy(done.peers)
+    expect(Math.abs(churnAccuracy - calmAccuracy), `calm ${calmAccuracy} vs churn ${churnAccuracy}`).toBeLessThan(0.02)
+    churn.forEach((p) => p.kill())
+    joiner.kill()
+  })
+
+  for (const mode of ['nan', 'shape'] as const) {
+    it(`a peer publishing ${mode === 'nan' ? 'NaN' : 'wrong-shape'} parameters is rejected and reported; the others are unaffected`, async () => {
+      const name = `bad-${mode}`
+      await createRoom(server, name)
+      const good = [startNodePeer(server.url, name, 'good-1'), startNodePeer(server.url, name, 'good-2')]
+      peers.push(...good)
+      await waitFor('good peers stepping', async () => {
+        const r = await room(server, name)
+        return r.peers.length === 2 && r.peers.every((p) => p.step > 5)
+      }, 120_000)
+      const bad = spawn(process.execPath, ['--import', 'tsx', join(process.cwd(), 'tests/support/bad-peer.ts'), server.url, name, mode], { stdio: 'ignore' })
+      try {
+        let badId: string | null = null
+        // The bad peer joins, its neighbours reject what it sends, report it, and the server drops it.
+        await waitFor('bad peer joins', async () => {
+          const r = await room(server, name)
+          badId = r.peers.find((p) => p.name === `bad-${mode}`)?.id ?? null
+          return badId
+        }, 60_000, 250)
+        await waitFor('bad peer removed from the roster after reports', async () => {
+          const r = await room(server, name)
+          return !r.peers.some((p) => p.id === badId)
+        }, 120_000, 500)
+        const r = await room(server, name)
+        const goods = r.peers.filter((p) => p.name?.startsWith('good-'))
+        expect(goods).toHaveLength(2)
+        const healthy = await waitFor('good peers still accurate with finite loss', async () => {
+          const rr = await room(server, name)
+          const g = rr.peers.filter((p) => p.name?.startsWith('good-'))
+          return g.length === 2 && g.every((p) => Number.isFinite(p.loss) && (p.accuracy ?? 0) > 0.8) && g
+        }, 120_000, 1000)
+        for (const p of healthy) expect(Number.isFinite(p.loss)).toBe(true)
+      } finally {
+        bad.kill('SIGKILL')
+        good.forEach((p) => p.kill())
+      }
+    })
+  }
+})
