@@ -77,7 +77,7 @@ describe('every algorithm family over real WebRTC: 2 Chromium tabs + 1 Node peer
         const started = await waitFor(`${c.name}: 3 volunteers stepping`, async () => {
           const { body } = await getJson<ApiRoom>(url)
           return body.peers.length === 3 && body.peers.every((p) => p.step > 0) && body
-        }, 90_000).catch(async (e) => {
+        }, 150_000).catch(async (e) => {
           throw new Error(`${(e as Error).message}; peers: ${await state()}; node peer output: ${peer?.output().slice(-2000)}`)
         })
         expect(new Set(started.peers.map((p) => p.agent))).toEqual(new Set(['browser', 'node']))
@@ -99,6 +99,6 @@ describe('every algorithm family over real WebRTC: 2 Chromium tabs + 1 Node peer
         peer?.kill()
         for (const ctx of contexts) await ctx.close()
       }
-    })
+    }, 420_000)
   }
 })
