@@ -1,22 +1,24 @@
 import { fork, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import { isNodeWebRtcStack, NODE_WEBRTC_STACKS, type NodeWebRtcStack } from '../client/mesh/node-webrtc'
 import type { Compression } from '../shared/config'
 import { benchServer, ensureNetns, load, median, writeResult } from './common'
 import type { BenchEv, BenchOp } from './transport-peer'
 
 /**
  * Issue 4 transport efficiency: on ONE pair of Node peers (separate processes, real WebRTC via
- * @roamhq/wrtc, real signaling server), raw data-channel throughput vs our parameter exchange
+ * @roamhq/wrtc or node-datachannel, real signaling server), raw data-channel throughput vs our parameter exchange
  * (mesh.send of a Float32Array model, decoded and delivered on the other side, then acked) for
  * 1, 5 and 25 MB models with fp32 / fp16 / int8. Raw is measured with the same byte count right
  * before each size's exchanges, so drift in machine load hits both. Goal: fp32 ≥ 0.8 × raw.
- *   sh tools/netns-run.sh npx tsx bench/transport.ts [--quick]
+ *   sh tools/netns-run.sh npx tsx bench/transport.ts [--quick] [--webrtc wrtc|node-datachannel]
  */
 const SCRIPT = fileURLToPath(import.meta.url)
 await ensureNetns(SCRIPT)
 
 const PEER = fileURLToPath(new URL('./transport-peer.ts', import.meta.url))
 const quick = process.argv.includes('--quick')
+const webrtcArg = process.argv.includes('--webrtc') ? process.argv[process.argv.indexOf('--webrtc') + 1] : 'wrtc'
 
 /** Omit that distributes over the union's members. */
 type NoId<T> = T extends unknown ? Omit<T, 'id'> : never
@@ -46,15 +48,16 @@ class Peer {
   }
 }
 
-export async function runTransportBench(opts: { quick?: boolean } = {}) {
+export async function runTransportBench(opts: { quick?: boolean; webrtc?: NodeWebRtcStack } = {}) {
+  const webrtc = opts.webrtc ?? 'wrtc'
   const server = await benchServer()
   const room = `bench-transport-${process.pid}`
   const spawnPeer = () => new Peer(fork(PEER, [], { execArgv: ['--import', 'tsx'], serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }))
   const a = spawnPeer()
-  a.child.send({ op: 'init', url: server.url, room } satisfies BenchOp)
+  a.child.send({ op: 'init', url: server.url, room, webrtc } satisfies BenchOp)
   await a.ready
   const b = spawnPeer()
-  b.child.send({ op: 'init', url: server.url, room } satisfies BenchOp)
+  b.child.send({ op: 'init', url: server.url, room, webrtc } satisfies BenchOp)
   await b.ready
   for (let i = 0; a.peers < 2 || b.peers < 2; i++) {
     if (i > 500) throw new Error('peers never saw each other')
@@ -98,7 +101,7 @@ export async function runTransportBench(opts: { quick?: boolean } = {}) {
       console.log(`  ${mb} MB raw: ${rawMBps.toFixed(1)} MB/s (median of ${reps})`)
       rows.push({ modelMB: mb, params: floats, reps, rawMBps: +rawMBps.toFixed(1), rawMsAll: raws.map((r) => +r.ms.toFixed(1)), codecs })
     }
-    return { peers: 'two Node processes, @roamhq/wrtc, loopback netns', rows, load: { before: loadBefore, after: load() } }
+    return { peers: `two Node processes, ${webrtc === 'wrtc' ? '@roamhq/wrtc' : 'node-datachannel'}, loopback netns`, webrtc, rows, load: { before: loadBefore, after: load() } }
   } finally {
     await Promise.race([Promise.all([a.call({ op: 'close' }), b.call({ op: 'close' })]), new Promise((r) => setTimeout(r, 3000))])
     a.child.kill('SIGKILL')
@@ -108,8 +111,14 @@ export async function runTransportBench(opts: { quick?: boolean } = {}) {
 }
 
 if (process.argv[1] === SCRIPT) {
-  console.log('transport: raw data channel vs parameter exchange')
-  const r = await runTransportBench({ quick })
-  console.log('wrote', writeResult(quick ? 'transport-quick' : 'transport', r))
+  if (!isNodeWebRtcStack(webrtcArg)) {
+    console.error(`--webrtc must be one of ${NODE_WEBRTC_STACKS.join(', ')}`)
+    process.exit(2)
+  }
+  console.log(`transport: raw data channel vs parameter exchange (${webrtcArg})`)
+  const r = await runTransportBench({ quick, webrtc: webrtcArg })
+  // The default stack keeps the historical file names; another stack gets its own.
+  const name = `transport${webrtcArg === 'wrtc' ? '' : `-${webrtcArg}`}${quick ? '-quick' : ''}`
+  console.log('wrote', writeResult(name, r))
   process.exit(0)
 }

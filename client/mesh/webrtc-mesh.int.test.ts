@@ -12,11 +12,15 @@ import {
 } from '../../shared/transport'
 import { FRAME_FIXED_BYTES, MAX_FRAME_BYTES } from '../../shared/wire/framing'
 import { startServer, type RunningServer } from '../../signaling-server/server'
+import type { NodeWebRtcStack } from './node-webrtc'
 import type { ChildToParent, ParentToChild, PeerInit } from './testing/mesh-peer-process'
 
 /**
- * WebRtcMesh over REAL WebRTC (@roamhq/wrtc) between peers in SEPARATE Node processes, signaled
- * by the real signaling server on port 0. Run inside the loopback-only namespace:
+ * WebRtcMesh over REAL WebRTC between peers in SEPARATE Node processes, signaled by the real
+ * signaling server on port 0. The compliance suite runs over both Node stacks (@roamhq/wrtc and
+ * node-datachannel, client/mesh/node-webrtc.ts) and one mixed pair; the transport-specific tests
+ * below run over wrtc, plus backpressure over node-datachannel. Run inside the loopback-only
+ * namespace:
  *   sh tools/netns-run.sh npx vitest run --project integration client/mesh
  *
  * Each peer is client/mesh/testing/mesh-peer-process.ts; here a RemoteMesh proxies the Mesh
@@ -27,6 +31,12 @@ import type { ChildToParent, ParentToChild, PeerInit } from './testing/mesh-peer
 
 const PEER_SCRIPT = fileURLToPath(new URL('./testing/mesh-peer-process.ts', import.meta.url))
 const SCHEMA = 'test-schema'
+
+/** Per-stack peer options. node-datachannel binds loopback so it stays there even without the netns. */
+const STACK: Record<NodeWebRtcStack, PeerInit['webrtc']> = {
+  wrtc: { stack: 'wrtc' },
+  'node-datachannel': { stack: 'node-datachannel', bindAddress: '127.0.0.1' },
+}
 
 let server: RunningServer
 let dataDir: string
@@ -144,13 +154,12 @@ class RemoteMesh implements Mesh {
   }
 }
 
-function spawnPeer(init: PeerInit): RemoteMesh {
-  const child = fork(PEER_SCRIPT, [], {
+function forkPeer(): ChildProcess {
+  return fork(PEER_SCRIPT, [], {
     execArgv: ['--import', 'tsx'],
     serialization: 'advanced',
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   })
-  return new RemoteMesh(child, init)
 }
 
 async function waitFor(what: string, pred: () => boolean, ms = 10_000): Promise<void> {
@@ -164,30 +173,69 @@ async function waitFor(what: string, pred: () => boolean, ms = 10_000): Promise<
 /** n peers in a fresh room, each its own process; resolves once all see the full roster. */
 async function swarm(n: number, extra: Partial<PeerInit> | ((i: number) => Partial<PeerInit>) = {}): Promise<RemoteMesh[]> {
   const room = `mesh-int-${process.pid}-${++roomSeq}`
+  // Start all processes at once (loading tsx and a WebRTC stack is most of a test's time; the
+  // 'init' message waits in the IPC channel until the child listens), but join in order so the
+  // roster order is stable.
+  const children = Array.from({ length: n }, forkPeer)
   const peers: RemoteMesh[] = []
-  // Join in order so the roster order (and hence who initiates) is stable.
-  for (let i = 0; i < n; i++) {
-    const p = spawnPeer({ url: server.url, room, ...(typeof extra === 'function' ? extra(i) : extra) })
-    peers.push(p)
-    await p.ready
+  try {
+    for (let i = 0; i < n; i++) {
+      const p = new RemoteMesh(children[i], { url: server.url, room, ...(typeof extra === 'function' ? extra(i) : extra) })
+      peers.push(p)
+      await p.ready
+    }
+    await waitFor('swarm.roster', () => peers.every((p) => p.membership().peers.length === n))
+  } catch (e) {
+    for (const c of children) c.kill('SIGKILL')
+    throw e
   }
-  await waitFor('swarm.roster', () => peers.every((p) => p.membership().peers.length === n))
   return peers
 }
 
-describeMeshCompliance('WebRtcMesh (wrtc, separate processes, real signaling server)', async (n): Promise<MeshHarness> => {
-  const peers = await swarm(n)
+function harness(peers: RemoteMesh[]): MeshHarness {
   return {
     meshes: peers,
     leave: async (i) => { await peers[i].shutdown() },
     close: async () => { await Promise.all(peers.map((p) => p.shutdown())) },
     inject: (i, e) => peers[i].inject(e),
   }
+}
+
+for (const stack of ['wrtc', 'node-datachannel'] as const) {
+  describeMeshCompliance(`WebRtcMesh (${stack}, separate processes, real signaling server)`, async (n) =>
+    harness(await swarm(n, { webrtc: STACK[stack] })))
+}
+
+describe('WebRtcMesh across stacks (wrtc <-> node-datachannel)', () => {
+  it('exchanges models both ways over one mixed link, byte for byte', async () => {
+    const [a, b] = await swarm(2, (i) => ({ webrtc: STACK[i === 0 ? 'wrtc' : 'node-datachannel'] }))
+    try {
+      const d = 1_000_000
+      const x = new Float32Array(d)
+      for (let i = 0; i < d; i++) x[i] = Math.sin(i * 0.01) * 3
+      await a.send(b.self, { kind: 't/m', round: 1, data: x })
+      const atB = await b.receive({ kind: 't/m', from: a.self }, deadline('int/mixed-ab', 20_000))
+      await b.send(a.self, { kind: 't/m', round: 2, data: atB.data! })
+      const atA = await a.receive({ kind: 't/m', from: b.self }, deadline('int/mixed-ba', 20_000))
+      expect(atA.round).toBe(2)
+      expect(Buffer.from(atA.data!.buffer, atA.data!.byteOffset, atA.data!.byteLength)
+        .equals(Buffer.from(x.buffer))).toBe(true)
+      const [sa, sb] = [await a.remoteStats(), await b.remoteStats()]
+      expect(sb.perLink[a.self].bytesReceived).toBe(sa.perLink[b.self].bytesSent)
+      expect(sa.perLink[b.self].bytesReceived).toBe(sb.perLink[a.self].bytesSent)
+      expect([sa.rejected[b.self] ?? 0, sb.rejected[a.self] ?? 0]).toEqual([0, 0])
+      for (const [x, y] of [[a, b], [b, a]] as const)
+        expect(x.logs.filter((l) => l.event === 'mesh.link-open' && l.detail?.peer === y.self)).toHaveLength(1)
+    } finally {
+      await Promise.all([a.shutdown(), b.shutdown()])
+    }
+  })
 })
 
 describe('WebRtcMesh over real WebRTC', () => {
-  it('moves a 25 MB model with backpressure and counts data-channel bytes per link on both ends', async () => {
-    const [a, b] = await swarm(2)
+  // Backpressure leans on each stack's bufferedAmount / 'bufferedamountlow', so both stacks run it.
+  it.each(['wrtc', 'node-datachannel'] as const)('moves a 25 MB model with backpressure and counts data-channel bytes per link on both ends (%s)', async (stack) => {
+    const [a, b] = await swarm(2, { webrtc: STACK[stack] })
     try {
       const d = Math.ceil(25e6 / 4)
       const x = new Float32Array(d)
