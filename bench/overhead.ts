@@ -1,6 +1,7 @@
+import { fork } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { benchServer, ensureNetns, load, writeResult } from './common'
-import { plainLoop, runSwarm } from './swarm'
+import { benchServer, ensureNetns, load, median, writeResult } from './common'
+import { runSwarm } from './swarm'
 
 /**
  * Issue 4 swarm overhead: per-peer training steps/s inside a swarm of N headless Node peers
@@ -8,22 +9,96 @@ import { plainLoop, runSwarm } from './swarm'
  * the same backend and model. The machine has 2 cores, so N peers share them: the baseline runs N
  * plain loops concurrently too (same CPU contention), and overhead = 1 − swarm/plain per peer.
  *   sh tools/netns-run.sh npx tsx bench/overhead.ts [--quick]
+ *
+ * Plain loops (this file re-forked with --plain-worker): every worker loads first, then all start
+ * together (barrier), and the variants are measured in interleaved blocks (A B C D A B C D …,
+ * median of blocks), so neither process start-up of the sibling nor JIT warm-up lands on one
+ * variant only. Variants: `local` = TfCompute.localStep (SGD+momentum on the device), `gradient`
+ * = gradient() + readParams + host update + writeParams, `localSleep0` = localStep followed by
+ * `await sleep(0)` (setTimeout 0, what the session loop yields after every step) and
+ * `localImmediate` = localStep followed by a setImmediate yield.
  */
 const SCRIPT = fileURLToPath(import.meta.url)
-await ensureNetns(SCRIPT)
+const WORKER = process.argv.includes('--plain-worker')
+if (!WORKER) await ensureNetns(SCRIPT)
 const quick = process.argv.includes('--quick')
+
+type PlainVariant = 'local' | 'gradient' | 'localSleep0' | 'localImmediate'
+const VARIANTS: PlainVariant[] = ['local', 'gradient', 'localSleep0', 'localImmediate']
+type PlainResult = { backend: string; paramCount: number; stepsPerSec: Record<PlainVariant, number>; blocks: Record<PlainVariant, number[]> }
+
+async function plainWorker(model: string, batch: number, blockMs: number, rounds: number): Promise<void> {
+  const { setupNodeBackend } = await import('../client/runtime/node-backend')
+  const { loadDatasetNode } = await import('../client/runtime/data-loader-node')
+  const { TfCompute } = await import('../client/runtime/tf-compute')
+  const backend = await setupNodeBackend('wasm')
+  const train = await loadDatasetNode('synthetic', 'train')
+  const c = new TfCompute({ model: model as 'mlp', train, batchSize: batch, seed: 0, streamSeed: 0 })
+  const opt = { optimizer: 'sgd' as const, lr: 0.05, momentum: 0.9, weightDecay: 0 }
+  const one: Record<PlainVariant, () => Promise<unknown>> = {
+    local: () => c.localStep(opt),
+    gradient: async () => {
+      const g = await c.gradient()
+      const x = await c.readParams()
+      for (let i = 0; i < x.length; i++) x[i] -= 0.01 * g.grad[i]
+      await c.writeParams(x)
+    },
+    localSleep0: async () => {
+      await c.localStep(opt)
+      await new Promise((r) => setTimeout(r, 0))
+    },
+    localImmediate: async () => {
+      await c.localStep(opt)
+      await new Promise((r) => setImmediate(r))
+    },
+  }
+  for (const v of VARIANTS) for (let i = 0; i < 30; i++) await one[v]()
+  process.send!({ ev: 'ready' })
+  await new Promise<void>((r) => process.once('message', () => r()))
+  const blocks = Object.fromEntries(VARIANTS.map((v) => [v, [] as number[]])) as Record<PlainVariant, number[]>
+  for (let r = 0; r < rounds; r++) {
+    for (const v of VARIANTS) {
+      const t0 = performance.now()
+      let n = 0
+      while (performance.now() - t0 < blockMs) (await one[v](), n++)
+      blocks[v].push(n / ((performance.now() - t0) / 1000))
+    }
+  }
+  const stepsPerSec = Object.fromEntries(VARIANTS.map((v) => [v, +median(blocks[v]).toFixed(2)])) as Record<PlainVariant, number>
+  process.send!({ ev: 'plain', backend, paramCount: c.paramCount, stepsPerSec, blocks } satisfies PlainResult & { ev: string })
+  c.dispose()
+}
+
+/** n plain loops at once (same CPU contention as n swarm peers), started together. */
+async function plainLoops(n: number, model: string, batch: number, seconds: number): Promise<PlainResult[]> {
+  const rounds = 4
+  const blockMs = Math.max(250, (seconds * 1000) / (rounds * VARIANTS.length))
+  const kids = Array.from({ length: n }, () => fork(SCRIPT, ['--plain-worker', model, String(batch), String(blockMs), String(rounds)], { execArgv: ['--import', 'tsx'], serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }))
+  const ready = kids.map((k) => new Promise<void>((r, j) => {
+    k.on('message', (m: { ev: string }) => m.ev === 'ready' && r())
+    k.once('exit', (c) => j(new Error(`plain worker exited ${c}`)))
+  }))
+  const results = kids.map((k) => new Promise<PlainResult>((r) => k.on('message', (m: { ev: string } & PlainResult) => m.ev === 'plain' && r(m))))
+  await Promise.all(ready)
+  for (const k of kids) k.send({ op: 'go' })
+  const out = await Promise.all(results)
+  await Promise.all(kids.map((k) => (k.exitCode !== null ? Promise.resolve() : new Promise((r) => k.once('exit', r)))))
+  return out
+}
 
 export async function runOverheadBench(o: { n?: number; seconds?: number } = {}) {
   const n = o.n ?? 2
   const seconds = o.seconds ?? (quick ? 12 : 25)
   const batch = 32
   const loadBefore = load()
-  const plains = await Promise.all(Array.from({ length: n }, () => plainLoop('mlp', batch, seconds / 2)))
-  const plainLocal = plains.reduce((a, p) => a + p.localStepsPerSec, 0) / n
-  const plainGrad = plains.reduce((a, p) => a + p.gradientStepsPerSec, 0) / n
+  const plains = await plainLoops(n, 'mlp', batch, seconds)
+  const mean = (v: PlainVariant) => plains.reduce((a, p) => a + p.stepsPerSec[v], 0) / n
+  const plainLocal = mean('local')
+  const plainGrad = mean('gradient')
   // The baseline is the faster of the two plain loops (the fairest "plain tfjs" reference).
   const plainBest = Math.max(plainLocal, plainGrad)
-  console.log(`  plain tfjs loop (${n} concurrent, ${plains[0].backend}): ${plainLocal.toFixed(1)} steps/s on device, ${plainGrad.toFixed(1)} steps/s with gradient read-back`)
+  console.log(`  plain tfjs loop (${n} concurrent, ${plains[0].backend}, interleaved blocks): ${plainLocal.toFixed(1)} steps/s on device, ${plainGrad.toFixed(1)} steps/s with gradient read-back, ` +
+    `${mean('localSleep0').toFixed(1)} steps/s on device + sleep(0) per step, ${mean('localImmediate').toFixed(1)} steps/s on device + setImmediate per step`)
   const server = await benchServer()
   const rows = []
   try {
@@ -47,10 +122,14 @@ export async function runOverheadBench(o: { n?: number; seconds?: number } = {})
   } finally {
     await server.close()
   }
-  return { model: 'mlp', dataset: 'synthetic', batch, plain: { perProcess: plains, localStepsPerSec: +plainLocal.toFixed(2), gradientStepsPerSec: +plainGrad.toFixed(2), baselineStepsPerSec: +plainBest.toFixed(2) }, rows, load: { before: loadBefore, after: load() } }
+  return { model: 'mlp', dataset: 'synthetic', batch, plain: { perProcess: plains, localStepsPerSec: +plainLocal.toFixed(2), gradientStepsPerSec: +plainGrad.toFixed(2), localSleep0StepsPerSec: +mean('localSleep0').toFixed(2), localImmediateStepsPerSec: +mean('localImmediate').toFixed(2), baselineStepsPerSec: +plainBest.toFixed(2) }, rows, load: { before: loadBefore, after: load() } }
 }
 
-if (process.argv[1] === SCRIPT) {
+if (WORKER) {
+  const [model, batch, blockMs, rounds] = process.argv.slice(process.argv.indexOf('--plain-worker') + 1)
+  await plainWorker(model, Number(batch), Number(blockMs), Number(rounds))
+  process.exit(0)
+} else if (process.argv[1] === SCRIPT) {
   console.log('overhead: swarm vs plain tfjs loop')
   const r = await runOverheadBench()
   console.log('wrote', writeResult(quick ? 'overhead-quick' : 'overhead', r))

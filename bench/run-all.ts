@@ -4,7 +4,7 @@ import { load } from './common'
 /**
  * `npm run bench`: every benchmark in sequence, each in its own process (the WebRTC ones re-run
  * themselves inside tools/netns-run.sh). JSON goes to bench/results/.
- *   npm run bench                 mixing, transport, overhead, scale
+ *   npm run bench                 mixing, codec, transport, overhead, scale
  *   npm run bench -- --quick      shorter runs (writes *-quick.json) plus calibration --quick
  *   npm run bench -- --calibration  also the full §10 calibrations (tens of minutes on 2 cores)
  */
@@ -13,6 +13,7 @@ const withCal = quick || process.argv.includes('--calibration')
 const q = quick ? ['--quick'] : []
 const steps: [string, string[]][] = [
   ['mixing', ['bench/mixing.ts']],
+  ['codec', ['bench/codec.ts', ...q]],
   ['transport', ['bench/transport.ts', ...q]],
   ['overhead', ['bench/overhead.ts', ...q]],
   ['scale', ['bench/scale.ts', ...q]],

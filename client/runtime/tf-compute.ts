@@ -143,14 +143,16 @@ export class TfCompute implements Compute {
     const loss = tf.tidy(() => {
       const { value, grads } = this.lossAndGrads()
       const lr = tf.scalar(opts.lr)
-      const wd = tf.scalar(opts.weightDecay)
+      // Scalars once per step (not per variable): each is a tensor allocation and upload.
+      const wd = opts.weightDecay > 0 ? tf.scalar(opts.weightDecay) : null
       if (opts.optimizer === 'sgd') {
         // Heavy ball as in ALGORITHMS.md §3: m = βm + (g + λx), x -= γm (coupled weight decay).
+        const beta = kind === 'sgd' ? tf.scalar(opts.momentum) : null
         this.vars.forEach((v, i) => {
-          const g = opts.weightDecay > 0 ? tf.add(grads[i], tf.mul(wd, v)) : grads[i]
+          const g = wd ? tf.add(grads[i], tf.mul(wd, v)) : grads[i]
           let d = g
-          if (kind === 'sgd') {
-            const m = tf.add(tf.mul(tf.scalar(opts.momentum), this.slots1[i]), g)
+          if (beta) {
+            const m = tf.add(tf.mul(beta, this.slots1[i]), g)
             this.slots1[i].assign(m)
             d = m
           }
@@ -173,7 +175,7 @@ export class TfCompute implements Compute {
           this.slots1[i].assign(m)
           this.slots2[i].assign(s)
           const upd = tf.div(tf.mul(m, c1), tf.add(tf.sqrt(tf.mul(s, c2)), eps))
-          v.assign(tf.sub(v, tf.mul(lr, tf.add(upd, tf.mul(wd, v)))))
+          v.assign(tf.sub(v, tf.mul(lr, wd ? tf.add(upd, tf.mul(wd, v)) : upd)))
         })
       }
       return value

