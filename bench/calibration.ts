@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ALGORITHM_FACTORIES } from '../shared/algorithms'
-import { load, writeResult } from './common'
+import { load, RESULTS_DIR, writeResult } from './common'
 
 /**
  * The toy calibrations of ../shared/ALGORITHMS.md §10, run with the real algorithm code through
@@ -14,6 +14,11 @@ import { load, writeResult } from './common'
  *   npx tsx bench/calibration.ts [--quick] [--only dpsgd,qsr,odsgd,decentlam] [--seeds 0,1,2,3] [--lrs 0.7]
  * --quick: seed 0 only and the fewest configurations that still test each claim.
  * "diverged" follows §10: loss NaN/Inf, or any logged train loss > 50.
+ *
+ * Results accumulate: a run's (label, seed) pairs replace the same pairs already in the section's
+ * JSON and every other stored run is kept, so sections can be filled in by several invocations
+ * (e.g. `--lrs 0.5` and `--lrs 0.7` separately, or one seed at a time). Summary and chart are
+ * recomputed from the merged runs. --fresh discards the stored runs first.
  */
 
 interface Curve { step: number; testAccuracy: number; trainLoss: number; consensusDistance: number; lr: number; h: number | null }
@@ -24,6 +29,7 @@ const argv = process.argv.slice(2)
 const flag = (n: string) => argv.includes(n)
 const opt = (n: string) => { const i = argv.indexOf(n); return i >= 0 ? argv[i + 1] : undefined }
 const quick = flag('--quick')
+const fresh = flag('--fresh')
 const only = opt('--only')?.split(',')
 const lrList = opt('--lrs')?.split(',').map(Number)
 const seedList = opt('--seeds')?.split(',').map(Number) ?? (quick ? [0] : [0, 1, 2, 3])
@@ -98,6 +104,8 @@ export function svgChart(title: string, series: { name: string; points: [number,
   return parts.join('\n')
 }
 
+interface ChartSpec { file: string; title: string; seed?: number }
+
 function chart(file: string, title: string, runs: CalRun[]): void {
   mkdirSync('docs/calibration', { recursive: true })
   const series = runs.map((r, i) => ({
@@ -108,17 +116,45 @@ function chart(file: string, title: string, runs: CalRun[]): void {
   writeFileSync(join('docs/calibration', file), svgChart(title, series, 'step', 'test accuracy of the averaged model (%)'))
 }
 
-function summarize(runs: CalRun[]) {
+export function summarize(runs: CalRun[]) {
   const by = new Map<string, CalRun[]>()
   for (const r of runs) by.set(r.label, [...(by.get(r.label) ?? []), r])
   return [...by].map(([label, rs]) => {
+    rs = [...rs].sort((a, b) => a.seed - b.seed)
     const ok = rs.filter((r) => !r.diverged)
+    const accs = ok.map((r) => r.acc)
+    const mean = accs.length ? accs.reduce((a, x) => a + x, 0) / accs.length : NaN
+    // Sample standard deviation over the converged seeds (null with fewer than two).
+    const sd = accs.length > 1 ? Math.sqrt(accs.reduce((a, x) => a + (x - mean) ** 2, 0) / (accs.length - 1)) : NaN
+    const fix = (x: number, d = 1) => (Number.isFinite(x) ? +x.toFixed(d) : null)
     return {
       label, seeds: rs.map((r) => r.seed), accs: rs.map((r) => (r.diverged ? 'div' : r.acc)),
-      diverged: rs.length - ok.length, meanAccConverged: ok.length ? +(ok.reduce((a, r) => a + r.acc, 0) / ok.length).toFixed(1) : null,
+      diverged: rs.length - ok.length, meanAccConverged: fix(mean), sdAccConverged: fix(sd),
+      minAccConverged: fix(Math.min(...accs)), maxAccConverged: fix(Math.max(...accs)),
       syncRounds: rs[0].syncRounds, meanFinalConsensus: ok.length ? +(ok.reduce((a, r) => a + (r.finalConsensus ?? 0), 0) / ok.length).toFixed(3) : null,
     }
   })
+}
+
+/** Stored runs of a section (none with --fresh or when the file is missing or unreadable). */
+function storedRuns(name: string): CalRun[] {
+  const file = join(RESULTS_DIR, `${name}.json`)
+  if (fresh || !existsSync(file)) return []
+  try {
+    const runs = JSON.parse(readFileSync(file, 'utf8'))?.result?.runs
+    return Array.isArray(runs) ? runs.map((r: CalRun) => ({ ...r, acc: r.diverged ? NaN : r.acc })) : []
+  } catch {
+    return []
+  }
+}
+
+/** Stored runs overlaid with new ones: a new (label, seed) replaces the stored one. */
+export function mergeRuns(stored: CalRun[], fresh: CalRun[]): CalRun[] {
+  const key = (r: CalRun) => `${r.label}\u0000${r.seed}`
+  const m = new Map(stored.map((r) => [key(r), r]))
+  for (const r of fresh) m.set(key(r), r)
+  const order = [...new Set([...stored, ...fresh].map((r) => r.label))]
+  return [...m.values()].sort((a, b) => a.seed - b.seed || order.indexOf(a.label) - order.indexOf(b.label))
 }
 
 // ---- sections --------------------------------------------------------------------------------
@@ -135,8 +171,7 @@ async function dpsgdVsSsgd() {
       runs.push(await run(`dpsgd lr ${lr}`, [...common, '--algorithm', 'dpsgd', '--topology', 'ring', '--lr', String(lr)], seed))
     }
   }
-  chart('dpsgd-vs-ssgd.svg', '§10.1 DPSGD vs SSGD (deep MLP, n=8 ring, b=64, β=0.9)', runs.filter((r) => r.seed === seedList[0]))
-  return { section: '10.1', seeds: seedList, runs, summary: summarize(runs), reference: { 'ssgd lr 0.5': [64.8, 69.6, 67.8, 69.7], 'dpsgd lr 0.5': [69.5, 68.6, 67.8, 70.5], 'ssgd lr 0.7': ['div', 62.7, 51.6, 'div'], 'dpsgd lr 0.7': [68.5, 66.9, 62.5, 63.8] } }
+  return { section: '10.1', runs, chart: { file: 'dpsgd-vs-ssgd.svg', title: '§10.1 DPSGD vs SSGD (deep MLP, n=8 ring, b=64, β=0.9)' }, reference: { 'ssgd lr 0.5': [64.8, 69.6, 67.8, 69.7], 'dpsgd lr 0.5': [69.5, 68.6, 67.8, 70.5], 'ssgd lr 0.7': ['div', 62.7, 51.6, 'div'], 'dpsgd lr 0.7': [68.5, 66.9, 62.5, 63.8] } }
 }
 
 async function qsr() {
@@ -150,8 +185,7 @@ async function qsr() {
     runs.push(await run('qsr Hb=2 α=0.2', [...common, '--algorithm', 'local-sgd', '--h-base', '2', '--qsr-alpha', '0.2'], seed))
     runs.push(await run('qsr Hb=2 α=0.4', [...common, '--algorithm', 'local-sgd', '--h-base', '2', '--qsr-alpha', '0.4'], seed))
   }
-  chart('qsr.svg', '§10.3 Local SGD + QSR vs SSGD (MLP, iid, b=32)', runs.filter((r) => r.seed === seeds[0]))
-  return { section: '10.3', seeds, runs, summary: summarize(runs), reference: { ssgd: { rounds: 960, acc: 74.7 }, 'local-sgd H=8': { rounds: 120, acc: 73.9 }, 'qsr Hb=2 α=0.2': { rounds: 276, acc: 74.4 }, 'qsr Hb=2 α=0.4': { rounds: 119, acc: 74.4 } } }
+  return { section: '10.3', runs, chart: { file: 'qsr.svg', title: '§10.3 Local SGD + QSR vs SSGD (MLP, iid, b=32)' }, reference: { ssgd: { rounds: 960, acc: 74.7 }, 'local-sgd H=8': { rounds: 120, acc: 73.9 }, 'qsr Hb=2 α=0.2': { rounds: 276, acc: 74.4 }, 'qsr Hb=2 α=0.4': { rounds: 119, acc: 74.4 } } }
 }
 
 async function odsgd() {
@@ -170,14 +204,14 @@ async function odsgd() {
     return { section: '10.4', skipped: 'od-sgd not registered in shared/algorithms/index.ts' }
   }
   const common = [...base, '--model', 'mlp', '--steps', '256', '--batch', '32', '--momentum', '0.9', '--lr', '0.2', '--eval-every', '32']
+  const seeds = quick ? [0] : seedList.slice(0, 3)
   const runs: CalRun[] = []
-  for (const seed of [seedList[0]]) {
+  for (const seed of seeds) {
     runs.push(await run('ssgd', [...common, '--algorithm', 'ssgd'], seed))
     runs.push(await run('od-sgd ηℓ=0', [...common, '--algorithm', 'od-sgd', '--topology', 'star', '--local-lr', '0'], seed))
     runs.push(await run('od-sgd ηℓ=5η', [...common, '--algorithm', 'od-sgd', '--topology', 'star', '--local-lr', '1'], seed))
   }
-  chart('odsgd.svg', '§10.4 OD-SGD local lr 0 vs 5η (η=0.2)', runs)
-  return { section: '10.4', seeds: [seedList[0]], runs, summary: summarize(runs), reference: { ssgd: 71.1, 'od-sgd ηℓ=0': 62.5, 'od-sgd ηℓ=5η': 71.5 } }
+  return { section: '10.4', runs, chart: { file: 'odsgd.svg', title: '§10.4 OD-SGD local lr 0 vs 5η (η=0.2)' }, reference: { ssgd: 71.1, 'od-sgd ηℓ=0': 62.5, 'od-sgd ηℓ=5η': 71.5 } }
 }
 
 async function decentlam() {
@@ -192,11 +226,12 @@ async function decentlam() {
       runs.push(await run(`decentlam lr ${lr}`, [...common, '--algorithm', 'decentlam', '--lr', String(lr)], seed))
     }
   }
-  chart('decentlam-vs-dmsgd.svg', '§10.2 DecentLaM vs DmSGD (label-sorted shards, b=256)', runs.filter((r) => r.seed === seeds[0]))
-  return { section: '10.2', seeds, runs, summary: summarize(runs), reference: { 'lr 0.05': { pmsgd: [63.3, 64.0], dmsgd: [54.8, 54.9], decentlam: [61.8, 61.4] }, 'lr 0.2': { pmsgd: [67.7, 68.2], dmsgd: [60.3, 60.0], decentlam: [63.2, 62.3] } } }
+  return { section: '10.2', runs, chart: { file: 'decentlam-vs-dmsgd.svg', title: '§10.2 DecentLaM vs DmSGD (label-sorted shards, b=256)' }, reference: { 'lr 0.05': { pmsgd: [63.3, 64.0], dmsgd: [54.8, 54.9], decentlam: [61.8, 61.4] }, 'lr 0.2': { pmsgd: [67.7, 68.2], dmsgd: [60.3, 60.0], decentlam: [63.2, 62.3] } } }
 }
 
-const sections: [string, () => Promise<unknown>][] = [['decentlam', decentlam], ['dpsgd', dpsgdVsSsgd], ['qsr', qsr], ['odsgd', odsgd]]
+interface SectionResult { section: string; runs?: CalRun[]; chart?: ChartSpec; reference?: unknown; skipped?: string }
+
+const sections: [string, () => Promise<SectionResult>][] = [['decentlam', decentlam], ['dpsgd', dpsgdVsSsgd], ['qsr', qsr], ['odsgd', odsgd]]
 
 export async function runCalibration(): Promise<void> {
   for (const [name, fn] of sections) {
@@ -205,7 +240,17 @@ export async function runCalibration(): Promise<void> {
     const loadBefore = load()
     const t0 = performance.now()
     const r = await fn()
-    const file = writeResult(`calibration-${name}${quick ? '-quick' : ''}`, { ...(r as object), quick, wallS: +((performance.now() - t0) / 1000).toFixed(0), load: { before: loadBefore, after: load() } })
+    const out = `calibration-${name}${quick ? '-quick' : ''}`
+    const wallS = +((performance.now() - t0) / 1000).toFixed(0)
+    let body: object = r
+    if (r.runs) {
+      const runs = mergeRuns(storedRuns(out), r.runs)
+      const seeds = [...new Set(runs.map((x) => x.seed))].sort((a, b) => a - b)
+      // The chart shows the lowest seed's curves (all configurations of one seed).
+      if (r.chart) chart(r.chart.file, `${r.chart.title}, seed ${seeds[0]}`, runs.filter((x) => x.seed === seeds[0]))
+      body = { section: r.section, seeds, runs, summary: summarize(runs), reference: r.reference }
+    }
+    const file = writeResult(out, { ...body, quick, wallS, load: { before: loadBefore, after: load() } })
     console.log('  wrote', file)
   }
 }

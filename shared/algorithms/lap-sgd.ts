@@ -15,8 +15,15 @@ import type { AlgorithmFactory, AlgorithmInstance, HogwildPool, StepReport } fro
  * With no update during the collective this is x ← avg; updates Δ made meanwhile survive:
  * x = avg + Δ. H is counted in *total* local updates (§7.3) and follows `config.sync` (constant
  * or QSR) keyed to the global step t, which here counts local updates of one peer. A failed
- * all-reduce (deadline, churn) skips this averaging; the next round averages again. A joiner
- * copies x, t and round of the peer furthest ahead, then takes part in the next averaging (§7.4).
+ * all-reduce (deadline, churn) skips this averaging; the peer then adopts the round of the peer
+ * furthest ahead so the next all-reduce lines up again.
+ *
+ * Round alignment: `round` and `t` name the *next* averaging this peer takes part in; they move
+ * to the next round the moment an averaging settles (not when the step's Hogwild batch ends),
+ * and that is what the state responder reports. A joiner copies x, t and round of the peer
+ * furthest ahead, so its first step joins exactly the group's next all-reduce (§7.4), whether
+ * the incumbents are inside the current averaging (it joins that one: the roster change restarts
+ * it with the joiner) or past it and still running their batch (it joins the next one).
  */
 
 /** The state of the peer furthest ahead: everyone converges on the maximum round after a failure. */
@@ -66,6 +73,12 @@ class LapSgd implements AlgorithmInstance {
     const w = this.weight
     const d = this.d
     const round = this.round
+    const t0 = this.t
+    /** The next averaging starts at t0 + h: published as soon as this one settles. */
+    const settle = () => {
+      this.round = round + 1
+      this.t = t0 + h
+    }
     // Started first so the collective overlaps with the Hogwild batch below (non-blocking averaging).
     const averaging = allReduceWithRetry(this.ctx, 'lap-sgd', round, () => {
       const v = new Float32Array(d + 1)
@@ -73,6 +86,7 @@ class LapSgd implements AlgorithmInstance {
       v[d] = w
       return v
     }).then((res) => {
+      settle()
       if (!res) return null
       const inv = 1 / res.sum[d]
       const delta = new Float32Array(d)
@@ -80,6 +94,9 @@ class LapSgd implements AlgorithmInstance {
       if (!isValidVector(delta, d)) return null
       this.pool.addInPlace(delta)
       return res.members
+    }, (e: unknown) => {
+      settle()
+      throw e
     })
     const batch = this.pool.run(h, lr, signal)
     const [members, b] = await Promise.all([averaging, batch])
@@ -88,9 +105,7 @@ class LapSgd implements AlgorithmInstance {
       await this.resync()
     }
     this.weight = Math.max(1, b.samples)
-    this.round++
     this.stepCount++
-    this.t += h
     mesh.clock.advance(this.t)
     return {
       step: this.stepCount, globalStep: this.t, loss: b.loss, samples: b.samples, lr, h,
@@ -101,14 +116,14 @@ class LapSgd implements AlgorithmInstance {
   /**
    * After a failed averaging: if another peer is already in a later round (it completed a round
    * we failed, or we are a slow tab), continue at its round so the next all-reduce attempts line
-   * up again (its responder reports the round it is in or starts next). Bounded by a deadline.
+   * up again (its responder reports the next averaging it takes part in). Bounded by a deadline.
    */
   private async resync(): Promise<void> {
     const states = await requestState(this.ctx, others(this.ctx))
     const s = latest(states)
     if (s && (s.extra.round ?? 0) > this.round) {
       this.ctx.log('lap-sgd/resync', { from: this.round, to: s.extra.round })
-      this.round = (s.extra.round ?? 0) - 1
+      this.round = s.extra.round ?? 0
       this.t = Math.max(this.t, s.globalStep)
     }
   }

@@ -2,37 +2,145 @@ import type { AlgorithmName } from '../config'
 import type { LocalStepOptions } from './types'
 import { nextH } from '../schedule'
 import type { AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
-import { allReduceWithRetry, averageParams, lrFor, others, requestState, startStateResponder } from './common'
+import { allReduceWithRetry, averageParams, lrFor, others, requestState, startStateResponder, type PeerState } from './common'
 
 /**
  * Local SGD / Local AdamW with QSR (§6): H local steps on the device (no host round trip),
  * then a sample-weighted parameter average over the roster (§6.6), optionally of the optimizer
- * state too; H recomputed right after each averaging from the global step (§6.5). A joiner takes
- * the group's average, t, round, H and position in the round.
+ * state too; H recomputed right after each averaging from the global step (§6.5).
+ *
+ * Round alignment. Every peer's responder reports its *position*: the round whose all-reduce it
+ * takes part in next, the global step t, H and the local steps done in that round. The tuple is
+ * updated synchronously when an averaging settles, so it is never half old, half new.
+ * - Join (§6.6): the joiner fetches the positions, then waits at the boundary of the group's
+ *   current round: it takes part in that round's all-reduce with weight 0 and so receives x̄,
+ *   and starts the next round at the boundary's t with the group's H and a fresh optimizer
+ *   state. If the boundary is missed (bounded wait), it falls back to the average of the fetched
+ *   parameters and the furthest peer's position.
+ * - After a failed averaging (a departure splitting a round, a stalled tab) the peer asks the
+ *   others for their positions and adopts the furthest one if it is in a later round (keeping
+ *   its own parameters), as lap-sgd does. Known gap: two peers can fail in lockstep one round
+ *   apart, and a same-epoch retry of a ring all-reduce that already consumed chunks cannot
+ *   complete (duplicate suppression drops the re-sent chunks); see common.ts allReduceWithRetry.
  */
+
+/** The furthest position: highest round, then most local steps into it. */
+function furthest(states: readonly PeerState[]): PeerState | undefined {
+  let best: PeerState | undefined
+  const key = (s: PeerState) => [s.extra.round ?? 0, s.extra.localCnt ?? 0]
+  for (const s of states) {
+    if (!best) best = s
+    else {
+      const [r, c] = key(s)
+      const [br, bc] = key(best)
+      if (r > br || (r === br && c > bc)) best = s
+    }
+  }
+  return best
+}
+
+/** How many times a joiner re-targets the group's boundary before falling back to a mid-round copy. */
+const JOIN_ATTEMPTS = 4
+
 function makeLocal(name: AlgorithmName): AlgorithmFactory {
   return async (ctx) => {
     const { compute, config, mesh } = ctx
     const d = compute.paramCount
     const adam = name === 'local-adamw'
-    let t = 0
-    let round = 0
-    let localCnt = 0
+    const hFor = (t: number) => nextH(config.sync, t, lrFor(ctx, t), config.totalSteps, config.schedule.warmupSteps)
+    /** Position: the round whose all-reduce comes next, global step, H, local steps in the round. */
+    const pos = { t: 0, round: 0, h: hFor(0), localCnt: 0 }
     let samplesInRound = 0
-    let h = nextH(config.sync, 0, lrFor(ctx, 0), config.totalSteps, config.schedule.warmupSteps)
     let ready = false
     const stop = startStateResponder(ctx, async () =>
-      ready ? { params: await compute.readParams(), opt: [], step: t, globalStep: t, extra: { round, h, localCnt } } : null)
-    const states = await requestState(ctx, others(ctx))
-    if (states.length > 0) {
-      const s = states[0]
-      await compute.writeParams(averageParams(states))
-      t = s.globalStep
-      round = s.extra.round ?? 0
-      h = s.extra.h ?? h
-      localCnt = s.extra.localCnt ?? 0
-      mesh.clock.observe(t)
+      ready ? { params: await compute.readParams(), opt: [], step: pos.t, globalStep: pos.t, extra: { round: pos.round, h: pos.h, localCnt: pos.localCnt } } : null)
+
+    const adopt = (s: PeerState) => {
+      pos.t = s.globalStep
+      pos.round = s.extra.round ?? 0
+      pos.h = s.extra.h ?? hFor(pos.t)
+      pos.localCnt = s.extra.localCnt ?? 0
+      if (pos.localCnt >= pos.h) {
+        // The peer is at its boundary (inside the all-reduce): one local step before it, so our
+        // next step ends on the same t and joins that all-reduce.
+        pos.t = Math.max(0, pos.t - 1)
+        pos.localCnt = pos.h - 1
+      }
+      mesh.clock.observe(pos.t)
     }
+
+    /** How many optimizer-state fields are averaged (moments only: Adam's step counter stays local). */
+    const kState = config.averageOptimizerState ? (adam ? 2 : 1) : 0
+
+    /**
+     * One sample-weighted all-reduce of x and `state` (kState fields) for `round` with weight c.
+     * Writes the mean parameters on success (and passes the mean state to `adoptState`); returns
+     * the member count, or null when it failed.
+     */
+    const average = async (
+      round: number, x: Float32Array, state: readonly Float32Array[], c: number,
+      opts: { attempts?: number; adoptState?: (mean: Float32Array[]) => Promise<void> } = {},
+    ): Promise<number | null> => {
+      const k = state.length
+      const res = await allReduceWithRetry(ctx, name, round, () => {
+        const v = new Float32Array(d * (1 + k) + 1)
+        for (let i = 0; i < d; i++) v[i] = c * x[i]
+        state.forEach((s, j) => { for (let i = 0; i < d; i++) v[(j + 1) * d + i] = c * s[i] })
+        v[v.length - 1] = c
+        return v
+      }, opts.attempts === undefined ? {} : { attempts: opts.attempts })
+      const total = res?.sum[res.sum.length - 1] ?? 0
+      if (!res || !(total > 0)) return null
+      const inv = 1 / total
+      await compute.writeParams(res.sum.subarray(0, d).map((v) => v * inv))
+      if (k && opts.adoptState) await opts.adoptState(state.map((_, j) => res.sum.slice((j + 1) * d, (j + 2) * d).map((v) => v * inv)))
+      return res.members
+    }
+
+    /** §6.6 join: wait at the group's next round boundary and receive x̄ there (weight 0). */
+    const join = async (): Promise<void> => {
+      let states = await requestState(ctx, others(ctx))
+      for (let a = 0; a < JOIN_ATTEMPTS && states.length > 0 && !ctx.signal.aborted; a++) {
+        const s = furthest(states)!
+        const round = s.extra.round ?? 0
+        const h = s.extra.h ?? hFor(s.globalStep)
+        // The round's boundary: where the group's H local steps of this round end.
+        const tBoundary = s.globalStep - (s.extra.localCnt ?? 0) + h
+        // Weight 0: the joiner only receives the mean (same vector layout as the others').
+        const zeros = Array.from({ length: kState }, () => new Float32Array(d))
+        const members = await average(round, new Float32Array(d), zeros, 0, { attempts: 1 })
+        if (members !== null) {
+          pos.t = tBoundary
+          pos.round = round + 1
+          pos.h = hFor(tBoundary)
+          pos.localCnt = 0
+          mesh.clock.observe(pos.t)
+          ctx.log(`${name}/join-boundary`, { round, t: tBoundary, members })
+          return
+        }
+        // Not there yet (the group is still stepping towards the boundary) or it moved on: look again.
+        states = await requestState(ctx, others(ctx))
+      }
+      if (states.length > 0) {
+        // Fallback: the group's current average and the furthest position, mid-round.
+        await compute.writeParams(averageParams(states))
+        adopt(furthest(states)!)
+        ctx.log(`${name}/join-midround`, { round: pos.round, t: pos.t, localCnt: pos.localCnt })
+      }
+    }
+
+    /** After a failed averaging: continue at the furthest peer's position if it is in a later round. */
+    const resync = async (): Promise<void> => {
+      const s = furthest(await requestState(ctx, others(ctx)))
+      if (!s) return
+      const r = s.extra.round ?? 0
+      if (r > pos.round) {
+        ctx.log(`${name}/resync`, { from: pos.round, to: r, localCnt: s.extra.localCnt })
+        adopt(s)
+      }
+    }
+
+    await join()
     ready = true
 
     const opts = (lr: number): LocalStepOptions => adam
@@ -42,41 +150,29 @@ function makeLocal(name: AlgorithmName): AlgorithmFactory {
     const inst: AlgorithmInstance = {
       name,
       async step(): Promise<StepReport> {
-        const lr = lrFor(ctx, t)
+        const lr = lrFor(ctx, pos.t)
         const { loss, samples } = await compute.localStep(opts(lr))
-        t++
-        localCnt++
+        pos.t++
+        pos.localCnt++
         samplesInRound += samples
-        mesh.clock.advance(t)
-        const report: StepReport = { step: t, globalStep: t, loss, samples, lr, h, communicated: false }
-        if (localCnt < h) return report
+        mesh.clock.advance(pos.t)
+        const report: StepReport = { step: pos.t, globalStep: pos.t, loss, samples, lr, h: pos.h, communicated: false }
+        if (pos.localCnt < pos.h) return report
         const x = await compute.readParams()
-        const state = config.averageOptimizerState ? await compute.readOptimizerState() : []
-        // Average moments only (Adam's step counter stays local).
-        const avgState = adam ? state.slice(0, 2) : state.slice(0, 1)
-        const c = Math.max(1, samplesInRound)
-        const res = await allReduceWithRetry(ctx, name, round, () => {
-          const v = new Float32Array(d * (1 + avgState.length) + 1)
-          for (let i = 0; i < d; i++) v[i] = c * x[i]
-          avgState.forEach((s, k) => { for (let i = 0; i < d; i++) v[(k + 1) * d + i] = c * s[i] })
-          v[v.length - 1] = c
-          return v
+        const state = kState ? await compute.readOptimizerState() : []
+        const round = pos.round
+        const members = await average(round, x, state.slice(0, kState), Math.max(1, samplesInRound), {
+          adoptState: (mean) => compute.writeOptimizerState(adam ? [...mean, ...state.slice(2)] : mean),
         })
-        if (res) {
-          const inv = 1 / res.sum[res.sum.length - 1]
-          const xs = res.sum.subarray(0, d).map((v) => v * inv)
-          await compute.writeParams(xs)
-          if (avgState.length) {
-            const ns = avgState.map((_, k) => res.sum.slice((k + 1) * d, (k + 2) * d).map((v) => v * inv))
-            await compute.writeOptimizerState(adam ? [...ns, ...state.slice(2)] : ns)
-          }
-          report.contributors = res.members
-        }
-        report.communicated = res !== null
-        round++
-        localCnt = 0
+        // The next position, set in one go (the responder may read it at any await).
+        pos.round = round + 1
+        pos.localCnt = 0
+        pos.h = hFor(pos.t)
         samplesInRound = 0
-        h = nextH(config.sync, t, lrFor(ctx, t), config.totalSteps, config.schedule.warmupSteps)
+        if (members !== null) report.contributors = members
+        // Line up with the others again (a split round, a stalled tab).
+        else await resync()
+        report.communicated = members !== null
         return report
       },
       evalParams: () => compute.readParams(),

@@ -1,0 +1,35 @@
+import { describe, expect, it } from 'vitest'
+import { parseRoomConfig } from '../config'
+import { FAULTS } from '../testing/faults'
+import { LsqCompute } from '../testing/lsq-compute'
+import { MemoryNetwork } from '../testing/memory-mesh'
+import { sleep } from '../transport'
+import { allReduceWithRetry } from './common'
+import type { AlgorithmContext } from './types'
+
+describe('allReduceWithRetry', () => {
+  it('a same-epoch retry completes after a first attempt that timed out half-way (consumed chunks are kept)', async () => {
+    const r = parseRoomConfig({ algorithm: 'local-sgd', stepDeadlineMs: 80 })
+    if (!r.ok) throw new Error(r.error)
+    const net = new MemoryNetwork({ seed: 21, faults: FAULTS.lan })
+    const ids = ['p0', 'p1', 'p2', 'p3']
+    for (const id of ids) net.join(id)
+    const d = 8
+    const ctxs: AlgorithmContext[] = ids.map((id) => ({
+      mesh: net.mesh(id)!, compute: new LsqCompute({ m: 1, d, A: new Float64Array(d), b: new Float64Array(1) }),
+      config: r.config, signal: new AbortController().signal, log: () => {}, now: () => performance.now(),
+    }))
+    const input = (i: number) => Float32Array.from({ length: d }, (_, k) => i * 10 + k)
+    // p3 arrives 1.5 deadlines late: the others' first attempt consumes some chunks, then times out.
+    const results = await Promise.all(ctxs.map(async (ctx, i) => {
+      if (i === 3) await sleep(120)
+      return allReduceWithRetry(ctx, 'test', 7, () => new Float32Array(input(i)))
+    }))
+    const want = Float32Array.from({ length: d }, (_, k) => [0, 1, 2, 3].reduce((s, i) => s + input(i)[k], 0))
+    for (const res of results) {
+      expect(res).not.toBeNull()
+      expect([...res!.sum.subarray(0, d)]).toEqual([...want])
+      expect(res!.members).toBe(4)
+    }
+  })
+})
