@@ -1,20 +1,20 @@
 /**
  * One benchmark peer for bench/transport.ts, in its own OS process (forked with tsx and IPC).
  * Joins the room through the real signaling server and runs a real WebRtcMesh over
- * @roamhq/wrtc. Timing happens here, next to the mesh, so IPC never sits on the measured path:
+ * @roamhq/wrtc (or node-datachannel: init's `webrtc`, client/mesh/node-webrtc.ts). Timing happens here, next to the mesh, so IPC never sits on the measured path:
  *  - 'raw': WebRtcMesh.measureRawThroughput (64 KiB raw frames + ack).
  *  - 'exchange': mesh.send of a Float32Array model with the chosen codec; the receiving peer
  *    decodes it (reassembly, codec, validation, Mailbox delivery) and only then sends a small
  *    ack, so the time covers the whole parameter exchange, like the raw measure covers its ack.
  */
-import wrtc from '@roamhq/wrtc'
 import type { Compression } from '../shared/config'
 import { deadline } from '../shared/transport'
+import { loadNodeWebRtc, type NodeWebRtcStack } from '../client/mesh/node-webrtc'
 import { SignalingClient } from '../client/mesh/signaling-client'
-import { WebRtcMesh, type WrtcImpl } from '../client/mesh/webrtc-mesh'
+import { WebRtcMesh } from '../client/mesh/webrtc-mesh'
 
 export type BenchOp =
-  | { op: 'init'; url: string; room: string }
+  | { op: 'init'; url: string; room: string; webrtc?: NodeWebRtcStack }
   | { op: 'raw'; id: number; to: string; bytes: number }
   | { op: 'exchange'; id: number; to: string; floats: number; compression: Compression; reps: number }
   | { op: 'close'; id: number }
@@ -31,10 +31,13 @@ let sig: SignalingClient | null = null
 const meshConfig: { iceServers: never[]; compression: Compression } = { iceServers: [], compression: 'fp32' }
 let round = 0
 
-async function init(url: string, room: string): Promise<void> {
+async function init(url: string, room: string, stack: NodeWebRtcStack = 'wrtc'): Promise<void> {
+  // node-datachannel gathers nothing inside the loopback-only netns unless bound to 127.0.0.1.
+  const wrtc = await loadNodeWebRtc(stack === 'node-datachannel' ? { stack, bindAddress: '127.0.0.1' } : { stack })
   sig = new SignalingClient(url, { socket: { transports: ['websocket'] } })
   const joined = await sig.join({ room, role: 'volunteer', agent: 'node' }, deadline('bench.join', 15_000))
-  const m = new WebRtcMesh({ self: joined.self, signaling: sig, wrtc: wrtc as unknown as WrtcImpl, schemaHash: 'bench', config: meshConfig })
+  await sig.enterRoster(deadline('bench.ready', 15_000))
+  const m = new WebRtcMesh({ self: joined.self, signaling: sig, wrtc, schemaHash: 'bench', config: meshConfig })
   mesh = m
   m.onMembership((x) => post({ ev: 'peers', n: x.peers.length }))
   post({ ev: 'ready', self: joined.self })
@@ -77,7 +80,7 @@ async function exchange(to: string, floats: number, compression: Compression, re
 process.on('message', (msg: BenchOp) => {
   void (async () => {
     if (msg.op === 'init') {
-      init(msg.url, msg.room).catch((e) => {
+      init(msg.url, msg.room, msg.webrtc).catch((e) => {
         console.error('bench peer init failed', e)
         process.exit(2)
       })

@@ -78,6 +78,12 @@ export interface Mesh {
   want(peers: readonly PeerId[]): void
   /** Report a peer that missed repeated deadlines; the server may drop it from the roster. */
   reportSuspect(peer: PeerId, reason: string): void
+  /**
+   * A delivered message from `peer` failed the algorithm's own checks (wrong length for this
+   * round, NaN/Inf): count it in stats().rejected like a frame the mesh refused, and report the
+   * peer as suspect after repeated rejections. Optional so thin test meshes need not implement it.
+   */
+  rejectFrom?(peer: PeerId, reason: string): void
   /** Global progress counter: the max of our own and every counter seen on incoming messages. */
   readonly clock: ProgressClock
   stats(): MeshStats
@@ -154,3 +160,26 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 export function isDeadline(e: unknown): e is DeadlineError {
   return e instanceof Error && e.name === 'DeadlineError'
 }
+
+/**
+ * Lets pending microtasks (mesh sends) and ready I/O callbacks run, without the ≥1 ms (Node) /
+ * ≥4 ms (nested, browsers) clamp of setTimeout(0): setImmediate in Node, a MessageChannel
+ * message in browsers and workers.
+ */
+export const yieldToEventLoop: () => Promise<void> = (() => {
+  const g = globalThis as { setImmediate?: (cb: () => void) => unknown }
+  if (typeof g.setImmediate === 'function') {
+    const si = g.setImmediate
+    return () => new Promise<void>((resolve) => void si(resolve))
+  }
+  if (typeof MessageChannel === 'function') {
+    const ch = new MessageChannel()
+    const waiting: (() => void)[] = []
+    ch.port1.onmessage = () => waiting.shift()?.()
+    return () => new Promise<void>((resolve) => {
+      waiting.push(resolve)
+      ch.port2.postMessage(0)
+    })
+  }
+  return () => new Promise<void>((resolve) => setTimeout(resolve, 0))
+})()

@@ -1,7 +1,7 @@
 import type { Server, Socket } from 'socket.io'
 import type { z } from 'zod'
 import {
-  checkpointSchema, joinSchema, reportSchema, signalSchema, suspectSchema,
+  checkpointSchema, joinSchema, readySchema, reportSchema, signalSchema, suspectSchema,
   type ClientToServerEvents, type PeerCommand, type ServerToClientEvents,
 } from '../shared/protocol/signaling'
 import { PROTOCOL_VERSION } from '../shared/protocol/version'
@@ -119,7 +119,7 @@ export function attachHandlers(io: SignalingServer, rooms: RoomRegistry, log: (m
       const r = rooms.join(p.room, { id: socket.id, role: p.role, name: p.name, agent: p.agent })
       if (!r.ok) {
         emitError(socket, 'join', r.code, r.message)
-        ack?.({ ok: false, code: r.code, message: r.message })
+        ack?.({ ok: false, code: r.code, message: r.message, ...(r.retryAfterMs !== undefined ? { retryAfterMs: r.retryAfterMs } : {}) })
         return
       }
       const room = r.room
@@ -132,6 +132,14 @@ export function attachHandlers(io: SignalingServer, rooms: RoomRegistry, log: (m
       if (r.changed) broadcastMembership(room)
       else socket.emit('membership', membership)
       if (p.role === 'spectator') socket.emit('room-state', rooms.view(room))
+      else pushRoomState(room) // the dashboard lists it as joining
+    })
+
+    on(socket, 'ready', readySchema, () => {
+      const r = rooms.ready(socket.id)
+      if (!r.ok) return emitError(socket, 'ready', r.code, r.message)
+      if (r.changed) broadcastMembership(r.room)
+      else socket.emit('membership', rooms.membership(r.room))
     })
 
     on(socket, 'leave', null, () => leaveRoom(socket))
@@ -157,11 +165,12 @@ export function attachHandlers(io: SignalingServer, rooms: RoomRegistry, log: (m
     })
 
     on(socket, 'suspect', suspectSchema, (p) => {
-      const r = rooms.suspect(socket.id, p.peer)
+      const r = rooms.suspect(socket.id, p.peer, p.reason)
       if (!r.ok) return emitError(socket, 'suspect', r.code, r.message)
       if (r.removed) {
         log(`room '${r.room.name}': removed suspect ${p.peer} (last report: ${p.reason})`)
-        evict(p.peer, 'evicted', 'neighbours reported this peer unresponsive; join again to continue', false)
+        const wait = Math.ceil((r.eviction?.cooldownMs ?? 0) / 1000)
+        evict(p.peer, 'evicted', `neighbours reported this peer (${p.reason}); join again in ${wait} s to continue`, false)
         broadcastMembership(r.room)
       } else pushRoomState(r.room)
     })

@@ -1,32 +1,16 @@
 import type { RoomConfig } from '../shared/config'
 import type { PeerReport } from '../shared/protocol/signaling'
+import type { HistoryPoint, HistoryRun } from '../shared/protocol/history'
 
 /**
  * Run history: one time series of swarm aggregates per run, for the dashboard's charts, the
  * run-comparison overlay and the CSV/JSON export. Pure: the caller passes the clock.
  */
 
-/** One swarm-wide sample. `t` is seconds since the run started (runs overlay on one axis). */
-export interface HistoryPoint {
-  t: number
-  /** Means over the peers that reported a finite value; null when none did. */
-  loss: number | null
-  accuracy: number | null
-  globalStep: number
-  /** WebRTC payload bytes sent by all peers during this run (monotone: see RunRecord.bytes). */
-  bytes: number
-  peers: number
-  lr: number | null
-  h: number | null
-  consensus: number | null
-}
+export type { HistoryPoint }
 
-export interface RunRecord {
-  run: number
-  config: RoomConfig
-  /** Wall clock (ms since 1970) when the run started. */
-  started: number
-  points: HistoryPoint[]
+/** A run's public history (HistoryRun) plus the sampler's bookkeeping. */
+export interface RunRecord extends HistoryRun {
   /** Current sampling interval; doubles each time the series is thinned. */
   intervalMs: number
   lastSampleAt: number | null

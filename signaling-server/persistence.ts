@@ -2,7 +2,7 @@ import Database from 'better-sqlite3'
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { roomConfigSchema, type RoomConfig } from '../shared/config'
-import type { HistoryPoint } from './history'
+import { historyPointSchema, type HistoryPoint } from '../shared/protocol/history'
 import type { Checkpoint, PersistedRoom, RoomMeta, RoomStore } from './rooms'
 
 /**
@@ -97,7 +97,15 @@ export function openStore(dataDir: string, log: (msg: string) => void = () => {}
         for (const rr of runsOf.all(row.name) as RunRow[]) {
           const rc = parseConfig(rr.config, `run ${rr.run} of '${row.name}'`)
           if (!rc) continue
-          const points = (pointsOf.all(row.name, rr.run) as { data: string }[]).map((p) => JSON.parse(p.data) as HistoryPoint)
+          // A corrupt row costs one chart point, never the room.
+          const points = (pointsOf.all(row.name, rr.run) as { data: string }[]).flatMap((p): HistoryPoint[] => {
+            try {
+              const r = historyPointSchema.safeParse(JSON.parse(p.data))
+              return r.success ? [r.data] : []
+            } catch {
+              return []
+            }
+          })
           runs.push({ run: rr.run, config: rc, started: rr.started, points })
         }
         const cp = cpOf.get(row.name) as CpRow | undefined

@@ -3,7 +3,7 @@ import { defaultConfig } from '../shared/config'
 import { reportSchema, type PeerReport } from '../shared/protocol/signaling'
 import { HISTORY_SAMPLE_INTERVAL_MS, appendPoint, historyToCsv, newRun, type HistoryPoint } from './history'
 import { JOIN_CODE_ALPHABET, JOIN_CODE_LENGTH, makeJoinCode, normalizeJoinCode } from './join-code'
-import { CHECKPOINT_MAX_BYTES, RoomRegistry, type Checkpoint, type RoomMeta, type RoomStore } from './rooms'
+import { CHECKPOINT_MAX_BYTES, EVICTION_COOLDOWN_BASE_MS, EVICTION_COOLDOWN_MAX_MS, EVICTION_MEMORY_MS, RoomRegistry, type Checkpoint, type RoomMeta, type RoomStore } from './rooms'
 
 /** A hand-advanced clock and a seeded LCG, so codes and history timestamps are deterministic. */
 function setup(store?: RoomStore) {
@@ -17,6 +17,13 @@ function setup(store?: RoomStore) {
   return { registry, advance: (ms: number) => { now += ms } }
 }
 
+/** Joins as a volunteer and declares ready (enters the roster), as a tab does once loaded. */
+function joinReady(registry: RoomRegistry, room: string, peer: Parameters<RoomRegistry['join']>[1]) {
+  const r = registry.join(room, peer)
+  if (r.ok) registry.ready(peer.id)
+  return r
+}
+
 function report(over: Partial<PeerReport> = {}): PeerReport {
   return reportSchema.parse({
     v: 1, step: 10, loss: 1, accuracy: 0.5, backend: 'cpu', samplesPerSec: 100, bytesSent: 0, bytesReceived: 0, neighbors: [], ...over,
@@ -26,10 +33,10 @@ function report(over: Partial<PeerReport> = {}): PeerReport {
 describe('RoomRegistry membership', () => {
   it('creates a room with the default config on first join and keeps the roster in join order', () => {
     const { registry } = setup()
-    const a = registry.join('lab', { id: 'a', role: 'volunteer' })
+    const a = joinReady(registry, 'lab', { id: 'a', role: 'volunteer' })
     expect(a.ok && a.created).toBe(true)
-    registry.join('lab', { id: 'b', role: 'volunteer' })
-    registry.join('lab', { id: 'c', role: 'volunteer' })
+    joinReady(registry, 'lab', { id: 'b', role: 'volunteer' })
+    joinReady(registry, 'lab', { id: 'c', role: 'volunteer' })
     const room = registry.get('lab')!
     expect(room.config).toEqual(defaultConfig('dpsgd'))
     expect(room.config.topology).toBe('ring')
@@ -38,14 +45,14 @@ describe('RoomRegistry membership', () => {
 
   it('bumps the epoch on every join and leave, not on a repeated join or a spectator', () => {
     const { registry } = setup()
-    registry.join('lab', { id: 'a', role: 'volunteer' })
+    joinReady(registry, 'lab', { id: 'a', role: 'volunteer' })
     const room = registry.get('lab')!
     expect(room.epoch).toBe(1)
-    const again = registry.join('lab', { id: 'a', role: 'volunteer' })
+    const again = joinReady(registry, 'lab', { id: 'a', role: 'volunteer' })
     expect(again.ok && again.changed).toBe(false)
     registry.join('lab', { id: 's', role: 'spectator' })
     expect(room.epoch).toBe(1)
-    registry.join('lab', { id: 'b', role: 'volunteer' })
+    joinReady(registry, 'lab', { id: 'b', role: 'volunteer' })
     expect(room.epoch).toBe(2)
     expect(registry.leave('a')?.changed).toBe(true)
     expect(room.epoch).toBe(3)
@@ -57,8 +64,8 @@ describe('RoomRegistry membership', () => {
 
   it('refuses a second room for the same peer until it leaves', () => {
     const { registry } = setup()
-    registry.join('one', { id: 'a', role: 'volunteer' })
-    const r = registry.join('two', { id: 'a', role: 'volunteer' })
+    joinReady(registry, 'one', { id: 'a', role: 'volunteer' })
+    const r = joinReady(registry, 'two', { id: 'a', role: 'volunteer' })
     expect(r.ok).toBe(false)
     expect(registry.get('two')).toBeUndefined()
   })
@@ -67,7 +74,7 @@ describe('RoomRegistry membership', () => {
     const { registry } = setup()
     const created = registry.create({ name: 'ps', config: defaultConfig('asgd'), tokenHash: null })
     expect(created.ok).toBe(true)
-    for (const id of ['a', 'b', 'c']) registry.join('ps', { id, role: 'volunteer' })
+    for (const id of ['a', 'b', 'c']) joinReady(registry, 'ps', { id, role: 'volunteer' })
     const room = registry.get('ps')!
     expect(room.ps).toBe('a')
     registry.leave('b')
@@ -82,15 +89,52 @@ describe('RoomRegistry membership', () => {
 
   it('names no PS for decentralized algorithms', () => {
     const { registry } = setup()
-    registry.join('lab', { id: 'a', role: 'volunteer' })
+    joinReady(registry, 'lab', { id: 'a', role: 'volunteer' })
     expect(registry.get('lab')!.ps).toBeNull()
+  })
+})
+
+describe('RoomRegistry pending joiners', () => {
+  it('keeps a joined volunteer out of the roster until it is ready, then bumps the epoch once', () => {
+    const { registry } = setup()
+    joinReady(registry, 'lab', { id: 'a', role: 'volunteer' })
+    const room = registry.get('lab')!
+    const epoch = room.epoch
+    const j = registry.join('lab', { id: 'b', name: 'Bea', role: 'volunteer' })
+    expect(j.ok && j.changed).toBe(false)
+    expect(room.roster).toEqual(['a'])
+    expect(room.epoch).toBe(epoch)
+    expect(registry.view(room).joining).toEqual([expect.objectContaining({ id: 'b', name: 'Bea', stage: 'loading' })])
+    expect(registry.view(room).peers.map((p) => p.id)).toEqual(['a'])
+    // Nobody can report a peer that is not in the roster yet.
+    expect(registry.suspect('a', 'b').ok).toBe(false)
+    const r = registry.ready('b')
+    expect(r.ok && r.changed).toBe(true)
+    expect(room.roster).toEqual(['a', 'b'])
+    expect(room.epoch).toBe(epoch + 1)
+    expect(registry.view(room).joining).toEqual([])
+    const again = registry.ready('b')
+    expect(again.ok && again.changed).toBe(false)
+    expect(room.epoch).toBe(epoch + 1)
+  })
+
+  it('a pending volunteer that leaves changes no membership; spectators and strangers cannot be ready', () => {
+    const { registry } = setup()
+    joinReady(registry, 'lab', { id: 'a', role: 'volunteer' })
+    registry.join('lab', { id: 'b', role: 'volunteer' })
+    registry.join('lab', { id: 's', role: 'spectator' })
+    const epoch = registry.get('lab')!.epoch
+    expect(registry.leave('b')?.changed).toBe(false)
+    expect(registry.get('lab')!.epoch).toBe(epoch)
+    expect(registry.ready('s').ok).toBe(false)
+    expect(registry.ready('nobody').ok).toBe(false)
   })
 })
 
 describe('RoomRegistry suspects', () => {
   function room(ids: string[]) {
     const s = setup()
-    for (const id of ids) s.registry.join('lab', { id, role: 'volunteer' })
+    for (const id of ids) joinReady(s.registry, 'lab', { id, role: 'volunteer' })
     return s.registry
   }
 
@@ -132,6 +176,57 @@ describe('RoomRegistry suspects', () => {
     expect(r.view(r.get('lab')!).peers.every((p) => !p.suspect)).toBe(true)
   })
 
+  it('records an eviction with its reason and makes the evicted peer sit out a doubling cooldown', () => {
+    const { registry: r, advance } = setup()
+    for (const id of ['a', 'b', 'c']) joinReady(r, 'lab', { id, name: id.toUpperCase(), role: 'volunteer' })
+    r.suspect('a', 'c', 'rejected 3 messages (last: NaN)')
+    const res = r.suspect('b', 'c', 'rejected 6 messages (last: NaN)')
+    expect(res.ok && res.removed).toBe(true)
+    const view = r.view(r.get('lab')!)
+    expect(view.evictions).toHaveLength(1)
+    expect(view.evictions[0]).toMatchObject({ peer: 'c', name: 'C', reason: 'rejected 6 messages (last: NaN)', cooldownMs: EVICTION_COOLDOWN_BASE_MS })
+    expect(view.evictions[0].reporters.sort()).toEqual(['a', 'b'])
+
+    const early = joinReady(r, 'lab', { id: 'c', role: 'volunteer' })
+    expect(early.ok).toBe(false)
+    expect(!early.ok && early.code).toBe('cooldown')
+    expect(!early.ok && early.retryAfterMs).toBe(EVICTION_COOLDOWN_BASE_MS)
+    expect(r.get('lab')!.roster).toEqual(['a', 'b'])
+    // Spectating is still allowed: only training is refused.
+    expect(r.join('lab', { id: 'c', role: 'spectator' }).ok).toBe(true)
+    r.leave('c')
+
+    advance(EVICTION_COOLDOWN_BASE_MS)
+    expect(joinReady(r, 'lab', { id: 'c', role: 'volunteer' }).ok).toBe(true)
+    r.suspect('a', 'c', 'again')
+    const second = r.suspect('b', 'c', 'again')
+    expect(second.ok && second.eviction?.cooldownMs).toBe(2 * EVICTION_COOLDOWN_BASE_MS)
+    advance(EVICTION_COOLDOWN_BASE_MS)
+    expect(joinReady(r, 'lab', { id: 'c', role: 'volunteer' }).ok).toBe(false)
+    advance(EVICTION_COOLDOWN_BASE_MS)
+    expect(joinReady(r, 'lab', { id: 'c', role: 'volunteer' }).ok).toBe(true)
+    // Other peers never wait.
+    expect(joinReady(r, 'lab', { id: 'd', role: 'volunteer' }).ok).toBe(true)
+  })
+
+  it('caps the cooldown and forgets old evictions', () => {
+    const { registry: r, advance } = setup()
+    joinReady(r, 'lab', { id: 'a', role: 'volunteer' })
+    let last = 0
+    for (let i = 0; i < 12; i++) {
+      expect(joinReady(r, 'lab', { id: 'x', role: 'volunteer' }).ok).toBe(true)
+      const res = r.suspect('a', 'x', 'bad')
+      last = (res.ok && res.eviction?.cooldownMs) || 0
+      advance(last)
+    }
+    expect(last).toBe(EVICTION_COOLDOWN_MAX_MS)
+    expect(r.view(r.get('lab')!).evictions.length).toBeLessThanOrEqual(10)
+    advance(EVICTION_MEMORY_MS)
+    joinReady(r, 'lab', { id: 'x', role: 'volunteer' })
+    const fresh = r.suspect('a', 'x', 'bad')
+    expect(fresh.ok && fresh.eviction?.cooldownMs).toBe(EVICTION_COOLDOWN_BASE_MS)
+  })
+
   it('a reporter that leaves no longer counts', () => {
     const r = room(['a', 'b', 'c', 'd'])
     r.suspect('a', 'c')
@@ -144,8 +239,8 @@ describe('RoomRegistry suspects', () => {
 describe('run history', () => {
   it('samples at most once per interval and aggregates over reporting peers', () => {
     const { registry, advance } = setup()
-    registry.join('lab', { id: 'a', role: 'volunteer' })
-    registry.join('lab', { id: 'b', role: 'volunteer' })
+    joinReady(registry, 'lab', { id: 'a', role: 'volunteer' })
+    joinReady(registry, 'lab', { id: 'b', role: 'volunteer' })
     advance(2000)
     // Two reports in the same second: only the first samples (then with one peer). step < globalStep here.
     expect(registry.report('a', report({ step: 1, loss: 2, accuracy: 0.2, globalStep: 5, bytesSent: 100, lr: 0.1 }))?.sample).not.toBeNull()
@@ -169,7 +264,7 @@ describe('run history', () => {
 
   it('new-run keeps old runs, clears reports and the checkpoint, and bumps run and epoch', () => {
     const { registry, advance } = setup()
-    registry.join('lab', { id: 'a', role: 'volunteer' })
+    joinReady(registry, 'lab', { id: 'a', role: 'volunteer' })
     registry.report('a', report())
     registry.setCheckpoint('a', { step: 3, schemaHash: 'h', params: new Uint8Array([1, 2]) })
     const room = registry.get('lab')!
@@ -189,7 +284,7 @@ describe('run history', () => {
 describe('checkpoints', () => {
   it('keeps the most advanced checkpoint of the run and rejects oversize ones', () => {
     const { registry } = setup()
-    registry.join('lab', { id: 'a', role: 'volunteer' })
+    joinReady(registry, 'lab', { id: 'a', role: 'volunteer' })
     const room = registry.get('lab')!
     expect(registry.setCheckpoint('a', { step: 5, schemaHash: 'h', params: new Uint8Array([5]) })).toMatchObject({ ok: true, accepted: true })
     expect(registry.setCheckpoint('a', { step: 4, schemaHash: 'h', params: new Uint8Array([4]) })).toMatchObject({ ok: true, accepted: false })
@@ -239,7 +334,7 @@ describe('persistence seam', () => {
       deleteCheckpoint: (room) => checkpoints.delete(room),
     }
     const { registry } = setup(store)
-    registry.join('lab', { id: 'a', role: 'volunteer' })
+    joinReady(registry, 'lab', { id: 'a', role: 'volunteer' })
     registry.setCheckpoint('a', { step: 7, schemaHash: 'h', params: new Uint8Array([7]) })
     registry.setPaused(registry.get('lab')!, true)
     const meta = rooms.get('lab')!

@@ -1,4 +1,5 @@
 import { defaultConfig, type RoomConfig } from '../shared/config'
+import type { EvictionRecord } from '../shared/protocol/history'
 import type { MembershipAnnouncement, PeerReport } from '../shared/protocol/signaling'
 import { PROTOCOL_VERSION } from '../shared/protocol/version'
 import { appendPoint, newRun as makeRun, maybeSample, type HistoryPoint, type RunRecord } from './history'
@@ -18,6 +19,18 @@ export const MAX_SPECTATORS_PER_ROOM = 512
 export const MAX_RUNS_PER_ROOM = 100
 /** Largest accepted model checkpoint; socket.io's maxHttpBufferSize (server.ts) is set above it. */
 export const CHECKPOINT_MAX_BYTES = 32 * 1024 * 1024
+/** Recent evictions kept per room for the dashboard and the API. */
+export const MAX_EVICTIONS_KEPT = 50
+/**
+ * An evicted peer may rejoin (a slow laptop deserves another chance) but only after a cooldown
+ * that doubles with each eviction, so a peer that keeps sending poison cannot thrash the swarm's
+ * membership every second. The count is forgotten after EVICTION_MEMORY_MS without an eviction.
+ */
+export const EVICTION_COOLDOWN_BASE_MS = 3_000
+export const EVICTION_COOLDOWN_MAX_MS = 120_000
+export const EVICTION_MEMORY_MS = 10 * 60_000
+
+export type { EvictionRecord }
 
 export type PeerRole = 'volunteer' | 'spectator'
 export type Agent = 'browser' | 'node'
@@ -33,6 +46,12 @@ export interface PeerEntry {
   lastBytesSent: number
   /** Distinct roster members that reported this peer as suspect since it last joined. */
   readonly suspectedBy: Set<string>
+  /**
+   * Volunteers join *pending* and enter the roster (and so the topology) only once they say
+   * they are ready (data downloaded, model built): a tab still loading must not make its future
+   * neighbours wait out deadlines and report it. Spectators are always ready.
+   */
+  ready: boolean
 }
 
 export interface Checkpoint {
@@ -53,13 +72,17 @@ export interface Room {
   run: number
   paused: boolean
   epoch: number
-  /** Volunteer ids in join order: topologies are computed from this order. */
+  /** Ready volunteer ids in the order they became ready: topologies are computed from this order. */
   roster: string[]
   /** Volunteers and spectators. */
   peers: Map<string, PeerEntry>
   ps: string | null
   runs: RunRecord[]
   checkpoint: Checkpoint | null
+  /** Newest last; at most MAX_EVICTIONS_KEPT (not persisted: a restart starts a clean slate). */
+  evictions: EvictionRecord[]
+  /** Peer id → eviction count and the time before which a join is refused. */
+  cooldowns: Map<string, { count: number; until: number; lastAt: number }>
 }
 
 /** The durable part of a room (what persistence.ts stores and loads). */
@@ -96,7 +119,7 @@ export interface RegistryOptions {
   onStoreError?: (err: unknown) => void
 }
 
-export type Fail = { ok: false; code: string; message: string }
+export type Fail = { ok: false; code: string; message: string; retryAfterMs?: number }
 export type JoinResult = { ok: true; room: Room; created: boolean; changed: boolean } | Fail
 
 /** Parameter-server algorithms: the only ones whose membership names a `ps`. */
@@ -152,7 +175,7 @@ export class RoomRegistry {
     const room: Room = {
       name, code, createdAt: now, config: opts.config, tokenHash: opts.tokenHash,
       run: 1, paused: false, epoch: 0, roster: [], peers: new Map(), ps: null,
-      runs: [makeRun(1, opts.config, now)], checkpoint: null,
+      runs: [makeRun(1, opts.config, now)], checkpoint: null, evictions: [], cooldowns: new Map(),
     }
     this.rooms.set(name, room)
     this.byCode.set(code, room)
@@ -180,6 +203,7 @@ export class RoomRegistry {
         epoch: s.epoch + 1,
         roster: [], peers: new Map(), ps: null, runs,
         checkpoint: s.checkpoint && s.checkpoint.run === s.run ? s.checkpoint : null,
+        evictions: [], cooldowns: new Map(),
       }
       this.rooms.set(room.name, room)
       this.byCode.set(room.code, room)
@@ -208,20 +232,41 @@ export class RoomRegistry {
       created = true
     }
     const isVolunteer = peer.role === 'volunteer'
-    if (isVolunteer && room.roster.length >= MAX_PEERS_PER_ROOM)
+    const volunteers = [...room.peers.values()].filter((p) => p.role === 'volunteer').length
+    const cooldown = isVolunteer ? room.cooldowns.get(peer.id) : undefined
+    if (cooldown && cooldown.until > this.now()) {
+      const retryAfterMs = cooldown.until - this.now()
+      return {
+        ...fail('cooldown', `this peer was evicted by its neighbours ${cooldown.count}× recently; join again in ${Math.ceil(retryAfterMs / 1000)} s`),
+        retryAfterMs,
+      }
+    }
+    if (isVolunteer && volunteers >= MAX_PEERS_PER_ROOM)
       return fail('room-full', `room '${room.name}' already has ${MAX_PEERS_PER_ROOM} volunteers`)
-    if (!isVolunteer && room.peers.size - room.roster.length >= MAX_SPECTATORS_PER_ROOM)
+    if (!isVolunteer && room.peers.size - volunteers >= MAX_SPECTATORS_PER_ROOM)
       return fail('room-full', `room '${room.name}' already has ${MAX_SPECTATORS_PER_ROOM} spectators`)
     room.peers.set(peer.id, {
       id: peer.id, role: peer.role, name: peer.name ?? null, agent: peer.agent ?? 'browser', joinedAt: this.now(),
-      report: null, lastReportAt: null, lastBytesSent: 0, suspectedBy: new Set(),
+      report: null, lastReportAt: null, lastBytesSent: 0, suspectedBy: new Set(), ready: !isVolunteer,
     })
     this.roomOfPeer.set(peer.id, room)
-    if (isVolunteer) {
-      room.roster.push(peer.id)
-      this.membershipChanged(room)
-    }
-    return { ok: true, room, created, changed: isVolunteer }
+    // A volunteer waits outside the roster until ready(): the membership does not change yet.
+    return { ok: true, room, created, changed: false }
+  }
+
+  /**
+   * A pending volunteer is ready to train: it enters the roster (the membership changes).
+   * Repeated calls are no-ops; spectators and unknown peers get an error.
+   */
+  ready(peerId: string): { ok: true; room: Room; changed: boolean } | Fail {
+    const room = this.roomOfPeer.get(peerId)
+    const entry = room?.peers.get(peerId)
+    if (!room || !entry || entry.role !== 'volunteer') return fail('not-joined', 'join a room as a volunteer first')
+    if (entry.ready) return { ok: true, room, changed: false }
+    entry.ready = true
+    room.roster.push(peerId)
+    this.membershipChanged(room)
+    return { ok: true, room, changed: true }
   }
 
   /** Removes a peer from its room. `changed` is true when the roster (and so the epoch) changed. */
@@ -231,7 +276,7 @@ export class RoomRegistry {
     const entry = room.peers.get(peerId)
     room.peers.delete(peerId)
     this.roomOfPeer.delete(peerId)
-    if (entry?.role !== 'volunteer') return { room, changed: false }
+    if (entry?.role !== 'volunteer' || !entry.ready) return { room, changed: false }
     room.roster = room.roster.filter((id) => id !== peerId)
     // A departed reporter no longer counts towards anyone's suspicion.
     for (const p of room.peers.values()) p.suspectedBy.delete(peerId)
@@ -245,20 +290,32 @@ export class RoomRegistry {
    * members, or the only other peer of a two-peer room report it — one confused peer alone
    * cannot evict a healthy one from a larger room.
    */
-  suspect(reporterId: string, suspectId: string): { ok: true; removed: boolean; room: Room } | Fail {
+  suspect(reporterId: string, suspectId: string, reason = ''): { ok: true; removed: boolean; room: Room; eviction?: EvictionRecord } | Fail {
     const room = this.roomOfPeer.get(reporterId)
     if (!room || room.peers.get(reporterId)?.role !== 'volunteer') return fail('not-joined', 'join a room as a volunteer first')
     if (reporterId === suspectId) return fail('bad-request', 'peer: cannot report yourself')
     const target = room.peers.get(suspectId)
-    if (!target || target.role !== 'volunteer') return fail('unknown-peer', `peer: '${suspectId}' is not in room '${room.name}'`)
+    if (!target || target.role !== 'volunteer' || !target.ready) return fail('unknown-peer', `peer: '${suspectId}' is not in the roster of room '${room.name}'`)
     target.suspectedBy.add(reporterId)
     const reporters = target.suspectedBy.size
     const neighbours = (target.report?.neighbors ?? []).filter((id) => id !== suspectId && room.roster.includes(id))
     const fromNeighbours = neighbours.filter((id) => target.suspectedBy.has(id)).length
     const evict =
       reporters >= 2 || room.roster.length === 2 || (neighbours.length > 0 && fromNeighbours * 2 > neighbours.length)
-    if (evict) this.leave(suspectId)
-    return { ok: true, removed: evict, room }
+    if (!evict) return { ok: true, removed: false, room }
+    const reporterIds = [...target.suspectedBy]
+    this.leave(suspectId)
+    const now = this.now()
+    const prev = room.cooldowns.get(suspectId)
+    const count = prev && now - prev.lastAt < EVICTION_MEMORY_MS ? prev.count + 1 : 1
+    const cooldownMs = Math.min(EVICTION_COOLDOWN_MAX_MS, EVICTION_COOLDOWN_BASE_MS * 2 ** (count - 1))
+    room.cooldowns.set(suspectId, { count, until: now + cooldownMs, lastAt: now })
+    // Bounded: entries older than the memory window can no longer affect anything.
+    for (const [id, c] of room.cooldowns) if (now - c.lastAt >= EVICTION_MEMORY_MS) room.cooldowns.delete(id)
+    const eviction: EvictionRecord = { peer: suspectId, name: target.name, reason, reporters: reporterIds, at: now, cooldownMs }
+    room.evictions.push(eviction)
+    if (room.evictions.length > MAX_EVICTIONS_KEPT) room.evictions.splice(0, room.evictions.length - MAX_EVICTIONS_KEPT)
+    return { ok: true, removed: true, room, eviction }
   }
 
   // ---- reports, history, checkpoints ----
@@ -356,10 +413,14 @@ export class RoomRegistry {
       epoch: room.epoch,
       roles: { ps: room.ps },
       checkpointStep: room.checkpoint?.step ?? null,
-      spectators: room.peers.size - room.roster.length,
+      spectators: [...room.peers.values()].filter((p) => p.role === 'spectator').length,
+      /** Volunteers still loading (not yet in the roster). */
+      joining: [...room.peers.values()].filter((p) => p.role === 'volunteer' && !p.ready)
+        .map((p) => ({ id: p.id, name: p.name, agent: p.agent, joinedAt: p.joinedAt, stage: p.report?.stage ?? 'loading' })),
       createdAt: room.createdAt,
       now: this.now(),
       peers: room.roster.map((id) => peerView(room.peers.get(id)!)),
+      evictions: room.evictions.slice(-10),
     }
   }
 
@@ -367,7 +428,7 @@ export class RoomRegistry {
     return {
       room: room.name, code: room.code, algorithm: room.config.algorithm, topology: room.config.topology,
       dataset: room.config.dataset, model: room.config.model, peers: room.roster.length,
-      spectators: room.peers.size - room.roster.length, run: room.run, paused: room.paused,
+      spectators: [...room.peers.values()].filter((p) => p.role === 'spectator').length, run: room.run, paused: room.paused,
     }
   }
 

@@ -63,7 +63,12 @@ async function client(url = server.url): Promise<Socket> {
 async function joinRoom(s: Socket, room: string, role: 'volunteer' | 'spectator' = 'volunteer'): Promise<Any> {
   const ack = await s.timeout(EVENT_DEADLINE_MS).emitWithAck('join', { v: 1, room, role })
   expect(ack.ok).toBe(true)
-  return ack
+  if (role === 'spectator') return ack
+  // Volunteers are pending until ready (as a tab after loading): only then in the roster.
+  expect(ack.membership.peers).not.toContain(s.id)
+  const inRoster = waitFor<Any>(s, 'membership', `${room}: roster with ${s.id}`, (m) => m.peers.includes(s.id))
+  s.emit('ready', { v: 1 })
+  return { ...ack, membership: await inRoster }
 }
 
 async function getJson(path: string, url = server.url): Promise<{ status: number; body: Any; headers: Headers }> {

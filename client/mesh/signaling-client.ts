@@ -4,9 +4,11 @@ import {
   checkpointSchema,
   joinedSchema,
   joinSchema,
+  JoinRejectedError,
   membershipSchema,
   peerIdSchema,
   peerCommandSchema,
+  readySchema,
   relayedSignalSchema,
   reportSchema,
   serverErrorSchema,
@@ -34,6 +36,7 @@ const joinAckSchema = z.object({
   self: peerIdSchema.optional(),
   code: z.string().optional(),
   message: z.string().optional(),
+  retryAfterMs: z.number().min(0).optional(),
 })
 
 export type Joined = z.infer<typeof joinedSchema>
@@ -149,12 +152,12 @@ export class SignalingClient {
         const ok = joinedSchema.safeParse(ack)
         if (ok.success) return finish(null, ok.data)
         const err = serverErrorSchema.safeParse(ack)
-        if (err.success) return finish(new Error(`join rejected: ${err.data.code}: ${err.data.message}`))
+        if (err.success) return finish(new JoinRejectedError(err.data.code, err.data.message))
         // The server's ack is {ok, self, membership…} or {ok:false, code, message}.
         const a = joinAckSchema.safeParse(ack)
         if (!a.success) return // unknown shape: the 'joined' event decides
         if (a.data.ok && a.data.self) return finish(null, { v: PROTOCOL_VERSION, self: a.data.self, room: payload.room })
-        if (!a.data.ok) finish(new Error(`join rejected: ${a.data.code ?? 'error'}: ${a.data.message ?? ''}`))
+        if (!a.data.ok) finish(new JoinRejectedError(a.data.code ?? 'error', a.data.message ?? '', a.data.retryAfterMs ?? null))
       })
     })
   }
@@ -165,6 +168,32 @@ export class SignalingClient {
 
   report(r: Omit<z.input<typeof reportSchema>, 'v'>): void {
     this.socket.emit('report', reportSchema.parse({ v: PROTOCOL_VERSION, ...r }) satisfies PeerReport)
+  }
+
+  /** Declares this (joined, pending) volunteer ready to train: the server adds it to the roster. */
+  ready(): void {
+    this.socket.emit('ready', readySchema.parse({ v: PROTOCOL_VERSION }))
+  }
+
+  /** ready(), then resolves with the first membership that lists us; rejects when `signal` aborts. */
+  enterRoster(signal: AbortSignal): Promise<MembershipAnnouncement> {
+    return new Promise((resolve, reject) => {
+      const self = this.selfId
+      if (!self) return reject(new Error('enterRoster: join first'))
+      const done = (err: unknown, m?: MembershipAnnouncement) => {
+        off()
+        signal.removeEventListener('abort', onAbort)
+        if (m) resolve(m)
+        else reject(err)
+      }
+      const off = this.on('membership', (m) => {
+        if (m.peers.includes(self)) done(null, m)
+      })
+      const onAbort = () => done(signal.reason instanceof Error ? signal.reason : new DeadlineError('signaling.ready'))
+      if (signal.aborted) return onAbort()
+      signal.addEventListener('abort', onAbort, { once: true })
+      this.ready()
+    })
   }
 
   suspect(peer: PeerId, reason: string): void {

@@ -388,9 +388,15 @@ export class WebRtcMesh implements Mesh {
   private async writeFrame(link: Link, frame: Uint8Array): Promise<void> {
     const ch = link.channel
     if (link.closed || !ch || ch.readyState !== 'open') throw new PeerUnavailableError(link.peer, 'link closed')
-    if (ch.bufferedAmount > this.opts.highWaterMark) await this.drain(link, ch)
-    if (link.closed) throw new PeerUnavailableError(link.peer, 'link closed')
-    if (ch.bufferedAmount > this.peakBuffered) this.peakBuffered = ch.bufferedAmount
+    // One read per frame when under the mark: each bufferedAmount read is a synchronous call into
+    // the native WebRTC thread (slow on a loaded machine, bench/overhead.ts profile).
+    let buffered = ch.bufferedAmount
+    if (buffered > this.opts.highWaterMark) {
+      await this.drain(link, ch)
+      if (link.closed) throw new PeerUnavailableError(link.peer, 'link closed')
+      buffered = ch.bufferedAmount
+    }
+    if (buffered > this.peakBuffered) this.peakBuffered = buffered
     try {
       ch.send(frame)
     } catch (e) {
@@ -601,6 +607,10 @@ export class WebRtcMesh implements Mesh {
         this.rawAcks.get(m.meta.run)?.(m.meta.received)
         return
     }
+  }
+
+  rejectFrom(peer: PeerId, reason: string): void {
+    this.reject(peer, reason)
   }
 
   private reject(peer: PeerId, reason: string): void {

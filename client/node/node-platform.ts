@@ -1,19 +1,20 @@
-import wrtc from '@roamhq/wrtc'
 import type { Compute } from '../../shared/algorithms/types'
 import type { BackendName } from '../../shared/protocol/signaling'
 import { SignalingClient } from '../mesh/signaling-client'
+import { loadNodeWebRtc, type NodeWebRtcOptions } from '../mesh/node-webrtc'
 import type { WrtcImpl } from '../mesh/webrtc-mesh'
 import { fetchDataset } from '../runtime/data-loader'
 import { createNodeHogwildPool } from '../runtime/hogwild/node-pool'
 import { setupNodeBackend } from '../runtime/node-backend'
 import { fetchRoomCheckpoint } from '../session/checkpoint'
 import { createWebRtcMesh, makeTrainer, shardRequest, signalingPort } from '../session/platform'
-import { SwarmSession, type SessionPlatform } from '../session/swarm-session'
+import { SwarmSession, type SessionMesh, type SessionPlatform } from '../session/swarm-session'
 
 /**
- * A headless Node volunteer: same protocol and algorithm code as a tab, with @roamhq/wrtc for
- * WebRTC and tfjs on the wasm (or cpu) backend. Run it inside a network namespace or on a LAN:
- * wrtc has no bind option (../shared/BROWSER-TESTING.md).
+ * A headless Node volunteer: same protocol and algorithm code as a tab, with a Node WebRTC stack
+ * (@roamhq/wrtc by default, or node-datachannel: client/mesh/node-webrtc.ts) and tfjs on the wasm
+ * (or cpu) backend. Run it inside a network namespace or on a LAN: wrtc has no bind option;
+ * node-datachannel can bind one address (`webrtc.bindAddress`) (../shared/BROWSER-TESTING.md).
  */
 export function createNodeSession(opts: {
   server: string
@@ -27,25 +28,39 @@ export function createNodeSession(opts: {
    * to make this volunteer publish NaN or wrong-length parameters. Never set in normal use.
    */
   transformCompute?: (c: Compute) => Compute
+  /** Fault injection on the wire: wraps the mesh, e.g. to poison only what this volunteer sends. */
+  transformMesh?: (m: SessionMesh) => SessionMesh
+  /** Which Node WebRTC stack carries the mesh (default @roamhq/wrtc). */
+  webrtc?: NodeWebRtcOptions
 }): SwarmSession {
+  // createMesh is synchronous, so the stack is loaded (lazily: only the chosen one) in the async
+  // steps before it. selectBackend comes first, so a stack that fails to load fails the session
+  // before any data is downloaded.
+  let wrtc: WrtcImpl | null = null
+  const loadWrtc = async () => (wrtc ??= await loadNodeWebRtc(opts.webrtc ?? {}))
   const client = new SignalingClient(opts.server, { socket: { transports: ['websocket'] } })
   const platform: SessionPlatform = {
     agent: 'node',
     serverUrl: opts.server,
     signaling: signalingPort(client),
     async selectBackend(forced?: BackendName) {
+      await loadWrtc()
       const want = forced === 'cpu' || opts.backend === 'cpu' ? 'cpu' : 'wasm'
       const got = await setupNodeBackend(want)
       return { backend: got, reason: got === want ? `Node peer: ${got} requested` : `Node peer: ${want} unavailable, using ${got}` }
     },
     async prepare(config, shard) {
+      await loadWrtc()
       const train = await fetchDataset(config.dataset, 'train', { baseUrl: opts.server, shard: shardRequest(config, shard) })
       const test = await fetchDataset(config.dataset, 'test', { baseUrl: opts.server })
       const trainer = makeTrainer(config, train, test, shard.seed)
       return opts.transformCompute ? { ...trainer, compute: opts.transformCompute(trainer.compute) } : trainer
     },
-    createMesh: ({ self, config, compute }) =>
-      createWebRtcMesh({ self, config, compute, client, wrtc: wrtc as unknown as WrtcImpl }),
+    createMesh: ({ self, config, compute }) => {
+      if (!wrtc) throw new Error('WebRTC stack not loaded (createMesh before prepare)')
+      const mesh = createWebRtcMesh({ self, config, compute, client, wrtc })
+      return opts.transformMesh ? opts.transformMesh(mesh) : mesh
+    },
     async createHogwild(config, trainer, shard) {
       return createNodeHogwildPool({
         model: config.model, train: trainer.train,

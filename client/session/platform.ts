@@ -33,12 +33,18 @@ export function signalingPort(client: SignalingClient): SignalingPort {
           })
         })
         const joined = await client.join({ room: req.room, name: req.name, agent: req.agent, role: 'volunteer' }, ctl.signal)
-        const membership = client.membership?.peers.includes(joined.self) ? client.membership : await membershipSeen
+        // The server answers every join with the room's membership (we are not in it yet: a
+        // volunteer is pending until it says ready()).
+        const membership = await Promise.race([
+          membershipSeen,
+          new Promise<never>((_, reject) => ctl.signal.addEventListener('abort', () => reject(ctl.signal.reason), { once: true })),
+        ])
         return { self: joined.self, membership }
       } finally {
         clearTimeout(t)
       }
     },
+    ready: () => client.ready(),
     onMembership: (cb) => client.on('membership', cb),
     onCommand: (cb: (c: PeerCommand) => void) => client.on('command', cb),
     onRemoved: (cb) =>
@@ -141,6 +147,7 @@ export function withSessionControls(mesh: Mesh, close: () => void): SessionMesh 
     discard: (f) => mesh.discard(f),
     want: (p) => mesh.want(p),
     reportSuspect: (p, r) => mesh.reportSuspect(p, r),
+    rejectFrom: (p, r) => mesh.rejectFrom?.(p, r),
     stats: () => mesh.stats(),
     // The WebRTC mesh follows the signaling client's membership events itself.
     updateMembership: () => {},

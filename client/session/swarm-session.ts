@@ -1,9 +1,9 @@
 import type { AlgorithmInstance, Compute, HogwildPool, StepReport } from '../../shared/algorithms/types'
 import type { RoomConfig } from '../../shared/config'
 import type { Dataset } from '../../shared/data/format'
-import type { BackendName, MembershipAnnouncement, PeerCommand, PeerReport } from '../../shared/protocol/signaling'
+import { JoinRejectedError, type BackendName, type MembershipAnnouncement, type PeerCommand, type PeerReport } from '../../shared/protocol/signaling'
 import { PROTOCOL_VERSION } from '../../shared/protocol/version'
-import { isDeadline, sleep, type Membership, type Mesh, type Unsubscribe } from '../../shared/transport'
+import { DeadlineError, isDeadline, sleep, yieldToEventLoop, type Membership, type Mesh, type Unsubscribe } from '../../shared/transport'
 import { ALGORITHM_FACTORIES } from '../../shared/algorithms/index'
 import { neighbors } from '../../shared/topology'
 import type { SessionHandle, SessionSnapshot, SessionStage } from './types'
@@ -46,6 +46,8 @@ export interface SessionMesh extends Mesh {
 
 export interface SignalingPort {
   join(req: { room: string; name?: string; agent: 'browser' | 'node' }): Promise<{ self: string; membership: MembershipAnnouncement }>
+  /** This joined volunteer has its data and model: put it in the roster (see readySchema). */
+  ready(): void
   onMembership(cb: (m: MembershipAnnouncement) => void): Unsubscribe
   onCommand(cb: (c: PeerCommand) => void): Unsubscribe
   /** The server removed us: 'evicted' (neighbours reported us unresponsive) or 'kicked' (by the host). */
@@ -95,6 +97,9 @@ function hashSeed(s: string): number {
   for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619)
   return h >>> 0
 }
+
+/** How often a pending joiner repeats 'ready' until the roster includes it. */
+const READY_RETRY_MS = 5_000
 
 export class SwarmSession implements SessionHandle {
   private snap: SessionSnapshot
@@ -153,7 +158,7 @@ export class SwarmSession implements SessionHandle {
   }
 
   /** Abrupt disconnect (host fault injection, tests): no hand-over. */
-  private shutdown(reason: string): void {
+  private shutdown(reason: string, finalStage: SessionStage = 'done'): void {
     if (this.stop.signal.aborted) return
     this.log(`session ended: ${reason}`)
     this.stop.abort()
@@ -163,7 +168,7 @@ export class SwarmSession implements SessionHandle {
     this.mesh?.close()
     this.platform.signaling.close()
     for (const u of this.unsubs) u()
-    this.update({ stage: reason === 'left' ? 'done' : 'done' })
+    this.update({ stage: finalStage })
   }
 
   /** Starts the session; resolves when joined and the first run has started (or failed). */
@@ -184,6 +189,7 @@ export class SwarmSession implements SessionHandle {
       const { self, membership } = await this.platform.signaling.join({
         room: this.opts.room, name: this.opts.name, agent: this.platform.agent,
       })
+      this.pending = true
       this.update({ self })
       this.log(`joined room ${membership.room} as ${self}`)
       this.onMembership(this.latestMembership ?? membership)
@@ -212,7 +218,11 @@ export class SwarmSession implements SessionHandle {
       this.membership = m
       this.paused = m.paused
       this.update({ peers: [...m.peers], run: m.run, config: m.config })
-      if (this.snap.self && !m.peers.includes(this.snap.self)) {
+      if (this.pending && m.peers.includes(this.snap.self)) {
+        this.pending = false
+        for (const r of this.readyWaiters.splice(0)) r()
+      }
+      if (!this.pending && !m.peers.includes(this.snap.self)) {
         // Not in the roster any more (a kick also disconnects us; see onRemoved): join again
         // rather than train alone; the algorithm bootstraps from the others (§9.3).
         void this.rejoin('no longer in the roster')
@@ -230,6 +240,20 @@ export class SwarmSession implements SessionHandle {
   }
 
   private rejoining = false
+  /** Joined but not yet in the roster: loading data and model (see SignalingPort.ready). */
+  private pending = false
+  private readyWaiters: Array<() => void> = []
+
+  /** Tells the room we can train and waits until the roster includes us (re-asking on a deadline). */
+  private async becomeReady(signal: AbortSignal): Promise<void> {
+    while (this.pending) {
+      if (signal.aborted) throw signal.reason ?? new DeadlineError('session.ready')
+      this.platform.signaling.ready()
+      const arrived = new Promise<void>((r) => this.readyWaiters.push(r))
+      // Named, cancellable wait; a lost 'ready' (reconnect in between) is simply sent again.
+      await Promise.race([arrived, sleep(READY_RETRY_MS, signal).catch(() => {})])
+    }
+  }
 
   /** Joins again under a new peer id and restarts the run from the swarm's state (§9.3). */
   private async rejoin(reason: string): Promise<void> {
@@ -239,9 +263,21 @@ export class SwarmSession implements SessionHandle {
     this.runAbort?.abort()
     try {
       await sleep(500 + Math.random() * 1000, this.stop.signal)
-      const { self, membership } = await this.platform.signaling.join({
-        room: this.opts.room, name: this.opts.name, agent: this.platform.agent,
-      })
+      let joined: Awaited<ReturnType<SignalingPort['join']>>
+      for (;;) {
+        try {
+          joined = await this.platform.signaling.join({ room: this.opts.room, name: this.opts.name, agent: this.platform.agent })
+          break
+        } catch (e) {
+          // An evicted peer sits out a server-set cooldown; anything else is fatal below.
+          if (!(e instanceof JoinRejectedError) || e.retryAfterMs === null) throw e
+          this.log(`the room asks this tab to wait ${Math.ceil(e.retryAfterMs / 1000)} s before rejoining`)
+          this.update({ stage: 'connecting' })
+          await sleep(e.retryAfterMs + 100 + Math.random() * 500, this.stop.signal)
+        }
+      }
+      const { self, membership } = joined
+      this.pending = true
       this.update({ self })
       this.membership = null // force a fresh run: new id, new mesh, bootstrap from peers
       this.rejoining = false
@@ -298,12 +334,16 @@ export class SwarmSession implements SessionHandle {
     this.trainer?.dispose()
     this.trainer = null
     this.update({ stage: 'loading', step: 0, loss: null, accuracy: null, dataProgress: 0 })
-    const index = Math.max(0, m.peers.indexOf(self))
-    const shard = { index, count: Math.max(1, m.peers.length), seed: config.seed ^ hashSeed(self) }
+    // Pending joiners take the next roster slot for their shard.
+    const inRoster = m.peers.includes(self)
+    const index = inRoster ? m.peers.indexOf(self) : m.peers.length
+    const shard = { index, count: Math.max(1, m.peers.length + (inRoster ? 0 : 1)), seed: config.seed ^ hashSeed(self) }
     const trainer = await this.platform.prepare(config, shard, (f) => this.update({ dataProgress: f }))
     if (signal.aborted) return trainer.dispose()
     this.trainer = trainer
     this.update({ dataProgress: 1, stage: 'connecting' })
+    await this.becomeReady(signal)
+    if (signal.aborted) return
     const current = this.membership!
     const mesh = this.platform.createMesh({
       self, membership: { epoch: current.epoch, peers: current.peers, roles: current.roles }, config, compute: trainer.compute,
@@ -392,8 +432,10 @@ export class SwarmSession implements SessionHandle {
         this.update({ stage: 'done' })
         break
       }
-      // Yield to the event loop so signaling, data channels and the UI stay responsive.
-      await sleep(0)
+      // Yield to the event loop so signaling, data channels and the UI stay responsive — without
+      // setTimeout(0), whose ≥1 ms (Node) / ≥4 ms (nested, browsers) clamp alone halved the
+      // steps/s of a small model (bench/overhead.ts), and which hidden tabs throttle further.
+      await yieldToEventLoop()
     }
   }
 
@@ -457,6 +499,9 @@ export class SwarmSession implements SessionHandle {
     this.update({ stage: 'error', error: msg })
     // Tell the room right away, so the dashboard shows this tab as failed instead of stale.
     this.maybeReport(true)
+    // Then leave: a crashed tab left in the roster would make its neighbours wait out their
+    // deadlines every step until they report it. The page keeps showing the error.
+    this.shutdown(`error: ${msg}`, 'error')
   }
 
   private log(line: string): void {

@@ -1,13 +1,13 @@
 import { useState, type ReactNode } from 'react'
 import { ALGORITHM_INFO } from '../../shared/config'
-import { roomPath, type ApiRoom, type HistoryRun } from './api'
+import { roomPath, type ApiRoom, type EvictionRecord, type HistoryRun } from './api'
 import { runSeries, SeriesChart, type XKind } from './Charts'
 import { useHistory, useNow, useRoom, useTitle } from './hooks'
 import { PeerTable } from './PeerTable'
 import { summarize, useRuns } from './swarm'
 import { TopologyGraph } from './TopologyGraph'
 import { Link } from './nav'
-import { fmtBytes, fmtCompact, fmtInt, fmtNum, fmtPct } from './format'
+import { fmtAgo, fmtBytes, fmtCompact, fmtInt, fmtNum, fmtPct } from './format'
 
 /** Spectator dashboard `/room/CODE`: topology, charts, run comparison, per-peer table, exports. */
 export function DashboardPage({ room }: { room: string }) {
@@ -42,6 +42,7 @@ export function DashboardPage({ room }: { room: string }) {
         </div>
         <PeerTable peers={data.peers} now={data.now ?? now} />
       </div>
+      <EvictionList evictions={data.evictions ?? []} now={data.now ?? now} />
       <ExportBar room={room} checkpointStep={data.checkpointStep ?? null} />
     </section>
   )
@@ -90,7 +91,7 @@ export function KpiRow({ room, big = false }: { room: ApiRoom; big?: boolean }) 
     <div className={`kpis${big ? ' big' : ''}`}>
       <Kpi label="Test accuracy" value={fmtPct(s.accuracy)} accent />
       {!big ? <Kpi label="Loss" value={fmtNum(s.loss, 3)} /> : null}
-      <Kpi label="Peers" value={String(s.peers)} />
+      <Kpi label="Peers" value={room.joining?.length ? `${s.peers} +${room.joining.length} joining` : String(s.peers)} />
       <Kpi label="Step" value={fmtInt(s.globalStep)} />
       {!big ? <Kpi label="Steps/s (all)" value={fmtNum(s.stepsPerSec, 1)} /> : null}
       {!big ? <Kpi label="Samples" value={fmtCompact(s.samples)} /> : null}
@@ -175,6 +176,34 @@ export function ExportBar({ room, checkpointStep }: { room: string; checkpointSt
         <a className="btn" href={`${base}/history?format=json`} download>History (JSON)</a>
         <a className="btn primary" href={`${base}/model?format=tfjs`} download>Download model (TensorFlow.js)</a>
       </div>
+    </div>
+  )
+}
+
+/**
+ * Peers the swarm removed because their neighbours reported them (poisoned or missing
+ * parameters). Shown so a class can see *why* a laptop dropped out, not only that it did.
+ */
+function EvictionList({ evictions, now }: { evictions: EvictionRecord[]; now: number }) {
+  if (evictions.length === 0) return null
+  return (
+    <div className="card">
+      <div className="card-head">
+        <h2>Removed by the swarm</h2>
+        <span className="muted">neighbours reported these peers; they may rejoin after a cooldown</span>
+      </div>
+      <ul className="eviction-list">
+        {[...evictions].reverse().map((e) => {
+          const wait = e.at + e.cooldownMs - now
+          return (
+            <li key={`${e.peer}-${e.at}`}>
+              <strong>{e.name ?? e.peer.slice(0, 6)}</strong> <span className="muted">{fmtAgo(e.at, now)}</span>
+              <span> — {e.reason || 'missed deadlines'}</span>
+              <span className="muted"> · reported by {e.reporters.length} · {wait > 0 ? `may rejoin in ${Math.ceil(wait / 1000)} s` : 'may rejoin now'}</span>
+            </li>
+          )
+        })}
+      </ul>
     </div>
   )
 }

@@ -1,5 +1,6 @@
 import type { AlgorithmName, RoomConfig } from '../../shared/config'
 import type { BackendName } from '../../shared/protocol/signaling'
+import { historyResponseSchema, historyRunSchema, type EvictionRecord, type HistoryResponse } from '../../shared/protocol/history'
 
 /**
  * The HTTP API as the UI sees it (issue 2 and 5). Responses are checked loosely on purpose:
@@ -49,33 +50,14 @@ export interface ApiRoom {
   /** Server clock (ms) when this view was made: compare with peers' lastReportAt. */
   now?: number
   peers: ApiPeer[]
+  /** Volunteers still downloading data / building the model (not yet in the roster). */
+  joining?: { id: string; name: string | null; agent: 'browser' | 'node'; joinedAt: number; stage: string }[]
+  /** Recent evictions, newest last (absent from older servers). */
+  evictions?: EvictionRecord[]
 }
 
-export interface HistoryPoint {
-  /** Seconds since the run started. */
-  t: number
-  loss: number | null
-  accuracy: number | null
-  globalStep: number
-  bytes: number
-  peers: number
-  lr: number | null
-  h: number | null
-  consensus: number | null
-}
-
-export interface HistoryRun {
-  run: number
-  config: RoomConfig
-  /** Wall clock (ms) when the run started. */
-  started: number
-  points: HistoryPoint[]
-}
-
-export interface ApiHistory {
-  room: string
-  runs: HistoryRun[]
-}
+export type { EvictionRecord, HistoryPoint, HistoryRun } from '../../shared/protocol/history'
+export type ApiHistory = HistoryResponse
 
 export interface CreatedRoom {
   room: string
@@ -117,8 +99,12 @@ export async function getRoom(room: string, signal?: AbortSignal): Promise<ApiRo
 export async function getHistory(room: string, signal?: AbortSignal): Promise<ApiHistory> {
   const res = await fetch(`${roomPath(room)}/history?format=json`, { signal, cache: 'no-store' })
   if (!res.ok) throw await readError(res)
-  const body = (await res.json()) as ApiHistory
-  return { room: body.room, runs: Array.isArray(body.runs) ? body.runs.filter((r) => r && Array.isArray(r.points)) : [] }
+  const body = (await res.json()) as { room?: unknown; runs?: unknown }
+  const whole = historyResponseSchema.safeParse(body)
+  if (whole.success) return whole.data
+  // Keep the runs that validate rather than showing no charts because of one odd run.
+  const runs = Array.isArray(body?.runs) ? body.runs.flatMap((r) => { const p = historyRunSchema.safeParse(r); return p.success ? [p.data] : [] }) : []
+  return { room: typeof body?.room === 'string' ? body.room : room, runs }
 }
 
 export async function createRoom(config: Partial<RoomConfig>): Promise<CreatedRoom> {

@@ -3,6 +3,7 @@ import { allFinite, isValidVector, sqDist } from '../math/vector'
 import { lrAt } from '../schedule'
 import { neighbors } from '../topology'
 import { isDeadline, type Envelope, type Membership, type PeerId } from '../transport'
+import { Rng } from '../data/rng'
 import { scopedDeadline } from './common'
 import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
 
@@ -69,17 +70,11 @@ class Lock {
   }
 }
 
-/** Seeded partner choice (mulberry32): deterministic per (seed, peer id) for reproducible runs. */
-function prng(seed: number, self: PeerId): () => number {
+/** Seed of a peer's partner choice: deterministic per (run seed, peer id) for reproducible runs. */
+function partnerSeed(seed: number, self: PeerId): number {
   let a = seed >>> 0
   for (let i = 0; i < self.length; i++) a = Math.imul(a ^ self.charCodeAt(i), 0x9e3779b1) >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
+  return a
 }
 
 /**
@@ -114,7 +109,8 @@ class AdPsgd implements AlgorithmInstance {
   readonly name = 'ad-psgd' as const
   private readonly lock = new Lock()
   private readonly stop = new AbortController()
-  private readonly rand: () => number
+  /** Seeded partner choice (shared/data/rng.ts). */
+  private readonly rng: Rng
   /** The single "in an averaging" token shared by the initiator and server roles. */
   private busy = false
   /** Bumped on every write of the device parameters (lets an exchange tell whether x moved). */
@@ -128,7 +124,7 @@ class AdPsgd implements AlgorithmInstance {
   private readonly d: number
 
   constructor(private readonly ctx: AlgorithmContext) {
-    this.rand = prng(ctx.config.seed, ctx.mesh.self)
+    this.rng = new Rng(partnerSeed(ctx.config.seed, ctx.mesh.self))
     this.d = ctx.compute.paramCount
     const onParent = () => this.stop.abort(ctx.signal.reason)
     if (ctx.signal.aborted) onParent()
@@ -236,7 +232,10 @@ class AdPsgd implements AlgorithmInstance {
       const mine = await this.snapshot()
       await mesh.send(partner, { kind: KIND.accept, round: req.round, data: mine.x }, watch.signal)
       const e = await mesh.receive({ kind: KIND.exchange, round: req.round, from: partner }, watch.signal)
-      if (!isValidVector(e.data, this.d)) throw new Error('invalid exchange payload')
+      if (!isValidVector(e.data, this.d)) {
+        mesh.rejectFrom?.(partner, 'ad-psgd exchange: wrong length or NaN/Inf')
+        throw new Error('invalid exchange payload')
+      }
       await this.applyAverage(mine, e.data)
       ok = true
     } catch (err) {
@@ -286,7 +285,10 @@ class AdPsgd implements AlgorithmInstance {
         await mesh.send(partner, { kind: KIND.request, round: id }, watch.signal)
         const rep = await mesh.receive({ kind: [KIND.accept, KIND.busy], round: id, from: partner }, watch.signal)
         if (rep.kind === KIND.busy) return
-        if (!isValidVector(rep.data, this.d)) throw new Error('invalid accept payload')
+        if (!isValidVector(rep.data, this.d)) {
+          mesh.rejectFrom?.(partner, 'ad-psgd accept: wrong length or NaN/Inf')
+          throw new Error('invalid accept payload')
+        }
         const mine = await this.snapshot()
         await mesh.send(partner, { kind: KIND.exchange, round: id, data: mine.x }, watch.signal)
         await this.applyAverage(mine, rep.data)
@@ -325,7 +327,7 @@ class AdPsgd implements AlgorithmInstance {
     const targets = activeTargets(this.ctx, mesh.membership())
     let communicated = false
     if (targets.length > 0) {
-      const partner = targets[Math.floor(this.rand() * targets.length)]
+      const partner = targets[this.rng.int(targets.length)]
       mesh.want([partner])
       communicated = await this.exchange(partner)
     }

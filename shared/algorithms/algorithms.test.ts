@@ -171,3 +171,34 @@ describe('churn: a leaver never deadlocks the others; a joiner is bootstrapped a
     })
   }
 })
+
+describe('poisoned neighbours (DPSGD over the memory mesh)', () => {
+  for (const mode of ['nan', 'shape'] as const) {
+    it(`rejects ${mode === 'nan' ? 'NaN' : 'wrong-length'} parameters, counts them as rejected, reports the sender and keeps every good model finite`, async () => {
+      const prob = makeLsqProblem({ n: 4, d: 10, m: 16, seed: 5 })
+      const cfg = config({ algorithm: 'dpsgd', topology: 'ring', lr: 0.05, momentum: 0 })
+      const net = new MemoryNetwork({ seed: 3 })
+      const peers = await startPeers(net, prob, cfg, [0, 1, 2, 3])
+      const bad = peers[0]
+      const realSend = bad.mesh.send.bind(bad.mesh)
+      // Only what the bad peer sends is poisoned; its own model stays sane and it keeps stepping.
+      bad.mesh.send = (to, msg, signal) => {
+        if (!msg.data) return realSend(to, msg, signal)
+        const data = mode === 'shape' ? msg.data.slice(0, msg.data.length - 3) : msg.data.map((v, i) => (i % 2 ? NaN : v))
+        return realSend(to, { ...msg, data }, signal)
+      }
+      await run(peers, 9)
+      const neighbours = peers.filter((p) => p !== bad && (p.mesh.self === 'p1' || p.mesh.self === 'p3'))
+      for (const p of neighbours) {
+        expect(p.mesh.stats().rejected[bad.mesh.self]).toBe(9)
+        // Every third rejection is a report (plus one for the run of folded steps it causes).
+        const reports = p.mesh.suspects.filter((s) => s.peer === bad.mesh.self).map((s) => s.reason)
+        expect(reports.filter((r) => r.startsWith('rejected '))).toHaveLength(3)
+        expect(reports[0]).toMatch(mode === 'shape' ? /length 7, expected 10/ : /NaN/)
+      }
+      for (const p of peers.slice(1)) expect((await p.compute.readParams()).every(Number.isFinite)).toBe(true)
+      // The far peer (p2) never hears from the bad peer and rejects nothing.
+      expect(peers[2].mesh.stats().rejected[bad.mesh.self] ?? 0).toBe(0)
+    })
+  }
+})

@@ -1,8 +1,8 @@
 import { z } from 'zod'
-import { allFinite, concat, isValidVector } from '../math/vector'
+import { allFinite, isValidVector } from '../math/vector'
 import { lrAt } from '../schedule'
-import { isDeadline, type Envelope, type Membership, type MeshMessage, type PeerId } from '../transport'
-import { scopedDeadline } from './common'
+import { isDeadline, type Envelope, type Membership, type PeerId } from '../transport'
+import { acceptHandover, childController, handOverServerState, PS_KIND, pushMetaSchema, serveKind, whilePs, withDeadline } from './ps-common'
 import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
 
 /**
@@ -20,138 +20,10 @@ import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport 
  * replaced by the new holder starting from its own latest copy Ŵ (momentum 0), which then
  * announces W to the workers. A worker whose PS does not answer by the named deadline takes a
  * local SGD step instead and goes on: nobody stalls on a dead server.
+ * The PS plumbing and the hand-over itself are shared with od-sgd.ts (ps-common.ts).
  */
 
-export const PS_KIND = {
-  hello: 'hello',
-  push: 'push',
-  weights: 'weights',
-  handover: 'handover',
-  handoverAck: 'handover-ack',
-  announce: 'ps-state',
-} as const
-
-export const pushMetaSchema = z.object({ samples: z.number().int().min(1).max(1 << 24) })
 export const versionMetaSchema = z.object({ version: z.number().int().min(0) })
-
-/** The peer the signaling server elects when `ps` leaves (MemoryNetwork / rooms: first remaining). */
-export function successorOf(peers: readonly PeerId[], ps: PeerId): PeerId | null {
-  return peers.find((p) => p !== ps) ?? null
-}
-
-/** Wakes every waiter on notify(); the building block for "wait until state changes or deadline". */
-export class Notifier {
-  private waiters = new Set<() => void>()
-  notify(): void {
-    const w = [...this.waiters]
-    this.waiters.clear()
-    for (const f of w) f()
-  }
-  /** Resolves true on the next notify(), false when `signal` aborts. */
-  next(signal: AbortSignal): Promise<boolean> {
-    if (signal.aborted) return Promise.resolve(false)
-    return new Promise((resolve) => {
-      const wake = () => {
-        signal.removeEventListener('abort', onAbort)
-        resolve(true)
-      }
-      const onAbort = () => {
-        this.waiters.delete(wake)
-        resolve(false)
-      }
-      signal.addEventListener('abort', onAbort, { once: true })
-      this.waiters.add(wake)
-    })
-  }
-  /** Resolves true once `cond()` holds, false when `signal` aborts first. */
-  async until(cond: () => boolean, signal: AbortSignal): Promise<boolean> {
-    while (!cond()) if (!(await this.next(signal))) return cond()
-    return true
-  }
-}
-
-/** Runs `loop(env)` for every message of `kind` until `signal` aborts; a handler's error never escapes. */
-export async function serveKind(
-  ctx: AlgorithmContext, kind: string | readonly string[], signal: AbortSignal, handle: (e: Envelope) => Promise<void> | void,
-): Promise<void> {
-  while (!signal.aborted) {
-    let e: Envelope
-    try {
-      e = await ctx.mesh.receive({ kind }, signal)
-    } catch {
-      return
-    }
-    try {
-      await handle(e)
-    } catch (err) {
-      ctx.log('ps/handler-error', { kind: e.kind, from: e.from, error: String(err) })
-    }
-  }
-}
-
-/** Parent-linked AbortController, so dispose() and the session signal both stop background loops. */
-export function childController(parent: AbortSignal): AbortController {
-  const ctl = new AbortController()
-  if (parent.aborted) ctl.abort(parent.reason)
-  else parent.addEventListener('abort', () => ctl.abort(parent.reason), { once: true })
-  return ctl
-}
-
-/** Runs `fn` under a named deadline whose timer is released as soon as `fn` settles. */
-export async function withDeadline<T>(name: string, ms: number, parent: AbortSignal, fn: (s: AbortSignal) => Promise<T>): Promise<T> {
-  const dl = scopedDeadline(name, ms, parent)
-  try {
-    return await fn(dl.signal)
-  } finally {
-    dl.done()
-  }
-}
-
-/** A named deadline that also aborts when the roster changes (`ps` leaving or losing the role included). */
-export function whilePs(
-  ctx: AlgorithmContext, ps: PeerId, name: string, ms: number, parent: AbortSignal,
-): { signal: AbortSignal; done: () => void } {
-  const dl = scopedDeadline(name, ms, parent)
-  const ctl = childController(dl.signal)
-  // Any roster change aborts: in-flight messages of the old epoch are dropped as stale (§9.1).
-  const unsub = ctx.mesh.onMembership((m) => {
-    ctl.abort(new Error(m.roles.ps !== ps || !m.peers.includes(ps) ? `PS ${ps} gone` : `roster changed (epoch ${m.epoch})`))
-  })
-  return {
-    signal: ctl.signal,
-    done: () => {
-      unsub()
-      dl.done()
-    },
-  }
-}
-
-/**
- * Sends the server state to `order` (successor first) and waits for the successor's ack, so the
- * hand-over is consumed before this peer leaves: after the roster changes, messages of the old
- * epoch would be dropped as stale (§9.1).
- */
-export async function sendHandover(
-  ctx: AlgorithmContext, algo: string, order: readonly PeerId[], msg: MeshMessage, parent: AbortSignal,
-): Promise<boolean> {
-  const succ = order[0]
-  if (!succ) return false
-  return withDeadline(`${algo}/handover`, ctx.config.stepDeadlineMs, parent, async (sig) => {
-    await Promise.allSettled(order.map((p) => ctx.mesh.send(p, msg, sig)))
-    try {
-      await ctx.mesh.receive({ kind: `${algo}/${PS_KIND.handoverAck}`, round: msg.round, from: succ }, sig)
-      return true
-    } catch {
-      ctx.log(`${algo}/handover-unacked`, { to: succ })
-      return false
-    }
-  })
-}
-
-export async function ackHandover(ctx: AlgorithmContext, kind: string, e: Envelope, parent: AbortSignal): Promise<void> {
-  await withDeadline('handover-ack', ctx.config.stepDeadlineMs, parent, (sig) =>
-    ctx.mesh.send(e.from, { kind, round: e.round }, sig)).catch(() => undefined)
-}
 
 /** Server state of the ASGD parameter server. */
 class AsgdServer {
@@ -264,6 +136,7 @@ class Asgd implements AlgorithmInstance {
     const meta = pushMetaSchema.safeParse(e.meta)
     if (!meta.success || !isValidVector(e.data, this.d)) {
       this.ctx.log('asgd/rejected-push', { from: e.from })
+      mesh.rejectFrom?.(e.from, 'asgd push: invalid meta, wrong length or NaN/Inf')
       return
     }
     const W = server.apply(e.from, e.data)
@@ -276,10 +149,9 @@ class Asgd implements AlgorithmInstance {
     const meta = versionMetaSchema.safeParse(e.meta)
     if (!meta.success) return
     if (e.kind === this.k(PS_KIND.handover)) {
-      if (!e.data || e.data.length !== 2 * this.d || !allFinite(e.data)) return
-      const h = { W: e.data.slice(0, this.d), v: e.data.slice(this.d), version: meta.data.version }
-      this.ctx.log('asgd/handover-received', { from: e.from, version: h.version })
-      await ackHandover(this.ctx, this.k(PS_KIND.handoverAck), e, this.stop.signal)
+      const state = await acceptHandover(this.ctx, 'asgd', e, this.d, { version: meta.data.version }, this.stop.signal)
+      if (!state) return
+      const h = { ...state, version: meta.data.version }
       if (this.server && this.server.version <= h.version && this.server.applied === 0) {
         this.server.W.set(h.W)
         this.server.v.set(h.v)
@@ -354,7 +226,10 @@ class Asgd implements AlgorithmInstance {
       await mesh.send(ps, { kind: this.k(PS_KIND.push), round, data: grad, meta: { samples } }, watch.signal)
       const e = await mesh.receive({ kind: this.k(PS_KIND.weights), round, from: ps }, watch.signal)
       const meta = versionMetaSchema.safeParse(e.meta)
-      if (!meta.success || !isValidVector(e.data, this.d)) throw new Error('invalid weights from PS')
+      if (!meta.success || !isValidVector(e.data, this.d)) {
+        mesh.rejectFrom?.(ps, 'asgd weights: invalid meta, wrong length or NaN/Inf')
+        throw new Error('invalid weights from PS')
+      }
       await compute.writeParams(e.data)
       this.hat = { W: e.data, version: meta.data.version }
       this.misses = 0
@@ -388,15 +263,7 @@ class Asgd implements AlgorithmInstance {
     const server = this.server
     if (server) {
       this.serverStop?.abort(new Error('leaving'))
-      const { mesh } = this.ctx
-      const m = mesh.membership()
-      const succ = successorOf(m.peers, mesh.self)
-      const others = m.peers.filter((p) => p !== mesh.self)
-      const order = succ ? [succ, ...others.filter((p) => p !== succ)] : others
-      const data = concat([server.W, server.v])
-      const round = ++this.seq
-      this.ctx.log('asgd/handover', { to: succ, version: server.version })
-      await sendHandover(this.ctx, 'asgd', order, { kind: this.k(PS_KIND.handover), round, data, meta: { version: server.version } }, this.stop.signal)
+      await handOverServerState(this.ctx, 'asgd', server, ++this.seq, { version: server.version }, this.stop.signal)
     }
     this.dispose()
   }

@@ -29,6 +29,12 @@ export interface ExchangeResult {
   meta: Map<PeerId, Readonly<Record<string, unknown>> | undefined>
   /** Expected senders whose vector did not arrive (or was rejected). */
   missing: PeerId[]
+  /**
+   * The round this exchange ended at: the requested one, or a later one when a neighbour was
+   * ahead (we joined late or fell behind). The caller continues from here, so neighbours
+   * re-align within one step instead of folding each other out forever.
+   */
+  round: number
 }
 
 /**
@@ -44,7 +50,7 @@ export class NeighborExchange {
 
   async exchange(
     kind: string, round: number, vec: Float32Array, sets: NeighborSets,
-    opts: { length?: number; meta?: Record<string, unknown> } = {},
+    opts: { length?: number; meta?: Record<string, unknown>; benignLengths?: readonly number[] } = {},
   ): Promise<ExchangeResult> {
     const { mesh, config, signal } = this.ctx
     const expected = opts.length ?? vec.length
@@ -63,17 +69,25 @@ export class NeighborExchange {
     for (const [p, c] of perPeer) if (!mesh.membership().peers.includes(p)) c.abort()
     const received = new Map<PeerId, Float32Array>()
     const meta = new Map<PeerId, Readonly<Record<string, unknown>> | undefined>()
+    let ahead = round
     try {
       await Promise.all(sets.receiveFrom.map(async (p) => {
         let e: Envelope
         try {
-          e = await mesh.receive({ kind, round, from: p }, AbortSignal.any([dl.signal, perPeer.get(p)!.signal]))
+          // A neighbour's later round is its current model: take it rather than wait for a
+          // round it has already left (see `round` in ExchangeResult).
+          e = await mesh.receive({ kind, from: p, where: (x) => x.round >= round }, AbortSignal.any([dl.signal, perPeer.get(p)!.signal]))
         } catch {
           return
         }
+        if (e.round > ahead) ahead = e.round
         if (!e.data || e.data.length !== expected || !allFinite(e.data)) {
           this.rejected++
-          this.ctx.log('rejected', { from: p, kind, round })
+          const why = !e.data ? 'no payload' : e.data.length !== expected ? `length ${e.data.length}, expected ${expected}` : 'NaN/Inf in payload'
+          this.ctx.log('rejected', { from: p, kind, round, why })
+          // Counted by the mesh like a bad frame, so the peer is reported after repeated poison
+          // instead of only after missed deadlines.
+          if (!e.data || !opts.benignLengths?.includes(e.data.length) || !allFinite(e.data)) mesh.rejectFrom?.(p, `${kind}: ${why}`)
           return
         }
         received.set(p, e.data)
@@ -93,9 +107,17 @@ export class NeighborExchange {
           mesh.reportSuspect(p, `missed ${k} consecutive '${kind}' deadlines`)
       }
     }
+    if (ahead > round) {
+      // We were behind: neighbours at `ahead` are waiting for our vector of that round. Send the
+      // one we have under their round number so they need not fold us out.
+      this.ctx.log('realign', { kind, from: round, to: ahead })
+      for (const p of sets.sendTo) {
+        mesh.send(p, { kind, round: ahead, data: vec, ...(opts.meta ? { meta: opts.meta } : {}) }, deadline(`${kind}#${ahead}/realign`, config.stepDeadlineMs, signal)).catch(() => {})
+      }
+    }
     // Anything older than this round is now useless: keep the mailbox bounded.
-    mesh.discard({ kind, where: (x) => x.round < round })
-    return { received, meta, missing }
+    mesh.discard({ kind, where: (x) => x.round < ahead })
+    return { received, meta, missing, round: ahead }
   }
 }
 
@@ -266,6 +288,7 @@ export function others(ctx: AlgorithmContext): PeerId[] {
  */
 export async function ringAllReduceSum(
   ctx: AlgorithmContext, tag: string, round: number, vec: Float32Array, roster: readonly PeerId[], signal: AbortSignal,
+  received?: Map<string, Float32Array>,
 ): Promise<void> {
   const n = roster.length
   const r = roster.indexOf(ctx.mesh.self)
@@ -278,9 +301,17 @@ export async function ringAllReduceSum(
   const bounds = (c: number): [number, number] => [Math.floor((c * d) / n), Math.floor(((c + 1) * d) / n)]
   const mod = (a: number) => ((a % n) + n) % n
   const recvChunk = async (kind: string, c: number): Promise<Float32Array> => {
+    // A retry of the same attempt (same tag, round, roster and input) reuses what it already
+    // consumed: the mesh drops the neighbour's re-sent copy as a duplicate.
+    const kept = received?.get(kind)
+    if (kept) return kept
     const e = await ctx.mesh.receive({ kind, round, from: left }, signal)
     const [a, b] = bounds(c)
-    if (!e.data || e.data.length !== b - a || !allFinite(e.data)) throw new Error(`ringAllReduce: bad chunk from ${left}`)
+    if (!e.data || e.data.length !== b - a || !allFinite(e.data)) {
+      ctx.mesh.rejectFrom?.(left, `${kind}: bad all-reduce chunk`)
+      throw new Error(`ringAllReduce: bad chunk from ${left}`)
+    }
+    received?.set(kind, e.data)
     return e.data
   }
   for (let s = 0; s < n - 1; s++) {
@@ -306,12 +337,16 @@ export async function ringAllReduceSum(
  * All-reduce with churn handling (§2.4): each attempt uses the roster and epoch at its start,
  * is aborted at once by a membership change, and bounded by the step deadline; then it is
  * retried with the new roster. Returns false when every attempt failed (caller falls back).
+ * `build` must return the same vector on every attempt: a retry within the same epoch reuses
+ * the chunks the failed attempt already received (their re-sent copies are duplicates that the
+ * mesh drops), so a round whose first attempt timed out half-way can still complete.
  */
 export async function allReduceWithRetry(
   ctx: AlgorithmContext, name: string, round: number, build: () => Float32Array,
   opts: { attempts?: number } = {},
 ): Promise<{ sum: Float32Array; members: number } | null> {
   const attempts = opts.attempts ?? 3
+  const received = new Map<string, Float32Array>()
   for (let a = 0; a < attempts && !ctx.signal.aborted; a++) {
     const m = ctx.mesh.membership()
     if (!m.peers.includes(ctx.mesh.self)) return null
@@ -322,7 +357,7 @@ export async function allReduceWithRetry(
     })
     const dl = scopedDeadline(`${name}#${round}`, ctx.config.stepDeadlineMs, AbortSignal.any([ctx.signal, change.signal]))
     try {
-      await ringAllReduceSum(ctx, `${name}/e${m.epoch}`, round, vec, m.peers, dl.signal)
+      await ringAllReduceSum(ctx, `${name}/e${m.epoch}`, round, vec, m.peers, dl.signal, received)
       return { sum: vec, members: m.peers.length }
     } catch (e) {
       ctx.log(`${name}/retry`, { round, attempt: a, epoch: m.epoch, error: String(e) })

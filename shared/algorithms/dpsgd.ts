@@ -1,6 +1,7 @@
 import type { AlgorithmName } from '../config'
 import { concat } from '../math/vector'
 import { mixingWeights, neighbors } from '../topology'
+import { yieldToEventLoop } from '../transport'
 import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
 import {
   averageParams, consensusProxy, lrFor, mixReceived, NeighborExchange, requestState, startStateResponder,
@@ -65,8 +66,14 @@ export function makeGossip(name: AlgorithmName, pickVariant: (ctx: AlgorithmCont
         let res
         let info
         if (variant === 'awc') {
-          // Communication of x^k overlaps the gradient at x^k (Lian et al.).
-          const pending = ex.exchange(kind, step, x, nb)
+          // Communication of x^k overlaps the gradient at x^k (Lian et al.): both only read x^k.
+          // Send a snapshot: x is updated in place below, possibly while a send to a neighbour
+          // that is still connecting has not been encoded yet.
+          const pending = ex.exchange(kind, step, x.slice(), nb)
+          // mesh.send encodes and writes to the data channel a few microtasks later; on the wasm
+          // and cpu backends compute.gradient() runs its kernels synchronously, so without this
+          // yield the model would only leave after the gradient is done (no overlap at all).
+          await yieldToEventLoop()
           const gr = await compute.gradient()
           ;({ loss, samples } = gr)
           res = await pending
@@ -102,6 +109,9 @@ export function makeGossip(name: AlgorithmName, pickVariant: (ctx: AlgorithmCont
           })()
           res = await ex.exchange(kind, step, payload, nb, {
             length: split ? 2 * d : d, meta: { split },
+            // Around the end of warmup neighbours may disagree on `split` for a step: the other
+            // form is folded like a missing vector but is not evidence of a bad peer.
+            benignLengths: [d, 2 * d],
           })
           // g̃ = w_self·g + Σ_j w_j·term_j (missing neighbours: their weight goes to the self term).
           const folded = new Map(w.in)
@@ -134,6 +144,8 @@ export function makeGossip(name: AlgorithmName, pickVariant: (ctx: AlgorithmCont
           if (split) res = { ...res, received: recvX }
         }
         await compute.writeParams(x)
+        // Continue from the round the exchange ended at (later when we were behind).
+        step = Math.max(step, res.round)
         step++
         t++
         mesh.clock.advance(t)
@@ -153,5 +165,8 @@ export function makeGossip(name: AlgorithmName, pickVariant: (ctx: AlgorithmCont
     return inst
   }
 }
+
+/** Re-exported for tests; lives in shared/transport.ts. */
+export { yieldToEventLoop }
 
 export const dpsgd: AlgorithmFactory = makeGossip('dpsgd', (ctx) => ctx.config.order)

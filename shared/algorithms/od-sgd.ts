@@ -1,8 +1,8 @@
 import { z } from 'zod'
-import { allFinite, concat, isValidVector } from '../math/vector'
+import { allFinite, isValidVector } from '../math/vector'
 import { lrAt } from '../schedule'
 import { type Envelope, type Membership, type PeerId } from '../transport'
-import { ackHandover, childController, sendHandover, Notifier, PS_KIND, pushMetaSchema, serveKind, successorOf, whilePs, withDeadline } from './asgd'
+import { acceptHandover, childController, handOverServerState, Notifier, PS_KIND, pushMetaSchema, serveKind, whilePs, withDeadline } from './ps-common'
 import { scopedDeadline } from './common'
 import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
 
@@ -25,7 +25,7 @@ import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport 
  * so with η_ℓ = 0 the server trajectory is exactly SSGD with one-step-stale gradients.
  * During warm start the worker waits for W_{t+1} and computes on it (plain SSGD).
  *
- * Churn: hand-over of W, v, t as in asgd.ts; an ungracefully promoted PS continues from its own
+ * Churn: hand-over of W, v, t through ps-common.ts (as asgd); an ungracefully promoted PS continues from its own
  * Ŵ and announces (t, W). A worker whose wait expires (dead or slow PS) takes a local SGD step
  * and goes on; it catches up as soon as global weights arrive.
  */
@@ -36,7 +36,6 @@ const K = {
   push: `od-sgd/${PS_KIND.push}`,
   weights: `od-sgd/${PS_KIND.weights}`,
   handover: `od-sgd/${PS_KIND.handover}`,
-  handoverAck: `od-sgd/${PS_KIND.handoverAck}`,
   announce: `od-sgd/${PS_KIND.announce}`,
 } as const
 
@@ -250,6 +249,7 @@ class OdSgd implements AlgorithmInstance {
     const meta = pushMetaSchema.safeParse(e.meta)
     if (!meta.success || !isValidVector(e.data, this.d)) {
       this.ctx.log('od-sgd/rejected-push', { from: e.from })
+      this.ctx.mesh.rejectFrom?.(e.from, 'od-sgd push: invalid meta, wrong length or NaN/Inf')
       return
     }
     server.submit(e.from, e.round, { g: e.data, samples: meta.data.samples })
@@ -260,10 +260,9 @@ class OdSgd implements AlgorithmInstance {
     if (!meta.success) return
     const t = meta.data.t
     if (e.kind === K.handover) {
-      if (!e.data || e.data.length !== 2 * this.d || !allFinite(e.data)) return
-      const h = { W: e.data.slice(0, this.d), v: e.data.slice(this.d), t }
-      this.ctx.log('od-sgd/handover-received', { from: e.from, t })
-      await ackHandover(this.ctx, K.handoverAck, e, this.stop.signal)
+      const state = await acceptHandover(this.ctx, 'od-sgd', e, this.d, { t }, this.stop.signal)
+      if (!state) return
+      const h = { ...state, t }
       const s = this.server
       if (s && s.rounds === 0 && s.t <= t) {
         s.W.set(h.W)
@@ -419,14 +418,7 @@ class OdSgd implements AlgorithmInstance {
     const server = this.server
     if (server) {
       this.serverStop?.abort(new Error('leaving'))
-      const { mesh } = this.ctx
-      const m = mesh.membership()
-      const succ = successorOf(m.peers, mesh.self)
-      const others = m.peers.filter((p) => p !== mesh.self)
-      const order = succ ? [succ, ...others.filter((p) => p !== succ)] : others
-      const data = concat([server.W, server.v])
-      this.ctx.log('od-sgd/handover', { to: succ, t: server.t })
-      await sendHandover(this.ctx, 'od-sgd', order, { kind: K.handover, round: server.t, data, meta: { t: server.t } }, this.stop.signal)
+      await handOverServerState(this.ctx, 'od-sgd', server, server.t, { t: server.t }, this.stop.signal)
     }
     this.dispose()
   }

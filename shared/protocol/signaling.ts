@@ -65,6 +65,12 @@ export type PeerReport = z.infer<typeof reportSchema>
 
 export const suspectSchema = z.object({ v, peer: peerIdSchema, reason: z.string().max(200) })
 
+/**
+ * A joined volunteer has its data and model and can train: the server adds it to the roster.
+ * Until then it is "joining" and no peer's topology includes it.
+ */
+export const readySchema = z.object({ v })
+
 /** A peer's model, uploaded (binary) for the room checkpoint and the "download model" button. */
 export const checkpointSchema = z.object({
   v,
@@ -93,6 +99,17 @@ export const relayedSignalSchema = z.object({ v, from: peerIdSchema, data: z.rec
 
 export const serverErrorSchema = z.object({ v, event: z.string(), code: z.string(), message: z.string() })
 
+/**
+ * A join the server refused. `retryAfterMs` is set when waiting helps (code 'cooldown': this
+ * peer was evicted recently and must sit out a while); otherwise retrying will not help.
+ */
+export class JoinRejectedError extends Error {
+  constructor(readonly code: string, message: string, readonly retryAfterMs: number | null = null) {
+    super(`join rejected: ${code}: ${message}`)
+    this.name = 'JoinRejectedError'
+  }
+}
+
 /** Host fault injection and control, forwarded to the affected peers. */
 export const peerCommandSchema = z.discriminatedUnion('type', [
   z.object({ v, type: z.literal('slow'), factor: z.number().min(1).max(100) }),
@@ -107,6 +124,7 @@ export interface ClientToServerEvents {
   signal: (payload: unknown) => void
   report: (payload: unknown) => void
   suspect: (payload: unknown) => void
+  ready: (payload: unknown) => void
   checkpoint: (payload: unknown) => void
   leave: (payload?: unknown) => void
 }

@@ -165,6 +165,12 @@ export class MemoryMesh implements Mesh {
     this.suspects.push({ peer, reason })
   }
 
+  rejectFrom(peer: PeerId, reason: string): void {
+    const n = (this.rejected[peer] = (this.rejected[peer] ?? 0) + 1)
+    // Same policy as WebRtcMesh: every third rejection from a peer is a suspect report.
+    if (n % 3 === 0) this.reportSuspect(peer, `rejected ${n} messages (last: ${reason})`)
+  }
+
   stats(): MeshStats {
     return {
       bytesSent: this.sent, bytesReceived: this.received,

@@ -9,8 +9,9 @@ import { cleanup, getJson, startTestServer, waitFor, type TestServer } from '../
  * real WebRTC via @roamhq/wrtc, real signaling server) on DPSGD over a ring.
  */
 
-interface ApiPeer { id: string; name?: string; step: number; loss: number | null; accuracy: number | null; rejected?: number; suspect?: unknown }
-interface ApiRoom { peers: ApiPeer[] }
+interface ApiPeer { id: string; name?: string; step: number; samples?: number; loss: number | null; accuracy: number | null; rejected?: number; suspect?: unknown }
+interface ApiEviction { peer: string; name: string | null; reason: string; reporters: string[]; at: number; cooldownMs: number }
+interface ApiRoom { peers: ApiPeer[]; evictions: ApiEviction[] }
 
 const STEP_DEADLINE_MS = 3000
 /** Reports arrive every 500 ms and a folded step takes up to the deadline: allowed silence. */
@@ -40,8 +41,8 @@ describe('churn and bad peers over real WebRTC (Node volunteers)', () => {
     if (server) cleanup(server.dataDir)
   })
 
-  // Slow (two 5-peer runs); opt-in until it is reliably under budget on 2 cores: TABSWARM_SLOW_E2E=1.
-  it.runIf(process.env.TABSWARM_SLOW_E2E === '1')('a killed peer stalls nobody, a joiner catches up, final accuracy matches an undisturbed run', async () => {
+  // Two 5-peer runs: ~90 s on an idle 2-core machine. TABSWARM_SKIP_SLOW_E2E=1 skips it.
+  it.skipIf(process.env.TABSWARM_SKIP_SLOW_E2E === '1')('a killed peer stalls nobody, a joiner catches up, final accuracy matches an undisturbed run', async () => {
     // Undisturbed reference run.
     await createRoom(server, 'calm')
     const calm = Array.from({ length: 5 }, (_, i) => startNodePeer(server.url, 'calm', `calm-${i}`))
@@ -100,7 +101,10 @@ describe('churn and bad peers over real WebRTC (Node volunteers)', () => {
       const others = r.peers.filter((p) => p.name !== 'churn-new')
       return j && j.accuracy !== null && j.accuracy >= meanAccuracy(others) - 0.03 && j
     }, 120_000, 500)
-    expect(caughtUp.step).toBeLessThanOrEqual(100)
+    // Its step counter starts at its neighbours' (bootstrapped state), so count its own work:
+    // samples it processed since joining, in minibatches.
+    expect(caughtUp.samples, 'joiner reported no samples').toBeGreaterThan(0)
+    expect(caughtUp.samples! / CONFIG.batchSize).toBeLessThanOrEqual(100)
 
     const done = await waitFor('disturbed run reaches the target step', async () => {
       const r = await room(server, 'churn')
@@ -108,7 +112,9 @@ describe('churn and bad peers over real WebRTC (Node volunteers)', () => {
       return originals.length === 4 && originals.every((p) => p.step >= TARGET_STEPS && p.accuracy !== null) && r
     }, 240_000, 1000)
     const churnAccuracy = meanAccuracy(done.peers)
-    expect(Math.abs(churnAccuracy - calmAccuracy), `calm ${calmAccuracy} vs churn ${churnAccuracy}`).toBeLessThan(0.02)
+    // One-sided: churn must not cost accuracy. (The disturbed run may end higher: its peers
+    // keep training while the test waits for all of them, and accuracy is sampled every few s.)
+    expect(churnAccuracy, `calm ${calmAccuracy} vs churn ${churnAccuracy}`).toBeGreaterThan(calmAccuracy - 0.02)
     churn.forEach((p) => p.kill())
     joiner.kill()
   }, 900_000)
@@ -132,13 +138,25 @@ describe('churn and bad peers over real WebRTC (Node volunteers)', () => {
           badId = r.peers.find((p) => p.name === `bad-${mode}`)?.id ?? null
           return badId
         }, 60_000, 250)
-        await waitFor('bad peer removed from the roster after reports', async () => {
+        // Poll the eviction log rather than the roster: an evicted peer may rejoin after its
+        // cooldown, so "absent from the roster" is only true for a while.
+        const evicted = await waitFor('bad peer evicted after its neighbours reported it', async () => {
           const r = await room(server, name)
-          return !r.peers.some((p) => p.id === badId)
-        }, 120_000, 500)
-        const r = await room(server, name)
-        const goods = r.peers.filter((p) => p.name?.startsWith('good-'))
+          return r.evictions.some((e) => e.peer === badId) && r
+        }, 120_000, 250)
+        const record = evicted.evictions.find((e) => e.peer === badId)!
+        expect(record.reason.length).toBeGreaterThan(0)
+        expect(record.cooldownMs).toBeGreaterThan(0)
+        // The same response that shows the eviction shows the roster without it (cooldown ≥ 3 s ≫ 250 ms).
+        expect(evicted.peers.map((p) => p.id)).not.toContain(badId)
+        const goods = evicted.peers.filter((p) => p.name?.startsWith('good-'))
         expect(goods).toHaveLength(2)
+        // The good peers refused the poisoned messages themselves (not only timed out); their
+        // reports (every 500 ms) can trail the eviction, hence the wait.
+        await waitFor(`good peers report rejected messages (${record.reason})`, async () => {
+          const rr = await room(server, name)
+          return rr.peers.filter((p) => p.name?.startsWith('good-')).reduce((a, p) => a + (p.rejected ?? 0), 0) > 0
+        }, 10_000, 250)
         const healthy = await waitFor('good peers still accurate with finite loss', async () => {
           const rr = await room(server, name)
           const g = rr.peers.filter((p) => p.name?.startsWith('good-'))

@@ -65,7 +65,6 @@ describe('walking skeleton: 3 tabs, DPSGD ring over real WebRTC', () => {
       // A 3-ring: each peer's neighbours are the two others.
       expect(new Set(p.neighbors)).toEqual(new Set(first.peers.filter((q) => q.id !== p.id).map((q) => q.id)))
     }
-    const firstLoss = new Map(first.peers.map((p) => [p.id, p.loss!]))
 
     const trained = await waitFor('every tab above 85 % test accuracy', async () => {
       const { body } = await getJson<ApiRoom>(roomUrl)
@@ -73,7 +72,9 @@ describe('walking skeleton: 3 tabs, DPSGD ring over real WebRTC', () => {
     }, 240_000, 1000)
     for (const p of trained.peers) {
       expect(p.accuracy!).toBeGreaterThan(0.85)
-      expect(p.loss!).toBeLessThan(firstLoss.get(p.id)!)
+      // Minibatch loss is noisy, and the first tab may already have trained alone while the
+      // others loaded: compare with the untrained loss (ln 10 ≈ 2.3), not with its first report.
+      expect(p.loss!).toBeLessThan(1.0)
     }
 
     // Count WebRTC payload from the browser's own stats, not only from the app's counters.

@@ -1,15 +1,16 @@
 /**
  * A Node volunteer's mesh in its own OS process, driven over IPC by the WebRTC mesh
  * integration tests (client/mesh/webrtc-mesh.int.test.ts). It joins the room through the real
- * signaling server, runs a real WebRtcMesh over @roamhq/wrtc, forwards every delivered envelope
+ * signaling server, runs a real WebRtcMesh over a Node WebRTC stack (@roamhq/wrtc by default, or
+ * node-datachannel: PeerInit.webrtc, client/mesh/node-webrtc.ts), forwards every delivered envelope
  * and membership to the parent, and executes the parent's send/want/… requests.
  * Started with `fork(file, { execArgv: ['--import', 'tsx'], serialization: 'advanced' })`.
  */
-import wrtc from '@roamhq/wrtc'
 import type { Compression } from '../../../shared/config'
 import { deadline, type Envelope, type MeshMessage } from '../../../shared/transport'
+import { loadNodeWebRtc, type NodeWebRtcOptions } from '../node-webrtc'
 import { SignalingClient } from '../signaling-client'
-import { WebRtcMesh, type WrtcImpl } from '../webrtc-mesh'
+import { WebRtcMesh } from '../webrtc-mesh'
 
 export interface PeerInit {
   url: string
@@ -19,6 +20,8 @@ export interface PeerInit {
   maxMessageBytes?: number
   connectTimeoutMs?: number
   warmLinks?: number
+  /** Node WebRTC stack for this peer (default @roamhq/wrtc). */
+  webrtc?: NodeWebRtcOptions
 }
 
 export type ParentToChild =
@@ -52,12 +55,15 @@ function errOf(e: unknown): { name: string; message: string; deadline?: string }
 }
 
 async function init(p: PeerInit): Promise<void> {
+  // Loaded before joining, so a stack that fails to load fails 'ready' rather than a later send.
+  const wrtc = await loadNodeWebRtc(p.webrtc ?? {})
   sig = new SignalingClient(p.url, { socket: { transports: ['websocket'] } })
   const joined = await sig.join({ room: p.room, role: 'volunteer', agent: 'node' }, deadline('peer.join', 10_000))
+  await sig.enterRoster(deadline('peer.ready', 10_000))
   mesh = new WebRtcMesh({
     self: joined.self,
     signaling: sig,
-    wrtc: wrtc as unknown as WrtcImpl,
+    wrtc,
     schemaHash: p.schemaHash ?? 'test-schema',
     config: {
       iceServers: [],

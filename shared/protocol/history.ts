@@ -1,0 +1,50 @@
+import { z } from 'zod'
+import { roomConfigSchema } from '../config'
+
+/**
+ * Shapes the server's HTTP API returns for run history and evictions, shared by the server
+ * (which builds them), the dashboard (which validates what it fetched) and the persistence layer
+ * (which reads them back from SQLite). One definition, so the three cannot drift apart.
+ */
+
+/** One swarm-wide sample. `t` is seconds since the run started (runs overlay on one axis). */
+export const historyPointSchema = z.object({
+  t: z.number(),
+  /** Means over the peers that reported a finite value; null when none did. */
+  loss: z.number().nullable(),
+  accuracy: z.number().nullable(),
+  globalStep: z.number(),
+  /** WebRTC payload bytes sent by all peers during this run (monotone over the run). */
+  bytes: z.number(),
+  peers: z.number(),
+  lr: z.number().nullable(),
+  h: z.number().nullable(),
+  consensus: z.number().nullable(),
+})
+export type HistoryPoint = z.infer<typeof historyPointSchema>
+
+export const historyRunSchema = z.object({
+  run: z.number().int(),
+  config: roomConfigSchema,
+  /** Wall clock (ms since 1970) when the run started. */
+  started: z.number(),
+  points: z.array(historyPointSchema),
+})
+export type HistoryRun = z.infer<typeof historyRunSchema>
+
+/** GET /api/rooms/:room/history?format=json */
+export const historyResponseSchema = z.object({ room: z.string(), runs: z.array(historyRunSchema) })
+export type HistoryResponse = z.infer<typeof historyResponseSchema>
+
+/** One entry of GET /api/rooms/:room `evictions` (newest last). */
+export const evictionRecordSchema = z.object({
+  peer: z.string(),
+  name: z.string().nullable(),
+  /** The last reporter's reason, e.g. "rejected 3 messages (last: NaN in parameters)". */
+  reason: z.string(),
+  reporters: z.array(z.string()),
+  at: z.number(),
+  /** How long the evicted peer must wait before it may train in this room again. */
+  cooldownMs: z.number(),
+})
+export type EvictionRecord = z.infer<typeof evictionRecordSchema>
