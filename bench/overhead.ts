@@ -8,7 +8,7 @@ import { runSwarm } from './swarm'
  * (separate processes, real WebRTC, model mlp, synthetic data, tfjs wasm) vs a plain tfjs loop on
  * the same backend and model. The machine has 2 cores, so N peers share them: the baseline runs N
  * plain loops concurrently too (same CPU contention), and overhead = 1 − swarm/plain per peer.
- *   sh tools/netns-run.sh npx tsx bench/overhead.ts [--quick]
+ *   sh tools/netns-run.sh npx tsx bench/overhead.ts [--quick] [--model mlp|deep-mlp|cnn] [--dataset synthetic|mnist]
  *
  * Plain loops (this file re-forked with --plain-worker): every worker loads first, then all start
  * together (barrier), and the variants are measured in interleaved blocks (A B C D A B C D …,
@@ -27,12 +27,12 @@ type PlainVariant = 'local' | 'gradient' | 'localSleep0' | 'localImmediate'
 const VARIANTS: PlainVariant[] = ['local', 'gradient', 'localSleep0', 'localImmediate']
 type PlainResult = { backend: string; paramCount: number; stepsPerSec: Record<PlainVariant, number>; blocks: Record<PlainVariant, number[]> }
 
-async function plainWorker(model: string, batch: number, blockMs: number, rounds: number): Promise<void> {
+async function plainWorker(model: string, dataset: string, batch: number, blockMs: number, rounds: number): Promise<void> {
   const { setupNodeBackend } = await import('../client/runtime/node-backend')
   const { loadDatasetNode } = await import('../client/runtime/data-loader-node')
   const { TfCompute } = await import('../client/runtime/tf-compute')
   const backend = await setupNodeBackend('wasm')
-  const train = await loadDatasetNode('synthetic', 'train')
+  const train = await loadDatasetNode(dataset as 'synthetic', 'train')
   const c = new TfCompute({ model: model as 'mlp', train, batchSize: batch, seed: 0, streamSeed: 0 })
   const opt = { optimizer: 'sgd' as const, lr: 0.05, momentum: 0.9, weightDecay: 0 }
   const one: Record<PlainVariant, () => Promise<unknown>> = {
@@ -70,10 +70,10 @@ async function plainWorker(model: string, batch: number, blockMs: number, rounds
 }
 
 /** n plain loops at once (same CPU contention as n swarm peers), started together. */
-async function plainLoops(n: number, model: string, batch: number, seconds: number): Promise<PlainResult[]> {
+async function plainLoops(n: number, model: string, dataset: string, batch: number, seconds: number): Promise<PlainResult[]> {
   const rounds = 4
   const blockMs = Math.max(250, (seconds * 1000) / (rounds * VARIANTS.length))
-  const kids = Array.from({ length: n }, () => fork(SCRIPT, ['--plain-worker', model, String(batch), String(blockMs), String(rounds)], { execArgv: ['--import', 'tsx'], serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }))
+  const kids = Array.from({ length: n }, () => fork(SCRIPT, ['--plain-worker', model, dataset, String(batch), String(blockMs), String(rounds)], { execArgv: ['--import', 'tsx'], serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }))
   const ready = kids.map((k) => new Promise<void>((r, j) => {
     k.on('message', (m: { ev: string }) => m.ev === 'ready' && r())
     k.once('exit', (c) => j(new Error(`plain worker exited ${c}`)))
@@ -86,12 +86,18 @@ async function plainLoops(n: number, model: string, batch: number, seconds: numb
   return out
 }
 
-export async function runOverheadBench(o: { n?: number; seconds?: number } = {}) {
+const argOf = (name: string) => { const i = process.argv.indexOf(name); return i >= 0 ? process.argv[i + 1] : undefined }
+
+export async function runOverheadBench(o: { n?: number; seconds?: number; model?: string; dataset?: string } = {}) {
   const n = o.n ?? 2
+  // mlp (5.5k params, ~1 ms/step on wasm) makes every fixed per-step cost look large; a bigger
+  // model (--model cnn --dataset mnist) shows the overhead at a realistic step time.
+  const model = o.model ?? argOf('--model') ?? 'mlp'
+  const dataset = o.dataset ?? argOf('--dataset') ?? (model === 'cnn' ? 'mnist' : 'synthetic')
   const seconds = o.seconds ?? (quick ? 12 : 25)
   const batch = 32
   const loadBefore = load()
-  const plains = await plainLoops(n, 'mlp', batch, seconds)
+  const plains = await plainLoops(n, model, dataset, batch, seconds)
   const mean = (v: PlainVariant) => plains.reduce((a, p) => a + p.stepsPerSec[v], 0) / n
   const plainLocal = mean('local')
   const plainGrad = mean('gradient')
@@ -102,7 +108,7 @@ export async function runOverheadBench(o: { n?: number; seconds?: number } = {})
   const server = await benchServer()
   const rows = []
   try {
-    const base = { model: 'mlp', dataset: 'synthetic', batchSize: batch, totalSteps: 100000, partition: 'iid' }
+    const base = { model, dataset, batchSize: batch, totalSteps: 100000, partition: 'iid' }
     for (const [label, config, baseline] of [
       ['local-sgd', { ...base, algorithm: 'local-sgd', sync: { kind: 'constant', h: 8 }, schedule: { kind: 'constant', warmupSteps: 0 } }, plainBest],
       ['dpsgd', { ...base, algorithm: 'dpsgd', topology: 'ring' }, plainBest],
@@ -122,16 +128,17 @@ export async function runOverheadBench(o: { n?: number; seconds?: number } = {})
   } finally {
     await server.close()
   }
-  return { model: 'mlp', dataset: 'synthetic', batch, plain: { perProcess: plains, localStepsPerSec: +plainLocal.toFixed(2), gradientStepsPerSec: +plainGrad.toFixed(2), localSleep0StepsPerSec: +mean('localSleep0').toFixed(2), localImmediateStepsPerSec: +mean('localImmediate').toFixed(2), baselineStepsPerSec: +plainBest.toFixed(2) }, rows, load: { before: loadBefore, after: load() } }
+  return { model, dataset, batch, plain: { perProcess: plains, localStepsPerSec: +plainLocal.toFixed(2), gradientStepsPerSec: +plainGrad.toFixed(2), localSleep0StepsPerSec: +mean('localSleep0').toFixed(2), localImmediateStepsPerSec: +mean('localImmediate').toFixed(2), baselineStepsPerSec: +plainBest.toFixed(2) }, rows, load: { before: loadBefore, after: load() } }
 }
 
 if (WORKER) {
-  const [model, batch, blockMs, rounds] = process.argv.slice(process.argv.indexOf('--plain-worker') + 1)
-  await plainWorker(model, Number(batch), Number(blockMs), Number(rounds))
+  const [model, dataset, batch, blockMs, rounds] = process.argv.slice(process.argv.indexOf('--plain-worker') + 1)
+  await plainWorker(model, dataset, Number(batch), Number(blockMs), Number(rounds))
   process.exit(0)
 } else if (process.argv[1] === SCRIPT) {
   console.log('overhead: swarm vs plain tfjs loop')
   const r = await runOverheadBench()
-  console.log('wrote', writeResult(quick ? 'overhead-quick' : 'overhead', r))
+  const suffix = r.model === 'mlp' ? '' : `-${r.model}`
+  console.log('wrote', writeResult(`${quick ? 'overhead-quick' : 'overhead'}${suffix}`, r))
   process.exit(0)
 }

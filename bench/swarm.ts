@@ -70,7 +70,9 @@ export async function runSwarm(serverUrl: string, opts: {
     const b = at(wEnd) ?? a
     const inWin = ss.filter((s) => s.t >= wStart && s.t <= wEnd)
     const gaps: number[] = []
-    let prev = a.t
+    // Gaps are measured inside the window: a peer's last pre-window sample may be from long
+    // before it (startup), which is not a stall of the running swarm.
+    let prev = wStart
     let prevStep = a.step
     for (const s of inWin) if (s.step > prevStep) (gaps.push((s.t - prev) / 1000), (prev = s.t), (prevStep = s.step))
     gaps.push((wEnd - prev) / 1000)

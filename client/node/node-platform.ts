@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events'
 import type { Compute } from '../../shared/algorithms/types'
 import type { BackendName } from '../../shared/protocol/signaling'
 import { SignalingClient } from '../mesh/signaling-client'
@@ -9,6 +10,11 @@ import { setupNodeBackend } from '../runtime/node-backend'
 import { fetchRoomCheckpoint } from '../session/checkpoint'
 import { createWebRtcMesh, makeTrainer, shardRequest, signalingPort } from '../session/platform'
 import { SwarmSession, type SessionMesh, type SessionPlatform } from '../session/swarm-session'
+
+// A step's deadline signal legitimately has one waiter per peer it fans out to (an all-reduce
+// group or state request to up to MAX_PEERS_PER_ROOM − 1 peers); Node's default of 10 abort
+// listeners per signal then prints a false "possible leak" warning in large rooms.
+setMaxListeners(256)
 
 /**
  * A headless Node volunteer: same protocol and algorithm code as a tab, with a Node WebRTC stack

@@ -22,10 +22,17 @@ import type { SessionHandle, SessionSnapshot, SessionStage } from './types'
 export const REPORT_INTERVAL_MS = 500
 /** Test accuracy is measured at most this often (costs one forward pass over the test subset). */
 export const EVAL_INTERVAL_MS = 3000
+/**
+ * ...and at most this fraction of wall-clock time: a CNN's pass over the test subset takes
+ * seconds on wasm, and a fixed 3 s interval made evaluation most of what such a tab did.
+ */
+export const EVAL_TIME_BUDGET = 0.05
 /** The first peer of the roster uploads the model this often, for checkpoints and downloads. */
 export const CHECKPOINT_INTERVAL_MS = 20_000
 /** A step slower than this multiple of the room's stepDeadlineMs marks the tab 'stalled' in the UI. */
 const STALL_FACTOR = 2
+/** How often the training loop refreshes the snapshot (UI and reports read it). */
+const SNAPSHOT_INTERVAL_MS = 100
 const LOG_LINES = 40
 
 export interface Trainer {
@@ -119,6 +126,7 @@ export class SwarmSession implements SessionHandle {
   private unsubs: Unsubscribe[] = []
   private lastReport = 0
   private lastEval = 0
+  private lastEvalMs = 0
   private lastCheckpoint = 0
   private rateWindow: { t: number; step: number; samples: number }[] = []
 
@@ -240,6 +248,7 @@ export class SwarmSession implements SessionHandle {
   }
 
   private rejoining = false
+  private lastSnapshot = 0
   /** Joined but not yet in the roster: loading data and model (see SignalingPort.ready). */
   private pending = false
   private readyWaiters: Array<() => void> = []
@@ -381,6 +390,9 @@ export class SwarmSession implements SessionHandle {
     this.rateWindow = []
     let step = 0
     let samples = 0
+    let lastLoss: number | null = null
+    let lastConsensus: number | null = null
+    this.lastSnapshot = 0
     while (!signal.aborted && !this.stop.signal.aborted) {
       if (this.paused || this.userPaused) {
         this.update({ stage: 'paused' })
@@ -408,21 +420,31 @@ export class SwarmSession implements SessionHandle {
       samples += report.samples
       if (this.slowFactor > 1) await sleep(dt * (this.slowFactor - 1), signal).catch(() => {})
       const stalled = dt > STALL_FACTOR * config.stepDeadlineMs
-      const st = mesh.stats()
-      this.rateWindow.push({ t: performance.now(), step, samples })
-      while (this.rateWindow.length > 2 && this.rateWindow[0].t < performance.now() - 5000) this.rateWindow.shift()
-      const first = this.rateWindow[0]
-      const last = this.rateWindow[this.rateWindow.length - 1]
-      const span = (last.t - first.t) / 1000
-      this.update({
-        stage: stalled ? 'stalled' : 'training', step, globalStep: report.globalStep,
-        loss: Number.isFinite(report.loss) ? report.loss : this.snap.loss,
-        lr: report.lr, h: report.h ?? null, consensus: report.consensus ?? this.snap.consensus,
-        samples, bytesSent: st.bytesSent, bytesReceived: st.bytesReceived,
-        stepsPerSec: span > 0 ? (last.step - first.step) / span : 0,
-        samplesPerSec: span > 0 ? (last.samples - first.samples) / span : 0,
-        neighbors: this.currentNeighbours(report.globalStep),
-      })
+      if (Number.isFinite(report.loss)) lastLoss = report.loss
+      if (report.consensus !== undefined) lastConsensus = report.consensus
+      const now = performance.now()
+      const finishing = !!this.opts.maxSteps && step >= this.opts.maxSteps
+      // The snapshot (UI, reports) is refreshed at most every SNAPSHOT_INTERVAL_MS: building it
+      // (mesh stats, neighbours, rates, listeners) every step cost a small model ~40 % of its
+      // steps/s (bench/overhead.ts). Stage changes and the last step refresh at once.
+      if (stalled || finishing || this.snap.stage !== 'training' || now - this.lastSnapshot >= SNAPSHOT_INTERVAL_MS) {
+        this.lastSnapshot = now
+        const st = mesh.stats()
+        this.rateWindow.push({ t: now, step, samples })
+        while (this.rateWindow.length > 2 && this.rateWindow[0].t < now - 5000) this.rateWindow.shift()
+        const first = this.rateWindow[0]
+        const last = this.rateWindow[this.rateWindow.length - 1]
+        const span = (last.t - first.t) / 1000
+        this.update({
+          stage: stalled ? 'stalled' : 'training', step, globalStep: report.globalStep,
+          loss: lastLoss ?? this.snap.loss,
+          lr: report.lr, h: report.h ?? null, consensus: lastConsensus ?? this.snap.consensus,
+          samples, bytesSent: st.bytesSent, bytesReceived: st.bytesReceived,
+          stepsPerSec: span > 0 ? (last.step - first.step) / span : 0,
+          samplesPerSec: span > 0 ? (last.samples - first.samples) / span : 0,
+          neighbors: this.currentNeighbours(report.globalStep),
+        })
+      }
       await this.maybeEvaluate(instance, trainer)
       this.maybeReport(false)
       await this.maybeCheckpoint(instance, trainer, report.globalStep)
@@ -450,10 +472,11 @@ export class SwarmSession implements SessionHandle {
 
   private async maybeEvaluate(instance: AlgorithmInstance, trainer: Trainer, force = false): Promise<void> {
     const now = performance.now()
-    if (!force && now - this.lastEval < EVAL_INTERVAL_MS) return
-    this.lastEval = now
+    if (!force && now - this.lastEval < Math.max(EVAL_INTERVAL_MS, this.lastEvalMs / EVAL_TIME_BUDGET)) return
     const params = await instance.evalParams()
     const r = await trainer.evaluate(params)
+    this.lastEval = performance.now()
+    this.lastEvalMs = this.lastEval - now
     this.update({ accuracy: r.accuracy })
   }
 
