@@ -273,6 +273,11 @@ describe('run history', () => {
     registry.startNewRun(room, defaultConfig('asgd'))
     expect(room.run).toBe(2)
     expect(room.epoch).toBe(epoch + 1)
+    // Everyone reloads for the new run: pending until ready again.
+    expect(room.roster).toEqual([])
+    expect(room.ps).toBeNull()
+    expect(registry.view(room).joining.map((p) => p.id)).toEqual(['a'])
+    expect(registry.ready('a')).toMatchObject({ ok: true, changed: true })
     expect(room.ps).toBe('a')
     expect(room.checkpoint).toBeNull()
     expect(room.runs.map((r) => [r.run, r.config.algorithm])).toEqual([[1, 'dpsgd'], [2, 'asgd']])

@@ -374,6 +374,11 @@ export class RoomRegistry {
     room.runs.push(makeRun(room.run, config, now))
     if (room.runs.length > MAX_RUNS_PER_ROOM) room.runs.splice(0, room.runs.length - MAX_RUNS_PER_ROOM)
     for (const p of room.peers.values()) { p.report = null; p.lastReportAt = null; p.suspectedBy.clear() }
+    // Everyone reloads for the new run (another dataset or model may mean a new download): the
+    // volunteers are pending again and re-enter the roster as each becomes ready, so a fast
+    // laptop never waits out deadlines on a slow one that is still loading.
+    room.roster = []
+    for (const p of room.peers.values()) if (p.role === 'volunteer') p.ready = false
     if (room.checkpoint) { room.checkpoint = null; this.persist((s) => s.deleteCheckpoint(room.name)) }
     this.persist((s) => s.saveRun(room.name, { run: room.run, config, started: now }))
     // Roles depend on the algorithm, and stale-epoch filtering must drop the old run's messages.

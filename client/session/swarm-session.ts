@@ -226,6 +226,8 @@ export class SwarmSession implements SessionHandle {
       this.membership = m
       this.paused = m.paused
       this.update({ peers: [...m.peers], run: m.run, config: m.config })
+      // A new run empties the roster: everyone reloads and re-enters when ready (rooms.ts).
+      if (prev && prev.run !== m.run && !m.peers.includes(this.snap.self)) this.pending = true
       if (this.pending && m.peers.includes(this.snap.self)) {
         this.pending = false
         for (const r of this.readyWaiters.splice(0)) r()
@@ -257,8 +259,9 @@ export class SwarmSession implements SessionHandle {
   private async becomeReady(signal: AbortSignal): Promise<void> {
     while (this.pending) {
       if (signal.aborted) throw signal.reason ?? new DeadlineError('session.ready')
-      this.platform.signaling.ready()
+      // Waiter first: a port may answer synchronously (the membership arrives inside ready()).
       const arrived = new Promise<void>((r) => this.readyWaiters.push(r))
+      this.platform.signaling.ready()
       // Named, cancellable wait; a lost 'ready' (reconnect in between) is simply sent again.
       await Promise.race([arrived, sleep(READY_RETRY_MS, signal).catch(() => {})])
     }

@@ -125,10 +125,12 @@ describe('classroom: host, students, spectator, controls, exports, restart', () 
         throw new Error(`${(e as Error).message}; stage shows ${await s.getByTestId('stage').textContent()}; room ${JSON.stringify((await getJson<ApiRoom>(roomUrl)).body.peers.map((p) => [p.name, p.id, p.stage]))}; log ${await s.getByRole('list', { name: 'Event log' }).textContent()}`)
       })
     }
+    // A tab pauses at its next step boundary. One that was a round ahead waits in its step for
+    // neighbours that paused first, up to the neighbour deadline (15 s here): allow for that.
     const paused = await waitFor('every peer reports paused', async () => {
       const { body } = await getJson<ApiRoom>(roomUrl)
       return body.paused && body.peers.every((p) => p.stage === 'paused') && body
-    }, 15_000)
+    }, 30_000)
     await new Promise((r) => setTimeout(r, 2500))
     const stillPaused = (await getJson<ApiRoom>(roomUrl)).body
     for (const p of stillPaused.peers) expect(p.step).toBe(paused.peers.find((q) => q.id === p.id)!.step)

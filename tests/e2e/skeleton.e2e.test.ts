@@ -57,7 +57,10 @@ describe('walking skeleton: 3 tabs, DPSGD ring over real WebRTC', () => {
     const roomUrl = `${server.url}/api/rooms/${ROOM}`
     const first = await waitFor('3 peers reporting steps', async () => {
       const { status, body } = await getJson<ApiRoom>(roomUrl)
-      return status === 200 && body.peers.length === 3 && body.peers.every((p) => p.step > 0 && p.loss !== null) && body
+      // Reports trail roster changes by up to a report interval, so wait until every peer's
+      // report already reflects the 3-peer roster too.
+      const ring = (p: ApiPeer) => p.neighbors.length === 2 && p.neighbors.every((n) => n !== p.id && body.peers.some((q) => q.id === n))
+      return status === 200 && body.peers.length === 3 && body.peers.every((p) => p.step > 0 && p.loss !== null && ring(p)) && body
     }, 120_000)
     expect(first.config).toMatchObject({ algorithm: 'dpsgd', topology: 'ring', dataset: 'mnist' })
     for (const p of first.peers) {
