@@ -45,6 +45,23 @@ async function startAll(net: MemoryNetwork, computes: LsqCompute[], cfg: RoomCon
 
 const sumOf = (xs: Float32Array[]) => xs.reduce((s, x) => s + x.reduce((a, v) => a + v, 0), 0)
 
+/**
+ * Waits until no exchange is in flight (every exchange-start has its exchange-end), so a sum or
+ * spread is read between exchanges rather than after a fixed sleep that a loaded machine outruns.
+ */
+async function quiesce(logs: LogLine[], ms = 3000): Promise<void> {
+  const end = Date.now() + ms
+  for (;;) {
+    const open = new Map<string, number>()
+    for (const l of logs) {
+      if (l.event === 'ad-psgd/exchange-start') open.set(l.peer, (open.get(l.peer) ?? 0) + 1)
+      else if (l.event === 'ad-psgd/exchange-end') open.set(l.peer, (open.get(l.peer) ?? 0) - 1)
+    }
+    if ([...open.values()].every((v) => v === 0) || Date.now() > end) return
+    await sleep(10)
+  }
+}
+
 function meanOf(xs: Float32Array[]): Float32Array {
   const out = new Float32Array(xs[0].length)
   for (const x of xs) for (let i = 0; i < x.length; i++) out[i] += x[i] / xs.length
@@ -93,6 +110,7 @@ describe('AD-PSGD exchange', () => {
     const peers = await startAll(net, inits.map((x) => new LsqCompute(flat(4), { init: x })), config(), logs)
     await Promise.all(peers.map(async (p) => { for (let k = 0; k < 25; k++) await p.inst.step() }))
     await sleep(30)
+    await quiesce(logs)
     const xs = await Promise.all(peers.map((p) => p.inst.evalParams()))
     expect(sumOf(xs)).toBeCloseTo(before, 3)
     // Gossip contracts the spread: the models moved towards each other.
