@@ -302,7 +302,13 @@ describe('HTTP API', () => {
     const r = await post('/api/rooms/class/control', { action: 'new-run', config: { algorithm: 'asgd' } }, token)
     expect(r.status).toBe(200)
     const m = await newRun
-    expect(m).toMatchObject({ run: 2, paused: false, config: { algorithm: 'asgd', topology: 'star' }, roles: { ps: a.id } })
+    // A new run sends every volunteer back to pending; they re-enter (in ready order) when loaded.
+    expect(m).toMatchObject({ run: 2, paused: false, config: { algorithm: 'asgd', topology: 'star' }, peers: [], roles: { ps: null } })
+    const back = waitFor<Any>(a, 'membership', 'both back in run 2', (mm) => mm.run === 2 && mm.peers.length === 2)
+    a.emit('ready', { v: 1 })
+    await waitFor<Any>(a, 'membership', 'a back', (mm) => mm.peers.includes(a.id))
+    b.emit('ready', { v: 1 })
+    expect(await back).toMatchObject({ peers: [a.id, b.id], roles: { ps: a.id } })
     const hist = (await getJson('/api/rooms/class/history')).body
     expect(hist.runs.map((x: Any) => x.config.algorithm)).toEqual(['dpsgd', 'asgd'])
 
