@@ -1,8 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { Browser, BrowserContext } from 'playwright-core'
-import { launchBrowser, volunteerContext } from '../support/browser'
+import { describe, expect, it } from 'vitest'
+import type { BrowserContext } from 'playwright-core'
+import { volunteerContext } from '../support/browser'
+import { e2eEnvironment } from '../support/e2e'
 import { startNodePeer, type NodePeer } from '../support/node-peer'
-import { cleanup, getJson, startTestServer, waitFor, type TestServer } from '../support/server'
+import { getJson, waitFor } from '../support/server'
 
 /**
  * Issue 4: every algorithm family over the real mesh with a MIX of volunteers — two headless
@@ -40,22 +41,11 @@ const CASES: { name: string; config: Record<string, unknown>; check?: (r: ApiRoo
 ]
 
 describe('every algorithm family over real WebRTC: 2 Chromium tabs + 1 Node peer', () => {
-  let server: TestServer
-  let browser: Browser
-
-  beforeAll(async () => {
-    server = await startTestServer()
-    browser = await launchBrowser()
-  })
-
-  afterAll(async () => {
-    await browser?.close()
-    await server?.close()
-    if (server) cleanup(server.dataDir)
-  })
+  const env = e2eEnvironment()
 
   for (const c of CASES.filter((c) => !process.env.ONLY_ALGO || process.env.ONLY_ALGO.split(',').includes(c.name))) {
     it(`${c.name} trains MNIST to a sensible accuracy`, async () => {
+      const { server, browser } = env
       const room = `e2e-${c.name}`
       const created = await fetch(`${server.url}/api/rooms`, {
         method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ room, config: c.config }),

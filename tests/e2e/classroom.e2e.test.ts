@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { Browser, Page } from 'playwright-core'
-import { launchBrowser, volunteerContext } from '../support/browser'
-import { cleanup, getJson, startTestServer, waitFor, type TestServer } from '../support/server'
+import { describe, expect, it } from 'vitest'
+import type { Page } from 'playwright-core'
+import { volunteerContext } from '../support/browser'
+import { e2eEnvironment } from '../support/e2e'
+import { getJson, waitFor } from '../support/server'
 
 /**
  * Issue 5 acceptance, one classroom from start to end in real headless Chromium: a teacher
@@ -42,21 +43,11 @@ async function shownAccuracy(page: Page): Promise<number | null> {
 }
 
 describe('classroom: host, students, spectator, controls, exports, restart', () => {
-  let server: TestServer
-  let browser: Browser
-
-  beforeAll(async () => {
-    server = await startTestServer()
-    browser = await launchBrowser()
-  })
-
-  afterAll(async () => {
-    await browser?.close()
-    await server?.close()
-    if (server) cleanup(server.dataDir)
-  })
+  const env = e2eEnvironment()
 
   it('runs a class end to end', async () => {
+    const { browser } = env
+    let server = env.server
     // (a) The teacher creates a room by clicking.
     const hostCtx = await browser.newContext({ viewport: { width: 1280, height: 900 } })
     const host = await hostCtx.newPage()
@@ -189,7 +180,7 @@ describe('classroom: host, students, spectator, controls, exports, restart', () 
     // (g) Restart the server on the same port and data directory.
     const beforeRestart = (await getJson<ApiRoom>(roomUrl)).body
     const savedStep = beforeRestart.checkpointStep ?? cpStep
-    server = await server.restart()
+    server = env.server = await server.restart()
     const after = await waitFor('room back after restart', async () => {
       const { status, body } = await getJson<ApiRoom>(roomUrl)
       return status === 200 && body

@@ -1,7 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { Browser, Page } from 'playwright-core'
-import { dataChannelBytes, launchBrowser, volunteerContext } from '../support/browser'
-import { cleanup, getJson, startTestServer, waitFor, type TestServer } from '../support/server'
+import { describe, expect, it } from 'vitest'
+import type { Page } from 'playwright-core'
+import { dataChannelBytes, volunteerContext } from '../support/browser'
+import { e2eEnvironment } from '../support/e2e'
+import { getJson, waitFor } from '../support/server'
 
 /**
  * Issue 2 acceptance: three real headless Chromium tabs open /?room=…&backend=wasm against the
@@ -30,22 +31,11 @@ const ROOM = 'e2e-skeleton'
 const MODEL_BYTES = (784 * 128 + 128 + 128 * 10 + 10) * 4
 
 describe('walking skeleton: 3 tabs, DPSGD ring over real WebRTC', () => {
-  let server: TestServer
-  let browser: Browser
+  const env = e2eEnvironment()
   const pages: Page[] = []
 
-  beforeAll(async () => {
-    server = await startTestServer()
-    browser = await launchBrowser()
-  })
-
-  afterAll(async () => {
-    await browser?.close()
-    await server?.close()
-    if (server) cleanup(server.dataDir)
-  })
-
   it('trains, exchanges parameters peer-to-peer and survives a tab closing', async () => {
+    const { server, browser } = env
     for (let i = 0; i < 3; i++) {
       const ctx = await volunteerContext(browser, server.url)
       const page = await ctx.newPage()
