@@ -78,6 +78,7 @@ export function attachHandlers(io: SignalingServer, rooms: RoomRegistry, log: (m
     void socket.leave(roomChannel(left.room.name))
     void socket.leave(spectatorChannel(left.room.name))
     if (left.changed) broadcastMembership(left.room)
+    else pushRoomState(left.room) // a spectator or a still-joining volunteer left: dashboards update
   }
 
   /** Registers a handler that validates with `schema` and never lets an exception escape. */
