@@ -51,6 +51,15 @@ class FakeServer {
     this.removed.get(id)?.('evicted')
   }
 
+  /** Peers whose 'ready' the server holds back until releaseReady() (a slow server round trip). */
+  readonly holdReady = new Set<string>()
+  private readonly heldReady = new Set<string>()
+
+  releaseReady(id: string): void {
+    this.holdReady.delete(id)
+    if (this.heldReady.delete(id) && this.registry.ready(id).ok) this.broadcast()
+  }
+
   port(): SignalingPort {
     const id = `s${this.next++}`
     const subs = new Set<(m: MembershipAnnouncement) => void>()
@@ -62,6 +71,7 @@ class FakeServer {
         return { self: id, membership: this.registry.membership(r.room) }
       },
       ready: () => {
+        if (this.holdReady.has(id)) return void this.heldReady.add(id)
         const r = this.registry.ready(id)
         if (r.ok && r.changed) this.broadcast()
       },
@@ -180,6 +190,24 @@ describe('SwarmSession (registry + memory mesh)', () => {
     await until('both train run 2', () => [a, b].every((x) => x.snapshot().run === 2 && x.snapshot().stage === 'training' && x.snapshot().step > 3))
     // Same peer ids: they re-entered, they did not rejoin as strangers.
     expect(new Set(roster(server))).toEqual(new Set([a.snapshot().self, b.snapshot().self]))
+    await a.leave()
+    await b.leave()
+  })
+
+  it('a new run arriving while a tab waits to enter the roster restarts it instead of failing it', async () => {
+    const server = new FakeServer()
+    const a = session(server)
+    await a.start()
+    await until('a steps', () => a.snapshot().step > 3)
+    server.holdReady.add('s1') // the next port's id
+    const b = session(server)
+    await b.start()
+    await until('b waits for the roster', () => b.snapshot().stage === 'connecting')
+    server.newRun()
+    await until('a back in run 2', () => roster(server).includes(a.snapshot().self!))
+    server.releaseReady('s1')
+    await until('b trains run 2', () => b.snapshot().run === 2 && b.snapshot().stage === 'training' && b.snapshot().step > 3)
+    expect(b.snapshot().error).toBeNull()
     await a.leave()
     await b.leave()
   })

@@ -3,7 +3,7 @@ import type { RoomConfig } from '../../shared/config'
 import type { Dataset } from '../../shared/data/format'
 import { JoinRejectedError, type BackendName, type MembershipAnnouncement, type PeerCommand, type PeerReport } from '../../shared/protocol/signaling'
 import { PROTOCOL_VERSION } from '../../shared/protocol/version'
-import { DeadlineError, isDeadline, sleep, yieldToEventLoop, type Membership, type Mesh, type Unsubscribe } from '../../shared/transport'
+import { isDeadline, sleep, yieldToEventLoop, type Membership, type Mesh, type Unsubscribe } from '../../shared/transport'
 import { ALGORITHM_FACTORIES } from '../../shared/algorithms/index'
 import { neighbors } from '../../shared/topology'
 import type { SessionHandle, SessionSnapshot, SessionStage } from './types'
@@ -257,8 +257,9 @@ export class SwarmSession implements SessionHandle {
 
   /** Tells the room we can train and waits until the roster includes us (re-asking on a deadline). */
   private async becomeReady(signal: AbortSignal): Promise<void> {
-    while (this.pending) {
-      if (signal.aborted) throw signal.reason ?? new DeadlineError('session.ready')
+    // An aborted run (new run, leave) just returns: the caller checks `signal`, and throwing
+    // here would end the whole session as failed.
+    while (this.pending && !signal.aborted) {
       // Waiter first: a port may answer synchronously (the membership arrives inside ready()).
       const arrived = new Promise<void>((r) => this.readyWaiters.push(r))
       this.platform.signaling.ready()
