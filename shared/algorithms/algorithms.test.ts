@@ -202,3 +202,26 @@ describe('poisoned neighbours (DPSGD over the memory mesh)', () => {
     })
   }
 })
+
+describe('round re-alignment (DPSGD over the memory mesh)', () => {
+  it('a peer that fell behind catches up with its neighbours within a couple of steps instead of folding them out', async () => {
+    const prob = makeLsqProblem({ n: 3, d: 6, m: 12, seed: 9 })
+    const cfg = config({ algorithm: 'dpsgd', topology: 'ring', lr: 0.05, momentum: 0, stepDeadlineMs: 100 })
+    const net = new MemoryNetwork({ seed: 4 })
+    const peers = await startPeers(net, prob, cfg, [0, 1, 2])
+    const early = peers.slice(1)
+    // p1 and p2 run 8 steps while p0 sits idle (they fold p0 out after each deadline).
+    await Promise.all(early.map(async (p) => { for (let k = 0; k < 8; k++) await p.inst.step() }))
+    // Now everyone steps together: p0 starts 8 rounds behind.
+    const reports = await Promise.all(peers.map(async (p) => {
+      const out = []
+      for (let k = 0; k < 6; k++) out.push(await p.inst.step())
+      return out
+    }))
+    const lateReports = reports[0]
+    // After at most two steps the late peer is on its neighbours' round and hears both of them.
+    expect(lateReports.slice(2).every((r) => r.contributors === 2)).toBe(true)
+    for (const r of reports.slice(1)) expect(r.slice(2).every((x) => x.contributors === 2)).toBe(true)
+    expect(lateReports.at(-1)!.step).toBe(reports[1].at(-1)!.step)
+  })
+})

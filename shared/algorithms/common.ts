@@ -74,13 +74,16 @@ export class NeighborExchange {
       await Promise.all(sets.receiveFrom.map(async (p) => {
         let e: Envelope
         try {
-          // A neighbour's later round is its current model: take it rather than wait for a
-          // round it has already left (see `round` in ExchangeResult).
-          e = await mesh.receive({ kind, from: p, where: (x) => x.round >= round }, AbortSignal.any([dl.signal, perPeer.get(p)!.signal]))
+          // Two or more rounds ahead means the neighbour went on without us (we joined late or
+          // stalled): its newest model is what counts, not the stale ones still buffered.
+          // (One round ahead is normal lock-step skew: then the exact round is used.)
+          e = (await takeNewestBuffered(mesh, kind, p, round + 2)) ??
+            // A neighbour's later round is its current model: take it rather than wait for a
+            // round it has already left (see `round` in ExchangeResult).
+            await mesh.receive({ kind, from: p, where: (x) => x.round >= round }, AbortSignal.any([dl.signal, perPeer.get(p)!.signal]))
         } catch {
           return
         }
-        if (e.round > ahead) ahead = e.round
         if (!e.data || e.data.length !== expected || !allFinite(e.data)) {
           this.rejected++
           const why = !e.data ? 'no payload' : e.data.length !== expected ? `length ${e.data.length}, expected ${expected}` : 'NaN/Inf in payload'
@@ -90,6 +93,8 @@ export class NeighborExchange {
           if (!e.data || !opts.benignLengths?.includes(e.data.length) || !allFinite(e.data)) mesh.rejectFrom?.(p, `${kind}: ${why}`)
           return
         }
+        // Only a valid message may move our round: a rejected one proves nothing about the sender.
+        if (e.round > ahead) ahead = e.round
         received.set(p, e.data)
         meta.set(p, e.meta)
       }))
@@ -118,6 +123,25 @@ export class NeighborExchange {
     // Anything older than this round is now useless: keep the mailbox bounded.
     mesh.discard({ kind, where: (x) => x.round < ahead })
     return { received, meta, missing, round: ahead }
+  }
+}
+
+const ALREADY_ABORTED = AbortSignal.abort()
+
+/**
+ * The newest buffered `kind` message from `from` with round ≥ `minRound`, consuming (dropping)
+ * the older ones it passes; undefined when none is buffered. Never waits: the receive gets an
+ * already-aborted signal, so the mailbox answers from its buffer or rejects at once.
+ */
+async function takeNewestBuffered(mesh: AlgorithmContext['mesh'], kind: string, from: PeerId, minRound: number): Promise<Envelope | undefined> {
+  let newest: Envelope | undefined
+  for (;;) {
+    const floor = newest ? newest.round + 1 : minRound
+    try {
+      newest = await mesh.receive({ kind, from, where: (x) => x.round >= floor }, ALREADY_ABORTED)
+    } catch {
+      return newest
+    }
   }
 }
 
