@@ -30,3 +30,49 @@ describe('selectBackend (Node)', () => {
     expect(tf.memory().numTensors).toBe(before)
   })
 })
+
+describe('selectBackend: WebGPU adapter probe', () => {
+  // Node has no navigator.gpu; stand one in for the probe. (The webgpu backend itself is not
+  // registered in Node, so an accepted adapter ends at activation with 'not available'.)
+  const withGpu = async <T>(adapter: object | null, fn: () => Promise<T>): Promise<T> => {
+    const g = globalThis as { navigator?: unknown }
+    const had = Object.getOwnPropertyDescriptor(g, 'navigator')
+    let calls = 0
+    Object.defineProperty(g, 'navigator', { configurable: true, value: { gpu: { requestAdapter: async () => (calls++, adapter) } } })
+    try {
+      return await fn()
+    } finally {
+      if (had) Object.defineProperty(g, 'navigator', had)
+      else delete g.navigator
+      expect(calls).toBeGreaterThan(0)
+    }
+  }
+
+  it('skips a software fallback adapter (SwiftShader) without benchmarking it', async () => {
+    const r = await withGpu({ info: { isFallbackAdapter: true, description: 'SwiftShader' } }, () =>
+      selectBackend({ candidates: ['webgpu', 'cpu'], benchMs: 30 }))
+    expect(r.measurements[0]).toMatchObject({ backend: 'webgpu', ok: false })
+    expect(r.measurements[0].note).toMatch(/software fallback adapter.*SwiftShader/)
+    expect(r.backend).toBe('cpu')
+  })
+
+  it('also reads the older adapter.isFallbackAdapter flag', async () => {
+    const r = await withGpu({ isFallbackAdapter: true }, () => selectBackend({ candidates: ['webgpu', 'cpu'], benchMs: 30 }))
+    expect(r.measurements[0].note).toMatch(/software fallback adapter/)
+  })
+
+  it('tries a hardware adapter (and a fallback one only when allowed)', async () => {
+    const hw = await withGpu({ info: { isFallbackAdapter: false, vendor: 'nvidia' } }, () =>
+      selectBackend({ candidates: ['webgpu', 'cpu'], benchMs: 30 }))
+    // Passed the probe and went on to activation, which Node cannot do.
+    expect(hw.measurements[0]).toMatchObject({ backend: 'webgpu', ok: false, note: 'not available' })
+    const allowed = await withGpu({ info: { isFallbackAdapter: true } }, () =>
+      selectBackend({ candidates: ['webgpu', 'cpu'], benchMs: 30, allowFallbackWebgpu: true }))
+    expect(allowed.measurements[0].note).toBe('not available')
+  })
+
+  it('retries when requestAdapter() returns null, then gives up with a note', async () => {
+    const r = await withGpu(null, () => selectBackend({ candidates: ['webgpu', 'cpu'], benchMs: 30 }))
+    expect(r.measurements[0].note).toMatch(/returned null 3 times/)
+  })
+})
