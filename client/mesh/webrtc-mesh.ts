@@ -70,8 +70,13 @@ export interface WebRtcMeshOptions {
   neighbours?: (m: Membership, self: PeerId) => readonly PeerId[]
   /** Expected element count per kind (e.g. paramCount for parameter messages). */
   expectedLength?: (kind: string) => number | undefined
-  /** Kinds whose payloads are increments: compressed with error feedback per (peer, kind). */
-  errorFeedbackKinds?: readonly string[]
+  /**
+   * Which kinds carry increments (gradients, partial sums of gradients): their lossy (fp16/int8)
+   * encoding keeps the rounding error per (peer, kind) and adds it to the next message of that
+   * kind (error feedback), so what the receiver accumulates stays unbiased. Parameter vectors
+   * are not increments and are sent as they are.
+   */
+  errorFeedback?: (kind: string) => boolean
   log?: (event: string, detail?: Record<string, unknown>) => void
 }
 
@@ -336,7 +341,7 @@ export class WebRtcMesh implements Mesh {
   private encode(to: PeerId, msg: MeshMessage): { header: WireHeader; payload: Uint8Array } {
     const compression = this.cfg('compression')
     const wire = toWire(msg, { epoch: this.current.epoch, clock: this.clock.value, schemaHash: this.schemaHashValue, compression })
-    if (msg.data && compression !== 'fp32' && this.opts.errorFeedbackKinds?.includes(msg.kind)) {
+    if (msg.data && compression !== 'fp32' && this.opts.errorFeedback?.(msg.kind)) {
       let ef = this.ef.get(compression)
       if (!ef) this.ef.set(compression, (ef = new ErrorFeedback(codecFor(compression))))
       const payload = ef.encode(`${to}/${msg.kind}`, msg.data)

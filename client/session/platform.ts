@@ -95,12 +95,40 @@ export function makeTrainer(config: RoomConfig, train: Dataset, test: Dataset, s
   }
 }
 
-/** The topology neighbours the mesh keeps links to (the algorithm adds more via want()). */
+/** Algorithms that average over the whole group with the ring all-reduce (shared/algorithms/common.ts). */
+const ALL_REDUCE_ALGORITHMS: readonly RoomConfig['algorithm'][] = ['ssgd', 'local-sgd', 'local-adamw', 'lap-sgd']
+
+/**
+ * The peers the mesh keeps links to (the algorithm adds more via want()). The all-reduce group is
+ * logically a clique, but the bandwidth-optimal ring all-reduce only ever talks to the roster
+ * neighbours on either side, so that is all it connects to: n links in the swarm, not n(n−1)/2.
+ */
 export function topologyNeighbours(config: RoomConfig) {
+  const topology = ALL_REDUCE_ALGORITHMS.includes(config.algorithm) ? 'ring' : config.topology
   return (m: Membership, self: PeerId): readonly PeerId[] => {
     if (!m.peers.includes(self)) return []
-    const n = neighbors(config.topology, m.peers, self, 0, m.roles.ps)
+    const n = neighbors(topology, m.peers, self, 0, m.roles.ps)
     return [...new Set([...n.sendTo, ...n.receiveFrom])]
+  }
+}
+
+/**
+ * Kinds whose payloads are increments, so lossy wire codecs send them with error feedback: the
+ * gradients pushed to a parameter server (asgd, od-sgd) and the reduce-scatter partial sums of
+ * SSGD's gradient all-reduce (`ssgd/e<epoch>/rs<hop>`: the same hop carries the same chunk every
+ * step, so the residual is added back where it belongs). Parameter messages are not increments.
+ */
+export function incrementKinds(config: RoomConfig): (kind: string) => boolean {
+  switch (config.algorithm) {
+    case 'asgd':
+    case 'od-sgd': {
+      const push = `${config.algorithm}/push`
+      return (kind) => kind === push
+    }
+    case 'ssgd':
+      return (kind) => /^ssgd\/e\d+\/rs\d+$/.test(kind)
+    default:
+      return () => false
   }
 }
 
@@ -119,6 +147,7 @@ export function createWebRtcMesh(args: {
     schemaHash: args.compute.schemaHash,
     config: { iceServers: args.config.iceServers, maxMessageBytes: args.config.maxMessageBytes, compression: args.config.compression },
     neighbours: topologyNeighbours(args.config),
+    errorFeedback: incrementKinds(args.config),
     log: args.log,
   })
   return withSessionControls(mesh, () => void mesh.close())
