@@ -674,6 +674,20 @@ export class WebRtcMesh implements Mesh {
     return { bytes: sent, ms, bytesPerSec: sent / (ms / 1000) }
   }
 
+  /**
+   * Fault injection (the bad-peer tests, classroom demos of what the swarm refuses): writes
+   * `frames` straight onto the data channel to `peer`, bypassing framing and encoding. Queued
+   * behind this link's earlier sends, so it may land between two messages but never inside one.
+   */
+  async writeRawFrames(peer: PeerId, frames: readonly Uint8Array[], signal?: AbortSignal): Promise<void> {
+    if (!this.current.peers.includes(peer)) throw new PeerUnavailableError(peer, 'not in room')
+    const link = this.ensureLink(peer)
+    await this.waitConnected(link, signal)
+    await this.enqueue(link, signal, async () => {
+      for (const f of frames) await this.writeFrame(link, f)
+    })
+  }
+
   /** Peers with an open data channel (diagnostics, tests). */
   connectedPeers(): PeerId[] {
     return [...this.links.values()].filter((l) => l.connected && !l.closed).map((l) => l.peer)

@@ -3,7 +3,7 @@ import type { Compute } from '../../shared/algorithms/types'
 import type { BackendName } from '../../shared/protocol/signaling'
 import { SignalingClient } from '../mesh/signaling-client'
 import { loadNodeWebRtc, type NodeWebRtcOptions } from '../mesh/node-webrtc'
-import type { WrtcImpl } from '../mesh/webrtc-mesh'
+import type { WebRtcMesh, WrtcImpl } from '../mesh/webrtc-mesh'
 import { fetchDataset } from '../runtime/data-loader'
 import { createNodeHogwildPool } from '../runtime/hogwild/node-pool'
 import { setupNodeBackend } from '../runtime/node-backend'
@@ -36,6 +36,8 @@ export function createNodeSession(opts: {
   transformCompute?: (c: Compute) => Compute
   /** Fault injection on the wire: wraps the mesh, e.g. to poison only what this volunteer sends. */
   transformMesh?: (m: SessionMesh) => SessionMesh
+  /** Fault injection below the Mesh interface: sees each WebRTC mesh the session creates. */
+  tapWebRtcMesh?: (m: WebRtcMesh) => void
   /** Which Node WebRTC stack carries the mesh (default @roamhq/wrtc). */
   webrtc?: NodeWebRtcOptions
 }): SwarmSession {
@@ -64,7 +66,7 @@ export function createNodeSession(opts: {
     },
     createMesh: ({ self, config, compute }) => {
       if (!wrtc) throw new Error('WebRTC stack not loaded (createMesh before prepare)')
-      const mesh = createWebRtcMesh({ self, config, compute, client, wrtc })
+      const mesh = createWebRtcMesh({ self, config, compute, client, wrtc, tap: opts.tapWebRtcMesh })
       return opts.transformMesh ? opts.transformMesh(mesh) : mesh
     },
     async createHogwild(config, trainer, shard) {

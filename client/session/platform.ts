@@ -139,6 +139,8 @@ export function createWebRtcMesh(args: {
   client: SignalingClient
   wrtc?: WrtcImpl
   log?: (event: string, detail?: Record<string, unknown>) => void
+  /** Fault injection seam (bad-peer tests): sees the WebRTC mesh itself. Never set in normal use. */
+  tap?: (mesh: WebRtcMesh) => void
 }): SessionMesh {
   const mesh = new WebRtcMesh({
     self: args.self,
@@ -150,6 +152,7 @@ export function createWebRtcMesh(args: {
     errorFeedback: incrementKinds(args.config),
     log: args.log,
   })
+  args.tap?.(mesh)
   return withSessionControls(mesh, () => void mesh.close())
 }
 

@@ -119,10 +119,17 @@ describe('churn and bad peers over real WebRTC (Node volunteers)', () => {
     joiner.kill()
   }, 900_000)
 
-  for (const mode of ['nan', 'shape'] as const) {
-    it(`a peer publishing ${mode === 'nan' ? 'NaN' : 'wrong-shape'} parameters is rejected and reported; the others are unaffected`, async () => {
+  const BAD_MODES = {
+    nan: 'NaN parameters',
+    shape: 'wrong-shape parameters',
+    // mlp has 101,770 parameters (407 KB in fp32); the bad peer sends 4× that, over this cap.
+    oversize: 'oversized parameter messages',
+    garbage: 'garbage frames on its data channels',
+  } as const
+  for (const [mode, what] of Object.entries(BAD_MODES)) {
+    it(`a peer sending ${what} is rejected and reported; the others are unaffected`, async () => {
       const name = `bad-${mode}`
-      await createRoom(server, name)
+      await createRoom(server, name, mode === 'oversize' ? { ...CONFIG, maxMessageBytes: 1024 * 1024 } : CONFIG)
       const good = [startNodePeer(server.url, name, 'good-1'), startNodePeer(server.url, name, 'good-2')]
       peers.push(...good)
       await waitFor('good peers stepping', async () => {

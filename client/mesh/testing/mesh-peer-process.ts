@@ -131,9 +131,7 @@ async function handle(msg: ParentToChild): Promise<void> {
       // A misbehaving peer: writes arbitrary bytes straight onto the data channel.
       return reply(msg.id, async () => {
         await m.send(msg.to, { kind: 't/warmup', round: -1 })
-        const link = (m as unknown as { links: Map<string, { channel: { send(d: Uint8Array): void } }> }).links.get(msg.to)
-        if (!link) throw new Error('no link')
-        for (const f of msg.frames) link.channel.send(f)
+        await m.writeRawFrames(msg.to, msg.frames)
       })
     case 'close':
       return reply(msg.id, async () => {
