@@ -57,7 +57,9 @@ export const ssgd: AlgorithmFactory = async (ctx) => {
       t++
       mesh.clock.advance(t)
       return {
-        step, globalStep: t, loss, samples: res ? total : samples, lr,
+        // This peer's samples, as every algorithm reports: the session's samples/s and the
+        // simulator's swarm total add them up over peers (the group total would count n times).
+        step, globalStep: t, loss, samples, lr,
         communicated: res !== null, contributors: res?.members ?? 1,
       }
     },
