@@ -1,133 +1,242 @@
 import { writeFileSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { Command } from 'commander'
 import cliProgress from 'cli-progress'
 import { ALGORITHM_FACTORIES } from '../shared/algorithms/index'
-import type { AlgorithmInstance, StepReport } from '../shared/algorithms/types'
-import { DATASETS, MODELS, parsePartition, parseRoomConfig, type DatasetName, type ModelName } from '../shared/config'
+import type { AlgorithmInstance, HogwildPool, StepReport } from '../shared/algorithms/types'
+import { DATASETS, MODELS, parsePartition, parseRoomConfig, type DatasetName, type ModelName, type RoomConfig } from '../shared/config'
+import { FAULTS, type FaultName } from '../shared/testing/faults'
+import { gradientFromComputes, InProcessHogwildPool } from '../shared/testing/inprocess-hogwild'
 import { MemoryNetwork } from '../shared/testing/memory-mesh'
 import { loadDatasetNode } from '../client/runtime/data-loader-node'
 import { shardDataset } from '../client/runtime/data-loader'
+import { createNodeHogwildPool } from '../client/runtime/hogwild/node-pool'
 import { setupNodeBackend } from '../client/runtime/node-backend'
 import { TfCompute, uploadDataset } from '../client/runtime/tf-compute'
 
-/** N peers in one process over the in-memory mesh, real algorithm code, tfjs on wasm. */
-const program = new Command()
-  .requiredOption('--algorithm <name>')
-  .option('--peers <n>', 'peers', '4')
-  .option('--dataset <name>', DATASETS.join('|'), 'synthetic')
-  .option('--model <name>', MODELS.join('|'), 'mlp')
-  .option('--steps <n>', 'steps per peer', '200')
-  .option('--batch <n>', 'per-peer batch', '32')
-  .option('--lr <x>')
-  .option('--seed <k>', 'seed', '0')
-  .option('--topology <t>')
-  .option('--momentum <b>')
-  .option('--partition <p>', 'iid | label-skew:C | dirichlet:α', 'iid')
-  .option('--schedule <kind>', 'constant|cosine|linear|step')
-  .option('--warmup <n>')
-  .option('--h <n>', 'constant H for local-sgd family')
-  .option('--h-base <n>')
-  .option('--qsr-alpha <a>')
-  .option('--local-lr <x>')
-  .option('--updaters <u>')
-  .option('--eval-every <n>', 'evaluate the averaged model every n steps')
-  .option('--json <file>')
-  .parse()
-const o = program.opts<Record<string, string | undefined>>()
-const num = (v: string | undefined) => (v === undefined ? undefined : Number(v))
+/**
+ * N peers in one process over the in-memory mesh, real algorithm code, tfjs on wasm.
+ * `runSimulation` is the programmatic entry (tests, benchmarks); the CLI below only parses flags.
+ */
 
-const raw: Record<string, unknown> = {
-  algorithm: o.algorithm, dataset: o.dataset, model: o.model, partition: o.partition,
-  batchSize: num(o.batch), totalSteps: num(o.steps), seed: num(o.seed),
-}
-if (o.lr) raw.lr = num(o.lr)
-if (o.topology) raw.topology = o.topology
-if (o.momentum) raw.momentum = num(o.momentum)
-if (o.localLr) raw.localLr = num(o.localLr)
-if (o.updaters) raw.updaters = num(o.updaters)
-if (o.schedule || o.warmup) raw.schedule = { kind: o.schedule ?? 'constant', warmupSteps: num(o.warmup) ?? 0 }
-if (o.hBase || o.qsrAlpha) raw.sync = { kind: 'qsr', hBase: num(o.hBase) ?? 2, alpha: num(o.qsrAlpha) ?? 0.2 }
-else if (o.h) raw.sync = { kind: 'constant', h: num(o.h) }
-const parsed = parseRoomConfig(raw)
-if (!parsed.ok) {
-  console.error(`sim: ${parsed.error}`)
-  process.exit(2)
-}
-const config = parsed.config
-const peers = Number(o.peers)
-const steps = config.totalSteps
-const evalEvery = num(o.evalEvery) ?? Math.max(1, Math.floor(steps / 10))
+/**
+ * LAP-SGD's U updaters per simulated peer (§7.3):
+ * - 'worker': the real pool, U worker_threads over a SharedArrayBuffer (what Node peers run);
+ * - 'inprocess': U interleaved async updaters in this thread (deterministic, no thread start-up).
+ */
+export type HogwildKind = 'worker' | 'inprocess'
 
-await setupNodeBackend('wasm')
-const train = await loadDatasetNode(config.dataset as DatasetName, 'train')
-const test = await loadDatasetNode(config.dataset as DatasetName, 'test')
-const testDev = uploadDataset(test)
-const net = new MemoryNetwork({ seed: config.seed })
-const meshes = Array.from({ length: peers }, (_, i) => net.join(`p${i}`))
-const partition = parsePartition(config.partition)
-const computes = meshes.map((_, i) => new TfCompute({
-  model: config.model as ModelName, train: shardDataset(train, partition, i, peers, config.seed),
-  batchSize: config.batchSize, seed: config.seed, streamSeed: i,
-}))
-const stop = new AbortController()
-const instances: AlgorithmInstance[] = await Promise.all(meshes.map((mesh, i) => ALGORITHM_FACTORIES[config.algorithm]({
-  mesh, compute: computes[i], config, signal: stop.signal, log: () => {}, now: () => performance.now(),
-})))
-
-interface CurvePoint { step: number; samples: number; trainLoss: number; testAccuracy: number; consensusDistance: number; lr: number; h: number | null }
-const curve: CurvePoint[] = []
-let syncRounds = 0
-let samples = 0
-let diverged = false
-let final = { loss: NaN, accuracy: 0 }
-const bar = process.stdout.isTTY ? new cliProgress.SingleBar({ format: 'sim {bar} {value}/{total} steps | loss {loss} | acc {acc}' }, cliProgress.Presets.shades_classic) : null
-bar?.start(steps, 0, { loss: '-', acc: '-' })
-
-async function evaluateAverage(): Promise<{ loss: number; accuracy: number; consensus: number }> {
-  const xs = await Promise.all(instances.map((p) => p.evalParams()))
-  const avg = new Float32Array(xs[0].length)
-  for (const x of xs) for (let i = 0; i < x.length; i++) avg[i] += x[i] / xs.length
-  let consensus = 0
-  for (const x of xs) for (let i = 0; i < x.length; i++) consensus += (x[i] - avg[i]) ** 2 / xs.length
-  if (!avg.every(Number.isFinite)) return { loss: NaN, accuracy: 0, consensus: NaN }
-  const r = await computes[0].evaluate(testDev, avg)
-  return { ...r, consensus }
+export interface SimOptions {
+  config: RoomConfig
+  peers: number
+  /** Evaluate the averaged model every this many steps (default: a tenth of the run). */
+  evalEvery?: number
+  hogwild?: HogwildKind
+  faults?: FaultName
+  onProgress?: (step: number, total: number, point: CurvePoint | null) => void
 }
 
-let lossSum = 0
-let lossN = 0
-for (let s = 1; s <= steps && !diverged; s++) {
-  const reports: StepReport[] = await Promise.all(instances.map((p) => p.step()))
-  if (reports[0].communicated) syncRounds++
-  for (const r of reports) {
-    samples += r.samples
-    if (Number.isFinite(r.loss)) (lossSum += r.loss), lossN++
-    else if (!Number.isNaN(r.loss)) diverged = true
+export interface CurvePoint { step: number; samples: number; trainLoss: number; testAccuracy: number; consensusDistance: number; lr: number; h: number | null }
+
+export interface SimResult {
+  config: RoomConfig & { peers: number }
+  finalTestAccuracy: number
+  finalTestLoss: number
+  diverged: boolean
+  syncRounds: number
+  bytesSentPerPeer: number[]
+  curve: CurvePoint[]
+  /** lap-sgd only: how the updaters ran and how many each peer had at the end (worker threads alive, or U). */
+  hogwild?: { kind: HogwildKind; updatersPerPeer: number[] }
+}
+
+export async function runSimulation(opts: SimOptions): Promise<SimResult> {
+  const { config, peers } = opts
+  if (!Number.isInteger(peers) || peers < 1) throw new Error(`peers must be a positive integer, got ${peers}`)
+  const steps = config.totalSteps
+  const evalEvery = opts.evalEvery ?? Math.max(1, Math.floor(steps / 10))
+  await setupNodeBackend('wasm')
+  const train = await loadDatasetNode(config.dataset as DatasetName, 'train')
+  const test = await loadDatasetNode(config.dataset as DatasetName, 'test')
+  const testDev = uploadDataset(test)
+  const net = new MemoryNetwork({ seed: config.seed, faults: FAULTS[opts.faults ?? 'none'] })
+  const meshes = Array.from({ length: peers }, (_, i) => net.join(`p${i}`))
+  const partition = parsePartition(config.partition)
+  const shards = meshes.map((_, i) => shardDataset(train, partition, i, peers, config.seed))
+  const computes = shards.map((shard, i) => new TfCompute({
+    model: config.model as ModelName, train: shard, batchSize: config.batchSize, seed: config.seed, streamSeed: i,
+  }))
+  /** Extra computes of in-process Hogwild updaters (disposed with the others). */
+  const updaterComputes: TfCompute[] = []
+  const pools: { pool: HogwildPool; running(): number; dispose(): void }[] = []
+  const stop = new AbortController()
+  try {
+    const hogwildFor = async (i: number): Promise<HogwildPool | undefined> => {
+      if (config.algorithm !== 'lap-sgd') return undefined
+      const initial = await computes[i].readParams()
+      if ((opts.hogwild ?? 'worker') === 'worker') {
+        const pool = createNodeHogwildPool({
+          model: config.model as ModelName, train: shards[i], paramCount: computes[i].paramCount, initial,
+          batchSize: config.batchSize, seed: config.seed, updaters: config.updaters,
+        })
+        pools.push({ pool, running: () => pool.workerCount, dispose: () => pool.dispose() })
+        return pool
+      }
+      // One compute per updater: each has its own minibatch stream (streamSeed), like a worker.
+      const own = Array.from({ length: config.updaters }, (_, u) => new TfCompute({
+        model: config.model as ModelName, train: shards[i], batchSize: config.batchSize, seed: config.seed,
+        streamSeed: 1000 + peers * u + i,
+      }))
+      updaterComputes.push(...own)
+      const pool = new InProcessHogwildPool(initial, gradientFromComputes(own), { updaters: config.updaters })
+      pools.push({ pool, running: () => pool.updaters, dispose: () => {} })
+      return pool
+    }
+    const hogwild = await Promise.all(meshes.map((_, i) => hogwildFor(i)))
+    const instances: AlgorithmInstance[] = await Promise.all(meshes.map((mesh, i) => ALGORITHM_FACTORIES[config.algorithm]({
+      mesh, compute: computes[i], config, signal: stop.signal, log: () => {}, now: () => performance.now(),
+      ...(hogwild[i] ? { hogwild: hogwild[i] } : {}),
+    })))
+
+    const curve: CurvePoint[] = []
+    let syncRounds = 0
+    let samples = 0
+    let diverged = false
+    let final = { loss: NaN, accuracy: 0 }
+
+    const evaluateAverage = async (): Promise<{ loss: number; accuracy: number; consensus: number }> => {
+      const xs = await Promise.all(instances.map((p) => p.evalParams()))
+      const avg = new Float32Array(xs[0].length)
+      for (const x of xs) for (let i = 0; i < x.length; i++) avg[i] += x[i] / xs.length
+      let consensus = 0
+      for (const x of xs) for (let i = 0; i < x.length; i++) consensus += (x[i] - avg[i]) ** 2 / xs.length
+      if (!avg.every(Number.isFinite)) return { loss: NaN, accuracy: 0, consensus: NaN }
+      const r = await computes[0].evaluate(testDev, avg)
+      return { ...r, consensus }
+    }
+
+    let lossSum = 0
+    let lossN = 0
+    for (let s = 1; s <= steps && !diverged; s++) {
+      const reports: StepReport[] = await Promise.all(instances.map((p) => p.step()))
+      if (reports[0].communicated) syncRounds++
+      for (const r of reports) {
+        samples += r.samples
+        if (Number.isFinite(r.loss)) (lossSum += r.loss), lossN++
+        else if (!Number.isNaN(r.loss)) diverged = true
+      }
+      // LAP-SGD's step is a whole round of H local updates and its global step counts updates:
+      // the run ends when the update budget is spent, not after `steps` rounds.
+      const budgetSpent = config.algorithm === 'lap-sgd' && reports.every((r) => r.globalStep >= steps)
+      let point: CurvePoint | null = null
+      if (s % evalEvery === 0 || s === steps || diverged || budgetSpent) {
+        const e = await evaluateAverage()
+        final = e
+        if (!Number.isFinite(e.loss)) diverged = true
+        point = { step: s, samples, trainLoss: lossN ? lossSum / lossN : NaN, testAccuracy: e.accuracy, consensusDistance: e.consensus, lr: reports[0].lr, h: reports[0].h ?? null }
+        curve.push(point)
+        lossSum = 0
+        lossN = 0
+      }
+      opts.onProgress?.(s, steps, point)
+      if (budgetSpent) break
+    }
+    return {
+      config: { ...config, peers },
+      finalTestAccuracy: final.accuracy,
+      finalTestLoss: final.loss,
+      diverged,
+      syncRounds,
+      bytesSentPerPeer: meshes.map((m) => m.stats().bytesSent),
+      curve,
+      ...(pools.length ? { hogwild: { kind: opts.hogwild ?? 'worker', updatersPerPeer: pools.map((p) => p.running()) } } : {}),
+    }
+  } finally {
+    stop.abort()
+    for (const p of pools) p.dispose()
+    for (const c of [...computes, ...updaterComputes]) c.dispose()
+    testDev.dispose()
   }
-  if (s % evalEvery === 0 || s === steps || diverged) {
-    const e = await evaluateAverage()
-    final = e
-    if (!Number.isFinite(e.loss)) diverged = true
-    curve.push({ step: s, samples, trainLoss: lossN ? lossSum / lossN : NaN, testAccuracy: e.accuracy, consensusDistance: e.consensus, lr: reports[0].lr, h: reports[0].h ?? null })
-    lossSum = 0
-    lossN = 0
-    bar?.update(s, { loss: curve.at(-1)!.trainLoss.toFixed(4), acc: e.accuracy.toFixed(4) })
-  } else bar?.update(s)
 }
-bar?.stop()
-stop.abort()
-for (const p of instances) p.dispose()
-const result = {
-  config: { ...config, peers },
-  finalTestAccuracy: final.accuracy,
-  finalTestLoss: final.loss,
-  diverged,
-  syncRounds,
-  bytesSentPerPeer: meshes.map((m) => m.stats().bytesSent),
-  curve,
+
+/** Builds the room config from CLI flags (the same validation as POST /api/rooms). */
+export function parseSimArgs(argv: readonly string[]): { config: RoomConfig; peers: number; evalEvery?: number; hogwild: HogwildKind; faults: FaultName; json?: string } {
+  const program = new Command()
+    .exitOverride()
+    .requiredOption('--algorithm <name>')
+    .option('--peers <n>', 'peers', '4')
+    .option('--dataset <name>', DATASETS.join('|'), 'synthetic')
+    .option('--model <name>', MODELS.join('|'), 'mlp')
+    .option('--steps <n>', 'steps per peer', '200')
+    .option('--batch <n>', 'per-peer batch', '32')
+    .option('--lr <x>')
+    .option('--seed <k>', 'seed', '0')
+    .option('--topology <t>')
+    .option('--momentum <b>')
+    .option('--partition <p>', 'iid | label-skew:C | dirichlet:α', 'iid')
+    .option('--schedule <kind>', 'constant|cosine|linear|step')
+    .option('--warmup <n>')
+    .option('--h <n>', 'constant H for local-sgd family')
+    .option('--h-base <n>')
+    .option('--qsr-alpha <a>')
+    .option('--local-lr <x>')
+    .option('--updaters <u>', 'lap-sgd: Hogwild updaters per peer')
+    .option('--hogwild <kind>', 'lap-sgd updaters: worker (worker_threads) | inprocess', 'worker')
+    .option('--faults <name>', `in-memory mesh faults: ${Object.keys(FAULTS).join('|')}`, 'none')
+    .option('--eval-every <n>', 'evaluate the averaged model every n steps')
+    .option('--json <file>')
+    .parse([...argv], { from: 'user' })
+  const o = program.opts<Record<string, string | undefined>>()
+  const num = (v: string | undefined) => (v === undefined ? undefined : Number(v))
+  const raw: Record<string, unknown> = {
+    algorithm: o.algorithm, dataset: o.dataset, model: o.model, partition: o.partition,
+    batchSize: num(o.batch), totalSteps: num(o.steps), seed: num(o.seed),
+  }
+  if (o.lr) raw.lr = num(o.lr)
+  if (o.topology) raw.topology = o.topology
+  if (o.momentum) raw.momentum = num(o.momentum)
+  if (o.localLr) raw.localLr = num(o.localLr)
+  if (o.updaters) raw.updaters = num(o.updaters)
+  if (o.schedule || o.warmup) raw.schedule = { kind: o.schedule ?? 'constant', warmupSteps: num(o.warmup) ?? 0 }
+  if (o.hBase || o.qsrAlpha) raw.sync = { kind: 'qsr', hBase: num(o.hBase) ?? 2, alpha: num(o.qsrAlpha) ?? 0.2 }
+  else if (o.h) raw.sync = { kind: 'constant', h: num(o.h) }
+  const parsed = parseRoomConfig(raw)
+  if (!parsed.ok) throw new Error(parsed.error)
+  if (o.hogwild !== 'worker' && o.hogwild !== 'inprocess') throw new Error(`--hogwild must be worker or inprocess, got ${o.hogwild}`)
+  if (!(o.faults! in FAULTS)) throw new Error(`--faults must be one of ${Object.keys(FAULTS).join(', ')}`)
+  const peers = Number(o.peers)
+  if (!Number.isInteger(peers) || peers < 1) throw new Error(`--peers must be a positive integer, got ${o.peers}`)
+  return {
+    config: parsed.config, peers, hogwild: o.hogwild, faults: o.faults as FaultName,
+    ...(o.evalEvery ? { evalEvery: Number(o.evalEvery) } : {}), ...(o.json ? { json: o.json } : {}),
+  }
 }
-if (o.json) writeFileSync(o.json, JSON.stringify(result, null, 2))
-console.log(JSON.stringify({ algorithm: config.algorithm, finalTestAccuracy: final.accuracy, finalTestLoss: final.loss, diverged, syncRounds }))
-for (const c of computes) c.dispose()
-testDev.dispose()
-process.exit(0)
+
+async function main(): Promise<void> {
+  let args: ReturnType<typeof parseSimArgs>
+  try {
+    args = parseSimArgs(process.argv.slice(2))
+  } catch (e) {
+    // Commander already printed --help / usage errors; ours (config validation) are printed here.
+    const code = (e as { code?: string }).code
+    if (code === 'commander.helpDisplayed' || code === 'commander.version') process.exit(0)
+    if (!code?.startsWith('commander.')) console.error(`sim: ${(e as Error).message}`)
+    process.exit(2)
+  }
+  const bar = process.stdout.isTTY ? new cliProgress.SingleBar({ format: 'sim {bar} {value}/{total} steps | loss {loss} | acc {acc}' }, cliProgress.Presets.shades_classic) : null
+  bar?.start(args.config.totalSteps, 0, { loss: '-', acc: '-' })
+  const result = await runSimulation({
+    config: args.config, peers: args.peers, hogwild: args.hogwild, faults: args.faults,
+    ...(args.evalEvery !== undefined ? { evalEvery: args.evalEvery } : {}),
+    onProgress: (s, _total, p) => (p ? bar?.update(s, { loss: p.trainLoss.toFixed(4), acc: p.testAccuracy.toFixed(4) }) : bar?.update(s)),
+  })
+  bar?.stop()
+  if (args.json) writeFileSync(args.json, JSON.stringify(result, null, 2))
+  const { finalTestAccuracy, finalTestLoss, diverged, syncRounds } = result
+  console.log(JSON.stringify({ algorithm: args.config.algorithm, finalTestAccuracy, finalTestLoss, diverged, syncRounds }))
+  process.exit(0)
+}
+
+// Run as a script (`npm run sim`, bench/calibration.ts spawns it), not when imported by tests.
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await main()

@@ -1,0 +1,102 @@
+import { describe, expect, it } from 'vitest'
+import { parseRoomConfig, type RoomConfig } from '../shared/config'
+import { loadDatasetNode } from '../client/runtime/data-loader-node'
+import { parseSimArgs, runSimulation, type SimResult } from './sim-cli'
+
+/**
+ * The simulator end to end on a tiny synthetic run: real algorithm code, tfjs wasm, the in-memory
+ * mesh. Checks the JSON contract of issue 3 and that the averaged model actually learned.
+ */
+
+function config(over: Record<string, unknown>): RoomConfig {
+  const r = parseRoomConfig({
+    dataset: 'synthetic', model: 'mlp', batchSize: 32, seed: 0, schedule: { kind: 'constant', warmupSteps: 0 }, ...over,
+  })
+  if (!r.ok) throw new Error(r.error)
+  return r.config
+}
+
+/** Accuracy of always answering the most frequent test label: "beats chance" means beating this. */
+async function majorityRate(): Promise<number> {
+  const test = await loadDatasetNode('synthetic', 'test')
+  const counts = new Map<number, number>()
+  for (const y of test.y) counts.set(y, (counts.get(y) ?? 0) + 1)
+  return Math.max(...counts.values()) / test.count
+}
+
+function expectContract(r: SimResult, peers: number, algorithm: string): void {
+  expect(r.config.algorithm).toBe(algorithm)
+  expect(r.config.peers).toBe(peers)
+  expect(r.diverged).toBe(false)
+  expect(Number.isFinite(r.finalTestLoss)).toBe(true)
+  expect(r.syncRounds).toBeGreaterThan(0)
+  expect(r.bytesSentPerPeer).toHaveLength(peers)
+  for (const b of r.bytesSentPerPeer) expect(b).toBeGreaterThan(0)
+  expect(r.curve.length).toBeGreaterThan(0)
+  for (const c of r.curve) {
+    for (const k of ['step', 'samples', 'trainLoss', 'testAccuracy', 'consensusDistance', 'lr'] as const) expect(Number.isFinite(c[k])).toBe(true)
+    expect(c.h === null || Number.isInteger(c.h)).toBe(true)
+  }
+  expect(r.finalTestAccuracy).toBe(r.curve.at(-1)!.testAccuracy)
+}
+
+describe('simulator (runSimulation)', () => {
+  it('ssgd: 2 peers learn the synthetic task; replicas identical (consensus 0)', async () => {
+    const chance = await majorityRate()
+    const r = await runSimulation({ config: config({ algorithm: 'ssgd', totalSteps: 40, lr: 0.1, momentum: 0.9 }), peers: 2, evalEvery: 20 })
+    expectContract(r, 2, 'ssgd')
+    expect(r.syncRounds).toBe(40)
+    expect(r.curve.map((c) => c.step)).toEqual([20, 40])
+    // 40 steps × 2 peers × 32 samples.
+    expect(r.curve.at(-1)!.samples).toBe(40 * 2 * 32)
+    for (const c of r.curve) expect(c.consensusDistance).toBe(0)
+    expect(r.finalTestAccuracy).toBeGreaterThan(chance + 0.1)
+    expect(r.hogwild).toBeUndefined()
+  })
+
+  it('lap-sgd: 2 peers × 2 worker_threads updaters; the update budget ends the run', async () => {
+    const chance = await majorityRate()
+    const r = await runSimulation({
+      config: config({ algorithm: 'lap-sgd', totalSteps: 64, lr: 0.05, updaters: 2, sync: { kind: 'constant', h: 8 } }),
+      peers: 2, hogwild: 'worker',
+    })
+    expectContract(r, 2, 'lap-sgd')
+    // Two real updater threads per peer ran (the --updaters flag reached the pool).
+    expect(r.hogwild).toEqual({ kind: 'worker', updatersPerPeer: [2, 2] })
+    // 64 local updates per peer in rounds of H = 8: 8 averagings, then the budget is spent.
+    expect(r.syncRounds).toBe(8)
+    expect(r.curve.at(-1)!.step).toBe(8)
+    expect(r.curve.at(-1)!.h).toBe(8)
+    expect(r.curve.at(-1)!.samples).toBe(2 * 64 * 32)
+    expect(r.finalTestAccuracy).toBeGreaterThan(chance + 0.1)
+  })
+
+  it('lap-sgd with in-process updaters runs the same protocol', async () => {
+    const r = await runSimulation({
+      config: config({ algorithm: 'lap-sgd', totalSteps: 32, lr: 0.05, updaters: 3, sync: { kind: 'constant', h: 8 } }),
+      peers: 2, hogwild: 'inprocess',
+    })
+    expectContract(r, 2, 'lap-sgd')
+    expect(r.hogwild).toEqual({ kind: 'inprocess', updatersPerPeer: [3, 3] })
+    expect(r.syncRounds).toBe(4)
+  })
+})
+
+describe('simulator flags (parseSimArgs)', () => {
+  it('maps flags onto the validated room config', () => {
+    const a = parseSimArgs(['--algorithm', 'lap-sgd', '--peers', '3', '--updaters', '4', '--steps', '50', '--h', '5', '--hogwild', 'inprocess'])
+    expect(a.peers).toBe(3)
+    expect(a.hogwild).toBe('inprocess')
+    expect(a.config.updaters).toBe(4)
+    expect(a.config.totalSteps).toBe(50)
+    expect(a.config.sync).toEqual({ kind: 'constant', h: 5 })
+    expect(parseSimArgs(['--algorithm', 'lap-sgd']).hogwild).toBe('worker')
+  })
+
+  it('rejects bad values with the config field named', () => {
+    expect(() => parseSimArgs(['--algorithm', 'lap-sgd', '--updaters', '99'])).toThrow(/updaters/)
+    expect(() => parseSimArgs(['--algorithm', 'nope'])).toThrow(/algorithm/)
+    expect(() => parseSimArgs(['--algorithm', 'ssgd', '--hogwild', 'gpu'])).toThrow(/--hogwild/)
+    expect(() => parseSimArgs(['--algorithm', 'ssgd', '--faults', 'storm'])).toThrow(/--faults/)
+  })
+})
