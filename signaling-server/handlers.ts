@@ -1,7 +1,7 @@
 import type { Server, Socket } from 'socket.io'
 import type { z } from 'zod'
 import {
-  checkpointSchema, joinSchema, readySchema, reportSchema, signalSchema, suspectSchema,
+  awaySchema, checkpointSchema, joinSchema, readySchema, reportSchema, signalSchema, suspectSchema,
   type ClientToServerEvents, type PeerCommand, type ServerToClientEvents,
 } from '../shared/protocol/signaling'
 import { PROTOCOL_VERSION } from '../shared/protocol/version'
@@ -141,6 +141,13 @@ export function attachHandlers(io: SignalingServer, rooms: RoomRegistry, log: (m
       if (!r.ok) return emitError(socket, 'ready', r.code, r.message)
       if (r.changed) broadcastMembership(r.room)
       else socket.emit('membership', rooms.membership(r.room))
+    })
+
+    on(socket, 'away', awaySchema, (p) => {
+      const r = rooms.away(socket.id, p.reason)
+      if (!r.ok) return emitError(socket, 'away', r.code, r.message)
+      if (r.changed) broadcastMembership(r.room)
+      else pushRoomState(r.room) // the dashboard shows the new reason
     })
 
     on(socket, 'leave', null, () => leaveRoom(socket))

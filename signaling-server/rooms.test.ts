@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest'
 import { defaultConfig } from '../shared/config'
+import { modelLayout } from '../shared/model-shapes'
 import { reportSchema, type PeerReport } from '../shared/protocol/signaling'
 import { HISTORY_SAMPLE_INTERVAL_MS, appendPoint, historyToCsv, newRun, type HistoryPoint } from './history'
 import { JOIN_CODE_ALPHABET, JOIN_CODE_LENGTH, makeJoinCode, normalizeJoinCode } from './join-code'
-import { CHECKPOINT_MAX_BYTES, EVICTION_COOLDOWN_BASE_MS, EVICTION_COOLDOWN_MAX_MS, EVICTION_MEMORY_MS, RoomRegistry, type Checkpoint, type RoomMeta, type RoomStore } from './rooms'
+import { CHECKPOINT_MAX_BYTES, CHECKPOINT_STEP_SLACK_S, CHECKPOINT_STEP_SLACK_STEPS, EVICTION_COOLDOWN_BASE_MS, EVICTION_COOLDOWN_MAX_MS, EVICTION_MEMORY_MS, RoomRegistry, type Checkpoint, type RoomMeta, type RoomStore } from './rooms'
 
 /** A hand-advanced clock and a seeded LCG, so codes and history timestamps are deterministic. */
 function setup(store?: RoomStore) {
@@ -22,6 +23,15 @@ function joinReady(registry: RoomRegistry, room: string, peer: Parameters<RoomRe
   const r = registry.join(room, peer)
   if (r.ok) registry.ready(peer.id)
   return r
+}
+
+/** A checkpoint of the right size and schema for `room`'s model (the default: MNIST MLP). */
+function checkpointFor(registry: RoomRegistry, room: string, step: number, fill = 0.25) {
+  const { config } = registry.get(room)!
+  const layout = modelLayout(config.model, config.dataset)
+  if (!layout.ok) throw new Error(layout.error)
+  const values = new Float32Array(layout.paramCount).fill(fill)
+  return { step, schemaHash: layout.schemaHash, params: new Uint8Array(values.buffer), values }
 }
 
 function report(over: Partial<PeerReport> = {}): PeerReport {
@@ -266,7 +276,7 @@ describe('run history', () => {
     const { registry, advance } = setup()
     joinReady(registry, 'lab', { id: 'a', role: 'volunteer' })
     registry.report('a', report())
-    registry.setCheckpoint('a', { step: 3, schemaHash: 'h', params: new Uint8Array([1, 2]) })
+    expect(registry.setCheckpoint('a', checkpointFor(registry, 'lab', 3))).toMatchObject({ ok: true, accepted: true })
     const room = registry.get('lab')!
     const epoch = room.epoch
     advance(10)
@@ -287,17 +297,100 @@ describe('run history', () => {
 })
 
 describe('checkpoints', () => {
-  it('keeps the most advanced checkpoint of the run and rejects oversize ones', () => {
+  it('keeps the most advanced checkpoint of the run from the first roster peer', () => {
     const { registry } = setup()
     joinReady(registry, 'lab', { id: 'a', role: 'volunteer' })
     const room = registry.get('lab')!
-    expect(registry.setCheckpoint('a', { step: 5, schemaHash: 'h', params: new Uint8Array([5]) })).toMatchObject({ ok: true, accepted: true })
-    expect(registry.setCheckpoint('a', { step: 4, schemaHash: 'h', params: new Uint8Array([4]) })).toMatchObject({ ok: true, accepted: false })
+    expect(registry.setCheckpoint('a', checkpointFor(registry, 'lab', 5))).toMatchObject({ ok: true, accepted: true })
+    expect(registry.setCheckpoint('a', checkpointFor(registry, 'lab', 4, 9))).toMatchObject({ ok: true, accepted: false })
     expect(room.checkpoint?.step).toBe(5)
-    const big = registry.setCheckpoint('a', { step: 9, schemaHash: 'h', params: new Uint8Array(CHECKPOINT_MAX_BYTES + 1) })
-    expect(big.ok).toBe(false)
-    expect(registry.setCheckpoint('nobody', { step: 9, schemaHash: 'h', params: new Uint8Array(1) }).ok).toBe(false)
-    expect(room.checkpoint?.step).toBe(5)
+    expect(new Float32Array(room.checkpoint!.params.buffer)[0]).toBe(0.25)
+  })
+
+  it('refuses checkpoints from the wrong peer, of the wrong size or schema, non-finite, or with a made-up step; nothing changes', () => {
+    const { registry } = setup()
+    joinReady(registry, 'lab', { id: 'a', role: 'volunteer' })
+    joinReady(registry, 'lab', { id: 'b', role: 'volunteer' })
+    registry.join('lab', { id: 'pending', role: 'volunteer' })
+    registry.join('lab', { id: 's', role: 'spectator' })
+    const room = registry.get('lab')!
+    registry.report('a', report({ step: 90, globalStep: 100, stepsPerSec: 10 }))
+    registry.report('b', report({ step: 80, globalStep: 95, stepsPerSec: 4 }))
+    expect(registry.setCheckpoint('a', checkpointFor(registry, 'lab', 50))).toMatchObject({ ok: true, accepted: true })
+    const kept = room.checkpoint
+
+    const good = checkpointFor(registry, 'lab', 60)
+    const nan = checkpointFor(registry, 'lab', 60)
+    nan.values[1234] = Number.NaN
+    const inf = checkpointFor(registry, 'lab', 60)
+    inf.values[nan.values.length - 1] = Number.POSITIVE_INFINITY
+    // Furthest reported step 100, fastest 10 steps/s: 100 + 1000 + 5 s × 10 = 1150.
+    const limit = 100 + CHECKPOINT_STEP_SLACK_STEPS + CHECKPOINT_STEP_SLACK_S * 10
+    const refusals: Array<[string, string, Parameters<RoomRegistry['setCheckpoint']>[1]]> = [
+      ['b', 'not-expected', good],
+      ['pending', 'not-in-roster', good],
+      ['s', 'not-joined', good],
+      ['nobody', 'not-joined', good],
+      ['a', 'bad-length', { ...good, params: good.params.subarray(4) }],
+      ['a', 'bad-length', { ...good, params: new Uint8Array(8) }],
+      ['a', 'too-large', { ...good, params: new Uint8Array(CHECKPOINT_MAX_BYTES + 1) }],
+      ['a', 'bad-schema', { ...good, schemaHash: 'mlp-00000000' }],
+      ['a', 'non-finite', nan],
+      ['a', 'non-finite', inf],
+      ['a', 'bad-step', checkpointFor(registry, 'lab', limit + 1)],
+    ]
+    for (const [peer, code, cp] of refusals) {
+      const r = registry.setCheckpoint(peer, cp)
+      expect(r, `${peer} → ${code}`).toMatchObject({ ok: false, code })
+      if (!r.ok) expect(r.message.length).toBeGreaterThan(10)
+      expect(room.checkpoint).toBe(kept)
+    }
+    // The bound itself is accepted.
+    expect(registry.setCheckpoint('a', checkpointFor(registry, 'lab', limit))).toMatchObject({ ok: true, accepted: true })
+    expect(room.checkpoint?.step).toBe(limit)
+  })
+})
+
+describe('away (paused or hidden tabs)', () => {
+  it('takes the peer out of the roster with a new epoch, keeps it joined, and ready() brings it back', () => {
+    const { registry } = setup()
+    for (const id of ['a', 'b', 'c']) joinReady(registry, 'lab', { id, role: 'volunteer' })
+    const room = registry.get('lab')!
+    registry.suspect('a', 'b', 'slow')
+    expect(room.peers.get('b')!.suspectedBy.size).toBe(1)
+    const epoch = room.epoch
+    expect(registry.away('b', 'paused')).toMatchObject({ ok: true, changed: true })
+    expect(room.roster).toEqual(['a', 'c'])
+    expect(room.epoch).toBe(epoch + 1)
+    expect(room.peers.has('b')).toBe(true)
+    expect(registry.view(room).joining).toEqual([expect.objectContaining({ id: 'b', stage: 'paused', away: 'paused' })])
+    // Neighbours can no longer report it, and stepping out is not an eviction.
+    expect(registry.suspect('a', 'b', 'slow')).toMatchObject({ ok: false, code: 'unknown-peer' })
+    expect(room.evictions).toEqual([])
+    expect(room.cooldowns.size).toBe(0)
+    // A repeat (hidden while paused) changes nothing but the reason.
+    expect(registry.away('b', 'hidden')).toMatchObject({ ok: true, changed: false })
+    expect(room.epoch).toBe(epoch + 1)
+    expect(registry.view(room).joining[0].away).toBe('hidden')
+    expect(registry.ready('b')).toMatchObject({ ok: true, changed: true })
+    expect(room.roster).toEqual(['a', 'c', 'b'])
+    expect(room.epoch).toBe(epoch + 2)
+    expect(room.peers.get('b')!.suspectedBy.size).toBe(0)
+    expect(registry.view(room).joining).toEqual([])
+  })
+
+  it('hands the parameter-server role on when the server steps out, and refuses spectators', () => {
+    const { registry } = setup()
+    registry.create({ name: 'ps', config: defaultConfig('asgd'), tokenHash: null })
+    joinReady(registry, 'ps', { id: 'a', role: 'volunteer' })
+    joinReady(registry, 'ps', { id: 'b', role: 'volunteer' })
+    registry.join('ps', { id: 's', role: 'spectator' })
+    const room = registry.get('ps')!
+    expect(room.ps).toBe('a')
+    registry.away('a', 'hidden')
+    expect(room.ps).toBe('b')
+    expect(registry.away('s', 'paused')).toMatchObject({ ok: false, code: 'not-joined' })
+    expect(registry.away('nobody', 'paused')).toMatchObject({ ok: false, code: 'not-joined' })
   })
 })
 
@@ -340,7 +433,7 @@ describe('persistence seam', () => {
     }
     const { registry } = setup(store)
     joinReady(registry, 'lab', { id: 'a', role: 'volunteer' })
-    registry.setCheckpoint('a', { step: 7, schemaHash: 'h', params: new Uint8Array([7]) })
+    expect(registry.setCheckpoint('a', checkpointFor(registry, 'lab', 7))).toMatchObject({ ok: true, accepted: true })
     registry.setPaused(registry.get('lab')!, true)
     const meta = rooms.get('lab')!
     expect(meta).toMatchObject({ paused: true, epoch: 1, run: 1 })

@@ -1,6 +1,7 @@
 import { defaultConfig, type RoomConfig } from '../shared/config'
 import type { EvictionRecord } from '../shared/protocol/history'
-import type { MembershipAnnouncement, PeerReport } from '../shared/protocol/signaling'
+import { modelLayout } from '../shared/model-shapes'
+import type { AwayReason, MembershipAnnouncement, PeerReport } from '../shared/protocol/signaling'
 import { PROTOCOL_VERSION } from '../shared/protocol/version'
 import { appendPoint, newRun as makeRun, maybeSample, type HistoryPoint, type RunRecord } from './history'
 import { makeJoinCode, normalizeJoinCode } from './join-code'
@@ -29,6 +30,15 @@ export const MAX_EVICTIONS_KEPT = 50
 export const EVICTION_COOLDOWN_BASE_MS = 3_000
 export const EVICTION_COOLDOWN_MAX_MS = 120_000
 export const EVICTION_MEMORY_MS = 10 * 60_000
+/**
+ * A checkpoint may be at most this far ahead of the furthest step the roster has reported:
+ * the uploader reports every 500 ms (client/session/swarm-session.ts REPORT_INTERVAL_MS), so its
+ * checkpoint can be a fraction of a second of steps ahead of its own last report. Fixed steps
+ * plus seconds at the fastest reported rate; anything beyond is a made-up step number that
+ * would make every later (honest) checkpoint look older and be ignored.
+ */
+export const CHECKPOINT_STEP_SLACK_STEPS = 1_000
+export const CHECKPOINT_STEP_SLACK_S = 5
 
 export type { EvictionRecord }
 
@@ -52,6 +62,8 @@ export interface PeerEntry {
    * neighbours wait out deadlines and report it. Spectators are always ready.
    */
   ready: boolean
+  /** Set while a volunteer has stepped out of the roster (user pause, hidden tab); see away(). */
+  away: AwayReason | null
 }
 
 export interface Checkpoint {
@@ -247,7 +259,7 @@ export class RoomRegistry {
       return fail('room-full', `room '${room.name}' already has ${MAX_SPECTATORS_PER_ROOM} spectators`)
     room.peers.set(peer.id, {
       id: peer.id, role: peer.role, name: peer.name ?? null, agent: peer.agent ?? 'browser', joinedAt: this.now(),
-      report: null, lastReportAt: null, lastBytesSent: 0, suspectedBy: new Set(), ready: !isVolunteer,
+      report: null, lastReportAt: null, lastBytesSent: 0, suspectedBy: new Set(), ready: !isVolunteer, away: null,
     })
     this.roomOfPeer.set(peer.id, room)
     // A volunteer waits outside the roster until ready(): the membership does not change yet.
@@ -262,9 +274,32 @@ export class RoomRegistry {
     const room = this.roomOfPeer.get(peerId)
     const entry = room?.peers.get(peerId)
     if (!room || !entry || entry.role !== 'volunteer') return fail('not-joined', 'join a room as a volunteer first')
+    entry.away = null
     if (entry.ready) return { ok: true, room, changed: false }
     entry.ready = true
     room.roster.push(peerId)
+    this.membershipChanged(room)
+    return { ok: true, room, changed: true }
+  }
+
+  /**
+   * A roster member steps out for a while (its user paused it, or its tab is hidden): out of the
+   * roster at once, so its neighbours stop waiting for it, but still joined — no eviction, no
+   * cooldown — and back in with ready() like a pending joiner. Repeats, or an away from a peer
+   * that is pending anyway, change nothing but the reason shown on the dashboard.
+   */
+  away(peerId: string, reason: AwayReason): { ok: true; room: Room; changed: boolean } | Fail {
+    const room = this.roomOfPeer.get(peerId)
+    const entry = room?.peers.get(peerId)
+    if (!room || !entry || entry.role !== 'volunteer') return fail('not-joined', 'join a room as a volunteer first')
+    entry.away = reason
+    if (!entry.ready) return { ok: true, room, changed: false }
+    entry.ready = false
+    room.roster = room.roster.filter((id) => id !== peerId)
+    // Neither side of a suspicion survives the absence: it is not a reporter while away, and
+    // comes back with a clean record (it left in good order, it did not miss deadlines).
+    for (const p of room.peers.values()) p.suspectedBy.delete(peerId)
+    entry.suspectedBy.clear()
     this.membershipChanged(room)
     return { ok: true, room, changed: true }
   }
@@ -339,17 +374,44 @@ export class RoomRegistry {
     return { room, sample }
   }
 
+  /**
+   * Keeps a volunteer's model as the room checkpoint (resume after a restart, model download).
+   * The bytes come from one browser tab, so they are checked before anything changes: only the
+   * roster member the room expects to upload (its first peer, as swarm-session.ts does), exactly
+   * the room model's float32 count and schema hash, finite values only, and a step no further
+   * ahead of the roster's reported progress than CHECKPOINT_STEP_SLACK_*.
+   */
   setCheckpoint(peerId: string, cp: { step: number; schemaHash: string; params: Uint8Array }): { ok: true; room: Room; accepted: boolean } | Fail {
     const room = this.roomOfPeer.get(peerId)
     if (!room || room.peers.get(peerId)?.role !== 'volunteer') return fail('not-joined', 'join a room as a volunteer first')
+    if (!room.roster.includes(peerId)) return fail('not-in-roster', 'checkpoint: only peers in the roster upload checkpoints')
+    if (room.roster[0] !== peerId)
+      return fail('not-expected', `checkpoint: room '${room.name}' takes checkpoints from its first roster peer (${room.roster[0]}), not from ${peerId}`)
     if (cp.params.byteLength > CHECKPOINT_MAX_BYTES)
       return fail('too-large', `params: checkpoint is ${cp.params.byteLength} bytes, the limit is ${CHECKPOINT_MAX_BYTES}`)
-    if (cp.params.byteLength === 0) return fail('bad-request', 'params: empty checkpoint')
+    const layout = modelLayout(room.config.model, room.config.dataset)
+    if (!layout.ok) return fail('bad-request', layout.error)
+    const { model, dataset } = room.config
+    if (cp.params.byteLength !== layout.paramCount * 4)
+      return fail('bad-length', `params: ${cp.params.byteLength} bytes, but ${model} on ${dataset} has ${layout.paramCount} float32 (${layout.paramCount * 4} bytes)`)
+    if (cp.schemaHash !== layout.schemaHash)
+      return fail('bad-schema', `schemaHash: '${cp.schemaHash}' is not this room's model (${layout.schemaHash})`)
+    const reports = room.roster.map((id) => room.peers.get(id)?.report).filter((r): r is PeerReport => !!r)
+    const furthest = Math.max(0, ...reports.map((r) => Math.max(r.globalStep, r.step)))
+    const fastest = Math.max(0, ...reports.map((r) => r.stepsPerSec))
+    const maxStep = furthest + CHECKPOINT_STEP_SLACK_STEPS + Math.ceil(CHECKPOINT_STEP_SLACK_S * fastest)
+    if (cp.step > maxStep)
+      return fail('bad-step', `step: ${cp.step} is ahead of the roster's reported progress (step ${furthest}; at most ${maxStep} accepted)`)
+    // Copy: socket.io hands us a view that may share a larger receive buffer (and may be unaligned).
+    const params = new Uint8Array(cp.params)
+    const values = new Float32Array(params.buffer, 0, layout.paramCount)
+    for (let i = 0; i < values.length; i++) {
+      if (!Number.isFinite(values[i])) return fail('non-finite', `params: value ${i} is ${values[i]}; a checkpoint must be finite`)
+    }
     const cur = room.checkpoint
     // Keep the most advanced model of the current run; an equal or older step adds nothing.
     if (cur && cur.run === room.run && cp.step <= cur.step) return { ok: true, room, accepted: false }
-    // Copy: socket.io hands us a view that may share a larger receive buffer.
-    const saved: Checkpoint = { run: room.run, step: cp.step, schemaHash: cp.schemaHash, params: new Uint8Array(cp.params), savedAt: this.now() }
+    const saved: Checkpoint = { run: room.run, step: cp.step, schemaHash: cp.schemaHash, params, savedAt: this.now() }
     room.checkpoint = saved
     this.persist((s) => s.saveCheckpoint(room.name, saved))
     return { ok: true, room, accepted: true }
@@ -419,9 +481,9 @@ export class RoomRegistry {
       roles: { ps: room.ps },
       checkpointStep: room.checkpoint?.step ?? null,
       spectators: [...room.peers.values()].filter((p) => p.role === 'spectator').length,
-      /** Volunteers still loading (not yet in the roster). */
+      /** Volunteers outside the roster: still loading, or stepped out for a while (`away`). */
       joining: [...room.peers.values()].filter((p) => p.role === 'volunteer' && !p.ready)
-        .map((p) => ({ id: p.id, name: p.name, agent: p.agent, joinedAt: p.joinedAt, stage: p.report?.stage ?? 'loading' })),
+        .map((p) => ({ id: p.id, name: p.name, agent: p.agent, joinedAt: p.joinedAt, stage: p.away ? 'paused' : p.report?.stage ?? 'loading', away: p.away })),
       createdAt: room.createdAt,
       now: this.now(),
       peers: room.roster.map((id) => peerView(room.peers.get(id)!)),
@@ -498,6 +560,8 @@ function peerView(p: PeerEntry) {
     stage: r?.stage ?? 'loading',
     updaters: r?.updaters ?? null,
     rejected: r?.rejected ?? 0,
+    slowFactor: r?.slowFactor ?? 1,
+    addedLatencyMs: r?.addedLatencyMs ?? 0,
     lastReportAt: p.lastReportAt,
     suspect: p.suspectedBy.size > 0,
   }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { defaultConfig } from '../config'
 import {
-  checkpointSchema, joinSchema, membershipSchema, peerCommandSchema, relayedSignalSchema, reportSchema, signalSchema, suspectSchema,
+  awaySchema, checkpointSchema, joinSchema, membershipSchema, peerCommandSchema, relayedSignalSchema, reportSchema, signalSchema, suspectSchema,
 } from './signaling'
 import { PROTOCOL_VERSION as v } from './version'
 
@@ -19,6 +19,8 @@ describe('signaling schemas', () => {
     expect(suspectSchema.safeParse({ v, peer: 'p', reason: 'missed 5 deadlines' }).success).toBe(true)
     expect(relayedSignalSchema.safeParse({ v, from: 'p', data: {} }).success).toBe(true)
     expect(peerCommandSchema.parse({ v, type: 'slow', factor: 4 })).toEqual({ v, type: 'slow', factor: 4 })
+    expect(awaySchema.parse({ v, reason: 'hidden' })).toEqual({ v, reason: 'hidden' })
+    expect(reportSchema.parse({ ...report, slowFactor: 4, addedLatencyMs: 200 })).toMatchObject({ slowFactor: 4, addedLatencyMs: 200 })
     expect(checkpointSchema.safeParse({ v, step: 3, schemaHash: 'abc', params: new Uint8Array(8) }).success).toBe(true)
     const m = { v, room: 'r', epoch: 2, peers: ['a', 'b'], roles: { ps: null }, config: defaultConfig(), run: 1, paused: false }
     expect(membershipSchema.parse(m).peers).toEqual(['a', 'b'])
@@ -34,6 +36,10 @@ describe('signaling schemas', () => {
     ['report with accuracy > 1', reportSchema, { ...report, accuracy: 1.5 }],
     ['report with unknown backend', reportSchema, { ...report, backend: 'tpu' }],
     ['report with fractional step', reportSchema, { ...report, step: 1.5 }],
+    ['away for no known reason', awaySchema, { v, reason: 'bored' }],
+    ['away without a reason', awaySchema, { v }],
+    ['report with a slow factor below 1', reportSchema, { ...report, slowFactor: 0.5 }],
+    ['report with negative added latency', reportSchema, { ...report, addedLatencyMs: -1 }],
     ['command with unknown type', peerCommandSchema, { v, type: 'explode' }],
     ['slow factor below 1', peerCommandSchema, { v, type: 'slow', factor: 0.5 }],
     ['checkpoint params as array', checkpointSchema, { v, step: 1, schemaHash: 'h', params: [1, 2] }],

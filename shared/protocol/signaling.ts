@@ -60,6 +60,13 @@ export const reportSchema = z.object({
   stage: z.enum(PEER_STAGES).default('training'),
   updaters: z.number().int().min(0).optional(),
   rejected: z.number().int().min(0).default(0),
+  /**
+   * Host fault injection in effect on this peer (appended later, optional: older clients omit
+   * them), so the dashboard can show *why* a peer is slow: a step slowed by this factor, and
+   * this many ms added before every message it sends.
+   */
+  slowFactor: z.number().min(1).max(100).optional(),
+  addedLatencyMs: z.number().min(0).max(60_000).optional(),
 })
 export type PeerReport = z.infer<typeof reportSchema>
 
@@ -70,6 +77,20 @@ export const suspectSchema = z.object({ v, peer: peerIdSchema, reason: z.string(
  * Until then it is "joining" and no peer's topology includes it.
  */
 export const readySchema = z.object({ v })
+
+/**
+ * Why a volunteer steps out of the roster for a while without leaving the room: its user pressed
+ * Pause, or its tab has been hidden (browsers throttle hidden tabs to a crawl). Appended later.
+ */
+export const AWAY_REASONS = ['paused', 'hidden'] as const
+export type AwayReason = (typeof AWAY_REASONS)[number]
+
+/**
+ * A roster member steps out: the server takes it out of the roster (a new membership epoch, so
+ * neighbours stop waiting for it at once) but keeps it joined and pending — no eviction, no
+ * cooldown. Coming back is an ordinary `ready`, as for a pending joiner.
+ */
+export const awaySchema = z.object({ v, reason: z.enum(AWAY_REASONS) })
 
 /** A peer's model, uploaded (binary) for the room checkpoint and the "download model" button. */
 export const checkpointSchema = z.object({
@@ -125,6 +146,7 @@ export interface ClientToServerEvents {
   report: (payload: unknown) => void
   suspect: (payload: unknown) => void
   ready: (payload: unknown) => void
+  away: (payload: unknown) => void
   checkpoint: (payload: unknown) => void
   leave: (payload?: unknown) => void
 }
