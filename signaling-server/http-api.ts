@@ -8,6 +8,7 @@ import { bearerToken, hashToken, newHostToken, tokenMatches } from './auth'
 import type { RoomBus } from './handlers'
 import { historyToCsv } from './history'
 import { tfjsArtifact } from '../shared/model-shapes'
+import type { PublicOrigin } from './public-origin'
 import type { Room, RoomRegistry } from './rooms'
 
 /**
@@ -26,6 +27,8 @@ export interface ApiContext {
   getDatasetBinary: (name: DatasetName, split: 'train' | 'test') => Promise<Uint8Array>
   /** One peer's shard (`?peer=&peers=&partition=&seed=`); absent → shard queries get 404. */
   getShardBinary?: (name: DatasetName, split: 'train' | 'test', req: ShardQuery) => Promise<Uint8Array>
+  /** The origin students can open, for links in answers to `req` (public-origin.ts). */
+  publicOrigin: (req: IncomingMessage) => PublicOrigin
 }
 
 export interface ShardQuery {
@@ -84,9 +87,10 @@ function zodField(error: z.ZodError): { field: string; message: string } {
   return { field, message: `${field}: ${issue?.message ?? 'invalid'}` }
 }
 
-function origin(req: IncomingMessage): string {
-  const host = req.headers.host ?? 'localhost'
-  return `http://${host}`
+/** Where students join, watch and look at the class screen for a room (absolute URLs). */
+function roomLinks(base: string, room: Room) {
+  const code = encodeURIComponent(room.code)
+  return { joinUrl: `${base}/?room=${code}`, dashboardUrl: `${base}/room/${code}`, projectorUrl: `${base}/projector/${code}` }
 }
 
 function findRoom(rooms: RoomRegistry, raw: string): Room {
@@ -133,10 +137,20 @@ async function route(req: IncomingMessage, res: ServerResponse, pathname: string
   if ((m = /^\/data\/([a-z-]+)\/(train|test)(?:\.bin)?$/.exec(pathname)) && get)
     return serveDataset(req, res, m[1], m[2] as 'train' | 'test', query, ctx)
 
+  if (pathname === '/api/info' && get) {
+    const o = ctx.publicOrigin(req)
+    return json(res, 200, { protocol: PROTOCOL_VERSION, publicUrl: o.url, publicUrlSource: o.source, localOnly: o.localOnly })
+  }
+
   if (pathname === '/api/rooms' && get) return json(res, 200, { rooms: rooms.list().map((r) => rooms.summary(r)) })
   if (pathname === '/api/rooms' && method === 'POST') return createRoom(req, res, ctx)
 
-  if ((m = /^\/api\/rooms\/([^/]+)$/.exec(pathname)) && get) return json(res, 200, rooms.view(findRoom(rooms, m[1])))
+  if ((m = /^\/api\/rooms\/([^/]+)$/.exec(pathname)) && get) {
+    const room = findRoom(rooms, m[1])
+    const o = ctx.publicOrigin(req)
+    // Links live here, not in rooms.view(): they depend on who asks (the Host header).
+    return json(res, 200, { ...rooms.view(room), ...roomLinks(o.url, room), publicUrl: o.url, localOnly: o.localOnly })
+  }
 
   if ((m = /^\/api\/rooms\/([^/]+)\/control$/.exec(pathname)) && method === 'POST') return control(req, res, findRoom(rooms, m[1]), ctx)
 
@@ -159,61 +173,84 @@ async function route(req: IncomingMessage, res: ServerResponse, pathname: string
     })
   }
 
+  // tf.loadLayersModel(`${server}/api/rooms/X/model.json`) fetches the manifest's
+  // 'model.weights.bin' relative to that URL (query kept), i.e. the route below.
+  if ((m = /^\/api\/rooms\/([^/]+)\/model\.json$/.exec(pathname)) && get) {
+    const room = findRoom(rooms, m[1])
+    return serveTfjs(res, room, needCheckpoint(room), 'model.json', method === 'HEAD')
+  }
+  if ((m = /^\/api\/rooms\/([^/]+)\/model\.weights\.bin$/.exec(pathname)) && get) {
+    const room = findRoom(rooms, m[1])
+    return serveWeights(res, needCheckpoint(room), 'model.weights.bin', method === 'HEAD')
+  }
+
   if ((m = /^\/api\/rooms\/([^/]+)\/model$/.exec(pathname)) && get) {
     const room = findRoom(rooms, m[1])
-    const cp = room.checkpoint
-    if (!cp) throw new HttpError(404, `room '${room.name}' has no checkpoint yet`)
+    const cp = needCheckpoint(room)
     const base = `tabswarm-${room.name}-run${cp.run}-step${cp.step}`
-    if (query.get('format') === 'bin') {
-      res.statusCode = 200
-      res.setHeader('Content-Type', 'application/octet-stream')
-      res.setHeader('Content-Length', cp.params.byteLength)
-      res.setHeader('Content-Disposition', `attachment; filename="${base}.bin"`)
-      res.setHeader('X-Tabswarm-Step', String(cp.step))
-      res.setHeader('X-Tabswarm-Schema-Hash', cp.schemaHash)
-      res.setHeader('Cache-Control', 'no-store')
-      return void res.end(method === 'HEAD' ? undefined : Buffer.from(cp.params.buffer, cp.params.byteOffset, cp.params.byteLength))
-    }
     const format = query.get('format')
-    if (format === 'tfjs' || format === 'tfjs-weights') return serveTfjs(res, room, cp, base, format, method === 'HEAD')
+    if (format === 'bin') {
+      res.setHeader('X-Tabswarm-Schema-Hash', cp.schemaHash)
+      return serveWeights(res, cp, `${base}.bin`, method === 'HEAD')
+    }
+    if (format === 'tfjs') return serveTfjs(res, room, cp, `${base}.model.json`, method === 'HEAD')
+    if (format === 'tfjs-weights') return serveWeights(res, cp, `${base}.weights.bin`, method === 'HEAD')
+    if (format !== null && format !== 'json') throw new HttpError(400, "format: must be 'json', 'bin', 'tfjs' or 'tfjs-weights'", 'format')
     res.setHeader('Content-Disposition', `attachment; filename="${base}.json"`)
     return json(res, 200, {
       format: 'tabswarm-checkpoint', version: 1, room: room.name, run: cp.run, step: cp.step,
       schemaHash: cp.schemaHash, savedAt: cp.savedAt, config: room.config, byteLength: cp.params.byteLength,
-      /** The peer's encoded parameters (shared/wire tensor codec), base64. */
+      /** The model's parameters, little-endian float32 in shared/model-shapes.ts order, base64. */
       weights: Buffer.from(cp.params.buffer, cp.params.byteOffset, cp.params.byteLength).toString('base64'),
     })
   }
 
   if (pathname.startsWith('/api/') || pathname.startsWith('/data/')) {
-    const known = /^\/api\/rooms(\/[^/]+(\/(control|history|model))?)?$/.test(pathname)
+    const known = pathname === '/api/info' || /^\/api\/rooms(\/[^/]+(\/(control|history|model|model\.json|model\.weights\.bin))?)?$/.test(pathname)
     throw new HttpError(known ? 405 : 404, known ? `${method} is not allowed on ${pathname}` : `no such endpoint: ${pathname}`)
   }
   throw new HttpError(404, `no such endpoint: ${pathname}`)
 }
 
+type RoomCheckpoint = NonNullable<Room['checkpoint']>
+
+function needCheckpoint(room: Room): RoomCheckpoint {
+  if (!room.checkpoint) throw new HttpError(404, `room '${room.name}' has no checkpoint yet`)
+  return room.checkpoint
+}
+
+/** The raw float32 parameters (the weights file of the TensorFlow.js model, and `?format=bin`). */
+function serveWeights(res: ServerResponse, cp: RoomCheckpoint, filename: string, head: boolean): void {
+  res.statusCode = 200
+  res.setHeader('Content-Type', 'application/octet-stream')
+  res.setHeader('Content-Length', cp.params.byteLength)
+  res.setHeader('Content-Disposition', `attachment; filename="${filename}"`)
+  res.setHeader('X-Tabswarm-Step', String(cp.step))
+  res.setHeader('Cache-Control', 'no-store')
+  res.end(head ? undefined : Buffer.from(cp.params.buffer, cp.params.byteOffset, cp.params.byteLength))
+}
+
 /**
- * The checkpoint as TensorFlow.js artifacts (issue 5: "download the trained model (tfjs
- * format)"): `tfjs` is one JSON that `tf.io.fromMemory` loads (weights inline, base64) and whose
- * weightsManifest points at `weights.bin`; `tfjs-weights` is that weights.bin (raw float32).
+ * The checkpoint as a TensorFlow.js layers model (issue 5: "download the trained model (tfjs
+ * format)"). `model.json` is the standard pair with `model.weights.bin` (tf.loadLayersModel
+ * on its URL); `?format=tfjs` is the one-file download the dashboard links to: the same JSON
+ * with the weights inline, for `tf.loadLayersModel(tf.io.fromMemory(...))`.
  */
-function serveTfjs(res: ServerResponse, room: Room, cp: NonNullable<Room['checkpoint']>, base: string, format: 'tfjs' | 'tfjs-weights', head: boolean): void {
+function serveTfjs(res: ServerResponse, room: Room, cp: RoomCheckpoint, filename: string, head: boolean): void {
   const made = tfjsArtifact({
-    model: room.config.model, dataset: room.config.dataset, params: cp.params, weightsPath: `${base}.weights.bin`,
-    generatedBy: `tabswarm (protocol ${PROTOCOL_VERSION})`,
+    model: room.config.model, dataset: room.config.dataset, params: cp.params, weightsPath: 'model.weights.bin',
+    generatedBy: `tabswarm (protocol ${PROTOCOL_VERSION})`, embedWeights: filename !== 'model.json',
     metadata: { room: room.name, run: cp.run, step: cp.step, schemaHash: cp.schemaHash, algorithm: room.config.algorithm },
   })
   if (!made.ok) throw new HttpError(409, made.error)
   res.setHeader('Cache-Control', 'no-store')
   res.setHeader('X-Tabswarm-Step', String(cp.step))
-  if (format === 'tfjs-weights') {
+  if (filename !== 'model.json') res.setHeader('Content-Disposition', `attachment; filename="${filename}"`)
+  if (head) {
     res.statusCode = 200
-    res.setHeader('Content-Type', 'application/octet-stream')
-    res.setHeader('Content-Length', cp.params.byteLength)
-    res.setHeader('Content-Disposition', `attachment; filename="${base}.weights.bin"`)
-    return void res.end(head ? undefined : Buffer.from(cp.params.buffer, cp.params.byteOffset, cp.params.byteLength))
+    res.setHeader('Content-Type', 'application/json; charset=utf-8')
+    return void res.end()
   }
-  res.setHeader('Content-Disposition', `attachment; filename="${base}.model.json"`)
   json(res, 200, made.artifact)
 }
 
@@ -237,15 +274,14 @@ async function createRoom(req: IncomingMessage, res: ServerResponse, ctx: ApiCon
   const created = ctx.rooms.create({ name, config: parsed.config, tokenHash: hashToken(token) })
   if (!created.ok) throw new HttpError(created.code === 'exists' ? 409 : 503, created.message, 'room')
   const room = created.room
-  const base = origin(req)
+  const o = ctx.publicOrigin(req)
   ctx.log(`room '${room.name}' created (code ${room.code}, ${room.config.algorithm}/${room.config.topology})`)
   json(res, 201, {
     room: room.name,
     code: room.code,
     hostToken: token,
-    joinUrl: `${base}/?room=${encodeURIComponent(room.code)}`,
-    dashboardUrl: `${base}/room/${encodeURIComponent(room.code)}`,
-    projectorUrl: `${base}/projector/${encodeURIComponent(room.code)}`,
+    ...roomLinks(o.url, room),
+    localOnly: o.localOnly,
     config: room.config,
   })
 }

@@ -1,20 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { networkInterfaces } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { readSettings } from './env'
+import { isLoopbackHost } from './public-origin'
 import { startServer } from './server'
 
 /** Composition root: `npm start` / `npm run serve` / `npm run dev`. */
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url))
 const log = (msg: string) => console.log(`[tabswarm] ${msg}`)
-
-function lanAddresses(): string[] {
-  const out: string[] = []
-  for (const list of Object.values(networkInterfaces()))
-    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) out.push(a.address)
-  return out
-}
 
 async function devMiddleware(): Promise<{ middleware: (req: IncomingMessage, res: ServerResponse, next: () => void) => void; close: () => Promise<void> }> {
   // Imported only in --dev so `npm start` never loads Vite at runtime.
@@ -43,11 +36,13 @@ async function main() {
     staticDir: `${repoRoot}dist`,
     log,
     middleware: dev?.middleware,
+    publicUrl: settings.publicUrl,
   })
   const lines = [`tabswarm is running${settings.dev ? ' (dev mode)' : ''}. Open:`, `  http://localhost:${server.port}/`]
-  if (settings.host === '0.0.0.0' || settings.host === '::')
-    for (const a of lanAddresses()) lines.push(`  http://${a}:${server.port}/   (other machines on your network)`)
-  else if (settings.host !== 'localhost' && settings.host !== '127.0.0.1') lines.push(`  http://${settings.host}:${server.port}/`)
+  const shared = settings.publicUrl ?? server.lanUrl
+  if (shared) lines.push(`  ${shared}/   (students: join links and QR codes use this${settings.publicUrl ? ', from PUBLIC_URL' : ''})`)
+  else lines.push('  (no LAN address: students on other machines cannot reach this server; set HOST=0.0.0.0 or PUBLIC_URL)')
+  if (settings.publicUrl && isLoopbackHost(new URL(settings.publicUrl).hostname)) lines.push('  warning: PUBLIC_URL is a loopback address; only this machine can open it')
   lines.push(`  host a class: http://localhost:${server.port}/host`, `  data: ${settings.dataDir}`)
   console.log(lines.join('\n'))
 

@@ -3,6 +3,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { io as connect, type Socket } from 'socket.io-client'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import * as tf from '@tensorflow/tfjs'
+import { setupNodeBackend } from '../client/runtime/node-backend'
+import { modelLayout } from '../shared/model-shapes'
 import { deadline } from '../shared/transport'
 import { startServer, type RunningServer } from './server'
 
@@ -83,6 +86,21 @@ async function post(path: string, body: unknown, token?: string, url = server.ur
     body: typeof body === 'string' ? body : JSON.stringify(body),
   })
   return { status: r.status, body: (await r.json()) as Any }
+}
+
+/** Parameters of the right size and schema hash for a room of `model` on `dataset`. */
+function checkpointParams(model: 'mlp' | 'cnn' = 'mlp', dataset: 'mnist' | 'synthetic' = 'synthetic', fill = (i: number) => Math.sin(i)) {
+  const layout = modelLayout(model, dataset)
+  if (!layout.ok) throw new Error(layout.error)
+  const values = Float32Array.from({ length: layout.paramCount }, (_, i) => fill(i))
+  return { values, schemaHash: layout.schemaHash, params: new Uint8Array(values.buffer) }
+}
+
+/** Emits a marker that errors (suspect of nobody) and waits for it: everything sent before was handled. */
+async function settle(s: Socket, name: string): Promise<void> {
+  const marker = waitFor<Any>(s, 'error', name, (e) => e.event === 'suspect')
+  s.emit('suspect', { v: 1, peer: 'nobody', reason: 'marker' })
+  await marker
 }
 
 const REPORT = { v: 1, step: 12, loss: 0.7, accuracy: 0.81, backend: 'wasm', samplesPerSec: 250, bytesSent: 1000, bytesReceived: 900, neighbors: [] }
@@ -319,23 +337,162 @@ describe('HTTP API', () => {
     expect((await roster).peers).toEqual([a.id])
   })
 
-  it('keeps the latest checkpoint from peers and serves it as a download', async () => {
-    const a = await client()
+  it('keeps the latest checkpoint of the expected peer and serves it as JSON, binary and a TensorFlow.js model', async () => {
+    expect((await post('/api/rooms', { room: 'ckpt', config: { dataset: 'synthetic', model: 'mlp' } })).status).toBe(201)
+    const [a, b] = [await client(), await client()]
     await joinRoom(a, 'ckpt')
+    await joinRoom(b, 'ckpt')
     expect((await getJson('/api/rooms/ckpt/model')).status).toBe(404)
-    const params = new Uint8Array([1, 2, 3, 4, 250])
-    a.emit('checkpoint', { v: 1, step: 40, schemaHash: 'abc', params })
-    a.emit('checkpoint', { v: 1, step: 30, schemaHash: 'abc', params: new Uint8Array([9]) })
-    const marker = waitFor<Any>(a, 'error', 'marker after checkpoints')
-    a.emit('suspect', { v: 1, peer: 'nobody', reason: 'marker' })
-    await marker
+    const cp = checkpointParams()
+    a.emit('checkpoint', { v: 1, step: 40, schemaHash: cp.schemaHash, params: cp.params })
+    // An older step adds nothing (no error either: it is just not newer).
+    a.emit('checkpoint', { v: 1, step: 30, schemaHash: cp.schemaHash, params: checkpointParams('mlp', 'synthetic', () => 9).params })
+    await settle(a, 'checkpoints handled')
     const r = await fetch(`${server.url}/api/rooms/ckpt/model`)
     expect(r.status).toBe(200)
     expect(r.headers.get('content-disposition')).toContain('attachment')
     const body = (await r.json()) as Any
-    expect(body).toMatchObject({ step: 40, schemaHash: 'abc', run: 1 })
-    expect([...Buffer.from(body.weights, 'base64')]).toEqual([...params])
+    expect(body).toMatchObject({ step: 40, schemaHash: cp.schemaHash, run: 1 })
+    expect([...Buffer.from(body.weights, 'base64')]).toEqual([...cp.params])
     expect((await getJson('/api/rooms/ckpt')).body.checkpointStep).toBe(40)
+    const bin = await fetch(`${server.url}/api/rooms/ckpt/model?format=bin`)
+    expect(bin.headers.get('x-tabswarm-schema-hash')).toBe(cp.schemaHash)
+    expect(new Uint8Array(await bin.arrayBuffer())).toEqual(cp.params)
+
+    // The model.json URL is what tf.loadLayersModel takes: it fetches the weights file itself.
+    await setupNodeBackend('cpu')
+    for (const url of [`${server.url}/api/rooms/ckpt/model.json`, `${server.url}/api/rooms/ckpt/model?format=tfjs`]) {
+      const model = await tf.loadLayersModel(url)
+      const kernel = model.getLayer('dense0').getWeights()[0]
+      expect(kernel.shape).toEqual([32, 128])
+      expect(Array.from(await kernel.data()).slice(0, 4)).toEqual(Array.from(cp.values.subarray(0, 4)))
+      const y = model.predict(tf.zeros([2, 32])) as tf.Tensor
+      expect(y.shape).toEqual([2, 10])
+      y.dispose()
+      model.dispose()
+    }
+  })
+
+  it('refuses a checkpoint from the wrong peer, of the wrong size, non-finite or with a made-up step, with a clear error', async () => {
+    expect((await post('/api/rooms', { room: 'ckpt-bad', config: { dataset: 'synthetic', model: 'mlp' } })).status).toBe(201)
+    const [a, b] = [await client(), await client()]
+    await joinRoom(a, 'ckpt-bad')
+    await joinRoom(b, 'ckpt-bad')
+    const ok = checkpointParams()
+    a.emit('report', { ...REPORT, step: 50, globalStep: 60, stepsPerSec: 2 })
+    a.emit('checkpoint', { v: 1, step: 55, schemaHash: ok.schemaHash, params: ok.params })
+    await settle(a, 'good checkpoint stored')
+    expect((await fetch(`${server.url}/api/rooms/ckpt-bad/model?format=bin`)).headers.get('x-tabswarm-step')).toBe('55')
+
+    const errs: Any[] = []
+    a.on('error', (e: Any) => errs.push(e))
+    b.on('error', (e: Any) => errs.push({ ...e, from: 'b' }))
+    const nan = checkpointParams('mlp', 'synthetic', (i) => (i === 77 ? Number.NaN : 0.5))
+    b.emit('checkpoint', { v: 1, step: 58, schemaHash: ok.schemaHash, params: ok.params })
+    a.emit('checkpoint', { v: 1, step: 58, schemaHash: ok.schemaHash, params: ok.params.subarray(0, ok.params.length - 4) })
+    a.emit('checkpoint', { v: 1, step: 58, schemaHash: 'mlp-deadbeef', params: ok.params })
+    a.emit('checkpoint', { v: 1, step: 58, schemaHash: ok.schemaHash, params: nan.params })
+    // Reported: step 60 at 2 steps/s, so 60 + 1000 + 5 × 2 = 1070 at most.
+    a.emit('checkpoint', { v: 1, step: 1071, schemaHash: ok.schemaHash, params: ok.params })
+    a.emit('checkpoint', { v: 1, step: -3, schemaHash: ok.schemaHash, params: ok.params })
+    await settle(b, 'b checkpoint handled')
+    await settle(a, 'a checkpoints handled')
+    const got = errs.filter((e) => e.event === 'checkpoint').map((e) => [e.from ?? 'a', e.code, e.message.split(':')[0]])
+    expect(got).toEqual([
+      ['b', 'not-expected', 'checkpoint'], ['a', 'bad-length', 'params'], ['a', 'bad-schema', 'schemaHash'],
+      ['a', 'non-finite', 'params'], ['a', 'bad-step', 'step'], ['a', 'bad-request', 'step'],
+    ])
+    const after = await fetch(`${server.url}/api/rooms/ckpt-bad/model?format=bin`)
+    expect(after.headers.get('x-tabswarm-step')).toBe('55')
+    expect(new Uint8Array(await after.arrayBuffer())).toEqual(ok.params)
+  })
+})
+
+describe('away (paused or hidden tabs)', () => {
+  it('takes a peer out of the roster with a new epoch, keeps it joined, and ready brings it back', async () => {
+    const [a, b, c] = [await client(), await client(), await client()]
+    for (const s of [a, b, c]) await joinRoom(s, 'away')
+    const start = (await getJson('/api/rooms/away')).body
+    const without = waitFor<Any>(a, 'membership', 'roster without c', (m) => !m.peers.includes(c.id))
+    c.emit('away', { v: 1, reason: 'paused' })
+    const m = await without
+    expect(m.peers).toEqual([a.id, b.id])
+    expect(m.epoch).toBe(start.epoch + 1)
+    const mid = (await getJson('/api/rooms/away')).body
+    expect(mid.peers.map((p: Any) => p.id)).toEqual([a.id, b.id])
+    expect(mid.joining).toEqual([expect.objectContaining({ id: c.id, away: 'paused', stage: 'paused' })])
+    expect(mid.evictions).toEqual([])
+    // Still a member of the room: it may report while away, and nobody can report it any more.
+    c.emit('report', { ...REPORT, stage: 'paused' })
+    const refused = waitFor<Any>(a, 'error', 'suspect of an away peer refused')
+    a.emit('suspect', { v: 1, peer: c.id, reason: 'missed deadlines' })
+    expect(await refused).toMatchObject({ event: 'suspect', code: 'unknown-peer' })
+    const back = waitFor<Any>(a, 'membership', 'c back', (mm) => mm.peers.includes(c.id))
+    c.emit('ready', { v: 1 })
+    const mm = await back
+    expect(mm.peers).toEqual([a.id, b.id, c.id])
+    expect(mm.epoch).toBe(start.epoch + 2)
+    expect((await getJson('/api/rooms/away')).body.joining).toEqual([])
+  })
+
+  it('rejects a malformed away or one from a socket that is not a volunteer here; nothing changes', async () => {
+    const [a, s, stranger] = [await client(), await client(), await client()]
+    await joinRoom(a, 'away-bad')
+    await joinRoom(s, 'away-bad', 'spectator')
+    const before = (await getJson('/api/rooms/away-bad')).body
+    const errs: Any[] = []
+    for (const [name, sock] of [['a', a], ['s', s], ['x', stranger]] as const) sock.on('error', (e: Any) => errs.push([name, e.event, e.code, e.message.split(':')[0]]))
+    a.emit('away', { v: 1, reason: 'bored' })
+    a.emit('away', { v: 1 })
+    a.emit('away', 'paused')
+    s.emit('away', { v: 1, reason: 'hidden' })
+    stranger.emit('away', { v: 1, reason: 'hidden' })
+    await settle(a, 'a handled')
+    await settle(s, 's handled')
+    await settle(stranger, 'stranger handled')
+    expect(errs.filter((e) => e[1] === 'away')).toEqual([
+      ['a', 'away', 'bad-request', 'reason'], ['a', 'away', 'bad-request', 'reason'], ['a', 'away', 'bad-request', 'payload'],
+      ['s', 'away', 'not-joined', 'join a room as a volunteer first'], ['x', 'away', 'not-joined', 'join a room as a volunteer first'],
+    ])
+    const after = (await getJson('/api/rooms/away-bad')).body
+    expect({ ...after, now: 0 }).toEqual({ ...before, now: 0 })
+  })
+})
+
+describe('public origin (join links students can open)', () => {
+  it('a server only reachable on loopback says so; the room answer carries the links', async () => {
+    const info = (await getJson('/api/info')).body
+    expect(info).toMatchObject({ publicUrl: server.url, localOnly: true, publicUrlSource: 'request' })
+    const created = await post('/api/rooms', { room: 'links' })
+    expect(created.body).toMatchObject({ joinUrl: `${server.url}/?room=${created.body.code}`, localOnly: true })
+    const room = (await getJson('/api/rooms/links')).body
+    expect(room).toMatchObject({ joinUrl: created.body.joinUrl, projectorUrl: `${server.url}/projector/${created.body.code}`, localOnly: true })
+  })
+
+  it('a teacher on localhost gets the LAN address in links when the server listens on every interface', async () => {
+    const lan = await startServer({ port: 0, host: '0.0.0.0', dataDir: join(tmp, 'lan'), staticDir, lanAddresses: ['10.11.12.13', '192.168.0.9'] })
+    try {
+      const base = `http://127.0.0.1:${lan.port}`
+      expect(lan.lanUrl).toBe(`http://10.11.12.13:${lan.port}`)
+      expect((await getJson('/api/info', base)).body).toMatchObject({ publicUrl: lan.lanUrl, publicUrlSource: 'lan', localOnly: false })
+      const created = await post('/api/rooms', {}, undefined, base)
+      expect(created.body.joinUrl).toBe(`http://10.11.12.13:${lan.port}/?room=${created.body.code}`)
+      expect((await getJson(`/api/rooms/${created.body.code}`, base)).body.joinUrl).toBe(created.body.joinUrl)
+    } finally {
+      await lan.close()
+    }
+  })
+
+  it('PUBLIC_URL wins over everything', async () => {
+    const pub = await startServer({ port: 0, host: '127.0.0.1', dataDir: join(tmp, 'pub'), staticDir, publicUrl: 'https://class.example.org', lanAddresses: ['10.0.0.1'] })
+    try {
+      expect((await getJson('/api/info', pub.url)).body).toMatchObject({ publicUrl: 'https://class.example.org', publicUrlSource: 'PUBLIC_URL', localOnly: false })
+      const created = await post('/api/rooms', {}, undefined, pub.url)
+      expect(created.body.joinUrl).toBe(`https://class.example.org/?room=${created.body.code}`)
+      expect(created.body.dashboardUrl).toBe(`https://class.example.org/room/${created.body.code}`)
+    } finally {
+      await pub.close()
+    }
   })
 })
 
@@ -348,10 +505,9 @@ describe('persistence', () => {
     const a = await client(s.url)
     await joinRoom(a, code)
     a.emit('report', REPORT)
-    a.emit('checkpoint', { v: 1, step: 7, schemaHash: 'h1', params: new Uint8Array([7, 7]) })
-    const marker = waitFor<Any>(a, 'error', 'marker')
-    a.emit('suspect', { v: 1, peer: 'nobody', reason: 'marker' })
-    await marker
+    const cp = checkpointParams('mlp', 'mnist')
+    a.emit('checkpoint', { v: 1, step: 7, schemaHash: cp.schemaHash, params: cp.params })
+    await settle(a, 'report and checkpoint handled')
     const before = (await getJson(`/api/rooms/${code}`, s.url)).body
     a.disconnect()
     await s.close()
@@ -372,9 +528,35 @@ describe('persistence', () => {
       expect(ack.membership).toMatchObject({ room, paused: true, peers: [b.id] })
       expect(ack.checkpointStep).toBe(7)
       const model = (await getJson(`/api/rooms/${code}/model`, s.url)).body
-      expect(model).toMatchObject({ step: 7, schemaHash: 'h1' })
+      expect(model).toMatchObject({ step: 7, schemaHash: cp.schemaHash })
     } finally {
       for (const x of sockets.splice(0)) x.disconnect()
+      await s.close()
+    }
+  })
+
+  it('a restart looks like a dropped connection to clients, so they reconnect by themselves', async () => {
+    const dataDir = join(tmp, 'reconnect')
+    let s = await start(dataDir)
+    const port = s.port
+    // The options a tab uses: websocket, socket.io's own reconnection (fast here).
+    const tab = connect(s.url, { transports: ['websocket'], reconnectionDelay: 100, reconnectionDelayMax: 300, forceNew: true })
+    sockets.push(tab)
+    try {
+      await waitFor(tab, 'connect', 'tab connects')
+      await joinRoom(tab, 'comeback')
+      const firstId = tab.id
+      const dropped = waitFor<string>(tab, 'disconnect', 'tab sees the server go')
+      await s.close()
+      // 'io server disconnect' would mean "sent away": socket.io then never reconnects.
+      expect(await dropped).toBe('transport close')
+      s = await startServer({ port, host: '127.0.0.1', dataDir, staticDir })
+      await waitFor(tab, 'connect', 'tab reconnects on its own')
+      expect(tab.id).not.toBe(firstId)
+      const ack = await joinRoom(tab, 'comeback')
+      expect(ack.membership.peers).toEqual([tab.id])
+    } finally {
+      tab.disconnect()
       await s.close()
     }
   })

@@ -1,11 +1,13 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { networkInterfaces } from 'node:os'
 import { Server } from 'socket.io'
 import type { DatasetName } from '../shared/config'
 import { getDatasetBinary as datasetBinary, getShardBinary as shardBinary } from './datasets'
 import { attachHandlers, type SignalingServer } from './handlers'
 import { handleApi, type ShardQuery } from './http-api'
 import { openStore } from './persistence'
+import { lanAddresses, lanOrigin, resolvePublicOrigin } from './public-origin'
 import { CHECKPOINT_MAX_BYTES, RoomRegistry } from './rooms'
 import { serveStatic } from './static'
 
@@ -25,6 +27,10 @@ export interface ServerOptions {
   log?: (msg: string) => void
   /** Replaces the static file server (the `--dev` Vite middleware); call next() to fall through. */
   middleware?: (req: IncomingMessage, res: ServerResponse, next: () => void) => void
+  /** PUBLIC_URL: the origin students open; null/absent → derived per request (public-origin.ts). */
+  publicUrl?: string | null
+  /** LAN IPv4 addresses for the derived origin; default: this machine's (os.networkInterfaces). */
+  lanAddresses?: readonly string[]
   /** Defaults to signaling-server/datasets.ts (which also serves per-peer shards). */
   getDatasetBinary?: (name: DatasetName, split: 'train' | 'test') => Promise<Uint8Array>
 }
@@ -32,6 +38,8 @@ export interface ServerOptions {
 export interface RunningServer {
   url: string
   port: number
+  /** The LAN origin students could use (null when the server is reachable only locally). */
+  lanUrl: string | null
   registry: RoomRegistry
   io: SignalingServer
   close(): Promise<void>
@@ -64,6 +72,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   registry.restore(store.load())
 
   let bus: ReturnType<typeof attachHandlers> | null = null
+  // Known once listening (port 0 picks one).
+  let lanUrl: string | null = null
+  const publicUrl = opts.publicUrl ?? null
+  const originFor = (req: IncomingMessage) => resolvePublicOrigin({ publicUrl, lanUrl, requestHost: req.headers.host })
   const getDatasetBinary = opts.getDatasetBinary ?? datasetBinary
   const getShardBinary = opts.getDatasetBinary ? undefined : (n: DatasetName, s: 'train' | 'test', q: ShardQuery) => shardBinary(n, s, q)
 
@@ -76,7 +88,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       res.statusCode = 400
       return void res.end('bad request\n')
     }
-    const ctx = { rooms: registry, bus: bus!, log, getDatasetBinary, getShardBinary }
+    const ctx = { rooms: registry, bus: bus!, log, getDatasetBinary, getShardBinary, publicOrigin: originFor }
     handleApi(req, res, url.pathname, url.searchParams, ctx)
       .then(async (handled) => {
         if (handled) return
@@ -118,18 +130,22 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     })
   })
   const port = (http.address() as AddressInfo).port
+  lanUrl = lanOrigin(opts.host, port, opts.lanAddresses ?? lanAddresses(networkInterfaces()))
   const shownHost = opts.host === '0.0.0.0' || opts.host === '::' ? 'localhost' : opts.host
   let closed: Promise<void> | null = null
 
   return {
     url: `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}`,
     port,
+    lanUrl,
     registry,
     io,
     close() {
       closed ??= (async () => {
         bus?.close()
-        io.disconnectSockets(true)
+        // No io.disconnectSockets(): a server-side disconnect tells socket.io clients "you were
+        // sent away" and they never reconnect. Closing the transports (io.close) reads to them
+        // as a dropped connection, so volunteers reconnect on their own when the server is back.
         await new Promise<void>((resolve) => {
           io.close(() => resolve())
           http.closeAllConnections()
