@@ -17,7 +17,17 @@ export default defineConfig({
   // simple-peer expects Node's Buffer/process/events (BROWSER-TESTING.md "Bundling simple-peer").
   plugins: [react(), nodePolyfills({ include: ['buffer', 'process', 'events', 'util', 'stream'], globals: { Buffer: true, process: true, global: true } })],
   define: { global: 'globalThis' },
-  build: { outDir: `${root}dist`, emptyOutDir: true, chunkSizeWarningLimit: 8000, target: 'es2022' },
+  build: {
+    outDir: `${root}dist`, emptyOutDir: true, chunkSizeWarningLimit: 8000, target: 'es2022',
+    rollupOptions: {
+      input: {
+        main: `${root}client/index.html`,
+        // The browser peer of the WebRTC mesh compliance suite (tests/e2e/mesh-compliance.e2e.test.ts):
+        // built here so it bundles simple-peer exactly as the app does.
+        'mesh-peer': `${root}client/testing/mesh-peer.html`,
+      },
+    },
+  },
   worker: { format: 'es' },
   test: {
     root,

@@ -4,16 +4,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { Mailbox } from '../../shared/mailbox'
 import { describeMeshCompliance, type MeshHarness } from '../../shared/testing/mesh-compliance'
-import {
-  DeadlineError, PeerUnavailableError, ProgressClock, deadline, isDeadline,
-  type Envelope, type Membership, type Mesh, type MeshMessage, type MeshStats, type MessageFilter, type PeerId, type Unsubscribe,
-} from '../../shared/transport'
+import { deadline, isDeadline } from '../../shared/transport'
 import { FRAME_FIXED_BYTES, MAX_FRAME_BYTES } from '../../shared/wire/framing'
 import { startServer, type RunningServer } from '../../signaling-server/server'
 import type { NodeWebRtcStack } from './node-webrtc'
-import type { ChildToParent, ParentToChild, PeerInit } from './testing/mesh-peer-process'
+import type { PeerInit } from './testing/mesh-peer-core'
+import { childProcessPort, RemoteMesh } from './testing/remote-mesh'
 
 /**
  * WebRtcMesh over REAL WebRTC between peers in SEPARATE Node processes, signaled by the real
@@ -52,108 +49,6 @@ afterAll(async () => {
   rmSync(dataDir, { recursive: true, force: true })
 })
 
-class RemoteMesh implements Mesh {
-  self: PeerId = ''
-  readonly clock = new ProgressClock()
-  readonly mailbox = new Mailbox()
-  readonly logs: { event: string; detail?: Record<string, unknown> }[] = []
-  private m: Membership = { epoch: 0, peers: [], roles: { ps: null } }
-  private listeners = new Set<(m: Membership) => void>()
-  private pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>()
-  private seq = 0
-  readonly exited: Promise<void>
-  readonly ready: Promise<void>
-
-  constructor(readonly child: ChildProcess, init: PeerInit) {
-    this.exited = new Promise((r) => child.once('exit', () => r()))
-    this.ready = new Promise((resolve, reject) => {
-      child.once('exit', (code) => reject(new Error(`peer exited early (${code}): ${JSON.stringify(this.logs.slice(-3))}`)))
-      child.on('message', (msg: ChildToParent) => {
-        if (msg.ev === 'ready') {
-          this.self = msg.self
-          resolve()
-        } else this.onChild(msg)
-      })
-    })
-    this.post({ op: 'init', init })
-  }
-
-  private post(m: ParentToChild): void {
-    if (this.child.connected) this.child.send(m)
-  }
-
-  private onChild(msg: ChildToParent): void {
-    switch (msg.ev) {
-      case 'membership':
-        if (msg.m.epoch < this.m.epoch) return
-        this.m = msg.m
-        this.mailbox.setMinEpoch(msg.m.epoch)
-        for (const cb of [...this.listeners]) cb(msg.m)
-        return
-      case 'envelope':
-        this.clock.observe(msg.e.clock)
-        this.mailbox.deliver(msg.e)
-        return
-      case 'log':
-        this.logs.push({ event: msg.event, detail: msg.detail })
-        return
-      case 'result': {
-        const p = this.pending.get(msg.id)
-        this.pending.delete(msg.id)
-        if (!p) return
-        if (msg.ok) return p.resolve(msg.value)
-        const e = msg.error
-        const err = e.name === 'DeadlineError' ? new DeadlineError(e.deadline ?? 'remote')
-          : e.name === 'PeerUnavailableError' ? new PeerUnavailableError('?', e.message)
-          : new Error(e.message)
-        return p.reject(err)
-      }
-    }
-  }
-
-  private call<T>(make: (id: number) => ParentToChild, signal?: AbortSignal): Promise<T> {
-    const id = ++this.seq
-    return new Promise<T>((resolve, reject) => {
-      const onAbort = () => {
-        this.pending.delete(id)
-        this.post({ op: 'abort', id })
-        reject(signal!.reason)
-      }
-      if (signal?.aborted) return onAbort()
-      signal?.addEventListener('abort', onAbort, { once: true })
-      this.pending.set(id, {
-        resolve: (v) => { signal?.removeEventListener('abort', onAbort); resolve(v as T) },
-        reject: (e) => { signal?.removeEventListener('abort', onAbort); reject(e) },
-      })
-      this.post(make(id))
-    })
-  }
-
-  membership(): Membership { return this.m }
-  onMembership(cb: (m: Membership) => void): Unsubscribe {
-    this.listeners.add(cb)
-    return () => this.listeners.delete(cb)
-  }
-  send(to: PeerId, msg: MeshMessage, signal?: AbortSignal): Promise<void> {
-    return this.call((id) => ({ op: 'send', id, to, msg, clock: this.clock.value }), signal)
-  }
-  receive(filter: MessageFilter, signal: AbortSignal): Promise<Envelope> { return this.mailbox.receive(filter, signal) }
-  discard(filter: MessageFilter): number { return this.mailbox.discard(filter) }
-  want(peers: readonly PeerId[]): void { this.post({ op: 'want', peers: [...peers] }) }
-  reportSuspect(peer: PeerId, reason: string): void { this.post({ op: 'suspect', peer, reason }) }
-  stats(): MeshStats { throw new Error('use remoteStats()') }
-  remoteStats(): Promise<MeshStats & { links: PeerId[]; connected: PeerId[]; peakBufferedAmount: number; highWaterMark: number }> { return this.call((id) => ({ op: 'stats', id })) }
-  raw(to: PeerId, bytes: number): Promise<{ bytes: number; ms: number; bytesPerSec: number }> {
-    return this.call((id) => ({ op: 'raw', id, to, bytes }))
-  }
-  garbage(to: PeerId, frames: Uint8Array[]): Promise<void> { return this.call((id) => ({ op: 'garbage', id, to, frames })) }
-  inject(e: Envelope): void { this.post({ op: 'inject', e }) }
-  async shutdown(): Promise<void> {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL')
-    await this.exited
-  }
-}
-
 function forkPeer(): ChildProcess {
   return fork(PEER_SCRIPT, [], {
     execArgv: ['--import', 'tsx'],
@@ -180,7 +75,7 @@ async function swarm(n: number, extra: Partial<PeerInit> | ((i: number) => Parti
   const peers: RemoteMesh[] = []
   try {
     for (let i = 0; i < n; i++) {
-      const p = new RemoteMesh(children[i], { url: server.url, room, ...(typeof extra === 'function' ? extra(i) : extra) })
+      const p = new RemoteMesh(childProcessPort(children[i]), { url: server.url, room, ...(typeof extra === 'function' ? extra(i) : extra) })
       peers.push(p)
       await p.ready
     }

@@ -1,147 +1,20 @@
 /**
- * A Node volunteer's mesh in its own OS process, driven over IPC by the WebRTC mesh
- * integration tests (client/mesh/webrtc-mesh.int.test.ts). It joins the room through the real
- * signaling server, runs a real WebRtcMesh over a Node WebRTC stack (@roamhq/wrtc by default, or
- * node-datachannel: PeerInit.webrtc, client/mesh/node-webrtc.ts), forwards every delivered envelope
- * and membership to the parent, and executes the parent's send/want/… requests.
+ * A Node volunteer's mesh in its own OS process (mesh-peer-core.ts), driven over IPC by the WebRTC
+ * mesh integration tests (client/mesh/webrtc-mesh.int.test.ts) over a Node WebRTC stack
+ * (@roamhq/wrtc by default, or node-datachannel: PeerInit.webrtc, client/mesh/node-webrtc.ts).
  * Started with `fork(file, { execArgv: ['--import', 'tsx'], serialization: 'advanced' })`.
  */
-import type { Compression } from '../../../shared/config'
-import { deadline, type Envelope, type MeshMessage } from '../../../shared/transport'
-import { loadNodeWebRtc, type NodeWebRtcOptions } from '../node-webrtc'
-import { SignalingClient } from '../signaling-client'
-import { WebRtcMesh } from '../webrtc-mesh'
+import { loadNodeWebRtc } from '../node-webrtc'
+import { createMeshPeer, type ChildToParent, type ParentToChild } from './mesh-peer-core'
 
-export interface PeerInit {
-  url: string
-  room: string
-  schemaHash?: string
-  compression?: Compression
-  maxMessageBytes?: number
-  connectTimeoutMs?: number
-  warmLinks?: number
-  /** Node WebRTC stack for this peer (default @roamhq/wrtc). */
-  webrtc?: NodeWebRtcOptions
-}
+export type { ChildToParent, ParentToChild, PeerInit } from './mesh-peer-core'
 
-export type ParentToChild =
-  | { op: 'init'; init: PeerInit }
-  | { op: 'send'; id: number; to: string; msg: MeshMessage; clock: number }
-  | { op: 'abort'; id: number }
-  | { op: 'want'; peers: string[] }
-  | { op: 'suspect'; peer: string; reason: string }
-  | { op: 'inject'; e: Envelope }
-  | { op: 'stats'; id: number }
-  | { op: 'raw'; id: number; to: string; bytes: number }
-  | { op: 'garbage'; id: number; to: string; frames: Uint8Array[] }
-  | { op: 'close'; id: number }
-
-export type ChildToParent =
-  | { ev: 'ready'; self: string }
-  | { ev: 'membership'; m: { epoch: number; peers: string[]; roles: { ps: string | null } } }
-  | { ev: 'envelope'; e: Envelope }
-  | { ev: 'result'; id: number; ok: true; value?: unknown }
-  | { ev: 'result'; id: number; ok: false; error: { name: string; message: string; deadline?: string } }
-  | { ev: 'log'; event: string; detail?: Record<string, unknown> }
-
-const post = (m: ChildToParent) => process.send?.(m)
-const aborts = new Map<number, AbortController>()
-let mesh: WebRtcMesh | null = null
-let sig: SignalingClient | null = null
-
-function errOf(e: unknown): { name: string; message: string; deadline?: string } {
-  const x = e as { name?: string; message?: string; deadline?: string }
-  return { name: x?.name ?? 'Error', message: x?.message ?? String(e), ...(x?.deadline ? { deadline: x.deadline } : {}) }
-}
-
-async function init(p: PeerInit): Promise<void> {
-  // Loaded before joining, so a stack that fails to load fails 'ready' rather than a later send.
-  const wrtc = await loadNodeWebRtc(p.webrtc ?? {})
-  sig = new SignalingClient(p.url, { socket: { transports: ['websocket'] } })
-  const joined = await sig.join({ room: p.room, role: 'volunteer', agent: 'node' }, deadline('peer.join', 10_000))
-  await sig.enterRoster(deadline('peer.ready', 10_000))
-  mesh = new WebRtcMesh({
-    self: joined.self,
-    signaling: sig,
-    wrtc,
-    schemaHash: p.schemaHash ?? 'test-schema',
-    config: {
-      iceServers: [],
-      ...(p.compression ? { compression: p.compression } : {}),
-      ...(p.maxMessageBytes ? { maxMessageBytes: p.maxMessageBytes } : {}),
-    },
-    ...(p.connectTimeoutMs ? { connectTimeoutMs: p.connectTimeoutMs } : {}),
-    ...(p.warmLinks !== undefined ? { warmLinks: p.warmLinks } : {}),
-    log: (event, detail) => {
-      if (event !== 'mesh.hello') post({ ev: 'log', event, detail })
-    },
-  })
-  mesh.onMembership((m) => post({ ev: 'membership', m: { epoch: m.epoch, peers: [...m.peers], roles: { ...m.roles } } }))
-  const m = mesh.membership()
-  post({ ev: 'membership', m: { epoch: m.epoch, peers: [...m.peers], roles: { ...m.roles } } })
-  post({ ev: 'ready', self: joined.self })
-  // Forward everything delivered; the parent's Mailbox does the filtering for receive().
-  const forever = new AbortController().signal
-  for (;;) {
-    const e = await mesh.receive({}, forever)
-    post({ ev: 'envelope', e })
-  }
-}
-
-async function handle(msg: ParentToChild): Promise<void> {
-  if (msg.op === 'init') {
-    init(msg.init).catch((e) => {
-      post({ ev: 'log', event: 'peer.init-failed', detail: errOf(e) })
-      process.exit(2)
-    })
-    return
-  }
-  if (msg.op === 'abort') return void aborts.get(msg.id)?.abort(new (await import('../../../shared/transport')).DeadlineError('parent-abort'))
-  const m = mesh
-  if (!m) return
-  const reply = async (id: number, fn: () => Promise<unknown>) => {
-    try {
-      post({ ev: 'result', id, ok: true, value: await fn() })
-    } catch (e) {
-      post({ ev: 'result', id, ok: false, error: errOf(e) })
-    }
-  }
-  switch (msg.op) {
-    case 'send': {
-      const ctl = new AbortController()
-      aborts.set(msg.id, ctl)
-      m.clock.observe(msg.clock)
-      await reply(msg.id, () => m.send(msg.to, msg.msg, ctl.signal))
-      aborts.delete(msg.id)
-      return
-    }
-    case 'want':
-      return m.want(msg.peers)
-    case 'suspect':
-      return m.reportSuspect(msg.peer, msg.reason)
-    case 'inject':
-      // Test seam: the mesh's own Mailbox (stale-epoch and duplicate dropping).
-      ;(m as unknown as { mailbox: { deliver(e: Envelope): boolean } }).mailbox.deliver(msg.e)
-      return
-    case 'stats':
-      return reply(msg.id, async () => ({ ...m.stats(), ...m.diagnostics() }))
-    case 'raw':
-      return reply(msg.id, () => m.measureRawThroughput(msg.to, msg.bytes))
-    case 'garbage':
-      // A misbehaving peer: writes arbitrary bytes straight onto the data channel.
-      return reply(msg.id, async () => {
-        await m.send(msg.to, { kind: 't/warmup', round: -1 })
-        await m.writeRawFrames(msg.to, msg.frames)
-      })
-    case 'close':
-      return reply(msg.id, async () => {
-        await m.close()
-        sig?.close()
-      })
-  }
-}
-
-process.on('message', (msg: ParentToChild) => {
-  handle(msg).catch((e) => post({ ev: 'log', event: 'peer.handler-error', detail: errOf(e) }))
+const handle = createMeshPeer({
+  agent: 'node',
+  post: (m: ChildToParent) => process.send?.(m),
+  loadWrtc: (init) => loadNodeWebRtc(init.webrtc ?? {}),
+  fatal: () => process.exit(2),
 })
+
+process.on('message', (msg: ParentToChild) => void handle(msg))
 process.on('disconnect', () => process.exit(0))
