@@ -62,6 +62,16 @@ async function quiesce(logs: LogLine[], ms = 3000): Promise<void> {
   }
 }
 
+/** Polls `logs` until a line satisfies `pred` (or `ms` pass); returns that line. */
+async function waitForLog(logs: LogLine[], pred: (l: LogLine) => boolean, ms = 3000): Promise<LogLine | undefined> {
+  const end = Date.now() + ms
+  for (;;) {
+    const hit = logs.find(pred)
+    if (hit || Date.now() > end) return hit
+    await sleep(5)
+  }
+}
+
 function meanOf(xs: Float32Array[]): Float32Array {
   const out = new Float32Array(xs[0].length)
   for (const x of xs) for (let i = 0; i < x.length; i++) out[i] += x[i] / xs.length
@@ -216,7 +226,9 @@ describe('AD-PSGD churn', () => {
     await Promise.all(runs)
     for (const p of alive) expect(steps.get(p.id)).toBe(40)
     // A joiner (zero init) bootstraps from its ring neighbours in the new roster [p0 p1 p3 p4 p9]:
-    // p4 and p0, idle now, so its model is exactly their average (§4.3).
+    // p4 and p0, idle once their last exchanges are complete on both sides, so its model is
+    // exactly their average (§4.3).
+    await quiesce(logs)
     const x0 = await alive[0].inst.evalParams()
     const x4 = await alive[3].inst.evalParams()
     const joiner = await start(net, 'p9', new LsqCompute(prob.shards[n], { batchSize: 4 }), cfg, logs)
@@ -233,5 +245,144 @@ describe('AD-PSGD churn', () => {
     // one lucky interleaving.
     expect(sqDist(await joiner.inst.evalParams(), m)).toBeLessThan(Math.max(10 * spread, 1e-3))
     for (const p of [...alive, joiner]) p.inst.dispose()
+  })
+})
+
+describe('AD-PSGD: a roster change elsewhere never half-applies an exchange', () => {
+  // 20 ms per hop: request reaches B at ~20, accept reaches A at ~40, exchange reaches B at ~60.
+  const slow = { ...FAULTS.none, latencyMs: [20, 20] as const }
+
+  /** For every exchange id: the initiator applied it iff the passive side did. */
+  function expectBothOrNeither(logs: LogLine[], initiator: string, passive: string): number {
+    const ends = (peer: string, partner: string, role: string) => new Map(logs
+      .filter((l) => l.peer === peer && l.event === 'ad-psgd/exchange-end' && l.detail?.role === role && l.detail?.partner === partner)
+      .map((l) => [l.detail!.id as number, l.detail!.ok as boolean]))
+    const a = ends(initiator, passive, 'active')
+    const b = ends(passive, initiator, 'passive')
+    // An id only one side logged is one the other never served (busy, or the request was lost):
+    // it must then have failed there too.
+    for (const id of new Set([...a.keys(), ...b.keys()])) expect({ id, ok: b.get(id) ?? false }).toEqual({ id, ok: a.get(id) ?? false })
+    return [...a.values()].filter(Boolean).length
+  }
+
+  /**
+   * Runs one step of `initiator` and fires `change` right after `trigger`'s first send of `kind`
+   * (the message is then in flight, stamped with the old epoch).
+   */
+  async function exchangeWithChange(net: MemoryNetwork, peers: Peer[], initiator: Peer, trigger: Peer, kind: string, change: () => void) {
+    const realSend = trigger.mesh.send.bind(trigger.mesh)
+    let fired = false
+    trigger.mesh.send = async (to, msg, signal) => {
+      await realSend(to, msg, signal)
+      if (msg.kind === kind && !fired) {
+        fired = true
+        change()
+      }
+    }
+    const r = await initiator.inst.step()
+    expect(fired).toBe(true)
+    return r
+  }
+
+  it('a third peer joins while the exchange message is in flight: both apply, the pair sum is exact', async () => {
+    const net = new MemoryNetwork({ seed: 41, faults: slow })
+    const logs: LogLine[] = []
+    const a = Float32Array.of(1, 2, 3, 4)
+    const b = Float32Array.of(5, 6, 7, 9)
+    const [p0, p1] = await startAll(net, [new LsqCompute(flat(4), { init: a }), new LsqCompute(flat(4), { init: b })], config(), logs)
+    const epoch = net.membership().epoch
+    const r = await exchangeWithChange(net, [p0, p1], p0, p0, 'ad-psgd/exchange', () => net.join('p2'))
+    expect(r.communicated).toBe(true)
+    expect(net.membership().epoch).toBe(epoch + 1)
+    await quiesce(logs)
+    const x0 = await p0.inst.evalParams()
+    const x1 = await p1.inst.evalParams()
+    // Integer models: the midpoint is exact in fp32, so the sum is preserved bit for bit.
+    expect([...x0]).toEqual([3, 4, 5, 6.5])
+    expect([...x1]).toEqual([3, 4, 5, 6.5])
+    expect(sumOf([x0, x1])).toBe(sumOf([a, b]))
+    expect(expectBothOrNeither(logs, 'p0', 'p1')).toBe(1)
+    // It took a re-send in the new epoch (the first copy was dropped as stale), then B's `done`.
+    const confirmed = await waitForLog(logs, (l) => l.peer === 'p0' && l.event === 'ad-psgd/exchange-confirmed')
+    expect(confirmed?.detail?.resends).toBe(1)
+    for (const p of [p0, p1]) p.inst.dispose()
+  })
+
+  it('a third peer leaves while the exchange message is in flight: both apply, the pair sum is exact', async () => {
+    const net = new MemoryNetwork({ seed: 42, faults: slow })
+    const logs: LogLine[] = []
+    // Roster [px, p0, p1]: on this odd ring p1 initiates only towards p0 (indices 2 → 1), so the
+    // exchange is p1 ⇄ p0 whatever the seed; px (idle) leaves mid-exchange.
+    for (const id of ['px', 'p0', 'p1']) net.join(id)
+    const a = Float32Array.of(1, 2, 3, 4)
+    const b = Float32Array.of(5, 6, 7, 9)
+    const [px, p0, p1] = await Promise.all([Float32Array.of(100, 100, 100, 100), a, b].map((init, i) =>
+      start(net, ['px', 'p0', 'p1'][i], new LsqCompute(flat(4), { init }), config(), logs)))
+    const r = await exchangeWithChange(net, [p0, p1], p1, p1, 'ad-psgd/exchange', () => {
+      px.inst.dispose()
+      net.leave('px')
+    })
+    expect(r.communicated).toBe(true)
+    expect(net.membership().peers).toEqual(['p0', 'p1'])
+    await quiesce(logs)
+    const x0 = await p0.inst.evalParams()
+    const x1 = await p1.inst.evalParams()
+    expect([...x0]).toEqual([3, 4, 5, 6.5])
+    expect([...x1]).toEqual([3, 4, 5, 6.5])
+    expect(sumOf([x0, x1])).toBe(sumOf([a, b]))
+    expect(expectBothOrNeither(logs, 'p1', 'p0')).toBe(1)
+    for (const p of [p0, p1]) p.inst.dispose()
+  })
+
+  it('a roster change before the commit point (accept in flight): neither applies, the server is released at once', async () => {
+    const net = new MemoryNetwork({ seed: 43, faults: slow })
+    const logs: LogLine[] = []
+    const a = Float32Array.of(1, 2, 3)
+    const b = Float32Array.of(7, 8, 9)
+    // Deadline 5 s: the passive side must end through `cancel`, far sooner than its 10 s wait.
+    const [p0, p1] = await startAll(net, [new LsqCompute(flat(3), { init: a }), new LsqCompute(flat(3), { init: b })], config(), logs)
+    const t0 = performance.now()
+    const r = await exchangeWithChange(net, [p0, p1], p0, p1, 'ad-psgd/accept', () => net.join('p2'))
+    expect(r.communicated).toBe(false)
+    await quiesce(logs)
+    expect(performance.now() - t0).toBeLessThan(2000)
+    expect([...(await p0.inst.evalParams())]).toEqual([...a])
+    expect([...(await p1.inst.evalParams())]).toEqual([...b])
+    expect(expectBothOrNeither(logs, 'p0', 'p1')).toBe(0)
+    expect(logs.some((l) => l.peer === 'p1' && l.event === 'ad-psgd/exchange-abort' && /cancelled/.test(String(l.detail?.reason)))).toBe(true)
+    for (const p of [p0, p1]) p.inst.dispose()
+  })
+
+  it('keeps the sum of models exact under gossip while peers join and leave around the pairs', async () => {
+    const net = new MemoryNetwork({ seed: 44, faults: FAULTS.lan })
+    const logs: LogLine[] = []
+    // Integer models on a 4-ring: every exchange is exact, so any half-applied one shows.
+    const inits = [0, 1, 2, 3].map((i) => Float32Array.of(8 * i, -4 * i, 16, 2 * i * i))
+    const peers = await startAll(net, inits.map((x) => new LsqCompute(flat(4), { init: x })), config(), logs)
+    let churn = 0
+    let stepping = true
+    const churner = (async () => {
+      // Bare tabs join and leave while the four gossip (one chosen as a partner only aborts that
+      // exchange when it leaves: it never answers).
+      while (stepping) {
+        await sleep(7)
+        const id = `x${churn++}`
+        net.join(id)
+        await sleep(5)
+        net.leave(id)
+      }
+    })()
+    await Promise.all(peers.map(async (p) => { for (let k = 0; k < 25; k++) await p.inst.step() }))
+    stepping = false
+    await churner
+    await quiesce(logs)
+    const xs = await Promise.all(peers.map((p) => p.inst.evalParams()))
+    expect(sumOf(xs)).toBe(sumOf(inits))
+    const completed = logs.filter((l) => l.event === 'ad-psgd/exchange-end' && l.detail?.role === 'active' && l.detail?.ok).length
+    expect(completed).toBeGreaterThan(0)
+    expect(churn).toBeGreaterThan(3)
+    // Every exchange either completed on both sides or on neither.
+    for (const p of peers) for (const q of peers) if (p !== q) expectBothOrNeither(logs, p.id, q.id)
+    for (const p of peers) p.inst.dispose()
   })
 })

@@ -18,12 +18,20 @@ import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport 
  *   B: busy with another exchange? ──busy──▶ A (immediately; B never waits while serving, so there
  *      is no wait cycle and no deadlock whatever the graph)
  *   B: else snapshot s_B ──accept(s_B)──▶ A
- *   A: snapshot s_A ──exchange(s_A)──▶ B, then x_A += (s_B − s_A)/2
- *   B: on exchange: x_B += (s_A − s_B)/2
+ *   A: snapshot s_A ──exchange(s_A)──▶ B, then x_A += (s_B − s_A)/2          (A is committed)
+ *   B: on exchange: x_B += (s_A − s_B)/2 ──done──▶ A
  * Applying the *difference* to the current x keeps gradient steps made meanwhile (Δ) and moves the
  * pair's sum by exactly 0; with no concurrent step both end at (s_A + s_B)/2. A peer holds one
- * `busy` token across both roles, so it is in at most one averaging at a time. Every wait has a
- * named deadline and aborts when the partner leaves the roster; an aborted exchange writes nothing.
+ * `busy` token across both roles, so it is in at most one averaging at a time.
+ *
+ * Both halves or neither. The exchange message is A's commit point: before it, any failure
+ * (deadline, partner gone, *any* roster change) aborts A without writing and A sends `cancel`, on
+ * which B aborts too. After it, A has applied its half, so B must apply the other one: B's wait
+ * for `exchange` survives roster changes (it ends only on `cancel`, on A leaving, or at B's own
+ * deadline, which outlasts A's whole exchange), and A re-sends `exchange` on every new epoch and
+ * periodically until B's `done` arrives. That matters because a join or leave anywhere in the
+ * room bumps the epoch and the mailbox drops in-flight messages of the old epoch as stale
+ * (§9.1): without the re-send a third peer's churn would leave the pair half-averaged.
  *
  * Roles (§4.1 "bipartite active/passive"): on edge (i, j) of the topology the even roster index
  * initiates towards the odd one; on the odd edge of an odd ring (both even) the lower index
@@ -36,11 +44,26 @@ const KIND = {
   accept: 'ad-psgd/accept',
   busy: 'ad-psgd/busy',
   exchange: 'ad-psgd/exchange',
+  cancel: 'ad-psgd/cancel',
+  done: 'ad-psgd/done',
   stateRequest: 'ad-psgd/state-request',
   state: 'ad-psgd/state',
 } as const
 
 const stateMetaSchema = z.object({ fresh: z.boolean(), step: z.number().int().min(0) })
+
+/**
+ * After its commit point the initiator re-sends `exchange` this often (as a fraction of the step
+ * deadline) until `done`: four tries within the one-deadline confirm window, all inside the
+ * passive side's two-deadline wait.
+ */
+const CONFIRM_RESEND_FRACTION = 0.25
+
+/** True when (a + b)/2 is finite in every coordinate (fp32). */
+function finiteMidpoint(a: Float32Array, b: Float32Array): boolean {
+  for (let k = 0; k < a.length; k++) if (!Number.isFinite(Math.fround((a[k] + b[k]) / 2))) return false
+  return true
+}
 
 /** Joiners average the models of at most this many neighbours (§4.3: "one peer or 2–3"). */
 const BOOTSTRAP_DONORS = 3
@@ -78,23 +101,25 @@ function partnerSeed(seed: number, self: PeerId): number {
 }
 
 /**
- * A named deadline that also aborts when `peer` disappears from the roster ("partner leaving")
- * or the roster changes at all.
+ * A named deadline that also aborts when `peer` disappears from the roster ("partner leaving"),
+ * and with `onAnyChange` when the roster changes at all.
  * `done()` releases the timer and listeners once the wait is over.
  */
 function untilLeaves(
-  ctx: AlgorithmContext, peer: PeerId, name: string, ms: number, parent: AbortSignal,
+  ctx: AlgorithmContext, peer: PeerId, name: string, ms: number, parent: AbortSignal, onAnyChange: boolean,
 ): { signal: AbortSignal; done: () => void } {
   const dl = scopedDeadline(name, ms, parent)
   const ctl = new AbortController()
   const onAbort = () => ctl.abort(dl.signal.reason)
   if (dl.signal.aborted) onAbort()
   else dl.signal.addEventListener('abort', onAbort, { once: true })
-  // Any roster change aborts too: messages of the old epoch still in flight are dropped as stale
-  // on arrival (§9.1), so waiting on for them would only burn the deadline.
   const unsub = ctx.mesh.onMembership((m) => {
-    ctl.abort(new Error(m.peers.includes(peer) ? `roster changed (epoch ${m.epoch})` : `partner ${peer} left`))
+    if (!m.peers.includes(peer)) ctl.abort(new Error(`partner ${peer} left`))
+    // Before the commit point any roster change aborts: messages of the old epoch still in flight
+    // are dropped as stale on arrival (§9.1), so waiting on for them would only burn the deadline.
+    else if (onAnyChange) ctl.abort(new Error(`roster changed (epoch ${m.epoch})`))
   })
+  if (!ctx.mesh.membership().peers.includes(peer)) ctl.abort(new Error(`partner ${peer} left`))
   return {
     signal: ctl.signal,
     done: () => {
@@ -119,6 +144,8 @@ class AdPsgd implements AlgorithmInstance {
   private stepCount = 0
   private momentum: Float32Array | null = null
   private inFlight: Promise<unknown> = Promise.resolve()
+  /** Committed exchanges whose `done` has not arrived yet (see confirm()). */
+  private readonly confirming = new Set<Promise<void>>()
   private consensus: number | undefined
   private misses = new Map<PeerId, number>()
   private readonly d: number
@@ -211,6 +238,9 @@ class AdPsgd implements AlgorithmInstance {
       } catch {
         return
       }
+      // Ids of one initiator increase: its older exchange/cancel messages that arrived after the
+      // wait for them ended will never be read (keeps the mailbox bounded).
+      mesh.discard({ kind: [KIND.exchange, KIND.cancel], from: req.from, where: (e) => e.round < req.round })
       if (this.busy || !mesh.membership().peers.includes(req.from)) {
         mesh.send(req.from, { kind: KIND.busy, round: req.round }).catch(() => undefined)
         continue
@@ -224,20 +254,25 @@ class AdPsgd implements AlgorithmInstance {
   private async serve(req: Envelope): Promise<void> {
     const { mesh } = this.ctx
     const partner = req.from
-    // Longer than the initiator's own deadline: the initiator sends `exchange` right after `accept`.
-    const watch = untilLeaves(this.ctx, partner, 'ad-psgd/serve-exchange', 2 * this.deadlineMs, this.stop.signal)
+    // Twice the initiator's deadline: the initiator's whole exchange, including its re-sends of
+    // `exchange` after the commit point (CONFIRM window), ends within one deadline of its start,
+    // which was before our accept. Only the partner leaving ends the wait early, not other churn.
+    const watch = untilLeaves(this.ctx, partner, 'ad-psgd/serve-exchange', 2 * this.deadlineMs, this.stop.signal, false)
     this.ctx.log('ad-psgd/exchange-start', { partner, id: req.round, role: 'passive' })
     let ok = false
     try {
       const mine = await this.snapshot()
       await mesh.send(partner, { kind: KIND.accept, round: req.round, data: mine.x }, watch.signal)
-      const e = await mesh.receive({ kind: KIND.exchange, round: req.round, from: partner }, watch.signal)
+      const e = await mesh.receive({ kind: [KIND.exchange, KIND.cancel], round: req.round, from: partner }, watch.signal)
+      if (e.kind === KIND.cancel) throw new Error('cancelled by the initiator before its commit point')
       if (!isValidVector(e.data, this.d)) {
         mesh.rejectFrom?.(partner, 'ad-psgd exchange: wrong length or NaN/Inf')
         throw new Error('invalid exchange payload')
       }
       await this.applyAverage(mine, e.data)
       ok = true
+      // Stops the initiator's re-sends. Best effort: a lost `done` only costs it a few re-sends.
+      mesh.send(partner, { kind: KIND.done, round: req.round }).catch(() => undefined)
     } catch (err) {
       this.ctx.log('ad-psgd/exchange-abort', { partner, id: req.round, role: 'passive', reason: String(err) })
     } finally {
@@ -277,9 +312,10 @@ class AdPsgd implements AlgorithmInstance {
     this.busy = true
     const { mesh } = this.ctx
     const id = ++this.seq
-    const watch = untilLeaves(this.ctx, partner, 'ad-psgd/exchange', this.deadlineMs, this.stop.signal)
+    const watch = untilLeaves(this.ctx, partner, 'ad-psgd/exchange', this.deadlineMs, this.stop.signal, true)
     this.ctx.log('ad-psgd/exchange-start', { partner, id, role: 'active' })
     let ok = false
+    let committed = false
     const run = (async () => {
       try {
         await mesh.send(partner, { kind: KIND.request, round: id }, watch.signal)
@@ -290,12 +326,23 @@ class AdPsgd implements AlgorithmInstance {
           throw new Error('invalid accept payload')
         }
         const mine = await this.snapshot()
-        await mesh.send(partner, { kind: KIND.exchange, round: id, data: mine.x }, watch.signal)
+        // applyAverage must not fail after the commit point: refuse a pair whose midpoint overflows now.
+        if (!finiteMidpoint(mine.x, rep.data)) throw new Error('non-finite average')
+        const msg = { kind: KIND.exchange, round: id, data: mine.x }
+        const epoch = mesh.membership().epoch
+        await mesh.send(partner, msg, watch.signal)
+        // Commit point: the exchange is on its way, so from here on B will apply its half (see
+        // header) and we apply ours whatever the roster does.
+        committed = true
         await this.applyAverage(mine, rep.data)
         ok = true
         this.misses.delete(partner)
+        const c = this.confirm(partner, msg, epoch).finally(() => this.confirming.delete(c))
+        this.confirming.add(c)
       } catch (err) {
-        this.ctx.log('ad-psgd/exchange-abort', { partner, id, role: 'active', reason: String(err) })
+        this.ctx.log('ad-psgd/exchange-abort', { partner, id, role: 'active', reason: String(err), committed })
+        // Releases B at once instead of at its deadline; B never applies without our exchange.
+        if (!committed) mesh.send(partner, { kind: KIND.cancel, round: id }).catch(() => undefined)
         if (isDeadline(err) || isDeadline(watch.signal.reason)) this.miss(partner)
       } finally {
         watch.done()
@@ -306,6 +353,45 @@ class AdPsgd implements AlgorithmInstance {
     this.inFlight = run
     await run
     return ok
+  }
+
+  /**
+   * After the commit point: re-sends `exchange` whenever the epoch moved past the one it was sent
+   * in (the old copy is dropped as stale by B's mailbox) and every CONFIRM_RESEND_FRACTION of the
+   * deadline (a lost message), until B's `done`, B leaving, or one deadline. Duplicates of a copy
+   * B already consumed are dropped by its mailbox, so B applies at most once.
+   */
+  private async confirm(partner: PeerId, msg: { kind: string; round: number; data: Float32Array }, sentEpoch: number): Promise<void> {
+    const { mesh } = this.ctx
+    const dl = scopedDeadline('ad-psgd/confirm', this.deadlineMs, this.stop.signal)
+    const gone = new AbortController()
+    const signal = AbortSignal.any([dl.signal, gone.signal])
+    let epoch = sentEpoch
+    let resends = 0
+    const resend = () => {
+      resends++
+      mesh.send(partner, msg, signal).catch(() => undefined)
+    }
+    const onRoster = (m: Membership) => {
+      if (!m.peers.includes(partner)) gone.abort(new Error(`partner ${partner} left`))
+      else if (m.epoch !== epoch) {
+        epoch = m.epoch
+        resend()
+      }
+    }
+    const unsub = mesh.onMembership(onRoster)
+    onRoster(mesh.membership())
+    const timer = setInterval(resend, Math.max(1, this.deadlineMs * CONFIRM_RESEND_FRACTION))
+    try {
+      await mesh.receive({ kind: KIND.done, round: msg.round, from: partner }, signal)
+      if (resends > 0) this.ctx.log('ad-psgd/exchange-confirmed', { partner, id: msg.round, resends })
+    } catch (err) {
+      this.ctx.log('ad-psgd/exchange-unconfirmed', { partner, id: msg.round, resends, reason: String(err) })
+    } finally {
+      clearInterval(timer)
+      unsub()
+      dl.done()
+    }
   }
 
   private miss(peer: PeerId): void {
@@ -360,9 +446,13 @@ class AdPsgd implements AlgorithmInstance {
     return this.ctx.compute.readParams()
   }
 
-  /** Lets an exchange in flight finish (bounded by its deadline) so the partner is not left waiting. */
+  /**
+   * Lets an exchange in flight finish and its commit be confirmed (each bounded by a deadline) so
+   * the partner is not left waiting or half-averaged.
+   */
   async leave(): Promise<void> {
     await this.inFlight.catch(() => undefined)
+    await Promise.allSettled([...this.confirming])
     this.dispose()
   }
 
