@@ -310,8 +310,11 @@ export class WebRtcMesh implements Mesh {
     const link = this.ensureLink(to)
     link.lastUsed = Date.now()
     await this.waitConnected(link, signal)
+    // Frames are cut now, synchronously: they are the copy that lets the caller reuse msg.data
+    // while this message waits behind earlier ones (the fp32 codec itself does not copy).
     const { header, payload } = this.encode(to, msg)
-    await this.enqueue(link, signal, () => this.writeMessage(link, header, payload))
+    const frames = this.frames(link, header, payload)
+    await this.enqueue(link, signal, () => this.writeFrames(link, frames))
   }
 
   /**
@@ -384,10 +387,19 @@ export class WebRtcMesh implements Mesh {
     })
   }
 
-  private async writeMessage(link: Link, header: WireHeader, payload: Uint8Array): Promise<void> {
+  /**
+   * One message's frames, with the link's next message id. Ids follow the order of enqueue()
+   * calls, which is the order the frames go out; a message cancelled before it started leaves a
+   * gap in the ids, which the receiver's assembler does not mind.
+   */
+  private frames(link: Link, header: WireHeader, payload: Uint8Array): Uint8Array[] {
     const msgId = link.nextMsgId
     link.nextMsgId = (link.nextMsgId + 1) >>> 0
-    for (const f of encodeMessage(msgId, header, payload)) await this.writeFrame(link, f)
+    return encodeMessage(msgId, header, payload)
+  }
+
+  private async writeFrames(link: Link, frames: readonly Uint8Array[]): Promise<void> {
+    for (const f of frames) await this.writeFrame(link, f)
   }
 
   private async writeFrame(link: Link, frame: Uint8Array): Promise<void> {
@@ -634,7 +646,8 @@ export class WebRtcMesh implements Mesh {
       schemaHash: this.schemaHashValue,
       compression: 'fp32',
     }, true)
-    const p = this.enqueue(link, signal, () => this.writeMessage(link, header, payload))
+    const frames = this.frames(link, header, payload)
+    const p = this.enqueue(link, signal, () => this.writeFrames(link, frames))
     p.catch(() => {})
     return p
   }

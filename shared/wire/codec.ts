@@ -19,8 +19,16 @@ export type DecodeResult = { ok: true; data: Float32Array } | { ok: false; error
 export interface Codec {
   readonly name: Compression
   byteLength(length: number): number
+  /**
+   * The wire bytes of x. fp32 returns a VIEW of x (no copy): the caller must consume the bytes
+   * (the mesh cuts them into frames, which copies) before x can change.
+   */
   encode(x: Float32Array): Uint8Array
-  decode(bytes: Uint8Array, length: number): DecodeResult
+  /**
+   * `adopt`: the caller hands `bytes` over for good (a freshly reassembled message), so fp32 may
+   * return a view of it instead of a copy.
+   */
+  decode(bytes: Uint8Array, length: number, adopt?: boolean): DecodeResult
 }
 
 /** Index of the first NaN/±Inf in x, or -1. Integer test on the bits, whole array in one pass. */
@@ -47,11 +55,13 @@ export const fp32Codec: Codec = {
   name: 'fp32',
   byteLength: (n) => 4 * n,
   encode(x) {
-    // Copy: the caller may reuse its buffer while frames are in flight.
-    return new Uint8Array(x.slice().buffer)
+    // No copy here: framing copies into the frames synchronously (WebRtcMesh.send), and a copy
+    // per side was a measurable part of the gap to raw data-channel throughput (docs/benchmarks.md).
+    return new Uint8Array(x.buffer, x.byteOffset, x.byteLength)
   },
-  decode(bytes, length) {
+  decode(bytes, length, adopt = false) {
     if (bytes.byteLength !== 4 * length) return sizeError('fp32', bytes.byteLength, 4 * length)
+    if (adopt && bytes.byteOffset % 4 === 0) return finiteResult(new Float32Array(bytes.buffer, bytes.byteOffset, length))
     const out = new Float32Array(length)
     new Uint8Array(out.buffer).set(bytes)
     return finiteResult(out)

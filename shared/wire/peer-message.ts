@@ -107,7 +107,8 @@ export function fromWire(header: WireHeader, payload: Uint8Array, from: PeerId, 
     const codec = codecFor(header.dtype)
     if (codec.byteLength(header.length) !== payload.byteLength)
       return { ok: false, reason: `${header.dtype}: ${payload.byteLength} bytes for ${header.length} elements` }
-    const r = codec.decode(payload, header.length)
+    // The payload is the frame assembler's fresh buffer for this one message: adopt it.
+    const r = codec.decode(payload, header.length, true)
     if (!r.ok) return { ok: false, reason: r.error }
     data = r.data
   }
