@@ -119,7 +119,9 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
       ['lap-sgd', { ...base, algorithm: 'lap-sgd', topology: 'clique', updaters: 1, sync: { kind: 'constant', h: 8 } }, plainBest],
     ] as const) {
       const r = await runSwarm(server.url, { n, config, seconds, label, warmSteps: 5 })
-      const per = r.peers.reduce((a, p) => a + p.stepsPerSec, 0) / n
+      // Minibatch updates per second (samples ÷ batch): a lap-sgd step() is a whole round of H
+      // updates, every other algorithm's step() is one update.
+      const per = r.peers.reduce((a, p) => a + p.samplesPerSec / batch, 0) / n
       const row = {
         algorithm: label, peers: n, swarmStepsPerSec: +per.toFixed(2), plainStepsPerSec: +baseline.toFixed(2),
         overheadPct: +((1 - per / baseline) * 100).toFixed(1),

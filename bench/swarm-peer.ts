@@ -10,7 +10,7 @@
  */
 import { createNodeSession } from '../client/node/node-platform'
 
-type Sample = { t: number; step: number; bytesSent: number; bytesReceived: number; stage: string }
+type Sample = { t: number; step: number; samples: number; bytesSent: number; bytesReceived: number; stage: string }
 const post = (m: unknown) => process.send?.(m)
 const [mode, a1, a2, a3] = process.argv.slice(2)
 
@@ -19,7 +19,7 @@ if (mode === 'swarm') {
   let last: Sample | null = null
   const buf: Sample[] = []
   session.subscribe((s) => {
-    const x = { t: Date.now(), step: s.step, bytesSent: s.bytesSent, bytesReceived: s.bytesReceived, stage: s.stage }
+    const x = { t: Date.now(), step: s.step, samples: s.samples, bytesSent: s.bytesSent, bytesReceived: s.bytesReceived, stage: s.stage }
     if (last && last.step === x.step && last.stage === x.stage) return
     last = x
     buf.push(x)

@@ -5,7 +5,7 @@ import { median } from './common'
 /** Drives N headless Node volunteers (bench/swarm-peer.ts, one OS process each) in one room. */
 
 const WORKER = fileURLToPath(new URL('./swarm-peer.ts', import.meta.url))
-type Sample = { t: number; step: number; bytesSent: number; bytesReceived: number; stage: string }
+type Sample = { t: number; step: number; samples: number; bytesSent: number; bytesReceived: number; stage: string }
 
 export function forkWorker(args: string[]): ChildProcess {
   return fork(WORKER, args, { execArgv: ['--import', 'tsx'], serialization: 'advanced', stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
@@ -15,6 +15,8 @@ export interface PeerResult {
   name: string
   stepsInWindow: number
   stepsPerSec: number
+  /** Training examples this peer processed per second inside the window (÷ batch = minibatch updates/s). */
+  samplesPerSec: number
   finalStep: number
   /** Longest time between two successive step increases inside the window (stall detector). */
   maxGapS: number
@@ -66,7 +68,7 @@ export async function runSwarm(serverUrl: string, opts: {
   try { serverStats = await (await fetch(`${serverUrl}/api/rooms/${encodeURIComponent(room)}`)).json() } catch { /* informative only */ }
   const peers = samples.map((ss, i): PeerResult => {
     const at = (t: number) => [...ss].reverse().find((s) => s.t <= t)
-    const a = at(wStart) ?? { t: wStart, step: 0, bytesSent: 0, bytesReceived: 0, stage: '' }
+    const a = at(wStart) ?? { t: wStart, step: 0, samples: 0, bytesSent: 0, bytesReceived: 0, stage: '' }
     const b = at(wEnd) ?? a
     const inWin = ss.filter((s) => s.t >= wStart && s.t <= wEnd)
     const gaps: number[] = []
@@ -79,6 +81,7 @@ export async function runSwarm(serverUrl: string, opts: {
     const steps = b.step - a.step
     return {
       name: `${opts.label}-${i}`, stepsInWindow: steps, stepsPerSec: +(steps / ((wEnd - wStart) / 1000)).toFixed(3),
+      samplesPerSec: +((b.samples - a.samples) / ((wEnd - wStart) / 1000)).toFixed(1),
       finalStep: ss.at(-1)?.step ?? 0, maxGapS: +Math.max(...gaps).toFixed(2), medianStepS: +median(gaps.slice(0, -1)).toFixed(3),
       bytesSentPerStep: steps ? Math.round((b.bytesSent - a.bytesSent) / steps) : 0, bytesSent: ss.at(-1)?.bytesSent ?? 0,
       errors: errors[i].slice(0, 3),
