@@ -57,17 +57,18 @@ describe('simulator (runSimulation)', () => {
   it('lap-sgd: 2 peers × 2 worker_threads updaters; the update budget ends the run', async () => {
     const chance = await majorityRate()
     const r = await runSimulation({
-      config: config({ algorithm: 'lap-sgd', totalSteps: 64, lr: 0.05, updaters: 2, sync: { kind: 'constant', h: 8 } }),
+      config: config({ algorithm: 'lap-sgd', totalSteps: 96, lr: 0.1, updaters: 2, sync: { kind: 'constant', h: 8 } }),
       peers: 2, hogwild: 'worker',
     })
     expectContract(r, 2, 'lap-sgd')
     // Two real updater threads per peer ran (the --updaters flag reached the pool).
     expect(r.hogwild).toEqual({ kind: 'worker', updatersPerPeer: [2, 2] })
-    // 64 local updates per peer in rounds of H = 8: 8 averagings, then the budget is spent.
-    expect(r.syncRounds).toBe(8)
-    expect(r.curve.at(-1)!.step).toBe(8)
+    // 96 local updates per peer in rounds of H = 8: 12 averagings, then the budget is spent.
+    expect(r.syncRounds).toBe(12)
+    expect(r.curve.at(-1)!.step).toBe(12)
     expect(r.curve.at(-1)!.h).toBe(8)
-    expect(r.curve.at(-1)!.samples).toBe(2 * 64 * 32)
+    expect(r.curve.at(-1)!.samples).toBe(2 * 96 * 32)
+    // Hogwild threads race, so the result varies run to run (0.61–0.62 seen; majority class ≈ 0.46).
     expect(r.finalTestAccuracy).toBeGreaterThan(chance + 0.1)
   })
 
