@@ -4,7 +4,7 @@ import { lrAt } from '../schedule'
 import { neighbors } from '../topology'
 import { isDeadline, type Envelope, type Membership, type PeerId } from '../transport'
 import { Rng } from '../data/rng'
-import { scopedDeadline } from './common'
+import { foldHandovers, handOverModel, LeaveInbox, leaveTargets, scopedDeadline } from './common'
 import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
 
 /**
@@ -149,10 +149,12 @@ class AdPsgd implements AlgorithmInstance {
   private consensus: number | undefined
   private misses = new Map<PeerId, number>()
   private readonly d: number
+  private readonly inbox: LeaveInbox
 
   constructor(private readonly ctx: AlgorithmContext) {
     this.rng = new Rng(partnerSeed(ctx.config.seed, ctx.mesh.self))
     this.d = ctx.compute.paramCount
+    this.inbox = new LeaveInbox(ctx)
     const onParent = () => this.stop.abort(ctx.signal.reason)
     if (ctx.signal.aborted) onParent()
     else ctx.signal.addEventListener('abort', onParent, { once: true })
@@ -407,6 +409,16 @@ class AdPsgd implements AlgorithmInstance {
     const { compute, config, mesh } = this.ctx
     const globalStep = mesh.clock.value
     const lr = lrAt(config.schedule, config.lr, globalStep, config.totalSteps)
+    const hs = this.inbox.take()
+    if (hs.length) {
+      // A neighbour's graceful leave (§9.4), folded in once under the lock (exchanges in flight
+      // then apply their difference form, so the pair sums stay exact).
+      await this.lock.run(async () => {
+        const x = await compute.readParams()
+        foldHandovers(x, hs)
+        await this.write(x)
+      })
+    }
     // §4.1: the gradient is taken at a possibly stale x̂; the gossip below may move x meanwhile.
     const g = await compute.gradient()
     if (!allFinite(g.grad)) throw new Error('ad-psgd: non-finite gradient')
@@ -453,10 +465,14 @@ class AdPsgd implements AlgorithmInstance {
   async leave(): Promise<void> {
     await this.inFlight.catch(() => undefined)
     await Promise.allSettled([...this.confirming])
+    // §9.4: then the model goes to the ring neighbours once (after the exchanges, so it is final).
+    const { x } = await this.snapshot()
+    await handOverModel(this.ctx, x, leaveTargets(this.ctx))
     this.dispose()
   }
 
   dispose(): void {
+    this.inbox.dispose()
     if (!this.stop.signal.aborted) this.stop.abort(new Error('ad-psgd disposed'))
   }
 }

@@ -1,8 +1,8 @@
 import { z } from 'zod'
-import { allFinite, axpy, mixInto, sqDist } from '../math/vector'
+import { allFinite, axpy, isValidVector, mixInto, sqDist } from '../math/vector'
 import { lrAt } from '../schedule'
 import type { MixingWeights, NeighborSets } from '../topology'
-import { foldMissing } from '../topology'
+import { foldMissing, neighbors } from '../topology'
 import { deadline, type Envelope, type PeerId } from '../transport'
 import type { AlgorithmContext } from './types'
 
@@ -391,4 +391,130 @@ export async function allReduceWithRetry(
     }
   }
   return null
+}
+
+// ---------------------------------------------------------------------------------------------
+// Graceful leave (§9.4): the leaver hands its model to its topology neighbours once; each folds
+// it in once at its next step. Nobody ever waits for a hand-over.
+
+export const LEAVE_KIND = 'leave/model'
+export const LEAVE_ACK_KIND = 'leave/ack'
+
+/**
+ * Bound on the leaver's wait for acks. The session gives `leave()` 1.5 s in all
+ * (client/session/swarm-session.ts) and a closing tab (pagehide) may give less, so this stays
+ * below both, and below the step deadline when that is shorter.
+ */
+export const LEAVE_HANDOVER_MS = 1000
+
+/**
+ * Largest share of a leaver's model a receiver takes. The rule below only exceeds it for a leaf
+ * (k = 1) of a bigger graph, where (n−1)/n would almost replace the receiver's own model.
+ */
+export const MAX_LEAVE_SHARE = 0.5
+
+const leaveMetaSchema = z.object({ n: z.number().int().min(2), k: z.number().int().min(1) })
+
+/**
+ * Share s of the leaver's model each of its k receivers folds in: x_j ← x_j + s·(x_L − x_j).
+ * Over the remaining n−1 peers the sum moves by s·k·(x_L − x̄_N) (x̄_N: the receivers' mean);
+ * s = (n−1)/(n·k) makes the unweighted network mean exactly the one before the leave whenever
+ * x̄_N equals the mean of the other peers: ring (k = 2) about ½, which is "average it in";
+ * clique (k = n−1) 1/n, exact always. An abrupt leave instead moves the mean by (x̄ − x_L)/(n−1).
+ */
+export function leaveShare(n: number, k: number): number {
+  return Math.min(MAX_LEAVE_SHARE, (n - 1) / (n * k))
+}
+
+/** The leaver's topology neighbours (both directions of a directed graph) at `step`. */
+export function leaveTargets(ctx: AlgorithmContext, step = 0): PeerId[] {
+  const m = ctx.mesh.membership()
+  const nb = neighbors(ctx.config.topology, m.peers, ctx.mesh.self, step, m.roles.ps)
+  return [...new Set([...nb.sendTo, ...nb.receiveFrom])]
+}
+
+let leaveNonce = 0
+
+/**
+ * Leaver side: sends `x` to `targets` once and waits (at most LEAVE_HANDOVER_MS) for their acks,
+ * so the hand-over is consumed before this peer's departure bumps the epoch (buffered messages
+ * of an old epoch are dropped as stale, §9.1). Returns how many acked; never throws.
+ */
+export async function handOverModel(ctx: AlgorithmContext, x: Float32Array, targets: readonly PeerId[]): Promise<number> {
+  const { mesh } = ctx
+  if (targets.length === 0 || !isValidVector(x, ctx.compute.paramCount)) return 0
+  const m = mesh.membership()
+  const round = m.epoch * 1_000_000 + (leaveNonce++ % 1_000_000)
+  const meta = { n: m.peers.length, k: targets.length }
+  const dl = scopedDeadline('leave/handover', Math.min(LEAVE_HANDOVER_MS, ctx.config.stepDeadlineMs), ctx.signal)
+  const data = x.slice()
+  const acks = await Promise.allSettled(targets.map(async (p) => {
+    await mesh.send(p, { kind: LEAVE_KIND, round, data, meta }, dl.signal)
+    await mesh.receive({ kind: LEAVE_ACK_KIND, round, from: p }, dl.signal)
+  }))
+  dl.done()
+  const ok = acks.filter((a) => a.status === 'fulfilled').length
+  ctx.log('leave/handover', { to: targets.length, acked: ok, share: leaveShare(meta.n, meta.k) })
+  return ok
+}
+
+export interface LeaveHandover {
+  from: PeerId
+  x: Float32Array
+  share: number
+}
+
+/**
+ * Receiver side: a background loop that takes every hand-over as it arrives (so none sits in the
+ * mailbox until an epoch bump drops it), validates it, acks it and queues it for `take()`. One
+ * per sender: a duplicate from the same leaver replaces the queued one, so it is folded once.
+ */
+export class LeaveInbox {
+  private readonly queue = new Map<PeerId, LeaveHandover>()
+  private readonly stop = new AbortController()
+
+  constructor(private readonly ctx: AlgorithmContext) {
+    void this.loop()
+  }
+
+  private async loop(): Promise<void> {
+    const { mesh } = this.ctx
+    const signal = AbortSignal.any([this.ctx.signal, this.stop.signal])
+    while (!signal.aborted) {
+      let e: Envelope
+      try {
+        e = await mesh.receive({ kind: LEAVE_KIND }, signal)
+      } catch {
+        return
+      }
+      const meta = leaveMetaSchema.safeParse(e.meta)
+      if (!meta.success || !isValidVector(e.data, this.ctx.compute.paramCount)) {
+        mesh.rejectFrom?.(e.from, `${LEAVE_KIND}: bad meta, wrong length or NaN/Inf`)
+        continue
+      }
+      this.queue.set(e.from, { from: e.from, x: e.data, share: leaveShare(meta.data.n, meta.data.k) })
+      mesh.send(e.from, { kind: LEAVE_ACK_KIND, round: e.round }, deadline('leave/ack', LEAVE_HANDOVER_MS, signal)).catch(() => undefined)
+    }
+  }
+
+  get size(): number {
+    return this.queue.size
+  }
+
+  /** The hand-overs received since the last call (each returned once). */
+  take(): LeaveHandover[] {
+    const out = [...this.queue.values()]
+    this.queue.clear()
+    return out
+  }
+
+  dispose(): void {
+    this.stop.abort()
+  }
+}
+
+/** In place x ← x + s·(x_L − x) for each hand-over; returns whether anything was folded. */
+export function foldHandovers(x: Float32Array, hs: readonly LeaveHandover[]): boolean {
+  for (const h of hs) for (let i = 0; i < x.length; i++) x[i] += h.share * (h.x[i] - x[i])
+  return hs.length > 0
 }

@@ -4,7 +4,8 @@ import { mixingWeights, neighbors } from '../topology'
 import { yieldToEventLoop } from '../transport'
 import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
 import {
-  averageParams, consensusProxy, lrFor, mixReceived, NeighborExchange, requestState, startStateResponder,
+  averageParams, consensusProxy, foldHandovers, handOverModel, LeaveInbox, leaveTargets, lrFor, mixReceived,
+  NeighborExchange, requestState, startStateResponder,
 } from './common'
 
 /**
@@ -13,7 +14,8 @@ import {
  *   dpsgd AWC (default): x ← Σ w x_j − γ m,        m = βm + g + λx   (g at the un-mixed x)
  *   dpsgd ATC / dmsgd:   x ← Σ w (x_j − γ m_j),    m = βm + g + λx   (§5.2)
  *   decentlam:           g̃ = w_ii g + Σ_j w_j [(x − h_j)/γ],  h_j = x_j − γ g_j;  m = βm + g̃;  x ← x − γm (§5.4)
- * A joiner starts at the average of its neighbours' models with m = 0 (§3.6, §5.6).
+ * A joiner starts at the average of its neighbours' models with m = 0 (§3.6, §5.6). A graceful
+ * leaver hands its x to its neighbours, who fold it in once at their next step (§9.4).
  */
 export type GossipVariant = 'awc' | 'atc' | 'decentlam'
 
@@ -39,6 +41,7 @@ export function makeGossip(name: AlgorithmName, pickVariant: (ctx: AlgorithmCont
     }
     const stop = startStateResponder(ctx, async () =>
       ready ? { params: new Float32Array(x), opt: [], step, globalStep: t, extra: {} } : null)
+    const inbox = new LeaveInbox(ctx)
 
     // Bootstrap at the average of the (future) neighbours' models, momentum 0.
     const { sets: s0 } = sets()
@@ -61,6 +64,9 @@ export function makeGossip(name: AlgorithmName, pickVariant: (ctx: AlgorithmCont
         const beta = config.momentum
         const wd = config.weightDecay
         const { sets: nb, w } = sets()
+        // A neighbour's graceful leave (§9.4): its model is folded in once, before this step's
+        // exchange, so the mixing below already spreads it.
+        if (foldHandovers(x, inbox.take())) await compute.writeParams(x)
         let loss: number
         let samples: number
         let res
@@ -156,10 +162,13 @@ export function makeGossip(name: AlgorithmName, pickVariant: (ctx: AlgorithmCont
       },
       evalParams: async () => new Float32Array(x),
       async leave() {
+        await handOverModel(ctx, x, leaveTargets(ctx, step))
         stop()
+        inbox.dispose()
       },
       dispose() {
         stop()
+        inbox.dispose()
       },
     }
     return inst

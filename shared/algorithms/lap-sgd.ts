@@ -1,6 +1,9 @@
 import { isValidVector } from '../math/vector'
 import { nextH } from '../schedule'
-import { allReduceWithRetry, lrFor, others, requestState, startStateResponder, type PeerState } from './common'
+import {
+  allReduceWithRetry, foldHandovers, handOverModel, LeaveInbox, leaveTargets, lrFor, others, requestState,
+  startStateResponder, type PeerState,
+} from './common'
 import type { AlgorithmFactory, AlgorithmInstance, HogwildPool, StepReport } from './types'
 
 /**
@@ -41,6 +44,7 @@ class LapSgd implements AlgorithmInstance {
   /** Samples behind the current x since the last averaging: the weight of this peer's snapshot. */
   private weight = 1
   private stopResponder: () => void = () => undefined
+  private inbox: LeaveInbox | null = null
   private readonly d: number
 
   constructor(private readonly ctx: Parameters<AlgorithmFactory>[0], private readonly pool: HogwildPool) {
@@ -63,10 +67,21 @@ class LapSgd implements AlgorithmInstance {
       this.ctx.log('lap-sgd/bootstrap', { t: this.t, round: this.round })
     }
     ready = true
+    this.inbox = new LeaveInbox(this.ctx)
   }
 
   async step(): Promise<StepReport> {
     const { config, mesh, signal } = this.ctx
+    const hs = this.inbox?.take() ?? []
+    if (hs.length) {
+      // A peer's graceful leave (§9.4), folded in once as a delta so it composes with the
+      // updaters' Hogwild writes like the averaging does (§7.2).
+      const before = this.pool.snapshot()
+      const after = before.slice()
+      foldHandovers(after, hs)
+      for (let i = 0; i < after.length; i++) after[i] -= before[i]
+      this.pool.addInPlace(after)
+    }
     const lr = lrFor(this.ctx, this.t)
     const h = nextH(config.sync, this.t, lr, config.totalSteps, config.schedule.warmupSteps)
     const snap = this.pool.snapshot()
@@ -133,11 +148,13 @@ class LapSgd implements AlgorithmInstance {
   }
 
   async leave(): Promise<void> {
+    await handOverModel(this.ctx, this.pool.snapshot(), leaveTargets(this.ctx))
     this.dispose()
   }
 
   dispose(): void {
     this.stopResponder()
+    this.inbox?.dispose()
   }
 }
 

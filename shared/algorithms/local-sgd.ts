@@ -2,7 +2,10 @@ import type { AlgorithmName } from '../config'
 import type { LocalStepOptions } from './types'
 import { nextH } from '../schedule'
 import type { AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
-import { allReduceWithRetry, averageParams, lrFor, others, requestState, startStateResponder, type PeerState } from './common'
+import {
+  allReduceWithRetry, averageParams, foldHandovers, handOverModel, LeaveInbox, leaveTargets, lrFor, others, requestState,
+  startStateResponder, type PeerState,
+} from './common'
 
 /**
  * Local SGD / Local AdamW with QSR (§6): H local steps on the device (no host round trip),
@@ -142,6 +145,7 @@ function makeLocal(name: AlgorithmName): AlgorithmFactory {
 
     await join()
     ready = true
+    const inbox = new LeaveInbox(ctx)
 
     const opts = (lr: number): LocalStepOptions => adam
       ? { optimizer: 'adamw', lr, beta1: config.adam.beta1, beta2: config.adam.beta2, eps: config.adam.eps, weightDecay: config.weightDecay }
@@ -150,6 +154,14 @@ function makeLocal(name: AlgorithmName): AlgorithmFactory {
     const inst: AlgorithmInstance = {
       name,
       async step(): Promise<StepReport> {
+        // A peer's graceful leave (§9.4): folded in once into the local model; the next averaging
+        // spreads it. Costs a host round trip only on the step after a leave.
+        const hs = inbox.take()
+        if (hs.length) {
+          const x = await compute.readParams()
+          foldHandovers(x, hs)
+          await compute.writeParams(x)
+        }
         const lr = lrFor(ctx, pos.t)
         const { loss, samples } = await compute.localStep(opts(lr))
         pos.t++
@@ -177,10 +189,13 @@ function makeLocal(name: AlgorithmName): AlgorithmFactory {
       },
       evalParams: () => compute.readParams(),
       async leave() {
+        await handOverModel(ctx, await compute.readParams(), leaveTargets(ctx))
         stop()
+        inbox.dispose()
       },
       dispose() {
         stop()
+        inbox.dispose()
       },
     }
     return inst
