@@ -118,12 +118,13 @@ describe('AD-PSGD exchange', () => {
     const inits = [0, 1, 2, 3, 4].map((i) => Float32Array.of(8 * i, -4 * i, 16, 2 * i * i))
     const before = sumOf(inits)
     const peers = await startAll(net, inits.map((x) => new LsqCompute(flat(4), { init: x })), config(), logs)
-    await Promise.all(peers.map(async (p) => { for (let k = 0; k < 25; k++) await p.inst.step() }))
+    await Promise.all(peers.map(async (p) => { for (let k = 0; k < 40; k++) await p.inst.step() }))
     await sleep(30)
     await quiesce(logs)
     const xs = await Promise.all(peers.map((p) => p.inst.evalParams()))
     expect(sumOf(xs)).toBeCloseTo(before, 3)
-    // Gossip contracts the spread: the models moved towards each other.
+    // Gossip contracts the spread: the models moved towards each other. (Random partners: after
+    // 25 steps the ratio ranged 0.06–0.78 under a loaded parallel run; after 40, 0.004–0.1.)
     const m0 = meanOf(inits)
     const spread = (v: Float32Array[]) => v.reduce((s, x) => s + sqDist(x, m0), 0)
     expect(spread(xs)).toBeLessThan(0.5 * spread(inits))
