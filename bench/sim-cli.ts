@@ -181,6 +181,7 @@ export function parseSimArgs(argv: readonly string[]): { config: RoomConfig; pee
     .option('--h-base <n>')
     .option('--qsr-alpha <a>')
     .option('--local-lr <x>')
+    .option('--lr-scaling <s>', 'ssgd: none | linear[:REFERENCE_BATCH] (Goyal et al.; default reference 256)')
     .option('--updaters <u>', 'lap-sgd: Hogwild updaters per peer')
     .option('--hogwild <kind>', 'lap-sgd updaters: worker (worker_threads) | inprocess', 'worker')
     .option('--faults <name>', `in-memory mesh faults: ${Object.keys(FAULTS).join('|')}`, 'none')
@@ -198,6 +199,10 @@ export function parseSimArgs(argv: readonly string[]): { config: RoomConfig; pee
   if (o.momentum) raw.momentum = num(o.momentum)
   if (o.localLr) raw.localLr = num(o.localLr)
   if (o.updaters) raw.updaters = num(o.updaters)
+  if (o.lrScaling) {
+    const [kind, ref] = o.lrScaling.split(':')
+    raw.lrScaling = ref === undefined ? { kind } : { kind, referenceBatch: Number(ref) }
+  }
   if (o.schedule || o.warmup) raw.schedule = { kind: o.schedule ?? 'constant', warmupSteps: num(o.warmup) ?? 0 }
   if (o.hBase || o.qsrAlpha) raw.sync = { kind: 'qsr', hBase: num(o.hBase) ?? 2, alpha: num(o.qsrAlpha) ?? 0.2 }
   else if (o.h) raw.sync = { kind: 'constant', h: num(o.h) }

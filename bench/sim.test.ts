@@ -92,11 +92,14 @@ describe('simulator flags (parseSimArgs)', () => {
     expect(a.config.totalSteps).toBe(50)
     expect(a.config.sync).toEqual({ kind: 'constant', h: 5 })
     expect(parseSimArgs(['--algorithm', 'lap-sgd']).hogwild).toBe('worker')
+    expect(parseSimArgs(['--algorithm', 'ssgd', '--lr-scaling', 'linear']).config.lrScaling).toEqual({ kind: 'linear', referenceBatch: 256 })
+    expect(parseSimArgs(['--algorithm', 'ssgd', '--lr-scaling', 'linear:64']).config.lrScaling).toEqual({ kind: 'linear', referenceBatch: 64 })
   })
 
   it('rejects bad values with the config field named', () => {
     expect(() => parseSimArgs(['--algorithm', 'lap-sgd', '--updaters', '99'])).toThrow(/updaters/)
     expect(() => parseSimArgs(['--algorithm', 'nope'])).toThrow(/algorithm/)
+    expect(() => parseSimArgs(['--algorithm', 'dpsgd', '--lr-scaling', 'linear'])).toThrow(/lrScaling/)
     expect(() => parseSimArgs(['--algorithm', 'ssgd', '--hogwild', 'gpu'])).toThrow(/--hogwild/)
     expect(() => parseSimArgs(['--algorithm', 'ssgd', '--faults', 'storm'])).toThrow(/--faults/)
   })

@@ -50,4 +50,25 @@ describe('room config', () => {
     expect(parsePartition('label-skew:2')).toEqual({ kind: 'label-skew', classesPerPeer: 2 })
     expect(parsePartition('dirichlet:0.5')).toEqual({ kind: 'dirichlet', alpha: 0.5 })
   })
+
+  it('lrScaling: none by default; linear defaults to Goyal\'s reference batch 256; only for ssgd; bad values named', () => {
+    expect(defaultConfig('ssgd').lrScaling).toEqual({ kind: 'none' })
+    const r = parseRoomConfig({ algorithm: 'ssgd', lrScaling: { kind: 'linear' } })
+    expect(r.ok && r.config.lrScaling).toEqual({ kind: 'linear', referenceBatch: 256 })
+    const custom = parseRoomConfig({ algorithm: 'ssgd', lrScaling: { kind: 'linear', referenceBatch: 64 } })
+    expect(custom.ok && custom.config.lrScaling).toEqual({ kind: 'linear', referenceBatch: 64 })
+    const cases: [unknown, string, RegExp][] = [
+      [{ algorithm: 'dpsgd', lrScaling: { kind: 'linear' } }, 'lrScaling', /algorithm 'ssgd'/],
+      [{ algorithm: 'ssgd', lrScaling: { kind: 'linear', referenceBatch: 0 } }, 'lrScaling.referenceBatch', /lrScaling\.referenceBatch/],
+      [{ algorithm: 'ssgd', lrScaling: { kind: 'sqrt' } }, 'lrScaling.kind', /lrScaling/],
+    ]
+    for (const [input, field, message] of cases) {
+      const res = parseRoomConfig(input)
+      expect(res.ok, JSON.stringify(input)).toBe(false)
+      if (!res.ok) {
+        expect(res.field).toBe(field)
+        expect(res.error).toMatch(message)
+      }
+    }
+  })
 })

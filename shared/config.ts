@@ -67,6 +67,18 @@ export const syncSchema = z.discriminatedUnion('kind', [
 ])
 export type SyncRule = z.infer<typeof syncSchema>
 
+/**
+ * ssgd: the large-batch recipe of Goyal et al. (ALGORITHMS.md §2.1). `linear`: the peak lr is
+ * lr · B/referenceBatch with B the global batch of each step (the samples all-reduced that step,
+ * so it follows the group as peers come and go, §2.4), and warmup ramps from the base lr up to
+ * that peak. The default reference batch is Goyal's 256 (lr 0.1 per 256 samples).
+ */
+export const lrScalingSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('none') }),
+  z.object({ kind: z.literal('linear'), referenceBatch: z.number().int().min(1).max(1 << 24).default(256) }),
+])
+export type LrScaling = z.infer<typeof lrScalingSchema>
+
 export const iceServerSchema = z.object({
   urls: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
   username: z.string().optional(),
@@ -88,6 +100,8 @@ export const roomConfigSchema = z
     momentum: z.number().min(0).lt(1),
     weightDecay: z.number().min(0).max(1),
     schedule: scheduleSchema,
+    /** ssgd: linear lr scaling with the global batch, warmup from the base lr (§2.1). */
+    lrScaling: lrScalingSchema,
     /** dpsgd: Lian's average-while-compute (default) or adapt-then-combine. */
     order: z.enum(['awc', 'atc']),
     /** local-sgd / local-adamw / lap-sgd: when to average. */
@@ -132,6 +146,8 @@ export const roomConfigSchema = z
       need(c.sync.hMax >= c.sync.hBase, 'sync', 'sync.hMax must be ≥ sync.hBase')
     need(c.schedule.warmupSteps < c.totalSteps || c.schedule.warmupSteps === 0, 'schedule', 'schedule.warmupSteps must be < totalSteps')
     if (c.algorithm === 'lap-sgd') need(c.updaters >= 1, 'updaters', 'lap-sgd needs updaters ≥ 1')
+    need(c.lrScaling.kind === 'none' || c.algorithm === 'ssgd', 'lrScaling',
+      "lrScaling 'linear' is the SSGD large-batch recipe (global batch = the all-reduce group's): use it with algorithm 'ssgd'")
   })
 
 export type RoomConfig = z.infer<typeof roomConfigSchema>
@@ -149,6 +165,7 @@ export const BASE_DEFAULTS: RoomConfig = {
   momentum: 0.9,
   weightDecay: 0,
   schedule: { kind: 'constant', warmupSteps: 0 },
+  lrScaling: { kind: 'none' },
   order: 'awc',
   sync: { kind: 'constant', h: 4 },
   averageOptimizerState: false,

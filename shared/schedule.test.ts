@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import type { Schedule, SyncRule } from './config'
-import { lrAt, nextH, roundPlan } from './schedule'
+import { lrAt, nextH, roundPlan, scaledLrAt } from './schedule'
 
 const vitCos: Schedule = { kind: 'cosine', warmupSteps: 10_000, minLr: 1e-6 }
 
@@ -45,5 +45,26 @@ describe('schedule', () => {
       expect(last.t + last.h).toBe(T)
     }
     expect(nextH({ kind: 'qsr', hBase: 2, alpha: 1 }, 99, 0, 100, 0)).toBe(1)
+  })
+
+  it('linear scaling (Goyal et al.): peak lr·B/B_ref, warmup from the base lr, the schedule decays from the peak', () => {
+    const lin = { kind: 'linear', referenceBatch: 256 } as const
+    const warm: Schedule = { kind: 'constant', warmupSteps: 100 }
+    // B = 1024 → k = 4, peak 0.4; warmup from 0.1: t = 50 → 0.1 + 0.3·50/100 = 0.25.
+    expect(scaledLrAt(warm, 0.1, lin, 1024, 0, 1000)).toBeCloseTo(0.1, 12)
+    expect(scaledLrAt(warm, 0.1, lin, 1024, 50, 1000)).toBeCloseTo(0.25, 12)
+    expect(scaledLrAt(warm, 0.1, lin, 1024, 100, 1000)).toBeCloseTo(0.4, 12)
+    expect(scaledLrAt(warm, 0.1, lin, 1024, 900, 1000)).toBeCloseTo(0.4, 12)
+    // Cosine after warmup decays from the scaled peak: halfway through the decay → 0.2.
+    const cos: Schedule = { kind: 'cosine', warmupSteps: 100, minLr: 0 }
+    expect(scaledLrAt(cos, 0.1, lin, 1024, 550, 1000)).toBeCloseTo(0.2, 12)
+    // A group shrunk to B = 768 mid-run: k = 3 → 0.3 (the §2.4 rescaling).
+    expect(scaledLrAt(warm, 0.1, lin, 768, 500, 1000)).toBeCloseTo(0.3, 12)
+    // k ≤ 1: the schedule's own warmup (from 0 here) up to lr·k = 0.05.
+    expect(scaledLrAt(warm, 0.1, lin, 128, 50, 1000)).toBeCloseTo(0.025, 12)
+    expect(scaledLrAt(warm, 0.1, lin, 128, 200, 1000)).toBeCloseTo(0.05, 12)
+    // 'none' is the plain schedule whatever the batch.
+    expect(scaledLrAt(warm, 0.1, { kind: 'none' }, 4096, 200, 1000)).toBe(lrAt(warm, 0.1, 200, 1000))
+    expect(() => scaledLrAt(warm, 0.1, lin, 0, 5, 1000)).toThrow(/global batch/)
   })
 })

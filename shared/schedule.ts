@@ -1,4 +1,4 @@
-import type { Schedule, SyncRule } from './config'
+import type { LrScaling, Schedule, SyncRule } from './config'
 
 /**
  * Learning-rate schedules and the Quadratic Synchronization Rule (ALGORITHMS.md §6.2, §6.5),
@@ -36,6 +36,24 @@ export function lrAt(schedule: Schedule, lr: number, t: number, totalSteps: numb
       return lr * Math.pow(schedule.gamma, k)
     }
   }
+}
+
+/**
+ * SSGD's lr at global step t for a step whose all-reduce summed `globalBatch` samples (§2.1,
+ * Goyal et al. 2017). With linear scaling the peak is lr·k, k = globalBatch/referenceBatch; for
+ * k > 1 the warmup is Goyal's gradual one, from the base lr (right for one reference batch) up
+ * to lr·k, after which the schedule decays from lr·k. For k ≤ 1 nothing needs warming up beyond
+ * the schedule's own warmup, which then applies to lr·k unchanged.
+ *
+ * @example scaledLrAt({ kind: 'constant', warmupSteps: 100 }, 0.1, { kind: 'linear', referenceBatch: 256 }, 1024, 50, 1000) // 0.25
+ */
+export function scaledLrAt(schedule: Schedule, lr: number, scaling: LrScaling, globalBatch: number, t: number, totalSteps: number): number {
+  if (scaling.kind === 'none') return lrAt(schedule, lr, t, totalSteps)
+  const k = globalBatch / scaling.referenceBatch
+  if (!(k > 0) || !Number.isFinite(k)) throw new Error(`scaledLrAt: bad global batch ${globalBatch}`)
+  const peak = lr * k
+  if (k > 1 && t < schedule.warmupSteps) return lr + ((peak - lr) * t) / schedule.warmupSteps
+  return lrAt(schedule, peak, t, totalSteps)
 }
 
 /**

@@ -70,6 +70,49 @@ describe('SSGD', () => {
   })
 })
 
+describe('SSGD linear scaling + warmup (Goyal et al., §2.1)', () => {
+  it('lr = base·B/B_ref with B the all-reduced samples, ramped from the base lr; the trajectory is SGD with that lr', async () => {
+    const n = 4
+    const b = 4
+    const prob = makeLsqProblem({ n, d: 8, m: 24, seed: 21 })
+    // B = n·b = 16, B_ref = 4 → k = 4: lr ramps 0.01 → 0.04 over 10 steps, then stays (constant).
+    const cfg = config({ algorithm: 'ssgd', lr: 0.01, momentum: 0.5, schedule: { kind: 'constant', warmupSteps: 10 }, lrScaling: { kind: 'linear', referenceBatch: 4 } })
+    const lrOf = (t: number) => (t < 10 ? 0.01 + (0.04 - 0.01) * t / 10 : 0.04)
+    const net = new MemoryNetwork({ seed: 22, faults: FAULTS.lan })
+    const peers = await startPeers(net, prob, cfg, [0, 1, 2, 3], b)
+    const reports = await Promise.all(peers.map(async (p) => {
+      const rs = []
+      for (let k = 0; k < 30; k++) rs.push(await p.inst.step())
+      return rs
+    }))
+    for (const rs of reports) rs.forEach((r, t) => expect(r.lr).toBeCloseTo(lrOf(t), 12))
+    // Reference: one process, the union batch, heavy ball with the hand-written lr.
+    const refs = prob.shards.map((s) => new LsqCompute(s, { batchSize: b }))
+    const x = new Float32Array(8)
+    const m = new Float32Array(8)
+    for (let t = 0; t < 30; t++) {
+      const gs = []
+      for (const r of refs) { await r.writeParams(x); gs.push((await r.gradient()).grad) }
+      for (let i = 0; i < 8; i++) {
+        m[i] = 0.5 * m[i] + gs.reduce((a, g) => a + g[i], 0) / n
+        x[i] -= lrOf(t) * m[i]
+      }
+    }
+    for (const p of peers) expect(maxAbsDiff(await p.inst.evalParams(), x)).toBeLessThan(1e-5)
+
+    // A peer leaves: B = 12 → k = 3, lr 0.03 from the next step on (§2.4), still identical replicas.
+    net.leave(peers[3].mesh.self)
+    peers[3].stop.abort()
+    peers[3].inst.dispose()
+    const stay = peers.slice(0, 3)
+    const after = await Promise.all(stay.map((p) => p.inst.step()))
+    for (const r of after) expect(r.lr).toBeCloseTo(0.03, 12)
+    const xs = await Promise.all(stay.map((p) => p.inst.evalParams()))
+    for (const v of xs) expect(maxAbsDiff(v, xs[0])).toBe(0)
+    for (const p of stay) p.stop.abort(), p.inst.dispose()
+  })
+})
+
 describe('DecentLaM / DmSGD inconsistency bias (§5.3, §10.2)', () => {
   const n = 8
   const d = 5

@@ -1,10 +1,12 @@
 import type { AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
-import { allReduceWithRetry, lrFor, others, requestState, startStateResponder, type PeerState } from './common'
+import { scaledLrAt } from '../schedule'
+import { allReduceWithRetry, others, requestState, startStateResponder, type PeerState } from './common'
 
 /**
  * SSGD (§2): gradients all-reduced over the whole roster every step (ring all-reduce, sample
  * weighted), then heavy-ball momentum with coupled weight decay, identical on every peer:
- * m = βm + ḡ + λx, x = x − γm. A joiner receives the exact x, m and step (§2.4).
+ * m = βm + ḡ + λx, x = x − γm. A joiner receives the exact x, m and step (§2.4). With
+ * `lrScaling: linear`, γ follows the global batch of each step (Goyal et al., §2.1).
  */
 export const ssgd: AlgorithmFactory = async (ctx) => {
   const { compute, config, mesh } = ctx
@@ -34,7 +36,6 @@ export const ssgd: AlgorithmFactory = async (ctx) => {
     name: 'ssgd',
     async step(): Promise<StepReport> {
       t = Math.max(t, step)
-      const lr = lrFor(ctx, t)
       const { grad, loss, samples } = await compute.gradient()
       // Sample-weighted sum: [Σ b_i g_i, Σ b_i] in one vector, so ḡ = Σ b_i g_i / Σ b_i.
       const res = await allReduceWithRetry(ctx, 'ssgd', step, () => {
@@ -46,6 +47,9 @@ export const ssgd: AlgorithmFactory = async (ctx) => {
       const gbar = res ? res.sum.subarray(0, d) : grad
       const total = res ? res.sum[d] : samples
       const inv = res ? 1 / total : 1
+      // The global batch is what this step's all-reduce summed, identical on every member, so the
+      // replicas stay bit-identical while a departure or join rescales the lr (§2.4).
+      const lr = scaledLrAt(config.schedule, config.lr, config.lrScaling, total, t, config.totalSteps)
       const beta = config.momentum
       const wd = config.weightDecay
       for (let i = 0; i < d; i++) {
