@@ -182,6 +182,7 @@ export function parseSimArgs(argv: readonly string[]): { config: RoomConfig; pee
     .option('--qsr-alpha <a>')
     .option('--local-lr <x>')
     .option('--lr-scaling <s>', 'ssgd: none | linear[:REFERENCE_BATCH] (Goyal et al.; default reference 256)')
+    .option('--resync-every <k>', 'ssgd: average x and m every k steps (0: only after a fallback)')
     .option('--updaters <u>', 'lap-sgd: Hogwild updaters per peer')
     .option('--hogwild <kind>', 'lap-sgd updaters: worker (worker_threads) | inprocess', 'worker')
     .option('--faults <name>', `in-memory mesh faults: ${Object.keys(FAULTS).join('|')}`, 'none')
@@ -199,6 +200,7 @@ export function parseSimArgs(argv: readonly string[]): { config: RoomConfig; pee
   if (o.momentum) raw.momentum = num(o.momentum)
   if (o.localLr) raw.localLr = num(o.localLr)
   if (o.updaters) raw.updaters = num(o.updaters)
+  if (o.resyncEvery) raw.resyncEvery = num(o.resyncEvery)
   if (o.lrScaling) {
     const [kind, ref] = o.lrScaling.split(':')
     raw.lrScaling = ref === undefined ? { kind } : { kind, referenceBatch: Number(ref) }

@@ -71,4 +71,15 @@ describe('room config', () => {
       }
     }
   })
+
+  it('resyncEvery: 100 steps by default, 0 allowed (fallback-only), negative or fractional named', () => {
+    expect(defaultConfig('ssgd').resyncEvery).toBe(100)
+    const zero = parseRoomConfig({ algorithm: 'ssgd', resyncEvery: 0 })
+    expect(zero.ok && zero.config.resyncEvery).toBe(0)
+    for (const bad of [-1, 2.5]) {
+      const r = parseRoomConfig({ algorithm: 'ssgd', resyncEvery: bad })
+      expect(r.ok).toBe(false)
+      if (!r.ok) expect(r.field).toBe('resyncEvery')
+    }
+  })
 })

@@ -102,6 +102,13 @@ export const roomConfigSchema = z
     schedule: scheduleSchema,
     /** ssgd: linear lr scaling with the global batch, warmup from the base lr (§2.1). */
     lrScaling: lrScalingSchema,
+    /**
+     * ssgd: average x and m over the group every this many steps (0: never on a schedule).
+     * Replicas can drift apart: lossy wire codecs decode a chunk differently from its owner's
+     * copy, and a step whose all-reduce failed falls back to the local gradient. A fallback
+     * always triggers a resync at the next step that reaches the group; this bounds the rest.
+     */
+    resyncEvery: z.number().int().min(0).max(1_000_000),
     /** dpsgd: Lian's average-while-compute (default) or adapt-then-combine. */
     order: z.enum(['awc', 'atc']),
     /** local-sgd / local-adamw / lap-sgd: when to average. */
@@ -166,6 +173,8 @@ export const BASE_DEFAULTS: RoomConfig = {
   weightDecay: 0,
   schedule: { kind: 'constant', warmupSteps: 0 },
   lrScaling: { kind: 'none' },
+  // One extra 2·d all-reduce per 100 steps (1 % of SSGD's traffic) bounds codec drift.
+  resyncEvery: 100,
   order: 'awc',
   sync: { kind: 'constant', h: 4 },
   averageOptimizerState: false,

@@ -113,6 +113,78 @@ describe('SSGD linear scaling + warmup (Goyal et al., §2.1)', () => {
   })
 })
 
+describe('SSGD resync: replicas that drifted apart become identical again', () => {
+  const n = 4
+  const prob = makeLsqProblem({ n, d: 6, m: 24, seed: 31 })
+  const steps = (peers: Peer[], k: number) => Promise.all(peers.map(async (p) => {
+    const rs = []
+    for (let i = 0; i < k; i++) rs.push(await p.inst.step())
+    return rs
+  }))
+  const spreadOf = async (peers: Peer[]) => {
+    const xs = await Promise.all(peers.map((p) => p.inst.evalParams()))
+    return Math.max(...xs.map((x) => maxAbsDiff(x, xs[0])))
+  }
+  const stopAll = (peers: Peer[]) => peers.forEach((p) => { p.stop.abort(); p.inst.dispose() })
+
+  it('after all-reduces failed (a hung peer): every peer fell back to its own gradient; the next good step resyncs them', async () => {
+    const cfg = config({ algorithm: 'ssgd', lr: 0.05, momentum: 0.9, stepDeadlineMs: 50, resyncEvery: 0 })
+    const net = new MemoryNetwork({ seed: 32 })
+    const peers = await startPeers(net, prob, cfg, [0, 1, 2, 3], 4)
+    await steps(peers, 2)
+    net.faults = silentPeer(FAULTS.none, 'p2')
+    const hung = await steps(peers, 3)
+    for (const rs of hung) expect(rs.every((r) => !r.communicated)).toBe(true)
+    // Local gradients on different shards: the replicas are apart now…
+    expect(await spreadOf(peers)).toBeGreaterThan(1e-3)
+    net.faults = FAULTS.none
+    const back = await steps(peers, 1)
+    for (const rs of back) expect(rs[0].communicated).toBe(true)
+    // …and identical (bit for bit) after one step that reaches the group.
+    expect(await spreadOf(peers)).toBe(0)
+    await steps(peers, 3)
+    expect(await spreadOf(peers)).toBe(0)
+    stopAll(peers)
+  })
+
+  it('with dropped messages: some steps fall back, and the replicas end identical', async () => {
+    const cfg = config({ algorithm: 'ssgd', lr: 0.05, momentum: 0.9, stepDeadlineMs: 50, resyncEvery: 0 })
+    const net = new MemoryNetwork({ seed: 33, faults: { ...FAULTS.lan, dropRate: 0.15 } })
+    const peers = await startPeers(net, prob, cfg, [0, 1, 2, 3], 4)
+    const lossy = await steps(peers, 8)
+    expect(lossy.flat().some((r) => !r.communicated)).toBe(true)
+    net.faults = FAULTS.lan
+    await steps(peers, 2)
+    expect(await spreadOf(peers)).toBe(0)
+    stopAll(peers)
+  })
+
+  for (const every of [10, 0]) {
+    it(every ? 'every K steps: drift no peer can see (a lossy codec) is averaged away at step K' : 'control: without the periodic resync that drift stays', async () => {
+      const cfg = config({ algorithm: 'ssgd', lr: 0.05, momentum: 0.9, stepDeadlineMs: 1000, resyncEvery: every })
+      const net = new MemoryNetwork({ seed: 34 })
+      const peers = await startPeers(net, prob, cfg, [0, 1, 2, 3], 4)
+      // Like an fp16/int8 wire: p1 decodes the all-gathered gradient chunks slightly differently
+      // from their owners' copies (and forwards what it decoded), so the sums disagree a little.
+      let noisy = true
+      const mesh = peers[1].mesh
+      const receive = mesh.receive.bind(mesh)
+      mesh.receive = async (f, sig) => {
+        const e = await receive(f, sig)
+        return noisy && /^ssgd\/e\d+\/ag/.test(e.kind) && e.data ? { ...e, data: e.data.map((v) => v + 1e-3) } : e
+      }
+      const early = await steps(peers, 10) // steps 0…9
+      for (const rs of early) expect(rs.every((r) => r.communicated)).toBe(true)
+      expect(await spreadOf(peers)).toBeGreaterThan(1e-4)
+      noisy = false
+      await steps(peers, 2) // steps 10, 11
+      if (every) expect(await spreadOf(peers)).toBe(0)
+      else expect(await spreadOf(peers)).toBeGreaterThan(1e-4)
+      stopAll(peers)
+    })
+  }
+})
+
 describe('DecentLaM / DmSGD inconsistency bias (§5.3, §10.2)', () => {
   const n = 8
   const d = 5

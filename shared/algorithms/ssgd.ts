@@ -1,4 +1,5 @@
 import type { AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
+import { isValidVector } from '../math/vector'
 import { scaledLrAt } from '../schedule'
 import { allReduceWithRetry, others, requestState, startStateResponder, type PeerState } from './common'
 
@@ -7,7 +8,28 @@ import { allReduceWithRetry, others, requestState, startStateResponder, type Pee
  * weighted), then heavy-ball momentum with coupled weight decay, identical on every peer:
  * m = βm + ḡ + λx, x = x − γm. A joiner receives the exact x, m and step (§2.4). With
  * `lrScaling: linear`, γ follows the global batch of each step (Goyal et al., §2.1).
+ *
+ * Resync. When every all-reduce attempt of a step fails, the peer steps with its own gradient
+ * and is then out of sync (§2.4's invariant "identical on all members" is broken). It says so in
+ * the next gradient all-reduce: the vector carries a flag slot, so every member of a successful
+ * all-reduce sees the same count of out-of-sync peers and, if it is not 0, all of them average
+ * x and m (one more all-reduce, same step) before the update. The same happens every
+ * `resyncEvery` steps for drift no peer can see (lossy wire codecs). Members end bit-identical.
  */
+/**
+ * The out-of-sync count is a sum of 0/1 flags: a resync is due when it is at least ½. A threshold
+ * rather than `> 0` keeps the decision the same on every member when a lossy wire codec decodes
+ * the slot with a small error (fp16 keeps small integers exact; int8's per-block scale can still
+ * erase a flag that shares its block with large values).
+ */
+const FLAG_THRESHOLD = 0.5
+
+/**
+ * Attempts of a resync all-reduce. Fewer than a gradient step's 3: a failed resync only leaves
+ * this peer flagged, and the next step's all-reduce starts another.
+ */
+const RESYNC_ATTEMPTS = 2
+
 export const ssgd: AlgorithmFactory = async (ctx) => {
   const { compute, config, mesh } = ctx
   const d = compute.paramCount
@@ -16,6 +38,8 @@ export const ssgd: AlgorithmFactory = async (ctx) => {
   let step = 0
   let t = 0
   let ready = false
+  /** This peer's x, m may differ from the group's (it fell back, or a resync failed). */
+  let outOfSync = false
   const stopResponder = startStateResponder(ctx, async () =>
     ready ? { params: new Float32Array(x), opt: [new Float32Array(m)], step, globalStep: t, extra: {} } : null)
 
@@ -32,18 +56,49 @@ export const ssgd: AlgorithmFactory = async (ctx) => {
   }
   ready = true
 
+  /** Averages x and m over the group (same step as the gradient all-reduce); true on success. */
+  const resync = async (outOfSyncPeers: number): Promise<boolean> => {
+    const xs = x
+    const ms = m
+    const res = await allReduceWithRetry(ctx, 'ssgd-resync', step, () => {
+      const v = new Float32Array(2 * d)
+      v.set(xs, 0)
+      v.set(ms, d)
+      return v
+    }, { attempts: RESYNC_ATTEMPTS })
+    if (!res || !isValidVector(res.sum, 2 * d)) {
+      ctx.log('ssgd/resync-failed', { step })
+      return false
+    }
+    const inv = 1 / res.members
+    x = res.sum.slice(0, d).map((v) => v * inv)
+    m = res.sum.slice(d).map((v) => v * inv)
+    ctx.log('ssgd/resync', { step, members: res.members, outOfSyncPeers })
+    return true
+  }
+
   const inst: AlgorithmInstance = {
     name: 'ssgd',
     async step(): Promise<StepReport> {
       t = Math.max(t, step)
       const { grad, loss, samples } = await compute.gradient()
-      // Sample-weighted sum: [Σ b_i g_i, Σ b_i] in one vector, so ḡ = Σ b_i g_i / Σ b_i.
+      // Sample-weighted sum: [Σ b_i g_i, Σ b_i, #out of sync] in one vector, so ḡ = Σ b_i g_i / Σ b_i.
+      const flag = outOfSync ? 1 : 0
       const res = await allReduceWithRetry(ctx, 'ssgd', step, () => {
-        const v = new Float32Array(d + 1)
+        const v = new Float32Array(d + 2)
         for (let i = 0; i < d; i++) v[i] = grad[i] * samples
         v[d] = samples
+        v[d + 1] = flag
         return v
       })
+      if (!res) {
+        ctx.log('ssgd/fallback', { step })
+        outOfSync = true
+      } else if (res.sum[d + 1] >= FLAG_THRESHOLD || (config.resyncEvery > 0 && step > 0 && step % config.resyncEvery === 0)) {
+        // Decided from values every member of this all-reduce shares (flag sum, step), so all of
+        // them enter the same resync.
+        outOfSync = !(await resync(res.sum[d + 1]))
+      }
       const gbar = res ? res.sum.subarray(0, d) : grad
       const total = res ? res.sum[d] : samples
       const inv = res ? 1 / total : 1
@@ -56,10 +111,12 @@ export const ssgd: AlgorithmFactory = async (ctx) => {
         m[i] = beta * m[i] + gbar[i] * inv + wd * x[i]
         x[i] -= lr * m[i]
       }
-      await compute.writeParams(x)
+      // Counters move with x and m, before any await: the state responder never sees a new x
+      // with an old step (a joiner copying that triple would be one step off).
       step++
       t++
       mesh.clock.advance(t)
+      await compute.writeParams(x)
       return {
         // This peer's samples, as every algorithm reports: the session's samples/s and the
         // simulator's swarm total add them up over peers (the group total would count n times).
