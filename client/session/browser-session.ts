@@ -1,12 +1,21 @@
-import type { BackendName } from '../../shared/protocol/signaling'
+import { awaySchema, type BackendName } from '../../shared/protocol/signaling'
+import { PROTOCOL_VERSION } from '../../shared/protocol/version'
 import { SignalingClient } from '../mesh/signaling-client'
 import { selectBackend } from '../runtime/backend'
 import { fetchDataset } from '../runtime/data-loader'
 import { createBrowserHogwildPool, hogwildSupported } from '../runtime/hogwild/browser-pool'
 import { fetchRoomCheckpoint } from './checkpoint'
 import { createWebRtcMesh, makeTrainer, shardRequest, signalingPort } from './platform'
+import { fetchRoomProgress } from './room-progress'
 import { SwarmSession, type SessionPlatform } from './swarm-session'
 import type { SessionHandle } from './types'
+
+/**
+ * How long a tab may be hidden before it steps out of the roster: long enough that switching to
+ * another tab for a moment (or a slide, or a chat message) costs the swarm nothing, short next
+ * to the neighbour deadline a hidden, throttled tab would otherwise make every neighbour miss.
+ */
+export const HIDDEN_GRACE_MS = 5_000
 
 /**
  * A volunteer tab: socket.io to this page's origin, the browser's own RTCPeerConnection, the
@@ -18,7 +27,14 @@ export function createBrowserSession(opts: { room: string; backend?: BackendName
   const platform: SessionPlatform = {
     agent: 'browser',
     serverUrl: origin,
-    signaling: signalingPort(client),
+    signaling: {
+      ...signalingPort(client),
+      // Validated like every outbound event (signaling-client.ts does the same for the others).
+      away: (reason) => void client.socket.emit('away', awaySchema.parse({ v: PROTOCOL_VERSION, reason })),
+      // Closing the transport (not socket.disconnect(), which means "stay away") is what a
+      // network blip looks like: socket.io reconnects by itself and fires 'reconnect'.
+      dropConnection: () => void client.socket.io.engine?.close(),
+    },
     async selectBackend(forced) {
       const c = await selectBackend({ override: forced ?? null })
       return { backend: c.backend, reason: c.reason }
@@ -42,10 +58,28 @@ export function createBrowserSession(opts: { room: string; backend?: BackendName
           })
       : undefined,
     fetchCheckpoint: (room) => fetchRoomCheckpoint(origin, room),
+    fetchRoomProgress: (room) => fetchRoomProgress(origin, room),
   }
   const session = new SwarmSession(platform, opts)
   void session.start()
   // §9.4 graceful leave: hand the model to neighbours once when the tab goes away.
   window.addEventListener('pagehide', () => void session.leave())
+  // A hidden tab keeps its peers informed: after the grace period it steps out of the roster
+  // (its timers and rAF are throttled, so it would stall its neighbours), and back when shown.
+  let hiddenTimer: ReturnType<typeof setTimeout> | null = null
+  const onVisibility = () => {
+    if (document.visibilityState === 'hidden') {
+      hiddenTimer ??= setTimeout(() => {
+        hiddenTimer = null
+        session.setHidden(true)
+      }, HIDDEN_GRACE_MS)
+    } else {
+      if (hiddenTimer) clearTimeout(hiddenTimer)
+      hiddenTimer = null
+      session.setHidden(false)
+    }
+  }
+  document.addEventListener('visibilitychange', onVisibility)
+  if (document.visibilityState === 'hidden') onVisibility()
   return session
 }

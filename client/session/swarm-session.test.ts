@@ -1,13 +1,14 @@
 import { describe, expect, it } from 'vitest'
 import { parseRoomConfig } from '../../shared/config'
 import type { Dataset } from '../../shared/data/format'
-import { JoinRejectedError, type MembershipAnnouncement, type PeerCommand } from '../../shared/protocol/signaling'
+import { JoinRejectedError, reportSchema, type MembershipAnnouncement, type PeerCommand } from '../../shared/protocol/signaling'
+import { PROTOCOL_VERSION } from '../../shared/protocol/version'
 import { LsqCompute, makeLsqProblem } from '../../shared/testing/lsq-compute'
 import { MemoryNetwork } from '../../shared/testing/memory-mesh'
-import type { Unsubscribe } from '../../shared/transport'
+import type { Membership, Unsubscribe } from '../../shared/transport'
 import { RoomRegistry } from '../../signaling-server/rooms'
 import { withSessionControls } from './platform'
-import { SwarmSession, type SessionPlatform, type SignalingPort } from './swarm-session'
+import { SwarmSession, type SessionMesh, type SessionPlatform, type SignalingPort } from './swarm-session'
 
 /**
  * The session's round order against the real room registry (the server's pure state) and the
@@ -22,6 +23,11 @@ class FakeServer {
   readonly net = new MemoryNetwork({ seed: 1 })
   private readonly membership = new Map<string, Set<(m: MembershipAnnouncement) => void>>()
   private readonly removed = new Map<string, (why: 'evicted' | 'kicked') => void>()
+  private readonly commands = new Map<string, (c: PeerCommand) => void>()
+  /** Per port (keyed by its subscriber set, which survives a new id): the reconnect callback. */
+  private readonly reconnected = new Map<object, () => void>()
+  /** Every epoch announced, in order (to see that a change happened at all). */
+  readonly epochs: number[] = []
   private next = 0
 
   constructor() {
@@ -34,6 +40,7 @@ class FakeServer {
 
   broadcast(): void {
     const m = this.registry.membership(this.registry.get(ROOM)!)
+    this.epochs.push(m.epoch)
     for (const set of this.membership.values()) for (const cb of set) cb(m)
   }
 
@@ -60,8 +67,20 @@ class FakeServer {
     if (this.heldReady.delete(id) && this.registry.ready(id).ok) this.broadcast()
   }
 
+  /** Lets every held 'ready' through with one announcement: tabs that come back together. */
+  releaseAllReady(): void {
+    this.holdReady.clear()
+    for (const id of this.heldReady) this.registry.ready(id)
+    this.heldReady.clear()
+    this.broadcast()
+  }
+
+  command(id: string, c: PeerCommand): void {
+    this.commands.get(id)?.(c)
+  }
+
   port(): SignalingPort {
-    const id = `s${this.next++}`
+    let id = `s${this.next++}`
     const subs = new Set<(m: MembershipAnnouncement) => void>()
     this.membership.set(id, subs)
     return {
@@ -76,10 +95,27 @@ class FakeServer {
         if (r.ok && r.changed) this.broadcast()
       },
       onMembership: (cb): Unsubscribe => (subs.add(cb), () => subs.delete(cb)),
-      onCommand: (_cb: (c: PeerCommand) => void): Unsubscribe => () => {},
+      onCommand: (cb): Unsubscribe => (this.commands.set(id, cb), () => this.commands.delete(id)),
       onRemoved: (cb): Unsubscribe => (this.removed.set(id, cb), () => this.removed.delete(id)),
-      onReconnect: (): Unsubscribe => () => {},
-      report: () => {},
+      onReconnect: (cb): Unsubscribe => (this.reconnected.set(subs, cb), () => void this.reconnected.delete(subs)),
+      away: (reason) => {
+        const r = this.registry.away(id, reason)
+        if (r.ok && r.changed) this.broadcast()
+      },
+      // As socket.io does: the server sees a disconnect, the client reconnects under a new id.
+      dropConnection: () => {
+        this.net.leave(id)
+        if (this.registry.leave(id)?.changed) this.broadcast()
+        const [cmd, rm] = [this.commands.get(id), this.removed.get(id)]
+        for (const m of [this.membership, this.commands, this.removed]) m.delete(id)
+        id = `s${this.next++}`
+        this.membership.set(id, subs)
+        if (cmd) this.commands.set(id, cmd)
+        if (rm) this.removed.set(id, rm)
+        setTimeout(() => this.reconnected.get(subs)?.(), 50)
+      },
+      // Through the real schema, as the server's handler does.
+      report: (r) => void this.registry.report(id, reportSchema.parse(r)),
       checkpoint: () => {},
       close: () => {
         this.net.leave(id)
@@ -96,6 +132,42 @@ function cfg() {
 }
 
 const problem = makeLsqProblem({ n: 4, d: 8, m: 16, seed: 2 })
+
+/**
+ * The in-memory mesh carries the messages; its membership follows the room's announcements
+ * (SwarmSession → updateMembership), as the WebRTC mesh follows the signaling server's. The
+ * memory network's own roster only knows joins and leaves, not a tab stepping out.
+ */
+function rosterMesh(inner: SessionMesh, initial: Membership): SessionMesh {
+  let current = initial
+  const listeners = new Set<(m: Membership) => void>()
+  return {
+    self: inner.self,
+    clock: inner.clock,
+    membership: () => current,
+    onMembership: (cb) => (listeners.add(cb), () => void listeners.delete(cb)),
+    send: (to, msg, signal) => inner.send(to, msg, signal),
+    receive: (f, signal) => inner.receive(f, signal),
+    discard: (f) => inner.discard(f),
+    want: (p) => inner.want(p),
+    reportSuspect: (p, r) => inner.reportSuspect(p, r),
+    rejectFrom: (p, r) => inner.rejectFrom?.(p, r),
+    stats: () => inner.stats(),
+    setLatency: (ms) => inner.setLatency(ms),
+    close: () => inner.close(),
+    updateMembership: (m) => {
+      if (m.epoch <= current.epoch) return
+      current = { epoch: m.epoch, peers: [...m.peers], roles: { ps: m.roles.ps } }
+      for (const cb of [...listeners]) cb(current)
+    },
+  }
+}
+
+/** A room checkpoint of the least-squares model (rooms.ts checks real models; this one is not). */
+function putCheckpoint(server: FakeServer, step: number, params: Float32Array): void {
+  const room = server.registry.get(ROOM)!
+  room.checkpoint = { run: room.run, step, schemaHash: `lsq:${problem.shards[0].d}`, params: new Uint8Array(params.buffer.slice(0)), savedAt: Date.now() }
+}
 
 function session(server: FakeServer, opts: { prepared?: Promise<void>; failAfter?: number } = {}): SwarmSession {
   const signaling = server.port()
@@ -117,9 +189,15 @@ function session(server: FakeServer, opts: { prepared?: Promise<void>; failAfter
       }
       return { compute, train: {} as Dataset, evaluate: async () => ({ loss: 0, accuracy: 0.5 }), dispose: () => {} }
     },
-    createMesh: ({ self }) => {
-      const mesh = server.net.join(self)
-      return withSessionControls(mesh, () => server.net.leave(self))
+    createMesh: ({ self, membership }) => rosterMesh(withSessionControls(server.net.join(self), () => server.net.leave(self)), membership),
+    // What browser-session.ts reads over HTTP: the room's checkpoint and the roster's reports.
+    fetchCheckpoint: async () => {
+      const cp = server.registry.get(ROOM)!.checkpoint
+      return cp ? { step: cp.step, schemaHash: cp.schemaHash, params: new Float32Array(cp.params.buffer.slice(0)) } : null
+    },
+    fetchRoomProgress: async () => {
+      const view = server.registry.view(server.registry.get(ROOM)!)
+      return { checkpointStep: view.checkpointStep, peers: view.peers.map((p) => ({ id: p.id, globalStep: p.globalStep })) }
     },
   }
   return new SwarmSession(platform, { room: ROOM })
@@ -231,6 +309,140 @@ describe('SwarmSession (registry + memory mesh)', () => {
     await a.leave()
     await b.leave()
   }, 15_000)
+
+  it('a paused tab steps out of the roster at once: no eviction, the neighbour does not wait for it; resume brings it back', async () => {
+    const server = new FakeServer()
+    const a = session(server)
+    const b = session(server)
+    await a.start()
+    await b.start()
+    const bId = await until('b in the roster', () => roster(server).includes(b.snapshot().self ?? '') && b.snapshot().self)
+    await until('both step', () => a.snapshot().step > 3 && b.snapshot().step > 3)
+    const epoch = server.registry.get(ROOM)!.epoch
+    b.pause()
+    await until('b out of the roster', () => !roster(server).includes(bId))
+    expect(server.registry.get(ROOM)!.epoch).toBeGreaterThan(epoch)
+    expect(server.registry.get(ROOM)!.peers.has(bId)).toBe(true) // still joined
+    await until('b paused', () => b.snapshot().stage === 'paused')
+    expect(b.snapshot().away).toBe('paused')
+    // Had b stayed in the roster, each of a's steps would wait out the 300 ms deadline for it.
+    const s0 = a.snapshot().step
+    const t0 = Date.now()
+    await until('a steps alone at full speed', () => a.snapshot().step > s0 + 30, 3000)
+    expect(Date.now() - t0).toBeLessThan(30 * 300)
+    const bStep = b.snapshot().step
+    await new Promise((r) => setTimeout(r, 300))
+    expect(b.snapshot().step).toBe(bStep)
+    expect(server.registry.get(ROOM)!.evictions).toEqual([])
+    // The dashboard lists it as away, and its reports still arrive.
+    const joining = server.registry.view(server.registry.get(ROOM)!).joining
+    expect(joining).toEqual([expect.objectContaining({ id: bId, away: 'paused', stage: 'paused' })])
+    b.resume()
+    await until('b back under the same id', () => roster(server).includes(bId))
+    await until('b trains again', () => b.snapshot().stage === 'training' && b.snapshot().step > bStep + 5)
+    expect(b.snapshot().away).toBeNull()
+    expect(server.registry.get(ROOM)!.evictions).toEqual([])
+    await a.leave()
+    await b.leave()
+  })
+
+  it('a hidden tab steps out and comes back when visible, but not while its user has paused it', async () => {
+    const server = new FakeServer()
+    const a = session(server)
+    const b = session(server)
+    await a.start()
+    await b.start()
+    const bId = await until('b in the roster', () => roster(server).includes(b.snapshot().self ?? '') && b.snapshot().self)
+    b.setHidden(true)
+    await until('hidden b out of the roster', () => !roster(server).includes(bId))
+    expect(server.registry.view(server.registry.get(ROOM)!).joining[0]).toMatchObject({ id: bId, away: 'hidden' })
+    b.pause()
+    b.setHidden(false)
+    // Visible again but paused by its user: stays out (the reason on the dashboard is now 'paused').
+    await until('reason is paused', () => server.registry.view(server.registry.get(ROOM)!).joining[0]?.away === 'paused')
+    await new Promise((r) => setTimeout(r, 400))
+    expect(roster(server)).not.toContain(bId)
+    b.resume()
+    await until('b back', () => roster(server).includes(bId))
+    const s = b.snapshot().step
+    await until('b trains', () => b.snapshot().step > s + 3)
+    await a.leave()
+    await b.leave()
+  })
+
+  it('host "disconnect" drops the tab out of the room and it rejoins and trains by itself', async () => {
+    const server = new FakeServer()
+    const a = session(server)
+    const b = session(server)
+    await a.start()
+    await b.start()
+    const bId = await until('b in the roster', () => roster(server).includes(b.snapshot().self ?? '') && b.snapshot().self)
+    await until('b steps', () => b.snapshot().step > 3)
+    const epochs = server.epochs.length
+    server.command(bId, { v: PROTOCOL_VERSION, type: 'disconnect' })
+    await until('b dropped out of the roster', () => !roster(server).includes(bId))
+    expect(server.epochs.length).toBeGreaterThan(epochs)
+    // Back under a new id, as after any reconnect: its old messages cannot shadow its new ones.
+    const again = await until('b back in the roster', () => {
+      const id = b.snapshot().self
+      return id && id !== bId && roster(server).includes(id) && id
+    }, 10_000)
+    expect(roster(server)).toEqual([a.snapshot().self, again])
+    await until('b trains again', () => b.snapshot().stage === 'training' && b.snapshot().step > 3, 10_000)
+    expect(b.snapshot().error).toBeNull()
+    expect(b.snapshot().log.join('\n')).toMatch(/disconnected/)
+    const s = a.snapshot().step
+    await until('a keeps stepping', () => a.snapshot().step > s + 10)
+    await a.leave()
+    await b.leave()
+  }, 15_000)
+
+  it('reports the host\'s fault injection so the dashboard can show it', async () => {
+    const server = new FakeServer()
+    const a = session(server)
+    await a.start()
+    const aId = await until('a steps', () => a.snapshot().step > 2 && a.snapshot().self)
+    server.command(aId, { v: PROTOCOL_VERSION, type: 'slow', factor: 4 })
+    server.command(aId, { v: PROTOCOL_VERSION, type: 'latency', ms: 200 })
+    expect(a.snapshot().faults).toEqual({ slowFactor: 4, latencyMs: 200 })
+    const peer = await until('the room sees it', () => server.registry.view(server.registry.get(ROOM)!).peers.find((p) => p.id === aId && p.slowFactor === 4))
+    expect(peer.addedLatencyMs).toBe(200)
+    await a.leave()
+  })
+
+  it('tabs that come back together after a restart all resume from the checkpoint', async () => {
+    const server = new FakeServer()
+    const saved = new Float32Array(problem.shards[0].d).fill(0.75)
+    putCheckpoint(server, 500, saved)
+    server.holdReady.add('s0').add('s1')
+    const a = session(server)
+    const b = session(server)
+    await a.start()
+    await b.start()
+    await until('both wait for the roster', () => a.snapshot().stage === 'connecting' && b.snapshot().stage === 'connecting')
+    server.releaseAllReady()
+    expect(roster(server)).toHaveLength(2)
+    for (const x of [a, b]) {
+      await until('resumed', () => x.snapshot().log.some((l) => /resumed from the room checkpoint at step 500/.test(l)))
+      await until('past the checkpoint', () => x.snapshot().globalStep > 500)
+    }
+    await a.leave()
+    await b.leave()
+  })
+
+  it('a tab joining a swarm that is past the checkpoint does not go back to it', async () => {
+    const server = new FakeServer()
+    putCheckpoint(server, 50, new Float32Array(problem.shards[0].d).fill(0.75))
+    const a = session(server)
+    await a.start()
+    await until('a resumed and moved on', () => a.snapshot().globalStep > 80)
+    await until('a reported it', () => (server.registry.view(server.registry.get(ROOM)!).peers[0]?.globalStep ?? 0) > 60)
+    const b = session(server)
+    await b.start()
+    await until('b trains', () => b.snapshot().stage === 'training' && b.snapshot().step > 0)
+    expect(b.snapshot().log.some((l) => /resumed from the room checkpoint/.test(l))).toBe(false)
+    expect(b.snapshot().log.some((l) => /checkpoint \(step 50\) not used/.test(l))).toBe(true)
+    await a.leave()
+    await b.leave()
+  })
 })
-
-

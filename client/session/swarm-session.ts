@@ -1,7 +1,7 @@
 import type { AlgorithmInstance, Compute, HogwildPool, StepReport } from '../../shared/algorithms/types'
 import type { RoomConfig } from '../../shared/config'
 import type { Dataset } from '../../shared/data/format'
-import { JoinRejectedError, type BackendName, type MembershipAnnouncement, type PeerCommand, type PeerReport } from '../../shared/protocol/signaling'
+import { JoinRejectedError, type AwayReason, type BackendName, type MembershipAnnouncement, type PeerCommand, type PeerReport } from '../../shared/protocol/signaling'
 import { PROTOCOL_VERSION } from '../../shared/protocol/version'
 import { isDeadline, sleep, yieldToEventLoop, type Membership, type Mesh, type Unsubscribe } from '../../shared/transport'
 import { ALGORITHM_FACTORIES } from '../../shared/algorithms/index'
@@ -61,6 +61,18 @@ export interface SignalingPort {
   onRemoved(cb: (why: 'evicted' | 'kicked') => void): Unsubscribe
   /** The socket reconnected after a drop (e.g. server restart): our old peer id is gone. */
   onReconnect(cb: () => void): Unsubscribe
+  /**
+   * Steps out of the roster for a while (awaySchema: user pause, hidden tab) without leaving the
+   * room; ready() brings us back. A port without it keeps a paused tab in the roster (neighbours
+   * then wait out their deadlines for it), so every port should have it.
+   */
+  away?(reason: AwayReason): void
+  /**
+   * Drops the connection to the server as a network blip would; the port reconnects by itself
+   * and onReconnect fires (the host's "disconnect" fault). Like any reconnect it gives a new peer
+   * id: neighbours must not take the returning tab's messages for duplicates of its old ones.
+   */
+  dropConnection?(): void
   report(r: PeerReport): void
   checkpoint(c: { step: number; schemaHash: string; params: Uint8Array }): void
   close(): void
@@ -81,6 +93,17 @@ export interface SessionPlatform {
   createHogwild?(config: RoomConfig, trainer: Trainer, shard: { index: number; count: number; seed: number }): Promise<HogwildPool>
   /** Latest room checkpoint, if the server has one (resume after a restart). */
   fetchCheckpoint?(room: string): Promise<{ step: number; schemaHash: string; params: Float32Array } | null>
+  /**
+   * The room's checkpoint step and each roster peer's reported progress: a tab resumes from the
+   * checkpoint when nobody in the roster is past it (see shouldResume). Without it a tab resumes
+   * only when it is alone in the roster.
+   */
+  fetchRoomProgress?(room: string): Promise<RoomProgress>
+}
+
+export interface RoomProgress {
+  checkpointStep: number | null
+  peers: { id: string; globalStep: number }[]
 }
 
 export interface SessionOptions {
@@ -96,6 +119,7 @@ function initialSnapshot(room: string): SessionSnapshot {
     stage: 'idle', room, self: null, config: null, run: 0, backend: null, backendReason: '', dataProgress: 0,
     step: 0, globalStep: 0, loss: null, accuracy: null, samplesPerSec: 0, stepsPerSec: 0, samples: 0,
     bytesSent: 0, bytesReceived: 0, neighbors: [], peers: [], lr: null, h: null, consensus: null, error: null, log: [],
+    away: null, faults: { slowFactor: 1, latencyMs: 0 },
   }
 }
 
@@ -115,11 +139,19 @@ export class SwarmSession implements SessionHandle {
   private runAbort: AbortController | null = null
   private paused = false
   private userPaused = false
+  /** Why this tab wants to be out of the roster (user pause, hidden tab); empty = in. */
+  private awayReasons = new Set<AwayReason>()
+  /** We told the room we stepped out: out of the roster until we say ready again. */
+  private away = false
+  private backWaiters = new Set<() => void>()
   private slowFactor = 1
   private membership: MembershipAnnouncement | null = null
   private mesh: SessionMesh | null = null
   private instance: AlgorithmInstance | null = null
   private trainer: Trainer | null = null
+  /** The room config and shard `trainer` was prepared for (kept across stepping out and in). */
+  private trainerFor: string | null = null
+  private trainerShard: { index: number; count: number; seed: number } | null = null
   private loopDone: Promise<void> = Promise.resolve()
   private latencyMs = 0
   private wake: (() => void) | null = null
@@ -144,14 +176,82 @@ export class SwarmSession implements SessionHandle {
     return () => this.listeners.delete(cb)
   }
 
+  /**
+   * User pause: the loop stops at the next step boundary and the tab steps out of the roster, so
+   * its neighbours stop waiting for it at once instead of missing deadlines until they report it.
+   */
   pause(): void {
     this.userPaused = true
     this.update({ stage: 'paused' })
+    this.stepOut('paused')
   }
 
   resume(): void {
     this.userPaused = false
+    this.stepBack('paused')
+  }
+
+  /**
+   * The tab has been hidden for a while (browser-session.ts waits out a grace period first):
+   * browsers throttle hidden tabs to a crawl, so it steps out like a paused one and comes back
+   * when visible again (unless the user paused it meanwhile).
+   */
+  setHidden(hidden: boolean): void {
+    if (hidden) this.stepOut('hidden')
+    else this.stepBack('hidden')
+  }
+
+  /** Out of the roster, still joined (rooms.ts away()); the loop pauses while `away`. */
+  private stepOut(reason: AwayReason): void {
+    this.awayReasons.add(reason)
+    const shown: AwayReason = this.awayReasons.has('paused') ? 'paused' : 'hidden'
+    this.update({ away: shown })
+    const port = this.platform.signaling
+    if (!port.away || this.stop.signal.aborted) return
+    if (!this.away) {
+      const wasInRoster = !this.pending && this.snap.self !== null
+      this.away = true
+      // Pending again: a roster without us is expected now, not a reason to rejoin.
+      this.pending = true
+      this.log(shown === 'paused' ? 'paused: stepped out of the roster, neighbours carry on without this tab' : 'tab hidden: stepped out of the roster until it is visible again')
+      // End the step in flight and drop the links now; the next run keeps data and model and
+      // waits in becomeReady() until we are back. (Reusing the old mesh and algorithm after the
+      // roster went on without us left stale links that stalled everyone on our return.)
+      if (wasInRoster && this.membership) this.restartRun(true)
+    }
+    // Before our join this only marks us; start() and rejoin() tell the room once joined.
+    if (this.snap.self) port.away(shown)
+  }
+
+  private stepBack(reason: AwayReason): void {
+    this.awayReasons.delete(reason)
+    if (this.awayReasons.size > 0) {
+      // Still away for the other reason: only the label changes.
+      this.update({ away: 'paused' })
+      if (this.away && this.snap.self) this.platform.signaling.away?.('paused')
+      return
+    }
+    this.update({ away: null })
+    if (this.away) {
+      this.away = false
+      this.log('back: asking to re-enter the roster')
+      for (const r of [...this.backWaiters]) r()
+    }
     this.wake?.()
+  }
+
+  /** Resolves when this tab is no longer away (or `signal` aborts). */
+  private untilBack(signal: AbortSignal): Promise<void> {
+    if (!this.away || signal.aborted) return Promise.resolve()
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        this.backWaiters.delete(done)
+        signal.removeEventListener('abort', done)
+        resolve()
+      }
+      this.backWaiters.add(done)
+      signal.addEventListener('abort', done, { once: true })
+    })
   }
 
   /** Graceful leave: hand the model to neighbours once (§9.4), then disconnect. */
@@ -200,6 +300,8 @@ export class SwarmSession implements SessionHandle {
       this.pending = true
       this.update({ self })
       this.log(`joined room ${membership.room} as ${self}`)
+      // Paused or hidden before the join came back: the dashboard lists us as away, not loading.
+      if (this.away) this.platform.signaling.away?.(this.snap.away ?? 'paused')
       this.onMembership(this.latestMembership ?? membership)
     } catch (e) {
       this.fail(e)
@@ -228,7 +330,8 @@ export class SwarmSession implements SessionHandle {
       this.update({ peers: [...m.peers], run: m.run, config: m.config })
       // A new run empties the roster: everyone reloads and re-enters when ready (rooms.ts).
       if (prev && prev.run !== m.run && !m.peers.includes(this.snap.self)) this.pending = true
-      if (this.pending && m.peers.includes(this.snap.self)) {
+      // While away a roster that still lists us is one sent before the room saw our 'away'.
+      if (this.pending && !this.away && m.peers.includes(this.snap.self)) {
         this.pending = false
         for (const r of this.readyWaiters.splice(0)) r()
       }
@@ -260,6 +363,12 @@ export class SwarmSession implements SessionHandle {
     // An aborted run (new run, leave) just returns: the caller checks `signal`, and throwing
     // here would end the whole session as failed.
     while (this.pending && !signal.aborted) {
+      // A paused or hidden tab (e.g. reloaded for a new run meanwhile) enters only once back.
+      if (this.away) {
+        this.update({ stage: 'paused' })
+        await this.untilBack(signal)
+        continue
+      }
       // Waiter first: a port may answer synchronously (the membership arrives inside ready()).
       const arrived = new Promise<void>((r) => this.readyWaiters.push(r))
       this.platform.signaling.ready()
@@ -274,6 +383,9 @@ export class SwarmSession implements SessionHandle {
     this.rejoining = true
     this.log(`rejoining: ${reason}`)
     this.runAbort?.abort()
+    // Announcements from before this join describe a roster we are no longer in (we left, or the
+    // server restarted): one listing us must not count as "already entered" below.
+    this.latestMembership = null
     try {
       await sleep(500 + Math.random() * 1000, this.stop.signal)
       let joined: Awaited<ReturnType<SignalingPort['join']>>
@@ -292,9 +404,12 @@ export class SwarmSession implements SessionHandle {
       const { self, membership } = joined
       this.pending = true
       this.update({ self })
+      if (this.away) this.platform.signaling.away?.(this.snap.away ?? 'paused')
       this.membership = null // force a fresh run: new id, new mesh, bootstrap from peers
       this.rejoining = false
-      this.onMembership(this.latestMembership && this.latestMembership.peers.includes(self) ? this.latestMembership : membership)
+      // Set by onMembership while we awaited the join (TypeScript cannot see that).
+      const latest = this.latestMembership as MembershipAnnouncement | null
+      this.onMembership(latest && latest.peers.includes(self) ? latest : membership)
     } catch (e) {
       this.rejoining = false
       if (!this.stop.signal.aborted) this.fail(e)
@@ -305,16 +420,19 @@ export class SwarmSession implements SessionHandle {
     switch (c.type) {
       case 'slow':
         this.slowFactor = c.factor
-        this.log(`host slowed this tab down ×${c.factor}`)
+        this.update({ faults: { ...this.snap.faults, slowFactor: c.factor } })
+        this.log(c.factor > 1 ? `host slowed this tab down ×${c.factor}` : 'host restored this tab\'s speed')
+        this.maybeReport(true)
         break
       case 'latency':
         this.latencyMs = c.ms
         this.mesh?.setLatency(c.ms)
-        this.log(`host added ${c.ms} ms latency to this tab's links`)
+        this.update({ faults: { ...this.snap.faults, latencyMs: c.ms } })
+        this.log(c.ms > 0 ? `host added ${c.ms} ms latency to this tab's links` : 'host removed the added latency')
+        this.maybeReport(true)
         break
       case 'disconnect':
-        this.log('host disconnected this tab')
-        this.shutdown('disconnected by host')
+        this.dropAndRejoin()
         break
       case 'restore-checkpoint':
         this.restartRun()
@@ -326,34 +444,95 @@ export class SwarmSession implements SessionHandle {
     }
   }
 
-  private restartRun(): void {
+  /**
+   * Host fault "disconnect": drop every link and the server connection at once, as a network blip
+   * would. The server takes us out of the roster (neighbours stop waiting), the port reconnects
+   * and onReconnect rejoins under a new id, bootstrapping from the swarm. A port that cannot drop
+   * its connection only gets its links rebuilt (same id, still in the roster).
+   */
+  private dropAndRejoin(): void {
+    if (this.stop.signal.aborted) return
+    this.log('the host disconnected this tab: links dropped, rejoining by itself')
+    this.runAbort?.abort()
+    this.mesh?.close()
+    this.mesh = null
+    this.update({ stage: 'connecting', neighbors: [] })
+    const port = this.platform.signaling
+    if (port.dropConnection) {
+      try {
+        port.dropConnection()
+        return
+      } catch (e) {
+        this.log(`could not drop the connection: ${(e as Error).message}`)
+      }
+    }
+    void this.rejoin('disconnected by the host')
+  }
+
+  /**
+   * Whether to start from the room checkpoint: it exists and nobody else in the roster has
+   * reported progress past it — after a server restart every tab that comes back starts over at
+   * step 0, however many come back together; in a running swarm the others are past it and the
+   * algorithm's bootstrap (§9.3) takes their newer state instead.
+   */
+  private async shouldResume(m: MembershipAnnouncement, self: string, ownProgress: number): Promise<boolean> {
+    if (!this.platform.fetchCheckpoint) return false
+    if (!this.platform.fetchRoomProgress) return m.peers.length === 1 && ownProgress === 0
+    const p = await this.platform.fetchRoomProgress(m.room)
+    if (p.checkpointStep === null) return false
+    const others = p.peers.filter((x) => x.id !== self && m.peers.includes(x.id))
+    const furthest = Math.max(ownProgress, ...others.map((x) => x.globalStep))
+    if (furthest >= p.checkpointStep) this.log(`checkpoint (step ${p.checkpointStep}) not used: the swarm is at step ${furthest}`)
+    return furthest < p.checkpointStep
+  }
+
+  private restartRun(keepTrainer = false): void {
     const prevLoop = this.loopDone
     this.runAbort?.abort()
     this.wake?.()
     const ctl = new AbortController()
     this.runAbort = ctl
-    this.loopDone = prevLoop.then(() => this.runLoop(ctl.signal)).catch((e) => this.fail(e))
+    this.loopDone = prevLoop.then(() => this.runLoop(ctl.signal, keepTrainer)).catch((e) => this.fail(e))
   }
 
-  private async runLoop(signal: AbortSignal): Promise<void> {
+  /**
+   * One run: load (or keep) data and model, enter the roster, build the mesh and the algorithm
+   * (bootstrapped from the swarm), then step until aborted. `keepTrainer` (a tab stepping out
+   * and back in) reuses the loaded data and the model as it is instead of starting over; every
+   * other restart (new run, new peer id) loads afresh.
+   */
+  private async runLoop(signal: AbortSignal, keepTrainer = false): Promise<void> {
     if (signal.aborted || this.stop.signal.aborted) return
     const m = this.membership!
     const self = this.snap.self!
     const config = m.config
     this.instance?.dispose()
     this.instance = null
+    // Links drop here: a fresh mesh is built once we are back in the roster.
     this.mesh?.close()
     this.mesh = null
-    this.trainer?.dispose()
-    this.trainer = null
-    this.update({ stage: 'loading', step: 0, loss: null, accuracy: null, dataProgress: 0 })
-    // Pending joiners take the next roster slot for their shard.
-    const inRoster = m.peers.includes(self)
-    const index = inRoster ? m.peers.indexOf(self) : m.peers.length
-    const shard = { index, count: Math.max(1, m.peers.length + (inRoster ? 0 : 1)), seed: config.seed ^ hashSeed(self) }
-    const trainer = await this.platform.prepare(config, shard, (f) => this.update({ dataProgress: f }))
-    if (signal.aborted) return trainer.dispose()
-    this.trainer = trainer
+    const kept = keepTrainer && this.trainer && this.trainerFor === JSON.stringify(config) ? this.trainer : null
+    // Our own progress only counts when our model is the one we trained (see shouldResume).
+    const ownProgress = kept ? this.snap.globalStep : 0
+    let trainer: Trainer
+    let shard: { index: number; count: number; seed: number }
+    if (kept && this.trainerShard) {
+      trainer = kept
+      shard = this.trainerShard
+    } else {
+      this.trainer?.dispose()
+      this.trainer = null
+      this.update({ stage: 'loading', step: 0, globalStep: 0, loss: null, accuracy: null, dataProgress: 0 })
+      // Pending joiners take the next roster slot for their shard.
+      const inRoster = m.peers.includes(self)
+      const index = inRoster ? m.peers.indexOf(self) : m.peers.length
+      shard = { index, count: Math.max(1, m.peers.length + (inRoster ? 0 : 1)), seed: config.seed ^ hashSeed(self) }
+      trainer = await this.platform.prepare(config, shard, (f) => this.update({ dataProgress: f }))
+      if (signal.aborted) return trainer.dispose()
+      this.trainer = trainer
+      this.trainerFor = JSON.stringify(config)
+      this.trainerShard = shard
+    }
     this.update({ dataProgress: 1, stage: 'connecting' })
     await this.becomeReady(signal)
     if (signal.aborted) return
@@ -363,10 +542,12 @@ export class SwarmSession implements SessionHandle {
     })
     if (this.latencyMs) mesh.setLatency(this.latencyMs)
     this.mesh = mesh
-    // Resume from the room checkpoint when we are the only peer (server restart, everyone left).
-    if (current.peers.length === 1 && this.platform.fetchCheckpoint) {
+    // A kept model carries on from its own step (the schedule continues; neighbours may move it on).
+    if (ownProgress > 0) mesh.clock.advance(ownProgress)
+    // Resume from the room checkpoint when the swarm is not past it (server restart, everyone left).
+    if (this.platform.fetchCheckpoint) {
       try {
-        const cp = await this.platform.fetchCheckpoint(current.room)
+        const cp = (await this.shouldResume(current, self, ownProgress)) ? await this.platform.fetchCheckpoint(current.room) : null
         if (cp && cp.schemaHash === trainer.compute.schemaHash && cp.params.length === trainer.compute.paramCount) {
           await trainer.compute.writeParams(cp.params)
           mesh.clock.advance(cp.step)
@@ -411,6 +592,9 @@ export class SwarmSession implements SessionHandle {
       let report: StepReport
       try {
         report = await instance.step()
+        // A step that ends after its run was aborted (rejoin, new run) must not report: the
+        // report would go out under our new peer id with the old run's step.
+        if (signal.aborted || this.stop.signal.aborted) break
       } catch (e) {
         if (signal.aborted || this.stop.signal.aborted) break
         if (isDeadline(e)) {
@@ -500,6 +684,7 @@ export class SwarmSession implements SessionHandle {
         backend: s.backend ?? 'cpu', backendReason: s.backendReason.slice(0, 200), samplesPerSec: s.samplesPerSec,
         stepsPerSec: s.stepsPerSec, samples: s.samples, bytesSent: s.bytesSent, bytesReceived: s.bytesReceived,
         neighbors: s.neighbors, links, lr: s.lr, h: s.h, consensus: s.consensus, stage, rejected,
+        slowFactor: this.slowFactor, addedLatencyMs: this.latencyMs,
         updaters: this.snap.config?.algorithm === 'lap-sgd' ? this.snap.config.updaters : undefined,
       })
     } catch (e) {
@@ -513,8 +698,9 @@ export class SwarmSession implements SessionHandle {
     if (!m || m.peers[0] !== this.snap.self || now - this.lastCheckpoint < CHECKPOINT_INTERVAL_MS) return
     this.lastCheckpoint = now
     const params = await instance.evalParams()
+    // Exactly the parameters (a copy): the server checks the byte length against the model.
     this.platform.signaling.checkpoint({
-      step: globalStep, schemaHash: trainer.compute.schemaHash, params: new Uint8Array(params.buffer.slice(0)),
+      step: globalStep, schemaHash: trainer.compute.schemaHash, params: new Uint8Array(params.buffer, params.byteOffset, params.byteLength).slice(),
     })
   }
 

@@ -1,4 +1,4 @@
-import type { BackendName } from '../../shared/protocol/signaling'
+import type { AwayReason, BackendName } from '../../shared/protocol/signaling'
 import type { RoomConfig } from '../../shared/config'
 import type { Unsubscribe } from '../../shared/transport'
 
@@ -35,6 +35,10 @@ export interface SessionSnapshot {
   error: string | null
   /** Recent human-readable events, newest last ("averaged with 2 peers", "neighbour x timed out"). */
   log: string[]
+  /** Out of the roster for a while: the user paused this tab, or it has been hidden. */
+  away: AwayReason | null
+  /** Host fault injection in effect on this tab (1 and 0 when none). */
+  faults: { slowFactor: number; latencyMs: number }
 }
 
 export interface SessionHandle {
@@ -42,5 +46,7 @@ export interface SessionHandle {
   subscribe(cb: (s: SessionSnapshot) => void): Unsubscribe
   pause(): void
   resume(): void
+  /** The page was hidden for a while (true) or is visible again (false). */
+  setHidden(hidden: boolean): void
   leave(): Promise<void>
 }
