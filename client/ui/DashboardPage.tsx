@@ -91,13 +91,20 @@ export function KpiRow({ room, big = false }: { room: ApiRoom; big?: boolean }) 
     <div className={`kpis${big ? ' big' : ''}`}>
       <Kpi label="Test accuracy" value={fmtPct(s.accuracy)} accent />
       {!big ? <Kpi label="Loss" value={fmtNum(s.loss, 3)} /> : null}
-      <Kpi label="Peers" value={room.joining?.length ? `${s.peers} +${room.joining.length} joining` : String(s.peers)} />
+      <Kpi label="Peers" value={peersText(s.peers, room.joining ?? [])} />
       <Kpi label="Step" value={fmtInt(s.globalStep)} />
       {!big ? <Kpi label="Steps/s (all)" value={fmtNum(s.stepsPerSec, 1)} /> : null}
       {!big ? <Kpi label="Samples" value={fmtCompact(s.samples)} /> : null}
       <Kpi label="Data exchanged" value={fmtBytes(s.bytes)} />
     </div>
   )
+}
+
+/** "3", "3 +1 joining", "3 · 2 away", "3 +1 joining · 2 away": away = paused or hidden tabs out of the roster. */
+function peersText(inRoster: number, joining: NonNullable<ApiRoom['joining']>): string {
+  const away = joining.filter((j) => j.away).length
+  const loading = joining.length - away
+  return `${inRoster}${loading ? ` +${loading} joining` : ''}${away ? ` · ${away} away` : ''}`
 }
 
 function Kpi({ label, value, accent }: { label: string; value: string; accent?: boolean }) {

@@ -18,13 +18,15 @@ export function HostControl({ room }: { room: string }) {
   useTitle(`Host ${room} · tabswarm`)
   if (!data) return <RoomMissing room={room} error={error} status={status} />
   const code = data.code ?? data.room
+  const joinUrl = joinUrlFor(code, data.joinUrl)
   return (
     <section className="host-control">
+      {data.localOnly ? <LocalOnlyWarning url={joinUrl} /> : null}
       <div className="join-panel card">
         <div className="join-panel-text">
           <div className="eyebrow">Join code</div>
           <div className="big-code" data-testid="join-code">{code}</div>
-          <JoinLink url={joinUrlFor(code)} />
+          <JoinLink url={joinUrl} />
           <div className="btn-row">
             <Link to={`/projector/${encodeURIComponent(code)}`} className="btn primary" newTab>Open projector view</Link>
             <Link to={`/room/${encodeURIComponent(code)}`} className="btn" newTab>Live dashboard</Link>
@@ -34,7 +36,7 @@ export function HostControl({ room }: { room: string }) {
             {data.paused ? ' · paused' : ''}
           </p>
         </div>
-        <QrCode text={joinUrlFor(code)} size={240} label={`QR code to join room ${code}`} />
+        <QrCode text={joinUrl} size={240} label={`QR code to join room ${code}`} />
       </div>
 
       {error ? <p className="banner warn" role="status">Lost contact with the server ({error}); retrying.</p> : null}
@@ -51,6 +53,28 @@ export function HostControl({ room }: { room: string }) {
         <TopologyGraph peers={data.peers} ps={data.roles?.ps ?? null} now={data.now ?? now} />
       </div>
     </section>
+  )
+}
+
+/**
+ * The server knows no address other machines can reach (opened on localhost, no LAN address,
+ * no PUBLIC_URL): a QR code of http://localhost… sends every student's phone to itself.
+ */
+export function LocalOnlyWarning({ url, compact = false }: { url: string; compact?: boolean }) {
+  const host = (() => {
+    try {
+      return new URL(url).host
+    } catch {
+      return url
+    }
+  })()
+  return (
+    <div className={`banner warn${compact ? ' compact' : ''}`} role="alert" data-testid="local-only-warning">
+      <strong>Students cannot open {host}.</strong>{' '}
+      {compact
+        ? 'This address only works on this computer.'
+        : <>It only works on this computer. Start the server with <code>HOST=0.0.0.0</code> on the classroom network (the join link then uses its LAN address), or set <code>PUBLIC_URL</code> to the address students can reach.</>}
+    </div>
   )
 }
 

@@ -1,6 +1,6 @@
 import { useState, type ReactNode } from 'react'
 import type { ApiPeer } from './api'
-import { backendColor, fmtBytes, fmtNum, fmtPct, peerLabel } from './format'
+import { backendColor, faultTags, fmtBytes, fmtNum, fmtPct, peerLabel } from './format'
 import { isStalled } from './TopologyGraph'
 
 type Col = 'name' | 'backend' | 'stage' | 'stepsPerSec' | 'step' | 'staleness' | 'loss' | 'accuracy' | 'bytesSent' | 'bytesReceived'
@@ -72,6 +72,7 @@ export function PeerTable({ peers, now, actions }: { peers: ApiPeer[]; now: numb
                   <span className="peer-name">{peerLabel(p)}</span>
                   {p.agent === 'node' ? <span className="tag">node</span> : null}
                   {p.suspect ? <span className="tag bad">suspect</span> : null}
+                  {faultTags(p).map((t) => <span key={t} className="tag warn" data-testid="fault-tag" title="fault injected by the host">{t}</span>)}
                 </td>
                 <td title={p.backendReason ?? undefined}><span className="dot-inline" style={{ background: backendColor(p.backend) }} />{p.backend ?? '—'}</td>
                 <td><StageText stage={p.stage === 'error' ? 'error' : stalled ? 'stalled' : p.stage ?? 'training'} /></td>

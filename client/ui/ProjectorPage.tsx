@@ -4,6 +4,7 @@ import { joinUrlFor } from './api'
 import { runSeries, SeriesChart } from './Charts'
 import { useHistory, useNow, useRoom, useTitle } from './hooks'
 import { KpiRow, RoomMissing } from './DashboardPage'
+import { LocalOnlyWarning } from './HostControl'
 import { QrCode } from './QrCode'
 import { useRuns } from './swarm'
 import { TopologyGraph } from './TopologyGraph'
@@ -20,8 +21,16 @@ export function ProjectorPage({ room }: { room: string }) {
   useTitle(`Join ${room} · tabswarm`)
   if (!data) return <main className="content"><RoomMissing room={room} error={error} status={status} /></main>
   const code = data.code ?? data.room
-  const url = joinUrlFor(code)
+  const url = joinUrlFor(code, data.joinUrl)
   const shortUrl = url.replace(/^https?:\/\//, '')
+  // What students type: the public origin's host, not necessarily this page's.
+  const host = (() => {
+    try {
+      return new URL(url).host
+    } catch {
+      return window.location.host
+    }
+  })()
   const info = ALGORITHM_INFO[data.config.algorithm]
   const current = runs.filter((r) => r.run === (data.run ?? 0))
   return (
@@ -29,11 +38,12 @@ export function ProjectorPage({ room }: { room: string }) {
       <aside className="proj-join">
         <div className="proj-brand">tabswarm</div>
         <div className="proj-step">Open</div>
-        <div className="proj-url" style={{ ['--len' as string]: Math.max(10, window.location.host.length) } as CSSProperties}>{window.location.host}</div>
+        <div className="proj-url" style={{ ['--len' as string]: Math.max(10, host.length) } as CSSProperties}>{host}</div>
         <div className="proj-step">and enter</div>
         <div className="proj-code" style={{ ['--len' as string]: Math.max(4, code.length) } as CSSProperties} aria-label={`Join code ${code}`}>{code}</div>
         <QrCode text={url} size={300} label={`QR code to join room ${code}`} />
         <div className="proj-small">{shortUrl}</div>
+        {data.localOnly ? <LocalOnlyWarning url={url} compact /> : null}
       </aside>
       <section className="proj-main">
         <header className="proj-head">

@@ -1,12 +1,13 @@
 import { useEffect, useMemo, useRef, useState } from 'react'
 import type { ApiPeer } from './api'
-import { BACKEND_COLORS, backendColor, fmtBytes, fmtNum, peerLabel } from './format'
+import { BACKEND_COLORS, backendColor, faultTags, fmtBytes, fmtNum, peerLabel } from './format'
 
 /**
  * The swarm as a graph: a deterministic circular layout in roster order (a ring topology draws
  * as a ring), the parameter server, if any, in the centre. Nodes glide to their new places when
  * peers come and go instead of jumping. Colour = backend, size = steps/s, dashed grey = stalled,
- * red halo = suspected by a neighbour. Edge thickness = bytes exchanged on that link.
+ * red halo = suspected by a neighbour, dashed amber ring + tag above = slowed down or delayed by
+ * the host's fault injection. Edge thickness = bytes exchanged on that link.
  */
 
 /** A report older than this marks the peer stalled even if it says it is training. */
@@ -122,10 +123,13 @@ export function TopologyGraph({ peers, ps = null, now, big = false, showLegend =
           const r = baseR * (0.7 + 0.6 * Math.sqrt(rate / maxRate))
           const stalled = isStalled(p, now)
           const isPs = p.id === ps
+          const faults = faultTags(p)
           return (
-            <g key={p.id} transform={`translate(${at.x.toFixed(1)} ${at.y.toFixed(1)})`} className={`node${stalled ? ' stalled' : ''}${p.suspect ? ' suspect' : ''}`}>
-              <title>{`${peerLabel(p)} · ${p.backend ?? 'starting'} · ${fmtNum(rate, 1)} steps/s${p.stage === 'error' ? ' · error' : stalled ? ' · stalled' : ''}${p.suspect ? ' · suspect' : ''}`}</title>
+            <g key={p.id} transform={`translate(${at.x.toFixed(1)} ${at.y.toFixed(1)})`} className={`node${stalled ? ' stalled' : ''}${p.suspect ? ' suspect' : ''}${faults.length ? ' faulted' : ''}`}>
+              <title>{`${peerLabel(p)} · ${p.backend ?? 'starting'} · ${fmtNum(rate, 1)} steps/s${p.stage === 'error' ? ' · error' : stalled ? ' · stalled' : ''}${p.suspect ? ' · suspect' : ''}${faults.length ? ` · ${faults.join(', ')} (host fault injection)` : ''}`}</title>
               {p.suspect ? <circle r={r + 9} className="halo" /> : null}
+              {faults.length ? <circle r={r + 5} className="fault-ring" /> : null}
+              {faults.length ? <text className="node-fault" y={-r - 10} textAnchor="middle" fontSize={labelSize * 0.85} data-testid="node-fault">{faults.join(' · ')}</text> : null}
               <circle r={r} fill={p.stage === 'error' ? 'var(--bad)' : stalled ? 'var(--stalled)' : backendColor(p.backend)} filter="url(#soft)" className="dot" />
               {isPs ? <text className="node-badge" y={5} textAnchor="middle" fontSize={14}>PS</text> : null}
               {!many || big ? (
@@ -143,6 +147,7 @@ export function TopologyGraph({ peers, ps = null, now, big = false, showLegend =
           ))}
           <span><i className="stalled" />stalled</span>
           <span><i className="suspect" />suspect</span>
+          <span><i className="faulted" />fault injected</span>
           <span className="muted">size = steps/s · line = traffic</span>
         </figcaption>
       ) : null}

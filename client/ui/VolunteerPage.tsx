@@ -157,6 +157,16 @@ function SessionView({ session, onLeft }: { session: SessionHandle; onLeft: () =
   }
 
   const stage = STAGE_TEXT[s.stage] ?? STAGE_TEXT.idle
+  // Paused by whom, and whether the swarm still counts on this tab.
+  const help = s.away === 'paused'
+    ? 'You paused this tab: it stepped out of the swarm, so nobody waits for it. Resume to rejoin.'
+    : s.away === 'hidden'
+      ? 'This tab is in the background: it stepped out of the swarm until you come back to it.'
+      : s.stage === 'paused' ? 'The host paused the room; training continues when they resume.' : stage.help
+  const faults = [
+    s.faults.slowFactor > 1 ? `slowed down ×${s.faults.slowFactor}` : '',
+    s.faults.latencyMs > 0 ? `given ${s.faults.latencyMs} ms of extra latency on every message` : '',
+  ].filter(Boolean)
   const algo = s.config ? ALGORITHM_INFO[s.config.algorithm] : null
   return (
     <section className="volunteer">
@@ -170,10 +180,10 @@ function SessionView({ session, onLeft }: { session: SessionHandle; onLeft: () =
           <span className={`stage-pill stage-${s.stage}`} data-testid="stage" role="status" aria-live="polite">
             {stage.label}
           </span>
-          <div className="muted small">{stage.help}</div>
+          <div className="muted small">{help}</div>
         </div>
         <div className="session-actions">
-          {s.stage === 'paused' ? (
+          {s.away === 'paused' ? (
             <button className="btn primary" onClick={() => session.resume()}>Resume</button>
           ) : (
             <button className="btn" onClick={() => session.pause()} disabled={s.stage === 'done' || s.stage === 'error' || s.stage === 'idle'}>Pause</button>
@@ -183,6 +193,7 @@ function SessionView({ session, onLeft }: { session: SessionHandle; onLeft: () =
       </div>
 
       {s.error ? <p className="banner error" role="alert">{s.error}</p> : null}
+      {faults.length ? <p className="banner warn" role="status" data-testid="fault-banner">For the class demo, the host has {faults.join(' and ')} on this tab.</p> : null}
 
       {s.stage === 'loading' || (s.dataProgress > 0 && s.dataProgress < 1) ? (
         <div className="card">

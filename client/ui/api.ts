@@ -36,6 +36,9 @@ export interface ApiPeer {
   stage?: string
   lastReportAt?: number
   suspect?: boolean
+  /** Host fault injection in effect on this peer (absent from older servers). */
+  slowFactor?: number
+  addedLatencyMs?: number
 }
 
 export interface ApiRoom {
@@ -51,9 +54,14 @@ export interface ApiRoom {
   now?: number
   peers: ApiPeer[]
   /** Volunteers still downloading data / building the model (not yet in the roster). */
-  joining?: { id: string; name: string | null; agent: 'browser' | 'node'; joinedAt: number; stage: string }[]
+  joining?: { id: string; name: string | null; agent: 'browser' | 'node'; joinedAt: number; stage: string; away?: 'paused' | 'hidden' | null }[]
   /** Recent evictions, newest last (absent from older servers). */
   evictions?: EvictionRecord[]
+  /** Where students join: built by the server from its public origin (PUBLIC_URL or LAN). */
+  joinUrl?: string
+  projectorUrl?: string
+  /** The server knows no address other machines can reach: warn the teacher. */
+  localOnly?: boolean
 }
 
 export type { EvictionRecord, HistoryPoint, HistoryRun } from '../../shared/protocol/history'
@@ -64,6 +72,7 @@ export interface CreatedRoom {
   code?: string
   hostToken: string
   joinUrl: string
+  localOnly?: boolean
 }
 
 /** An error with the server's own message, shown to the user as is. */

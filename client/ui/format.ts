@@ -62,5 +62,13 @@ export const backendColor = (b: string | null | undefined) => BACKEND_COLORS[b ?
 export const RUN_COLORS = ['#3b82f6', '#ef4444', '#10b981', '#f59e0b', '#8b5cf6', '#ec4899', '#06b6d4', '#84cc16']
 export const runColor = (i: number) => RUN_COLORS[i % RUN_COLORS.length]
 
+/** "slowed ×4", "+200 ms": the host's fault injection on a peer, as the dashboard tags it. */
+export function faultTags(p: { slowFactor?: number; addedLatencyMs?: number }): string[] {
+  const out: string[] = []
+  if (ok(p.slowFactor) && p.slowFactor > 1) out.push(`slowed ×${Number.isInteger(p.slowFactor) ? p.slowFactor : p.slowFactor.toFixed(1)}`)
+  if (ok(p.addedLatencyMs) && p.addedLatencyMs > 0) out.push(`+${Math.round(p.addedLatencyMs)} ms`)
+  return out
+}
+
 export const shortId = (id: string) => (id.length > 8 ? id.slice(0, 6) : id)
 export const peerLabel = (p: { id: string; name?: string }) => (p.name && p.name.trim() ? p.name : shortId(p.id))
