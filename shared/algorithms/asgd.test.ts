@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { parseRoomConfig, type RoomConfig } from '../config'
-import { allFinite, sqDist } from '../math/vector'
+import { allFinite, maxAbsDiff, sqDist } from '../math/vector'
 import { FAULTS } from '../testing/faults'
 import { LsqCompute, makeLsqProblem } from '../testing/lsq-compute'
 import { MemoryNetwork, type MemoryMesh } from '../testing/memory-mesh'
@@ -160,5 +160,41 @@ describe('ASGD churn', () => {
     const xj = await joiner.compute.readParams()
     expect(sqDist(xj, Wps)).toBeLessThan(0.05 * loss(new Float32Array(d)))
     for (const p of [...peers, joiner]) p.inst.dispose()
+  })
+})
+
+describe('ASGD hand-over carries the server momentum v (§8.4)', () => {
+  it('the successor continues the heavy-ball recursion from the leaver\'s (W, v), not from v = 0', async () => {
+    const logs: LogLine[] = []
+    const net = new MemoryNetwork({ seed: 16 })
+    const c0 = Float32Array.of(0.5, -1, 2)
+    const c1 = Float32Array.of(1, 3, -2)
+    const cfg = config({ lr: 0.1, momentum: 0.9, weightDecay: 0 })
+    const [ps, w] = await startAll(net, [new ConstGradCompute(c0), new ConstGradCompute(c1)], cfg, logs)
+    // Only the worker steps: the PS applies its 3 pushes with n = 2 (v ← βv + c1/2, W ← W − ηv).
+    await runSteps(w, 3)
+    const W = new Float64Array(3)
+    const v = new Float64Array(3)
+    const apply = (g: Float32Array, n: number) => {
+      for (let k = 0; k < 3; k++) {
+        v[k] = Math.fround(0.9 * v[k] + g[k] / n)
+        W[k] = Math.fround(W[k] - 0.1 * v[k])
+      }
+    }
+    for (let i = 0; i < 3; i++) apply(c1, 2)
+    expect(maxAbsDiff(await ps.inst.evalParams(), Float32Array.from(W))).toBeLessThan(1e-6)
+    await ps.inst.leave()
+    net.leave(ps.id)
+    ps.stop.abort()
+    ps.inst.dispose()
+    // p1 is the PS now (n = 1) and applies its own gradient on the handed-over state.
+    await runSteps(w, 1)
+    const lostV = Float32Array.from(W, (x, k) => x - 0.1 * c1[k]) // what v = 0 would give
+    apply(c1, 1)
+    const got = await w.inst.evalParams()
+    expect(maxAbsDiff(got, Float32Array.from(W))).toBeLessThan(1e-6)
+    expect(maxAbsDiff(got, lostV)).toBeGreaterThan(0.1)
+    expect(logs.some((l) => l.peer === 'p1' && l.event === 'asgd/ps-start' && l.detail?.fromHandover === true)).toBe(true)
+    w.inst.dispose()
   })
 })

@@ -2,7 +2,9 @@ import { describe, expect, it } from 'vitest'
 import { parseRoomConfig } from '../config'
 import { LsqCompute, makeLsqProblem } from '../testing/lsq-compute'
 import { MemoryNetwork } from '../testing/memory-mesh'
+import { maxAbsDiff } from '../math/vector'
 import { dpsgd, yieldToEventLoop } from './dpsgd'
+import { ALGORITHM_FACTORIES } from './index'
 
 describe('DPSGD (AWC) overlaps the exchange of x_k with the gradient at x_k', () => {
   it('the model is on its way before a synchronous gradient starts, and the sent vector is a snapshot', async () => {
@@ -61,4 +63,38 @@ describe('DPSGD (AWC) overlaps the exchange of x_k with the gradient at x_k', ()
     await y
     expect(order).toEqual(['microtasks', 'yield'])
   })
+})
+
+describe('gossip joiners start from their neighbours\' average (§3.6, §5.6)', () => {
+  for (const algorithm of ['dpsgd', 'decentlam'] as const) {
+    it(`${algorithm}: right after the factory returns, x = mean of the future ring neighbours' models`, async () => {
+      const r = parseRoomConfig({ algorithm, topology: 'ring', lr: 0.05, momentum: 0.5, stepDeadlineMs: 2000, schedule: { kind: 'constant', warmupSteps: 0 } })
+      if (!r.ok) throw new Error(r.error)
+      const prob = makeLsqProblem({ n: 5, d: 6, m: 12, seed: 8 })
+      const net = new MemoryNetwork({ seed: 2 })
+      const ctx = (i: number, compute: LsqCompute) => ({
+        mesh: net.mesh(`p${i}`) ?? net.join(`p${i}`), compute, config: r.config, signal: new AbortController().signal,
+        log: () => {}, now: () => performance.now(),
+      })
+      const factory = ALGORITHM_FACTORIES[algorithm]
+      for (let i = 0; i < 4; i++) net.join(`p${i}`)
+      const peers = await Promise.all([0, 1, 2, 3].map((i) => factory(ctx(i, new LsqCompute(prob.shards[i], { batchSize: 4 })))))
+      for (let k = 0; k < 6; k++) await Promise.all(peers.map((p) => p.step()))
+      // The incumbents are idle now. Roster [p0 p1 p2 p3 p4]: the joiner's ring neighbours are p3 and p0.
+      const x0 = await peers[0].evalParams()
+      const x3 = await peers[3].evalParams()
+      const own = Float32Array.from({ length: 6 }, (_, k) => 100 + k) // far from everyone
+      const compute = new LsqCompute(prob.shards[4], { batchSize: 4, init: own })
+      const joiner = await factory(ctx(4, compute))
+      // Hand-derived: averageParams sums ½·x3 + ½·x0 in fp32 (requestState returns targets in order).
+      const want = new Float32Array(6)
+      for (const x of [x3, x0]) for (let k = 0; k < 6; k++) want[k] += 0.5 * x[k]
+      const start = await joiner.evalParams()
+      expect(maxAbsDiff(start, want)).toBeLessThan(1e-6)
+      // …and the device holds it too (the first gradient is taken there).
+      expect(maxAbsDiff(await compute.readParams(), want)).toBeLessThan(1e-6)
+      expect(maxAbsDiff(start, own)).toBeGreaterThan(50)
+      for (const p of [...peers, joiner]) p.dispose()
+    })
+  }
 })

@@ -3,6 +3,8 @@ import { parseRoomConfig, type RoomConfig } from '../config'
 import { FAULTS } from '../testing/faults'
 import { LsqCompute, makeLsqProblem, type LsqShard } from '../testing/lsq-compute'
 import { MemoryNetwork, type MemoryMesh } from '../testing/memory-mesh'
+import { maxAbsDiff } from '../math/vector'
+import { roundPlan } from '../schedule'
 import { sleep } from '../transport'
 import { ALGORITHM_FACTORIES } from './index'
 import type { AlgorithmInstance, LocalStepOptions, LocalStepResult, StepReport } from './types'
@@ -132,6 +134,92 @@ describe('local SGD: a stalled peer lines up with the others again', () => {
         expect(r.communicated).toBe(true)
         expect(r.contributors).toBe(4)
       }
+    }
+    for (const p of peers) p.stop.abort(), p.inst.dispose()
+  })
+})
+
+describe('local SGD: averageOptimizerState averages the moments (§6.1 --avg-m/--avg-v)', () => {
+  /** Records the optimizer state each peer contributed at a boundary (what the all-reduce sums). */
+  class StateLsq extends LsqCompute {
+    contributed: Float32Array[][] = []
+    override async readOptimizerState(): Promise<Float32Array[]> {
+      const s = await super.readOptimizerState()
+      this.contributed.push(s.map((v) => new Float32Array(v)))
+      return s
+    }
+  }
+  const cases: [string, Record<string, unknown>, number][] = [
+    ['local-sgd: the momentum buffers', { algorithm: 'local-sgd', momentum: 0.5 }, 1],
+    ['local-adamw: m and v (the step counter stays local)', { algorithm: 'local-adamw', lr: 0.01, weightDecay: 0 }, 2],
+  ]
+  for (const [label, over, fields] of cases) {
+    for (const averaged of [true, false]) {
+      it(`${label}${averaged ? '' : ' — control: kept local when off'}`, async () => {
+        const h = 3
+        const prob = makeLsqProblem({ n: 3, d: 5, m: 20, seed: 17, spread: 0.5 })
+        const cfg = config({ lr: 0.05, sync: { kind: 'constant', h }, stepDeadlineMs: 2000, averageOptimizerState: averaged, ...over })
+        const net = new MemoryNetwork({ seed: 18 })
+        for (let i = 0; i < 3; i++) net.join(`p${i}`)
+        const computes = [0, 1, 2].map((i) => new StateLsq(prob.shards[i], { batchSize: 5 }))
+        const peers = await Promise.all(computes.map(async (compute, i) => {
+          const stop = new AbortController()
+          const inst = await ALGORITHM_FACTORIES[cfg.algorithm]({ mesh: net.mesh(`p${i}`)!, compute, config: cfg, signal: stop.signal, log: () => {}, now: () => performance.now() })
+          return { inst, stop }
+        }))
+        const rs = await Promise.all(peers.map(async (p) => {
+          const out: StepReport[] = []
+          for (let k = 0; k < h; k++) out.push(await p.inst.step())
+          return out
+        }))
+        for (const r of rs) expect(r.at(-1)!.communicated).toBe(true)
+        const after = await Promise.all(computes.map((c) => LsqCompute.prototype.readOptimizerState.call(c)))
+        if (averaged) {
+          // Equal weights (5 samples × 3 steps each): the plain mean of what each contributed.
+          for (let f = 0; f < fields; f++) {
+            const mean = new Float32Array(5)
+            for (const c of computes) for (let k = 0; k < 5; k++) mean[k] += c.contributed[0][f][k]
+            for (let k = 0; k < 5; k++) mean[k] /= 3
+            for (const a of after) expect(maxAbsDiff(a[f], mean)).toBeLessThan(1e-6)
+            // The contributions really differed (heterogeneous shards), so this is not trivially true.
+            expect(maxAbsDiff(computes[0].contributed[0][f], computes[1].contributed[0][f])).toBeGreaterThan(1e-3)
+          }
+          if (fields === 2) for (const a of after) expect(a[2][0]).toBe(h) // Adam's t: local, not averaged
+        } else {
+          expect(computes.every((c) => c.contributed.length === 0)).toBe(true) // never even read
+          expect(maxAbsDiff(after[0][0], after[1][0])).toBeGreaterThan(1e-3)
+        }
+        for (const p of peers) p.stop.abort(), p.inst.dispose()
+      })
+    }
+  }
+})
+
+describe('local SGD: the H of every round follows QSR (§6.2, §6.5)', () => {
+  it('the H values in the StepReports are exactly roundPlan(sync, schedule, lr, T)', async () => {
+    const T = 120
+    // Cosine from 0.1 with α = 0.15: (α/η)² grows from 2 to H_max as η decays; warmup 20 → H_base.
+    const sync = { kind: 'qsr', hBase: 2, alpha: 0.15, hMax: 16 } as const
+    const schedule = { kind: 'cosine', warmupSteps: 20, minLr: 0.005 } as const
+    const cfg = config({ algorithm: 'local-sgd', lr: 0.1, momentum: 0.5, totalSteps: T, sync, schedule, stepDeadlineMs: 2000 })
+    const plan = roundPlan(cfg.sync, cfg.schedule, cfg.lr, T)
+    expect(new Set(plan.map((r) => r.h)).size).toBeGreaterThan(3) // H really changes along the run
+    const prob = makeLsqProblem({ n: 2, d: 4, m: 12, seed: 19, spread: 0.3 })
+    const net = new MemoryNetwork({ seed: 20 })
+    for (let i = 0; i < 2; i++) net.join(`p${i}`)
+    const peers = await Promise.all([0, 1].map((i) => startPeer(net, `p${i}`, new PacedLsq(prob.shards[i], 0), cfg)))
+    await Promise.all(peers.map((p) => runTo(p, T)))
+    for (const p of peers) {
+      // Rounds as the algorithm ran them: a round starts after each averaging; its steps report its H.
+      const rounds: { t: number; h: number }[] = []
+      let startT = 0
+      for (const r of p.reports) {
+        if (r.globalStep - 1 === startT) rounds.push({ t: startT, h: r.h! })
+        else expect(r.h).toBe(rounds.at(-1)!.h)
+        if (r.communicated) startT = r.globalStep
+      }
+      expect(rounds).toEqual(plan)
+      expect(p.reports.filter((r) => r.communicated).length).toBe(plan.length)
     }
     for (const p of peers) p.stop.abort(), p.inst.dispose()
   })

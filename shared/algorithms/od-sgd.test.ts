@@ -193,3 +193,53 @@ describe('OD-SGD partial rounds and churn', () => {
     for (const p of [...peers, joiner]) p.inst.dispose()
   })
 })
+
+describe('OD-SGD hand-over carries the server momentum v (§8.4)', () => {
+  /** f(x) = c·x: the gradient is c wherever the worker computes, so the server recursion is known in closed form. */
+  class ConstGrad extends LsqCompute {
+    constructor(private readonly c: Float32Array) {
+      super({ m: 1, d: c.length, A: new Float64Array(c.length), b: new Float64Array(1) })
+    }
+    override async gradient() {
+      return { grad: new Float32Array(this.c), loss: 0, samples: 1 }
+    }
+  }
+
+  it('the successor\'s next round steps from the leaver\'s (W, v, t)', async () => {
+    const logs: LogLine[] = []
+    const net = new MemoryNetwork({ seed: 28 })
+    // Warm start longer than the test: every iteration waits for W_{t+1} (plain SSGD), so each
+    // step() ends after its server round and the rounds are known exactly.
+    const cfg = config({ lr: 0.1, momentum: 0.9, weightDecay: 0, warmStartSteps: 100 })
+    const c0 = Float32Array.of(0.5, -1, 2)
+    const c1 = Float32Array.of(1, 3, -2)
+    for (const id of ['p0', 'p1']) net.join(id)
+    const [ps, w] = await Promise.all([c0, c1].map((c, i) => start(net, `p${i}`, new ConstGrad(c), cfg, logs)))
+    await Promise.all([runSteps(ps, 3), runSteps(w, 3)])
+    // Server: v ← βv + ḡ, W ← W − ηv with ḡ = (c0 + c1)/2 (one sample each), 3 rounds.
+    const W = new Float64Array(3)
+    const v = new Float64Array(3)
+    const round = (g: (k: number) => number) => {
+      for (let k = 0; k < 3; k++) {
+        v[k] = Math.fround(0.9 * v[k] + g(k))
+        W[k] = Math.fround(W[k] - 0.1 * v[k])
+      }
+    }
+    for (let r = 0; r < 3; r++) round((k) => (c0[k] + c1[k]) / 2)
+    expect(maxAbsDiff(await ps.inst.evalParams(), Float32Array.from(W))).toBeLessThan(1e-6)
+    await ps.inst.leave()
+    net.leave(ps.id)
+    ps.stop.abort()
+    ps.inst.dispose()
+    // p1 is the PS now; round 3 has one member (p1): ḡ = c1.
+    await runSteps(w, 1)
+    const lostV = Float32Array.from(W, (x, k) => x - 0.1 * c1[k]) // what v = 0 would give
+    round((k) => c1[k])
+    const got = await w.inst.evalParams()
+    expect(maxAbsDiff(got, Float32Array.from(W))).toBeLessThan(1e-6)
+    expect(maxAbsDiff(got, lostV)).toBeGreaterThan(0.1)
+    const startLog = logs.find((l) => l.peer === 'p1' && l.event === 'od-sgd/ps-start')
+    expect(startLog?.detail).toMatchObject({ fromHandover: true, t: 3 })
+    w.inst.dispose()
+  })
+})
