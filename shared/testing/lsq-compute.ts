@@ -202,3 +202,45 @@ export class LsqCompute implements Compute {
     this.adamT = 0
   }
 }
+
+/**
+ * Exact fixed point of DSGD-ATC on least squares, X = W(X − γ∇F(X)) (ALGORITHMS.md §5.3), as one
+ * dense nd×nd linear system in float64: row (i, a) reads x_ia − Σ_j w_ij (x_j − γ(H_j x_j − c_j))_a = 0.
+ * DecentLaM(γ, β) has this fixed point for every β and DmSGD(γ, β) that of γ/(1−β).
+ * Returns the network mean x̄.
+ */
+export function atcFixedPointMean(shards: readonly LsqShard[], W: readonly (readonly number[])[], gamma: number): Float64Array {
+  const n = shards.length
+  const d = shards[0].d
+  const quads = shards.map(shardQuadratic)
+  const N = n * d
+  const M = new Float64Array(N * N)
+  const r = new Float64Array(N)
+  for (let i = 0; i < n; i++) for (let a = 0; a < d; a++) {
+    const row = i * d + a
+    M[row * N + row] += 1
+    for (let j = 0; j < n; j++) {
+      if (!W[i][j]) continue
+      M[row * N + j * d + a] -= W[i][j]
+      for (let b = 0; b < d; b++) M[row * N + j * d + b] += W[i][j] * gamma * quads[j].H[a * d + b]
+      r[row] += W[i][j] * gamma * quads[j].c[a]
+    }
+  }
+  const X = solveDense(M, r, N)
+  const xbar = new Float64Array(d)
+  for (let i = 0; i < n; i++) for (let a = 0; a < d; a++) xbar[a] += X[i * d + a] / n
+  return xbar
+}
+
+/** Minimiser of the average of the shards' full losses. */
+export function lsqOptimum(shards: readonly LsqShard[]): Float64Array {
+  const d = shards[0].d
+  const Hs = new Float64Array(d * d)
+  const cs = new Float64Array(d)
+  for (const s of shards) {
+    const { H, c } = shardQuadratic(s)
+    for (let k = 0; k < H.length; k++) Hs[k] += H[k] / shards.length
+    for (let k = 0; k < d; k++) cs[k] += c[k] / shards.length
+  }
+  return solveDense(Hs, cs, d)
+}
