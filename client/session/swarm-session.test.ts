@@ -8,7 +8,7 @@ import { MemoryNetwork } from '../../shared/testing/memory-mesh'
 import type { Membership, Unsubscribe } from '../../shared/transport'
 import { RoomRegistry } from '../../signaling-server/rooms'
 import { withSessionControls } from './platform'
-import { SwarmSession, type SessionMesh, type SessionPlatform, type SignalingPort } from './swarm-session'
+import { describeEvent, SwarmSession, type SessionMesh, type SessionPlatform, type SignalingPort } from './swarm-session'
 
 /**
  * The session's round order against the real room registry (the server's pure state) and the
@@ -444,5 +444,16 @@ describe('SwarmSession (registry + memory mesh)', () => {
     expect(b.snapshot().log.some((l) => /checkpoint \(step 50\) not used/.test(l))).toBe(true)
     await a.leave()
     await b.leave()
+  })
+})
+
+describe('describeEvent', () => {
+  it('puts algorithm events in words, without JSON', () => {
+    expect(describeEvent('realign', { kind: 'dpsgd/x', from: 25, to: 26 })).toBe('caught up with the neighbours (round 25 → 26)')
+    expect(describeEvent('rejected', { from: 'abcdefghijkl', kind: 'x', round: 3, why: 'NaN/Inf in payload' })).toBe('refused a message from abcdefgh: NaN/Inf in payload')
+    expect(describeEvent('ad-psgd/bootstrap', { donors: 1 })).toBe('started from the models of 1 neighbour')
+    const other = describeEvent('asgd/applied', { version: 12, staleness: 0.5, nested: { a: 1 } })
+    expect(other).toBe('asgd/applied: version 12, staleness 0.500')
+    expect(other).not.toMatch(/[{}"]/)
   })
 })

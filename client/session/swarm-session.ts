@@ -129,6 +129,23 @@ function hashSeed(s: string): number {
   return h >>> 0
 }
 
+/**
+ * An algorithm's log event as a line for the tab's activity list (people read it, so no raw
+ * JSON): the common events in words, the rest as "event: key value, …".
+ */
+export function describeEvent(event: string, detail?: Record<string, unknown>): string {
+  const d = detail ?? {}
+  const peer = (v: unknown) => (typeof v === 'string' ? v.slice(0, 8) : String(v))
+  if (event === 'realign') return `caught up with the neighbours (round ${String(d.from)} → ${String(d.to)})`
+  if (event === 'rejected') return `refused a message from ${peer(d.from)}: ${String(d.why ?? 'invalid')}`
+  if (event.endsWith('/bootstrap') && typeof d.donors === 'number') return `started from the models of ${d.donors} neighbour${d.donors === 1 ? '' : 's'}`
+  if (event.endsWith('/ps-start')) return 'this tab now holds the parameter server'
+  const parts = Object.entries(d)
+    .filter(([, v]) => v === null || ['string', 'number', 'boolean'].includes(typeof v))
+    .map(([k, v]) => `${k} ${typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(3) : String(v).slice(0, 40)}`)
+  return parts.length ? `${event}: ${parts.join(', ')}` : event
+}
+
 /** How often a pending joiner repeats 'ready' until the roster includes it. */
 const READY_RETRY_MS = 5_000
 
@@ -563,7 +580,7 @@ export class SwarmSession implements SessionHandle {
     const factory = ALGORITHM_FACTORIES[config.algorithm]
     const instance = await factory({
       mesh, compute: trainer.compute, config, signal, hogwild,
-      log: (event, detail) => this.log(detail ? `${event} ${JSON.stringify(detail)}` : event),
+      log: (event, detail) => this.log(describeEvent(event, detail)),
       now: () => performance.now(),
     })
     if (signal.aborted) {

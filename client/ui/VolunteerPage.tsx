@@ -164,8 +164,8 @@ function SessionView({ session, onLeft }: { session: SessionHandle; onLeft: () =
       ? 'This tab is in the background: it stepped out of the swarm until you come back to it.'
       : s.stage === 'paused' ? 'The host paused the room; training continues when they resume.' : stage.help
   const faults = [
-    s.faults.slowFactor > 1 ? `slowed down ×${s.faults.slowFactor}` : '',
-    s.faults.latencyMs > 0 ? `given ${s.faults.latencyMs} ms of extra latency on every message` : '',
+    s.faults.slowFactor > 1 ? `slowed this tab down ×${s.faults.slowFactor}` : '',
+    s.faults.latencyMs > 0 ? `added ${s.faults.latencyMs} ms of latency to every message it sends` : '',
   ].filter(Boolean)
   const algo = s.config ? ALGORITHM_INFO[s.config.algorithm] : null
   return (
@@ -193,7 +193,7 @@ function SessionView({ session, onLeft }: { session: SessionHandle; onLeft: () =
       </div>
 
       {s.error ? <p className="banner error" role="alert">{s.error}</p> : null}
-      {faults.length ? <p className="banner warn" role="status" data-testid="fault-banner">For the class demo, the host has {faults.join(' and ')} on this tab.</p> : null}
+      {faults.length ? <p className="banner warn" role="status" data-testid="fault-banner">For the class demo, the host has {faults.join(' and ')}.</p> : null}
 
       {s.stage === 'loading' || (s.dataProgress > 0 && s.dataProgress < 1) ? (
         <div className="card">
