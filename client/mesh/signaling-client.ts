@@ -1,6 +1,7 @@
 import { io, type Socket } from 'socket.io-client'
 import { z } from 'zod'
 import {
+  awaySchema,
   checkpointSchema,
   joinedSchema,
   joinSchema,
@@ -14,6 +15,7 @@ import {
   serverErrorSchema,
   signalSchema,
   suspectSchema,
+  type AwayReason,
   type ClientToServerEvents,
   type JoinRequest,
   type MembershipAnnouncement,
@@ -194,6 +196,23 @@ export class SignalingClient {
       signal.addEventListener('abort', onAbort, { once: true })
       this.ready()
     })
+  }
+
+  /**
+   * Steps out of the roster for a while without leaving the room (user pause, hidden tab): the
+   * server announces a new roster without us, records no eviction, and ready() brings us back.
+   */
+  away(reason: AwayReason): void {
+    this.socket.emit('away', awaySchema.parse({ v: PROTOCOL_VERSION, reason }))
+  }
+
+  /**
+   * Drops the transport as a network blip would (host fault injection "disconnect"): not
+   * socket.disconnect(), which means "stay away"; socket.io reconnects by itself and fires
+   * 'reconnect', on which the session rejoins.
+   */
+  dropConnection(): void {
+    this.socket.io.engine?.close()
   }
 
   suspect(peer: PeerId, reason: string): void {

@@ -8,6 +8,7 @@ import { fetchDataset } from '../runtime/data-loader'
 import { createNodeHogwildPool } from '../runtime/hogwild/node-pool'
 import { setupNodeBackend } from '../runtime/node-backend'
 import { fetchRoomCheckpoint } from '../session/checkpoint'
+import { fetchRoomProgress } from '../session/room-progress'
 import { createWebRtcMesh, makeTrainer, shardRequest, signalingPort } from '../session/platform'
 import { SwarmSession, type SessionMesh, type SessionPlatform } from '../session/swarm-session'
 
@@ -77,6 +78,7 @@ export function createNodeSession(opts: {
       })
     },
     fetchCheckpoint: (room) => fetchRoomCheckpoint(opts.server, room),
+    fetchRoomProgress: (room) => fetchRoomProgress(opts.server, room),
   }
   return new SwarmSession(platform, { room: opts.room, name: opts.name, backend: opts.backend, maxSteps: opts.maxSteps })
 }

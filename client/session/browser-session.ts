@@ -1,5 +1,4 @@
-import { awaySchema, type BackendName } from '../../shared/protocol/signaling'
-import { PROTOCOL_VERSION } from '../../shared/protocol/version'
+import type { BackendName } from '../../shared/protocol/signaling'
 import { SignalingClient } from '../mesh/signaling-client'
 import { selectBackend } from '../runtime/backend'
 import { fetchDataset } from '../runtime/data-loader'
@@ -27,14 +26,7 @@ export function createBrowserSession(opts: { room: string; backend?: BackendName
   const platform: SessionPlatform = {
     agent: 'browser',
     serverUrl: origin,
-    signaling: {
-      ...signalingPort(client),
-      // Validated like every outbound event (signaling-client.ts does the same for the others).
-      away: (reason) => void client.socket.emit('away', awaySchema.parse({ v: PROTOCOL_VERSION, reason })),
-      // Closing the transport (not socket.disconnect(), which means "stay away") is what a
-      // network blip looks like: socket.io reconnects by itself and fires 'reconnect'.
-      dropConnection: () => void client.socket.io.engine?.close(),
-    },
+    signaling: signalingPort(client),
     async selectBackend(forced) {
       const c = await selectBackend({ override: forced ?? null })
       return { backend: c.backend, reason: c.reason }

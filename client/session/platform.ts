@@ -45,6 +45,8 @@ export function signalingPort(client: SignalingClient): SignalingPort {
       }
     },
     ready: () => client.ready(),
+    away: (reason) => client.away(reason),
+    dropConnection: () => client.dropConnection(),
     onMembership: (cb) => client.on('membership', cb),
     onCommand: (cb: (c: PeerCommand) => void) => client.on('command', cb),
     onRemoved: (cb) =>
