@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import type { TopologyName } from '../config'
 import { allFinite, axpy, isValidVector, mixInto, sqDist } from '../math/vector'
 import { lrAt } from '../schedule'
 import type { MixingWeights, NeighborSets } from '../topology'
@@ -426,10 +427,15 @@ export function leaveShare(n: number, k: number): number {
   return Math.min(MAX_LEAVE_SHARE, (n - 1) / (n * k))
 }
 
-/** The leaver's topology neighbours (both directions of a directed graph) at `step`. */
-export function leaveTargets(ctx: AlgorithmContext, step = 0): PeerId[] {
+/**
+ * The leaver's topology neighbours (both directions of a directed graph) at `step`. The
+ * all-reduce family passes 'ring': its group is a clique, but the ring all-reduce (and so the
+ * mesh's links, client/session/platform.ts topologyNeighbours) only ever pairs roster neighbours,
+ * and the next averaging spreads what they fold in to everyone anyway.
+ */
+export function leaveTargets(ctx: AlgorithmContext, step = 0, topology: TopologyName = ctx.config.topology): PeerId[] {
   const m = ctx.mesh.membership()
-  const nb = neighbors(ctx.config.topology, m.peers, ctx.mesh.self, step, m.roles.ps)
+  const nb = neighbors(topology, m.peers, ctx.mesh.self, step, m.roles.ps)
   return [...new Set([...nb.sendTo, ...nb.receiveFrom])]
 }
 
@@ -448,6 +454,7 @@ export async function handOverModel(ctx: AlgorithmContext, x: Float32Array, targ
   const meta = { n: m.peers.length, k: targets.length }
   const dl = scopedDeadline('leave/handover', Math.min(LEAVE_HANDOVER_MS, ctx.config.stepDeadlineMs), ctx.signal)
   const data = x.slice()
+  mesh.want(targets)
   const acks = await Promise.allSettled(targets.map(async (p) => {
     await mesh.send(p, { kind: LEAVE_KIND, round, data, meta }, dl.signal)
     await mesh.receive({ kind: LEAVE_ACK_KIND, round, from: p }, dl.signal)

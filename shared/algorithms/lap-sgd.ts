@@ -148,7 +148,7 @@ class LapSgd implements AlgorithmInstance {
   }
 
   async leave(): Promise<void> {
-    await handOverModel(this.ctx, this.pool.snapshot(), leaveTargets(this.ctx))
+    await handOverModel(this.ctx, this.pool.snapshot(), leaveTargets(this.ctx, 0, 'ring'))
     this.dispose()
   }
 

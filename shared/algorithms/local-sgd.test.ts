@@ -224,3 +224,22 @@ describe('local SGD: the H of every round follows QSR (§6.2, §6.5)', () => {
     for (const p of peers) p.stop.abort(), p.inst.dispose()
   })
 })
+
+describe('local SGD: peers that start together', () => {
+  it('do not wait at a boundary for one another (nothing to join yet) and average at the first round', async () => {
+    const h = 2
+    const prob = makeLsqProblem({ n: 5, d: 4, m: 12, seed: 23, spread: 0.3 })
+    const cfg = config({ algorithm: 'local-sgd', lr: 0.05, momentum: 0.5, sync: { kind: 'constant', h }, stepDeadlineMs: 2000 })
+    const net = new MemoryNetwork({ seed: 24 })
+    for (let i = 0; i < 5; i++) net.join(`p${i}`)
+    const t0 = performance.now()
+    // Some bootstrap requests meet peers that are already ready (at t = 0; here by the order in
+    // which the instant mesh delivers):
+    // those used to wait for round 0's boundary for up to 4 deadlines (8 s here).
+    const peers = await Promise.all([0, 1, 2, 3, 4].map((i) => startPeer(net, `p${i}`, new PacedLsq(prob.shards[i], 0), cfg)))
+    expect(performance.now() - t0).toBeLessThan(1000)
+    await Promise.all(peers.map((p) => runTo(p, h)))
+    for (const p of peers) expect(p.reports.at(-1)).toMatchObject({ communicated: true, contributors: 5 })
+    for (const p of peers) p.stop.abort(), p.inst.dispose()
+  })
+})

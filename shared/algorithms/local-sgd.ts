@@ -103,6 +103,14 @@ function makeLocal(name: AlgorithmName): AlgorithmFactory {
     /** §6.6 join: wait at the group's next round boundary and receive x̄ there (weight 0). */
     const join = async (): Promise<void> => {
       let states = await requestState(ctx, others(ctx))
+      const first = furthest(states)
+      if (first && first.globalStep === 0 && (first.extra.round ?? 0) === 0 && (first.extra.localCnt ?? 0) === 0) {
+        // The group has not taken a step yet (peers that started together): round 0's averaging
+        // is still ahead for everyone, so there is nothing to wait for; waiting at its boundary
+        // would only cost JOIN_ATTEMPTS deadlines while the others wait for us in the same way.
+        ctx.log(`${name}/join-fresh`, { peers: states.length })
+        return
+      }
       for (let a = 0; a < JOIN_ATTEMPTS && states.length > 0 && !ctx.signal.aborted; a++) {
         const s = furthest(states)!
         const round = s.extra.round ?? 0
@@ -189,7 +197,7 @@ function makeLocal(name: AlgorithmName): AlgorithmFactory {
       },
       evalParams: () => compute.readParams(),
       async leave() {
-        await handOverModel(ctx, await compute.readParams(), leaveTargets(ctx))
+        await handOverModel(ctx, await compute.readParams(), leaveTargets(ctx, 0, 'ring'))
         stop()
         inbox.dispose()
       },
