@@ -256,22 +256,25 @@ function serveTfjs(res: ServerResponse, room: Room, cp: RoomCheckpoint, filename
 
 async function createRoom(req: IncomingMessage, res: ServerResponse, ctx: ApiContext): Promise<void> {
   const body = await readJson(req)
-  // Either a bare config, or { room?: name, config?: config }.
-  const wrapped = isPlainObject(body) && ('config' in body || 'room' in body)
+  // Either a bare config, or { room?: name, config?: config, paused?: boolean }.
+  const wrapped = isPlainObject(body) && ('config' in body || 'room' in body || 'paused' in body)
   let name: string | undefined
   if (wrapped && body.room !== undefined) {
     const r = roomNameSchema.safeParse(body.room)
     if (!r.success) throw new HttpError(400, `room: ${r.error.issues[0]?.message}`, 'room')
     name = r.data
   }
+  let paused = false
   if (wrapped) {
-    const extra = Object.keys(body).find((k) => k !== 'room' && k !== 'config')
-    if (extra) throw new HttpError(400, `${extra}: unknown field (send { room?, config? } or a bare config)`, extra)
+    const extra = Object.keys(body).find((k) => k !== 'room' && k !== 'config' && k !== 'paused')
+    if (extra) throw new HttpError(400, `${extra}: unknown field (send { room?, config?, paused? } or a bare config)`, extra)
+    if (body.paused !== undefined && typeof body.paused !== 'boolean') throw new HttpError(400, 'paused: must be true or false', 'paused')
+    paused = body.paused === true
   }
   const parsed = parseRoomConfig(wrapped ? body.config : body)
   if (!parsed.ok) throw new HttpError(400, parsed.error, parsed.field)
   const token = newHostToken()
-  const created = ctx.rooms.create({ name, config: parsed.config, tokenHash: hashToken(token) })
+  const created = ctx.rooms.create({ name, config: parsed.config, tokenHash: hashToken(token), paused })
   if (!created.ok) throw new HttpError(created.code === 'exists' ? 409 : 503, created.message, 'room')
   const room = created.room
   const o = ctx.publicOrigin(req)
@@ -283,6 +286,7 @@ async function createRoom(req: IncomingMessage, res: ServerResponse, ctx: ApiCon
     ...roomLinks(o.url, room),
     localOnly: o.localOnly,
     config: room.config,
+    paused: room.paused,
   })
 }
 

@@ -177,8 +177,11 @@ export class RoomRegistry {
 
   // ---- rooms ----
 
-  /** Creates a room; its name defaults to its join code. */
-  create(opts: { name?: string; config: RoomConfig; tokenHash: string | null }): { ok: true; room: Room } | Fail {
+  /**
+   * Creates a room; its name defaults to its join code. `paused`: the room waits for the host's
+   * Start (students join and download their data first; nobody trains until the class is in).
+   */
+  create(opts: { name?: string; config: RoomConfig; tokenHash: string | null; paused?: boolean }): { ok: true; room: Room } | Fail {
     if (this.rooms.size >= MAX_ROOMS) return fail('room-limit', `the server already holds ${MAX_ROOMS} rooms`)
     const code = this.freshCode()
     const name = opts.name ?? code
@@ -186,7 +189,7 @@ export class RoomRegistry {
     const now = this.now()
     const room: Room = {
       name, code, createdAt: now, config: opts.config, tokenHash: opts.tokenHash,
-      run: 1, paused: false, epoch: 0, roster: [], peers: new Map(), ps: null,
+      run: 1, paused: opts.paused ?? false, epoch: 0, roster: [], peers: new Map(), ps: null,
       runs: [makeRun(1, opts.config, now)], checkpoint: null, evictions: [], cooldowns: new Map(),
     }
     this.rooms.set(name, room)

@@ -292,6 +292,20 @@ describe('HTTP API', () => {
     expect((await getJson('/api/rooms/NOSUCHROOM')).status).toBe(404)
   })
 
+  it("POST /api/rooms with paused: true waits for the host's start; a bad paused gets 400", async () => {
+    const created = await post('/api/rooms', { room: 'lesson', config: { algorithm: 'dpsgd' }, paused: true })
+    expect(created).toMatchObject({ status: 201, body: { room: 'lesson', paused: true } })
+    expect((await getJson('/api/rooms/lesson')).body.paused).toBe(true)
+    const a = await client()
+    const ack = await joinRoom(a, 'lesson')
+    expect(ack.membership.paused).toBe(true)
+    const started = waitFor<Any>(a, 'membership', 'start broadcast', (m) => m.paused === false)
+    expect((await post('/api/rooms/lesson/control', { action: 'start' }, created.body.hostToken)).status).toBe(200)
+    expect((await started).paused).toBe(false)
+    expect((await post('/api/rooms', { room: 'lesson2', config: {}, paused: 'yes' })).body.field).toBe('paused')
+    expect((await post('/api/rooms', { room: 'lesson3', config: {} })).body.paused).toBe(false)
+  })
+
   it('host controls need the token: 401 without, 403 wrong, 200 with; effects reach the peers', async () => {
     const created = await post('/api/rooms', { room: 'class', config: { algorithm: 'dpsgd' } })
     const token = created.body.hostToken as string

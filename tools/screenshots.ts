@@ -30,6 +30,9 @@ try {
     await page.goto(`${server.url}/?room=${code}&backend=wasm&name=${name}`)
     students.push(page)
   }
+  // The room waits for the teacher's Start (the host page's default).
+  await host.getByRole('status').filter({ hasText: 'Waiting for your Start: 4 students are ready' }).waitFor({ timeout: 120_000 })
+  await host.getByRole('button', { name: 'Start', exact: true }).click()
   await waitFor('4 peers above 80 %', async () => {
     const { body } = await getJson<{ peers: { accuracy: number | null }[] }>(`${server.url}/api/rooms/${code}`)
     return body.peers.length === 4 && body.peers.every((p) => (p.accuracy ?? 0) > 0.8)

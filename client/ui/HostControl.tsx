@@ -126,6 +126,9 @@ function Controls({ room, token, now, onForget }: { room: ApiRoom; token: string
   const [target, setTarget] = useState<string>('')
   const [factor, setFactor] = useState(4)
   const [latency, setLatency] = useState(500)
+  // Start (first time) vs Resume: has this run trained at all yet?
+  const started = room.checkpointStep != null || room.peers.some((p) => (p.step ?? 0) > 0)
+  const loading = room.joining?.filter((j) => !j.away).length ?? 0
 
   useEffect(() => {
     if (notice?.kind !== 'ok') return
@@ -165,12 +168,18 @@ function Controls({ room, token, now, onForget }: { room: ApiRoom; token: string
         <div className="card">
           <h2>Run</h2>
           <div className="btn-row">
-            <button className="btn primary" disabled={!!busy} onClick={() => act('Start', { action: 'start' }, 'Training started')}>Start</button>
-            {room.paused
-              ? <button className="btn primary" disabled={!!busy} onClick={() => act('Resume', { action: 'resume' }, 'Training resumed')}>Resume</button>
-              : <button className="btn" disabled={!!busy} onClick={() => act('Pause', { action: 'pause' }, 'Training paused')}>Pause</button>}
-            <button className="btn danger" disabled={!!busy} onClick={() => { if (window.confirm('Reset the model of this run to random weights?')) void act('Reset', { action: 'reset' }, 'Run reset') }}>Reset</button>
+            {room.paused && !started
+              ? <button className="btn primary" disabled={!!busy} onClick={() => act('Start', { action: 'start' }, 'Training started')}>Start</button>
+              : room.paused
+                ? <button className="btn primary" disabled={!!busy} onClick={() => act('Resume', { action: 'resume' }, 'Training resumed')}>Resume</button>
+                : <button className="btn" disabled={!!busy} onClick={() => act('Pause', { action: 'pause' }, 'Training paused')}>Pause</button>}
+            <button className="btn danger" disabled={!!busy} onClick={() => { if (window.confirm('Start this run over from random weights? (The current run stays in the history for comparison.)')) void act('Reset', { action: 'reset' }, 'Run restarted from random weights') }}>Reset</button>
           </div>
+          <p className="muted small" role="status">
+            {room.paused && !started
+              ? `Waiting for your Start: ${room.peers.length} ${room.peers.length === 1 ? 'student is' : 'students are'} ready${loading ? `, ${loading} still loading` : ''}.`
+              : room.paused ? 'Paused: every tab stops at its next step.' : 'Training.'}
+          </p>
           <h3>Compare with another algorithm</h3>
           <div className="inline-form">
             <label className="field grow">

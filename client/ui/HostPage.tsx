@@ -50,6 +50,8 @@ function CreateRoom() {
   const [config, setConfig] = useState<RoomConfig>(() => ({ ...defaultConfig('dpsgd'), ...PRESETS[0].apply }))
   const [preset, setPreset] = useState('demo')
   const [busy, setBusy] = useState(false)
+  // A class joins first and starts together: students load their data while the room waits.
+  const [waitForStart, setWaitForStart] = useState(true)
   const [error, setError] = useState<{ field: string; message: string } | null>(null)
   const mine = useMemo(() => hostTokens.list(), [])
 
@@ -78,7 +80,7 @@ function CreateRoom() {
     setBusy(true)
     setError(null)
     try {
-      const created = await createRoom(check.config)
+      const created = await createRoom(check.config, { paused: waitForStart })
       hostTokens.set(created.room, created.hostToken)
       if (created.code && created.code !== created.room) hostTokens.set(created.code, created.hostToken)
       navigate(`/host?room=${encodeURIComponent(created.room)}`)
@@ -215,6 +217,10 @@ function CreateRoom() {
 
       {error && !['topology', 'partition', 'lr', 'batchSize', 'totalSteps', 'sync', 'momentum', 'weightDecay', 'schedule', 'updaters', 'localLr', 'stepDeadlineMs', 'seed'].includes(error.field.split('.')[0])
         ? <p className="banner error" role="alert">{error.message}</p> : null}
+      <label className="field check start-choice">
+        <input type="checkbox" checked={waitForStart} onChange={(e) => setWaitForStart(e.target.checked)} />
+        {' '}Wait for my Start: students join and load their data, training begins when I press Start
+      </label>
       <div className="submit-row">
         <span className="muted">{ALGORITHM_INFO[config.algorithm].title} · {config.topology} · {DATASET_TEXT[config.dataset]} · {MODEL_TEXT[config.model]}</span>
         <button type="submit" className="btn primary big" disabled={busy}>{busy ? 'Creating…' : 'Create room'}</button>

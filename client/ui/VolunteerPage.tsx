@@ -162,7 +162,9 @@ function SessionView({ session, onLeft }: { session: SessionHandle; onLeft: () =
     ? 'You paused this tab: it stepped out of the swarm, so nobody waits for it. Resume to rejoin.'
     : s.away === 'hidden'
       ? 'This tab is in the background: it stepped out of the swarm until you come back to it.'
-      : s.stage === 'paused' ? 'The host paused the room; training continues when they resume.' : stage.help
+      : s.stage === 'paused'
+        ? (s.step === 0 ? 'Ready. Training starts when the host presses Start.' : 'The host paused the room; training continues when they resume.')
+        : stage.help
   const faults = [
     s.faults.slowFactor > 1 ? `slowed this tab down ×${s.faults.slowFactor}` : '',
     s.faults.latencyMs > 0 ? `added ${s.faults.latencyMs} ms of latency to every message it sends` : '',

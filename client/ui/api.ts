@@ -116,12 +116,12 @@ export async function getHistory(room: string, signal?: AbortSignal): Promise<Ap
   return { room: typeof body?.room === 'string' ? body.room : room, runs }
 }
 
-export async function createRoom(config: Partial<RoomConfig>): Promise<CreatedRoom> {
+export async function createRoom(config: Partial<RoomConfig>, opts: { paused?: boolean } = {}): Promise<CreatedRoom> {
   const res = await fetch('/api/rooms', {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    // A bare config: the server picks the room name and a short join code.
-    body: JSON.stringify(config),
+    // No room name: the server picks it and a short join code. `paused`: wait for the host's Start.
+    body: JSON.stringify({ config, paused: opts.paused ?? false }),
   })
   if (!res.ok) throw await readError(res)
   return (await res.json()) as CreatedRoom

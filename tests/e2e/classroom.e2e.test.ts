@@ -95,6 +95,14 @@ describe('classroom: host, students, spectator, controls, exports, restart', () 
       await page.getByRole('button', { name: 'Join' }).click()
       students.push(page)
     }
+    // The room was created waiting for the teacher's Start: students get ready, nobody trains.
+    expect(created.paused).toBe(true)
+    await host.getByRole('status').filter({ hasText: 'Waiting for your Start: 3 students are ready' }).waitFor({ timeout: 90_000 })
+    await new Promise((r) => setTimeout(r, 1500))
+    const waiting = (await getJson<ApiRoom>(roomUrl)).body
+    expect(waiting.paused).toBe(true)
+    expect(waiting.peers.map((p) => p.step)).toEqual([0, 0, 0])
+    await host.getByRole('button', { name: 'Start', exact: true }).click()
     await waitFor('3 students training', async () => {
       const { body } = await getJson<ApiRoom>(roomUrl)
       return body.peers.length === 3 && body.peers.every((p) => p.step > 0) && body
