@@ -15,6 +15,9 @@ export function matches(e: Envelope, f: MessageFilter): boolean {
   return true
 }
 
+/** Duplicate-suppression key: one message per (sender, kind, round). */
+const idOf = (e: Envelope) => `${e.from}\u0000${e.kind}\u0000${e.round}`
+
 interface Waiter {
   filter: MessageFilter
   resolve: (e: Envelope) => void
@@ -38,7 +41,7 @@ export class Mailbox {
       this.dropped.stale++
       return false
     }
-    const id = `${e.from}\u0000${e.kind}\u0000${e.round}`
+    const id = idOf(e)
     if (this.seen.has(id)) {
       this.dropped.duplicate++
       return false
@@ -88,10 +91,20 @@ export class Mailbox {
     return before - this.buf.length
   }
 
-  /** Drop everything buffered from an epoch older than `epoch` and reject such messages from now on. */
+  /**
+   * Drop everything buffered from an epoch older than `epoch` and reject such messages from now on.
+   * The dropped messages were never consumed, so they leave the duplicate set too: a sender that
+   * re-sends the same (kind, round) under the new epoch (NeighborExchange does on a roster change)
+   * must get through instead of being taken for a duplicate of what was just thrown away.
+   */
   setMinEpoch(epoch: number): void {
     this.minEpoch = epoch
-    this.buf = this.buf.filter((e) => e.epoch >= epoch)
+    const keep: Envelope[] = []
+    for (const e of this.buf) {
+      if (e.epoch >= epoch) keep.push(e)
+      else this.seen.delete(idOf(e))
+    }
+    this.buf = keep
   }
 
   get size(): number {

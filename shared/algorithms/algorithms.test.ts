@@ -340,3 +340,30 @@ describe('round re-alignment (DPSGD over the memory mesh)', () => {
     expect(lateReports.at(-1)!.step).toBe(reports[1].at(-1)!.step)
   })
 })
+
+describe('roster change during an exchange (DPSGD over the memory mesh)', () => {
+  it('a join elsewhere, while neighbour models are in flight, costs nobody a deadline: they are re-sent under the new epoch', async () => {
+    const prob = makeLsqProblem({ n: 5, d: 6, m: 12, seed: 5 })
+    // 40 ms one-way latency, so every step's models are in flight for a while; a long deadline,
+    // so a lost model shows up as a slow step (and a missing contributor), not a quiet fold.
+    const cfg = config({ algorithm: 'dpsgd', topology: 'ring', lr: 0.05, momentum: 0, stepDeadlineMs: 3000 })
+    const net = new MemoryNetwork({ seed: 2, faults: { ...FAULTS.none, latencyMs: [40, 40] } })
+    const peers = await startPeers(net, prob, cfg, [0, 1, 2, 3])
+    await run(peers, 2)
+    const timed = peers.map(async (p) => {
+      const t0 = performance.now()
+      const r = await p.inst.step()
+      return { ms: performance.now() - t0, contributors: r.contributors }
+    })
+    // Halfway through the step's one-way latency a fifth peer joins: the epoch moves on while
+    // every peer's model is still on the wire under the old one.
+    await new Promise((r) => setTimeout(r, 20))
+    net.join('p4')
+    const results = await Promise.all(timed)
+    for (const r of results) {
+      expect(r.ms).toBeLessThan(1000)
+      expect(r.contributors).toBe(2)
+    }
+    for (const p of peers) p.stop.abort()
+  })
+})

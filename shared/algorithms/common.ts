@@ -64,8 +64,19 @@ export class NeighborExchange {
     }
     const perPeer = new Map<PeerId, AbortController>()
     for (const p of sets.receiveFrom) perPeer.set(p, new AbortController())
+    let epoch = mesh.membership().epoch
     const off = mesh.onMembership((m) => {
       for (const [p, c] of perPeer) if (!m.peers.includes(p)) c.abort()
+      if (m.epoch === epoch) return
+      epoch = m.epoch
+      // A roster change elsewhere bumps the epoch, and the mailboxes drop what is still in flight
+      // from the old one as stale (§9.1): our vector may never arrive, theirs neither, and both
+      // sides would wait out the deadline. Send ours again under the new epoch to the neighbours
+      // still here; they do the same, and a copy that did arrive is dropped as a duplicate.
+      for (const p of sets.sendTo) {
+        if (!m.peers.includes(p)) continue
+        mesh.send(p, { kind, round, data: vec, ...(opts.meta ? { meta: opts.meta } : {}) }, dl.signal).catch(() => {})
+      }
     })
     for (const [p, c] of perPeer) if (!mesh.membership().peers.includes(p)) c.abort()
     const received = new Map<PeerId, Float32Array>()
