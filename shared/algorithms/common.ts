@@ -309,6 +309,20 @@ export function averageParams(states: readonly PeerState[]): Float32Array {
   return out
 }
 
+/**
+ * The roster-order neighbours on either side (the ring all-reduce's only partners, and so the
+ * only links the mesh keeps for the all-reduce family): where that family asks for state, since
+ * every member holds the same round and, for SSGD, the same x and m.
+ */
+export function ringNeighbours(ctx: AlgorithmContext): PeerId[] {
+  const peers = ctx.mesh.membership().peers
+  const i = peers.indexOf(ctx.mesh.self)
+  const n = peers.length
+  if (n <= 1) return []
+  if (i < 0) return peers.slice(0, 2)
+  return [...new Set([peers[(i + 1) % n], peers[(i - 1 + n) % n]])]
+}
+
 /** Other peers in the current roster. */
 export function others(ctx: AlgorithmContext): PeerId[] {
   return ctx.mesh.membership().peers.filter((p) => p !== ctx.mesh.self)

@@ -1,7 +1,7 @@
 import type { AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
 import { isValidVector } from '../math/vector'
 import { scaledLrAt } from '../schedule'
-import { allReduceWithRetry, others, requestState, startStateResponder, type PeerState } from './common'
+import { allReduceWithRetry, requestState, ringNeighbours, startStateResponder, type PeerState } from './common'
 
 /**
  * SSGD (§2): gradients all-reduced over the whole roster every step (ring all-reduce, sample
@@ -43,18 +43,37 @@ export const ssgd: AlgorithmFactory = async (ctx) => {
   const stopResponder = startStateResponder(ctx, async () =>
     ready ? { params: new Float32Array(x), opt: [new Float32Array(m)], step, globalStep: t, extra: {} } : null)
 
-  // Exact state from the first ready peer in roster order (all members hold the same state).
-  const states: PeerState[] = await requestState(ctx, others(ctx))
-  if (states.length > 0) {
-    const s = states[0]
+  /** Takes a group member's exact x, m and step (they are the same on every member). */
+  const adopt = async (s: PeerState): Promise<void> => {
     x = s.params
-    if (s.opt[0]?.length === d) m = s.opt[0]
+    m = s.opt[0]?.length === d ? s.opt[0] : new Float32Array(d)
     step = s.step
     t = s.globalStep
     await compute.writeParams(x)
     mesh.clock.observe(t)
   }
+
+  // Exact state from a ready ring neighbour (all members hold the same state; asking only the
+  // neighbours keeps a joiner to the two links the all-reduce uses).
+  const states: PeerState[] = await requestState(ctx, ringNeighbours(ctx))
+  if (states.length > 0) await adopt(states[0])
   ready = true
+
+  /**
+   * After a step whose every all-reduce attempt failed: if a neighbour is at a later step, the
+   * group went on without us (we were slow, or joined while it was mid-step) and our rounds
+   * would not line up with its again by themselves. Take its exact state instead of stepping
+   * alone. (Peers that fail at the same time can still chase each other for a few rounds; the
+   * catch-up ends that as soon as one side is ahead while the other looks.)
+   */
+  const catchUp = async (): Promise<boolean> => {
+    const ahead = (await requestState(ctx, ringNeighbours(ctx))).filter((s) => s.step > step && isValidVector(s.params, d))
+    if (ahead.length === 0) return false
+    const s = ahead.reduce((a, b) => (b.step > a.step ? b : a))
+    ctx.log('ssgd/catch-up', { from: step, to: s.step })
+    await adopt(s)
+    return true
+  }
 
   /** Averages x and m over the group (same step as the gradient all-reduce); true on success. */
   const resync = async (outOfSyncPeers: number): Promise<boolean> => {
@@ -92,6 +111,10 @@ export const ssgd: AlgorithmFactory = async (ctx) => {
         return v
       })
       if (!res) {
+        if (await catchUp()) {
+          outOfSync = false
+          return { step, globalStep: t, loss, samples, lr: scaledLrAt(config.schedule, config.lr, config.lrScaling, samples, t, config.totalSteps), communicated: false, contributors: 1 }
+        }
         ctx.log('ssgd/fallback', { step })
         outOfSync = true
       } else if (res.sum[d + 1] >= FLAG_THRESHOLD || (config.resyncEvery > 0 && step > 0 && step % config.resyncEvery === 0)) {
