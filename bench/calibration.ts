@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ALGORITHM_FACTORIES } from '../shared/algorithms'
@@ -251,6 +251,8 @@ export async function runCalibration(): Promise<void> {
       body = { section: r.section, seeds, runs, summary: summarize(runs), reference: r.reference }
     }
     const file = writeResult(out, { ...body, quick, wallS, load: { before: loadBefore, after: load() } })
+    // The published copy beside its chart (issue 3: "JSON and a plot committed under docs/").
+    if (!quick) copyFileSync(file, join('docs/calibration', `${out}.json`))
     console.log('  wrote', file)
   }
 }
