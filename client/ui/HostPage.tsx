@@ -195,6 +195,17 @@ function CreateRoom() {
             {config.algorithm === 'dpsgd' ? (
               <Select label="D-PSGD order" value={config.order} options={['awc', 'atc']} text={{ awc: 'Average while computing', atc: 'Adapt then combine' }} onChange={(v) => set('order', v as 'awc' | 'atc')} />
             ) : null}
+            {config.algorithm === 'ssgd' ? (
+              <label className="field check">
+                <input
+                  type="checkbox"
+                  checked={config.lrScaling.kind === 'linear'}
+                  onChange={(e) => set('lrScaling', e.target.checked ? { kind: 'linear', referenceBatch: 256 } : { kind: 'none' })}
+                />{' '}
+                Scale the learning rate with the group's batch (Goyal et al.)
+              </label>
+            ) : null}
+            {config.algorithm === 'ssgd' ? <NumberField label="Re-sync models every K steps" value={config.resyncEvery} integer onChange={(v) => set('resyncEvery', v)} error={fieldErr('resyncEvery')} /> : null}
             {config.algorithm === 'lap-sgd' ? <NumberField label="Workers per tab" value={config.updaters} integer onChange={(v) => set('updaters', v)} error={fieldErr('updaters')} /> : null}
             {config.algorithm === 'od-sgd' ? <NumberField label="Local step lr" value={config.localLr} step="any" onChange={(v) => set('localLr', v)} error={fieldErr('localLr')} /> : null}
             {config.algorithm === 'local-sgd' || config.algorithm === 'local-adamw' ? (
@@ -215,7 +226,7 @@ function CreateRoom() {
         </details>
       </fieldset>
 
-      {error && !['topology', 'partition', 'lr', 'batchSize', 'totalSteps', 'sync', 'momentum', 'weightDecay', 'schedule', 'updaters', 'localLr', 'stepDeadlineMs', 'seed'].includes(error.field.split('.')[0])
+      {error && !['topology', 'partition', 'lr', 'batchSize', 'totalSteps', 'sync', 'momentum', 'weightDecay', 'schedule', 'updaters', 'localLr', 'stepDeadlineMs', 'seed', 'resyncEvery'].includes(error.field.split('.')[0])
         ? <p className="banner error" role="alert">{error.message}</p> : null}
       <label className="field check start-choice">
         <input type="checkbox" checked={waitForStart} onChange={(e) => setWaitForStart(e.target.checked)} />
