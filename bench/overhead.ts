@@ -118,6 +118,9 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
       // One updater per tab, so a step is one minibatch update as in the plain loop.
       ['lap-sgd', { ...base, algorithm: 'lap-sgd', topology: 'clique', updaters: 1, sync: { kind: 'constant', h: 8 } }, plainBest],
     ] as const) {
+      // --only a,b: measure just these rows (the plain baseline always runs).
+      const only = argOf('--only')?.split(',')
+      if (only && !only.includes(label)) continue
       const r = await runSwarm(server.url, { n, config, seconds, label, warmSteps: 5 })
       // Minibatch updates per second (samples ÷ batch): a lap-sgd step() is a whole round of H
       // updates, every other algorithm's step() is one update.

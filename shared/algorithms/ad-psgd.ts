@@ -419,16 +419,27 @@ class AdPsgd implements AlgorithmInstance {
         await this.write(x)
       })
     }
-    // §4.1: the gradient is taken at a possibly stale x̂; the gossip below may move x meanwhile.
-    const g = await compute.gradient()
-    if (!allFinite(g.grad)) throw new Error('ad-psgd: non-finite gradient')
+    // §4.1: the gradient is taken at a possibly stale x̂ while the gossip runs beside it (the
+    // paper's separate computation and communication threads): the exchange's snapshot and its
+    // difference update x += (s_B − s_A)/2 go through the lock, so whichever lands first, both
+    // the averaging and the gradient step below are kept. Awaiting the exchange before the
+    // gradient cost a 2-peer swarm about a third of its steps/s (bench/overhead.ts).
     const targets = activeTargets(this.ctx, mesh.membership())
-    let communicated = false
+    let exchanging: Promise<boolean> = Promise.resolve(false)
     if (targets.length > 0) {
       const partner = targets[this.rng.int(targets.length)]
       mesh.want([partner])
-      communicated = await this.exchange(partner)
+      exchanging = this.exchange(partner)
     }
+    let g: Awaited<ReturnType<typeof compute.gradient>>
+    try {
+      g = await compute.gradient()
+    } catch (e) {
+      await exchanging.catch(() => false)
+      throw e
+    }
+    const communicated = await exchanging
+    if (!allFinite(g.grad)) throw new Error('ad-psgd: non-finite gradient')
     await this.lock.run(async () => {
       const x = await compute.readParams()
       const wd = config.weightDecay
