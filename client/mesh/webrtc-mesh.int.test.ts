@@ -4,13 +4,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { describeMeshCompliance, type MeshHarness } from '../../shared/testing/mesh-compliance'
+import { describeMeshCompliance } from '../../shared/testing/mesh-compliance'
 import { deadline, isDeadline } from '../../shared/transport'
 import { FRAME_FIXED_BYTES, MAX_FRAME_BYTES } from '../../shared/wire/framing'
 import { startServer, type RunningServer } from '../../signaling-server/server'
 import type { NodeWebRtcStack } from './node-webrtc'
 import type { PeerInit } from './testing/mesh-peer-core'
-import { childProcessPort, RemoteMesh } from './testing/remote-mesh'
+import { childProcessPort, pollUntil, RemoteMesh, remoteHarness } from './testing/remote-mesh'
 
 /**
  * WebRtcMesh over REAL WebRTC between peers in SEPARATE Node processes, signaled by the real
@@ -27,7 +27,6 @@ import { childProcessPort, RemoteMesh } from './testing/remote-mesh'
  */
 
 const PEER_SCRIPT = fileURLToPath(new URL('./testing/mesh-peer-process.ts', import.meta.url))
-const SCHEMA = 'test-schema'
 
 /** Per-stack peer options. node-datachannel binds loopback so it stays there even without the netns. */
 const STACK: Record<NodeWebRtcStack, PeerInit['webrtc']> = {
@@ -57,14 +56,6 @@ function forkPeer(): ChildProcess {
   })
 }
 
-async function waitFor(what: string, pred: () => boolean, ms = 10_000): Promise<void> {
-  const sig = deadline(what, ms)
-  while (!pred()) {
-    if (sig.aborted) throw sig.reason
-    await new Promise((r) => setTimeout(r, 20))
-  }
-}
-
 /** n peers in a fresh room, each its own process; resolves once all see the full roster. */
 async function swarm(n: number, extra: Partial<PeerInit> | ((i: number) => Partial<PeerInit>) = {}): Promise<RemoteMesh[]> {
   const room = `mesh-int-${process.pid}-${++roomSeq}`
@@ -79,7 +70,7 @@ async function swarm(n: number, extra: Partial<PeerInit> | ((i: number) => Parti
       peers.push(p)
       await p.ready
     }
-    await waitFor('swarm.roster', () => peers.every((p) => p.membership().peers.length === n))
+    await pollUntil('swarm.roster', () => peers.every((p) => p.membership().peers.length === n))
   } catch (e) {
     for (const c of children) c.kill('SIGKILL')
     throw e
@@ -87,18 +78,9 @@ async function swarm(n: number, extra: Partial<PeerInit> | ((i: number) => Parti
   return peers
 }
 
-function harness(peers: RemoteMesh[]): MeshHarness {
-  return {
-    meshes: peers,
-    leave: async (i) => { await peers[i].shutdown() },
-    close: async () => { await Promise.all(peers.map((p) => p.shutdown())) },
-    inject: (i, e) => peers[i].inject(e),
-  }
-}
-
 for (const stack of ['wrtc', 'node-datachannel'] as const) {
   describeMeshCompliance(`WebRtcMesh (${stack}, separate processes, real signaling server)`, async (n) =>
-    harness(await swarm(n, { webrtc: STACK[stack] })))
+    remoteHarness(await swarm(n, { webrtc: STACK[stack] })))
 }
 
 describe('WebRtcMesh across stacks (wrtc <-> node-datachannel)', () => {
@@ -188,7 +170,7 @@ describe('WebRtcMesh over real WebRTC', () => {
       await a.send(b.self, { kind: 't/good', round: 1, data: new Float32Array([1, 2, 3]) })
       const good = await b.receive({ kind: 't/good' }, deadline('int/good', 10_000))
       expect(Array.from(good.data!)).toEqual([1, 2, 3])
-      await waitFor('int/rejected', () => b.logs.filter((l) => l.event === 'mesh.rejected').length >= 4)
+      await pollUntil('int/rejected', () => b.logs.filter((l) => l.event === 'mesh.rejected').length >= 4)
       const s = await b.remoteStats()
       expect(s.rejected[a.self]).toBe(3)
       // c's hello and its message both carry the wrong schema hash.
@@ -210,7 +192,7 @@ describe('WebRtcMesh over real WebRTC', () => {
       const opened = a.logs.filter((l) => l.event === 'mesh.link-open' && l.detail?.peer === b.self).length
       expect(opened).toBe(1)
       await c.shutdown()
-      await waitFor('int/left', () => a.membership().peers.length === 2)
+      await pollUntil('int/left', () => a.membership().peers.length === 2)
       const err = await a.send(c.self, { kind: 't/x', round: 0 }).catch((e: unknown) => e)
       expect((err as Error).name).toBe('PeerUnavailableError')
     } finally {
@@ -223,14 +205,14 @@ describe('WebRtcMesh over real WebRTC', () => {
     try {
       a.want([b.self])
       b.want([a.self])
-      await waitFor('int/ab', () => a.logs.some((l) => l.event === 'mesh.link-open' && l.detail?.peer === b.self)
+      await pollUntil('int/ab', () => a.logs.some((l) => l.event === 'mesh.link-open' && l.detail?.peer === b.self)
         && b.logs.some((l) => l.event === 'mesh.link-open' && l.detail?.peer === a.self))
       b.want([]) // otherwise b would re-dial a after the eviction below
       a.want([c.self])
-      await waitFor('int/ac', () => a.logs.some((l) => l.event === 'mesh.link-open' && l.detail?.peer === c.self))
+      await pollUntil('int/ac', () => a.logs.some((l) => l.event === 'mesh.link-open' && l.detail?.peer === c.self))
       expect((await a.remoteStats()).links.sort()).toEqual([b.self, c.self].sort()) // b kept warm
       a.want([d.self])
-      await waitFor('int/ad', () => a.logs.some((l) => l.event === 'mesh.link-open' && l.detail?.peer === d.self))
+      await pollUntil('int/ad', () => a.logs.some((l) => l.event === 'mesh.link-open' && l.detail?.peer === d.self))
       // Pool of 1: c (most recently used) stays warm, b is evicted.
       expect((await a.remoteStats()).links.sort()).toEqual([c.self, d.self].sort())
       // One link per pair, whoever asked first.

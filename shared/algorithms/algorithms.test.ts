@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { parseRoomConfig, type AlgorithmName, type RoomConfig } from '../config'
 import { mixingMatrix } from '../topology'
 import { FAULTS, silentPeer } from '../testing/faults'
-import { LsqCompute, makeLsqProblem, shardQuadratic, solveDense, type LsqProblem } from '../testing/lsq-compute'
+import { atcFixedPointMean, LsqCompute, makeLsqProblem, type LsqProblem } from '../testing/lsq-compute'
 import { MemoryNetwork, type MemoryMesh } from '../testing/memory-mesh'
 import { ALGORITHM_FACTORIES } from './index'
 import type { AlgorithmContext, AlgorithmInstance } from './types'
@@ -189,28 +189,10 @@ describe('DecentLaM / DmSGD inconsistency bias (§5.3, §10.2)', () => {
   const n = 8
   const d = 5
   const prob = makeLsqProblem({ n, d, m: 40, seed: 3 })
-  const quads = prob.shards.map(shardQuadratic)
   /** Exact DSGD-ATC fixed point X = W(X − γ∇F(X)), solved as one linear system; returns ‖x̄ − x*‖². */
   function dsgdLimit(gamma: number): number {
     const W = mixingMatrix('ring', Array.from({ length: n }, (_, i) => `p${i}`))
-    const N = n * d
-    const M = new Float64Array(N * N)
-    const r = new Float64Array(N)
-    for (let i = 0; i < n; i++) for (let a = 0; a < d; a++) {
-      const row = i * d + a
-      M[row * N + row] += 1
-      for (let j = 0; j < n; j++) {
-        if (!W[i][j]) continue
-        // − w_ij (x_j − γ(H_j x_j − c_j))_a
-        M[row * N + j * d + a] -= W[i][j]
-        for (let b = 0; b < d; b++) M[row * N + j * d + b] += W[i][j] * gamma * quads[j].H[a * d + b]
-        r[row] += W[i][j] * gamma * quads[j].c[a]
-      }
-    }
-    const X = solveDense(M, r, N)
-    const xbar = new Float64Array(d)
-    for (let i = 0; i < n; i++) for (let a = 0; a < d; a++) xbar[a] += X[i * d + a] / n
-    return err(xbar, prob.xstar)
+    return err(atcFixedPointMean(prob.shards, W, gamma), prob.xstar)
   }
   async function limit(algorithm: AlgorithmName, lr: number, momentum: number): Promise<number> {
     const net = new MemoryNetwork({ seed: 1 })

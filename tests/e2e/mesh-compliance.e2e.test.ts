@@ -3,8 +3,8 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { decodePortMessage, encodePortMessage } from '../../client/mesh/testing/port-codec'
 import type { ChildToParent, PeerInit } from '../../client/mesh/testing/mesh-peer-core'
-import { childProcessPort, RemoteMesh, type PeerPort } from '../../client/mesh/testing/remote-mesh'
-import { describeMeshCompliance, type MeshHarness } from '../../shared/testing/mesh-compliance'
+import { childProcessPort, pollUntil, RemoteMesh, remoteHarness, type PeerPort } from '../../client/mesh/testing/remote-mesh'
+import { describeMeshCompliance } from '../../shared/testing/mesh-compliance'
 import { deadline } from '../../shared/transport'
 import { volunteerContext } from '../support/browser'
 import { e2eEnvironment } from '../support/e2e'
@@ -66,14 +66,6 @@ function nodePeer(init: PeerInit): RemoteMesh {
   return new RemoteMesh(childProcessPort(child), init)
 }
 
-async function until(what: string, pred: () => boolean, ms = 15_000): Promise<void> {
-  const sig = deadline(what, ms)
-  while (!pred()) {
-    if (sig.aborted) throw sig.reason
-    await new Promise((r) => setTimeout(r, 20))
-  }
-}
-
 /** n peers in a fresh room, joined in order (stable roster order); resolves once all see everyone. */
 async function swarm(kinds: readonly ('page' | 'node')[]): Promise<RemoteMesh[]> {
   const room = `mesh-browser-${++roomSeq}`
@@ -85,7 +77,7 @@ async function swarm(kinds: readonly ('page' | 'node')[]): Promise<RemoteMesh[]>
       peers.push(p)
       await p.ready
     }
-    await until('swarm.roster', () => peers.every((p) => p.membership().peers.length === kinds.length))
+    await pollUntil('swarm.roster', () => peers.every((p) => p.membership().peers.length === kinds.length), 15_000)
   } catch (e) {
     await Promise.all(peers.map((p) => p.shutdown()))
     throw e
@@ -93,17 +85,8 @@ async function swarm(kinds: readonly ('page' | 'node')[]): Promise<RemoteMesh[]>
   return peers
 }
 
-function harness(peers: RemoteMesh[]): MeshHarness {
-  return {
-    meshes: peers,
-    leave: async (i) => { await peers[i].shutdown() },
-    close: async () => { await Promise.all(peers.map((p) => p.shutdown())) },
-    inject: (i, e) => peers[i].inject(e),
-  }
-}
-
 describeMeshCompliance('WebRtcMesh (headless Chromium pages, browser WebRTC, real signaling server)', async (n) =>
-  harness(await swarm(Array.from({ length: n }, () => 'page' as const))))
+  remoteHarness(await swarm(Array.from({ length: n }, () => 'page' as const))))
 
 describe('WebRtcMesh between a Chromium page and a Node peer', () => {
   it('moves a 4 MB model both ways over one link, byte for byte, with matching byte counts', async () => {

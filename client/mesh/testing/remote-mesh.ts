@@ -1,9 +1,10 @@
 import type { ChildProcess } from 'node:child_process'
 import { Mailbox } from '../../../shared/mailbox'
 import {
-  DeadlineError, PeerUnavailableError, ProgressClock,
+  DeadlineError, PeerUnavailableError, ProgressClock, deadline,
   type Envelope, type Membership, type Mesh, type MeshMessage, type MeshStats, type MessageFilter, type PeerId, type Unsubscribe,
 } from '../../../shared/transport'
+import type { MeshHarness } from '../../../shared/testing/mesh-compliance'
 import type { ChildToParent, ParentToChild, PeerInit } from './mesh-peer-core'
 
 /** How the test talks to one mesh test peer (mesh-peer-core.ts), wherever it runs. */
@@ -132,5 +133,24 @@ export class RemoteMesh implements Mesh {
   async shutdown(): Promise<void> {
     if (this.port.alive()) this.port.kill()
     await this.exited
+  }
+}
+
+/** Polls `pred` every 20 ms until it holds, under the named deadline `what`. */
+export async function pollUntil(what: string, pred: () => boolean, ms = 10_000): Promise<void> {
+  const sig = deadline(what, ms)
+  while (!pred()) {
+    if (sig.aborted) throw sig.reason
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
+/** The compliance suite's view of remote peers: leaving is an abrupt kill (a tab closing). */
+export function remoteHarness(peers: RemoteMesh[]): MeshHarness {
+  return {
+    meshes: peers,
+    leave: async (i) => { await peers[i].shutdown() },
+    close: async () => { await Promise.all(peers.map((p) => p.shutdown())) },
+    inject: (i, e) => peers[i].inject(e),
   }
 }
