@@ -696,9 +696,7 @@ export class WebRtcMesh implements Mesh {
     if (!this.current.peers.includes(peer)) throw new PeerUnavailableError(peer, 'not in room')
     const link = this.ensureLink(peer)
     await this.waitConnected(link, signal)
-    await this.enqueue(link, signal, async () => {
-      for (const f of frames) await this.writeFrame(link, f)
-    })
+    await this.enqueue(link, signal, () => this.writeFrames(link, frames))
   }
 
   /** Peers with an open data channel (diagnostics, tests). */

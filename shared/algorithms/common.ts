@@ -57,8 +57,10 @@ export class NeighborExchange {
     const expected = opts.length ?? vec.length
     const dl = scopedDeadline(`${kind}#${round}`, config.stepDeadlineMs, signal)
     mesh.want([...new Set([...sets.sendTo, ...sets.receiveFrom])])
+    /** Our vector as the message of round r (the exchange's round, or a later one to re-align). */
+    const messageOf = (r: number) => ({ kind, round: r, data: vec, ...(opts.meta ? { meta: opts.meta } : {}) })
     for (const p of sets.sendTo) {
-      mesh.send(p, { kind, round, data: vec, ...(opts.meta ? { meta: opts.meta } : {}) }, dl.signal).catch(() => {
+      mesh.send(p, messageOf(round), dl.signal).catch(() => {
         // Peer gone or link down: it will fold our weight on its side (§9.2).
       })
     }
@@ -75,7 +77,7 @@ export class NeighborExchange {
       // still here; they do the same, and a copy that did arrive is dropped as a duplicate.
       for (const p of sets.sendTo) {
         if (!m.peers.includes(p)) continue
-        mesh.send(p, { kind, round, data: vec, ...(opts.meta ? { meta: opts.meta } : {}) }, dl.signal).catch(() => {})
+        mesh.send(p, messageOf(round), dl.signal).catch(() => {})
       }
     })
     for (const [p, c] of perPeer) if (!mesh.membership().peers.includes(p)) c.abort()
@@ -129,7 +131,7 @@ export class NeighborExchange {
       // one we have under their round number so they need not fold us out.
       this.ctx.log('realign', { kind, from: round, to: ahead })
       for (const p of sets.sendTo) {
-        mesh.send(p, { kind, round: ahead, data: vec, ...(opts.meta ? { meta: opts.meta } : {}) }, deadline(`${kind}#${ahead}/realign`, config.stepDeadlineMs, signal)).catch(() => {})
+        mesh.send(p, messageOf(ahead), deadline(`${kind}#${ahead}/realign`, config.stepDeadlineMs, signal)).catch(() => {})
       }
     }
     // Anything older than this round is now useless: keep the mailbox bounded.
@@ -315,12 +317,7 @@ export function averageParams(states: readonly PeerState[]): Float32Array {
  * every member holds the same round and, for SSGD, the same x and m.
  */
 export function ringNeighbours(ctx: AlgorithmContext): PeerId[] {
-  const peers = ctx.mesh.membership().peers
-  const i = peers.indexOf(ctx.mesh.self)
-  const n = peers.length
-  if (n <= 1) return []
-  if (i < 0) return peers.slice(0, 2)
-  return [...new Set([peers[(i + 1) % n], peers[(i - 1 + n) % n]])]
+  return [...neighbors('ring', ctx.mesh.membership().peers, ctx.mesh.self).sendTo]
 }
 
 /** Other peers in the current roster. */
