@@ -215,6 +215,17 @@ async function until<T>(what: string, fn: () => T | false | undefined | null, ms
 
 const roster = (s: FakeServer) => s.registry.get(ROOM)!.roster
 
+/** Two started sessions on one fake server, the second one in the roster: most session tests begin here. */
+async function twoInRoster() {
+  const server = new FakeServer()
+  const a = session(server)
+  const b = session(server)
+  await a.start()
+  await b.start()
+  const bId = await until('b in the roster', () => roster(server).includes(b.snapshot().self ?? '') && b.snapshot().self)
+  return { server, a, b, bId: bId as string }
+}
+
 describe('SwarmSession (registry + memory mesh)', () => {
   it('a joiner stays out of the roster while it loads, the others keep stepping, then it enters and trains', async () => {
     const server = new FakeServer()
@@ -291,12 +302,7 @@ describe('SwarmSession (registry + memory mesh)', () => {
   })
 
   it('an evicted tab waits out its cooldown, then joins again and trains', async () => {
-    const server = new FakeServer()
-    const a = session(server)
-    const b = session(server)
-    await a.start()
-    await b.start()
-    const bId = await until('b in the roster', () => roster(server).includes(b.snapshot().self ?? '') && b.snapshot().self)
+    const { server, a, b, bId } = await twoInRoster()
     await until('b steps', () => b.snapshot().step > 2)
     server.evict(bId)
     const evictedAt = Date.now()
@@ -311,12 +317,7 @@ describe('SwarmSession (registry + memory mesh)', () => {
   }, 15_000)
 
   it('a paused tab steps out of the roster at once: no eviction, the neighbour does not wait for it; resume brings it back', async () => {
-    const server = new FakeServer()
-    const a = session(server)
-    const b = session(server)
-    await a.start()
-    await b.start()
-    const bId = await until('b in the roster', () => roster(server).includes(b.snapshot().self ?? '') && b.snapshot().self)
+    const { server, a, b, bId } = await twoInRoster()
     await until('both step', () => a.snapshot().step > 3 && b.snapshot().step > 3)
     const epoch = server.registry.get(ROOM)!.epoch
     b.pause()
@@ -347,12 +348,7 @@ describe('SwarmSession (registry + memory mesh)', () => {
   })
 
   it('a hidden tab steps out and comes back when visible, but not while its user has paused it', async () => {
-    const server = new FakeServer()
-    const a = session(server)
-    const b = session(server)
-    await a.start()
-    await b.start()
-    const bId = await until('b in the roster', () => roster(server).includes(b.snapshot().self ?? '') && b.snapshot().self)
+    const { server, a, b, bId } = await twoInRoster()
     b.setHidden(true)
     await until('hidden b out of the roster', () => !roster(server).includes(bId))
     expect(server.registry.view(server.registry.get(ROOM)!).joining[0]).toMatchObject({ id: bId, away: 'hidden' })
@@ -371,12 +367,7 @@ describe('SwarmSession (registry + memory mesh)', () => {
   })
 
   it('host "disconnect" drops the tab out of the room and it rejoins and trains by itself', async () => {
-    const server = new FakeServer()
-    const a = session(server)
-    const b = session(server)
-    await a.start()
-    await b.start()
-    const bId = await until('b in the roster', () => roster(server).includes(b.snapshot().self ?? '') && b.snapshot().self)
+    const { server, a, b, bId } = await twoInRoster()
     await until('b steps', () => b.snapshot().step > 3)
     const epochs = server.epochs.length
     server.command(bId, { v: PROTOCOL_VERSION, type: 'disconnect' })
