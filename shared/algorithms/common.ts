@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import type { TopologyName } from '../config'
+import type { VectorArena } from '../math/arena'
 import { allFinite, axpy, isValidVector, mixInto, sqDist } from '../math/vector'
 import { lrAt } from '../schedule'
 import type { MixingWeights, NeighborSets } from '../topology'
@@ -161,11 +162,11 @@ async function takeNewestBuffered(mesh: AlgorithmContext['mesh'], kind: string, 
 
 /** out = w_self·own + Σ w_j·x_j over received, missing weight folded onto self (§9.2). */
 export function mixReceived(
-  out: Float32Array, own: Float32Array, weights: MixingWeights, res: ExchangeResult,
+  out: Float32Array, own: Float32Array, weights: MixingWeights, res: ExchangeResult, arena?: VectorArena,
 ): { folded: number; contributors: number } {
   const w = foldMissing(weights, res.missing)
-  // One fused pass over memory (mixInto) instead of one pass per neighbour: the 1M-parameter
-  // mix is memory-bound (bench/mixing.ts).
+  // One fused pass (mixInto, or the arena's SIMD kernels when the caller keeps its vectors in
+  // one) instead of one pass per neighbour (bench/mixing.ts).
   const ws: number[] = [w.self]
   const vs: Float32Array[] = [own]
   for (const [p, wp] of w.in) {
@@ -175,15 +176,18 @@ export function mixReceived(
       vs.push(v)
     }
   }
-  mixInto(out, ws, vs)
+  if (arena) arena.mix(out, ws, vs)
+  else mixInto(out, ws, vs)
   return { folded: res.missing.length, contributors: res.received.size }
 }
 
 /** §3.3a proxy: mean ‖x − x_j‖² over received neighbour vectors (undefined if none). */
-export function consensusProxy(x: Float32Array, received: ReadonlyMap<PeerId, Float32Array>): number | undefined {
+export function consensusProxy(
+  x: Float32Array, received: ReadonlyMap<PeerId, Float32Array>, arena?: VectorArena,
+): number | undefined {
   if (received.size === 0) return undefined
   let s = 0
-  for (const v of received.values()) s += sqDist(x, v)
+  for (const v of received.values()) s += arena && v.length === x.length ? arena.sqDist(x, v) : sqDist(x, v)
   return s / received.size
 }
 
