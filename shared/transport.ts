@@ -84,6 +84,12 @@ export interface Mesh {
    * peer as suspect after repeated rejections. Optional so thin test meshes need not implement it.
    */
   rejectFrom?(peer: PeerId, reason: string): void
+  /**
+   * In place: rounds `data` to exactly what a receiver of a `kind` message decodes (the room's
+   * lossy wire codec, without error feedback). An all-reduce owner applies it to the chunk it
+   * broadcasts, so it keeps the same values as everyone else. Identity (or absent) for fp32.
+   */
+  wireImage?(kind: string, data: Float32Array): void
   /** Global progress counter: the max of our own and every counter seen on incoming messages. */
   readonly clock: ProgressClock
   stats(): MeshStats

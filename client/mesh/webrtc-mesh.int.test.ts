@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { describeMeshCompliance } from '../../shared/testing/mesh-compliance'
 import { deadline, isDeadline } from '../../shared/transport'
 import { FRAME_FIXED_BYTES, MAX_FRAME_BYTES } from '../../shared/wire/framing'
+import { codecFor } from '../../shared/wire/codec'
 import { startServer, type RunningServer } from '../../signaling-server/server'
 import type { NodeWebRtcStack } from './node-webrtc'
 import type { PeerInit } from './testing/mesh-peer-core'
@@ -146,6 +147,10 @@ describe('WebRtcMesh over real WebRTC', () => {
       let maxErr = 0
       for (let i = 0; i < d; i++) maxErr = Math.max(maxErr, Math.abs(e.data![i] - x[i]))
       expect(maxErr).toBeLessThanOrEqual(compression === 'fp16' ? 1e-3 : 1 / 127)
+      // …and bit for bit the codec's round trip, which is what WebRtcMesh.wireImage applies.
+      const codec = codecFor(compression)
+      const image = codec.decode(codec.encode(x), d)
+      expect(image.ok && Buffer.from(image.data.buffer).equals(Buffer.from(e.data!.buffer, e.data!.byteOffset, e.data!.byteLength))).toBe(true)
       const s = await a.remoteStats()
       expect(s.perLink[b.self].bytesSent).toBeLessThan(d * (compression === 'fp16' ? 2.1 : 1.1))
     } finally {

@@ -340,6 +340,15 @@ export class WebRtcMesh implements Mesh {
     }
   }
 
+  wireImage(kind: string, data: Float32Array): void {
+    const compression = this.cfg('compression')
+    // Increments are sent with error feedback, whose image depends on the link: not for them.
+    if (compression === 'fp32' || this.opts.errorFeedback?.(kind)) return
+    const codec = codecFor(compression)
+    const r = codec.decode(codec.encode(data), data.length)
+    if (r.ok) data.set(r.data)
+  }
+
   /** Encodes with the room's compression (and error feedback for increment kinds). */
   private encode(to: PeerId, msg: MeshMessage): { header: WireHeader; payload: Uint8Array } {
     const compression = this.cfg('compression')

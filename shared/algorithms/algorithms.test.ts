@@ -7,6 +7,7 @@ import { MemoryNetwork, type MemoryMesh } from '../testing/memory-mesh'
 import { ALGORITHM_FACTORIES } from './index'
 import type { AlgorithmContext, AlgorithmInstance } from './types'
 import { maxAbsDiff } from '../math/vector'
+import { fp16Codec } from '../wire/codec'
 
 function config(over: Record<string, unknown>): RoomConfig {
   const r = parseRoomConfig({ stepDeadlineMs: 200, schedule: { kind: 'constant', warmupSteps: 0 }, ...over })
@@ -181,6 +182,40 @@ describe('SSGD resync: replicas that drifted apart become identical again', () =
       if (every) expect(await spreadOf(peers)).toBe(0)
       else expect(await spreadOf(peers)).toBeGreaterThan(1e-4)
       stopAll(peers)
+    })
+  }
+})
+
+describe('SSGD over a lossy wire codec (fp16): the all-gather owner keeps what the others decode', () => {
+  const prob = makeLsqProblem({ n: 4, d: 6, m: 24, seed: 35 })
+  const round16 = (v: Float32Array) => {
+    const r = fp16Codec.decode(fp16Codec.encode(v), v.length)
+    if (!r.ok) throw new Error(r.error)
+    return r.data
+  }
+  for (const withImage of [true, false]) {
+    it(withImage ? 'replicas stay bit-identical with no resync at all' : 'control: an owner that keeps its exact chunk drifts from the others', async () => {
+      const cfg = config({ algorithm: 'ssgd', lr: 0.05, momentum: 0.9, stepDeadlineMs: 1000, resyncEvery: 0 })
+      const net = new MemoryNetwork({ seed: 36 })
+      const peers = await startPeers(net, prob, cfg, [0, 1, 2, 3], 4)
+      for (const p of peers) {
+        // Every SSGD payload crosses an fp16 wire; the mesh exposes the same rounding as wireImage.
+        const receive = p.mesh.receive.bind(p.mesh)
+        p.mesh.receive = async (f, sig) => {
+          const e = await receive(f, sig)
+          return /^ssgd\//.test(e.kind) && e.data ? { ...e, data: round16(e.data) } : e
+        }
+        if (withImage) p.mesh.wireImage = (_kind, data) => data.set(round16(data))
+      }
+      for (let k = 0; k < 12; k++) {
+        const rs = await Promise.all(peers.map((p) => p.inst.step()))
+        for (const r of rs) expect(r.communicated).toBe(true)
+      }
+      const xs = await Promise.all(peers.map((p) => p.inst.evalParams()))
+      const spread = Math.max(...xs.map((x) => maxAbsDiff(x, xs[0])))
+      if (withImage) expect(spread).toBe(0)
+      else expect(spread).toBeGreaterThan(0)
+      peers.forEach((p) => { p.stop.abort(); p.inst.dispose() })
     })
   }
 })

@@ -377,6 +377,10 @@ export async function ringAllReduceSum(
   for (let s = 0; s < n - 1; s++) {
     const kind = `${tag}/ag${s}`
     const [a, b] = bounds(mod(r + 1 - s))
+    // The owner of a reduced chunk first rounds it to its wire image: under fp16/int8 the others
+    // only ever see the decoded values, and replicas must stay identical (§2.4). Forwarded
+    // chunks are already wire images (re-encoding them is exact).
+    if (s === 0) ctx.mesh.wireImage?.(kind, vec.subarray(a, b))
     await ctx.mesh.send(right, { kind, round, data: vec.subarray(a, b) }, signal)
     const c = mod(r - s)
     const got = await recvChunk(kind, c)

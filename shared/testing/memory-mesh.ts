@@ -101,6 +101,8 @@ export class MemoryNetwork {
 
 export class MemoryMesh implements Mesh {
   readonly clock = new ProgressClock()
+  /** No wire codec here (payloads pass by value); tests that model one set this. */
+  wireImage?: (kind: string, data: Float32Array) => void
   private readonly mailbox = new Mailbox()
   private readonly listeners = new Set<(m: Membership) => void>()
   private current: Membership
