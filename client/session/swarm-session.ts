@@ -29,6 +29,14 @@ export const EVAL_INTERVAL_MS = 3000
 export const EVAL_TIME_BUDGET = 0.05
 /** The first peer of the roster uploads the model this often, for checkpoints and downloads. */
 export const CHECKPOINT_INTERVAL_MS = 20_000
+/**
+ * How long a graceful leave may take before the session disconnects anyway: an exchange in
+ * flight and its confirmation (AD-PSGD: one step deadline each) plus the hand-over itself. A
+ * fixed 1.5 s cut AD-PSGD's hand-over off under the default 3 s deadline.
+ */
+export function leaveBudgetMs(stepDeadlineMs = 3000): number {
+  return Math.min(10_000, 2 * stepDeadlineMs + 1000)
+}
 /** A step slower than this multiple of the room's stepDeadlineMs marks the tab 'stalled' in the UI. */
 const STALL_FACTOR = 2
 /** How often the training loop refreshes the snapshot (UI and reports read it). */
@@ -275,7 +283,7 @@ export class SwarmSession implements SessionHandle {
   async leave(): Promise<void> {
     if (this.stop.signal.aborted) return
     try {
-      await Promise.race([this.instance?.leave(), sleep(1500)])
+      await Promise.race([this.instance?.leave(), sleep(leaveBudgetMs(this.membership?.config.stepDeadlineMs))])
     } catch {
       /* best effort */
     }
