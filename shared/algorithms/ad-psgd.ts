@@ -201,14 +201,27 @@ class AdPsgd implements AlgorithmInstance {
     this.ctx.log('ad-psgd/bootstrap', { donors: models.length })
   }
 
+  /**
+   * Host copy of the device parameters, never mutated (write() replaces it). AD-PSGD changes the
+   * parameters only through write(), so the device copy never has to be read back: a tfjs read per
+   * snapshot, per average and per step was most of the host-side work of a step.
+   */
+  private mirror: Float32Array | null = null
+
+  private async params(): Promise<Float32Array> {
+    return (this.mirror ??= await this.ctx.compute.readParams())
+  }
+
+  /** Takes ownership of x (callers pass a fresh array and do not touch it afterwards). */
   private async write(x: Float32Array): Promise<void> {
     await this.ctx.compute.writeParams(x)
+    this.mirror = x
     this.version++
   }
 
-  /** Snapshot of x taken under the lock, with the version it belongs to. */
+  /** Snapshot of x taken under the lock, with the version it belongs to (read-only). */
   private snapshot(): Promise<{ x: Float32Array; version: number }> {
-    return this.lock.run(async () => ({ x: await this.ctx.compute.readParams(), version: this.version }))
+    return this.lock.run(async () => ({ x: await this.params(), version: this.version }))
   }
 
   /**
@@ -221,7 +234,7 @@ class AdPsgd implements AlgorithmInstance {
       if (this.version === mine.version) {
         for (let k = 0; k < this.d; k++) out[k] = (mine.x[k] + theirs[k]) / 2
       } else {
-        const cur = await this.ctx.compute.readParams()
+        const cur = await this.params()
         for (let k = 0; k < this.d; k++) out[k] = cur[k] + (theirs[k] - mine.x[k]) / 2
       }
       if (!allFinite(out)) throw new Error('non-finite average')
@@ -414,7 +427,7 @@ class AdPsgd implements AlgorithmInstance {
       // A neighbour's graceful leave (§9.4), folded in once under the lock (exchanges in flight
       // then apply their difference form, so the pair sums stay exact).
       await this.lock.run(async () => {
-        const x = await compute.readParams()
+        const x = new Float32Array(await this.params())
         foldHandovers(x, hs)
         await this.write(x)
       })
@@ -441,7 +454,7 @@ class AdPsgd implements AlgorithmInstance {
     const communicated = await exchanging
     if (!allFinite(g.grad)) throw new Error('ad-psgd: non-finite gradient')
     await this.lock.run(async () => {
-      const x = await compute.readParams()
+      const x = new Float32Array(await this.params())
       const wd = config.weightDecay
       const beta = config.momentum
       if (beta > 0) {
@@ -465,8 +478,8 @@ class AdPsgd implements AlgorithmInstance {
     return report
   }
 
-  evalParams(): Promise<Float32Array> {
-    return this.ctx.compute.readParams()
+  async evalParams(): Promise<Float32Array> {
+    return new Float32Array(await this.params())
   }
 
   /**
