@@ -12,8 +12,10 @@ import { runSwarm } from './swarm'
  *
  * Plain loops (this file re-forked with --plain-worker): every worker loads first, then all start
  * together (barrier), and the variants are measured in interleaved blocks (A B C D A B C D …,
- * median of blocks), so neither process start-up of the sibling nor JIT warm-up lands on one
- * variant only. Variants: `local` = TfCompute.localStep (SGD+momentum on the device), `gradient`
+ * steps ÷ time summed over the blocks), so neither process start-up of the sibling nor JIT
+ * warm-up lands on one variant only. The plain loops run before the first swarm row and again
+ * after every row; each row is compared with the mean of the plain runs just before and after it
+ * (the machine's speed drifts between minutes). Variants: `local` = TfCompute.localStep (SGD+momentum on the device), `gradient`
  * = gradient() + readParams + host update + writeParams, `localSleep0` = localStep followed by
  * `await sleep(0)` (setTimeout 0, what the session loop yields after every step) and
  * `localImmediate` = localStep followed by a setImmediate yield.
@@ -27,7 +29,7 @@ type PlainVariant = 'local' | 'gradient' | 'localSleep0' | 'localImmediate'
 const VARIANTS: PlainVariant[] = ['local', 'gradient', 'localSleep0', 'localImmediate']
 type PlainResult = { backend: string; paramCount: number; stepsPerSec: Record<PlainVariant, number>; blocks: Record<PlainVariant, number[]> }
 
-async function plainWorker(model: string, dataset: string, batch: number, blockMs: number, rounds: number): Promise<void> {
+async function plainWorker(model: string, dataset: string, batch: number, blockMs: number, rounds: number, variants: PlainVariant[]): Promise<void> {
   const { setupNodeBackend } = await import('../client/runtime/node-backend')
   const { loadDatasetNode } = await import('../client/runtime/data-loader-node')
   const { TfCompute } = await import('../client/runtime/tf-compute')
@@ -52,28 +54,36 @@ async function plainWorker(model: string, dataset: string, batch: number, blockM
       await new Promise((r) => setImmediate(r))
     },
   }
-  for (const v of VARIANTS) for (let i = 0; i < 30; i++) await one[v]()
+  for (const v of variants) for (let i = 0; i < 10; i++) await one[v]()
   process.send!({ ev: 'ready' })
   await new Promise<void>((r) => process.once('message', () => r()))
-  const blocks = Object.fromEntries(VARIANTS.map((v) => [v, [] as number[]])) as Record<PlainVariant, number[]>
+  const blocks = Object.fromEntries(variants.map((v) => [v, [] as number[]])) as Record<PlainVariant, number[]>
+  const total = Object.fromEntries(variants.map((v) => [v, { steps: 0, ms: 0 }])) as Record<PlainVariant, { steps: number; ms: number }>
   for (let r = 0; r < rounds; r++) {
-    for (const v of VARIANTS) {
+    for (const v of variants) {
       const t0 = performance.now()
       let n = 0
       while (performance.now() - t0 < blockMs) (await one[v](), n++)
-      blocks[v].push(n / ((performance.now() - t0) / 1000))
+      const ms = performance.now() - t0
+      blocks[v].push(n / (ms / 1000))
+      total[v].steps += n
+      total[v].ms += ms
     }
   }
-  const stepsPerSec = Object.fromEntries(VARIANTS.map((v) => [v, +median(blocks[v]).toFixed(2)])) as Record<PlainVariant, number>
+  // Steps over time summed across blocks: a block holds only ~7 steps of a cnn, so a per-block
+  // median would be quantized to ~15 %.
+  const stepsPerSec = Object.fromEntries(variants.map((v) => [v, +(total[v].steps / (total[v].ms / 1000)).toFixed(2)])) as Record<PlainVariant, number>
   process.send!({ ev: 'plain', backend, paramCount: c.paramCount, stepsPerSec, blocks } satisfies PlainResult & { ev: string })
   c.dispose()
 }
 
 /** n plain loops at once (same CPU contention as n swarm peers), started together. */
-async function plainLoops(n: number, model: string, dataset: string, batch: number, seconds: number): Promise<PlainResult[]> {
+async function plainLoops(n: number, model: string, dataset: string, batch: number, seconds: number, variants: PlainVariant[] = VARIANTS): Promise<PlainResult[]> {
   const rounds = 4
-  const blockMs = Math.max(250, (seconds * 1000) / (rounds * VARIANTS.length))
-  const kids = Array.from({ length: n }, () => fork(SCRIPT, ['--plain-worker', model, dataset, String(batch), String(blockMs), String(rounds)], { execArgv: ['--import', 'tsx'], serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }))
+  const blockMs = Math.max(250, (seconds * 1000) / (rounds * variants.length))
+  const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []
+  prof.push(...(process.env.BENCH_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? []))
+  const kids = Array.from({ length: n }, () => fork(SCRIPT, ['--plain-worker', model, dataset, String(batch), String(blockMs), String(rounds), variants.join(',')], { execArgv: ['--import', 'tsx', ...prof], serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }))
   const ready = kids.map((k) => new Promise<void>((r, j) => {
     k.on('message', (m: { ev: string }) => m.ev === 'ready' && r())
     k.once('exit', (c) => j(new Error(`plain worker exited ${c}`)))
@@ -89,7 +99,7 @@ async function plainLoops(n: number, model: string, dataset: string, batch: numb
 const argOf = (name: string) => { const i = process.argv.indexOf(name); return i >= 0 ? process.argv[i + 1] : undefined }
 
 export async function runOverheadBench(o: { n?: number; seconds?: number; model?: string; dataset?: string } = {}) {
-  const n = o.n ?? 2
+  const n = o.n ?? Number(argOf('--peers') ?? 2)
   // mlp (5.5k params, ~1 ms/step on wasm) makes every fixed per-step cost look large; a bigger
   // model (--model cnn --dataset mnist) shows the overhead at a realistic step time.
   const model = o.model ?? argOf('--model') ?? 'mlp'
@@ -97,31 +107,46 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
   const seconds = o.seconds ?? (quick ? 12 : 25)
   const batch = 32
   const loadBefore = load()
-  const plains = await plainLoops(n, model, dataset, batch, seconds)
-  const mean = (v: PlainVariant) => plains.reduce((a, p) => a + p.stepsPerSec[v], 0) / n
-  const plainLocal = mean('local')
-  const plainGrad = mean('gradient')
+  // This VM's speed drifts by tens of percent over minutes (other tenants), more than the effect
+  // measured. So the plain baseline is measured right before AND right after every swarm row
+  // (plain, row 1, plain, row 2, …, plain) and each row is compared with the mean of its two
+  // neighbours in time; `driftPct` says how much the machine moved meanwhile.
+  const plainRuns: { at: string; perProcess: PlainResult[]; local: number; gradient: number }[] = []
+  const plainAt = async (at: string, variants: PlainVariant[]) => {
+    const perProcess = await plainLoops(n, model, dataset, batch, seconds / 2, variants)
+    const mean = (v: PlainVariant) => perProcess.reduce((acc, p) => acc + (p.stepsPerSec[v] ?? 0), 0) / n
+    const run = { at, perProcess, local: mean('local'), gradient: mean('gradient') }
+    plainRuns.push(run)
+    const extra = variants.includes('localSleep0')
+      ? `, ${mean('localSleep0').toFixed(2)} on device + sleep(0) per step, ${mean('localImmediate').toFixed(2)} on device + setImmediate per step`
+      : ''
+    console.log(`  plain tfjs loop ${at} (${n} concurrent, ${perProcess[0].backend}): ${run.local.toFixed(2)} steps/s on device, ${run.gradient.toFixed(2)} with gradient read-back${extra}`)
+    return run
+  }
   // The baseline is the faster of the two plain loops (the fairest "plain tfjs" reference).
-  const plainBest = Math.max(plainLocal, plainGrad)
-  console.log(`  plain tfjs loop (${n} concurrent, ${plains[0].backend}, interleaved blocks): ${plainLocal.toFixed(1)} steps/s on device, ${plainGrad.toFixed(1)} steps/s with gradient read-back, ` +
-    `${mean('localSleep0').toFixed(1)} steps/s on device + sleep(0) per step, ${mean('localImmediate').toFixed(1)} steps/s on device + setImmediate per step`)
+  const best = (r: { local: number; gradient: number }) => Math.max(r.local, r.gradient)
+  let before = await plainAt('first', VARIANTS)
   const server = await benchServer()
   const rows = []
   try {
     const base = { model, dataset, batchSize: batch, totalSteps: 100000, partition: 'iid' }
-    for (const [label, config, baseline] of [
-      ['local-sgd', { ...base, algorithm: 'local-sgd', sync: { kind: 'constant', h: 8 }, schedule: { kind: 'constant', warmupSteps: 0 } }, plainBest],
-      ['dpsgd', { ...base, algorithm: 'dpsgd', topology: 'ring' }, plainBest],
+    for (const [label, config] of [
+      ['local-sgd', { ...base, algorithm: 'local-sgd', sync: { kind: 'constant', h: 8 }, schedule: { kind: 'constant', warmupSteps: 0 } }],
       // The algorithms that overlap communication with computation (the ≤ 10 % goal is theirs).
-      ['ad-psgd', { ...base, algorithm: 'ad-psgd', topology: 'ring' }, plainBest],
-      ['od-sgd', { ...base, algorithm: 'od-sgd', topology: 'star' }, plainBest],
+      ['dpsgd', { ...base, algorithm: 'dpsgd', topology: 'ring' }],
+      ['ad-psgd', { ...base, algorithm: 'ad-psgd', topology: 'ring' }],
+      ['od-sgd', { ...base, algorithm: 'od-sgd', topology: 'star' }],
       // One updater per tab, so a step is one minibatch update as in the plain loop.
-      ['lap-sgd', { ...base, algorithm: 'lap-sgd', topology: 'clique', updaters: 1, sync: { kind: 'constant', h: 8 } }, plainBest],
+      ['lap-sgd', { ...base, algorithm: 'lap-sgd', topology: 'clique', updaters: 1, sync: { kind: 'constant', h: 8 } }],
     ] as const) {
-      // --only a,b: measure just these rows (the plain baseline always runs).
+      // --only a,b: measure just these rows (the plain baselines always run).
       const only = argOf('--only')?.split(',')
       if (only && !only.includes(label)) continue
       const r = await runSwarm(server.url, { n, config, seconds, label, warmSteps: 5 })
+      const after = await plainAt(`after ${label}`, ['local', 'gradient'])
+      const baseline = (best(before) + best(after)) / 2
+      const plainLocal = (before.local + after.local) / 2
+      const plainGrad = (before.gradient + after.gradient) / 2
       // Minibatch updates per second (samples ÷ batch): a lap-sgd step() is a whole round of H
       // updates, every other algorithm's step() is one update.
       const per = r.peers.reduce((a, p) => a + p.samplesPerSec / batch, 0) / n
@@ -130,20 +155,32 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
         overheadPct: +((1 - per / baseline) * 100).toFixed(1),
         overheadVsLocalStepLoopPct: +((1 - per / plainLocal) * 100).toFixed(1),
         overheadVsGradientLoopPct: +((1 - per / plainGrad) * 100).toFixed(1),
+        plainBeforeStepsPerSec: +best(before).toFixed(2), plainAfterStepsPerSec: +best(after).toFixed(2),
+        driftPct: +((best(after) / best(before) - 1) * 100).toFixed(1),
         startupS: r.startupS, windowS: r.windowS, perPeer: r.peers,
       }
-      console.log(`  ${label} x${n}: ${per.toFixed(2)} steps/s per peer vs plain ${baseline.toFixed(2)} → overhead ${row.overheadPct} % (vs on-device loop ${row.overheadVsLocalStepLoopPct} %, vs read-back loop ${row.overheadVsGradientLoopPct} %)`)
+      console.log(`  ${label} x${n}: ${per.toFixed(2)} steps/s per peer vs plain ${baseline.toFixed(2)} (before ${best(before).toFixed(2)}, after ${best(after).toFixed(2)}) → overhead ${row.overheadPct} % (vs on-device loop ${row.overheadVsLocalStepLoopPct} %, vs read-back loop ${row.overheadVsGradientLoopPct} %)`)
       rows.push(row)
+      before = after
     }
   } finally {
     await server.close()
   }
-  return { model, dataset, batch, plain: { perProcess: plains, localStepsPerSec: +plainLocal.toFixed(2), gradientStepsPerSec: +plainGrad.toFixed(2), localSleep0StepsPerSec: +mean('localSleep0').toFixed(2), localImmediateStepsPerSec: +mean('localImmediate').toFixed(2), baselineStepsPerSec: +plainBest.toFixed(2) }, rows, load: { before: loadBefore, after: load() } }
+  const first = plainRuns[0]
+  const mean0 = (v: PlainVariant) => first.perProcess.reduce((acc, p) => acc + (p.stepsPerSec[v] ?? 0), 0) / n
+  return {
+    model, dataset, batch,
+    plain: {
+      runs: plainRuns.map((p) => ({ at: p.at, localStepsPerSec: +p.local.toFixed(2), gradientStepsPerSec: +p.gradient.toFixed(2), perProcess: p.perProcess })),
+      localSleep0StepsPerSec: +mean0('localSleep0').toFixed(2), localImmediateStepsPerSec: +mean0('localImmediate').toFixed(2),
+    },
+    rows, load: { before: loadBefore, after: load() },
+  }
 }
 
 if (WORKER) {
-  const [model, dataset, batch, blockMs, rounds] = process.argv.slice(process.argv.indexOf('--plain-worker') + 1)
-  await plainWorker(model, dataset, Number(batch), Number(blockMs), Number(rounds))
+  const [model, dataset, batch, blockMs, rounds, variants] = process.argv.slice(process.argv.indexOf('--plain-worker') + 1)
+  await plainWorker(model, dataset, Number(batch), Number(blockMs), Number(rounds), variants.split(',') as PlainVariant[])
   process.exit(0)
 } else if (process.argv[1] === SCRIPT) {
   console.log('overhead: swarm vs plain tfjs loop')

@@ -8,7 +8,14 @@ const WORKER = fileURLToPath(new URL('./swarm-peer.ts', import.meta.url))
 type Sample = { t: number; step: number; samples: number; bytesSent: number; bytesReceived: number; stage: string }
 
 export function forkWorker(args: string[]): ChildProcess {
-  return fork(WORKER, args, { execArgv: ['--import', 'tsx'], serialization: 'advanced', stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
+  // BENCH_CPU_PROF=DIR: every worker writes a V8 CPU profile there on exit (chrome://inspect).
+  // BENCH_NODE_FLAGS="--trace-gc …": extra V8/Node flags for the workers, whose stdout is then shown.
+  const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []
+  const flags = process.env.BENCH_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? []
+  return fork(WORKER, args, {
+    execArgv: ['--import', 'tsx', ...prof, ...flags], serialization: 'advanced',
+    stdio: ['ignore', flags.length ? 'inherit' : 'ignore', 'inherit', 'ipc'],
+  })
 }
 
 export interface PeerResult {
