@@ -96,7 +96,8 @@ export class VectorArena {
     }
     this.k = kernels
     this.simd = kernels !== null
-    this.buffer = buffer ?? new ArrayBuffer(bytes)
+    // The JS fallback never stages, so it needs no scratch slots.
+    this.buffer = buffer ?? new ArrayBuffer(this.slots * this.stride * 4)
   }
 
   /** A zeroed long-lived vector of length n. Throws when all `slots` are taken. */
