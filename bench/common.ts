@@ -21,6 +21,16 @@ export function writeResult(name: string, result: unknown): string {
   return file
 }
 
+/**
+ * Extra Node flags for forked bench workers, from the environment:
+ *   BENCH_CPU_PROF=DIR            every worker writes a V8 CPU profile there on exit
+ *   BENCH_NODE_FLAGS="--trace-gc" any other flags (workers then show their stdout)
+ */
+export function benchWorkerFlags(): string[] {
+  const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []
+  return [...prof, ...(process.env.BENCH_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? [])]
+}
+
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b)
   return s.length ? (s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2) : NaN

@@ -1,6 +1,6 @@
 import { fork } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { benchServer, ensureNetns, load, median, writeResult } from './common'
+import { benchServer, benchWorkerFlags, ensureNetns, load, median, writeResult } from './common'
 import { runSwarm } from './swarm'
 
 /**
@@ -81,9 +81,7 @@ async function plainWorker(model: string, dataset: string, batch: number, blockM
 async function plainLoops(n: number, model: string, dataset: string, batch: number, seconds: number, variants: PlainVariant[] = VARIANTS): Promise<PlainResult[]> {
   const rounds = 4
   const blockMs = Math.max(250, (seconds * 1000) / (rounds * variants.length))
-  const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []
-  prof.push(...(process.env.BENCH_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? []))
-  const kids = Array.from({ length: n }, () => fork(SCRIPT, ['--plain-worker', model, dataset, String(batch), String(blockMs), String(rounds), variants.join(',')], { execArgv: ['--import', 'tsx', ...prof], serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }))
+  const kids = Array.from({ length: n }, () => fork(SCRIPT, ['--plain-worker', model, dataset, String(batch), String(blockMs), String(rounds), variants.join(',')], { execArgv: ['--import', 'tsx', ...benchWorkerFlags()], serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }))
   const ready = kids.map((k) => new Promise<void>((r, j) => {
     k.on('message', (m: { ev: string }) => m.ev === 'ready' && r())
     k.once('exit', (c) => j(new Error(`plain worker exited ${c}`)))

@@ -1,6 +1,6 @@
 import { fork, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { median } from './common'
+import { benchWorkerFlags, median } from './common'
 
 /** Drives N headless Node volunteers (bench/swarm-peer.ts, one OS process each) in one room. */
 
@@ -8,13 +8,10 @@ const WORKER = fileURLToPath(new URL('./swarm-peer.ts', import.meta.url))
 type Sample = { t: number; step: number; samples: number; bytesSent: number; bytesReceived: number; stage: string }
 
 export function forkWorker(args: string[]): ChildProcess {
-  // BENCH_CPU_PROF=DIR: every worker writes a V8 CPU profile there on exit (chrome://inspect).
-  // BENCH_NODE_FLAGS="--trace-gc …": extra V8/Node flags for the workers, whose stdout is then shown.
-  const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []
-  const flags = process.env.BENCH_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? []
   return fork(WORKER, args, {
-    execArgv: ['--import', 'tsx', ...prof, ...flags], serialization: 'advanced',
-    stdio: ['ignore', flags.length ? 'inherit' : 'ignore', 'inherit', 'ipc'],
+    execArgv: ['--import', 'tsx', ...benchWorkerFlags()], serialization: 'advanced',
+    // Worker stdout only when asked for diagnostics (--trace-gc and the like print there).
+    stdio: ['ignore', process.env.BENCH_NODE_FLAGS ? 'inherit' : 'ignore', 'inherit', 'ipc'],
   })
 }
 

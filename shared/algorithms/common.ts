@@ -187,7 +187,7 @@ export function consensusProxy(
 ): number | undefined {
   if (received.size === 0) return undefined
   let s = 0
-  for (const v of received.values()) s += arena && v.length === x.length ? arena.sqDist(x, v) : sqDist(x, v)
+  for (const v of received.values()) s += arena ? arena.sqDist(x, v) : sqDist(x, v)
   return s / received.size
 }
 
@@ -379,7 +379,8 @@ export async function ringAllReduceSum(
     const [a, b] = bounds(mod(r + 1 - s))
     // The owner of a reduced chunk first rounds it to its wire image: under fp16/int8 the others
     // only ever see the decoded values, and replicas must stay identical (§2.4). Forwarded
-    // chunks are already wire images (re-encoding them is exact).
+    // chunks are already wire images: re-encoding them is exact for fp16; for int8 it can move
+    // the last bit (the scale's rounding), which ssgd's periodic resync covers.
     if (s === 0) ctx.mesh.wireImage?.(kind, vec.subarray(a, b))
     await ctx.mesh.send(right, { kind, round, data: vec.subarray(a, b) }, signal)
     const c = mod(r - s)

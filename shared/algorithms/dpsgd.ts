@@ -27,7 +27,8 @@ export function makeGossip(name: AlgorithmName, pickVariant: (ctx: AlgorithmCont
     const d = compute.paramCount
     const ex = new NeighborExchange(ctx)
     // x, m and the mixed model live in a WebAssembly memory so the per-step mix and update run as
-    // SIMD kernels in place (shared/math/arena.ts; ~4× faster than the JS loops at 1M params).
+    // SIMD kernels in place (shared/math/arena.ts; bench/mixing.ts: 4.5 ms vs 11.6 ms for the JS
+    // loops at 1M params and 4 neighbours).
     const arena = new VectorArena(d, { slots: variant === 'atc' ? 4 : 3 })
     const x = arena.alloc()
     x.set(await compute.readParams())
