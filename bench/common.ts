@@ -31,6 +31,33 @@ export function benchWorkerFlags(): string[] {
   return [...prof, ...(process.env.BENCH_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? [])]
 }
 
+/**
+ * BENCH_ALLOC_PROF=DIR: this worker samples every allocation (including objects that die young)
+ * for BENCH_ALLOC_PROF_SECONDS (10) starting BENCH_ALLOC_PROF_DELAY_S (30) after start, and
+ * writes the V8 sampling heap profile to DIR (a .heapprofile, loadable in Chrome DevTools).
+ * Unlike --heap-prof, which keeps only what is still alive, this shows what the GC has to chase.
+ */
+export function maybeSampleAllocations(name: string): void {
+  const dir = process.env.BENCH_ALLOC_PROF
+  if (!dir) return
+  const delay = Number(process.env.BENCH_ALLOC_PROF_DELAY_S ?? 30) * 1000
+  const span = Number(process.env.BENCH_ALLOC_PROF_SECONDS ?? 10) * 1000
+  setTimeout(async () => {
+    const { Session } = await import('node:inspector/promises')
+    const session = new Session()
+    session.connect()
+    await session.post('HeapProfiler.startSampling', {
+      samplingInterval: 16384, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true,
+    })
+    setTimeout(async () => {
+      const { profile } = await session.post('HeapProfiler.stopSampling')
+      mkdirSync(dir, { recursive: true })
+      writeFileSync(join(dir, `${name}-${process.pid}.heapprofile`), JSON.stringify(profile))
+      session.disconnect()
+    }, span).unref()
+  }, delay).unref()
+}
+
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b)
   return s.length ? (s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2) : NaN

@@ -1,6 +1,6 @@
 import { fork } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { benchServer, benchWorkerFlags, ensureNetns, load, median, writeResult } from './common'
+import { benchServer, benchWorkerFlags, ensureNetns, load, maybeSampleAllocations, median, writeResult } from './common'
 import { runSwarm } from './swarm'
 
 /**
@@ -30,6 +30,7 @@ const VARIANTS: PlainVariant[] = ['local', 'gradient', 'localSleep0', 'localImme
 type PlainResult = { backend: string; paramCount: number; stepsPerSec: Record<PlainVariant, number>; blocks: Record<PlainVariant, number[]> }
 
 async function plainWorker(model: string, dataset: string, batch: number, blockMs: number, rounds: number, variants: PlainVariant[]): Promise<void> {
+  maybeSampleAllocations(`plain-${variants.join('+')}`)
   const { setupNodeBackend } = await import('../client/runtime/node-backend')
   const { loadDatasetNode } = await import('../client/runtime/data-loader-node')
   const { TfCompute } = await import('../client/runtime/tf-compute')

@@ -9,12 +9,14 @@
  *    gradient read-back per step (what the gossip algorithms do). Posts steps/s for both.
  */
 import { createNodeSession } from '../client/node/node-platform'
+import { maybeSampleAllocations } from './common'
 
 type Sample = { t: number; step: number; samples: number; bytesSent: number; bytesReceived: number; stage: string }
 const post = (m: unknown) => process.send?.(m)
 const [mode, a1, a2, a3] = process.argv.slice(2)
 
 if (mode === 'swarm') {
+  maybeSampleAllocations(`swarm-${a3}`)
   const session = createNodeSession({ server: a1, room: a2, name: a3, backend: 'wasm' })
   let last: Sample | null = null
   const buf: Sample[] = []
