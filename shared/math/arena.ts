@@ -111,22 +111,21 @@ export class VectorArena {
     return v.buffer === this.buffer && v.length === this.n && v.byteOffset % (this.stride * 4) === 0
   }
 
-  /** out = Σ w_k · vecs_k (out may alias an input). Same contract as vector.ts mixInto. */
+  /** out = Σ w_k · vecs_k; out may alias one of the first five inputs. Same contract as vector.ts mixInto. */
   mix(out: Float32Array, weights: readonly number[], vecs: readonly Float32Array[]): Float32Array {
     const k = vecs.length
     if (weights.length !== k) throw new Error('VectorArena.mix: weights/vecs length mismatch')
     if (out.length !== this.n) throw new Error('VectorArena.mix: output has the wrong length')
     for (const v of vecs) if (v.length < this.n) throw new Error('VectorArena.mix: input shorter than out')
     const K = this.k
-    if (!K || k === 0) return mixInto(out, weights, vecs)
-    if (k === 1) return mixInto(out, weights, vecs) // a scaled copy: nothing to fuse
+    // One input is a scaled copy: nothing to fuse.
+    if (!K || k < 2) return mixInto(out, weights, vecs)
     const n = this.stride
+    // Scratch slot 0 holds the result when `out` is not an arena slot; inputs stage from slot 1.
     const dst = this.owns(out) ? out.byteOffset : this.scratchOffset(0)
     // First pass: up to 5 inputs. Later passes fold up to 4 more on top of dst.
-    let used = 1
     const first = Math.min(5, k)
-    const p = this.place(vecs.slice(0, first), used)
-    used += first
+    const p = this.place(vecs.slice(0, first), 1)
     const w = weights
     if (first === 2) K.mix2(dst, n, p[0], p[1], w[0], w[1])
     else if (first === 3) K.mix3(dst, n, p[0], p[1], p[2], w[0], w[1], w[2])

@@ -101,7 +101,8 @@ export function concat(parts: readonly Float32Array[]): Float32Array {
  * multi-pass weightedMix is memory-bound (it re-reads and re-writes `out` once per input); here
  * each input is read once and `out` written once. Up to 5 inputs (self + 4 neighbours) take an
  * unrolled path; more inputs are folded in blocks of 4 on top of the first pass. `out` may alias
- * any input (each element is read before it is written). Partial sums are kept in float64 and
+ * one of the first five inputs (each element is read before it is written), not a later one:
+ * those are read after the first pass has overwritten `out`. Partial sums are kept in float64 and
  * rounded once, so results may differ from weightedMix in the last float32 bit.
  */
 export function mixInto(out: Float32Array, weights: readonly number[], vecs: readonly Float32Array[]): Float32Array {
