@@ -18,11 +18,10 @@ import { allReduceWithRetry, requestState, ringNeighbours, startStateResponder, 
  * hops; fp16 and fp32 keep replicas bit-identical). Members end bit-identical.
  */
 /**
- * The flag slot carries each out-of-sync peer's sample count (0 for peers in sync), so it has the
- * magnitude of the samples slot beside it and survives a lossy wire codec the same way: int8's
- * per-block scale would erase a 0/1 flag sharing a block with large values. A resync is due when
- * the flag sum is at least half of one member's average batch. Every member decides from the same
- * decoded sums (the all-reduce owner broadcasts its chunk's wire image), so all decide alike.
+ * The out-of-sync count is a sum of 0/1 flags: a resync is due when it is at least ½. A threshold
+ * rather than `> 0` keeps the decision the same on every member when a lossy wire codec decodes
+ * the slot with a small error (fp16 keeps small integers exact; int8's per-block scale can still
+ * erase a flag that shares its block with large values).
  */
 const FLAG_THRESHOLD = 0.5
 
@@ -103,8 +102,8 @@ export const ssgd: AlgorithmFactory = async (ctx) => {
     async step(): Promise<StepReport> {
       t = Math.max(t, step)
       const { grad, loss, samples } = await compute.gradient()
-      // Sample-weighted sum: [Σ b_i g_i, Σ b_i, Σ_out-of-sync b_i] in one vector, so ḡ = Σ b_i g_i / Σ b_i.
-      const flag = outOfSync ? samples : 0
+      // Sample-weighted sum: [Σ b_i g_i, Σ b_i, #out of sync] in one vector, so ḡ = Σ b_i g_i / Σ b_i.
+      const flag = outOfSync ? 1 : 0
       const res = await allReduceWithRetry(ctx, 'ssgd', step, () => {
         const v = new Float32Array(d + 2)
         for (let i = 0; i < d; i++) v[i] = grad[i] * samples
@@ -119,10 +118,10 @@ export const ssgd: AlgorithmFactory = async (ctx) => {
         }
         ctx.log('ssgd/fallback', { step })
         outOfSync = true
-      } else if (res.sum[d + 1] >= (FLAG_THRESHOLD * res.sum[d]) / res.members || (config.resyncEvery > 0 && step > 0 && step % config.resyncEvery === 0)) {
+      } else if (res.sum[d + 1] >= FLAG_THRESHOLD || (config.resyncEvery > 0 && step > 0 && step % config.resyncEvery === 0)) {
         // Decided from values every member of this all-reduce shares (flag sum, step), so all of
         // them enter the same resync.
-        outOfSync = !(await resync(res.sum[d + 1] / (res.sum[d] / res.members)))
+        outOfSync = !(await resync(res.sum[d + 1]))
       }
       const gbar = res ? res.sum.subarray(0, d) : grad
       const total = res ? res.sum[d] : samples
