@@ -16,7 +16,7 @@ function config(over: Record<string, unknown>): RoomConfig {
 }
 
 function ctxFor(mesh: MemoryMesh, compute: LsqCompute, cfg: RoomConfig, signal: AbortSignal): AlgorithmContext {
-  return { mesh, compute, config: cfg, signal, log: () => {}, now: () => performance.now() }
+  return { mesh, compute, config: cfg, signal, log: process.env.ALG_LOG ? (ev, d) => console.log(mesh.self, ev, JSON.stringify(d)) : () => {}, now: () => performance.now() }
 }
 
 interface Peer { mesh: MemoryMesh; compute: LsqCompute; inst: AlgorithmInstance; stop: AbortController }
@@ -156,6 +156,22 @@ describe('SSGD resync: replicas that drifted apart become identical again', () =
     expect(lossy.flat().some((r) => !r.communicated)).toBe(true)
     net.faults = FAULTS.lan
     await steps(peers, 2)
+    expect(await spreadOf(peers)).toBe(0)
+    stopAll(peers)
+  })
+
+  it('a ring split into halves one step apart lines up again (the halves do not chase each other)', async () => {
+    const cfg = config({ algorithm: 'ssgd', lr: 0.05, momentum: 0.9, stepDeadlineMs: 50, resyncEvery: 0 })
+    const net = new MemoryNetwork({ seed: 37, faults: FAULTS.lan })
+    const peers = await startPeers(net, prob, cfg, [0, 1, 2, 3], 4)
+    // p0 and p1 (ring neighbours) step alone: their all-reduce cannot complete, they fall back,
+    // and the ring is now two halves at steps 1, 1, 0, 0, which is what a burst of drops leaves.
+    const alone = await steps(peers.slice(0, 2), 1)
+    expect(alone.flat().every((r) => !r.communicated && r.step === 1)).toBe(true)
+    // Those behind adopt a later state; those ahead must wait for them instead of stepping on.
+    const rs = await steps(peers, 3)
+    for (const r of rs) expect(r.at(-1)).toMatchObject({ communicated: true, contributors: 4 })
+    expect(new Set(rs.map((r) => r.at(-1)!.step)).size).toBe(1)
     expect(await spreadOf(peers)).toBe(0)
     stopAll(peers)
   })

@@ -399,10 +399,11 @@ export async function ringAllReduceSum(
  */
 export async function allReduceWithRetry(
   ctx: AlgorithmContext, name: string, round: number, build: () => Float32Array,
-  opts: { attempts?: number } = {},
+  opts: { attempts?: number; received?: Map<string, Float32Array> } = {},
 ): Promise<{ sum: Float32Array; members: number } | null> {
   const attempts = opts.attempts ?? 3
-  const received = new Map<string, Float32Array>()
+  // A caller that retries the same round later (SSGD's hold) passes its own map to keep it.
+  const received = opts.received ?? new Map<string, Float32Array>()
   for (let a = 0; a < attempts && !ctx.signal.aborted; a++) {
     const m = ctx.mesh.membership()
     if (!m.peers.includes(ctx.mesh.self)) return null

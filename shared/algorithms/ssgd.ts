@@ -31,6 +31,13 @@ const FLAG_THRESHOLD = 0.5
  */
 const RESYNC_ATTEMPTS = 2
 
+/** Times a step whose all-reduce failed waits for a ring neighbour that is behind (see neighbourSteps). */
+const MAX_HOLDS = 4
+/** Attempts of each held retry. */
+const HOLD_ATTEMPTS = 2
+/** Catch-ups (adopting a neighbour's later state) within one step() call before it falls back. */
+const MAX_CATCH_UPS = 2
+
 export const ssgd: AlgorithmFactory = async (ctx) => {
   const { compute, config, mesh } = ctx
   const d = compute.paramCount
@@ -61,21 +68,18 @@ export const ssgd: AlgorithmFactory = async (ctx) => {
   ready = true
 
   /**
-   * After a step whose every all-reduce attempt failed: if a neighbour is at a later step, the
-   * group went on without us (we were slow, or joined while it was mid-step) and our rounds
-   * would not line up with its again by themselves. Take its exact state instead of stepping
-   * alone. (Peers that fail at the same time can still chase each other for a few rounds; the
-   * catch-up ends that as soon as one side is ahead while the other looks.)
+   * After every all-reduce attempt of a step failed, the ring neighbours' steps say why. A
+   * neighbour at a later step means the group went on without us (we were slow, or joined while
+   * it was mid-step): our rounds would not line up with its again by themselves, so we take its
+   * exact state and do that step instead. A neighbour at an earlier step is about to do the
+   * same with us, and one at our step is trying this very round, so we hold: retry this round
+   * with the same gradient instead of stepping on alone. Without the hold, two halves of the
+   * ring that failed at the same moment chase each other for ever (those behind adopt, those
+   * ahead fall back and step on, one step apart again). Holds are bounded: a neighbour that
+   * stays up but never completes a round (hung) leaves us to fall back.
    */
-  const catchUp = async (): Promise<boolean> => {
-    const ahead = (await requestState(ctx, ringNeighbours(ctx))).filter((s) => s.step > step && isValidVector(s.params, d))
-    if (ahead.length === 0) return false
-    const s = ahead.reduce((a, b) => (b.step > a.step ? b : a))
-    ctx.log('ssgd/catch-up', { from: step, to: s.step })
-    await adopt(s)
-    return true
-  }
-
+  const neighbourSteps = async (): Promise<PeerState[]> =>
+    (await requestState(ctx, ringNeighbours(ctx))).filter((s) => isValidVector(s.params, d))
   /** Averages x and m over the group (same step as the gradient all-reduce); true on success. */
   const resync = async (outOfSyncPeers: number): Promise<boolean> => {
     const xs = x
@@ -100,22 +104,47 @@ export const ssgd: AlgorithmFactory = async (ctx) => {
   const inst: AlgorithmInstance = {
     name: 'ssgd',
     async step(): Promise<StepReport> {
-      t = Math.max(t, step)
-      const { grad, loss, samples } = await compute.gradient()
-      // Sample-weighted sum: [Σ b_i g_i, Σ b_i, #out of sync] in one vector, so ḡ = Σ b_i g_i / Σ b_i.
-      const flag = outOfSync ? 1 : 0
-      const res = await allReduceWithRetry(ctx, 'ssgd', step, () => {
-        const v = new Float32Array(d + 2)
-        for (let i = 0; i < d; i++) v[i] = grad[i] * samples
-        v[d] = samples
-        v[d + 1] = flag
-        return v
-      })
-      if (!res) {
-        if (await catchUp()) {
-          outOfSync = false
-          return { step, globalStep: t, loss, samples, lr: scaledLrAt(config.schedule, config.lr, config.lrScaling, samples, t, config.totalSteps), communicated: false, contributors: 1 }
+      let grad: Float32Array
+      let loss: number
+      let samples: number
+      let res: { sum: Float32Array; members: number } | null
+      for (let pass = 0; ; pass++) {
+        t = Math.max(t, step)
+        ;({ grad, loss, samples } = await compute.gradient())
+        // Sample-weighted sum: [Σ b_i g_i, Σ b_i, #out of sync] in one vector, so ḡ = Σ b_i g_i / Σ b_i.
+        const flag = outOfSync ? 1 : 0
+        const g = grad
+        const b = samples
+        const build = () => {
+          const v = new Float32Array(d + 2)
+          for (let i = 0; i < d; i++) v[i] = g[i] * b
+          v[d] = b
+          v[d + 1] = flag
+          return v
         }
+        // Shared by the first try and the holds: a held retry of the same round reuses the chunks
+        // already consumed (the neighbours' re-sent copies are duplicates the mesh drops).
+        const received = new Map<string, Float32Array>()
+        res = await allReduceWithRetry(ctx, 'ssgd', step, build, { received })
+        let caughtUp = false
+        for (let hold = 0; !res && hold < MAX_HOLDS && !ctx.signal.aborted; hold++) {
+          const near = await neighbourSteps()
+          const ahead = near.filter((s) => s.step > step)
+          if (ahead.length > 0 && pass < MAX_CATCH_UPS) {
+            const s = ahead.reduce((x1, x2) => (x2.step > x1.step ? x2 : x1))
+            ctx.log('ssgd/catch-up', { from: step, to: s.step })
+            await adopt(s)
+            outOfSync = false
+            caughtUp = true
+            break
+          }
+          if (!near.some((s) => s.step <= step)) break
+          ctx.log('ssgd/hold', { step, hold })
+          res = await allReduceWithRetry(ctx, 'ssgd', step, build, { received, attempts: HOLD_ATTEMPTS })
+        }
+        if (!caughtUp) break
+      }
+      if (!res) {
         ctx.log('ssgd/fallback', { step })
         outOfSync = true
       } else if (res.sum[d + 1] >= FLAG_THRESHOLD || (config.resyncEvery > 0 && step > 0 && step % config.resyncEvery === 0)) {
