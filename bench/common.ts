@@ -36,6 +36,8 @@ export function benchWorkerFlags(): string[] {
  * for BENCH_ALLOC_PROF_SECONDS (10) starting BENCH_ALLOC_PROF_DELAY_S (30) after start, and
  * writes the V8 sampling heap profile to DIR (a .heapprofile, loadable in Chrome DevTools).
  * Unlike --heap-prof, which keeps only what is still alive, this shows what the GC has to chase.
+ * BENCH_ALLOC_PROF_MINOR=0 leaves out what dies young: what is left was promoted to old space
+ * (or is still alive), which is what drives full collections.
  */
 export function maybeSampleAllocations(name: string): void {
   const dir = process.env.BENCH_ALLOC_PROF
@@ -47,7 +49,7 @@ export function maybeSampleAllocations(name: string): void {
     const session = new Session()
     session.connect()
     await session.post('HeapProfiler.startSampling', {
-      samplingInterval: 16384, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true,
+      samplingInterval: 16384, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: process.env.BENCH_ALLOC_PROF_MINOR !== '0',
     })
     setTimeout(async () => {
       const { profile } = await session.post('HeapProfiler.stopSampling')
@@ -84,4 +86,45 @@ export async function benchServer(): Promise<{ url: string; close(): Promise<voi
   const dataDir = mkdtempSync(join(tmpdir(), 'tabswarm-bench-'))
   const s = await startServer({ port: 0, host: '127.0.0.1', dataDir, staticDir: join(dataDir, 'dist'), log: () => {} })
   return { url: s.url, close: async () => { await s.close(); rmSync(dataDir, { recursive: true, force: true }) } }
+}
+
+/**
+ * BENCH_MEM_PROF=1: this worker samples process.memoryUsage() every 5 ms for 5 s, starting
+ * BENCH_ALLOC_PROF_DELAY_S (30) after start, and prints how fast `external` and `arrayBuffers`
+ * grow (sum of the increases, per second) and how many full GCs ran. External memory that grows
+ * fast makes V8 start old-space collections no matter how small the JS heap is.
+ */
+export function maybeSampleMemory(name: string): void {
+  if (!process.env.BENCH_MEM_PROF) return
+  const delay = Number(process.env.BENCH_ALLOC_PROF_DELAY_S ?? 30) * 1000
+  setTimeout(async () => {
+    const { PerformanceObserver, constants } = await import('node:perf_hooks')
+    let major = 0
+    let minor = 0
+    const obs = new PerformanceObserver((l) => {
+      for (const e of l.getEntries()) {
+        const kind = (e as unknown as { detail?: { kind?: number } }).detail?.kind
+        if (kind === constants.NODE_PERFORMANCE_GC_MAJOR) major++
+        else if (kind === constants.NODE_PERFORMANCE_GC_MINOR) minor++
+      }
+    })
+    obs.observe({ entryTypes: ['gc'] })
+    let prev = process.memoryUsage()
+    let ext = 0
+    let ab = 0
+    const t0 = Date.now()
+    const timer = setInterval(() => {
+      const m = process.memoryUsage()
+      ext += Math.max(0, m.external - prev.external)
+      ab += Math.max(0, m.arrayBuffers - prev.arrayBuffers)
+      prev = m
+      if (Date.now() - t0 >= 5000) {
+        clearInterval(timer)
+        obs.disconnect()
+        const s = (Date.now() - t0) / 1000
+        console.error(`[mem ${name} ${process.pid}] external +${(ext / s / 1e6).toFixed(1)} MB/s, arrayBuffers +${(ab / s / 1e6).toFixed(1)} MB/s, now external ${(m.external / 1e6).toFixed(1)} MB, heapUsed ${(m.heapUsed / 1e6).toFixed(1)} MB; GCs in ${s.toFixed(1)} s: ${major} major, ${minor} minor`)
+      }
+    }, 5)
+    timer.unref()
+  }, delay).unref()
 }

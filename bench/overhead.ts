@@ -1,6 +1,6 @@
 import { fork } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { benchServer, benchWorkerFlags, ensureNetns, load, maybeSampleAllocations, median, writeResult } from './common'
+import { benchServer, benchWorkerFlags, ensureNetns, load, maybeSampleAllocations, maybeSampleMemory, median, writeResult } from './common'
 import { runSwarm } from './swarm'
 
 /**
@@ -31,6 +31,7 @@ type PlainResult = { backend: string; paramCount: number; stepsPerSec: Record<Pl
 
 async function plainWorker(model: string, dataset: string, batch: number, blockMs: number, rounds: number, variants: PlainVariant[]): Promise<void> {
   maybeSampleAllocations(`plain-${variants.join('+')}`)
+  maybeSampleMemory(`plain-${variants.join('+')}`)
   const { setupNodeBackend } = await import('../client/runtime/node-backend')
   const { loadDatasetNode } = await import('../client/runtime/data-loader-node')
   const { TfCompute } = await import('../client/runtime/tf-compute')

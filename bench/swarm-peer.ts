@@ -9,7 +9,7 @@
  *    gradient read-back per step (what the gossip algorithms do). Posts steps/s for both.
  */
 import { createNodeSession } from '../client/node/node-platform'
-import { maybeSampleAllocations } from './common'
+import { maybeSampleAllocations, maybeSampleMemory } from './common'
 
 type Sample = { t: number; step: number; samples: number; bytesSent: number; bytesReceived: number; stage: string }
 const post = (m: unknown) => process.send?.(m)
@@ -17,6 +17,7 @@ const [mode, a1, a2, a3] = process.argv.slice(2)
 
 if (mode === 'swarm') {
   maybeSampleAllocations(`swarm-${a3}`)
+  maybeSampleMemory(`swarm-${a3}`)
   const session = createNodeSession({ server: a1, room: a2, name: a3, backend: 'wasm' })
   let last: Sample | null = null
   const buf: Sample[] = []
