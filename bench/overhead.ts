@@ -106,6 +106,7 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
   const dataset = o.dataset ?? argOf('--dataset') ?? (model === 'cnn' ? 'mnist' : 'synthetic')
   const seconds = o.seconds ?? (quick ? 12 : 25)
   const batch = 32
+  const repeat = Math.max(1, Number(argOf('--repeat') ?? 1))
   const loadBefore = load()
   // This VM's speed drifts by tens of percent over minutes (other tenants), more than the effect
   // measured. So the plain baseline is measured right before AND right after every swarm row
@@ -127,10 +128,10 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
   const best = (r: { local: number; gradient: number }) => Math.max(r.local, r.gradient)
   let before = await plainAt('first', VARIANTS)
   const server = await benchServer()
-  const rows = []
+  const rows: { algorithm: string; overheadPct: number; [k: string]: unknown }[] = []
   try {
     const base = { model, dataset, batchSize: batch, totalSteps: 100000, partition: 'iid' }
-    for (const [label, config] of [
+    const table = [
       ['local-sgd', { ...base, algorithm: 'local-sgd', sync: { kind: 'constant', h: 8 }, schedule: { kind: 'constant', warmupSteps: 0 } }],
       // The algorithms that overlap communication with computation (the ≤ 10 % goal is theirs).
       ['dpsgd', { ...base, algorithm: 'dpsgd', topology: 'ring' }],
@@ -138,11 +139,15 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
       ['od-sgd', { ...base, algorithm: 'od-sgd', topology: 'star' }],
       // One updater per tab, so a step is one minibatch update as in the plain loop.
       ['lap-sgd', { ...base, algorithm: 'lap-sgd', topology: 'clique', updaters: 1, sync: { kind: 'constant', h: 8 } }],
-    ] as const) {
-      // --only a,b: measure just these rows (the plain baselines always run).
-      const only = argOf('--only')?.split(',')
+    ] as const
+    // --only a,b: measure just these rows (the plain baselines always run).
+    const only = argOf('--only')?.split(',')
+    // --repeat K: K passes over the rows (interleaved, so the machine's drift spreads over all of
+    // them); the summary gives each algorithm's median and range. One row's overhead moved from
+    // −1 % to 37 % between runs of the same code on this VM.
+    for (let rep = 0; rep < repeat; rep++) for (const [label, config] of table) {
       if (only && !only.includes(label)) continue
-      const r = await runSwarm(server.url, { n, config, seconds, label, warmSteps: 5 })
+      const r = await runSwarm(server.url, { n, config, seconds, label: repeat > 1 ? `${label}-r${rep}` : label, warmSteps: 5 })
       const after = await plainAt(`after ${label}`, ['local', 'gradient'])
       const baseline = (best(before) + best(after)) / 2
       const plainLocal = (before.local + after.local) / 2
@@ -151,7 +156,7 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
       // updates, every other algorithm's step() is one update.
       const per = r.peers.reduce((a, p) => a + p.samplesPerSec / batch, 0) / n
       const row = {
-        algorithm: label, peers: n, swarmStepsPerSec: +per.toFixed(2), plainStepsPerSec: +baseline.toFixed(2),
+        algorithm: label, rep, peers: n, swarmStepsPerSec: +per.toFixed(2), plainStepsPerSec: +baseline.toFixed(2),
         overheadPct: +((1 - per / baseline) * 100).toFixed(1),
         overheadVsLocalStepLoopPct: +((1 - per / plainLocal) * 100).toFixed(1),
         overheadVsGradientLoopPct: +((1 - per / plainGrad) * 100).toFixed(1),
@@ -166,6 +171,11 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
   } finally {
     await server.close()
   }
+  const summary = [...new Set(rows.map((r) => r.algorithm))].map((algorithm) => {
+    const o = rows.filter((r) => r.algorithm === algorithm).map((r) => r.overheadPct)
+    return { algorithm, runs: o.length, medianOverheadPct: +median(o).toFixed(1), minOverheadPct: Math.min(...o), maxOverheadPct: Math.max(...o) }
+  })
+  if (repeat > 1) for (const x of summary) console.log(`  ${x.algorithm}: median overhead ${x.medianOverheadPct} % over ${x.runs} runs (${x.minOverheadPct} … ${x.maxOverheadPct} %)`)
   const first = plainRuns[0]
   const mean0 = (v: PlainVariant) => first.perProcess.reduce((acc, p) => acc + (p.stepsPerSec[v] ?? 0), 0) / n
   return {
@@ -174,7 +184,8 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
       runs: plainRuns.map((p) => ({ at: p.at, localStepsPerSec: +p.local.toFixed(2), gradientStepsPerSec: +p.gradient.toFixed(2), perProcess: p.perProcess })),
       localSleep0StepsPerSec: +mean0('localSleep0').toFixed(2), localImmediateStepsPerSec: +mean0('localImmediate').toFixed(2),
     },
-    rows, load: { before: loadBefore, after: load() },
+    repeat, rows, summary, gc: process.env.TABSWARM_NODE_GC === 'default' ? 'v8 default' : 'heap-growing-percent=100',
+    load: { before: loadBefore, after: load() },
   }
 }
 
@@ -185,7 +196,7 @@ if (WORKER) {
 } else if (process.argv[1] === SCRIPT) {
   console.log('overhead: swarm vs plain tfjs loop')
   const r = await runOverheadBench()
-  const suffix = r.model === 'mlp' ? '' : `-${r.model}`
+  const suffix = (r.model === 'mlp' ? '' : `-${r.model}`) + (r.repeat > 1 ? `-x${r.repeat}` : '') + (argOf('--peers') === '1' ? '-1peer' : '')
   console.log('wrote', writeResult(`${quick ? 'overhead-quick' : 'overhead'}${suffix}`, r))
   process.exit(0)
 }

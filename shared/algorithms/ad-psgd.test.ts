@@ -72,6 +72,15 @@ async function waitForLog(logs: LogLine[], pred: (l: LogLine) => boolean, ms = 3
   }
 }
 
+/**
+ * Whether `peer`'s first initiated exchange averaged x: step() does not wait for the exchange it
+ * starts (it runs beside the gradient and the steps after it), so tests read its end from the log.
+ */
+async function initiatedOk(logs: LogLine[], peer: string, ms = 3000): Promise<boolean | undefined> {
+  const end = await waitForLog(logs, (l) => l.peer === peer && l.event === 'ad-psgd/exchange-end' && l.detail?.role === 'active', ms)
+  return end?.detail?.ok as boolean | undefined
+}
+
 function meanOf(xs: Float32Array[]): Float32Array {
   const out = new Float32Array(xs[0].length)
   for (const x of xs) for (let i = 0; i < x.length; i++) out[i] += x[i] / xs.length
@@ -102,7 +111,8 @@ describe('AD-PSGD exchange', () => {
     const b = Float32Array.of(5, 6, 7, 9)
     const [p0, p1] = await startAll(net, [new LsqCompute(flat(4), { init: a }), new LsqCompute(flat(4), { init: b })], config(), logs)
     const r = await p0.inst.step() // p0 (index 0) is the active side of edge (p0, p1)
-    expect(r.communicated).toBe(true)
+    expect(r.step).toBe(1)
+    expect(await initiatedOk(logs, 'p0')).toBe(true)
     await sleep(10) // lets p1's server apply the exchange message
     const x0 = await p0.inst.evalParams()
     const x1 = await p1.inst.evalParams()
@@ -117,7 +127,9 @@ describe('AD-PSGD exchange', () => {
     const logs: LogLine[] = []
     const inits = [0, 1, 2, 3, 4].map((i) => Float32Array.of(8 * i, -4 * i, 16, 2 * i * i))
     const before = sumOf(inits)
-    const peers = await startAll(net, inits.map((x) => new LsqCompute(flat(4), { init: x })), config(), logs)
+    // 5 ms of "gradient" per step: step() does not wait for its exchange, so with instant
+    // gradients 40 steps would be over before most exchanges are.
+    const peers = await startAll(net, inits.map((x) => new LsqCompute(flat(4), { init: x, delayMs: 5 })), config(), logs)
     await Promise.all(peers.map(async (p) => { for (let k = 0; k < 40; k++) await p.inst.step() }))
     await sleep(30)
     await quiesce(logs)
@@ -170,8 +182,8 @@ describe('AD-PSGD aborted exchanges lose nothing', () => {
     await sleep(30) // p1 has accepted (snapshot sent), p0 has not received it yet
     expect(logs.some((l) => l.peer === 'p1' && l.event === 'ad-psgd/exchange-start')).toBe(true)
     net.leave('p1')
-    const r = await step
-    expect(r.communicated).toBe(false)
+    await step
+    expect(await initiatedOk(logs, 'p0')).toBe(false)
     await sleep(350) // p1's serve deadline (2 × 150 ms) expires
     expect([...(await p0.inst.evalParams())]).toEqual([...a])
     expect([...(await p1.compute.readParams())]).toEqual([...b])
@@ -270,7 +282,7 @@ describe('AD-PSGD: a roster change elsewhere never half-applies an exchange', ()
    * Runs one step of `initiator` and fires `change` right after `trigger`'s first send of `kind`
    * (the message is then in flight, stamped with the old epoch).
    */
-  async function exchangeWithChange(net: MemoryNetwork, peers: Peer[], initiator: Peer, trigger: Peer, kind: string, change: () => void) {
+  async function exchangeWithChange(logs: LogLine[], initiator: Peer, trigger: Peer, kind: string, change: () => void) {
     const realSend = trigger.mesh.send.bind(trigger.mesh)
     let fired = false
     trigger.mesh.send = async (to, msg, signal) => {
@@ -280,9 +292,10 @@ describe('AD-PSGD: a roster change elsewhere never half-applies an exchange', ()
         change()
       }
     }
-    const r = await initiator.inst.step()
+    await initiator.inst.step()
+    const ok = await initiatedOk(logs, initiator.id)
     expect(fired).toBe(true)
-    return r
+    return { communicated: ok }
   }
 
   it('a third peer joins while the exchange message is in flight: both apply, the pair sum is exact', async () => {
@@ -292,7 +305,7 @@ describe('AD-PSGD: a roster change elsewhere never half-applies an exchange', ()
     const b = Float32Array.of(5, 6, 7, 9)
     const [p0, p1] = await startAll(net, [new LsqCompute(flat(4), { init: a }), new LsqCompute(flat(4), { init: b })], config(), logs)
     const epoch = net.membership().epoch
-    const r = await exchangeWithChange(net, [p0, p1], p0, p0, 'ad-psgd/exchange', () => net.join('p2'))
+    const r = await exchangeWithChange(logs, p0, p0, 'ad-psgd/exchange', () => net.join('p2'))
     expect(r.communicated).toBe(true)
     expect(net.membership().epoch).toBe(epoch + 1)
     await quiesce(logs)
@@ -319,7 +332,7 @@ describe('AD-PSGD: a roster change elsewhere never half-applies an exchange', ()
     const b = Float32Array.of(5, 6, 7, 9)
     const [px, p0, p1] = await Promise.all([Float32Array.of(100, 100, 100, 100), a, b].map((init, i) =>
       start(net, ['px', 'p0', 'p1'][i], new LsqCompute(flat(4), { init }), config(), logs)))
-    const r = await exchangeWithChange(net, [p0, p1], p1, p1, 'ad-psgd/exchange', () => {
+    const r = await exchangeWithChange(logs, p1, p1, 'ad-psgd/exchange', () => {
       px.inst.dispose()
       net.leave('px')
     })
@@ -343,7 +356,7 @@ describe('AD-PSGD: a roster change elsewhere never half-applies an exchange', ()
     // Deadline 5 s: the passive side must end through `cancel`, far sooner than its 10 s wait.
     const [p0, p1] = await startAll(net, [new LsqCompute(flat(3), { init: a }), new LsqCompute(flat(3), { init: b })], config(), logs)
     const t0 = performance.now()
-    const r = await exchangeWithChange(net, [p0, p1], p0, p1, 'ad-psgd/accept', () => net.join('p2'))
+    const r = await exchangeWithChange(logs, p0, p1, 'ad-psgd/accept', () => net.join('p2'))
     expect(r.communicated).toBe(false)
     await quiesce(logs)
     expect(performance.now() - t0).toBeLessThan(2000)
@@ -359,7 +372,8 @@ describe('AD-PSGD: a roster change elsewhere never half-applies an exchange', ()
     const logs: LogLine[] = []
     // Integer models on a 4-ring: every exchange is exact, so any half-applied one shows.
     const inits = [0, 1, 2, 3].map((i) => Float32Array.of(8 * i, -4 * i, 16, 2 * i * i))
-    const peers = await startAll(net, inits.map((x) => new LsqCompute(flat(4), { init: x })), config(), logs)
+    // Steps take 5 ms (as a gradient would), so the run lasts long enough for the churn.
+    const peers = await startAll(net, inits.map((x) => new LsqCompute(flat(4), { init: x, delayMs: 5 })), config(), logs)
     let churn = 0
     let stepping = true
     const churner = (async () => {

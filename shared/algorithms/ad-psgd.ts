@@ -144,6 +144,10 @@ class AdPsgd implements AlgorithmInstance {
   private stepCount = 0
   private momentum: Float32Array | null = null
   private inFlight: Promise<unknown> = Promise.resolve()
+  /** The exchange this peer initiated that has not ended yet (step() starts at most one). */
+  private initiated: Promise<void> | null = null
+  /** Initiated exchanges that averaged x since the last step report. */
+  private exchanged = 0
   /** Committed exchanges whose `done` has not arrived yet (see confirm()). */
   private readonly confirming = new Set<Promise<void>>()
   private consensus: number | undefined
@@ -435,23 +439,27 @@ class AdPsgd implements AlgorithmInstance {
     // §4.1: the gradient is taken at a possibly stale x̂ while the gossip runs beside it (the
     // paper's separate computation and communication threads): the exchange's snapshot and its
     // difference update x += (s_B − s_A)/2 go through the lock, so whichever lands first, both
-    // the averaging and the gradient step below are kept. Awaiting the exchange before the
-    // gradient cost a 2-peer swarm about a third of its steps/s (bench/overhead.ts).
+    // the averaging and the gradient step below are kept. The step never waits for the exchange:
+    // a partner answers only between its own steps (a wasm gradient holds its thread), so
+    // waiting cost up to one partner step per step (a 2-peer cnn swarm: 27–48 % of its steps/s,
+    // bench/overhead.ts). At most one initiated exchange is in flight; the next step starts
+    // another once it has ended.
     const targets = activeTargets(this.ctx, mesh.membership())
-    let exchanging: Promise<boolean> = Promise.resolve(false)
-    if (targets.length > 0) {
+    if (!this.initiated && targets.length > 0) {
       const partner = targets[this.rng.int(targets.length)]
       mesh.want([partner])
-      exchanging = this.exchange(partner)
+      const run = this.exchange(partner).then((ok) => {
+        if (ok) this.exchanged++
+      }).finally(() => {
+        if (this.initiated === run) this.initiated = null
+      })
+      this.initiated = run
     }
-    let g: Awaited<ReturnType<typeof compute.gradient>>
-    try {
-      g = await compute.gradient()
-    } catch (e) {
-      await exchanging.catch(() => false)
-      throw e
-    }
-    const communicated = await exchanging
+    const g = await compute.gradient()
+    // What this peer initiated and completed since its last report (an exchange that is still
+    // running is reported by the step during which it ends).
+    const communicated = this.exchanged > 0
+    this.exchanged = 0
     if (!allFinite(g.grad)) throw new Error('ad-psgd: non-finite gradient')
     await this.lock.run(async () => {
       const x = new Float32Array(await this.params())
