@@ -31,7 +31,7 @@ const FLAG_THRESHOLD = 0.5
  */
 const RESYNC_ATTEMPTS = 2
 
-/** Times a step whose all-reduce failed waits for a ring neighbour that is behind (see neighbourSteps). */
+/** Held retries of a step whose all-reduce failed while a ring neighbour is at or behind its step (see neighbourSteps). */
 const MAX_HOLDS = 4
 /** Attempts of each held retry. */
 const HOLD_ATTEMPTS = 2
