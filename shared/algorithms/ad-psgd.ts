@@ -144,8 +144,6 @@ class AdPsgd implements AlgorithmInstance {
   private stepCount = 0
   private momentum: Float32Array | null = null
   private inFlight: Promise<unknown> = Promise.resolve()
-  /** The exchange this peer initiated that has not ended yet (step() starts at most one). */
-  private initiated: Promise<void> | null = null
   /** Initiated exchanges that averaged x since the last step report. */
   private exchanged = 0
   /** Committed exchanges whose `done` has not arrived yet (see confirm()). */
@@ -442,18 +440,16 @@ class AdPsgd implements AlgorithmInstance {
     // the averaging and the gradient step below are kept. The step never waits for the exchange:
     // a partner answers only between its own steps (a wasm gradient holds its thread), so
     // waiting cost up to one partner step per step (a 2-peer cnn swarm: 27–48 % of its steps/s,
-    // bench/overhead.ts). At most one initiated exchange is in flight; the next step starts
-    // another once it has ended.
+    // bench/overhead.ts). At most one exchange is in flight: exchange() returns false at once
+    // while the `busy` token is held (by the previous one, or by serving a partner).
     const targets = activeTargets(this.ctx, mesh.membership())
-    if (!this.initiated && targets.length > 0) {
+    if (targets.length > 0) {
       const partner = targets[this.rng.int(targets.length)]
       mesh.want([partner])
-      const run = this.exchange(partner).then((ok) => {
+      // Nobody awaits it, so a failure is logged here rather than left unhandled.
+      void this.exchange(partner).then((ok) => {
         if (ok) this.exchanged++
-      }).finally(() => {
-        if (this.initiated === run) this.initiated = null
-      })
-      this.initiated = run
+      }, (err) => this.ctx.log('ad-psgd/exchange-error', { partner, error: String(err) }))
     }
     const g = await compute.gradient()
     // What this peer initiated and completed since its last report (an exchange that is still
