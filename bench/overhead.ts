@@ -145,9 +145,16 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
     // --repeat K: K passes over the rows (interleaved, so the machine's drift spreads over all of
     // them); the summary gives each algorithm's median and range. One row's overhead moved from
     // −1 % to 37 % between runs of the same code on this VM.
-    for (let rep = 0; rep < repeat; rep++) for (const [label, config] of table) {
-      if (only && !only.includes(label)) continue
-      const r = await runSwarm(server.url, { n, config, seconds, label: repeat > 1 ? `${label}-r${rep}` : label, warmSteps: 5 })
+    // --compute-thread worker|main|both: where each Node peer runs its tfjs model (default
+    // worker, as `npm run peer`); `both` measures the two interleaved, rows `x` and `x@main`.
+    const threads = (argOf('--compute-thread') ?? 'worker') === 'both' ? ['worker', 'main'] : [argOf('--compute-thread') ?? 'worker']
+    for (const t of threads) if (t !== 'worker' && t !== 'main') throw new Error(`--compute-thread must be worker, main or both, got ${t}`)
+    for (let rep = 0; rep < repeat; rep++) for (const [name, config] of table) for (const thread of threads) {
+      if (only && !only.includes(name)) continue
+      const label = threads.length > 1 && thread === 'main' ? `${name}@main` : name
+      const r = await runSwarm(server.url, {
+        n, config, seconds, label: (repeat > 1 ? `${label}-r${rep}` : label).replace('@', '-'), warmSteps: 5, env: { TABSWARM_COMPUTE_THREAD: thread },
+      })
       const after = await plainAt(`after ${label}`, ['local', 'gradient'])
       const baseline = (best(before) + best(after)) / 2
       const plainLocal = (before.local + after.local) / 2
@@ -156,7 +163,7 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
       // updates, every other algorithm's step() is one update.
       const per = r.peers.reduce((a, p) => a + p.samplesPerSec / batch, 0) / n
       const row = {
-        algorithm: label, rep, peers: n, swarmStepsPerSec: +per.toFixed(2), plainStepsPerSec: +baseline.toFixed(2),
+        algorithm: label, computeThread: thread, rep, peers: n, swarmStepsPerSec: +per.toFixed(2), plainStepsPerSec: +baseline.toFixed(2),
         overheadPct: +((1 - per / baseline) * 100).toFixed(1),
         overheadVsLocalStepLoopPct: +((1 - per / plainLocal) * 100).toFixed(1),
         overheadVsGradientLoopPct: +((1 - per / plainGrad) * 100).toFixed(1),
@@ -184,7 +191,7 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
       runs: plainRuns.map((p) => ({ at: p.at, localStepsPerSec: +p.local.toFixed(2), gradientStepsPerSec: +p.gradient.toFixed(2), perProcess: p.perProcess })),
       localSleep0StepsPerSec: +mean0('localSleep0').toFixed(2), localImmediateStepsPerSec: +mean0('localImmediate').toFixed(2),
     },
-    repeat, rows, summary, gc: process.env.TABSWARM_NODE_GC === 'default' ? 'v8 default' : 'heap-growing-percent=100',
+    repeat, computeThread: argOf('--compute-thread') ?? 'worker', rows, summary, gc: process.env.TABSWARM_NODE_GC === 'default' ? 'v8 default' : 'heap-growing-percent=100',
     load: { before: loadBefore, after: load() },
   }
 }
@@ -196,7 +203,8 @@ if (WORKER) {
 } else if (process.argv[1] === SCRIPT) {
   console.log('overhead: swarm vs plain tfjs loop')
   const r = await runOverheadBench()
-  const suffix = (r.model === 'mlp' ? '' : `-${r.model}`) + (r.repeat > 1 ? `-x${r.repeat}` : '') + (argOf('--peers') === '1' ? '-1peer' : '')
+  const suffix = (r.model === 'mlp' ? '' : `-${r.model}`) + (r.repeat > 1 ? `-x${r.repeat}` : '') + (argOf('--peers') === '1' ? '-1peer' : '') +
+    (argOf('--compute-thread') && argOf('--compute-thread') !== 'worker' ? `-${argOf('--compute-thread')}` : '')
   console.log('wrote', writeResult(`${quick ? 'overhead-quick' : 'overhead'}${suffix}`, r))
   process.exit(0)
 }

@@ -7,8 +7,9 @@ import { benchWorkerFlags, median } from './common'
 const WORKER = fileURLToPath(new URL('./swarm-peer.ts', import.meta.url))
 type Sample = { t: number; step: number; samples: number; bytesSent: number; bytesReceived: number; stage: string }
 
-export function forkWorker(args: string[]): ChildProcess {
+export function forkWorker(args: string[], env?: Record<string, string>): ChildProcess {
   return fork(WORKER, args, {
+    env: env ? { ...process.env, ...env } : process.env,
     execArgv: ['--import', 'tsx', ...benchWorkerFlags()], serialization: 'advanced',
     // Worker stdout only when asked for diagnostics (--trace-gc and the like print there).
     stdio: ['ignore', process.env.BENCH_NODE_FLAGS ? 'inherit' : 'ignore', 'inherit', 'ipc'],
@@ -37,6 +38,8 @@ export interface PeerResult {
  */
 export async function runSwarm(serverUrl: string, opts: {
   n: number; config: Record<string, unknown>; seconds: number; warmSteps?: number; startupS?: number; label: string
+  /** Extra environment for the peer processes (e.g. TABSWARM_COMPUTE_THREAD). */
+  env?: Record<string, string>
 }): Promise<{ room: string; startupS: number; windowS: number; peers: PeerResult[]; serverStats?: unknown }> {
   const res = await fetch(`${serverUrl}/api/rooms`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ room: `bench-${opts.label}-${process.pid}`, config: opts.config }) })
   if (!res.ok) throw new Error(`create room: ${res.status} ${await res.text()}`)
@@ -48,7 +51,7 @@ export async function runSwarm(serverUrl: string, opts: {
   for (let i = 0; i < opts.n; i++) {
     samples.push([])
     errors.push([])
-    const k = forkWorker(['swarm', serverUrl, room, `${opts.label}-${i}`])
+    const k = forkWorker(['swarm', serverUrl, room, `${opts.label}-${i}`], opts.env)
     k.on('message', (m: { ev: string; samples?: Sample[]; error?: string }) => {
       if (m.ev === 'samples') samples[i].push(...m.samples!)
       if (m.ev === 'error') errors[i].push(String(m.error))

@@ -9,8 +9,18 @@ import { createNodeHogwildPool } from '../runtime/hogwild/node-pool'
 import { setupNodeBackend } from '../runtime/node-backend'
 import { fetchRoomCheckpoint } from '../session/checkpoint'
 import { fetchRoomProgress } from '../session/room-progress'
-import { createWebRtcMesh, makeTrainer, shardRequest, signalingPort } from '../session/platform'
-import { SwarmSession, type SessionMesh, type SessionPlatform } from '../session/swarm-session'
+import { startNodeWorkerCompute } from '../runtime/compute-worker/node'
+import { createWebRtcMesh, evalSubset, makeTrainer, shardRequest, signalingPort } from '../session/platform'
+import { SwarmSession, type SessionMesh, type SessionPlatform, type Trainer } from '../session/swarm-session'
+
+/**
+ * Where a Node volunteer's tfjs model runs. 'worker' (default): on its own worker thread, so
+ * the thread that owns the data channels stays free to answer neighbours while a wasm gradient
+ * runs (client/runtime/compute-worker/host.ts says why that matters). 'main': on the session's
+ * thread, like a tab without workers (kept to measure the difference).
+ */
+export type ComputeThread = 'worker' | 'main'
+export const COMPUTE_THREADS: readonly ComputeThread[] = ['worker', 'main']
 
 // A step's deadline signal legitimately has one waiter per peer it fans out to (an all-reduce
 // group or state request to up to MAX_PEERS_PER_ROOM − 1 peers); Node's default of 10 abort
@@ -41,7 +51,11 @@ export function createNodeSession(opts: {
   tapWebRtcMesh?: (m: WebRtcMesh) => void
   /** Which Node WebRTC stack carries the mesh (default @roamhq/wrtc). */
   webrtc?: NodeWebRtcOptions
+  /** Default 'worker', or the TABSWARM_COMPUTE_THREAD environment variable. */
+  computeThread?: ComputeThread
 }): SwarmSession {
+  const computeThread = opts.computeThread ?? parseComputeThread(process.env.TABSWARM_COMPUTE_THREAD)
+  let backend: 'wasm' | 'cpu' = opts.backend ?? 'wasm'
   // createMesh is synchronous, so the stack is loaded (lazily: only the chosen one) in the async
   // steps before it. selectBackend comes first, so a stack that fails to load fails the session
   // before any data is downloaded.
@@ -56,13 +70,14 @@ export function createNodeSession(opts: {
       await loadWrtc()
       const want = forced === 'cpu' || opts.backend === 'cpu' ? 'cpu' : 'wasm'
       const got = await setupNodeBackend(want)
+      backend = got
       return { backend: got, reason: got === want ? `Node peer: ${got} requested` : `Node peer: ${want} unavailable, using ${got}` }
     },
     async prepare(config, shard) {
       await loadWrtc()
       const train = await fetchDataset(config.dataset, 'train', { baseUrl: opts.server, shard: shardRequest(config, shard) })
       const test = await fetchDataset(config.dataset, 'test', { baseUrl: opts.server })
-      const trainer = makeTrainer(config, train, test, shard.seed)
+      const trainer = computeThread === 'worker' ? await workerTrainer(config, train, test, shard.seed, backend) : makeTrainer(config, train, test, shard.seed)
       return opts.transformCompute ? { ...trainer, compute: opts.transformCompute(trainer.compute) } : trainer
     },
     createMesh: ({ self, config, compute }) => {
@@ -81,4 +96,18 @@ export function createNodeSession(opts: {
     fetchRoomProgress: (room) => fetchRoomProgress(opts.server, room),
   }
   return new SwarmSession(platform, { room: opts.room, name: opts.name, backend: opts.backend, maxSteps: opts.maxSteps })
+}
+
+function parseComputeThread(v: string | undefined): ComputeThread {
+  if (v === undefined || v === '') return 'worker'
+  if (v === 'worker' || v === 'main') return v
+  throw new Error(`TABSWARM_COMPUTE_THREAD must be one of ${COMPUTE_THREADS.join(', ')}, got ${JSON.stringify(v)}`)
+}
+
+/** makeTrainer's counterpart with the model on a worker thread (same model, data, seeds). */
+async function workerTrainer(config: Parameters<typeof makeTrainer>[0], train: Trainer['train'], test: Trainer['train'], streamSeed: number, backend: 'wasm' | 'cpu'): Promise<Trainer> {
+  const compute = await startNodeWorkerCompute({
+    model: config.model, train, test: evalSubset(test), batchSize: config.batchSize, seed: config.seed, streamSeed, backend,
+  })
+  return { compute, train, evaluate: (p) => compute.evaluate(p), dispose: () => compute.dispose() }
 }

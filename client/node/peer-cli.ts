@@ -2,11 +2,11 @@ import { Command, Option } from 'commander'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { NODE_WEBRTC_STACKS, type NodeWebRtcStack } from '../mesh/node-webrtc'
-import { createNodeSession } from './node-platform'
+import { COMPUTE_THREADS, createNodeSession, type ComputeThread } from './node-platform'
 
 /**
  * `npm run peer -- --server URL --room NAME [--backend wasm|cpu] [--count N]
- *   [--webrtc wrtc|node-datachannel] [--bind-address IP]`
+ *   [--webrtc wrtc|node-datachannel] [--bind-address IP] [--compute-thread worker|main]`
  * Starts N headless volunteers, each its own OS process (one tfjs runtime and one WebRTC stack
  * per process, like one tab each). With --count 1 (default) this process is the volunteer.
  */
@@ -20,13 +20,14 @@ const program = new Command()
   .option('--name <name>', 'display name on the dashboard')
   .option('--steps <n>', 'stop after this many local steps', (v) => parseInt(v, 10))
   .option('--quiet', 'print only errors')
+  .addOption(new Option('--compute-thread <where>', 'run the tfjs model on its own worker thread (the mesh stays responsive during a gradient) or on the main thread').choices([...COMPUTE_THREADS]).default('worker'))
   .addOption(new Option('--webrtc <stack>', 'Node WebRTC stack').choices([...NODE_WEBRTC_STACKS]).default('wrtc'))
   // Off by default: a volunteer on a LAN must gather its LAN address, not only loopback.
   .option('--bind-address <ip>', 'node-datachannel only: bind WebRTC (ICE) sockets to this local address (127.0.0.1 inside a loopback-only namespace, where it finds no address otherwise); default: all interfaces')
 program.parse()
 const o = program.opts<{
   server: string; room: string; backend: 'wasm' | 'cpu'; count: number; name?: string; steps?: number; quiet?: boolean
-  webrtc: NodeWebRtcStack; bindAddress?: string
+  webrtc: NodeWebRtcStack; bindAddress?: string; computeThread: ComputeThread
 }>()
 
 if (o.bindAddress && o.webrtc !== 'node-datachannel') {
@@ -46,7 +47,7 @@ if (o.count > 1) {
     const args = ['--import', 'tsx', self, '--server', o.server, '--room', o.room, '--backend', o.backend, '--name', `${o.name ?? 'node'}-${i + 1}`]
     if (o.steps) args.push('--steps', String(o.steps))
     if (o.quiet) args.push('--quiet')
-    args.push('--webrtc', o.webrtc)
+    args.push('--webrtc', o.webrtc, '--compute-thread', o.computeThread)
     if (o.bindAddress) args.push('--bind-address', o.bindAddress)
     children.push(spawn(process.execPath, args, { stdio: 'inherit' }))
   }
@@ -57,7 +58,7 @@ if (o.count > 1) {
   for (const c of children) c.on('exit', () => --alive === 0 && process.exit(0))
 } else {
   const session = createNodeSession({
-    server: o.server, room: o.room, name: o.name, backend: o.backend, maxSteps: o.steps,
+    server: o.server, room: o.room, name: o.name, backend: o.backend, maxSteps: o.steps, computeThread: o.computeThread,
     webrtc: { stack: o.webrtc, ...(o.bindAddress ? { bindAddress: o.bindAddress } : {}) },
   })
   let lastLine = 0

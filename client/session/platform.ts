@@ -81,11 +81,15 @@ export function shardRequest(config: RoomConfig, shard: { index: number; count: 
   return { peerIndex: shard.index, peerCount: shard.count, partition: config.partition, seed: config.seed }
 }
 
+/** The examples every peer's accuracy is measured on. */
+export function evalSubset(test: Dataset): Dataset {
+  return subsetDataset(test, Array.from({ length: Math.min(EVAL_EXAMPLES, test.count) }, (_, i) => i))
+}
+
 /** Builds the tfjs trainer once the shard and the test prefix are on the host. */
 export function makeTrainer(config: RoomConfig, train: Dataset, test: Dataset, streamSeed: number): Trainer {
   const compute = new TfCompute({ model: config.model, train, batchSize: config.batchSize, seed: config.seed, streamSeed })
-  const evalSet = subsetDataset(test, Array.from({ length: Math.min(EVAL_EXAMPLES, test.count) }, (_, i) => i))
-  const testDev: DeviceData = uploadDataset(evalSet)
+  const testDev: DeviceData = uploadDataset(evalSubset(test))
   return {
     compute,
     train,
