@@ -9,6 +9,9 @@ import { runSwarm } from './swarm'
  * the same backend and model. The machine has 2 cores, so N peers share them: the baseline runs N
  * plain loops concurrently too (same CPU contention), and overhead = 1 − swarm/plain per peer.
  *   sh tools/netns-run.sh npx tsx bench/overhead.ts [--quick] [--model mlp|deep-mlp|cnn] [--dataset synthetic|mnist]
+ *     [--only a,b] [--repeat K] [--peers N] [--compute-thread worker|main|both]
+ * --compute-thread: where each peer runs its tfjs model (default worker, as `npm run peer`);
+ * `both` measures the two interleaved (rows `x` and `x@main`).
  *
  * Plain loops (this file re-forked with --plain-worker): every worker loads first, then all start
  * together (barrier), and the variants are measured in interleaved blocks (A B C D A B C D …,
