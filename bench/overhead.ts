@@ -1,7 +1,8 @@
 import { fork } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { benchServer, benchWorkerFlags, ensureNetns, load, maybeSampleAllocations, maybeSampleMemory, median, writeResult } from './common'
-import { runSwarm } from './swarm'
+import { machineShare, procStat, runSwarm, type MachineShare } from './swarm'
+import { splitThreads, threadCpuMs, type ThreadSplit } from './threads'
 
 /**
  * Issue 4 swarm overhead: per-peer training steps/s inside a swarm of N headless Node peers
@@ -12,6 +13,10 @@ import { runSwarm } from './swarm'
  *     [--only a,b] [--repeat K] [--peers N] [--compute-thread worker|main|both]
  * --compute-thread: where each peer runs its tfjs model (default worker, as `npm run peer`);
  * `both` measures the two interleaved (rows `x` and `x@main`).
+ * Every row also gives CPU time per minibatch update (all threads; swarm vs plain), the same
+ * split by thread (main / busiest other = the compute worker / rest, bench/threads.ts), cores
+ * kept busy per peer and the VM's steal time around it: wall-clock steps/s on this shared VM
+ * moves with other tenants, and these say which part of a row's overhead is ours.
  *
  * Plain loops (this file re-forked with --plain-worker): every worker loads first, then all start
  * together (barrier), and the variants are measured in interleaved blocks (A B C D A B C D …,
@@ -30,7 +35,12 @@ const quick = process.argv.includes('--quick')
 
 type PlainVariant = 'local' | 'gradient' | 'localSleep0' | 'localImmediate'
 const VARIANTS: PlainVariant[] = ['local', 'gradient', 'localSleep0', 'localImmediate']
-type PlainResult = { backend: string; paramCount: number; stepsPerSec: Record<PlainVariant, number>; blocks: Record<PlainVariant, number[]> }
+/** cpuMsPerStep: this process's CPU time (all threads) per step of the variant, summed over its blocks. */
+/** threadMsPerStep: the same split by thread (main / busiest other / rest, see bench/threads.ts); Linux only. */
+type PlainResult = {
+  backend: string; paramCount: number; stepsPerSec: Record<PlainVariant, number>; cpuMsPerStep: Record<PlainVariant, number>
+  threadMsPerStep?: Record<PlainVariant, ThreadSplit>; blocks: Record<PlainVariant, number[]>
+}
 
 async function plainWorker(model: string, dataset: string, batch: number, blockMs: number, rounds: number, variants: PlainVariant[]): Promise<void> {
   maybeSampleAllocations(`plain-${variants.join('+')}`)
@@ -63,13 +73,19 @@ async function plainWorker(model: string, dataset: string, batch: number, blockM
   process.send!({ ev: 'ready' })
   await new Promise<void>((r) => process.once('message', () => r()))
   const blocks = Object.fromEntries(variants.map((v) => [v, [] as number[]])) as Record<PlainVariant, number[]>
-  const total = Object.fromEntries(variants.map((v) => [v, { steps: 0, ms: 0 }])) as Record<PlainVariant, { steps: number; ms: number }>
+  const total = Object.fromEntries(variants.map((v) => [v, { steps: 0, ms: 0, cpuMs: 0, main: 0, other: 0, rest: 0 }])) as Record<PlainVariant, { steps: number; ms: number; cpuMs: number; main: number; other: number; rest: number }>
+  const cpuMs = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000 }
   for (let r = 0; r < rounds; r++) {
     for (const v of variants) {
       const t0 = performance.now()
+      const c0 = cpuMs()
+      const th0 = threadCpuMs(process.pid)
       let n = 0
       while (performance.now() - t0 < blockMs) (await one[v](), n++)
       const ms = performance.now() - t0
+      total[v].cpuMs += cpuMs() - c0
+      const split = splitThreads(process.pid, th0, threadCpuMs(process.pid))
+      if (split) (total[v].main += split.mainMs, total[v].other += split.busiestOtherMs, total[v].rest += split.restMs)
       blocks[v].push(n / (ms / 1000))
       total[v].steps += n
       total[v].ms += ms
@@ -78,7 +94,10 @@ async function plainWorker(model: string, dataset: string, batch: number, blockM
   // Steps over time summed across blocks: a block holds only ~7 steps of a cnn, so a per-block
   // median would be quantized to ~15 %.
   const stepsPerSec = Object.fromEntries(variants.map((v) => [v, +(total[v].steps / (total[v].ms / 1000)).toFixed(2)])) as Record<PlainVariant, number>
-  process.send!({ ev: 'plain', backend, paramCount: c.paramCount, stepsPerSec, blocks } satisfies PlainResult & { ev: string })
+  const cpuMsPerStep = Object.fromEntries(variants.map((v) => [v, +(total[v].cpuMs / Math.max(1, total[v].steps)).toFixed(2)])) as Record<PlainVariant, number>
+  const perStep = (v: PlainVariant, x: number) => +(x / Math.max(1, total[v].steps)).toFixed(2)
+  const threadMsPerStep = Object.fromEntries(variants.map((v) => [v, { mainMs: perStep(v, total[v].main), busiestOtherMs: perStep(v, total[v].other), restMs: perStep(v, total[v].rest) }])) as Record<PlainVariant, ThreadSplit>
+  process.send!({ ev: 'plain', backend, paramCount: c.paramCount, stepsPerSec, cpuMsPerStep, threadMsPerStep, blocks } satisfies PlainResult & { ev: string })
   c.dispose()
 }
 
@@ -99,6 +118,19 @@ async function plainLoops(n: number, model: string, dataset: string, batch: numb
   return out
 }
 
+/**
+ * Percentile-bootstrap 95 % interval of the median (seeded, 2000 resamples): with a handful of
+ * rows it is wide, which is the point — it says how much one more run could move the median.
+ */
+function bootstrapMedianCi(xs: number[]): [number, number] {
+  if (xs.length < 2) return [xs[0] ?? NaN, xs[0] ?? NaN]
+  let seed = 12345
+  const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32)
+  const meds = Array.from({ length: 2000 }, () => median(xs.map(() => xs[Math.floor(rand() * xs.length)])))
+  meds.sort((a, b) => a - b)
+  return [+meds[49].toFixed(1), +meds[1949].toFixed(1)]
+}
+
 const argOf = (name: string) => { const i = process.argv.indexOf(name); return i >= 0 ? process.argv[i + 1] : undefined }
 
 export async function runOverheadBench(o: { n?: number; seconds?: number; model?: string; dataset?: string } = {}) {
@@ -115,20 +147,34 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
   // measured. So the plain baseline is measured right before AND right after every swarm row
   // (plain, row 1, plain, row 2, …, plain) and each row is compared with the mean of its two
   // neighbours in time; `driftPct` says how much the machine moved meanwhile.
-  const plainRuns: { at: string; perProcess: PlainResult[]; local: number; gradient: number }[] = []
+  type PlainRun = { at: string; perProcess: PlainResult[]; local: number; gradient: number; cpuLocal: number; cpuGradient: number; machine?: MachineShare }
+  const meanSplit = (xs: (ThreadSplit | undefined)[], k = 1): ThreadSplit | undefined => {
+    const ok = xs.filter((x): x is ThreadSplit => !!x)
+    if (!ok.length) return undefined
+    const m = (f: (x: ThreadSplit) => number) => +((ok.reduce((a, x) => a + f(x), 0) / ok.length) * k).toFixed(1)
+    return { mainMs: m((x) => x.mainMs), busiestOtherMs: m((x) => x.busiestOtherMs), restMs: m((x) => x.restMs) }
+  }
+  const fmtSplit = (x?: ThreadSplit) => (x ? `${x.mainMs}/${x.busiestOtherMs}/${x.restMs}` : '?')
+  const plainRuns: PlainRun[] = []
   const plainAt = async (at: string, variants: PlainVariant[]) => {
+    const s0 = procStat()
     const perProcess = await plainLoops(n, model, dataset, batch, seconds / 2, variants)
+    const machine = machineShare(s0, procStat())
     const mean = (v: PlainVariant) => perProcess.reduce((acc, p) => acc + (p.stepsPerSec[v] ?? 0), 0) / n
-    const run = { at, perProcess, local: mean('local'), gradient: mean('gradient') }
+    const meanCpu = (v: PlainVariant) => perProcess.reduce((acc, p) => acc + (p.cpuMsPerStep[v] ?? 0), 0) / n
+    const run: PlainRun = { at, perProcess, local: mean('local'), gradient: mean('gradient'), cpuLocal: meanCpu('local'), cpuGradient: meanCpu('gradient'), machine }
     plainRuns.push(run)
     const extra = variants.includes('localSleep0')
       ? `, ${mean('localSleep0').toFixed(2)} on device + sleep(0) per step, ${mean('localImmediate').toFixed(2)} on device + setImmediate per step`
       : ''
-    console.log(`  plain tfjs loop ${at} (${n} concurrent, ${perProcess[0].backend}): ${run.local.toFixed(2)} steps/s on device, ${run.gradient.toFixed(2)} with gradient read-back${extra}`)
+    console.log(`  plain tfjs loop ${at} (${n} concurrent, ${perProcess[0].backend}): ${run.local.toFixed(2)} steps/s on device, ${run.gradient.toFixed(2)} with gradient read-back${extra}; CPU ${run.cpuLocal.toFixed(1)} / ${run.cpuGradient.toFixed(1)} ms per step, steal ${machine?.stealPct ?? '?'} %`)
     return run
   }
   // The baseline is the faster of the two plain loops (the fairest "plain tfjs" reference).
   const best = (r: { local: number; gradient: number }) => Math.max(r.local, r.gradient)
+  // CPU per step of the same (faster) variant: the drift-free side of the comparison.
+  const bestCpu = (r: PlainRun) => (r.local >= r.gradient ? r.cpuLocal : r.cpuGradient)
+  const bestSplit = (r: PlainRun) => meanSplit(r.perProcess.map((p) => p.threadMsPerStep?.[r.local >= r.gradient ? 'local' : 'gradient']))
   let before = await plainAt('first', VARIANTS)
   const server = await benchServer()
   const rows: { algorithm: string; overheadPct: number; [k: string]: unknown }[] = []
@@ -165,6 +211,16 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
       // Minibatch updates per second (samples ÷ batch): a lap-sgd step() is a whole round of H
       // updates, every other algorithm's step() is one update.
       const per = r.peers.reduce((a, p) => a + p.samplesPerSec / batch, 0) / n
+      // CPU-time view, immune to the VM's drift (another tenant's time is not this process's CPU
+      // time): what one minibatch update costs a swarm peer, all its threads counted, against the
+      // plain loop; and how much of a core each peer kept busy (below the plain loop's = waiting).
+      const swarmCpu = r.peers.reduce((a, p) => a + p.cpuMsPerSample * batch, 0) / n
+      const plainCpu = (bestCpu(before) + bestCpu(after)) / 2
+      const swarmCores = r.peers.reduce((a, p) => a + p.cpuCores, 0) / n
+      // Where the CPU per update went, by thread (main / busiest other / rest): in a swarm peer
+      // the busiest other thread is the compute worker; in the plain loop the model runs on main.
+      const swarmThreads = meanSplit(r.peers.map((p) => p.threadMsPerSample), batch)
+      const plainThreads = meanSplit([bestSplit(before), bestSplit(after)])
       const row = {
         algorithm: label, computeThread: thread, rep, peers: n, swarmStepsPerSec: +per.toFixed(2), plainStepsPerSec: +baseline.toFixed(2),
         overheadPct: +((1 - per / baseline) * 100).toFixed(1),
@@ -172,9 +228,16 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
         overheadVsGradientLoopPct: +((1 - per / plainGrad) * 100).toFixed(1),
         plainBeforeStepsPerSec: +best(before).toFixed(2), plainAfterStepsPerSec: +best(after).toFixed(2),
         driftPct: +((best(after) / best(before) - 1) * 100).toFixed(1),
+        swarmCpuMsPerUpdate: +swarmCpu.toFixed(1), plainCpuMsPerUpdate: +plainCpu.toFixed(1),
+        // 1 − plain/swarm CPU per update: the share of a swarm peer's CPU that the plain loop does
+        // not spend. Equals the steps/s overhead when both keep their cores equally busy.
+        cpuOverheadPct: +((1 - plainCpu / swarmCpu) * 100).toFixed(1),
+        swarmCoresPerPeer: +swarmCores.toFixed(2),
+        swarmThreadMsPerUpdate: swarmThreads, plainThreadMsPerUpdate: plainThreads,
+        stealPct: { plainBefore: before.machine?.stealPct, swarm: r.machine?.stealPct, plainAfter: after.machine?.stealPct },
         startupS: r.startupS, windowS: r.windowS, perPeer: r.peers,
       }
-      console.log(`  ${label} x${n}: ${per.toFixed(2)} steps/s per peer vs plain ${baseline.toFixed(2)} (before ${best(before).toFixed(2)}, after ${best(after).toFixed(2)}) → overhead ${row.overheadPct} % (vs on-device loop ${row.overheadVsLocalStepLoopPct} %, vs read-back loop ${row.overheadVsGradientLoopPct} %)`)
+      console.log(`  ${label} x${n}: ${per.toFixed(2)} steps/s per peer vs plain ${baseline.toFixed(2)} (before ${best(before).toFixed(2)}, after ${best(after).toFixed(2)}) → overhead ${row.overheadPct} % (vs on-device loop ${row.overheadVsLocalStepLoopPct} %, vs read-back loop ${row.overheadVsGradientLoopPct} %); CPU ${swarmCpu.toFixed(1)} vs ${plainCpu.toFixed(1)} ms per update → ${row.cpuOverheadPct} %, ${swarmCores.toFixed(2)} cores per peer, steal ${r.machine?.stealPct ?? '?'} %; ms per update by thread main/other/rest: swarm ${fmtSplit(swarmThreads)}, plain ${fmtSplit(plainThreads)}`)
       rows.push(row)
       before = after
     }
@@ -182,10 +245,16 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
     await server.close()
   }
   const summary = [...new Set(rows.map((r) => r.algorithm))].map((algorithm) => {
-    const o = rows.filter((r) => r.algorithm === algorithm).map((r) => r.overheadPct)
-    return { algorithm, runs: o.length, medianOverheadPct: +median(o).toFixed(1), minOverheadPct: Math.min(...o), maxOverheadPct: Math.max(...o) }
+    const mine = rows.filter((r) => r.algorithm === algorithm)
+    const o = mine.map((r) => r.overheadPct)
+    const c = mine.map((r) => r.cpuOverheadPct as number)
+    const ci = bootstrapMedianCi(o)
+    return {
+      algorithm, runs: o.length, medianOverheadPct: +median(o).toFixed(1), minOverheadPct: Math.min(...o), maxOverheadPct: Math.max(...o),
+      medianCi95Pct: ci, medianCpuOverheadPct: +median(c).toFixed(1), minCpuOverheadPct: Math.min(...c), maxCpuOverheadPct: Math.max(...c),
+    }
   })
-  if (repeat > 1) for (const x of summary) console.log(`  ${x.algorithm}: median overhead ${x.medianOverheadPct} % over ${x.runs} runs (${x.minOverheadPct} … ${x.maxOverheadPct} %)`)
+  if (repeat > 1) for (const x of summary) console.log(`  ${x.algorithm}: median overhead ${x.medianOverheadPct} % over ${x.runs} runs (${x.minOverheadPct} … ${x.maxOverheadPct} %, bootstrap 95 % CI of the median ${x.medianCi95Pct.join(' … ')} %); CPU per update: median ${x.medianCpuOverheadPct} % (${x.minCpuOverheadPct} … ${x.maxCpuOverheadPct} %)`)
   const first = plainRuns[0]
   const mean0 = (v: PlainVariant) => first.perProcess.reduce((acc, p) => acc + (p.stepsPerSec[v] ?? 0), 0) / n
   return {

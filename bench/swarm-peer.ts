@@ -11,7 +11,9 @@
 import { createNodeSession } from '../client/node/node-platform'
 import { maybeSampleAllocations, maybeSampleMemory } from './common'
 
-type Sample = { t: number; step: number; samples: number; bytesSent: number; bytesReceived: number; stage: string }
+/** `cpuMs`: this process's CPU time so far (user + system, every thread: main, compute worker, V8 and WebRTC helpers). */
+type Sample = { t: number; step: number; samples: number; bytesSent: number; bytesReceived: number; stage: string; cpuMs: number }
+const cpuMs = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000 }
 const post = (m: unknown) => process.send?.(m)
 const [mode, a1, a2, a3] = process.argv.slice(2)
 
@@ -22,7 +24,7 @@ if (mode === 'swarm') {
   let last: Sample | null = null
   const buf: Sample[] = []
   session.subscribe((s) => {
-    const x = { t: Date.now(), step: s.step, samples: s.samples, bytesSent: s.bytesSent, bytesReceived: s.bytesReceived, stage: s.stage }
+    const x = { t: Date.now(), step: s.step, samples: s.samples, bytesSent: s.bytesSent, bytesReceived: s.bytesReceived, stage: s.stage, cpuMs: cpuMs() }
     if (last && last.step === x.step && last.stage === x.stage) return
     last = x
     buf.push(x)
