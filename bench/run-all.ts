@@ -1,10 +1,11 @@
 import { spawnSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { load } from './common'
 
 /**
  * `npm run bench`: every benchmark in sequence, each in its own process (the WebRTC ones re-run
  * themselves inside tools/netns-run.sh). JSON goes to bench/results/.
- *   npm run bench                 mixing, codec, transport, overhead, scale
+ *   npm run bench                 mixing, codec, transport, overhead, scale, tab-thread
  *   npm run bench -- --quick      shorter runs (writes *-quick.json) plus calibration --quick
  *   npm run bench -- --calibration  also the full §10 calibrations (tens of minutes on 2 cores)
  */
@@ -17,9 +18,12 @@ const steps: [string, string[]][] = [
   ['transport', ['bench/transport.ts', ...q]],
   ['overhead', ['bench/overhead.ts', ...q]],
   ['scale', ['bench/scale.ts', ...q]],
+  // Real Chromium tabs against the built client (built below when dist/ is missing).
+  ['tab-thread', ['bench/tab-thread.ts', ...q]],
   ...(withCal ? [['calibration', ['bench/calibration.ts', ...q]] as [string, string[]]] : []),
 ]
 const failed: string[] = []
+if (!existsSync('dist/index.html')) spawnSync('npm', ['run', 'build'], { stdio: 'inherit' })
 for (const [name, args] of steps) {
   console.log(`\n== ${name} (loadavg ${load().join('/')}) ==`)
   const t0 = performance.now()

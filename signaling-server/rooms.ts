@@ -550,6 +550,7 @@ function peerView(p: PeerEntry) {
     accuracy: r?.accuracy ?? null,
     backend: r?.backend ?? null,
     backendReason: r?.backendReason ?? null,
+    computeThread: r?.computeThread ?? null,
     samplesPerSec: r?.samplesPerSec ?? 0,
     stepsPerSec: r?.stepsPerSec ?? 0,
     samples: r?.samples ?? 0,

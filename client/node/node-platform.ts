@@ -109,5 +109,5 @@ async function workerTrainer(config: Parameters<typeof makeTrainer>[0], train: T
   const compute = await startNodeWorkerCompute({
     model: config.model, train, test: evalSubset(test), batchSize: config.batchSize, seed: config.seed, streamSeed, backend,
   })
-  return { compute, train, evaluate: (p) => compute.evaluate(p), dispose: () => compute.dispose() }
+  return { compute, train, computeThread: 'worker', evaluate: (p) => compute.evaluate(p), dispose: () => compute.dispose() }
 }

@@ -1,12 +1,13 @@
 import type { BackendName } from '../../shared/protocol/signaling'
 import { SignalingClient } from '../mesh/signaling-client'
 import { selectBackend } from '../runtime/backend'
+import { browserComputeWorkerSupported, startBrowserWorkerCompute } from '../runtime/compute-worker/browser'
 import { fetchDataset } from '../runtime/data-loader'
 import { createBrowserHogwildPool, hogwildSupported } from '../runtime/hogwild/browser-pool'
 import { fetchRoomCheckpoint } from './checkpoint'
-import { createWebRtcMesh, makeTrainer, shardRequest, signalingPort } from './platform'
+import { createWebRtcMesh, evalSubset, makeTrainer, shardRequest, signalingPort } from './platform'
 import { fetchRoomProgress } from './room-progress'
-import { SwarmSession, type SessionPlatform } from './swarm-session'
+import { SwarmSession, type SessionPlatform, type Trainer } from './swarm-session'
 import type { SessionHandle } from './types'
 
 /**
@@ -16,12 +17,22 @@ import type { SessionHandle } from './types'
  */
 export const HIDDEN_GRACE_MS = 5_000
 
+/** `?compute=main` keeps the model on the page thread (to compare, or where workers misbehave). */
+export function computeThreadFromSearch(search: string): 'worker' | 'main' | null {
+  const v = new URLSearchParams(search).get('compute')
+  return v === 'worker' || v === 'main' ? v : null
+}
+
 /**
  * A volunteer tab: socket.io to this page's origin, the browser's own RTCPeerConnection, the
  * fastest measured tfjs backend, the dataset shard from this server, Web Workers for LAP-SGD.
+ * On wasm and cpu the model trains on a Web Worker (compute-worker/browser.ts says why);
+ * WebGPU and WebGL kernels run on the GPU and stay on the page thread.
  */
-export function createBrowserSession(opts: { room: string; backend?: BackendName; name?: string }): SessionHandle {
+export function createBrowserSession(opts: { room: string; backend?: BackendName; name?: string; computeThread?: 'worker' | 'main' }): SessionHandle {
   const origin = window.location.origin
+  const wantThread = opts.computeThread ?? computeThreadFromSearch(window.location.search) ?? 'worker'
+  let chosen: BackendName = 'cpu'
   const client = new SignalingClient(origin, { socket: { transports: ['websocket'] } })
   const platform: SessionPlatform = {
     agent: 'browser',
@@ -29,6 +40,7 @@ export function createBrowserSession(opts: { room: string; backend?: BackendName
     signaling: signalingPort(client),
     async selectBackend(forced) {
       const c = await selectBackend({ override: forced ?? null })
+      chosen = c.backend
       return { backend: c.backend, reason: c.reason }
     },
     async prepare(config, shard, onProgress) {
@@ -38,7 +50,18 @@ export function createBrowserSession(opts: { room: string; backend?: BackendName
         onProgress: (l, t) => onProgress(t ? 0.8 * (l / t) : 0.4),
       })
       const test = await fetchDataset(config.dataset, 'test', { onProgress: (l, t) => onProgress(0.8 + (t ? 0.2 * (l / t) : 0.1)) })
-      return makeTrainer(config, train, test, shard.seed)
+      const cpuLike = chosen === 'wasm' || chosen === 'cpu'
+      if (wantThread === 'worker' && cpuLike && browserComputeWorkerSupported()) {
+        try {
+          return await workerTrainer(config, train, test, shard.seed, chosen as 'wasm' | 'cpu')
+        } catch (e) {
+          // A tab that cannot start the worker (blocked script, old browser) still trains, here.
+          const t = makeTrainer(config, train, test, shard.seed)
+          return { ...t, computeNote: `worker failed: ${e instanceof Error ? e.message : String(e)}`.slice(0, 160) }
+        }
+      }
+      const t = makeTrainer(config, train, test, shard.seed)
+      return wantThread === 'worker' && cpuLike ? { ...t, computeNote: 'no Web Workers here' } : t
     },
     createMesh: ({ self, config, compute }) => createWebRtcMesh({ self, config, compute, client }),
     createHogwild: hogwildSupported()
@@ -74,4 +97,13 @@ export function createBrowserSession(opts: { room: string; backend?: BackendName
   document.addEventListener('visibilitychange', onVisibility)
   if (document.visibilityState === 'hidden') onVisibility()
   return session
+}
+
+/** makeTrainer's counterpart with the model on a Web Worker (same model, data, seeds). */
+async function workerTrainer(config: Parameters<typeof makeTrainer>[0], train: Trainer['train'], test: Trainer['train'], streamSeed: number, backend: 'wasm' | 'cpu'): Promise<Trainer> {
+  const compute = await startBrowserWorkerCompute({
+    model: config.model, train, test: evalSubset(test), batchSize: config.batchSize, seed: config.seed, streamSeed, backend,
+  })
+  const note = compute.backend !== backend ? `${backend} failed on the worker, it runs ${compute.backend}` : undefined
+  return { compute, train, computeThread: 'worker', computeNote: note, evaluate: (p) => compute.evaluate(p), dispose: () => compute.dispose() }
 }

@@ -93,6 +93,7 @@ export function makeTrainer(config: RoomConfig, train: Dataset, test: Dataset, s
   return {
     compute,
     train,
+    computeThread: 'main',
     evaluate: (params) => compute.evaluate(testDev, params),
     dispose: () => {
       testDev.dispose()

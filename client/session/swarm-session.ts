@@ -50,6 +50,9 @@ export interface Trainer {
   /** Loss and accuracy of `params` on the held-out test subset. */
   evaluate(params: Float32Array): Promise<{ loss: number; accuracy: number }>
   dispose(): void
+  /** Where `compute` runs (default 'main'), and why when it is not where the platform prefers. */
+  computeThread?: 'worker' | 'main'
+  computeNote?: string
 }
 
 export interface SessionMesh extends Mesh {
@@ -124,7 +127,7 @@ export interface SessionOptions {
 
 function initialSnapshot(room: string): SessionSnapshot {
   return {
-    stage: 'idle', room, self: null, config: null, run: 0, backend: null, backendReason: '', dataProgress: 0,
+    stage: 'idle', room, self: null, config: null, run: 0, backend: null, backendReason: '', computeThread: null, dataProgress: 0,
     step: 0, globalStep: 0, loss: null, accuracy: null, samplesPerSec: 0, stepsPerSec: 0, samples: 0,
     bytesSent: 0, bytesReceived: 0, neighbors: [], peers: [], lr: null, h: null, consensus: null, error: null, log: [],
     away: null, faults: { slowFactor: 1, latencyMs: 0 },
@@ -554,6 +557,9 @@ export class SwarmSession implements SessionHandle {
       shard = { index, count: Math.max(1, m.peers.length + (inRoster ? 0 : 1)), seed: config.seed ^ hashSeed(self) }
       trainer = await this.platform.prepare(config, shard, (f) => this.update({ dataProgress: f }))
       if (signal.aborted) return trainer.dispose()
+      const thread = trainer.computeThread ?? 'main'
+      this.update({ computeThread: thread })
+      this.log(`model runs on ${thread === 'worker' ? 'a worker thread' : 'the session thread'}${trainer.computeNote ? ` (${trainer.computeNote})` : ''}`)
       this.trainer = trainer
       this.trainerFor = JSON.stringify(config)
       this.trainerShard = shard
@@ -706,7 +712,7 @@ export class SwarmSession implements SessionHandle {
     try {
       this.platform.signaling.report({
         v: PROTOCOL_VERSION, step: s.step, globalStep: s.globalStep, loss: s.loss, accuracy: s.accuracy,
-        backend: s.backend ?? 'cpu', backendReason: s.backendReason.slice(0, 200), samplesPerSec: s.samplesPerSec,
+        backend: s.backend ?? 'cpu', backendReason: s.backendReason.slice(0, 200), computeThread: s.computeThread ?? undefined, samplesPerSec: s.samplesPerSec,
         stepsPerSec: s.stepsPerSec, samples: s.samples, bytesSent: s.bytesSent, bytesReceived: s.bytesReceived,
         neighbors: s.neighbors, links, lr: s.lr, h: s.h, consensus: s.consensus, stage, rejected,
         slowFactor: this.slowFactor, addedLatencyMs: this.latencyMs,

@@ -15,6 +15,8 @@ export interface SessionSnapshot {
   backend: BackendName | null
   /** Why this backend was chosen (measured steps/s per candidate, or forced by ?backend=). */
   backendReason: string
+  /** Where the model runs once the trainer is built: a worker thread or this (page/session) thread. */
+  computeThread: 'worker' | 'main' | null
   /** 0..1 while the dataset shard downloads. */
   dataProgress: number
   step: number

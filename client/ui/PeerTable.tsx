@@ -74,7 +74,7 @@ export function PeerTable({ peers, now, actions }: { peers: ApiPeer[]; now: numb
                   {p.suspect ? <span className="tag bad">suspect</span> : null}
                   {faultTags(p).map((t) => <span key={t} className="tag warn" data-testid="fault-tag" title="fault injected by the host">{t}</span>)}
                 </td>
-                <td title={p.backendReason ?? undefined}><span className="dot-inline" style={{ background: backendColor(p.backend) }} />{p.backend ?? '—'}</td>
+                <td title={p.backendReason ?? undefined}><span className="dot-inline" style={{ background: backendColor(p.backend) }} />{p.backend ?? '—'}{p.computeThread === 'worker' ? <span className="tag" title="the model trains on a worker thread">worker</span> : null}</td>
                 <td><StageText stage={p.stage === 'error' ? 'error' : stalled ? 'stalled' : p.stage ?? 'training'} /></td>
                 <td className="num">{fmtNum(p.stepsPerSec ?? null, 1)}</td>
                 <td className="num">{p.step}</td>

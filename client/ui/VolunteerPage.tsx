@@ -218,7 +218,7 @@ function SessionView({ session, onLeft }: { session: SessionHandle; onLeft: () =
         </Stat>
         <Stat label="Step" testId="stat-step" value={String(s.step)} sub={s.globalStep > s.step ? `swarm at ${s.globalStep}` : undefined} />
         <Stat label="Steps / s" value={fmtNum(s.stepsPerSec, 1)} sub={`${fmtCompact(s.samplesPerSec)} samples/s`} />
-        <Stat label="Backend" testId="stat-backend" value={s.backend ?? '—'} color={s.backend ? backendColor(s.backend) : undefined} sub={s.backendReason || undefined} />
+        <Stat label="Backend" testId="stat-backend" value={s.backend ?? '—'} color={s.backend ? backendColor(s.backend) : undefined} sub={[s.computeThread === 'worker' ? 'model on a worker thread' : s.computeThread === 'main' ? 'model on the page thread' : '', s.backendReason].filter(Boolean).join(' · ') || undefined} />
         <Stat label="Neighbours" testId="stat-peers" value={String(s.neighbors.length)} sub={`${s.peers.length} in the room`} />
         <Stat label="Sent" testId="stat-bytes-sent" value={fmtBytes(s.bytesSent)} sub="peer-to-peer" />
         <Stat label="Received" testId="stat-bytes-received" value={fmtBytes(s.bytesReceived)} sub="peer-to-peer" />

@@ -23,6 +23,8 @@ export interface ApiPeer {
   /** null until the peer's first report. */
   backend: BackendName | string | null
   backendReason?: string | null
+  /** Where the model runs (absent from older servers and clients). */
+  computeThread?: 'worker' | 'main' | null
   samplesPerSec: number
   stepsPerSec?: number
   samples?: number

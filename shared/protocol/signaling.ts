@@ -67,6 +67,8 @@ export const reportSchema = z.object({
    */
   slowFactor: z.number().min(1).max(100).optional(),
   addedLatencyMs: z.number().min(0).max(60_000).optional(),
+  /** Where the peer's model runs: a worker thread, or the thread that owns its mesh and page (optional: older clients omit it). */
+  computeThread: z.enum(['worker', 'main']).optional(),
 })
 export type PeerReport = z.infer<typeof reportSchema>
 

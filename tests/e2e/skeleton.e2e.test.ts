@@ -7,7 +7,9 @@ import { getJson, waitFor } from '../support/server'
 /**
  * Issue 2 acceptance: three real headless Chromium tabs open /?room=…&backend=wasm against the
  * real server, connect to their ring neighbours over real WebRTC, train MNIST with DPSGD, and
- * keep going when one tab closes.
+ * keep going when one tab closes. Two tabs train on a Web Worker (the default on wasm), the
+ * third with ?compute=main on its page thread: both kinds report where their model runs and
+ * reach the same accuracy in one ring.
  */
 
 interface ApiPeer {
@@ -16,6 +18,8 @@ interface ApiPeer {
   loss: number | null
   accuracy: number | null
   backend: string
+  computeThread: 'worker' | 'main' | null
+  name?: string
   bytesSent: number
   bytesReceived: number
   neighbors: string[]
@@ -40,7 +44,7 @@ describe('walking skeleton: 3 tabs, DPSGD ring over real WebRTC', () => {
       const ctx = await volunteerContext(browser, server.url)
       const page = await ctx.newPage()
       page.on('pageerror', (e) => console.error(`[tab ${i}] pageerror`, e.message))
-      await page.goto(`${server.url}/?room=${ROOM}&backend=wasm`)
+      await page.goto(`${server.url}/?room=${ROOM}&backend=wasm&name=tab${i}${i === 2 ? '&compute=main' : ''}`)
       pages.push(page)
     }
 
@@ -55,6 +59,7 @@ describe('walking skeleton: 3 tabs, DPSGD ring over real WebRTC', () => {
     expect(first.config).toMatchObject({ algorithm: 'dpsgd', topology: 'ring', dataset: 'mnist' })
     for (const p of first.peers) {
       expect(p.backend).toBe('wasm')
+      expect(p.computeThread).toBe(p.name === 'tab2' ? 'main' : 'worker')
       // A 3-ring: each peer's neighbours are the two others.
       expect(new Set(p.neighbors)).toEqual(new Set(first.peers.filter((q) => q.id !== p.id).map((q) => q.id)))
     }
