@@ -50,18 +50,11 @@ export function createBrowserSession(opts: { room: string; backend?: BackendName
         onProgress: (l, t) => onProgress(t ? 0.8 * (l / t) : 0.4),
       })
       const test = await fetchDataset(config.dataset, 'test', { onProgress: (l, t) => onProgress(0.8 + (t ? 0.2 * (l / t) : 0.1)) })
-      const cpuLike = chosen === 'wasm' || chosen === 'cpu'
-      if (wantThread === 'worker' && cpuLike && browserComputeWorkerSupported()) {
-        try {
-          return await workerTrainer(config, train, test, shard.seed, chosen as 'wasm' | 'cpu')
-        } catch (e) {
-          // A tab that cannot start the worker (blocked script, old browser) still trains, here.
-          const t = makeTrainer(config, train, test, shard.seed)
-          return { ...t, computeNote: `worker failed: ${e instanceof Error ? e.message : String(e)}`.slice(0, 160) }
-        }
-      }
-      const t = makeTrainer(config, train, test, shard.seed)
-      return wantThread === 'worker' && cpuLike ? { ...t, computeNote: 'no Web Workers here' } : t
+      return placeTrainer({
+        want: wantThread, backend: chosen, workersSupported: browserComputeWorkerSupported(),
+        onWorker: (b) => workerTrainer(config, train, test, shard.seed, b),
+        onPage: () => makeTrainer(config, train, test, shard.seed),
+      })
     },
     createMesh: ({ self, config, compute }) => createWebRtcMesh({ self, config, compute, client }),
     createHogwild: hogwildSupported()
@@ -97,6 +90,27 @@ export function createBrowserSession(opts: { room: string; backend?: BackendName
   document.addEventListener('visibilitychange', onVisibility)
   if (document.visibilityState === 'hidden') onVisibility()
   return session
+}
+
+/**
+ * Where a tab's model goes: a Web Worker when asked for (the default) and the backend computes on
+ * the CPU (wasm, cpu); the page thread otherwise. A tab that cannot start the worker (blocked
+ * script, no module workers, the worker's own deadline) still trains, on the page thread, and
+ * says why in computeNote (the session logs it).
+ */
+export async function placeTrainer(o: {
+  want: 'worker' | 'main'; backend: BackendName; workersSupported: boolean
+  onWorker(backend: 'wasm' | 'cpu'): Promise<Trainer>
+  onPage(): Trainer
+}): Promise<Trainer> {
+  const cpuLike = o.backend === 'wasm' || o.backend === 'cpu'
+  if (o.want === 'main' || !cpuLike) return o.onPage()
+  if (!o.workersSupported) return { ...o.onPage(), computeNote: 'no module Web Workers in this browser' }
+  try {
+    return await o.onWorker(o.backend as 'wasm' | 'cpu')
+  } catch (e) {
+    return { ...o.onPage(), computeNote: `worker failed: ${e instanceof Error ? e.message : String(e)}`.slice(0, 160) }
+  }
 }
 
 /** makeTrainer's counterpart with the model on a Web Worker (same model, data, seeds). */

@@ -559,7 +559,8 @@ export class SwarmSession implements SessionHandle {
       if (signal.aborted) return trainer.dispose()
       const thread = trainer.computeThread ?? 'main'
       this.update({ computeThread: thread })
-      this.log(`model runs on ${thread === 'worker' ? 'a worker thread' : 'the session thread'}${trainer.computeNote ? ` (${trainer.computeNote})` : ''}`)
+      const here = this.platform.agent === 'browser' ? 'the page thread' : 'the main thread'
+      this.log(`model runs on ${thread === 'worker' ? 'a worker thread' : here}${trainer.computeNote ? ` (${trainer.computeNote})` : ''}`)
       this.trainer = trainer
       this.trainerFor = JSON.stringify(config)
       this.trainerShard = shard
