@@ -13,7 +13,8 @@ import { ensureNetns, load, median, writeResult } from './common'
  * late a 50 ms timer fires (what a click, a repaint or a data-channel message waits for) and
  * its long tasks (> 50 ms, PerformanceObserver), and the server's room state gives steps/s.
  * The two modes alternate (worker, main, worker, main …) so the VM's drift spreads over both.
- *   npm run build && sh tools/netns-run.sh npx tsx bench/tab-thread.ts [--quick] [--repeat K]
+ *   npm run build && sh tools/netns-run.sh npx tsx bench/tab-thread.ts [--quick] [--repeat K] [--tabs N]
+ * (--tabs 1: a tab alone in its room, so the model's speed on each thread without the other tab's contention.)
  */
 const SCRIPT = fileURLToPath(import.meta.url)
 await ensureNetns(SCRIPT)
@@ -21,7 +22,7 @@ const quick = process.argv.includes('--quick')
 const argOf = (name: string) => { const i = process.argv.indexOf(name); return i >= 0 ? process.argv[i + 1] : undefined }
 const repeat = Math.max(1, Number(argOf('--repeat') ?? (quick ? 1 : 2)))
 const windowMs = quick ? 10_000 : 20_000
-const TABS = 2
+const TABS = Math.max(1, Number(argOf('--tabs') ?? 2))
 if (!existsSync(join(process.cwd(), 'dist', 'index.html'))) {
   console.error('bench/tab-thread.ts serves the built client: run `npm run build` first')
   process.exit(1)
@@ -118,5 +119,5 @@ try {
   await browser.close()
   await server.close()
 }
-console.log('wrote', writeResult(quick ? 'tab-thread-quick' : 'tab-thread', { model: 'cnn', dataset: 'mnist', algorithm: 'dpsgd', backend: 'wasm', rows, load: load() }))
+console.log('wrote', writeResult((quick ? 'tab-thread-quick' : 'tab-thread') + (TABS === 2 ? '' : `-${TABS}tabs`), { model: 'cnn', dataset: 'mnist', algorithm: 'dpsgd', backend: 'wasm', tabs: TABS, rows, load: load() }))
 process.exit(0)
