@@ -60,6 +60,12 @@ export function maybeSampleAllocations(name: string): void {
   }, delay).unref()
 }
 
+/** The value after `--name` on the command line, or undefined. */
+export function argOf(name: string): string | undefined {
+  const i = process.argv.indexOf(name)
+  return i >= 0 ? process.argv[i + 1] : undefined
+}
+
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b)
   return s.length ? (s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2) : NaN

@@ -1,8 +1,8 @@
 import { fork } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { benchServer, benchWorkerFlags, ensureNetns, load, maybeSampleAllocations, maybeSampleMemory, median, writeResult } from './common'
+import { argOf, benchServer, benchWorkerFlags, ensureNetns, load, maybeSampleAllocations, maybeSampleMemory, median, writeResult } from './common'
 import { machineShare, procStat, runSwarm, type MachineShare } from './swarm'
-import { splitThreads, threadCpuMs, type ThreadSplit } from './threads'
+import { processCpuMs as cpuMs, splitThreads, threadCpuMs, type ThreadSplit } from './threads'
 
 /**
  * Issue 4 swarm overhead: per-peer training steps/s inside a swarm of N headless Node peers
@@ -74,7 +74,6 @@ async function plainWorker(model: string, dataset: string, batch: number, blockM
   await new Promise<void>((r) => process.once('message', () => r()))
   const blocks = Object.fromEntries(variants.map((v) => [v, [] as number[]])) as Record<PlainVariant, number[]>
   const total = Object.fromEntries(variants.map((v) => [v, { steps: 0, ms: 0, cpuMs: 0, main: 0, other: 0, rest: 0 }])) as Record<PlainVariant, { steps: number; ms: number; cpuMs: number; main: number; other: number; rest: number }>
-  const cpuMs = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000 }
   for (let r = 0; r < rounds; r++) {
     for (const v of variants) {
       const t0 = performance.now()
@@ -131,7 +130,6 @@ function bootstrapMedianCi(xs: number[]): [number, number] {
   return [+meds[49].toFixed(1), +meds[1949].toFixed(1)]
 }
 
-const argOf = (name: string) => { const i = process.argv.indexOf(name); return i >= 0 ? process.argv[i + 1] : undefined }
 
 export async function runOverheadBench(o: { n?: number; seconds?: number; model?: string; dataset?: string } = {}) {
   const n = o.n ?? Number(argOf('--peers') ?? 2)

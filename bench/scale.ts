@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url'
-import { benchServer, ensureNetns, load, median, writeResult } from './common'
+import { argOf, benchServer, ensureNetns, load, median, writeResult } from './common'
 import { runSwarm } from './swarm'
 
 /**
@@ -13,12 +13,12 @@ import { runSwarm } from './swarm'
  */
 const SCRIPT = fileURLToPath(import.meta.url)
 await ensureNetns(SCRIPT)
-const argOf = (n: string) => { const i = process.argv.indexOf(n); return i >= 0 ? Number(process.argv[i + 1]) : undefined }
+const numArg = (n: string) => (argOf(n) === undefined ? undefined : Number(argOf(n)))
 const quick = process.argv.includes('--quick')
 
 export async function runScaleBench(o: { n?: number; seconds?: number } = {}) {
-  const n = o.n ?? argOf('--peers') ?? (quick ? 8 : 16)
-  const seconds = o.seconds ?? argOf('--seconds') ?? (quick ? 20 : 60)
+  const n = o.n ?? numArg('--peers') ?? (quick ? 8 : 16)
+  const seconds = o.seconds ?? numArg('--seconds') ?? (quick ? 20 : 60)
   const server = await benchServer()
   const rows = []
   const loadBefore = load()

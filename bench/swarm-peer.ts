@@ -10,10 +10,10 @@
  */
 import { createNodeSession } from '../client/node/node-platform'
 import { maybeSampleAllocations, maybeSampleMemory } from './common'
+import { processCpuMs as cpuMs } from './threads'
 
 /** `cpuMs`: this process's CPU time so far (user + system, every thread: main, compute worker, V8 and WebRTC helpers). */
 type Sample = { t: number; step: number; samples: number; bytesSent: number; bytesReceived: number; stage: string; cpuMs: number }
-const cpuMs = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000 }
 const post = (m: unknown) => process.send?.(m)
 const [mode, a1, a2, a3] = process.argv.slice(2)
 

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url'
 import type { Page } from 'playwright-core'
 import { launchBrowser, volunteerContext } from '../tests/support/browser'
 import { getJson, startTestServer, waitFor } from '../tests/support/server'
-import { ensureNetns, load, median, writeResult } from './common'
+import { argOf, ensureNetns, load, median, writeResult } from './common'
 
 /**
  * How responsive a training tab's page thread stays, with the model on a Web Worker (the default
@@ -19,7 +19,6 @@ import { ensureNetns, load, median, writeResult } from './common'
 const SCRIPT = fileURLToPath(import.meta.url)
 await ensureNetns(SCRIPT)
 const quick = process.argv.includes('--quick')
-const argOf = (name: string) => { const i = process.argv.indexOf(name); return i >= 0 ? process.argv[i + 1] : undefined }
 const repeat = Math.max(1, Number(argOf('--repeat') ?? (quick ? 1 : 2)))
 const windowMs = quick ? 10_000 : 20_000
 const TABS = Math.max(1, Number(argOf('--tabs') ?? 2))

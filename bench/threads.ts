@@ -1,5 +1,11 @@
 import { readdirSync, readFileSync } from 'node:fs'
 
+/** This process's CPU time so far, in ms: user + system, every thread (main, workers, V8 and WebRTC helpers). */
+export const processCpuMs = (): number => {
+  const u = process.cpuUsage()
+  return (u.user + u.system) / 1000
+}
+
 /**
  * Per-thread CPU time of a process from /proc (Linux only; null elsewhere or once it exited), in
  * ms by thread id. Used to split a peer's CPU per update into its compute thread, its main

@@ -10,7 +10,7 @@ import { setupNodeBackend } from '../runtime/node-backend'
 import { fetchRoomCheckpoint } from '../session/checkpoint'
 import { fetchRoomProgress } from '../session/room-progress'
 import { startNodeWorkerCompute } from '../runtime/compute-worker/node'
-import { createWebRtcMesh, evalSubset, makeTrainer, shardRequest, signalingPort } from '../session/platform'
+import { createWebRtcMesh, makeTrainer, makeWorkerTrainer, shardRequest, signalingPort } from '../session/platform'
 import { SwarmSession, type SessionMesh, type SessionPlatform, type Trainer } from '../session/swarm-session'
 
 /**
@@ -77,7 +77,7 @@ export function createNodeSession(opts: {
       await loadWrtc()
       const train = await fetchDataset(config.dataset, 'train', { baseUrl: opts.server, shard: shardRequest(config, shard) })
       const test = await fetchDataset(config.dataset, 'test', { baseUrl: opts.server })
-      const trainer = computeThread === 'worker' ? await workerTrainer(config, train, test, shard.seed, backend) : makeTrainer(config, train, test, shard.seed)
+      const trainer = computeThread === 'worker' ? await makeWorkerTrainer(config, train, test, shard.seed, backend, startNodeWorkerCompute) : makeTrainer(config, train, test, shard.seed)
       return opts.transformCompute ? { ...trainer, compute: opts.transformCompute(trainer.compute) } : trainer
     },
     createMesh: ({ self, config, compute }) => {
@@ -104,10 +104,3 @@ function parseComputeThread(v: string | undefined): ComputeThread {
   throw new Error(`TABSWARM_COMPUTE_THREAD must be one of ${COMPUTE_THREADS.join(', ')}, got ${JSON.stringify(v)}`)
 }
 
-/** makeTrainer's counterpart with the model on a worker thread (same model, data, seeds). */
-async function workerTrainer(config: Parameters<typeof makeTrainer>[0], train: Trainer['train'], test: Trainer['train'], streamSeed: number, backend: 'wasm' | 'cpu'): Promise<Trainer> {
-  const compute = await startNodeWorkerCompute({
-    model: config.model, train, test: evalSubset(test), batchSize: config.batchSize, seed: config.seed, streamSeed, backend,
-  })
-  return { compute, train, computeThread: 'worker', evaluate: (p) => compute.evaluate(p), dispose: () => compute.dispose() }
-}

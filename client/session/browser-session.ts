@@ -5,7 +5,7 @@ import { browserComputeWorkerSupported, startBrowserWorkerCompute } from '../run
 import { fetchDataset } from '../runtime/data-loader'
 import { createBrowserHogwildPool, hogwildSupported } from '../runtime/hogwild/browser-pool'
 import { fetchRoomCheckpoint } from './checkpoint'
-import { createWebRtcMesh, evalSubset, makeTrainer, shardRequest, signalingPort } from './platform'
+import { createWebRtcMesh, makeTrainer, makeWorkerTrainer, shardRequest, signalingPort } from './platform'
 import { fetchRoomProgress } from './room-progress'
 import { SwarmSession, type SessionPlatform, type Trainer } from './swarm-session'
 import type { SessionHandle } from './types'
@@ -52,7 +52,7 @@ export function createBrowserSession(opts: { room: string; backend?: BackendName
       const test = await fetchDataset(config.dataset, 'test', { onProgress: (l, t) => onProgress(0.8 + (t ? 0.2 * (l / t) : 0.1)) })
       return placeTrainer({
         want: wantThread, backend: chosen, workersSupported: browserComputeWorkerSupported(),
-        onWorker: (b) => workerTrainer(config, train, test, shard.seed, b),
+        onWorker: (b) => makeWorkerTrainer(config, train, test, shard.seed, b, startBrowserWorkerCompute),
         onPage: () => makeTrainer(config, train, test, shard.seed),
       })
     },
@@ -113,11 +113,3 @@ export async function placeTrainer(o: {
   }
 }
 
-/** makeTrainer's counterpart with the model on a Web Worker (same model, data, seeds). */
-async function workerTrainer(config: Parameters<typeof makeTrainer>[0], train: Trainer['train'], test: Trainer['train'], streamSeed: number, backend: 'wasm' | 'cpu'): Promise<Trainer> {
-  const compute = await startBrowserWorkerCompute({
-    model: config.model, train, test: evalSubset(test), batchSize: config.batchSize, seed: config.seed, streamSeed, backend,
-  })
-  const note = compute.backend !== backend ? `${backend} failed on the worker, it runs ${compute.backend}` : undefined
-  return { compute, train, computeThread: 'worker', computeNote: note, evaluate: (p) => compute.evaluate(p), dispose: () => compute.dispose() }
-}

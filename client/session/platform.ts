@@ -7,6 +7,8 @@ import { sleep, type Membership, type Mesh, type MeshMessage, type PeerId, type 
 import { SignalingClient } from '../mesh/signaling-client'
 import { WebRtcMesh, type WrtcImpl } from '../mesh/webrtc-mesh'
 import { TfCompute, uploadDataset, type DeviceData } from '../runtime/tf-compute'
+import type { WorkerCompute } from '../runtime/compute-worker/host'
+import type { ComputeInit } from '../runtime/compute-worker/protocol'
 import type { SessionMesh, SignalingPort, Trainer } from './swarm-session'
 
 /** Held-out examples used for the accuracy every tab reports (a fixed prefix of the test split). */
@@ -100,6 +102,19 @@ export function makeTrainer(config: RoomConfig, train: Dataset, test: Dataset, s
       compute.dispose()
     },
   }
+}
+
+/**
+ * makeTrainer's counterpart with the model on a worker thread (same model, data, seeds): `start`
+ * is the platform's way to spawn one (worker_threads in Node, a module Web Worker in a tab).
+ */
+export async function makeWorkerTrainer(
+  config: RoomConfig, train: Dataset, test: Dataset, streamSeed: number, backend: 'wasm' | 'cpu',
+  start: (init: ComputeInit) => Promise<WorkerCompute>,
+): Promise<Trainer> {
+  const compute = await start({ model: config.model, train, test: evalSubset(test), batchSize: config.batchSize, seed: config.seed, streamSeed, backend })
+  const computeNote = compute.backend !== backend ? `${backend} failed on the worker, it runs ${compute.backend}` : undefined
+  return { compute, train, computeThread: 'worker', computeNote, evaluate: (p) => compute.evaluate(p), dispose: () => compute.dispose() }
 }
 
 /** Algorithms that average over the whole group with the ring all-reduce (shared/algorithms/common.ts). */
