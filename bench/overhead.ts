@@ -171,8 +171,9 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
   // The baseline is the faster of the two plain loops (the fairest "plain tfjs" reference).
   const best = (r: { local: number; gradient: number }) => Math.max(r.local, r.gradient)
   // CPU per step of the same (faster) variant: the drift-free side of the comparison.
-  const bestCpu = (r: PlainRun) => (r.local >= r.gradient ? r.cpuLocal : r.cpuGradient)
-  const bestSplit = (r: PlainRun) => meanSplit(r.perProcess.map((p) => p.threadMsPerStep?.[r.local >= r.gradient ? 'local' : 'gradient']))
+  const bestVariant = (r: PlainRun): PlainVariant => (r.local >= r.gradient ? 'local' : 'gradient')
+  const bestCpu = (r: PlainRun) => (bestVariant(r) === 'local' ? r.cpuLocal : r.cpuGradient)
+  const bestSplit = (r: PlainRun) => meanSplit(r.perProcess.map((p) => p.threadMsPerStep?.[bestVariant(r)]))
   let before = await plainAt('first', VARIANTS)
   const server = await benchServer()
   const rows: { algorithm: string; overheadPct: number; [k: string]: unknown }[] = []
