@@ -131,6 +131,11 @@ describe('WebRtcMesh over real WebRTC', () => {
       // Backpressure: the queue never grew past the high-water mark plus one frame.
       expect(sa.peakBufferedAmount).toBeGreaterThan(0)
       expect(sa.peakBufferedAmount).toBeLessThanOrEqual(sa.highWaterMark + MAX_FRAME_BYTES)
+      // …while asking the channel for its queue far less often than once per frame (each ask is a
+      // blocking call into the WebRTC stack): only when the bound since the last reading reaches the mark.
+      expect(sa.framesSent).toBeGreaterThan(d * 4 / MAX_FRAME_BYTES)
+      expect(sa.bufferedReads).toBeGreaterThan(0)
+      expect(sa.bufferedReads * 2).toBeLessThan(sa.framesSent)
     } finally {
       await Promise.all([a.shutdown(), b.shutdown()])
     }

@@ -208,6 +208,9 @@ export class WebRtcMesh implements Mesh {
   private rawRun = 0
   /** Largest bufferedAmount seen right before a send (shows backpressure holds the high-water mark). */
   private peakBuffered = 0
+  /** Frames written and bufferedAmount readings taken for them (diagnostics: see writeFrame). */
+  private framesSent = 0
+  private bufferedReads = 0
   private closedMesh = false
   private schemaHashValue: string
   private readonly ef = new Map<Compression, ErrorFeedback>()
@@ -408,19 +411,33 @@ export class WebRtcMesh implements Mesh {
   }
 
   private async writeFrames(link: Link, frames: readonly Uint8Array[]): Promise<void> {
-    for (const f of frames) await this.writeFrame(link, f)
+    let bound = -1
+    for (const f of frames) bound = await this.writeFrame(link, f, bound)
   }
 
-  private async writeFrame(link: Link, frame: Uint8Array): Promise<void> {
+  /**
+   * Sends one frame, waiting for the channel to drain if it is over the high-water mark.
+   * `bound` is the previous frame's return value: an upper bound on bufferedAmount (the last
+   * reading plus what was queued since; the queue only drains in between), or −1 for none. While
+   * the bound plus this frame stays under the mark, the channel is not asked again: readyState
+   * and bufferedAmount are each a blocking call into libwebrtc's signaling thread in wrtc
+   * (~20 µs of CPU idle, far more when the model's threads hold every core), as many as the
+   * frames themselves. A channel that closed meanwhile makes send() throw, handled below.
+   */
+  private async writeFrame(link: Link, frame: Uint8Array, bound = -1): Promise<number> {
     const ch = link.channel
-    if (link.closed || !ch || ch.readyState !== 'open') throw new PeerUnavailableError(link.peer, 'link closed')
-    // One read per frame when under the mark: each bufferedAmount read is a synchronous call into
-    // the native WebRTC thread (slow on a loaded machine, bench/overhead.ts profile).
-    let buffered = ch.bufferedAmount
-    if (buffered > this.opts.highWaterMark) {
-      await this.drain(link, ch)
-      if (link.closed) throw new PeerUnavailableError(link.peer, 'link closed')
+    const hwm = this.opts.highWaterMark
+    let buffered = bound
+    if (link.closed || !ch) throw new PeerUnavailableError(link.peer, 'link closed')
+    if (bound < 0 || bound + frame.byteLength > hwm) {
+      if (ch.readyState !== 'open') throw new PeerUnavailableError(link.peer, 'link closed')
       buffered = ch.bufferedAmount
+      this.bufferedReads++
+      if (buffered > hwm) {
+        await this.drain(link, ch)
+        if (link.closed) throw new PeerUnavailableError(link.peer, 'link closed')
+        buffered = ch.bufferedAmount
+      }
     }
     if (buffered > this.peakBuffered) this.peakBuffered = buffered
     try {
@@ -429,8 +446,10 @@ export class WebRtcMesh implements Mesh {
       this.dropLink(link, `send failed: ${String(e)}`)
       throw new PeerUnavailableError(link.peer, 'send failed')
     }
+    this.framesSent++
     link.stats.bytesSent += frame.byteLength
     this.total.bytesSent += frame.byteLength
+    return buffered + frame.byteLength
   }
 
   /** Waits until the channel's queue drains below the low-water mark (event, with a poll fallback). */
@@ -682,9 +701,11 @@ export class WebRtcMesh implements Mesh {
     const t0 = performance.now()
     let sent = 0
     await this.enqueue(link, sig, async () => {
+      // Same backpressure policy as writeFrames, so the raw baseline and our exchange compare fairly.
+      let bound = -1
       while (sent < bytes) {
         const f = rawFrame(Math.min(MAX_FRAME_BYTES, bytes - sent))
-        await this.writeFrame(link, f)
+        bound = await this.writeFrame(link, f, bound)
         sent += f.byteLength
       }
     })
@@ -714,11 +735,16 @@ export class WebRtcMesh implements Mesh {
   }
 
   /** Link-level diagnostics for tests and the benchmark report. */
-  diagnostics(): { links: PeerId[]; connected: PeerId[]; peakBufferedAmount: number; highWaterMark: number; dropped: Mailbox['dropped'] } {
+  diagnostics(): {
+    links: PeerId[]; connected: PeerId[]; peakBufferedAmount: number; highWaterMark: number; framesSent: number; bufferedReads: number; dropped: Mailbox['dropped']
+  } {
     return {
       links: [...this.links.keys()],
       connected: this.connectedPeers(),
+      // An upper bound on the queue before each send (a reading, or a reading plus frames queued since).
       peakBufferedAmount: this.peakBuffered,
+      framesSent: this.framesSent,
+      bufferedReads: this.bufferedReads,
       highWaterMark: this.opts.highWaterMark,
       dropped: { ...this.mailbox.dropped },
     }

@@ -124,7 +124,7 @@ export class RemoteMesh implements Mesh {
   want(peers: readonly PeerId[]): void { this.port.post({ op: 'want', peers: [...peers] }) }
   reportSuspect(peer: PeerId, reason: string): void { this.port.post({ op: 'suspect', peer, reason }) }
   stats(): MeshStats { throw new Error('use remoteStats()') }
-  remoteStats(): Promise<MeshStats & { links: PeerId[]; connected: PeerId[]; peakBufferedAmount: number; highWaterMark: number }> { return this.call((id) => ({ op: 'stats', id })) }
+  remoteStats(): Promise<MeshStats & { links: PeerId[]; connected: PeerId[]; peakBufferedAmount: number; highWaterMark: number; framesSent: number; bufferedReads: number }> { return this.call((id) => ({ op: 'stats', id })) }
   raw(to: PeerId, bytes: number): Promise<{ bytes: number; ms: number; bytesPerSec: number }> {
     return this.call((id) => ({ op: 'raw', id, to, bytes }))
   }
