@@ -10,7 +10,7 @@ import { processCpuMs as cpuMs, splitThreads, threadCpuMs, type ThreadSplit } fr
  * the same backend and model. The machine has 2 cores, so N peers share them: the baseline runs N
  * plain loops concurrently too (same CPU contention), and overhead = 1 − swarm/plain per peer.
  *   sh tools/netns-run.sh npx tsx bench/overhead.ts [--quick] [--model mlp|deep-mlp|cnn] [--dataset synthetic|mnist]
- *     [--only a,b] [--repeat K] [--peers N] [--compute-thread worker|main|both]
+ *     [--only a,b] [--repeat K] [--peers N] [--compute-thread worker|main|both] [--compression fp32,fp16,int8]
  * --compute-thread: where each peer runs its tfjs model (default worker, as `npm run peer`);
  * `both` measures the two interleaved (rows `x` and `x@main`).
  * Every row also gives CPU time per minibatch update (all threads; swarm vs plain), the same
@@ -197,11 +197,17 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
     // worker, as `npm run peer`); `both` measures the two interleaved, rows `x` and `x@main`.
     const threads = (argOf('--compute-thread') ?? 'worker') === 'both' ? ['worker', 'main'] : [argOf('--compute-thread') ?? 'worker']
     for (const t of threads) if (t !== 'worker' && t !== 'main') throw new Error(`--compute-thread must be worker, main or both, got ${t}`)
-    for (let rep = 0; rep < repeat; rep++) for (const [name, config] of table) for (const thread of threads) {
+    // --compression fp32,fp16,int8 (default fp32): the room's wire compression; several are
+    // measured interleaved, rows `x` (fp32) and `x+fp16`. A smaller payload is less work for the
+    // WebRTC stack's threads, which on a machine with no spare core comes out of the gradients.
+    const compressions = (argOf('--compression') ?? 'fp32').split(',')
+    for (const c of compressions) if (!['fp32', 'fp16', 'int8'].includes(c)) throw new Error(`--compression takes fp32, fp16 or int8, got ${c}`)
+    for (let rep = 0; rep < repeat; rep++) for (const [name, cfg] of table) for (const thread of threads) for (const compression of compressions) {
       if (only && !only.includes(name)) continue
-      const label = threads.length > 1 && thread === 'main' ? `${name}@main` : name
+      const config = { ...cfg, compression }
+      const label = (threads.length > 1 && thread === 'main' ? `${name}@main` : name) + (compression === 'fp32' ? '' : `+${compression}`)
       const r = await runSwarm(server.url, {
-        n, config, seconds, label: (repeat > 1 ? `${label}-r${rep}` : label).replace('@', '-'), warmSteps: 5, env: { TABSWARM_COMPUTE_THREAD: thread },
+        n, config, seconds, label: (repeat > 1 ? `${label}-r${rep}` : label).replace(/[@+]/g, '-'), warmSteps: 5, env: { TABSWARM_COMPUTE_THREAD: thread },
       })
       const after = await plainAt(`after ${label}`, ['local', 'gradient'])
       const baseline = (best(before) + best(after)) / 2
@@ -221,7 +227,7 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
       const swarmThreads = meanSplit(r.peers.map((p) => p.threadMsPerSample), batch)
       const plainThreads = meanSplit([bestSplit(before), bestSplit(after)])
       const row = {
-        algorithm: label, computeThread: thread, rep, peers: n, swarmStepsPerSec: +per.toFixed(2), plainStepsPerSec: +baseline.toFixed(2),
+        algorithm: label, computeThread: thread, compression, rep, peers: n, swarmStepsPerSec: +per.toFixed(2), plainStepsPerSec: +baseline.toFixed(2),
         overheadPct: +((1 - per / baseline) * 100).toFixed(1),
         overheadVsLocalStepLoopPct: +((1 - per / plainLocal) * 100).toFixed(1),
         overheadVsGradientLoopPct: +((1 - per / plainGrad) * 100).toFixed(1),
@@ -275,7 +281,8 @@ if (WORKER) {
   console.log('overhead: swarm vs plain tfjs loop')
   const r = await runOverheadBench()
   const suffix = (r.model === 'mlp' ? '' : `-${r.model}`) + (r.repeat > 1 ? `-x${r.repeat}` : '') + (argOf('--peers') === '1' ? '-1peer' : '') +
-    (argOf('--compute-thread') && argOf('--compute-thread') !== 'worker' ? `-${argOf('--compute-thread')}` : '')
+    (argOf('--compute-thread') && argOf('--compute-thread') !== 'worker' ? `-${argOf('--compute-thread')}` : '') +
+    (argOf('--compression') && argOf('--compression') !== 'fp32' ? `-${argOf('--compression')!.replace(/,/g, '-')}` : '')
   console.log('wrote', writeResult(`${quick ? 'overhead-quick' : 'overhead'}${suffix}`, r))
   process.exit(0)
 }
