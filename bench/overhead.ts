@@ -11,6 +11,7 @@ import { processCpuMs as cpuMs, splitThreads, threadCpuMs, type ThreadSplit } fr
  * plain loops concurrently too (same CPU contention), and overhead = 1 − swarm/plain per peer.
  *   sh tools/netns-run.sh npx tsx bench/overhead.ts [--quick] [--model mlp|deep-mlp|cnn] [--dataset synthetic|mnist]
  *     [--only a,b] [--repeat K] [--peers N] [--compute-thread worker|main|both] [--compression fp32,fp16,int8]
+ *     [--peer-gc parallel,single]
  * --compute-thread: where each peer runs its tfjs model (default worker, as `npm run peer`);
  * `both` measures the two interleaved (rows `x` and `x@main`).
  * Every row also gives CPU time per minibatch update (all threads; swarm vs plain), the same
@@ -202,12 +203,18 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
     // WebRTC stack's threads, which on a machine with no spare core comes out of the gradients.
     const compressions = (argOf('--compression') ?? 'fp32').split(',')
     for (const c of compressions) if (!['fp32', 'fp16', 'int8'].includes(c)) throw new Error(`--compression takes fp32, fp16 or int8, got ${c}`)
-    for (let rep = 0; rep < repeat; rep++) for (const [name, cfg] of table) for (const thread of threads) for (const compression of compressions) {
+    // --peer-gc parallel,single (default parallel): `single` starts the swarm peers (not the plain
+    // loops, which stand for what a user runs) with --single-threaded-gc, rows `x+1gc`. With as
+    // many busy processes as cores, V8's parallel GC helper threads have no idle core to run on.
+    const gcModes = (argOf('--peer-gc') ?? 'parallel').split(',')
+    for (const g of gcModes) if (g !== 'parallel' && g !== 'single') throw new Error(`--peer-gc takes parallel or single, got ${g}`)
+    for (let rep = 0; rep < repeat; rep++) for (const [name, cfg] of table) for (const thread of threads) for (const compression of compressions) for (const gcMode of gcModes) {
       if (only && !only.includes(name)) continue
       const config = { ...cfg, compression }
-      const label = (threads.length > 1 && thread === 'main' ? `${name}@main` : name) + (compression === 'fp32' ? '' : `+${compression}`)
+      const label = (threads.length > 1 && thread === 'main' ? `${name}@main` : name) + (compression === 'fp32' ? '' : `+${compression}`) + (gcMode === 'single' ? '+1gc' : '')
       const r = await runSwarm(server.url, {
         n, config, seconds, label: (repeat > 1 ? `${label}-r${rep}` : label).replace(/[@+]/g, '-'), warmSteps: 5, env: { TABSWARM_COMPUTE_THREAD: thread },
+        nodeFlags: gcMode === 'single' ? ['--single-threaded-gc'] : [],
       })
       const after = await plainAt(`after ${label}`, ['local', 'gradient'])
       const baseline = (best(before) + best(after)) / 2
@@ -227,7 +234,7 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
       const swarmThreads = meanSplit(r.peers.map((p) => p.threadMsPerSample), batch)
       const plainThreads = meanSplit([bestSplit(before), bestSplit(after)])
       const row = {
-        algorithm: label, computeThread: thread, compression, rep, peers: n, swarmStepsPerSec: +per.toFixed(2), plainStepsPerSec: +baseline.toFixed(2),
+        algorithm: label, computeThread: thread, compression, peerGc: gcMode, rep, peers: n, swarmStepsPerSec: +per.toFixed(2), plainStepsPerSec: +baseline.toFixed(2),
         overheadPct: +((1 - per / baseline) * 100).toFixed(1),
         overheadVsLocalStepLoopPct: +((1 - per / plainLocal) * 100).toFixed(1),
         overheadVsGradientLoopPct: +((1 - per / plainGrad) * 100).toFixed(1),
@@ -268,7 +275,7 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
       runs: plainRuns.map((p) => ({ at: p.at, localStepsPerSec: +p.local.toFixed(2), gradientStepsPerSec: +p.gradient.toFixed(2), perProcess: p.perProcess })),
       localSleep0StepsPerSec: +mean0('localSleep0').toFixed(2), localImmediateStepsPerSec: +mean0('localImmediate').toFixed(2),
     },
-    repeat, computeThread: argOf('--compute-thread') ?? 'worker', rows, summary, gc: process.env.TABSWARM_NODE_GC === 'default' ? 'v8 default' : 'heap-growing-percent=100',
+    repeat, computeThread: argOf('--compute-thread') ?? 'worker', rows, summary, gc: process.env.TABSWARM_NODE_GC === 'default' ? 'v8 default' : 'heap-growing-percent=100', nodeFlags: benchWorkerFlags(),
     load: { before: loadBefore, after: load() },
   }
 }
@@ -280,9 +287,13 @@ if (WORKER) {
 } else if (process.argv[1] === SCRIPT) {
   console.log('overhead: swarm vs plain tfjs loop')
   const r = await runOverheadBench()
+  const flagTag = benchWorkerFlags().filter((f) => !f.startsWith('--cpu-prof')).join(' ').replace(/[^a-z0-9]+/gi, '-').replace(/^-+|-+$/g, '')
   const suffix = (r.model === 'mlp' ? '' : `-${r.model}`) + (r.repeat > 1 ? `-x${r.repeat}` : '') + (argOf('--peers') === '1' ? '-1peer' : '') +
     (argOf('--compute-thread') && argOf('--compute-thread') !== 'worker' ? `-${argOf('--compute-thread')}` : '') +
-    (argOf('--compression') && argOf('--compression') !== 'fp32' ? `-${argOf('--compression')!.replace(/,/g, '-')}` : '')
+    (argOf('--compression') && argOf('--compression') !== 'fp32' ? `-${argOf('--compression')!.replace(/,/g, '-')}` : '') +
+    // BENCH_NODE_FLAGS (applied to swarm peers and plain loops alike) names its own result file.
+    (argOf('--peer-gc') && argOf('--peer-gc') !== 'parallel' ? `-gc-${argOf('--peer-gc')!.replace(/,/g, '-')}` : '') +
+    (flagTag ? `-${flagTag}` : '')
   console.log('wrote', writeResult(`${quick ? 'overhead-quick' : 'overhead'}${suffix}`, r))
   process.exit(0)
 }

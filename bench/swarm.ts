@@ -9,10 +9,10 @@ import { splitThreads, threadCpuMs, type ThreadSplit } from './threads'
 const WORKER = fileURLToPath(new URL('./swarm-peer.ts', import.meta.url))
 type Sample = { t: number; step: number; samples: number; bytesSent: number; bytesReceived: number; stage: string; cpuMs?: number }
 
-export function forkWorker(args: string[], env?: Record<string, string>): ChildProcess {
+export function forkWorker(args: string[], env?: Record<string, string>, nodeFlags: string[] = []): ChildProcess {
   return fork(WORKER, args, {
     env: env ? { ...process.env, ...env } : process.env,
-    execArgv: ['--import', 'tsx', ...benchWorkerFlags()], serialization: 'advanced',
+    execArgv: ['--import', 'tsx', ...benchWorkerFlags(), ...nodeFlags], serialization: 'advanced',
     // Worker stdout only when asked for diagnostics (--trace-gc and the like print there).
     stdio: ['ignore', process.env.BENCH_NODE_FLAGS ? 'inherit' : 'ignore', 'inherit', 'ipc'],
   })
@@ -77,6 +77,8 @@ export async function runSwarm(serverUrl: string, opts: {
   n: number; config: Record<string, unknown>; seconds: number; warmSteps?: number; startupS?: number; label: string
   /** Extra environment for the peer processes (e.g. TABSWARM_COMPUTE_THREAD). */
   env?: Record<string, string>
+  /** Extra Node/V8 flags for these peers only (e.g. --single-threaded-gc). */
+  nodeFlags?: string[]
 }): Promise<{ room: string; startupS: number; windowS: number; peers: PeerResult[]; serverStats?: unknown; machine?: MachineShare }> {
   const res = await fetch(`${serverUrl}/api/rooms`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ room: `bench-${opts.label}-${process.pid}`, config: opts.config }) })
   if (!res.ok) throw new Error(`create room: ${res.status} ${await res.text()}`)
@@ -88,7 +90,7 @@ export async function runSwarm(serverUrl: string, opts: {
   for (let i = 0; i < opts.n; i++) {
     samples.push([])
     errors.push([])
-    const k = forkWorker(['swarm', serverUrl, room, `${opts.label}-${i}`], opts.env)
+    const k = forkWorker(['swarm', serverUrl, room, `${opts.label}-${i}`], opts.env, opts.nodeFlags)
     k.on('message', (m: { ev: string; samples?: Sample[]; error?: string }) => {
       if (m.ev === 'samples') samples[i].push(...m.samples!)
       if (m.ev === 'error') errors[i].push(String(m.error))
