@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url'
 import { argOf, benchServer, benchWorkerFlags, ensureNetns, load, maybeSampleAllocations, maybeSampleMemory, median, writeResult } from './common'
 import { machineShare, procStat, runSwarm, type MachineShare } from './swarm'
 import { processCpuMs as cpuMs, splitThreads, threadCpuMs, type ThreadSplit } from './threads'
+import { subsetDataset, type Dataset } from '../shared/data/format'
 
 /**
  * Issue 4 swarm overhead: per-peer training steps/s inside a swarm of N headless Node peers
@@ -11,7 +12,7 @@ import { processCpuMs as cpuMs, splitThreads, threadCpuMs, type ThreadSplit } fr
  * plain loops concurrently too (same CPU contention), and overhead = 1 − swarm/plain per peer.
  *   sh tools/netns-run.sh npx tsx bench/overhead.ts [--quick] [--model mlp|deep-mlp|cnn] [--dataset synthetic|mnist]
  *     [--only a,b] [--repeat K] [--peers N] [--compute-thread worker|main|both] [--compression fp32,fp16,int8]
- *     [--peer-gc parallel,single]
+ *     [--peer-gc parallel,single] [--worker-loop]
  * --compute-thread: where each peer runs its tfjs model (default worker, as `npm run peer`);
  * `both` measures the two interleaved (rows `x` and `x@main`).
  * Every row also gives CPU time per minibatch update (all threads; swarm vs plain), the same
@@ -34,8 +35,13 @@ const WORKER = process.argv.includes('--plain-worker')
 if (!WORKER) await ensureNetns(SCRIPT)
 const quick = process.argv.includes('--quick')
 
-type PlainVariant = 'local' | 'gradient' | 'localSleep0' | 'localImmediate'
-const VARIANTS: PlainVariant[] = ['local', 'gradient', 'localSleep0', 'localImmediate']
+type PlainVariant = 'local' | 'gradient' | 'localSleep0' | 'localImmediate' | 'workerGradient'
+// --worker-loop adds `workerGradient` to every plain run: the `gradient` loop with the model on a
+// worker_threads WorkerCompute, as every swarm peer runs it. It separates what the worker thread
+// itself costs from what the swarm adds on top.
+const WORKER_LOOP = process.argv.includes('--worker-loop')
+const VARIANTS: PlainVariant[] = ['local', 'gradient', 'localSleep0', 'localImmediate', ...(WORKER_LOOP ? ['workerGradient' as const] : [])]
+const BRACKET: PlainVariant[] = ['local', 'gradient', ...(WORKER_LOOP ? ['workerGradient' as const] : [])]
 /** cpuMsPerStep: this process's CPU time (all threads) per step of the variant, summed over its blocks. */
 /** threadMsPerStep: the same split by thread (main / busiest other / rest, see bench/threads.ts); Linux only. */
 type PlainResult = {
@@ -52,6 +58,7 @@ async function plainWorker(model: string, dataset: string, batch: number, blockM
   const backend = await setupNodeBackend('wasm')
   const train = await loadDatasetNode(dataset as 'synthetic', 'train')
   const c = new TfCompute({ model: model as 'mlp', train, batchSize: batch, seed: 0, streamSeed: 0 })
+  const w = variants.includes('workerGradient') ? await startWorkerLoop(model, train, batch) : undefined
   const opt = { optimizer: 'sgd' as const, lr: 0.05, momentum: 0.9, weightDecay: 0 }
   const one: Record<PlainVariant, () => Promise<unknown>> = {
     local: () => c.localStep(opt),
@@ -68,6 +75,12 @@ async function plainWorker(model: string, dataset: string, batch: number, blockM
     localImmediate: async () => {
       await c.localStep(opt)
       await new Promise((r) => setImmediate(r))
+    },
+    workerGradient: async () => {
+      const g = await w!.gradient()
+      const x = await w!.readParams()
+      for (let i = 0; i < x.length; i++) x[i] -= 0.01 * g.grad[i]
+      await w!.writeParams(x)
     },
   }
   for (const v of variants) for (let i = 0; i < 10; i++) await one[v]()
@@ -99,6 +112,16 @@ async function plainWorker(model: string, dataset: string, batch: number, blockM
   const threadMsPerStep = Object.fromEntries(variants.map((v) => [v, { mainMs: perStep(v, total[v].main), busiestOtherMs: perStep(v, total[v].other), restMs: perStep(v, total[v].rest) }])) as Record<PlainVariant, ThreadSplit>
   process.send!({ ev: 'plain', backend, paramCount: c.paramCount, stepsPerSec, cpuMsPerStep, threadMsPerStep, blocks } satisfies PlainResult & { ev: string })
   c.dispose()
+  w?.dispose()
+}
+
+/** The swarm peer's compute path without the swarm: a WorkerCompute on a worker thread. */
+async function startWorkerLoop(model: string, train: Dataset, batch: number) {
+  const { startNodeWorkerCompute } = await import('../client/runtime/compute-worker/node')
+  // A 10k-example prefix: the worker gets its own copy of the data (a swarm peer's shard is a copy
+  // too), and batch speed does not depend on how many examples it samples from.
+  const part = subsetDataset(train, Array.from({ length: Math.min(10_000, train.count) }, (_, i) => i))
+  return startNodeWorkerCompute({ model: model as 'mlp', train: part, test: subsetDataset(train, [0]), batchSize: batch, seed: 0, streamSeed: 0 })
 }
 
 /** n plain loops at once (same CPU contention as n swarm peers), started together. */
@@ -146,7 +169,7 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
   // measured. So the plain baseline is measured right before AND right after every swarm row
   // (plain, row 1, plain, row 2, …, plain) and each row is compared with the mean of its two
   // neighbours in time; `driftPct` says how much the machine moved meanwhile.
-  type PlainRun = { at: string; perProcess: PlainResult[]; local: number; gradient: number; cpuLocal: number; cpuGradient: number; machine?: MachineShare }
+  type PlainRun = { at: string; perProcess: PlainResult[]; local: number; gradient: number; worker?: number; cpuLocal: number; cpuGradient: number; cpuWorker?: number; machine?: MachineShare }
   const meanSplit = (xs: (ThreadSplit | undefined)[], k = 1): ThreadSplit | undefined => {
     const ok = xs.filter((x): x is ThreadSplit => !!x)
     if (!ok.length) return undefined
@@ -161,12 +184,15 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
     const machine = machineShare(s0, procStat())
     const mean = (v: PlainVariant) => perProcess.reduce((acc, p) => acc + (p.stepsPerSec[v] ?? 0), 0) / n
     const meanCpu = (v: PlainVariant) => perProcess.reduce((acc, p) => acc + (p.cpuMsPerStep[v] ?? 0), 0) / n
-    const run: PlainRun = { at, perProcess, local: mean('local'), gradient: mean('gradient'), cpuLocal: meanCpu('local'), cpuGradient: meanCpu('gradient'), machine }
+    const run: PlainRun = {
+      at, perProcess, local: mean('local'), gradient: mean('gradient'), cpuLocal: meanCpu('local'), cpuGradient: meanCpu('gradient'), machine,
+      ...(variants.includes('workerGradient') ? { worker: mean('workerGradient'), cpuWorker: meanCpu('workerGradient') } : {}),
+    }
     plainRuns.push(run)
     const extra = variants.includes('localSleep0')
       ? `, ${mean('localSleep0').toFixed(2)} on device + sleep(0) per step, ${mean('localImmediate').toFixed(2)} on device + setImmediate per step`
       : ''
-    console.log(`  plain tfjs loop ${at} (${n} concurrent, ${perProcess[0].backend}): ${run.local.toFixed(2)} steps/s on device, ${run.gradient.toFixed(2)} with gradient read-back${extra}; CPU ${run.cpuLocal.toFixed(1)} / ${run.cpuGradient.toFixed(1)} ms per step, steal ${machine?.stealPct ?? '?'} %`)
+    console.log(`  plain tfjs loop ${at} (${n} concurrent, ${perProcess[0].backend}): ${run.local.toFixed(2)} steps/s on device, ${run.gradient.toFixed(2)} with gradient read-back${extra}${run.worker !== undefined ? `, ${run.worker.toFixed(2)} with the model on a worker thread` : ''}; CPU ${run.cpuLocal.toFixed(1)} / ${run.cpuGradient.toFixed(1)}${run.cpuWorker !== undefined ? ` / ${run.cpuWorker.toFixed(1)}` : ''} ms per step, steal ${machine?.stealPct ?? '?'} %`)
     return run
   }
   // The baseline is the faster of the two plain loops (the fairest "plain tfjs" reference).
@@ -175,8 +201,8 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
   const bestVariant = (r: PlainRun): PlainVariant => (r.local >= r.gradient ? 'local' : 'gradient')
   const bestCpu = (r: PlainRun) => (bestVariant(r) === 'local' ? r.cpuLocal : r.cpuGradient)
   const bestSplit = (r: PlainRun) => meanSplit(r.perProcess.map((p) => p.threadMsPerStep?.[bestVariant(r)]))
-  let before = await plainAt('first', VARIANTS)
   const server = await benchServer()
+  let before: PlainRun | undefined
   const rows: { algorithm: string; overheadPct: number; [k: string]: unknown }[] = []
   try {
     const base = { model, dataset, batchSize: batch, totalSteps: 100000, partition: 'iid' }
@@ -191,6 +217,17 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
     ] as const
     // --only a,b: measure just these rows (the plain baselines always run).
     const only = argOf('--only')?.split(',')
+    // Warm-up: one unmeasured swarm of the first row before the first plain run, so that every
+    // bracket's "before" run follows a swarm, as all later ones do. Without it the first plain run
+    // was the fastest plain measurement of most runs on this VM (9.2–9.3 steps/s, later ones
+    // 6.4–8.6), which inflated the first row's overhead (20–34 % against 5–18 % for the same
+    // algorithm later in the run). --no-warmup skips it.
+    if (!quick && !process.argv.includes('--no-warmup')) {
+      const [name, cfg] = table.find(([x]) => !only || only.includes(x))!
+      console.log(`  warm-up: ${name} swarm, not measured`)
+      await runSwarm(server.url, { n, config: cfg, seconds: 10, label: `warmup-${name}`, warmSteps: 5 })
+    }
+    before = await plainAt('first', VARIANTS)
     // --repeat K: K passes over the rows (interleaved, so the machine's drift spreads over all of
     // them); the summary gives each algorithm's median and range. One row's overhead moved from
     // −1 % to 37 % between runs of the same code on this VM.
@@ -216,7 +253,7 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
         n, config, seconds, label: (repeat > 1 ? `${label}-r${rep}` : label).replace(/[@+]/g, '-'), warmSteps: 5, env: { TABSWARM_COMPUTE_THREAD: thread },
         nodeFlags: gcMode === 'single' ? ['--single-threaded-gc'] : [],
       })
-      const after = await plainAt(`after ${label}`, ['local', 'gradient'])
+      const after = await plainAt(`after ${label}`, BRACKET)
       const baseline = (best(before) + best(after)) / 2
       const plainLocal = (before.local + after.local) / 2
       const plainGrad = (before.gradient + after.gradient) / 2
@@ -229,6 +266,10 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
       const swarmCpu = r.peers.reduce((a, p) => a + p.cpuMsPerSample * batch, 0) / n
       const plainCpu = (bestCpu(before) + bestCpu(after)) / 2
       const swarmCores = r.peers.reduce((a, p) => a + p.cpuCores, 0) / n
+      // Test-accuracy passes inside the window (the session spends ≤ EVAL_TIME_BUDGET of its time
+      // on them, and the plain loop never evaluates): reported apart, and the overhead without them.
+      const evalShare = r.peers.reduce((a, p) => a + p.evalShare, 0) / n
+      const perTraining = r.peers.reduce((a, p) => a + p.samplesPerSec / batch / Math.max(0.5, 1 - p.evalShare), 0) / n
       // Where the CPU per update went, by thread (main / busiest other / rest): in a swarm peer
       // the busiest other thread is the compute worker; in the plain loop the model runs on main.
       const swarmThreads = meanSplit(r.peers.map((p) => p.threadMsPerSample), batch)
@@ -238,6 +279,17 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
         overheadPct: +((1 - per / baseline) * 100).toFixed(1),
         overheadVsLocalStepLoopPct: +((1 - per / plainLocal) * 100).toFixed(1),
         overheadVsGradientLoopPct: +((1 - per / plainGrad) * 100).toFixed(1),
+        evalPct: +(evalShare * 100).toFixed(1), overheadExclEvalPct: +((1 - perTraining / baseline) * 100).toFixed(1),
+        ...(before.worker !== undefined && after.worker !== undefined ? (() => {
+          const wl = (before.worker + after.worker) / 2
+          const wlCpu = (before.cpuWorker! + after.cpuWorker!) / 2
+          return {
+            plainWorkerLoopStepsPerSec: +wl.toFixed(2), plainWorkerLoopCpuMsPerUpdate: +wlCpu.toFixed(1),
+            // What moving the model to a worker thread costs by itself, and what the swarm adds on top.
+            workerLoopCostPct: +((1 - wl / baseline) * 100).toFixed(1), overheadVsWorkerLoopPct: +((1 - per / wl) * 100).toFixed(1),
+            plainWorkerLoopThreadMsPerUpdate: meanSplit([before, after].flatMap((r) => r.perProcess.map((p) => p.threadMsPerStep?.workerGradient))),
+          }
+        })() : {}),
         plainBeforeStepsPerSec: +best(before).toFixed(2), plainAfterStepsPerSec: +best(after).toFixed(2),
         driftPct: +((best(after) / best(before) - 1) * 100).toFixed(1),
         swarmCpuMsPerUpdate: +swarmCpu.toFixed(1), plainCpuMsPerUpdate: +plainCpu.toFixed(1),
@@ -249,7 +301,8 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
         stealPct: { plainBefore: before.machine?.stealPct, swarm: r.machine?.stealPct, plainAfter: after.machine?.stealPct },
         startupS: r.startupS, windowS: r.windowS, perPeer: r.peers,
       }
-      console.log(`  ${label} x${n}: ${per.toFixed(2)} steps/s per peer vs plain ${baseline.toFixed(2)} (before ${best(before).toFixed(2)}, after ${best(after).toFixed(2)}) → overhead ${row.overheadPct} % (vs on-device loop ${row.overheadVsLocalStepLoopPct} %, vs read-back loop ${row.overheadVsGradientLoopPct} %); CPU ${swarmCpu.toFixed(1)} vs ${plainCpu.toFixed(1)} ms per update → ${row.cpuOverheadPct} %, ${swarmCores.toFixed(2)} cores per peer, steal ${r.machine?.stealPct ?? '?'} %; ms per update by thread main/other/rest: swarm ${fmtSplit(swarmThreads)}, plain ${fmtSplit(plainThreads)}`)
+      console.log(`  ${label} x${n}: ${per.toFixed(2)} steps/s per peer vs plain ${baseline.toFixed(2)} (before ${best(before).toFixed(2)}, after ${best(after).toFixed(2)}) → overhead ${row.overheadPct} % (${row.evalPct} % of the time evaluating; ${row.overheadExclEvalPct} % without it; vs on-device loop ${row.overheadVsLocalStepLoopPct} %, vs read-back loop ${row.overheadVsGradientLoopPct} %); CPU ${swarmCpu.toFixed(1)} vs ${plainCpu.toFixed(1)} ms per update → ${row.cpuOverheadPct} %, ${swarmCores.toFixed(2)} cores per peer, steal ${r.machine?.stealPct ?? '?'} %; ms per update by thread main/other/rest: swarm ${fmtSplit(swarmThreads)}, plain ${fmtSplit(plainThreads)}` +
+        ('overheadVsWorkerLoopPct' in row ? `; plain loop with the model on a worker thread ${row.plainWorkerLoopStepsPerSec} steps/s (${row.workerLoopCostPct} % below the plain loop, ${row.plainWorkerLoopCpuMsPerUpdate} ms CPU, threads ${fmtSplit(row.plainWorkerLoopThreadMsPerUpdate)}) → swarm overhead over it ${row.overheadVsWorkerLoopPct} %` : ''))
       rows.push(row)
       before = after
     }
@@ -263,10 +316,16 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
     const ci = bootstrapMedianCi(o)
     return {
       algorithm, runs: o.length, medianOverheadPct: +median(o).toFixed(1), minOverheadPct: Math.min(...o), maxOverheadPct: Math.max(...o),
-      medianCi95Pct: ci, medianCpuOverheadPct: +median(c).toFixed(1), minCpuOverheadPct: Math.min(...c), maxCpuOverheadPct: Math.max(...c),
+      medianCi95Pct: ci, medianEvalPct: +median(mine.map((r) => r.evalPct as number)).toFixed(1),
+      medianOverheadExclEvalPct: +median(mine.map((r) => r.overheadExclEvalPct as number)).toFixed(1), medianCpuOverheadPct: +median(c).toFixed(1), minCpuOverheadPct: Math.min(...c), maxCpuOverheadPct: Math.max(...c),
+      ...(mine.every((r) => typeof r.overheadVsWorkerLoopPct === 'number') ? {
+        medianWorkerLoopCostPct: +median(mine.map((r) => r.workerLoopCostPct as number)).toFixed(1),
+        medianOverheadVsWorkerLoopPct: +median(mine.map((r) => r.overheadVsWorkerLoopPct as number)).toFixed(1),
+      } : {}),
     }
   })
-  if (repeat > 1) for (const x of summary) console.log(`  ${x.algorithm}: median overhead ${x.medianOverheadPct} % over ${x.runs} runs (${x.minOverheadPct} … ${x.maxOverheadPct} %, bootstrap 95 % CI of the median ${x.medianCi95Pct.join(' … ')} %); CPU per update: median ${x.medianCpuOverheadPct} % (${x.minCpuOverheadPct} … ${x.maxCpuOverheadPct} %)`)
+  if (repeat > 1) for (const x of summary) console.log(`  ${x.algorithm}: median overhead ${x.medianOverheadPct} % over ${x.runs} runs (${x.minOverheadPct} … ${x.maxOverheadPct} %, bootstrap 95 % CI of the median ${x.medianCi95Pct.join(' … ')} %; ${x.medianEvalPct} % evaluating, ${x.medianOverheadExclEvalPct} % without it); CPU per update: median ${x.medianCpuOverheadPct} % (${x.minCpuOverheadPct} … ${x.maxCpuOverheadPct} %)` +
+    ('medianOverheadVsWorkerLoopPct' in x ? `; the worker-thread loop alone costs ${x.medianWorkerLoopCostPct} %, the swarm over it ${x.medianOverheadVsWorkerLoopPct} % (medians)` : ''))
   const first = plainRuns[0]
   const mean0 = (v: PlainVariant) => first.perProcess.reduce((acc, p) => acc + (p.stepsPerSec[v] ?? 0), 0) / n
   return {
@@ -293,7 +352,7 @@ if (WORKER) {
     (argOf('--compression') && argOf('--compression') !== 'fp32' ? `-${argOf('--compression')!.replace(/,/g, '-')}` : '') +
     // BENCH_NODE_FLAGS (applied to swarm peers and plain loops alike) names its own result file.
     (argOf('--peer-gc') && argOf('--peer-gc') !== 'parallel' ? `-gc-${argOf('--peer-gc')!.replace(/,/g, '-')}` : '') +
-    (flagTag ? `-${flagTag}` : '')
+    (WORKER_LOOP ? '-wl' : '') + (flagTag ? `-${flagTag}` : '')
   console.log('wrote', writeResult(`${quick ? 'overhead-quick' : 'overhead'}${suffix}`, r))
   process.exit(0)
 }

@@ -13,7 +13,7 @@ import { maybeSampleAllocations, maybeSampleMemory } from './common'
 import { processCpuMs as cpuMs } from './threads'
 
 /** `cpuMs`: this process's CPU time so far (user + system, every thread: main, compute worker, V8 and WebRTC helpers). */
-type Sample = { t: number; step: number; samples: number; bytesSent: number; bytesReceived: number; stage: string; cpuMs: number }
+type Sample = { t: number; step: number; samples: number; bytesSent: number; bytesReceived: number; stage: string; cpuMs: number; evalMs: number }
 const post = (m: unknown) => process.send?.(m)
 const [mode, a1, a2, a3] = process.argv.slice(2)
 
@@ -24,7 +24,7 @@ if (mode === 'swarm') {
   let last: Sample | null = null
   const buf: Sample[] = []
   session.subscribe((s) => {
-    const x = { t: Date.now(), step: s.step, samples: s.samples, bytesSent: s.bytesSent, bytesReceived: s.bytesReceived, stage: s.stage, cpuMs: cpuMs() }
+    const x = { t: Date.now(), step: s.step, samples: s.samples, bytesSent: s.bytesSent, bytesReceived: s.bytesReceived, stage: s.stage, cpuMs: cpuMs(), evalMs: s.evalMs }
     if (last && last.step === x.step && last.stage === x.stage) return
     last = x
     buf.push(x)

@@ -7,7 +7,7 @@ import { splitThreads, threadCpuMs, type ThreadSplit } from './threads'
 /** Drives N headless Node volunteers (bench/swarm-peer.ts, one OS process each) in one room. */
 
 const WORKER = fileURLToPath(new URL('./swarm-peer.ts', import.meta.url))
-type Sample = { t: number; step: number; samples: number; bytesSent: number; bytesReceived: number; stage: string; cpuMs?: number }
+type Sample = { t: number; step: number; samples: number; bytesSent: number; bytesReceived: number; stage: string; cpuMs?: number; evalMs?: number }
 
 export function forkWorker(args: string[], env?: Record<string, string>, nodeFlags: string[] = []): ChildProcess {
   return fork(WORKER, args, {
@@ -59,6 +59,8 @@ export interface PeerResult {
   cpuMsPerSample: number
   /** CPU time inside the window ÷ window length: 1 = one core kept busy. */
   cpuCores: number
+  /** Share of the window this peer spent measuring test accuracy (no training meanwhile). */
+  evalShare: number
   /**
    * The same CPU time split by thread, per training example, in ms (Linux only): main = session,
    * mesh and mixing; compute = the busiest other thread (the tfjs worker); rest = V8 helpers and
@@ -141,6 +143,7 @@ export async function runSwarm(serverUrl: string, opts: {
       // examples are both taken between those two samples, so their ratio is exact.
       cpuMsPerSample: b.samples > a.samples ? +(((b.cpuMs ?? 0) - (a.cpuMs ?? 0)) / (b.samples - a.samples)).toFixed(3) : 0,
       cpuCores: b.t > a.t ? +(((b.cpuMs ?? 0) - (a.cpuMs ?? 0)) / (b.t - a.t)).toFixed(3) : 0,
+      evalShare: b.t > a.t ? +(((b.evalMs ?? 0) - (a.evalMs ?? 0)) / (b.t - a.t)).toFixed(4) : 0,
       threadMsPerSample: split && { mainMs: perEx(split.mainMs), busiestOtherMs: perEx(split.busiestOtherMs), restMs: perEx(split.restMs) },
       errors: errors[i].slice(0, 3),
     }

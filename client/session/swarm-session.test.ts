@@ -169,7 +169,7 @@ function putCheckpoint(server: FakeServer, step: number, params: Float32Array): 
   room.checkpoint = { run: room.run, step, schemaHash: `lsq:${problem.shards[0].d}`, params: new Uint8Array(params.buffer.slice(0)), savedAt: Date.now() }
 }
 
-function session(server: FakeServer, opts: { prepared?: Promise<void>; failAfter?: number } = {}): SwarmSession {
+function session(server: FakeServer, opts: { prepared?: Promise<void>; failAfter?: number; evalMs?: number } = {}): SwarmSession {
   const signaling = server.port()
   const platform: SessionPlatform = {
     agent: 'node',
@@ -187,7 +187,11 @@ function session(server: FakeServer, opts: { prepared?: Promise<void>; failAfter
           return real()
         }
       }
-      return { compute, train: {} as Dataset, evaluate: async () => ({ loss: 0, accuracy: 0.5 }), dispose: () => {} }
+      const evaluate = async () => {
+        if (opts.evalMs) await new Promise((r) => setTimeout(r, opts.evalMs))
+        return { loss: 0, accuracy: 0.5 }
+      }
+      return { compute, train: {} as Dataset, evaluate, dispose: () => {} }
     },
     createMesh: ({ self, membership }) => rosterMesh(withSessionControls(server.net.join(self), () => server.net.leave(self)), membership),
     // What browser-session.ts reads over HTTP: the room's checkpoint and the roster's reports.
@@ -227,6 +231,19 @@ async function twoInRoster() {
 }
 
 describe('SwarmSession (registry + memory mesh)', () => {
+  it('counts the wall-clock time spent measuring accuracy (evalMs), so benchmarks can tell it from training', async () => {
+    const server = new FakeServer()
+    const a = session(server, { evalMs: 40 })
+    const t0 = performance.now()
+    expect(a.snapshot().evalMs).toBe(0)
+    await a.start()
+    await until('a evaluated once', () => a.snapshot().accuracy === 0.5)
+    const s = a.snapshot()
+    expect(s.evalMs).toBeGreaterThanOrEqual(35)
+    expect(s.evalMs).toBeLessThanOrEqual(performance.now() - t0)
+    await a.leave()
+  })
+
   it('a joiner stays out of the roster while it loads, the others keep stepping, then it enters and trains', async () => {
     const server = new FakeServer()
     const a = session(server)

@@ -128,7 +128,7 @@ export interface SessionOptions {
 function initialSnapshot(room: string): SessionSnapshot {
   return {
     stage: 'idle', room, self: null, config: null, run: 0, backend: null, backendReason: '', computeThread: null, dataProgress: 0,
-    step: 0, globalStep: 0, loss: null, accuracy: null, samplesPerSec: 0, stepsPerSec: 0, samples: 0,
+    step: 0, globalStep: 0, loss: null, accuracy: null, samplesPerSec: 0, stepsPerSec: 0, samples: 0, evalMs: 0,
     bytesSent: 0, bytesReceived: 0, neighbors: [], peers: [], lr: null, h: null, consensus: null, error: null, log: [],
     away: null, faults: { slowFactor: 1, latencyMs: 0 },
   }
@@ -697,7 +697,7 @@ export class SwarmSession implements SessionHandle {
     const r = await trainer.evaluate(params)
     this.lastEval = performance.now()
     this.lastEvalMs = this.lastEval - now
-    this.update({ accuracy: r.accuracy })
+    this.update({ accuracy: r.accuracy, evalMs: this.snap.evalMs + this.lastEvalMs })
   }
 
   private maybeReport(force: boolean): void {

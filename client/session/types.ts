@@ -27,6 +27,11 @@ export interface SessionSnapshot {
   stepsPerSec: number
   /** Samples this tab has processed: its contribution. */
   samples: number
+  /**
+   * Wall-clock ms spent measuring test accuracy so far (training waits meanwhile; the session
+   * keeps it under EVAL_TIME_BUDGET of the time): benchmarks separate it from the swarm's cost.
+   */
+  evalMs: number
   bytesSent: number
   bytesReceived: number
   neighbors: string[]
