@@ -12,7 +12,7 @@ import { subsetDataset, type Dataset } from '../shared/data/format'
  * plain loops concurrently too (same CPU contention), and overhead = 1 − swarm/plain per peer.
  *   sh tools/netns-run.sh npx tsx bench/overhead.ts [--quick] [--model mlp|deep-mlp|cnn] [--dataset synthetic|mnist]
  *     [--only a,b] [--repeat K] [--peers N] [--compute-thread worker|main|both] [--compression fp32,fp16,int8]
- *     [--peer-gc parallel,single] [--worker-loop]
+ *     [--peer-gc parallel,single] [--worker-loop] [--no-warmup]
  * --compute-thread: where each peer runs its tfjs model (default worker, as `npm run peer`);
  * `both` measures the two interleaved (rows `x` and `x@main`).
  * Every row also gives CPU time per minibatch update (all threads; swarm vs plain), the same
@@ -223,7 +223,9 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
     // 6.4–8.6), which inflated the first row's overhead (20–34 % against 5–18 % for the same
     // algorithm later in the run). --no-warmup skips it.
     if (!quick && !process.argv.includes('--no-warmup')) {
-      const [name, cfg] = table.find(([x]) => !only || only.includes(x))!
+      const first = table.find(([x]) => !only || only.includes(x))
+      if (!first) throw new Error(`--only ${only?.join(',')} names no row; rows: ${table.map(([x]) => x).join(', ')}`)
+      const [name, cfg] = first
       console.log(`  warm-up: ${name} swarm, not measured`)
       await runSwarm(server.url, { n, config: cfg, seconds: 10, label: `warmup-${name}`, warmSteps: 5 })
     }
@@ -350,8 +352,8 @@ if (WORKER) {
   const suffix = (r.model === 'mlp' ? '' : `-${r.model}`) + (r.repeat > 1 ? `-x${r.repeat}` : '') + (argOf('--peers') === '1' ? '-1peer' : '') +
     (argOf('--compute-thread') && argOf('--compute-thread') !== 'worker' ? `-${argOf('--compute-thread')}` : '') +
     (argOf('--compression') && argOf('--compression') !== 'fp32' ? `-${argOf('--compression')!.replace(/,/g, '-')}` : '') +
-    // BENCH_NODE_FLAGS (applied to swarm peers and plain loops alike) names its own result file.
     (argOf('--peer-gc') && argOf('--peer-gc') !== 'parallel' ? `-gc-${argOf('--peer-gc')!.replace(/,/g, '-')}` : '') +
+    // BENCH_NODE_FLAGS (applied to swarm peers and plain loops alike) names its own result file.
     (WORKER_LOOP ? '-wl' : '') + (flagTag ? `-${flagTag}` : '')
   console.log('wrote', writeResult(`${quick ? 'overhead-quick' : 'overhead'}${suffix}`, r))
   process.exit(0)
