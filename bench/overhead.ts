@@ -12,7 +12,7 @@ import { subsetDataset, type Dataset } from '../shared/data/format'
  * plain loops concurrently too (same CPU contention), and overhead = 1 − swarm/plain per peer.
  *   sh tools/netns-run.sh npx tsx bench/overhead.ts [--quick] [--model mlp|deep-mlp|cnn] [--dataset synthetic|mnist]
  *     [--only a,b] [--repeat K] [--peers N] [--compute-thread worker|main|both] [--compression fp32,fp16,int8]
- *     [--peer-gc parallel,single] [--worker-loop] [--no-warmup]
+ *     [--peer-gc parallel,single] [--webrtc wrtc,node-datachannel] [--worker-loop] [--no-warmup]
  * --compute-thread: where each peer runs its tfjs model (default worker, as `npm run peer`);
  * `both` measures the two interleaved (rows `x` and `x@main`).
  * Every row also gives CPU time per minibatch update (all threads; swarm vs plain), the same
@@ -247,12 +247,17 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
     // many busy processes as cores, V8's parallel GC helper threads have no idle core to run on.
     const gcModes = (argOf('--peer-gc') ?? 'parallel').split(',')
     for (const g of gcModes) if (g !== 'parallel' && g !== 'single') throw new Error(`--peer-gc takes parallel or single, got ${g}`)
-    for (let rep = 0; rep < repeat; rep++) for (const [name, cfg] of table) for (const thread of threads) for (const compression of compressions) for (const gcMode of gcModes) {
+    // --webrtc wrtc,node-datachannel (default wrtc): the swarm peers' Node WebRTC stack, rows
+    // `x+ndc` for node-datachannel (libdatachannel: no media engine, no audio device ticker).
+    const stacks = (argOf('--webrtc') ?? 'wrtc').split(',')
+    for (const w of stacks) if (w !== 'wrtc' && w !== 'node-datachannel') throw new Error(`--webrtc takes wrtc or node-datachannel, got ${w}`)
+    for (let rep = 0; rep < repeat; rep++) for (const [name, cfg] of table) for (const thread of threads) for (const compression of compressions) for (const gcMode of gcModes) for (const stack of stacks) {
       if (only && !only.includes(name)) continue
       const config = { ...cfg, compression }
-      const label = (threads.length > 1 && thread === 'main' ? `${name}@main` : name) + (compression === 'fp32' ? '' : `+${compression}`) + (gcMode === 'single' ? '+1gc' : '')
+      const label = (threads.length > 1 && thread === 'main' ? `${name}@main` : name) + (compression === 'fp32' ? '' : `+${compression}`) + (gcMode === 'single' ? '+1gc' : '') +
+        (stack === 'wrtc' ? '' : '+ndc')
       const r = await runSwarm(server.url, {
-        n, config, seconds, label: (repeat > 1 ? `${label}-r${rep}` : label).replace(/[@+]/g, '-'), warmSteps: 5, env: { TABSWARM_COMPUTE_THREAD: thread },
+        n, config, seconds, label: (repeat > 1 ? `${label}-r${rep}` : label).replace(/[@+]/g, '-'), warmSteps: 5, env: { TABSWARM_COMPUTE_THREAD: thread, BENCH_WEBRTC: stack },
         nodeFlags: gcMode === 'single' ? ['--single-threaded-gc'] : [],
       })
       const after = await plainAt(`after ${label}`, BRACKET)
@@ -277,7 +282,7 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
       const swarmThreads = meanSplit(r.peers.map((p) => p.threadMsPerSample), batch)
       const plainThreads = meanSplit([bestSplit(before), bestSplit(after)])
       const row = {
-        algorithm: label, computeThread: thread, compression, peerGc: gcMode, rep, peers: n, swarmStepsPerSec: +per.toFixed(2), plainStepsPerSec: +baseline.toFixed(2),
+        algorithm: label, computeThread: thread, compression, peerGc: gcMode, webrtc: stack, rep, peers: n, swarmStepsPerSec: +per.toFixed(2), plainStepsPerSec: +baseline.toFixed(2),
         overheadPct: +((1 - per / baseline) * 100).toFixed(1),
         overheadVsLocalStepLoopPct: +((1 - per / plainLocal) * 100).toFixed(1),
         overheadVsGradientLoopPct: +((1 - per / plainGrad) * 100).toFixed(1),
@@ -354,6 +359,7 @@ if (WORKER) {
     (argOf('--compression') && argOf('--compression') !== 'fp32' ? `-${argOf('--compression')!.replace(/,/g, '-')}` : '') +
     (argOf('--peer-gc') && argOf('--peer-gc') !== 'parallel' ? `-gc-${argOf('--peer-gc')!.replace(/,/g, '-')}` : '') +
     // BENCH_NODE_FLAGS (applied to swarm peers and plain loops alike) names its own result file.
+    (argOf('--webrtc') && argOf('--webrtc') !== 'wrtc' ? `-${argOf('--webrtc')!.replace('node-datachannel', 'ndc').replace(/,/g, '-')}` : '') +
     (WORKER_LOOP ? '-wl' : '') + (flagTag ? `-${flagTag}` : '')
   console.log('wrote', writeResult(`${quick ? 'overhead-quick' : 'overhead'}${suffix}`, r))
   process.exit(0)

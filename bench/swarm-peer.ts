@@ -20,7 +20,12 @@ const [mode, a1, a2, a3] = process.argv.slice(2)
 if (mode === 'swarm') {
   maybeSampleAllocations(`swarm-${a3}`)
   maybeSampleMemory(`swarm-${a3}`)
-  const session = createNodeSession({ server: a1, room: a2, name: a3, backend: 'wasm' })
+  // BENCH_WEBRTC=node-datachannel: the other Node WebRTC stack (bound to loopback: the benchmarks
+  // run in a loopback-only namespace, where it finds no address of its own).
+  const stack = process.env.BENCH_WEBRTC === 'node-datachannel' ? 'node-datachannel' : 'wrtc'
+  const session = createNodeSession({
+    server: a1, room: a2, name: a3, backend: 'wasm', webrtc: stack === 'node-datachannel' ? { stack, bindAddress: '127.0.0.1' } : { stack },
+  })
   let last: Sample | null = null
   const buf: Sample[] = []
   session.subscribe((s) => {
