@@ -219,9 +219,9 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
     const only = argOf('--only')?.split(',')
     // Warm-up: one unmeasured swarm of the first row before the first plain run, so that every
     // bracket's "before" run follows a swarm, as all later ones do. Without it the first plain run
-    // was the fastest plain measurement of most runs on this VM (9.2–9.3 steps/s, later ones
-    // 6.4–8.6), which inflated the first row's overhead (20–34 % against 5–18 % for the same
-    // algorithm later in the run). --no-warmup skips it.
+    // was the fastest plain measurement in 4 of 5 runs on this VM (8.4–9.3 steps/s, later ones
+    // 6.3–8.6), which inflated the first row's overhead (20–34 % against a median of 11 % for the
+    // same algorithm's next row). --no-warmup skips it.
     if (!quick && !process.argv.includes('--no-warmup')) {
       const first = table.find(([x]) => !only || only.includes(x))
       if (!first) throw new Error(`--only ${only?.join(',')} names no row; rows: ${table.map(([x]) => x).join(', ')}`)
