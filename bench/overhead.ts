@@ -4,6 +4,7 @@ import { argOf, benchServer, benchWorkerFlags, ensureNetns, load, maybeSampleAll
 import { machineShare, procStat, runSwarm, type MachineShare } from './swarm'
 import { processCpuMs as cpuMs, splitThreads, threadCpuMs, type ThreadSplit } from './threads'
 import { subsetDataset, type Dataset } from '../shared/data/format'
+import type { Compute } from '../shared/algorithms/types'
 
 /**
  * Issue 4 swarm overhead: per-peer training steps/s inside a swarm of N headless Node peers
@@ -49,6 +50,14 @@ type PlainResult = {
   threadMsPerStep?: Record<PlainVariant, ThreadSplit>; blocks: Record<PlainVariant, number[]>
 }
 
+/** What the gossip algorithms do per step: gradient, read the parameters back, update on the host, write. */
+async function readBackStep(c: Compute): Promise<void> {
+  const g = await c.gradient()
+  const x = await c.readParams()
+  for (let i = 0; i < x.length; i++) x[i] -= 0.01 * g.grad[i]
+  await c.writeParams(x)
+}
+
 async function plainWorker(model: string, dataset: string, batch: number, blockMs: number, rounds: number, variants: PlainVariant[]): Promise<void> {
   maybeSampleAllocations(`plain-${variants.join('+')}`)
   maybeSampleMemory(`plain-${variants.join('+')}`)
@@ -62,12 +71,7 @@ async function plainWorker(model: string, dataset: string, batch: number, blockM
   const opt = { optimizer: 'sgd' as const, lr: 0.05, momentum: 0.9, weightDecay: 0 }
   const one: Record<PlainVariant, () => Promise<unknown>> = {
     local: () => c.localStep(opt),
-    gradient: async () => {
-      const g = await c.gradient()
-      const x = await c.readParams()
-      for (let i = 0; i < x.length; i++) x[i] -= 0.01 * g.grad[i]
-      await c.writeParams(x)
-    },
+    gradient: () => readBackStep(c),
     localSleep0: async () => {
       await c.localStep(opt)
       await new Promise((r) => setTimeout(r, 0))
@@ -76,12 +80,7 @@ async function plainWorker(model: string, dataset: string, batch: number, blockM
       await c.localStep(opt)
       await new Promise((r) => setImmediate(r))
     },
-    workerGradient: async () => {
-      const g = await w!.gradient()
-      const x = await w!.readParams()
-      for (let i = 0; i < x.length; i++) x[i] -= 0.01 * g.grad[i]
-      await w!.writeParams(x)
-    },
+    workerGradient: () => readBackStep(w!),
   }
   for (const v of variants) for (let i = 0; i < 10; i++) await one[v]()
   process.send!({ ev: 'ready' })
@@ -113,6 +112,22 @@ async function plainWorker(model: string, dataset: string, batch: number, blockM
   process.send!({ ev: 'plain', backend, paramCount: c.paramCount, stepsPerSec, cpuMsPerStep, threadMsPerStep, blocks } satisfies PlainResult & { ev: string })
   c.dispose()
   w?.dispose()
+}
+
+/**
+ * A comma-separated row dimension (`--compression fp32,fp16`): the values to measure, interleaved,
+ * each checked against `allowed`; the first allowed value is the default.
+ */
+function listArg(flag: string, allowed: readonly string[]): string[] {
+  const values = (argOf(flag) ?? allowed[0]).split(',')
+  for (const v of values) if (!allowed.includes(v)) throw new Error(`${flag} takes ${allowed.join(', ')}, got ${v}`)
+  return values
+}
+
+/** The result file's name part for a listArg dimension: empty at its default. */
+function listSuffix(flag: string, def: string, prefix = ''): string {
+  const v = argOf(flag)
+  return v && v !== def ? `-${prefix}${v.replace(/,/g, '-')}` : ''
 }
 
 /** The swarm peer's compute path without the swarm: a WorkerCompute on a worker thread. */
@@ -240,17 +255,14 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
     // --compression fp32,fp16,int8 (default fp32): the room's wire compression; several are
     // measured interleaved, rows `x` (fp32) and `x+fp16`. A smaller payload is less work for the
     // WebRTC stack's threads, which on a machine with no spare core comes out of the gradients.
-    const compressions = (argOf('--compression') ?? 'fp32').split(',')
-    for (const c of compressions) if (!['fp32', 'fp16', 'int8'].includes(c)) throw new Error(`--compression takes fp32, fp16 or int8, got ${c}`)
+    const compressions = listArg('--compression', ['fp32', 'fp16', 'int8'])
     // --peer-gc parallel,single (default parallel): `single` starts the swarm peers (not the plain
     // loops, which stand for what a user runs) with --single-threaded-gc, rows `x+1gc`. With as
     // many busy processes as cores, V8's parallel GC helper threads have no idle core to run on.
-    const gcModes = (argOf('--peer-gc') ?? 'parallel').split(',')
-    for (const g of gcModes) if (g !== 'parallel' && g !== 'single') throw new Error(`--peer-gc takes parallel or single, got ${g}`)
+    const gcModes = listArg('--peer-gc', ['parallel', 'single'])
     // --webrtc wrtc,node-datachannel (default wrtc): the swarm peers' Node WebRTC stack, rows
     // `x+ndc` for node-datachannel (libdatachannel: no media engine, no audio device ticker).
-    const stacks = (argOf('--webrtc') ?? 'wrtc').split(',')
-    for (const w of stacks) if (w !== 'wrtc' && w !== 'node-datachannel') throw new Error(`--webrtc takes wrtc or node-datachannel, got ${w}`)
+    const stacks = listArg('--webrtc', ['wrtc', 'node-datachannel'])
     for (let rep = 0; rep < repeat; rep++) for (const [name, cfg] of table) for (const thread of threads) for (const compression of compressions) for (const gcMode of gcModes) for (const stack of stacks) {
       if (only && !only.includes(name)) continue
       const config = { ...cfg, compression }
@@ -281,22 +293,20 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
       // the busiest other thread is the compute worker; in the plain loop the model runs on main.
       const swarmThreads = meanSplit(r.peers.map((p) => p.threadMsPerSample), batch)
       const plainThreads = meanSplit([bestSplit(before), bestSplit(after)])
+      // --worker-loop: what moving the model to a worker thread costs by itself, and what the swarm adds on top.
+      const wl = before.worker !== undefined && after.worker !== undefined ? (before.worker + after.worker) / 2 : undefined
+      const workerLoop = wl === undefined ? {} : {
+        plainWorkerLoopStepsPerSec: +wl.toFixed(2), plainWorkerLoopCpuMsPerUpdate: +(((before.cpuWorker ?? 0) + (after.cpuWorker ?? 0)) / 2).toFixed(1),
+        workerLoopCostPct: +((1 - wl / baseline) * 100).toFixed(1), overheadVsWorkerLoopPct: +((1 - per / wl) * 100).toFixed(1),
+        plainWorkerLoopThreadMsPerUpdate: meanSplit([before, after].flatMap((r) => r.perProcess.map((p) => p.threadMsPerStep?.workerGradient))),
+      }
       const row = {
         algorithm: label, computeThread: thread, compression, peerGc: gcMode, webrtc: stack, rep, peers: n, swarmStepsPerSec: +per.toFixed(2), plainStepsPerSec: +baseline.toFixed(2),
         overheadPct: +((1 - per / baseline) * 100).toFixed(1),
         overheadVsLocalStepLoopPct: +((1 - per / plainLocal) * 100).toFixed(1),
         overheadVsGradientLoopPct: +((1 - per / plainGrad) * 100).toFixed(1),
         evalPct: +(evalShare * 100).toFixed(1), overheadExclEvalPct: +((1 - perTraining / baseline) * 100).toFixed(1),
-        ...(before.worker !== undefined && after.worker !== undefined ? (() => {
-          const wl = (before.worker + after.worker) / 2
-          const wlCpu = (before.cpuWorker! + after.cpuWorker!) / 2
-          return {
-            plainWorkerLoopStepsPerSec: +wl.toFixed(2), plainWorkerLoopCpuMsPerUpdate: +wlCpu.toFixed(1),
-            // What moving the model to a worker thread costs by itself, and what the swarm adds on top.
-            workerLoopCostPct: +((1 - wl / baseline) * 100).toFixed(1), overheadVsWorkerLoopPct: +((1 - per / wl) * 100).toFixed(1),
-            plainWorkerLoopThreadMsPerUpdate: meanSplit([before, after].flatMap((r) => r.perProcess.map((p) => p.threadMsPerStep?.workerGradient))),
-          }
-        })() : {}),
+        ...workerLoop,
         plainBeforeStepsPerSec: +best(before).toFixed(2), plainAfterStepsPerSec: +best(after).toFixed(2),
         driftPct: +((best(after) / best(before) - 1) * 100).toFixed(1),
         swarmCpuMsPerUpdate: +swarmCpu.toFixed(1), plainCpuMsPerUpdate: +plainCpu.toFixed(1),
@@ -356,10 +366,9 @@ if (WORKER) {
   const flagTag = benchWorkerFlags().filter((f) => !f.startsWith('--cpu-prof')).join(' ').replace(/[^a-z0-9]+/gi, '-').replace(/^-+|-+$/g, '')
   const suffix = (r.model === 'mlp' ? '' : `-${r.model}`) + (r.repeat > 1 ? `-x${r.repeat}` : '') + (argOf('--peers') === '1' ? '-1peer' : '') +
     (argOf('--compute-thread') && argOf('--compute-thread') !== 'worker' ? `-${argOf('--compute-thread')}` : '') +
-    (argOf('--compression') && argOf('--compression') !== 'fp32' ? `-${argOf('--compression')!.replace(/,/g, '-')}` : '') +
-    (argOf('--peer-gc') && argOf('--peer-gc') !== 'parallel' ? `-gc-${argOf('--peer-gc')!.replace(/,/g, '-')}` : '') +
+    listSuffix('--compression', 'fp32') + listSuffix('--peer-gc', 'parallel', 'gc-') +
     // BENCH_NODE_FLAGS (applied to swarm peers and plain loops alike) names its own result file.
-    (argOf('--webrtc') && argOf('--webrtc') !== 'wrtc' ? `-${argOf('--webrtc')!.replace('node-datachannel', 'ndc').replace(/,/g, '-')}` : '') +
+    listSuffix('--webrtc', 'wrtc').replace('node-datachannel', 'ndc') +
     (WORKER_LOOP ? '-wl' : '') + (flagTag ? `-${flagTag}` : '')
   console.log('wrote', writeResult(`${quick ? 'overhead-quick' : 'overhead'}${suffix}`, r))
   process.exit(0)
