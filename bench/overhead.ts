@@ -367,9 +367,9 @@ if (WORKER) {
   const suffix = (r.model === 'mlp' ? '' : `-${r.model}`) + (r.repeat > 1 ? `-x${r.repeat}` : '') + (argOf('--peers') === '1' ? '-1peer' : '') +
     (argOf('--compute-thread') && argOf('--compute-thread') !== 'worker' ? `-${argOf('--compute-thread')}` : '') +
     listSuffix('--compression', 'fp32') + listSuffix('--peer-gc', 'parallel', 'gc-') +
+    listSuffix('--webrtc', 'wrtc').replace('node-datachannel', 'ndc') + (WORKER_LOOP ? '-wl' : '') +
     // BENCH_NODE_FLAGS (applied to swarm peers and plain loops alike) names its own result file.
-    listSuffix('--webrtc', 'wrtc').replace('node-datachannel', 'ndc') +
-    (WORKER_LOOP ? '-wl' : '') + (flagTag ? `-${flagTag}` : '')
+    (flagTag ? `-${flagTag}` : '')
   console.log('wrote', writeResult(`${quick ? 'overhead-quick' : 'overhead'}${suffix}`, r))
   process.exit(0)
 }
