@@ -82,25 +82,46 @@ function cnnSpec(rows: number, cols: number, classes: number): { params: ParamSp
 }
 
 /**
- * 3x3 'same' convolution as im2col + matMul. tfjs-backend-wasm has no Conv2DBackpropFilter or
- * MaxPoolGrad kernels, so tf.conv2d/maxPool cannot be trained there; slice/concat/matMul can,
- * on every backend. Filter layout is tf.conv2d's [3, 3, in, out], so weights stay compatible.
+ * 3x3 'same' convolution whose gradient is built from forward convolutions only.
+ * tfjs-backend-wasm has no Conv2DBackpropFilter kernel, so tf.conv2d's own gradient cannot run
+ * there; the im2col form (9 slices + concat + matMul) could, but wasm runs slice and concat as
+ * JavaScript loops: in a cnn step's CPU profile they were ~30 % of the compute thread and the
+ * part that slowed most beside other busy threads (memory-bound). Here the forward pass, dx and
+ * dW are all Conv2D (XNNPACK on wasm):
+ *   dx = conv2d(dy, w rotated 180° with in/out swapped, 'same')
+ *   dW[ky,kx,ci,co] = Σ_{n,y,x} pad(x)[n,y+ky,x+kx,ci]·dy[n,y,x,co]
+ *      = conv2d(pad(x) as [ci, H+2, W+2, n], dy as filter [H, W, n, co], 'valid') → [ci,3,3,co]
+ * Filter layout is tf.conv2d's [3, 3, in, out], so weights are unchanged.
  */
+const conv3x3Core = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+  const [x, w, save] = args as [tf.Tensor4D, tf.Tensor4D, tf.GradSaveFunc]
+  save([x, w])
+  return {
+    value: tf.conv2d(x, w, 1, 'same'),
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [xs, ws] = saved as [tf.Tensor4D, tf.Tensor4D]
+      const d = dy as tf.Tensor4D
+      const wFlip = tf.transpose(tf.reverse(ws, [0, 1]), [0, 1, 3, 2]) as tf.Tensor4D
+      const dx = tf.conv2d(d, wFlip, 1, 'same')
+      const xT = tf.transpose(tf.pad(xs, [[0, 0], [1, 1], [1, 1], [0, 0]]), [3, 1, 2, 0]) as tf.Tensor4D
+      const dyT = tf.transpose(d, [1, 2, 0, 3]) as tf.Tensor4D
+      const dw = tf.transpose(tf.conv2d(xT, dyT, 1, 'valid'), [1, 2, 0, 3])
+      return [dx, dw]
+    },
+  }
+})
+
 function conv3x3(x: tf.Tensor4D, w: tf.Tensor4D, b: tf.Tensor): tf.Tensor4D {
-  const [n, h, wd, cin] = x.shape
-  const cout = w.shape[3]
-  const padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
-  const patches: tf.Tensor4D[] = []
-  for (let dy = 0; dy < 3; dy++) for (let dx = 0; dx < 3; dx++) patches.push(tf.slice(padded, [0, dy, dx, 0], [n, h, wd, cin]))
-  const cols = tf.reshape(tf.concat(patches, 3), [n * h * wd, 9 * cin]) as tf.Tensor2D
-  const out = tf.add(tf.matMul(cols, tf.reshape(w, [9 * cin, cout]) as tf.Tensor2D), b)
-  return tf.reshape(out, [n, h, wd, cout]) as tf.Tensor4D
+  return tf.add(conv3x3Core(x, w), b) as tf.Tensor4D
 }
 
-/** 2x2 max pooling, stride 2, via reshape + max (differentiable on every backend). */
+/**
+ * 2x2 max pooling, stride 2. tf.maxPool (MaxPool + MaxPoolGrad exist on wasm, cpu, webgl and
+ * webgpu in tfjs 4.22). The earlier reshape + max form was differentiable everywhere too, but
+ * its gradient is a broadcast Equal that wasm runs element by element: 37 of a 54 ms cnn step.
+ */
 function pool2(x: tf.Tensor4D): tf.Tensor4D {
-  const [n, h, w, c] = x.shape
-  return tf.max(tf.reshape(x, [n, h / 2, 2, w / 2, 2, c]), [2, 4]) as tf.Tensor4D
+  return tf.maxPool(x, 2, 2, 'valid')
 }
 
 /** FNV-1a (32-bit, hex) over the canonical layout string. */

@@ -191,7 +191,7 @@ describe('TfCompute', () => {
 })
 
 describe('cnn building blocks', () => {
-  it('im2col conv and reshape pooling equal tf.conv2d / tf.maxPool', async () => {
+  it('cnn forward (conv + reshape pooling) equals tf.conv2d / tf.maxPool', async () => {
     await setupNodeBackend('cpu')
     const spec = buildModel('cnn', { rows: 28, cols: 28, numClasses: 10 })
     const p = initParams(spec, 9)
@@ -214,5 +214,47 @@ describe('cnn building blocks', () => {
     ours.dispose()
     ref.dispose()
     await setupNodeBackend('wasm')
+  })
+
+  // The conv's gradient is hand-built from forward convolutions (models.ts): check it, and the
+  // whole cnn gradient through it, against tfjs's own conv2d/maxPool gradients on the cpu
+  // backend, and run it on wasm too (which has no Conv2DBackpropFilter, the reason it exists).
+  it('cnn gradient equals the tf.conv2d / tf.maxPool autodiff gradient, on cpu and on wasm', async () => {
+    const spec = buildModel('cnn', { rows: 28, cols: 28, numClasses: 10 })
+    const p = initParams(spec, 11)
+    const n = 3
+    const xs = Float32Array.from({ length: n * 784 }, (_, i) => ((i * 13) % 256) / 255)
+    const labels = [1, 7, 4]
+    const { unflatten } = await import('./models')
+    const gradsOf = (reference: boolean): Float32Array[] => tf.tidy(() => {
+      const ps = unflatten(spec, p)
+      const x = tf.tensor2d(xs, [n, 784])
+      const y = tf.oneHot(tf.tensor1d(labels, 'int32'), 10)
+      const refForward = (q: tf.Tensor[]) => {
+        const img = tf.reshape(x, [-1, 28, 28, 1]) as tf.Tensor4D
+        let a = tf.maxPool(tf.relu(tf.add(tf.conv2d(img, q[0] as tf.Tensor4D, 1, 'same'), q[1])) as tf.Tensor4D, 2, 2, 'valid')
+        a = tf.maxPool(tf.relu(tf.add(tf.conv2d(a, q[2] as tf.Tensor4D, 1, 'same'), q[3])) as tf.Tensor4D, 2, 2, 'valid')
+        const h = tf.relu(tf.add(tf.matMul(tf.reshape(a, [-1, 784]) as tf.Tensor2D, q[4] as tf.Tensor2D), q[5])) as tf.Tensor2D
+        return tf.add(tf.matMul(h, q[6] as tf.Tensor2D), q[7]) as tf.Tensor2D
+      }
+      const loss = (...q: tf.Tensor[]) => tf.losses.softmaxCrossEntropy(y, reference ? refForward(q) : spec.forward(q, x)) as tf.Scalar
+      return tf.grads(loss)(ps).map((g) => g.dataSync() as Float32Array)
+    })
+    await setupNodeBackend('cpu')
+    const ref = gradsOf(true)
+    const cpu = gradsOf(false)
+    await setupNodeBackend('wasm')
+    expect(tf.getBackend()).toBe('wasm')
+    const before = tf.memory().numTensors
+    const wasm = gradsOf(false)
+    expect(tf.memory().numTensors).toBe(before)
+    for (const ours of [cpu, wasm]) {
+      expect(ours.map((g) => g.length)).toEqual(ref.map((g) => g.length))
+      for (let k = 0; k < ref.length; k++) {
+        const scale = Math.max(...ref[k].map(Math.abs))
+        expect(scale).toBeGreaterThan(0)
+        for (let i = 0; i < ref[k].length; i++) expect(Math.abs(ours[k][i] - ref[k][i])).toBeLessThan(1e-4 * scale + 1e-7)
+      }
+    }
   })
 })
