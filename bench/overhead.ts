@@ -13,7 +13,7 @@ import type { Compute } from '../shared/algorithms/types'
  * plain loops concurrently too (same CPU contention), and overhead = 1 − swarm/plain per peer.
  *   sh tools/netns-run.sh npx tsx bench/overhead.ts [--quick] [--model mlp|deep-mlp|cnn] [--dataset synthetic|mnist]
  *     [--only a,b] [--repeat K] [--peers N] [--compute-thread worker|main|both] [--compression fp32,fp16,int8]
- *     [--peer-gc parallel,single] [--webrtc wrtc,node-datachannel] [--worker-loop] [--no-warmup]
+ *     [--peer-gc parallel,single] [--webrtc wrtc,node-datachannel] [--worker-loop] [--no-warmup] [--batch B]
  * --compute-thread: where each peer runs its tfjs model (default worker, as `npm run peer`);
  * `both` measures the two interleaved (rows `x` and `x@main`).
  * Every row also gives CPU time per minibatch update (all threads; swarm vs plain), the same
@@ -177,7 +177,11 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
   const model = o.model ?? argOf('--model') ?? 'mlp'
   const dataset = o.dataset ?? argOf('--dataset') ?? (model === 'cnn' ? 'mnist' : 'synthetic')
   const seconds = o.seconds ?? (quick ? 12 : 25)
-  const batch = 32
+  // --batch B (default 32, the room default): the peers' minibatch. The swarm's cost per update is
+  // mostly per parameter sent (the same at any batch), the gradient's is per example, so the
+  // overhead's share falls as the batch grows; this shows where it crosses a target on this box.
+  const batch = Number(argOf('--batch') ?? 32)
+  if (!Number.isInteger(batch) || batch < 1 || batch > 4096) throw new Error(`--batch takes an integer 1…4096, got ${argOf('--batch')}`)
   const repeat = Math.max(1, Number(argOf('--repeat') ?? 1))
   const loadBefore = load()
   // This VM's speed drifts by tens of percent over minutes (other tenants), more than the effect
@@ -364,7 +368,7 @@ if (WORKER) {
   console.log('overhead: swarm vs plain tfjs loop')
   const r = await runOverheadBench()
   const flagTag = benchWorkerFlags().filter((f) => !f.startsWith('--cpu-prof')).join(' ').replace(/[^a-z0-9]+/gi, '-').replace(/^-+|-+$/g, '')
-  const suffix = (r.model === 'mlp' ? '' : `-${r.model}`) + (r.repeat > 1 ? `-x${r.repeat}` : '') + (argOf('--peers') === '1' ? '-1peer' : '') +
+  const suffix = (r.model === 'mlp' ? '' : `-${r.model}`) + (r.repeat > 1 ? `-x${r.repeat}` : '') + (argOf('--peers') === '1' ? '-1peer' : '') + (r.batch !== 32 ? `-b${r.batch}` : '') +
     (argOf('--compute-thread') && argOf('--compute-thread') !== 'worker' ? `-${argOf('--compute-thread')}` : '') +
     listSuffix('--compression', 'fp32') + listSuffix('--peer-gc', 'parallel', 'gc-') +
     listSuffix('--webrtc', 'wrtc').replace('node-datachannel', 'ndc') + (WORKER_LOOP ? '-wl' : '') +
