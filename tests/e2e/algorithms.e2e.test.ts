@@ -17,7 +17,9 @@ interface ApiRoom { room: string; config: { algorithm: string; topology: string 
 const SENSIBLE_ACCURACY = 0.8
 
 const CASES: { name: string; config: Record<string, unknown>; check?: (r: ApiRoom) => void }[] = [
-  { name: 'dpsgd', config: { algorithm: 'dpsgd', topology: 'ring' } },
+  // The cnn here (the others use the default mlp): its conv gradient is hand-built from forward
+  // Conv2D ops (client/runtime/models.ts), and this is where it runs in a real tab on wasm.
+  { name: 'dpsgd', config: { algorithm: 'dpsgd', topology: 'ring', model: 'cnn' } },
   { name: 'decentlam', config: { algorithm: 'decentlam', topology: 'exponential' } },
   {
     name: 'local-adamw',
