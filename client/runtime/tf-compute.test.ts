@@ -191,7 +191,7 @@ describe('TfCompute', () => {
 })
 
 describe('cnn building blocks', () => {
-  it('cnn forward (conv + reshape pooling) equals tf.conv2d / tf.maxPool', async () => {
+  it('cnn forward equals a tf.conv2d / tf.maxPool reference', async () => {
     await setupNodeBackend('cpu')
     const spec = buildModel('cnn', { rows: 28, cols: 28, numClasses: 10 })
     const p = initParams(spec, 9)
