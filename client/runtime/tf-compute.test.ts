@@ -191,6 +191,15 @@ describe('TfCompute', () => {
 })
 
 describe('cnn building blocks', () => {
+  /** The cnn written with tfjs's own conv2d / maxPool (their autodiff gradients): what models.ts must equal. */
+  const referenceCnn = (q: tf.Tensor[], x: tf.Tensor2D): tf.Tensor2D => {
+    const img = tf.reshape(x, [-1, 28, 28, 1]) as tf.Tensor4D
+    let a = tf.maxPool(tf.relu(tf.add(tf.conv2d(img, q[0] as tf.Tensor4D, 1, 'same'), q[1])) as tf.Tensor4D, 2, 2, 'valid')
+    a = tf.maxPool(tf.relu(tf.add(tf.conv2d(a, q[2] as tf.Tensor4D, 1, 'same'), q[3])) as tf.Tensor4D, 2, 2, 'valid')
+    const h = tf.relu(tf.add(tf.matMul(tf.reshape(a, [-1, 784]) as tf.Tensor2D, q[4] as tf.Tensor2D), q[5])) as tf.Tensor2D
+    return tf.add(tf.matMul(h, q[6] as tf.Tensor2D), q[7]) as tf.Tensor2D
+  }
+
   it('cnn forward equals a tf.conv2d / tf.maxPool reference', async () => {
     await setupNodeBackend('cpu')
     const spec = buildModel('cnn', { rows: 28, cols: 28, numClasses: 10 })
@@ -203,11 +212,7 @@ describe('cnn building blocks', () => {
     const [ours, ref] = tf.tidy(() => {
       const ps = unflatten(spec, p)
       const x = tf.div(tf.tensor2d(Float32Array.from(d.x), [2, 784]), 255) as tf.Tensor2D
-      const img = tf.reshape(x, [-1, 28, 28, 1]) as tf.Tensor4D
-      let a = tf.maxPool(tf.relu(tf.add(tf.conv2d(img, ps[0] as tf.Tensor4D, 1, 'same'), ps[1])) as tf.Tensor4D, 2, 2, 'valid')
-      a = tf.maxPool(tf.relu(tf.add(tf.conv2d(a, ps[2] as tf.Tensor4D, 1, 'same'), ps[3])) as tf.Tensor4D, 2, 2, 'valid')
-      const h = tf.relu(tf.add(tf.matMul(tf.reshape(a, [-1, 784]) as tf.Tensor2D, ps[4] as tf.Tensor2D), ps[5])) as tf.Tensor2D
-      return [spec.forward(ps, x), tf.add(tf.matMul(h, ps[6] as tf.Tensor2D), ps[7])]
+      return [spec.forward(ps, x), referenceCnn(ps, x)]
     })
     const [o, r] = [await ours.data(), await ref.data()]
     for (let i = 0; i < o.length; i++) expect(o[i]).toBeCloseTo(r[i], 4)
@@ -230,14 +235,7 @@ describe('cnn building blocks', () => {
       const ps = unflatten(spec, p)
       const x = tf.tensor2d(xs, [n, 784])
       const y = tf.oneHot(tf.tensor1d(labels, 'int32'), 10)
-      const refForward = (q: tf.Tensor[]) => {
-        const img = tf.reshape(x, [-1, 28, 28, 1]) as tf.Tensor4D
-        let a = tf.maxPool(tf.relu(tf.add(tf.conv2d(img, q[0] as tf.Tensor4D, 1, 'same'), q[1])) as tf.Tensor4D, 2, 2, 'valid')
-        a = tf.maxPool(tf.relu(tf.add(tf.conv2d(a, q[2] as tf.Tensor4D, 1, 'same'), q[3])) as tf.Tensor4D, 2, 2, 'valid')
-        const h = tf.relu(tf.add(tf.matMul(tf.reshape(a, [-1, 784]) as tf.Tensor2D, q[4] as tf.Tensor2D), q[5])) as tf.Tensor2D
-        return tf.add(tf.matMul(h, q[6] as tf.Tensor2D), q[7]) as tf.Tensor2D
-      }
-      const loss = (...q: tf.Tensor[]) => tf.losses.softmaxCrossEntropy(y, reference ? refForward(q) : spec.forward(q, x)) as tf.Scalar
+      const loss = (...q: tf.Tensor[]) => tf.losses.softmaxCrossEntropy(y, reference ? referenceCnn(q, x) : spec.forward(q, x)) as tf.Scalar
       return tf.grads(loss)(ps).map((g) => g.dataSync() as Float32Array)
     })
     await setupNodeBackend('cpu')
