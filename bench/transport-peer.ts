@@ -57,6 +57,7 @@ async function exchange(to: string, floats: number, compression: Compression, re
   // Model-like values (small, varied) so fp16/int8 do real work.
   for (let i = 0; i < floats; i++) x[i] = Math.sin(i * 0.37) * 0.1
   const ms: number[] = []
+  const sendMs: number[] = []
   const wire: number[] = []
   for (let r = 0; r < reps; r++) {
     const rr = ++round
@@ -70,11 +71,13 @@ async function exchange(to: string, floats: number, compression: Compression, re
     const t1 = performance.now()
     if ((e.meta as { len?: number })?.len !== floats) throw new Error(`receiver got ${(e.meta as { len?: number })?.len} floats, expected ${floats}`)
     ms.push(t1 - t0)
+    // Until the last frame was handed to the data channel: a slow exchange is slow in our send
+    // path (encoding, backpressure) when this is large, on the wire or the receiver when not.
+    sendMs.push(sentAt - t0)
     wire.push((m.stats().perLink[to]?.bytesSent ?? 0) - before)
-    void sentAt
   }
   meshConfig.compression = 'fp32'
-  return { ms, wireBytes: wire }
+  return { ms, sendMs, wireBytes: wire }
 }
 
 process.on('message', (msg: BenchOp) => {
