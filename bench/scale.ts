@@ -9,15 +9,17 @@ import { runSwarm } from './swarm'
  * longest gap between successive step increases of any peer (a stall detector) inside a common
  * measurement window. 16 processes on a 2-core machine are CPU-bound: read the numbers as
  * "does it keep moving", not as speed.
- *   sh tools/netns-run.sh npx tsx bench/scale.ts [--peers 16] [--seconds 60] [--quick]
+ *   sh tools/netns-run.sh npx tsx bench/scale.ts [--peers 16] [--seconds 60] [--quick] [--compute-thread worker|main]
+ * --compute-thread: where each peer runs its tfjs model (default worker, as `npm run peer`).
  */
 const SCRIPT = fileURLToPath(import.meta.url)
 await ensureNetns(SCRIPT)
 const numArg = (n: string) => (argOf(n) === undefined ? undefined : Number(argOf(n)))
 const quick = process.argv.includes('--quick')
 
-export async function runScaleBench(o: { n?: number; seconds?: number } = {}) {
+export async function runScaleBench(o: { n?: number; seconds?: number; computeThread?: 'worker' | 'main' } = {}) {
   const n = o.n ?? numArg('--peers') ?? (quick ? 8 : 16)
+  const computeThread = o.computeThread ?? 'worker'
   const seconds = o.seconds ?? numArg('--seconds') ?? (quick ? 20 : 60)
   const server = await benchServer()
   const rows = []
@@ -30,7 +32,7 @@ export async function runScaleBench(o: { n?: number; seconds?: number } = {}) {
       ['local-sgd', { ...base, algorithm: 'local-sgd', sync: { kind: 'constant', h: H }, schedule: { kind: 'constant', warmupSteps: 0 } }],
     ] as const) {
       const l0 = load()
-      const r = await runSwarm(server.url, { n, config, seconds, label, warmSteps: 2, startupS: 150 })
+      const r = await runSwarm(server.url, { n, config, seconds, label, warmSteps: 2, startupS: 150, env: { TABSWARM_COMPUTE_THREAD: computeThread } })
       const sps = r.peers.map((p) => p.stepsPerSec)
       const moving = r.peers.filter((p) => p.stepsInWindow > 0).length
       const row = {
@@ -52,12 +54,17 @@ export async function runScaleBench(o: { n?: number; seconds?: number } = {}) {
   } finally {
     await server.close()
   }
-  return { model: 'mlp', dataset: 'synthetic', rows, load: { before: loadBefore, after: load() } }
+  return { model: 'mlp', dataset: 'synthetic', computeThread, rows, load: { before: loadBefore, after: load() } }
 }
 
 if (process.argv[1] === SCRIPT) {
-  console.log('scale: N Node peers in one room')
-  const r = await runScaleBench()
-  console.log('wrote', writeResult(quick ? 'scale-quick' : 'scale', r))
+  const thread = argOf('--compute-thread') ?? 'worker'
+  if (thread !== 'worker' && thread !== 'main') {
+    console.error(`--compute-thread must be worker or main, got ${thread}`)
+    process.exit(2)
+  }
+  console.log(`scale: N Node peers in one room (model on the ${thread} thread)`)
+  const r = await runScaleBench({ computeThread: thread })
+  console.log('wrote', writeResult(`scale${quick ? '-quick' : ''}${thread === 'main' ? '-main' : ''}`, r))
   process.exit(0)
 }

@@ -32,4 +32,38 @@ describe('allReduceWithRetry', () => {
       expect(res!.members).toBe(4)
     }
   })
+
+  it('a roster that changes again and again does not use up the attempts (a swarm forming)', async () => {
+    const r = parseRoomConfig({ algorithm: 'local-sgd', stepDeadlineMs: 1000 })
+    if (!r.ok) throw new Error(r.error)
+    const net = new MemoryNetwork({ seed: 22, faults: FAULTS.lan })
+    const ids = ['p0', 'p1', 'p2']
+    // p3 is in the roster but never takes part (still loading), so no attempt can complete while
+    // it is; p4 arriving and leaving makes a new epoch every 10 ms on top.
+    for (const id of [...ids, 'p3']) net.join(id)
+    const d = 4
+    const logs: string[] = []
+    const ctxs: AlgorithmContext[] = ids.map((id) => ({
+      mesh: net.mesh(id)!, compute: new LsqCompute({ m: 1, d, A: new Float64Array(d), b: new Float64Array(1) }),
+      config: r.config, signal: new AbortController().signal, log: (e) => void logs.push(e), now: () => performance.now(),
+    }))
+    const input = (i: number) => Float32Array.from({ length: d }, (_, k) => i + k)
+    const running = Promise.all(ctxs.map((ctx, i) => allReduceWithRetry(ctx, 'test', 3, () => new Float32Array(input(i)))))
+    for (let k = 0; k < 4; k++) {
+      await sleep(10)
+      net.join('p4')
+      await sleep(10)
+      net.leave('p4')
+    }
+    net.leave('p3')
+    const results = await running
+    // Nine restarts, each cut short by a new epoch: more than the 3 attempts, none a timeout.
+    expect(logs.filter((e) => e === 'test/retry').length).toBeGreaterThan(3)
+    const want = Float32Array.from({ length: d }, (_, k) => [0, 1, 2].reduce((s, i) => s + input(i)[k], 0))
+    for (const res of results) {
+      expect(res).not.toBeNull()
+      expect([...res!.sum]).toEqual([...want])
+      expect(res!.members).toBe(3)
+    }
+  })
 })

@@ -392,35 +392,60 @@ export async function ringAllReduceSum(
 /**
  * All-reduce with churn handling (§2.4): each attempt uses the roster and epoch at its start,
  * is aborted at once by a membership change, and bounded by the step deadline; then it is
- * retried with the new roster. Returns false when every attempt failed (caller falls back).
+ * retried with the new roster. Returns null when it gave up (caller falls back).
+ *
+ * Budget. `attempts` counts attempts that ran out their deadline in an unchanged roster. An
+ * attempt cut short by a membership change is restarted without using one, as long as the round
+ * is within `attempts` deadlines of wall time in all: a swarm that forms (a dozen volunteers
+ * arriving within a second, each a new epoch) used to exhaust the attempts in a second, so its
+ * first peers gave up round 0 and moved on alone while the arrivals waited in round 0.
+ *
  * `build` must return the same vector on every attempt: a retry within the same epoch reuses
  * the chunks the failed attempt already received (their re-sent copies are duplicates that the
  * mesh drops), so a round whose first attempt timed out half-way can still complete.
+ * `retryAfterTimeout` is asked before a same-epoch retry; false gives up at once (local SGD:
+ * another member is already in a later round, so this round cannot complete).
  */
 export async function allReduceWithRetry(
   ctx: AlgorithmContext, name: string, round: number, build: () => Float32Array,
-  opts: { attempts?: number; received?: Map<string, Float32Array> } = {},
+  opts: { attempts?: number; received?: Map<string, Float32Array>; retryAfterTimeout?: () => Promise<boolean> } = {},
 ): Promise<{ sum: Float32Array; members: number } | null> {
   const attempts = opts.attempts ?? 3
+  const budgetEnd = ctx.now() + attempts * ctx.config.stepDeadlineMs
   // A caller that retries the same round later (SSGD's hold) passes its own map to keep it.
   const received = opts.received ?? new Map<string, Float32Array>()
-  for (let a = 0; a < attempts && !ctx.signal.aborted; a++) {
+  let timedOut = 0
+  for (let a = 0; timedOut < attempts && !ctx.signal.aborted; a++) {
     const m = ctx.mesh.membership()
     if (!m.peers.includes(ctx.mesh.self)) return null
+    // Restarts after a membership change share the round's budget, which only ever cuts the
+    // last attempt short: each deadline is the step deadline or what is left, if less.
+    const left = budgetEnd - ctx.now()
+    if (left < 1) break
     const vec = build()
     const change = new AbortController()
     const off = ctx.mesh.onMembership((x) => {
       if (x.epoch !== m.epoch) change.abort()
     })
-    const dl = scopedDeadline(`${name}#${round}`, ctx.config.stepDeadlineMs, AbortSignal.any([ctx.signal, change.signal]))
+    const dl = scopedDeadline(`${name}#${round}`, Math.min(ctx.config.stepDeadlineMs, Math.ceil(left)), AbortSignal.any([ctx.signal, change.signal]))
+    let retry = true
     try {
       await ringAllReduceSum(ctx, `${name}/e${m.epoch}`, round, vec, m.peers, dl.signal, received)
       return { sum: vec, members: m.peers.length }
     } catch (e) {
-      ctx.log(`${name}/retry`, { round, attempt: a, epoch: m.epoch, error: String(e) })
+      const rosterChanged = change.signal.aborted || ctx.mesh.membership().epoch !== m.epoch
+      ctx.log(`${name}/retry`, { round, attempt: a, epoch: m.epoch, error: String(e), ...(rosterChanged ? { rosterChanged } : {}) })
+      if (!rosterChanged && !ctx.signal.aborted) {
+        timedOut++
+        if (timedOut < attempts && opts.retryAfterTimeout) retry = await opts.retryAfterTimeout().catch(() => true)
+      }
     } finally {
       off()
       dl.done()
+    }
+    if (!retry) {
+      ctx.log(`${name}/give-up`, { round, reason: 'a member is in a later round' })
+      return null
     }
   }
   return null

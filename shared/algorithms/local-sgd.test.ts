@@ -40,13 +40,15 @@ class PacedLsq extends LsqCompute {
   }
 }
 
-interface Peer { id: string; mesh: MemoryMesh; compute: PacedLsq; inst: AlgorithmInstance; stop: AbortController; reports: StepReport[] }
+interface Peer { id: string; mesh: MemoryMesh; compute: PacedLsq; inst: AlgorithmInstance; stop: AbortController; reports: StepReport[]; logs: { event: string; detail?: Record<string, unknown> }[] }
 
 async function startPeer(net: MemoryNetwork, id: string, compute: PacedLsq, cfg: RoomConfig): Promise<Peer> {
   const mesh = net.mesh(id) ?? net.join(id)
   const stop = new AbortController()
-  const inst = await ALGORITHM_FACTORIES[cfg.algorithm]({ mesh, compute, config: cfg, signal: stop.signal, log: () => {}, now: () => performance.now() })
-  return { id, mesh, compute, inst, stop, reports: [] }
+  const logs: Peer['logs'] = []
+  const log = (event: string, detail?: Record<string, unknown>) => void logs.push({ event, detail })
+  const inst = await ALGORITHM_FACTORIES[cfg.algorithm]({ mesh, compute, config: cfg, signal: stop.signal, log, now: () => performance.now() })
+  return { id, mesh, compute, inst, stop, reports: [], logs }
 }
 
 /** Steps until the global step reaches T (every peer ends on the same round boundary). */
@@ -240,6 +242,39 @@ describe('local SGD: peers that start together', () => {
     expect(performance.now() - t0).toBeLessThan(1000)
     await Promise.all(peers.map((p) => runTo(p, h)))
     for (const p of peers) expect(p.reports.at(-1)).toMatchObject({ communicated: true, contributors: 5 })
+    for (const p of peers) p.stop.abort(), p.inst.dispose()
+  })
+})
+
+describe('local SGD: a peer left behind in a round nobody else is in', () => {
+  // Seen with 16 Node volunteers starting at once (bench/scale.ts): peers in two neighbouring
+  // rounds each spent three whole deadlines per round waiting for the others, so they kept
+  // missing one another and no averaging completed again.
+  it('gives that round up after one deadline and joins the round the others are waiting in', async () => {
+    const h = 2
+    const deadlineMs = 100
+    const prob = makeLsqProblem({ n: 4, d: 4, m: 12, seed: 33, spread: 0.3 })
+    const cfg = config({ algorithm: 'local-sgd', lr: 0.05, momentum: 0.5, sync: { kind: 'constant', h }, stepDeadlineMs: deadlineMs })
+    const net = new MemoryNetwork({ seed: 34, faults: FAULTS.lan })
+    for (let i = 0; i < 4; i++) net.join(`p${i}`)
+    const computes = [0, 1, 2, 3].map((i) => new PacedLsq(prob.shards[i], 1))
+    // p3 freezes in its first local step for longer than the others' three attempts at round 0,
+    // so they move on to round 1 and wait for it there, while it still has round 0 to finish.
+    computes[3].stallAt = 0
+    computes[3].stallMs = 4.5 * deadlineMs
+    const peers = await Promise.all(computes.map((c, i) => startPeer(net, `p${i}`, c, cfg)))
+    await Promise.all(peers.map((p) => runTo(p, 12)))
+    const p3 = peers[3]
+    const round0Timeouts = p3.logs.filter((l) => l.event === 'local-sgd/retry' && l.detail?.round === 0)
+    // One deadline on round 0, then it asked, saw the others in round 1 and gave round 0 up…
+    expect(round0Timeouts.length).toBe(1)
+    expect(p3.logs.some((l) => l.event === 'local-sgd/give-up' && l.detail?.round === 0)).toBe(true)
+    // …and the round the others were still retrying completed with all four.
+    for (const p of peers) expect(p.reports.find((r) => r.globalStep === 2 * h)).toMatchObject({ communicated: true, contributors: 4 })
+    for (const p of peers.slice(0, 3)) {
+      // The others never gave a round up for being behind: nobody was ahead of them.
+      expect(p.logs.some((l) => l.event === 'local-sgd/give-up')).toBe(false)
+    }
     for (const p of peers) p.stop.abort(), p.inst.dispose()
   })
 })

@@ -22,9 +22,9 @@ import {
  *   parameters and the furthest peer's position.
  * - After a failed averaging (a departure splitting a round, a stalled tab) the peer asks the
  *   others for their positions and adopts the furthest one if it is in a later round (keeping
- *   its own parameters), as lap-sgd does. Known gap: two peers can fail in lockstep one round
- *   apart, and a same-epoch retry of a ring all-reduce that already consumed chunks cannot
- *   complete (duplicate suppression drops the re-sent chunks); see common.ts allReduceWithRetry.
+ *   its own parameters), as lap-sgd does. A peer whose all-reduce timed out asks first whether
+ *   anyone is in a later round already; if so it gives the round up after one deadline instead
+ *   of three, so the peers ahead (still retrying theirs) are joined while they wait.
  */
 
 /** The furthest position: highest round, then most local steps into it. */
@@ -91,7 +91,16 @@ function makeLocal(name: AlgorithmName): AlgorithmFactory {
         state.forEach((s, j) => { for (let i = 0; i < d; i++) v[(j + 1) * d + i] = c * s[i] })
         v[v.length - 1] = c
         return v
-      }, opts.attempts === undefined ? {} : { attempts: opts.attempts })
+      }, {
+        ...(opts.attempts === undefined ? {} : { attempts: opts.attempts }),
+        // After a deadline in an unchanged roster: if someone is already past this round, nobody
+        // will complete it; give up now and let resync() line us up, instead of spending the
+        // remaining attempts (whole deadlines) on it while the others wait for us in theirs.
+        retryAfterTimeout: async () => {
+          const ahead = furthest(await requestState(ctx, others(ctx)))
+          return !ahead || (ahead.extra.round ?? 0) <= round
+        },
+      })
       const total = res?.sum[res.sum.length - 1] ?? 0
       if (!res || !(total > 0)) return null
       const inv = 1 / total
