@@ -28,7 +28,7 @@ export async function setupNodeBackend(prefer: NodeBackend = 'wasm'): Promise<No
 /**
  * Old-generation growth for a training process: the next full collection waits until the old
  * generation has doubled (V8's factor is otherwise down to 1.1 here). Measured on a cnn swarm
- * peer (docs/benchmarks.md, 2026-12-02 b): tfjs-wasm allocates ~800 MB/s of short-lived typed
+ * peer (docs/benchmarks-history.md, 2026-12-02 b): tfjs-wasm allocates ~800 MB/s of short-lived typed
  * array views, so V8 judges its collector fast and keeps the limit at live size + ~24 MB; with a
  * 16 MB young generation that leaves the soft marking trigger permanently reached, and a process
  * that yields to the event loop (every swarm peer does, for its messages) then runs a full

@@ -56,7 +56,7 @@ export const fp32Codec: Codec = {
   byteLength: (n) => 4 * n,
   encode(x) {
     // No copy here: framing copies into the frames synchronously (WebRtcMesh.send), and a copy
-    // per side was a measurable part of the gap to raw data-channel throughput (docs/benchmarks.md).
+    // per side was a measurable part of the gap to raw data-channel throughput (docs/benchmarks-history.md, 2026-12-01).
     return new Uint8Array(x.buffer, x.byteOffset, x.byteLength)
   },
   decode(bytes, length, adopt = false) {
