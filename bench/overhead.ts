@@ -12,9 +12,9 @@ import type { Compute } from '../shared/algorithms/types'
  * the same backend and model. The machine has 2 cores, so N peers share them: the baseline runs N
  * plain loops concurrently too (same CPU contention), and overhead = 1 − swarm/plain per peer.
  *   sh tools/netns-run.sh npx tsx bench/overhead.ts [--quick] [--model mlp|deep-mlp|cnn] [--dataset synthetic|mnist]
- *     [--only a,b] [--repeat K] [--peers N] [--compute-thread worker|main|both] [--compression fp32,fp16,int8]
+ *     [--only a,b] [--repeat K] [--peers N] [--compute-thread auto|worker|main|both] [--compression fp32,fp16,int8]
  *     [--peer-gc parallel,single] [--webrtc wrtc,node-datachannel] [--worker-loop] [--no-warmup] [--batch B]
- * --compute-thread: where each peer runs its tfjs model (default worker, as `npm run peer`);
+ * --compute-thread: where each peer runs its tfjs model (default auto, as `npm run peer`);
  * `both` measures the two interleaved (rows `x` and `x@main`).
  * Every row also gives CPU time per minibatch update (all threads; swarm vs plain), the same
  * split by thread (main / busiest other = the compute worker / rest, bench/threads.ts), cores
@@ -252,10 +252,11 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
     // --repeat K: K passes over the rows (interleaved, so the machine's drift spreads over all of
     // them); the summary gives each algorithm's median and range. One row's overhead moved from
     // −1 % to 37 % between runs of the same code on this VM.
-    // --compute-thread worker|main|both: where each Node peer runs its tfjs model (default
-    // worker, as `npm run peer`); `both` measures the two interleaved, rows `x` and `x@main`.
-    const threads = (argOf('--compute-thread') ?? 'worker') === 'both' ? ['worker', 'main'] : [argOf('--compute-thread') ?? 'worker']
-    for (const t of threads) if (t !== 'worker' && t !== 'main') throw new Error(`--compute-thread must be worker, main or both, got ${t}`)
+    // --compute-thread auto|worker|main|both: where each Node peer runs its tfjs model (default
+    // auto, as `npm run peer`: the cnn at batch 32 on a worker, the mlp on the main thread);
+    // `both` measures worker and main interleaved, rows `x` and `x@main`.
+    const threads = (argOf('--compute-thread') ?? 'auto') === 'both' ? ['worker', 'main'] : [argOf('--compute-thread') ?? 'auto']
+    for (const t of threads) if (t !== 'auto' && t !== 'worker' && t !== 'main') throw new Error(`--compute-thread must be auto, worker, main or both, got ${t}`)
     // --compression fp32,fp16,int8 (default fp32): the room's wire compression; several are
     // measured interleaved, rows `x` (fp32) and `x+fp16`. A smaller payload is less work for the
     // WebRTC stack's threads, which on a machine with no spare core comes out of the gradients.
@@ -355,7 +356,7 @@ export async function runOverheadBench(o: { n?: number; seconds?: number; model?
       runs: plainRuns.map((p) => ({ at: p.at, localStepsPerSec: +p.local.toFixed(2), gradientStepsPerSec: +p.gradient.toFixed(2), perProcess: p.perProcess })),
       localSleep0StepsPerSec: +mean0('localSleep0').toFixed(2), localImmediateStepsPerSec: +mean0('localImmediate').toFixed(2),
     },
-    repeat, computeThread: argOf('--compute-thread') ?? 'worker', rows, summary, gc: process.env.TABSWARM_NODE_GC === 'default' ? 'v8 default' : 'heap-growing-percent=100', nodeFlags: benchWorkerFlags(),
+    repeat, computeThread: argOf('--compute-thread') ?? 'auto', rows, summary, gc: process.env.TABSWARM_NODE_GC === 'default' ? 'v8 default' : 'heap-growing-percent=100', nodeFlags: benchWorkerFlags(),
     load: { before: loadBefore, after: load() },
   }
 }
@@ -368,8 +369,9 @@ if (WORKER) {
   console.log('overhead: swarm vs plain tfjs loop')
   const r = await runOverheadBench()
   const flagTag = benchWorkerFlags().filter((f) => !f.startsWith('--cpu-prof')).join(' ').replace(/[^a-z0-9]+/gi, '-').replace(/^-+|-+$/g, '')
-  const suffix = (r.model === 'mlp' ? '' : `-${r.model}`) + (r.repeat > 1 ? `-x${r.repeat}` : '') + (argOf('--peers') === '1' ? '-1peer' : '') + (r.batch !== 32 ? `-b${r.batch}` : '') +
-    (argOf('--compute-thread') && argOf('--compute-thread') !== 'worker' ? `-${argOf('--compute-thread')}` : '') +
+  // The dataset is named when it is not the model's default (the mlp on MNIST, not synthetic).
+  const suffix = (r.model === 'mlp' ? '' : `-${r.model}`) + (r.dataset === (r.model === 'cnn' ? 'mnist' : 'synthetic') ? '' : `-${r.dataset}`) + (r.repeat > 1 ? `-x${r.repeat}` : '') + (argOf('--peers') === '1' ? '-1peer' : '') + (r.batch !== 32 ? `-b${r.batch}` : '') +
+    (argOf('--compute-thread') && argOf('--compute-thread') !== 'auto' ? `-${argOf('--compute-thread')}` : '') +
     listSuffix('--compression', 'fp32') + listSuffix('--peer-gc', 'parallel', 'gc-') +
     listSuffix('--webrtc', 'wrtc').replace('node-datachannel', 'ndc') + (WORKER_LOOP ? '-wl' : '') +
     // BENCH_NODE_FLAGS (applied to swarm peers and plain loops alike) names its own result file.

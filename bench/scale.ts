@@ -9,17 +9,18 @@ import { runSwarm } from './swarm'
  * longest gap between successive step increases of any peer (a stall detector) inside a common
  * measurement window. 16 processes on a 2-core machine are CPU-bound: read the numbers as
  * "does it keep moving", not as speed.
- *   sh tools/netns-run.sh npx tsx bench/scale.ts [--peers 16] [--seconds 60] [--quick] [--compute-thread worker|main]
- * --compute-thread: where each peer runs its tfjs model (default worker, as `npm run peer`).
+ *   sh tools/netns-run.sh npx tsx bench/scale.ts [--peers 16] [--seconds 60] [--quick] [--compute-thread auto|worker|main]
+ * --compute-thread: where each peer runs its tfjs model (default auto, as `npm run peer`: the
+ * main thread for this mlp).
  */
 const SCRIPT = fileURLToPath(import.meta.url)
 await ensureNetns(SCRIPT)
 const numArg = (n: string) => (argOf(n) === undefined ? undefined : Number(argOf(n)))
 const quick = process.argv.includes('--quick')
 
-export async function runScaleBench(o: { n?: number; seconds?: number; computeThread?: 'worker' | 'main' } = {}) {
+export async function runScaleBench(o: { n?: number; seconds?: number; computeThread?: 'auto' | 'worker' | 'main' } = {}) {
   const n = o.n ?? numArg('--peers') ?? (quick ? 8 : 16)
-  const computeThread = o.computeThread ?? 'worker'
+  const computeThread = o.computeThread ?? 'auto'
   const seconds = o.seconds ?? numArg('--seconds') ?? (quick ? 20 : 60)
   const server = await benchServer()
   const rows = []
@@ -58,13 +59,13 @@ export async function runScaleBench(o: { n?: number; seconds?: number; computeTh
 }
 
 if (process.argv[1] === SCRIPT) {
-  const thread = argOf('--compute-thread') ?? 'worker'
-  if (thread !== 'worker' && thread !== 'main') {
-    console.error(`--compute-thread must be worker or main, got ${thread}`)
+  const thread = argOf('--compute-thread') ?? 'auto'
+  if (thread !== 'auto' && thread !== 'worker' && thread !== 'main') {
+    console.error(`--compute-thread must be auto, worker or main, got ${thread}`)
     process.exit(2)
   }
-  console.log(`scale: N Node peers in one room (model on the ${thread} thread)`)
+  console.log(`scale: N Node peers in one room (--compute-thread ${thread})`)
   const r = await runScaleBench({ computeThread: thread })
-  console.log('wrote', writeResult(`scale${quick ? '-quick' : ''}${thread === 'main' ? '-main' : ''}`, r))
+  console.log('wrote', writeResult(`scale${quick ? '-quick' : ''}${thread === 'auto' ? '' : `-${thread}`}`, r))
   process.exit(0)
 }

@@ -74,6 +74,18 @@ export function schemaHashOf(model: string, shapes: readonly ParamShape[]): stri
   return `${model}-${(h >>> 0).toString(16).padStart(8, '0')}`
 }
 
+/**
+ * Multiply-accumulates of one example's forward pass (dense: in × out per layer; the cnn's 3×3
+ * 'same' convolutions: output pixels × 9 × in × out channels, at 28×28 and, after a 2×2 pool,
+ * 14×14). A size estimate for choosing where a model trains, not a performance model.
+ */
+export function forwardMacsPerExample(model: ModelName, input: DatasetShape): number {
+  const dense = (shapes: ParamShape[]) => shapes.filter((p) => p.shape.length === 2).reduce((s, p) => s + p.shape[0] * p.shape[1], 0)
+  const shapes = modelParamShapes(model, input)
+  if (model !== 'cnn') return dense(shapes)
+  return 28 * 28 * 9 * 1 * 8 + 14 * 14 * 9 * 8 * 16 + dense(shapes)
+}
+
 /** Parameter count and schema hash of `model` on `dataset`, or why that pair does not exist. */
 export function modelLayout(model: ModelName, dataset: DatasetName): { ok: true; shapes: ParamShape[]; paramCount: number; schemaHash: string } | { ok: false; error: string } {
   try {

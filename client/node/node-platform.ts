@@ -11,16 +11,37 @@ import { fetchRoomCheckpoint } from '../session/checkpoint'
 import { fetchRoomProgress } from '../session/room-progress'
 import { startNodeWorkerCompute } from '../runtime/compute-worker/node'
 import { createWebRtcMesh, makeTrainer, makeWorkerTrainer, shardRequest, signalingPort } from '../session/platform'
+import type { RoomConfig } from '../../shared/config'
+import { DATASET_SHAPES, forwardMacsPerExample } from '../../shared/model-shapes'
 import { SwarmSession, type SessionMesh, type SessionPlatform, type Trainer } from '../session/swarm-session'
 
 /**
- * Where a Node volunteer's tfjs model runs. 'worker' (default): on its own worker thread, so
- * the thread that owns the data channels stays free to answer neighbours while a wasm gradient
- * runs (client/runtime/compute-worker/host.ts says why that matters). 'main': on the session's
- * thread, like a tab without workers (kept to measure the difference).
+ * Where a Node volunteer's tfjs model runs. 'worker': on its own worker thread, so the thread
+ * that owns the data channels stays free to answer neighbours while a wasm gradient runs
+ * (client/runtime/compute-worker/host.ts says why that matters). 'main': on the session's
+ * thread, like a tab without workers. 'auto' (default): per room, by the size of a minibatch
+ * gradient (autoComputeThread below).
  */
-export type ComputeThread = 'worker' | 'main'
-export const COMPUTE_THREADS: readonly ComputeThread[] = ['worker', 'main']
+export type ComputeThread = 'auto' | 'worker' | 'main'
+export const COMPUTE_THREADS: readonly ComputeThread[] = ['auto', 'worker', 'main']
+
+/**
+ * Forward multiply-accumulates per minibatch below which `auto` keeps the model on the main
+ * thread. A worker thread exists so the data channels answer during a gradient; a gradient this
+ * small (the mlp at batch 32: 3.3M, ~5 ms on wasm here) blocks them for less than a message
+ * takes to cross, while the thread hops of every step cost more than they save. Measured
+ * (docs/benchmarks-history.md, 2026-12-07): mlp on MNIST, 2 peers, main vs worker thread,
+ * overhead local-sgd 31.6 vs 47.6 %, ad-psgd 46.5 vs 56.8 %, dpsgd 79.6 vs 84.2 %; 16 peers
+ * (mlp, synthetic) 1.2–1.4× the steps/s. The cnn at batch 32 (10.7M, ~22 ms) stays on the
+ * worker, where the measurements were mixed and responsiveness decides.
+ */
+export const MAIN_THREAD_MAX_MACS = 8e6
+
+/** Where `auto` puts a room's model: the main thread for small minibatch gradients, else a worker. */
+export function autoComputeThread(config: Pick<RoomConfig, 'model' | 'dataset' | 'batchSize'>): 'worker' | 'main' {
+  const macs = forwardMacsPerExample(config.model, DATASET_SHAPES[config.dataset]) * config.batchSize
+  return macs < MAIN_THREAD_MAX_MACS ? 'main' : 'worker'
+}
 
 // A step's deadline signal legitimately has one waiter per peer it fans out to (an all-reduce
 // group or state request to up to MAX_PEERS_PER_ROOM − 1 peers); Node's default of 10 abort
@@ -51,7 +72,7 @@ export function createNodeSession(opts: {
   tapWebRtcMesh?: (m: WebRtcMesh) => void
   /** Which Node WebRTC stack carries the mesh (default @roamhq/wrtc). */
   webrtc?: NodeWebRtcOptions
-  /** Default 'worker', or the TABSWARM_COMPUTE_THREAD environment variable. */
+  /** Default 'auto' (autoComputeThread, per room config), or the TABSWARM_COMPUTE_THREAD environment variable. */
   computeThread?: ComputeThread
 }): SwarmSession {
   const computeThread = opts.computeThread ?? parseComputeThread(process.env.TABSWARM_COMPUTE_THREAD)
@@ -77,7 +98,8 @@ export function createNodeSession(opts: {
       await loadWrtc()
       const train = await fetchDataset(config.dataset, 'train', { baseUrl: opts.server, shard: shardRequest(config, shard) })
       const test = await fetchDataset(config.dataset, 'test', { baseUrl: opts.server })
-      const trainer = computeThread === 'worker' ? await makeWorkerTrainer(config, train, test, shard.seed, backend, startNodeWorkerCompute) : makeTrainer(config, train, test, shard.seed)
+      const thread = computeThread === 'auto' ? autoComputeThread(config) : computeThread
+      const trainer = thread === 'worker' ? await makeWorkerTrainer(config, train, test, shard.seed, backend, startNodeWorkerCompute) : makeTrainer(config, train, test, shard.seed)
       return opts.transformCompute ? { ...trainer, compute: opts.transformCompute(trainer.compute) } : trainer
     },
     createMesh: ({ self, config, compute }) => {
@@ -99,8 +121,8 @@ export function createNodeSession(opts: {
 }
 
 function parseComputeThread(v: string | undefined): ComputeThread {
-  if (v === undefined || v === '') return 'worker'
-  if (v === 'worker' || v === 'main') return v
+  if (v === undefined || v === '') return 'auto'
+  if (v === 'auto' || v === 'worker' || v === 'main') return v
   throw new Error(`TABSWARM_COMPUTE_THREAD must be one of ${COMPUTE_THREADS.join(', ')}, got ${JSON.stringify(v)}`)
 }
 

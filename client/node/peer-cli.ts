@@ -6,7 +6,7 @@ import { COMPUTE_THREADS, createNodeSession, type ComputeThread } from './node-p
 
 /**
  * `npm run peer -- --server URL --room NAME [--backend wasm|cpu] [--count N]
- *   [--webrtc wrtc|node-datachannel] [--bind-address IP] [--compute-thread worker|main]`
+ *   [--webrtc wrtc|node-datachannel] [--bind-address IP] [--compute-thread auto|worker|main]`
  * Starts N headless volunteers, each its own OS process (one tfjs runtime and one WebRTC stack
  * per process, like one tab each). With --count 1 (default) this process is the volunteer.
  */
@@ -20,7 +20,7 @@ const program = new Command()
   .option('--name <name>', 'display name on the dashboard')
   .option('--steps <n>', 'stop after this many local steps', (v) => parseInt(v, 10))
   .option('--quiet', 'print only errors')
-  .addOption(new Option('--compute-thread <where>', 'run the tfjs model on its own worker thread (the mesh stays responsive during a gradient) or on the main thread').choices([...COMPUTE_THREADS]).default('worker'))
+  .addOption(new Option('--compute-thread <where>', 'run the tfjs model on its own worker thread (the mesh stays responsive during a gradient), on the main thread, or auto: the main thread for small models (a minibatch gradient under ~10 ms), a worker otherwise').choices([...COMPUTE_THREADS]).default('auto'))
   .addOption(new Option('--webrtc <stack>', 'Node WebRTC stack').choices([...NODE_WEBRTC_STACKS]).default('wrtc'))
   // Off by default: a volunteer on a LAN must gather its LAN address, not only loopback.
   .option('--bind-address <ip>', 'node-datachannel only: bind WebRTC (ICE) sockets to this local address (127.0.0.1 inside a loopback-only namespace, where it finds no address otherwise); default: all interfaces')
