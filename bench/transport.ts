@@ -80,7 +80,8 @@ export async function runTransportBench(opts: { quick?: boolean; webrtc?: NodeWe
     for (const mb of sizesMB) {
       const bytes = mb * 1e6
       const floats = bytes / 4
-      // A 1 MB transfer takes ~20 ms, so one scheduler hiccup on 2 cores moves its ratio by 0.2: more repetitions where they are cheap.
+      // A 1 MB transfer takes ~20 ms, so one scheduler hiccup on 2 cores moves its ratio by 0.2:
+      // more repetitions where they are cheap.
       const reps = opts.reps ?? (opts.quick ? 3 : mb >= 25 ? 4 : mb >= 5 ? 9 : 15)
       // Interleaved: every repetition measures raw, then each codec, back to back, so a ratio
       // compares two transfers seconds apart. Raw throughput on this shared VM moves by 1.5×
@@ -110,8 +111,8 @@ export async function runTransportBench(opts: { quick?: boolean; webrtc?: NodeWe
       }
       const rawMBps = bytes / 1e6 / (median(rawMs) / 1000)
       // Transfers over 3× their median: on wrtc, loopback raw bursts and exchanges alike stall
-      // now and then for 0.4–0.7 s (an SCTP retransmission timeout, most likely); counted, not
-      // hidden, and the medians above are what they do not move.
+      // now and then for 0.4–0.7 s (an SCTP retransmission timeout, most likely). Counted, not
+      // hidden; the medians reported are what such stalls do not move.
       const stalls = (ms: number[]) => ms.filter((x) => x > 3 * median(ms)).length
       const out: Record<string, unknown> = {}
       for (const c of codecs) {
