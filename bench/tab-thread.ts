@@ -13,7 +13,7 @@ import { argOf, ensureNetns, load, median, writeResult } from './common'
  * late a 50 ms timer fires (what a click, a repaint or a data-channel message waits for) and
  * its long tasks (> 50 ms, PerformanceObserver), and the server's room state gives steps/s.
  * The two modes alternate (worker, main, worker, main …) so the VM's drift spreads over both.
- *   npm run build && sh tools/netns-run.sh npx tsx bench/tab-thread.ts [--quick] [--repeat K] [--tabs N]
+ *   npm run build && sh tools/netns-run.sh npx tsx bench/tab-thread.ts [--quick] [--repeat K] [--tabs N] [--model cnn|mlp]
  * (--tabs 1: a tab alone in its room, so the model's speed on each thread without the other tab's contention.)
  */
 const SCRIPT = fileURLToPath(import.meta.url)
@@ -22,6 +22,12 @@ const quick = process.argv.includes('--quick')
 const repeat = Math.max(1, Number(argOf('--repeat') ?? (quick ? 1 : 2)))
 const windowMs = quick ? 10_000 : 20_000
 const TABS = Math.max(1, Number(argOf('--tabs') ?? 2))
+// --model: the room's model on MNIST (default the cnn; the mlp is the default room's model).
+const MODEL = argOf('--model') ?? 'cnn'
+if (MODEL !== 'cnn' && MODEL !== 'mlp') {
+  console.error(`--model must be cnn or mlp, got ${MODEL}`)
+  process.exit(2)
+}
 if (!existsSync(join(process.cwd(), 'dist', 'index.html'))) {
   console.error('bench/tab-thread.ts serves the built client: run `npm run build` first')
   process.exit(1)
@@ -62,7 +68,7 @@ const rows: Record<string, unknown>[] = []
 try {
   for (let rep = 0; rep < repeat; rep++) for (const mode of ['worker', 'main'] as Mode[]) {
     const room = `tab-thread-${mode}-${rep}`
-    const config = { model: 'cnn', dataset: 'mnist', algorithm: 'dpsgd', topology: 'ring', batchSize: 32, totalSteps: 100000, partition: 'iid' }
+    const config = { model: MODEL, dataset: 'mnist', algorithm: 'dpsgd', topology: 'ring', batchSize: 32, totalSteps: 100000, partition: 'iid' }
     const res = await fetch(`${server.url}/api/rooms`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ room, config }) })
     if (!res.ok) throw new Error(`create room: ${res.status} ${await res.text()}`)
     const pages: Page[] = []
@@ -118,5 +124,5 @@ try {
   await browser.close()
   await server.close()
 }
-console.log('wrote', writeResult((quick ? 'tab-thread-quick' : 'tab-thread') + (TABS === 2 ? '' : `-${TABS}tabs`), { model: 'cnn', dataset: 'mnist', algorithm: 'dpsgd', backend: 'wasm', tabs: TABS, rows, load: load() }))
+console.log('wrote', writeResult((quick ? 'tab-thread-quick' : 'tab-thread') + (MODEL === 'cnn' ? '' : `-${MODEL}`) + (TABS === 2 ? '' : `-${TABS}tabs`), { model: MODEL, dataset: 'mnist', algorithm: 'dpsgd', backend: 'wasm', tabs: TABS, rows, load: load() }))
 process.exit(0)
