@@ -82,8 +82,9 @@ export class WorkerCompute implements Compute {
     return this.call({ op: 'readParams' }).then((v) => this.vector(v, 'readParams'))
   }
   writeParams(p: Float32Array): Promise<void> {
-    // Copied by postMessage: the caller keeps its array. The worker's TfCompute validates it.
-    return this.call({ op: 'writeParams', params: p }).then(() => undefined)
+    // The caller keeps its array; the worker's TfCompute validates the copy.
+    const params = ownCopy(p)
+    return this.call({ op: 'writeParams', params }, [params.buffer]).then(() => undefined)
   }
   gradient(): Promise<GradientResult> {
     return this.call({ op: 'gradient' }).then((v) => {
@@ -99,7 +100,8 @@ export class WorkerCompute implements Compute {
     return this.call({ op: 'readOptimizerState' }).then((v) => v as Float32Array[])
   }
   writeOptimizerState(state: Float32Array[]): Promise<void> {
-    return this.call({ op: 'writeOptimizerState', state }).then(() => undefined)
+    const copies = state.map(ownCopy)
+    return this.call({ op: 'writeOptimizerState', state: copies }, copies.map((c) => c.buffer)).then(() => undefined)
   }
   resetOptimizer(): void {
     // Synchronous in the interface: queued like every call, so the next step sees it. A failure
@@ -108,7 +110,8 @@ export class WorkerCompute implements Compute {
   }
   /** Loss and accuracy of `params` on the worker's evaluation set. */
   evaluate(params: Float32Array): Promise<{ loss: number; accuracy: number }> {
-    return this.call({ op: 'evaluate', params }).then((v) => v as { loss: number; accuracy: number })
+    const copy = ownCopy(params)
+    return this.call({ op: 'evaluate', params: copy }, [copy.buffer]).then((v) => v as { loss: number; accuracy: number })
   }
 
   /** Frees the worker's tensors and ends the thread; later calls reject. */
@@ -122,7 +125,7 @@ export class WorkerCompute implements Compute {
     setTimeout(end, 2000)
   }
 
-  private call(req: Req): Promise<unknown> {
+  private call(req: Req, transfer?: ArrayBuffer[]): Promise<unknown> {
     if (this.closed) return Promise.reject(new Error('compute worker: disposed'))
     if (this.failed) return Promise.reject(this.failed)
     const id = this.nextId++
@@ -130,7 +133,7 @@ export class WorkerCompute implements Compute {
       if (this.pending.size === 0) this.port.keepAlive?.(true)
       this.pending.set(id, { resolve, reject })
       try {
-        this.port.post({ ...req, id } as ComputeRequest)
+        this.port.post({ ...req, id } as ComputeRequest, transfer)
       } catch (e) {
         this.forget(id)
         reject(e instanceof Error ? e : new Error(String(e)))
@@ -162,6 +165,17 @@ export class WorkerCompute implements Compute {
       throw new Error(`compute worker: ${what} returned ${v instanceof Float32Array ? v.length : typeof v} values, model has ${this.info.paramCount}`)
     return v
   }
+}
+
+/**
+ * A copy of `v` that owns exactly its own buffer, to transfer to the worker. postMessage clones a
+ * typed-array view's whole underlying ArrayBuffer, not just the view: dpsgd and dmsgd keep x in a
+ * VectorArena slot, whose buffer is the arena's whole WebAssembly memory (about 9 model-sized
+ * slots), so every writeParams used to copy ~9× the model across threads (a mlp tab: ~15 % of
+ * its page thread in postMessage). One copy of the view, then a transfer, moves the model once.
+ */
+function ownCopy(v: Float32Array): Float32Array<ArrayBuffer> {
+  return new Float32Array(v)
 }
 
 function settle(p: Pending, m: ComputeReply): void {

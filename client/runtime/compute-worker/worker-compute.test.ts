@@ -115,4 +115,33 @@ describe('WorkerCompute (tfjs model on a worker thread)', () => {
     w.dispose()
     await expect(w.gradient()).rejects.toThrow(/disposed/)
   })
+
+  it('sends a view\'s own elements, not the whole buffer behind it (an arena slot\'s buffer is many models)', async () => {
+    // Every message the real port carries, with the ArrayBuffers it clones or transfers.
+    const sent: { op: string; bytes: number }[] = []
+    const inner = nodeComputePort(spawnTsWorker(new URL('./worker-node.ts', import.meta.url)))
+    const port = { ...inner, post: (m: Parameters<typeof inner.post>[0], t?: ArrayBuffer[]) => {
+      const v = (m as { params?: Float32Array; state?: Float32Array[] })
+      const arrays = v.params ? [v.params] : v.state ?? []
+      for (const a of arrays) sent.push({ op: m.op, bytes: a.buffer.byteLength })
+      inner.post(m, t)
+    } }
+    const w = await WorkerCompute.start(port, { ...init, backend: 'wasm' })
+    started.push(w)
+    const d = w.paramCount
+    // x lives in slot 1 of a 9-slot block, as dpsgd's x does in its VectorArena.
+    const block = new Float32Array(9 * d)
+    const x = block.subarray(d, 2 * d)
+    x.set(await w.readParams())
+    x[0] += 0.25
+    await w.writeParams(x)
+    await w.evaluate(x)
+    await w.writeOptimizerState([block.subarray(2 * d, 3 * d)])
+    expect(sent.map((s) => s.op)).toEqual(['writeParams', 'evaluate', 'writeOptimizerState'])
+    for (const s of sent) expect(s.bytes).toBe(4 * d)
+    // The model got exactly the view's values, and the caller's block is untouched (not detached).
+    expect((await w.readParams())[0]).toBe(x[0])
+    expect(block.length).toBe(9 * d)
+    expect(x[0]).toBeCloseTo(block[d])
+  })
 })
