@@ -31,7 +31,8 @@ export const COMPUTE_THREADS: readonly ComputeThread[] = ['auto', 'worker', 'mai
  * small (the mlp at batch 32: 3.3M, ~5 ms on wasm here) blocks them for less than a message
  * takes to cross, while the thread hops of every step cost more than they save. Measured
  * (docs/benchmarks-history.md, 2026-12-07): mlp on MNIST, 2 peers, main vs worker thread,
- * overhead local-sgd 31.6 vs 47.6 %, ad-psgd 46.5 vs 56.8 %, dpsgd 79.6 vs 84.2 %; 16 peers
+ * overhead local-sgd 31.6 vs 47.6 %, ad-psgd 46.5 vs 56.8 % (dpsgd 79.6 vs 84.2 %, measured
+ * before WorkerCompute stopped cloning dpsgd's whole arena on every write); 16 peers
  * (mlp, synthetic) 1.2–1.7× the steps/s. The cnn at batch 32 (10.7M, ~22 ms) stays on the
  * worker, where the measurements were mixed and responsiveness decides.
  */
