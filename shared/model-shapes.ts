@@ -75,15 +75,20 @@ export function schemaHashOf(model: string, shapes: readonly ParamShape[]): stri
 }
 
 /**
- * Multiply-accumulates of one example's forward pass (dense: in × out per layer; the cnn's 3×3
- * 'same' convolutions: output pixels × 9 × in × out channels, at 28×28 and, after a 2×2 pool,
- * 14×14). A size estimate for choosing where a model trains, not a performance model.
+ * Multiply-accumulates of one example's forward pass, read off the layout: a dense layer's
+ * in × out, a 3×3 'same' convolution's output pixels × its filter size (the cnn pools 2×2 after
+ * each convolution, so the side halves). A size estimate for choosing where a model trains, not
+ * a performance model.
  */
 export function forwardMacsPerExample(model: ModelName, input: DatasetShape): number {
-  const dense = (shapes: ParamShape[]) => shapes.filter((p) => p.shape.length === 2).reduce((s, p) => s + p.shape[0] * p.shape[1], 0)
-  const shapes = modelParamShapes(model, input)
-  if (model !== 'cnn') return dense(shapes)
-  return 28 * 28 * 9 * 1 * 8 + 14 * 14 * 9 * 8 * 16 + dense(shapes)
+  let side = input.rows
+  let macs = 0
+  for (const p of modelParamShapes(model, input)) {
+    const size = p.shape.reduce((a, b) => a * b, 1)
+    if (p.shape.length === 4) (macs += side * side * size), (side /= 2)
+    else if (p.shape.length === 2) macs += size
+  }
+  return macs
 }
 
 /** Parameter count and schema hash of `model` on `dataset`, or why that pair does not exist. */

@@ -72,6 +72,9 @@ function makeLocal(name: AlgorithmName): AlgorithmFactory {
       mesh.clock.observe(pos.t)
     }
 
+    /** The later-round position that made average() give a round up, for the resync() after it. */
+    let aheadSeen: PeerState | undefined
+
     /** How many optimizer-state fields are averaged (moments only: Adam's step counter stays local). */
     const kState = config.averageOptimizerState ? (adam ? 2 : 1) : 0
 
@@ -98,7 +101,11 @@ function makeLocal(name: AlgorithmName): AlgorithmFactory {
         // remaining attempts (whole deadlines) on it while the others wait for us in theirs.
         retryAfterTimeout: async () => {
           const ahead = furthest(await requestState(ctx, others(ctx)))
-          return !ahead || (ahead.extra.round ?? 0) <= round
+          if (!ahead || (ahead.extra.round ?? 0) <= round) return true
+          // resync() follows this failed averaging: it adopts this answer instead of asking
+          // again (a second round trip, a whole deadline when a member does not answer).
+          aheadSeen = ahead
+          return false
         },
       })
       const total = res?.sum[res.sum.length - 1] ?? 0
@@ -151,7 +158,8 @@ function makeLocal(name: AlgorithmName): AlgorithmFactory {
 
     /** After a failed averaging: continue at the furthest peer's position if it is in a later round. */
     const resync = async (): Promise<void> => {
-      const s = furthest(await requestState(ctx, others(ctx)))
+      const s = aheadSeen ?? furthest(await requestState(ctx, others(ctx)))
+      aheadSeen = undefined
       if (!s) return
       const r = s.extra.round ?? 0
       if (r > pos.round) {
