@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url'
 import { argOf, benchServer, ensureNetns, load, median, writeResult } from './common'
 import { runSwarm } from './swarm'
+import { COMPUTE_THREADS, type ComputeThread } from '../client/node/node-platform'
 
 /**
  * Issue 4 scale: N (default 16) headless Node peers, each its own OS process with real WebRTC
@@ -18,7 +19,7 @@ await ensureNetns(SCRIPT)
 const numArg = (n: string) => (argOf(n) === undefined ? undefined : Number(argOf(n)))
 const quick = process.argv.includes('--quick')
 
-export async function runScaleBench(o: { n?: number; seconds?: number; computeThread?: 'auto' | 'worker' | 'main' } = {}) {
+export async function runScaleBench(o: { n?: number; seconds?: number; computeThread?: ComputeThread } = {}) {
   const n = o.n ?? numArg('--peers') ?? (quick ? 8 : 16)
   const computeThread = o.computeThread ?? 'auto'
   const seconds = o.seconds ?? numArg('--seconds') ?? (quick ? 20 : 60)
@@ -59,9 +60,9 @@ export async function runScaleBench(o: { n?: number; seconds?: number; computeTh
 }
 
 if (process.argv[1] === SCRIPT) {
-  const thread = argOf('--compute-thread') ?? 'auto'
-  if (thread !== 'auto' && thread !== 'worker' && thread !== 'main') {
-    console.error(`--compute-thread must be auto, worker or main, got ${thread}`)
+  const thread = (argOf('--compute-thread') ?? 'auto') as ComputeThread
+  if (!COMPUTE_THREADS.includes(thread)) {
+    console.error(`--compute-thread must be one of ${COMPUTE_THREADS.join(', ')}, got ${thread}`)
     process.exit(2)
   }
   console.log(`scale: N Node peers in one room (--compute-thread ${thread})`)

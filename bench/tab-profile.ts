@@ -1,8 +1,9 @@
 import { writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { launchBrowser, volunteerContext } from '../tests/support/browser'
-import { getJson, startTestServer, waitFor } from '../tests/support/server'
+import { launchBrowser } from '../tests/support/browser'
+import { startTestServer } from '../tests/support/server'
 import { argOf, ensureNetns } from './common'
+import { openTrainingTabs } from './tabs'
 
 /**
  * A V8 CPU profile of a training tab's page thread: 2 headless Chromium tabs in a dpsgd ring
@@ -27,18 +28,7 @@ const browser = await launchBrowser()
 try {
   const room = 'tab-profile'
   const config = { model, dataset: 'mnist', algorithm: 'dpsgd', topology: 'ring', batchSize: 32, totalSteps: 100000, partition: 'iid' }
-  const res = await fetch(`${server.url}/api/rooms`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ room, config }) })
-  if (!res.ok) throw new Error(`create room: ${res.status} ${await res.text()}`)
-  const pages = []
-  for (let i = 0; i < 2; i++) {
-    const page = await (await volunteerContext(browser, server.url)).newPage()
-    await page.goto(`${server.url}/?room=${room}&backend=wasm&name=t${i}`)
-    pages.push(page)
-  }
-  await waitFor('both tabs past step 5', async () => {
-    const { body } = await getJson<{ peers: { step: number }[] }>(`${server.url}/api/rooms/${room}`)
-    return body.peers.length === 2 && body.peers.every((p) => p.step >= 5)
-  }, 180_000, 500)
+  const pages = await openTrainingTabs(server.url, browser, { room, config, tabs: 2 })
   const cdp = await pages[0].context().newCDPSession(pages[0])
   await cdp.send('Profiler.enable')
   await cdp.send('Profiler.start')

@@ -1,10 +1,10 @@
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import type { Page } from 'playwright-core'
-import { launchBrowser, volunteerContext } from '../tests/support/browser'
-import { getJson, startTestServer, waitFor } from '../tests/support/server'
+import { launchBrowser } from '../tests/support/browser'
+import { getJson, startTestServer } from '../tests/support/server'
 import { argOf, ensureNetns, load, median, writeResult } from './common'
+import { openTrainingTabs } from './tabs'
 
 /**
  * How responsive a training tab's page thread stays, with the model on a Web Worker (the default
@@ -69,20 +69,8 @@ try {
   for (let rep = 0; rep < repeat; rep++) for (const mode of ['worker', 'main'] as Mode[]) {
     const room = `tab-thread-${mode}-${rep}`
     const config = { model: MODEL, dataset: 'mnist', algorithm: 'dpsgd', topology: 'ring', batchSize: 32, totalSteps: 100000, partition: 'iid' }
-    const res = await fetch(`${server.url}/api/rooms`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ room, config }) })
-    if (!res.ok) throw new Error(`create room: ${res.status} ${await res.text()}`)
-    const pages: Page[] = []
-    for (let i = 0; i < TABS; i++) {
-      const ctx = await volunteerContext(browser, server.url)
-      const page = await ctx.newPage()
-      await page.goto(`${server.url}/?room=${room}&backend=wasm&name=t${i}&compute=${mode}`)
-      pages.push(page)
-    }
+    const pages = await openTrainingTabs(server.url, browser, { room, config, tabs: TABS, query: `&compute=${mode}` })
     const url = `${server.url}/api/rooms/${room}`
-    await waitFor(`${TABS} tabs past step 5 (${mode})`, async () => {
-      const { body } = await getJson<{ peers: ApiPeer[] }>(url)
-      return body.peers.length === TABS && body.peers.every((p) => p.step >= 5)
-    }, 180_000, 500)
     // The page thread's busy time from Chromium itself (CDP Performance.getMetrics, seconds):
     // TaskDuration is everything that thread ran, ScriptDuration its JavaScript, and
     // Layout/RecalcStyle the rendering the UI asked for.
