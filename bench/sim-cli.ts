@@ -176,7 +176,7 @@ export function parseSimArgs(argv: readonly string[]): { config: RoomConfig; pee
     .option('--momentum <b>')
     .option('--partition <p>', 'iid | label-skew:C | dirichlet:α', 'iid')
     .option('--schedule <kind>', 'constant|cosine|linear|step')
-    .option('--warmup <n>')
+    .option('--warmup <n>', 'warmup steps (default: the algorithm\'s, scaled to --steps)')
     .option('--h <n>', 'constant H for local-sgd family')
     .option('--h-base <n>')
     .option('--qsr-alpha <a>')
@@ -205,7 +205,8 @@ export function parseSimArgs(argv: readonly string[]): { config: RoomConfig; pee
     const [kind, ref] = o.lrScaling.split(':')
     raw.lrScaling = ref === undefined ? { kind } : { kind, referenceBatch: Number(ref) }
   }
-  if (o.schedule || o.warmup) raw.schedule = { kind: o.schedule ?? 'constant', warmupSteps: num(o.warmup) ?? 0 }
+  // Each flag changes only its own field; the rest comes from the algorithm's default schedule.
+  if (o.schedule || o.warmup) raw.schedule = { ...(o.schedule ? { kind: o.schedule } : {}), ...(o.warmup ? { warmupSteps: num(o.warmup) } : {}) }
   if (o.hBase || o.qsrAlpha) raw.sync = { kind: 'qsr', hBase: num(o.hBase) ?? 2, alpha: num(o.qsrAlpha) ?? 0.2 }
   else if (o.h) raw.sync = { kind: 'constant', h: num(o.h) }
   const parsed = parseRoomConfig(raw)

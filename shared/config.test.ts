@@ -45,6 +45,32 @@ describe('room config', () => {
     }
   })
 
+  it('run-length defaults follow totalSteps: the default warmup is the same fraction of any run; each schedule field changes only itself', () => {
+    const sched = (input: Record<string, unknown>) => {
+      const r = parseRoomConfig(input)
+      if (!r.ok) throw new Error(r.error)
+      return r.config.schedule
+    }
+    // The recipes' warmups at the default 3000 steps…
+    expect(sched({ algorithm: 'ssgd' })).toEqual({ kind: 'cosine', warmupSteps: 100, minLr: 0 })
+    expect(sched({ algorithm: 'local-sgd' }).warmupSteps).toBe(150)
+    // …scaled to short runs instead of refusing them (80 steps: 3 % and 5 %).
+    for (const algorithm of ['ssgd', 'local-sgd', 'local-adamw']) expect(parseRoomConfig({ algorithm, totalSteps: 80 }).ok, algorithm).toBe(true)
+    expect(sched({ algorithm: 'ssgd', totalSteps: 80 })).toEqual({ kind: 'cosine', warmupSteps: 3, minLr: 0 })
+    expect(sched({ algorithm: 'local-adamw', totalSteps: 80 })).toEqual({ kind: 'cosine', warmupSteps: 4, minLr: 1e-6 })
+    expect(sched({ algorithm: 'ssgd', totalSteps: 30_000 }).warmupSteps).toBe(1000)
+    expect(sched({ algorithm: 'ssgd', totalSteps: 1 }).warmupSteps).toBe(0)
+    expect(defaultConfig('local-sgd', 800).schedule.warmupSteps).toBe(40)
+    // A warmup alone keeps the default kind and decay; a kind alone keeps the default warmup.
+    expect(sched({ algorithm: 'ssgd', totalSteps: 80, schedule: { warmupSteps: 8 } })).toEqual({ kind: 'cosine', warmupSteps: 8, minLr: 0 })
+    expect(sched({ algorithm: 'ssgd', totalSteps: 80, schedule: { kind: 'step' } })).toMatchObject({ kind: 'step', warmupSteps: 3 })
+    expect(sched({ algorithm: 'ssgd', schedule: { kind: 'constant', warmupSteps: 0 } })).toEqual({ kind: 'constant', warmupSteps: 0 })
+    // Algorithms without a warmup keep none; an explicit warmup that does not fit is still named.
+    expect(sched({ algorithm: 'dpsgd', totalSteps: 80 }).warmupSteps).toBe(0)
+    const bad = parseRoomConfig({ algorithm: 'ssgd', totalSteps: 80, schedule: { warmupSteps: 80 } })
+    expect(bad.ok || bad.field).toBe('schedule')
+  })
+
   it('parses partitions', () => {
     expect(parsePartition('iid')).toEqual({ kind: 'iid' })
     expect(parsePartition('label-skew:2')).toEqual({ kind: 'label-skew', classesPerPeer: 2 })

@@ -226,6 +226,10 @@ export function parseRoomConfig(input: unknown): ConfigResult {
   const merged: Record<string, unknown> = { ...BASE_DEFAULTS, ...ALGORITHM_DEFAULTS[algorithm], ...raw, algorithm }
   // Nested objects: merge field-wise so {adam:{beta2:0.99}} keeps the other defaults.
   if (isPlainObject(raw.adam)) merged.adam = { ...BASE_DEFAULTS.adam, ...raw.adam }
+  const totalSteps = typeof raw.totalSteps === 'number' && Number.isInteger(raw.totalSteps) && raw.totalSteps >= 1
+    ? raw.totalSteps : BASE_DEFAULTS.totalSteps
+  if (raw.schedule === undefined || isPlainObject(raw.schedule))
+    merged.schedule = mergeSchedule(defaultSchedule(algorithm, totalSteps), (raw.schedule ?? {}) as Record<string, unknown>)
   const unknownKeys = Object.keys(raw).filter((k) => !(k in BASE_DEFAULTS))
   if (unknownKeys.length) return { ok: false, field: unknownKeys[0], error: `${unknownKeys[0]}: unknown config field` }
   const r = roomConfigSchema.safeParse(merged)
@@ -235,8 +239,36 @@ export function parseRoomConfig(input: unknown): ConfigResult {
   return { ok: false, field, error: `${field || 'config'}: ${issue.message}` }
 }
 
-export function defaultConfig(algorithm: AlgorithmName = 'dpsgd'): RoomConfig {
-  const r = parseRoomConfig({ algorithm })
+/**
+ * The algorithm's default schedule for a run of `totalSteps`. The warmups in ALGORITHM_DEFAULTS
+ * are written for the default run length (BASE_DEFAULTS.totalSteps); a run of another length gets
+ * the same fraction of it as warmup (rounded, and always shorter than the run), so a short run
+ * keeps the recipe's shape instead of being refused or spending most of itself warming up.
+ */
+export function defaultSchedule(algorithm: AlgorithmName, totalSteps: number): Schedule {
+  const base = ALGORITHM_DEFAULTS[algorithm].schedule ?? BASE_DEFAULTS.schedule
+  return { ...base, warmupSteps: scaledWarmup(base.warmupSteps, totalSteps) }
+}
+
+function scaledWarmup(warmupAtDefaultLength: number, totalSteps: number): number {
+  if (warmupAtDefaultLength === 0) return 0
+  const w = Math.round((warmupAtDefaultLength * totalSteps) / BASE_DEFAULTS.totalSteps)
+  return Math.max(0, Math.min(w, totalSteps - 1))
+}
+
+/**
+ * A requested schedule over the default one, field by field: naming only `warmupSteps` keeps the
+ * default kind (and its decay), naming only `kind` keeps the default (scaled) warmup. Fields that
+ * the resulting kind does not take are dropped so they cannot leak from the default.
+ */
+function mergeSchedule(def: Schedule, req: Record<string, unknown>): Record<string, unknown> {
+  const kind = req.kind ?? def.kind
+  const fromDefault = kind === def.kind ? def : { warmupSteps: def.warmupSteps }
+  return { ...fromDefault, ...req, kind }
+}
+
+export function defaultConfig(algorithm: AlgorithmName = 'dpsgd', totalSteps?: number): RoomConfig {
+  const r = parseRoomConfig(totalSteps === undefined ? { algorithm } : { algorithm, totalSteps })
   if (!r.ok) throw new Error(r.error)
   return r.config
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { TOPOLOGIES, type TopologyName } from './config'
-import { foldMissing, isInitiator, log2Ceil, mixingMatrix, mixingWeights, neighbors } from './topology'
+import { foldMissing, isInitiator, log2Ceil, mixingMatrix, mixingWeights, neighbors, symmetricMixingWeights, symmetricNeighbors } from './topology'
 import { Rng } from './testing/random'
 
 const ids = (n: number) => Array.from({ length: n }, (_, i) => `p${String(i).padStart(3, '0')}`)
@@ -61,6 +61,52 @@ describe('topology', () => {
             for (const q of neighbors(topo, P, p, step).sendTo)
               expect(neighbors(topo, P, q, step).receiveFrom).toContain(p)
         }
+  })
+
+  it('symmetric versions: (W + Wᵀ)/2 over the same edges, both directions; undirected graphs unchanged', () => {
+    for (const topo of TOPOLOGIES)
+      for (let n = 1; n <= 13; n++)
+        for (let step = 0; step < 4; step++) {
+          const P = ids(n)
+          const W = mixingMatrix(topo, P, step)
+          const S = mixingMatrix(topo, P, step, undefined, { symmetric: true })
+          checkDoublyStochastic(S)
+          for (let i = 0; i < n; i++)
+            for (let j = 0; j < n; j++) expect(S[i][j]).toBeCloseTo((W[i][j] + W[j][i]) / 2, 14)
+          for (const p of P) {
+            const nb = symmetricNeighbors(topo, P, p, step)
+            expect(nb.sendTo).toEqual(nb.receiveFrom)
+            const plain = neighbors(topo, P, p, step)
+            expect(new Set(nb.sendTo)).toEqual(new Set([...plain.sendTo, ...plain.receiveFrom]))
+            expect([...symmetricMixingWeights(topo, P, p, step).in.keys()].sort()).toEqual([...nb.receiveFrom].sort())
+          }
+        }
+  })
+
+  it("heavy-ball on the gossip correction (DecentLaM's consensus dynamics) blows up with directed W, contracts with (W + Wᵀ)/2", () => {
+    // DecentLaM's disagreement y (x minus the mean, no gradients) follows
+    // y ← y − (I − W_k) y + β (y − y_prev): a second-order recursion per eigenvalue of W.
+    const run = (topo: TopologyName, n: number, symmetric: boolean): number => {
+      const P = ids(n)
+      const rng = new Rng(n)
+      let y = P.map(() => rng.gaussian())
+      const mean = y.reduce((a, b) => a + b, 0) / n
+      y = y.map((v) => v - mean)
+      let prev = y.slice()
+      for (let k = 0; k < 200; k++) {
+        const W = mixingMatrix(topo, P, k, undefined, { symmetric })
+        const next = y.map((v, i) => W[i].reduce((a, w, j) => a + w * y[j], 0) + 0.9 * (v - prev[i]))
+        prev = y
+        y = next
+      }
+      return Math.sqrt(y.reduce((a, v) => a + v * v, 0))
+    }
+    for (const topo of ['exponential', 'one-peer-exponential'] as const)
+      for (const n of [4, 8]) {
+        expect(run(topo, n, true)).toBeLessThan(1e-3)
+        if (topo === 'exponential') expect(run(topo, n, false)).toBeGreaterThan(1e3)
+      }
+    for (const topo of ['ring', 'torus'] as const) expect(run(topo, 8, false)).toBeLessThan(1e-3)
   })
 
   it('one-peer exponential averages exactly after log2 n steps for n a power of two; preserves the mean otherwise', () => {

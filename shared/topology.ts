@@ -112,6 +112,36 @@ export function neighbors(
 }
 
 /**
+ * The symmetric version of a graph: W_s = (W + Wᵀ)/2 over the same edges, used in both directions.
+ * Undirected graphs are their own symmetric version. On the directed exponential graphs every node
+ * sends to and receives from the union of its out- and in-neighbours; each directed edge keeps half
+ * its weight in each direction, so W_s is doubly stochastic with a real spectrum.
+ * Why DecentLaM needs it: docs/algorithms.md "DecentLaM on directed graphs".
+ */
+export function symmetricNeighbors(
+  topology: TopologyName, peers: readonly PeerId[], self: PeerId, step = 0, ps?: PeerId | null,
+): NeighborSets {
+  const s = neighbors(topology, peers, self, step, ps)
+  if (!s.directed) return s
+  const both = [...new Set([...s.sendTo, ...s.receiveFrom])]
+  return { sendTo: both, receiveFrom: both, directed: false }
+}
+
+/** Row `self` of W_s = (W + Wᵀ)/2 (see symmetricNeighbors). */
+export function symmetricMixingWeights(
+  topology: TopologyName, peers: readonly PeerId[], self: PeerId, step = 0, ps?: PeerId | null,
+): MixingWeights {
+  if (!isDirected(topology)) return mixingWeights(topology, peers, self, step, ps)
+  const w = mixingWeights(topology, peers, self, step, ps)
+  const s = neighbors(topology, peers, self, step, ps)
+  // Circulant W: row i's in-weights are all `each`, and so is column i's (the out-neighbours').
+  const half = new Map<PeerId, number>()
+  for (const [p, v] of w.in) half.set(p, (half.get(p) ?? 0) + v / 2)
+  for (const p of s.sendTo) half.set(p, (half.get(p) ?? 0) + w.self / 2)
+  return { self: w.self, in: half }
+}
+
+/**
  * Row `self` of the mixing matrix: Metropolis–Hastings for undirected graphs (§1.1),
  * 1/(τ+1) for the static exponential graph (§1.4), ½/½ for the one-peer graph (§1.5).
  */
@@ -155,10 +185,12 @@ export function foldMissing(weights: MixingWeights, missing: Iterable<PeerId>): 
 }
 
 /** Full n×n mixing matrix (row i = peers[i]); for tests and diagnostics. */
-export function mixingMatrix(topology: TopologyName, peers: readonly PeerId[], step = 0, ps?: PeerId | null): number[][] {
+export function mixingMatrix(
+  topology: TopologyName, peers: readonly PeerId[], step = 0, ps?: PeerId | null, opts: { symmetric?: boolean } = {},
+): number[][] {
   return peers.map((p) => {
     const row = new Array<number>(peers.length).fill(0)
-    const w = mixingWeights(topology, peers, p, step, ps)
+    const w = (opts.symmetric ? symmetricMixingWeights : mixingWeights)(topology, peers, p, step, ps)
     row[peers.indexOf(p)] = w.self
     for (const [q, v] of w.in) row[peers.indexOf(q)] += v
     return row

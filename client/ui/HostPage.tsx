@@ -1,6 +1,6 @@
 import { useMemo, useState, type FormEvent, type ReactNode } from 'react'
 import {
-  ALGORITHM_INFO, ALGORITHMS, COMPRESSIONS, DATASETS, MODELS, TOPOLOGIES, defaultConfig, parseRoomConfig,
+  ALGORITHM_INFO, ALGORITHMS, COMPRESSIONS, DATASETS, MODELS, TOPOLOGIES, defaultConfig, defaultSchedule, parseRoomConfig,
   type AlgorithmName, type RoomConfig, type TopologyName,
 } from '../../shared/config'
 import { createRoom, hostTokens } from './api'
@@ -47,7 +47,7 @@ const PRESETS: Preset[] = [
 
 function CreateRoom() {
   useTitle('Host a room · tabswarm')
-  const [config, setConfig] = useState<RoomConfig>(() => ({ ...defaultConfig('dpsgd'), ...PRESETS[0].apply }))
+  const [config, setConfig] = useState<RoomConfig>(() => ({ ...defaultConfig('dpsgd', PRESETS[0].apply.totalSteps), ...PRESETS[0].apply }))
   const [preset, setPreset] = useState('demo')
   const [busy, setBusy] = useState(false)
   // A class joins first and starts together: students load their data while the room waits.
@@ -56,17 +56,23 @@ function CreateRoom() {
   const mine = useMemo(() => hostTokens.list(), [])
 
   const set = <K extends keyof RoomConfig>(k: K, v: RoomConfig[K]) => {
-    setConfig((c) => ({ ...c, [k]: v }))
+    setConfig((c) => {
+      const next = { ...c, [k]: v }
+      // A warmup still at the algorithm's default follows the run length (shared/config.ts defaultSchedule).
+      if (k === 'totalSteps' && c.schedule.warmupSteps === defaultSchedule(c.algorithm, c.totalSteps).warmupSteps)
+        next.schedule = { ...c.schedule, warmupSteps: defaultSchedule(c.algorithm, next.totalSteps).warmupSteps }
+      return next
+    })
     setError(null)
   }
   const pickAlgorithm = (a: AlgorithmName) => {
     const p = PRESETS.find((x) => x.id === preset)
-    setConfig((c) => ({ ...defaultConfig(a), ...(p?.apply ?? {}), dataset: c.dataset, model: c.model, partition: c.partition, seed: c.seed }))
+    setConfig((c) => ({ ...defaultConfig(a, p?.apply.totalSteps ?? c.totalSteps), ...(p?.apply ?? {}), dataset: c.dataset, model: c.model, partition: c.partition, seed: c.seed }))
     setError(null)
   }
   const pickPreset = (p: Preset) => {
     setPreset(p.id)
-    setConfig((c) => ({ ...defaultConfig(c.algorithm), ...p.apply }))
+    setConfig((c) => ({ ...defaultConfig(c.algorithm, p.apply.totalSteps), ...p.apply }))
     setError(null)
   }
 

@@ -176,6 +176,22 @@ describe('SSGD resync: replicas that drifted apart become identical again', () =
     stopAll(peers)
   })
 
+  it('a peer ahead of a ring neighbour holds its step across calls instead of stepping on alone', async () => {
+    const cfg = config({ algorithm: 'ssgd', lr: 0.05, momentum: 0.9, stepDeadlineMs: 50, resyncEvery: 0 })
+    const net = new MemoryNetwork({ seed: 38, faults: FAULTS.lan })
+    const peers = await startPeers(net, prob, cfg, [0, 1, 2, 3], 4)
+    await steps(peers.slice(0, 2), 1) // the split: 1, 1, 0, 0 (as above)
+    // p0 and p1 call step() again while p2 and p3 are still busy elsewhere (a long gradient, a
+    // loaded machine): every deadline of the call passes with the neighbours behind. Stepping on
+    // would make the split two steps wide; the step is held instead.
+    const ahead = await steps(peers.slice(0, 2), 1)
+    for (const [r] of ahead) expect(r).toMatchObject({ communicated: false, step: 1, samples: 0 })
+    const rs = await steps(peers, 1)
+    for (const [r] of rs) expect(r).toMatchObject({ communicated: true, contributors: 4, step: 2 })
+    expect(await spreadOf(peers)).toBe(0)
+    stopAll(peers)
+  })
+
   for (const every of [10, 0]) {
     it(every ? 'every K steps: drift no peer can see (a lossy codec) is averaged away at step K' : 'control: without the periodic resync that drift stays', async () => {
       const cfg = config({ algorithm: 'ssgd', lr: 0.05, momentum: 0.9, stepDeadlineMs: 1000, resyncEvery: every })

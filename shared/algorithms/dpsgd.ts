@@ -1,7 +1,7 @@
 import type { AlgorithmName } from '../config'
 import { VectorArena } from '../math/arena'
 import { concat } from '../math/vector'
-import { mixingWeights, neighbors } from '../topology'
+import { mixingWeights, neighbors, symmetricMixingWeights, symmetricNeighbors } from '../topology'
 import { yieldToEventLoop } from '../transport'
 import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
 import {
@@ -39,11 +39,15 @@ export function makeGossip(name: AlgorithmName, pickVariant: (ctx: AlgorithmCont
     let t = 0
     let ready = false
     const kind = `${name}/x`
+    // DecentLaM runs heavy-ball on the gossip correction (I − W)x/γ, which is only stable when W
+    // has a real spectrum: on the directed exponential graphs it mixes with (W + Wᵀ)/2 instead
+    // (docs/algorithms.md "DecentLaM on directed graphs").
+    const [nbOf, wOf] = variant === 'decentlam' ? [symmetricNeighbors, symmetricMixingWeights] : [neighbors, mixingWeights]
     const sets = () => {
       const mem = mesh.membership()
       return {
-        sets: neighbors(config.topology, mem.peers, mesh.self, step, mem.roles.ps),
-        w: mixingWeights(config.topology, mem.peers, mesh.self, step, mem.roles.ps),
+        sets: nbOf(config.topology, mem.peers, mesh.self, step, mem.roles.ps),
+        w: wOf(config.topology, mem.peers, mesh.self, step, mem.roles.ps),
       }
     }
     const stop = startStateResponder(ctx, async () =>

@@ -37,6 +37,12 @@ const MAX_HOLDS = 4
 const HOLD_ATTEMPTS = 2
 /** Catch-ups (adopting a neighbour's later state) within one step() call before it falls back. */
 const MAX_CATCH_UPS = 2
+/**
+ * Consecutive step() calls that may end held (the step not taken, see `held`) before the peer
+ * falls back to its own gradient. Bounds the wait on a neighbour that answers state requests but
+ * never completes a round.
+ */
+const MAX_HELD_CALLS = 4
 
 export const ssgd: AlgorithmFactory = async (ctx) => {
   const { compute, config, mesh } = ctx
@@ -48,6 +54,14 @@ export const ssgd: AlgorithmFactory = async (ctx) => {
   let ready = false
   /** This peer's x, m may differ from the group's (it fell back, or a resync failed). */
   let outOfSync = false
+  /**
+   * A step whose all-reduce failed while a ring neighbour was behind it: the gradient and
+   * the chunks already consumed are kept, and the next step() call retries the same round with
+   * them instead of stepping on alone. Stepping on would put this peer a step ahead of the
+   * neighbour that is about to join the round, and the two would chase each other; holding
+   * inside one call alone is not enough when deadlines expire under CPU load.
+   */
+  let held: { grad: Float32Array; loss: number; samples: number; received: Map<string, Float32Array>; calls: number } | null = null
   const stopResponder = startStateResponder(ctx, async () =>
     ready ? { params: new Float32Array(x), opt: [new Float32Array(m)], step, globalStep: t, extra: {} } : null)
 
@@ -55,6 +69,8 @@ export const ssgd: AlgorithmFactory = async (ctx) => {
   const adopt = async (s: PeerState): Promise<void> => {
     x = s.params
     m = s.opt[0]?.length === d ? s.opt[0] : new Float32Array(d)
+    // A held gradient belongs to the old x and step.
+    held = null
     step = s.step
     t = s.globalStep
     await compute.writeParams(x)
@@ -108,9 +124,19 @@ export const ssgd: AlgorithmFactory = async (ctx) => {
       let loss: number
       let samples: number
       let res: { sum: Float32Array; members: number } | null
+      /** The last look at the ring neighbours found one behind this step and none ahead. */
+      let neighbourBehind = false
+      let heldCalls = 0
       for (let pass = 0; ; pass++) {
         t = Math.max(t, step)
-        ;({ grad, loss, samples } = await compute.gradient())
+        let received = new Map<string, Float32Array>()
+        if (held) {
+          ;({ grad, loss, samples, received } = held)
+          heldCalls = held.calls
+          held = null
+        } else {
+          ;({ grad, loss, samples } = await compute.gradient())
+        }
         // Sample-weighted sum: [Σ b_i g_i, Σ b_i, #out of sync] in one vector, so ḡ = Σ b_i g_i / Σ b_i.
         const flag = outOfSync ? 1 : 0
         const g = grad
@@ -124,25 +150,38 @@ export const ssgd: AlgorithmFactory = async (ctx) => {
         }
         // Shared by the first try and the holds: a held retry of the same round reuses the chunks
         // already consumed (the neighbours' re-sent copies are duplicates the mesh drops).
-        const received = new Map<string, Float32Array>()
         res = await allReduceWithRetry(ctx, 'ssgd', step, build, { received })
         let caughtUp = false
+        neighbourBehind = false
         for (let hold = 0; !res && hold < MAX_HOLDS && !ctx.signal.aborted; hold++) {
           const near = await neighbourSteps()
           const ahead = near.filter((s) => s.step > step)
+          neighbourBehind = ahead.length === 0 && near.some((s) => s.step < step)
           if (ahead.length > 0 && pass < MAX_CATCH_UPS) {
             const s = ahead.reduce((x1, x2) => (x2.step > x1.step ? x2 : x1))
             ctx.log('ssgd/catch-up', { from: step, to: s.step })
             await adopt(s)
             outOfSync = false
             caughtUp = true
+            heldCalls = 0
             break
           }
           if (!near.some((s) => s.step <= step)) break
           ctx.log('ssgd/hold', { step, hold })
           res = await allReduceWithRetry(ctx, 'ssgd', step, build, { received, attempts: HOLD_ATTEMPTS })
         }
-        if (!caughtUp) break
+        if (!caughtUp) {
+          if (!res && neighbourBehind && heldCalls + 1 < MAX_HELD_CALLS && !ctx.signal.aborted) {
+            held = { grad, loss, samples, received, calls: heldCalls + 1 }
+            ctx.log('ssgd/held', { step, calls: held.calls })
+            // Nothing applied: same step, no samples yet (they count when the held step is taken).
+            return {
+              step, globalStep: t, loss, samples: 0, communicated: false, contributors: 1,
+              lr: scaledLrAt(config.schedule, config.lr, config.lrScaling, samples, t, config.totalSteps),
+            }
+          }
+          break
+        }
       }
       if (!res) {
         ctx.log('ssgd/fallback', { step })
