@@ -6,6 +6,7 @@ import cliProgress from 'cli-progress'
 import { ALGORITHM_FACTORIES } from '../shared/algorithms/index'
 import type { AlgorithmInstance, HogwildPool, StepReport } from '../shared/algorithms/types'
 import { DATASETS, MODELS, parsePartition, parseRoomConfig, type DatasetName, type ModelName, type RoomConfig } from '../shared/config'
+import { DivergenceDetector, type Divergence } from '../shared/divergence'
 import { FAULTS, type FaultName } from '../shared/testing/faults'
 import { gradientFromComputes, InProcessHogwildPool } from '../shared/testing/inprocess-hogwild'
 import { MemoryNetwork } from '../shared/testing/memory-mesh'
@@ -43,7 +44,9 @@ export interface SimResult {
   config: RoomConfig & { peers: number }
   finalTestAccuracy: number
   finalTestLoss: number
+  /** The rule of shared/divergence.ts fired (the run stopped there); `divergence` says when and why. */
   diverged: boolean
+  divergence: Divergence | null
   syncRounds: number
   bytesSentPerPeer: number[]
   curve: CurvePoint[]
@@ -103,6 +106,7 @@ export async function runSimulation(opts: SimOptions): Promise<SimResult> {
     let syncRounds = 0
     let samples = 0
     let diverged = false
+    let divergence: Divergence | null = null
     let final = { loss: NaN, accuracy: 0 }
 
     const evaluateAverage = async (): Promise<{ loss: number; accuracy: number; consensus: number }> => {
@@ -118,14 +122,20 @@ export async function runSimulation(opts: SimOptions): Promise<SimResult> {
 
     let lossSum = 0
     let lossN = 0
+    // The rule every session uses (shared/divergence.ts), on the mean loss over peers per step.
+    const detector = new DivergenceDetector()
     for (let s = 1; s <= steps && !diverged; s++) {
       const reports: StepReport[] = await Promise.all(instances.map((p) => p.step()))
       if (reports[0].communicated) syncRounds++
+      let stepSum = 0
+      let stepN = 0
       for (const r of reports) {
         samples += r.samples
-        if (Number.isFinite(r.loss)) (lossSum += r.loss), lossN++
-        else if (!Number.isNaN(r.loss)) diverged = true
+        if (Number.isFinite(r.loss)) (lossSum += r.loss), lossN++, (stepSum += r.loss), stepN++
+        else if (!Number.isNaN(r.loss)) detector.nonFinite(s, `peer loss ${r.loss}`)
       }
+      if (stepN > 0) detector.observe(stepSum / stepN, s)
+      if (detector.diverged) (diverged = true), (divergence = detector.diverged)
       // LAP-SGD's step is a whole round of H local updates and its global step counts updates:
       // the run ends when the update budget is spent, not after `steps` rounds.
       const budgetSpent = config.algorithm === 'lap-sgd' && reports.every((r) => r.globalStep >= steps)
@@ -133,7 +143,7 @@ export async function runSimulation(opts: SimOptions): Promise<SimResult> {
       if (s % evalEvery === 0 || s === steps || diverged || budgetSpent) {
         const e = await evaluateAverage()
         final = e
-        if (!Number.isFinite(e.loss)) diverged = true
+        if (!Number.isFinite(e.loss)) (diverged = true), (divergence ??= detector.nonFinite(s, 'the averaged model is not finite'))
         point = { step: s, samples, trainLoss: lossN ? lossSum / lossN : NaN, testAccuracy: e.accuracy, consensusDistance: e.consensus, lr: reports[0].lr, h: reports[0].h ?? null }
         curve.push(point)
         lossSum = 0
@@ -147,6 +157,7 @@ export async function runSimulation(opts: SimOptions): Promise<SimResult> {
       finalTestAccuracy: final.accuracy,
       finalTestLoss: final.loss,
       diverged,
+      divergence,
       syncRounds,
       bytesSentPerPeer: meshes.map((m) => m.stats().bytesSent),
       curve,
@@ -241,8 +252,9 @@ async function main(): Promise<void> {
   })
   bar?.stop()
   if (args.json) writeFileSync(args.json, JSON.stringify(result, null, 2))
-  const { finalTestAccuracy, finalTestLoss, diverged, syncRounds } = result
+  const { finalTestAccuracy, finalTestLoss, diverged, divergence, syncRounds } = result
   console.log(JSON.stringify({ algorithm: args.config.algorithm, finalTestAccuracy, finalTestLoss, diverged, syncRounds }))
+  if (divergence) console.error(`sim: diverged at step ${divergence.step}: ${divergence.reason}`)
   process.exit(0)
 }
 

@@ -83,6 +83,17 @@ describe('simulator (runSimulation)', () => {
   })
 })
 
+describe('simulator divergence rule', () => {
+  it('a learning rate that blows the loss up stops the run early as diverged, saying when and why', async () => {
+    const r = await runSimulation({ config: config({ algorithm: 'dpsgd', totalSteps: 200, lr: 40, momentum: 0.9 }), peers: 4, evalEvery: 50 })
+    expect(r.diverged).toBe(true)
+    expect(r.divergence).not.toBeNull()
+    expect(r.divergence!.step).toBeLessThan(200)
+    expect(r.divergence!.reason).toMatch(/loss|finite/)
+    expect(r.curve.at(-1)!.step).toBe(r.divergence!.step)
+  })
+})
+
 describe('simulator flags (parseSimArgs)', () => {
   it('maps flags onto the validated room config', () => {
     const a = parseSimArgs(['--algorithm', 'lap-sgd', '--peers', '3', '--updaters', '4', '--steps', '50', '--h', '5', '--hogwild', 'inprocess'])
@@ -94,6 +105,14 @@ describe('simulator flags (parseSimArgs)', () => {
     expect(parseSimArgs(['--algorithm', 'lap-sgd']).hogwild).toBe('worker')
     expect(parseSimArgs(['--algorithm', 'ssgd', '--lr-scaling', 'linear']).config.lrScaling).toEqual({ kind: 'linear', referenceBatch: 256 })
     expect(parseSimArgs(['--algorithm', 'ssgd', '--lr-scaling', 'linear:64']).config.lrScaling).toEqual({ kind: 'linear', referenceBatch: 64 })
+  })
+
+  it('short runs start: default warmups scale to --steps; --warmup and --schedule each change only their own field', () => {
+    for (const algorithm of ['ssgd', 'local-sgd', 'local-adamw'])
+      expect(parseSimArgs(['--algorithm', algorithm, '--steps', '80']).config.schedule.warmupSteps, algorithm).toBeLessThan(80)
+    expect(parseSimArgs(['--algorithm', 'ssgd', '--steps', '80']).config.schedule).toEqual({ kind: 'cosine', warmupSteps: 3, minLr: 0 })
+    expect(parseSimArgs(['--algorithm', 'ssgd', '--steps', '80', '--warmup', '8']).config.schedule).toEqual({ kind: 'cosine', warmupSteps: 8, minLr: 0 })
+    expect(parseSimArgs(['--algorithm', 'ssgd', '--steps', '80', '--schedule', 'constant']).config.schedule).toEqual({ kind: 'constant', warmupSteps: 3 })
   })
 
   it('rejects bad values with the config field named', () => {

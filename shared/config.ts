@@ -85,6 +85,31 @@ export const iceServerSchema = z.object({
   credential: z.string().optional(),
 })
 
+const GOSSIP_TOPOLOGIES: readonly TopologyName[] = ['ring', 'torus', 'exponential', 'one-peer-exponential', 'clique']
+
+/** The topologies each algorithm runs on (the config check, the host form and the tests read this). */
+const ALLOWED_TOPOLOGIES: Record<AlgorithmName, readonly TopologyName[]> = {
+  ssgd: ['clique'], 'local-sgd': ['clique'], 'local-adamw': ['clique'], 'lap-sgd': ['clique'],
+  asgd: ['star'], 'od-sgd': ['star'],
+  dpsgd: GOSSIP_TOPOLOGIES, dmsgd: GOSSIP_TOPOLOGIES,
+  // On the directed exponential graphs DecentLaM mixes with (W + Wᵀ)/2 (shared/topology.ts).
+  decentlam: GOSSIP_TOPOLOGIES,
+  'ad-psgd': ['ring', 'torus', 'clique'],
+}
+
+export function allowedTopologies(algorithm: AlgorithmName): readonly TopologyName[] {
+  return ALLOWED_TOPOLOGIES[algorithm]
+}
+
+const TOPOLOGY_RULE: Record<AlgorithmName, string> = (() => {
+  const rule = {} as Record<AlgorithmName, string>
+  for (const a of ['ssgd', 'local-sgd', 'local-adamw', 'lap-sgd'] as const) rule[a] = `${a} averages over the whole group: use topology 'clique'`
+  for (const a of ['asgd', 'od-sgd'] as const) rule[a] = `${a} needs topology 'star' (parameter server)`
+  for (const a of ['dpsgd', 'dmsgd', 'decentlam'] as const) rule[a] = `${a} is decentralized: 'star' is for asgd/od-sgd`
+  rule['ad-psgd'] = "ad-psgd gossips over an undirected graph: use 'ring', 'torus' or 'clique'"
+  return rule
+})()
+
 export const roomConfigSchema = z
   .object({
     algorithm: z.enum(ALGORITHMS),
@@ -140,15 +165,7 @@ export const roomConfigSchema = z
     const need = (ok: boolean, path: string, message: string) => {
       if (!ok) ctx.addIssue({ code: 'custom', path: [path], message })
     }
-    const ps = c.algorithm === 'asgd' || c.algorithm === 'od-sgd'
-    const allReduce = c.algorithm === 'ssgd' || c.algorithm === 'local-sgd' || c.algorithm === 'local-adamw' || c.algorithm === 'lap-sgd'
-    if (ps) need(c.topology === 'star', 'topology', `${c.algorithm} needs topology 'star' (parameter server)`)
-    if (allReduce) need(c.topology === 'clique', 'topology', `${c.algorithm} averages over the whole group: use topology 'clique'`)
-    if (c.algorithm === 'ad-psgd')
-      need(!['star', 'exponential', 'one-peer-exponential'].includes(c.topology), 'topology',
-        "ad-psgd gossips over an undirected graph: use 'ring', 'torus' or 'clique'")
-    if (['dpsgd', 'dmsgd', 'decentlam'].includes(c.algorithm))
-      need(c.topology !== 'star', 'topology', `${c.algorithm} is decentralized: 'star' is for asgd/od-sgd`)
+    need(allowedTopologies(c.algorithm).includes(c.topology), 'topology', TOPOLOGY_RULE[c.algorithm])
     if (c.sync.kind === 'qsr' && c.sync.hMax !== undefined)
       need(c.sync.hMax >= c.sync.hBase, 'sync', 'sync.hMax must be ≥ sync.hBase')
     need(c.schedule.warmupSteps < c.totalSteps || c.schedule.warmupSteps === 0, 'schedule', 'schedule.warmupSteps must be < totalSteps')

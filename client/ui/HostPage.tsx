@@ -1,6 +1,6 @@
 import { useMemo, useState, type FormEvent, type ReactNode } from 'react'
 import {
-  ALGORITHM_INFO, ALGORITHMS, COMPRESSIONS, DATASETS, MODELS, TOPOLOGIES, defaultConfig, defaultSchedule, parseRoomConfig,
+  ALGORITHM_INFO, ALGORITHMS, COMPRESSIONS, DATASETS, MODELS, allowedTopologies, defaultConfig, defaultSchedule, parseRoomConfig,
   type AlgorithmName, type RoomConfig, type TopologyName,
 } from '../../shared/config'
 import { createRoom, hostTokens } from './api'
@@ -14,12 +14,9 @@ export function HostPage({ room }: { room: string | null }) {
   return <CreateRoom />
 }
 
-/** Which topologies an algorithm accepts (mirrors the checks in shared/config.ts). */
-export function topologiesFor(a: AlgorithmName): TopologyName[] {
-  if (a === 'asgd' || a === 'od-sgd') return ['star']
-  if (a === 'ssgd' || a === 'local-sgd' || a === 'local-adamw' || a === 'lap-sgd') return ['clique']
-  if (a === 'ad-psgd') return ['ring', 'torus', 'clique']
-  return TOPOLOGIES.filter((t) => t !== 'star')
+/** Which topologies an algorithm accepts (shared/config.ts decides). */
+export function topologiesFor(a: AlgorithmName): readonly TopologyName[] {
+  return allowedTopologies(a)
 }
 
 const TOPOLOGY_TEXT: Record<TopologyName, string> = {
