@@ -4,14 +4,17 @@
  * would stop, and the other way round.
  *
  * The rule: a training loss that is ±Infinity, or the mean of the last WINDOW finite losses above
- * FACTOR × max(1, mean of the first WINDOW finite losses). A NaN loss is "not measured" (some
+ * FACTOR × max(1, the lowest of the first WINDOW finite losses). The lowest, not the mean: a
+ * learning rate far too large blows the loss up within the first few steps, and a mean would
+ * count the blow-up as the starting point. A NaN loss is "not measured" (some
  * local steps skip reading the loss back for speed); non-finite parameters are caught where
  * they are written, and the caller reports those with `nonFinite()`.
  *
  * Why these numbers: a 10-class cross-entropy starts near ln 10 ≈ 2.3, so the bar is a mean loss
- * above ~23, far beyond any honest run's noise (the worst honest curves in the convergence matrix
- * stay within 2× their start), and reached long before the values overflow. The floor of 1
- * keeps a run that resumes from a good checkpoint (loss 0.05) from tripping on noise at 0.5.
+ * above ~23 over ten steps: beyond the noise of an honest run (whose loss falls from its start;
+ * bench/convergence-matrix.test.ts checks every algorithm and topology against this rule), and
+ * reached long before the values overflow. The floor of 1 keeps a run that resumes from a good
+ * checkpoint (loss 0.05) from tripping on noise at 0.5.
  */
 export const DIVERGENCE_WINDOW = 10
 export const DIVERGENCE_FACTOR = 10
@@ -21,7 +24,7 @@ export interface Divergence {
   step: number
   /** Mean of the recent window (Infinity when a loss or a parameter was not finite). */
   loss: number
-  /** Mean of the first window: what the loss grew from. */
+  /** Lowest loss of the first window: what the loss grew from. */
   startLoss: number | null
   reason: string
 }
@@ -45,7 +48,7 @@ export class DivergenceDetector {
     this.recent.push(loss)
     if (this.recent.length > this.window) this.recent.shift()
     if (this.first.length < this.window || this.recent.length < this.window) return null
-    const start = mean(this.first)
+    const start = Math.min(...this.first)
     const now = mean(this.recent)
     const bar = this.factor * Math.max(1, start)
     if (now > bar)
@@ -55,7 +58,7 @@ export class DivergenceDetector {
 
   /** Something was not finite (a loss, the parameters): diverged now. */
   nonFinite(step: number, reason: string): Divergence {
-    this.verdict ??= { step, loss: Infinity, startLoss: this.first.length ? mean(this.first) : null, reason }
+    this.verdict ??= { step, loss: Infinity, startLoss: this.first.length ? Math.min(...this.first) : null, reason }
     return this.verdict
   }
 }

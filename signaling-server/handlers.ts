@@ -169,7 +169,10 @@ export function attachHandlers(io: SignalingServer, rooms: RoomRegistry, log: (m
     on(socket, 'report', reportSchema, (p) => {
       const r = rooms.report(socket.id, p)
       if (!r) return emitError(socket, 'report', 'not-joined', 'join a room as a volunteer before reporting')
-      pushRoomState(r.room)
+      if (r.diverged) {
+        log(`room '${r.room.name}': run ${r.room.run} diverged; paused until the host starts a new run`)
+        broadcastMembership(r.room)
+      } else pushRoomState(r.room)
     })
 
     on(socket, 'suspect', suspectSchema, (p) => {

@@ -27,7 +27,7 @@ export const HISTORY_SAMPLE_INTERVAL_MS = 1000
 export const HISTORY_MAX_POINTS = 10_000
 
 export function newRun(run: number, config: RoomConfig, started: number): RunRecord {
-  return { run, config, started, points: [], intervalMs: HISTORY_SAMPLE_INTERVAL_MS, lastSampleAt: null, bytes: 0 }
+  return { run, config, started, points: [], diverged: null, intervalMs: HISTORY_SAMPLE_INTERVAL_MS, lastSampleAt: null, bytes: 0 }
 }
 
 function mean(xs: readonly (number | null | undefined)[]): number | null {

@@ -169,7 +169,7 @@ async function route(req: IncomingMessage, res: ServerResponse, pathname: string
     res.setHeader('Content-Disposition', `attachment; filename="tabswarm-${room.name}-history.json"`)
     return json(res, 200, {
       room: room.name, code: room.code, currentRun: room.run,
-      runs: room.runs.map((r) => ({ run: r.run, config: r.config, started: r.started, points: r.points })),
+      runs: room.runs.map((r) => ({ run: r.run, config: r.config, started: r.started, points: r.points, diverged: r.diverged })),
     })
   }
 

@@ -2,7 +2,7 @@ import Database from 'better-sqlite3'
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { roomConfigSchema, type RoomConfig } from '../shared/config'
-import { historyPointSchema, type HistoryPoint } from '../shared/protocol/history'
+import { historyPointSchema, historyRunSchema, type HistoryPoint } from '../shared/protocol/history'
 import type { Checkpoint, PersistedRoom, RoomMeta, RoomStore } from './rooms'
 
 /**
@@ -43,12 +43,15 @@ export function openStore(dataDir: string, log: (msg: string) => void = () => {}
   const db = new Database(join(dataDir, DB_FILE))
   db.pragma('journal_mode = WAL')
   db.exec(SCHEMA)
+  // Columns appended after the first release: add them to databases created before.
+  const runColumns = (db.prepare(`PRAGMA table_info(runs)`).all() as { name: string }[]).map((c) => c.name)
+  if (!runColumns.includes('diverged')) db.exec(`ALTER TABLE runs ADD COLUMN diverged TEXT`)
 
   const upsertRoom = db.prepare(`INSERT INTO rooms (name, code, created_at, config, token_hash, run, paused, epoch)
     VALUES (@name, @code, @createdAt, @config, @tokenHash, @run, @paused, @epoch)
     ON CONFLICT(name) DO UPDATE SET config = excluded.config, token_hash = excluded.token_hash,
       run = excluded.run, paused = excluded.paused, epoch = excluded.epoch`)
-  const upsertRun = db.prepare(`INSERT OR REPLACE INTO runs (room, run, config, started) VALUES (?, ?, ?, ?)`)
+  const upsertRun = db.prepare(`INSERT OR REPLACE INTO runs (room, run, config, started, diverged) VALUES (?, ?, ?, ?, ?)`)
   const insertPoint = db.prepare(`INSERT INTO points (room, run, t, data) VALUES (?, ?, ?, ?)`)
   const upsertCheckpoint = db.prepare(`INSERT OR REPLACE INTO checkpoints (room, run, step, schema_hash, saved_at, params)
     VALUES (?, ?, ?, ?, ?, ?)`)
@@ -71,7 +74,7 @@ export function openStore(dataDir: string, log: (msg: string) => void = () => {}
       upsertRoom.run({ ...m, config: JSON.stringify(m.config), paused: m.paused ? 1 : 0 })
     },
     saveRun(room, r) {
-      upsertRun.run(room, r.run, JSON.stringify(r.config), r.started)
+      upsertRun.run(room, r.run, JSON.stringify(r.config), r.started, r.diverged ? JSON.stringify(r.diverged) : null)
     },
     appendPoint(room, run, p: HistoryPoint) {
       insertPoint.run(room, run, p.t, JSON.stringify(p))
@@ -84,10 +87,10 @@ export function openStore(dataDir: string, log: (msg: string) => void = () => {}
     },
     load() {
       type RoomRow = { name: string; code: string; created_at: number; config: string; token_hash: string | null; run: number; paused: number; epoch: number }
-      type RunRow = { run: number; config: string; started: number }
+      type RunRow = { run: number; config: string; started: number; diverged: string | null }
       type CpRow = { run: number; step: number; schema_hash: string; saved_at: number; params: Buffer }
       const out: PersistedRoom[] = []
-      const runsOf = db.prepare(`SELECT run, config, started FROM runs WHERE room = ? ORDER BY run`)
+      const runsOf = db.prepare(`SELECT run, config, started, diverged FROM runs WHERE room = ? ORDER BY run`)
       const pointsOf = db.prepare(`SELECT data FROM points WHERE room = ? AND run = ? ORDER BY t`)
       const cpOf = db.prepare(`SELECT run, step, schema_hash, saved_at, params FROM checkpoints WHERE room = ?`)
       for (const row of db.prepare(`SELECT * FROM rooms`).all() as RoomRow[]) {
@@ -106,7 +109,7 @@ export function openStore(dataDir: string, log: (msg: string) => void = () => {}
               return []
             }
           })
-          runs.push({ run: rr.run, config: rc, started: rr.started, points })
+          runs.push({ run: rr.run, config: rc, started: rr.started, points, diverged: parseDivergence(rr.diverged) })
         }
         const cp = cpOf.get(row.name) as CpRow | undefined
         out.push({
@@ -120,5 +123,16 @@ export function openStore(dataDir: string, log: (msg: string) => void = () => {}
     close() {
       db.close()
     },
+  }
+}
+
+/** A stored divergence mark, or null when absent or unreadable (a bad row never costs the room). */
+function parseDivergence(json: string | null) {
+  if (!json) return null
+  try {
+    const r = historyRunSchema.shape.diverged.safeParse(JSON.parse(json))
+    return r.success ? r.data : null
+  } catch {
+    return null
   }
 }

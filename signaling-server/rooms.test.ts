@@ -296,6 +296,50 @@ describe('run history', () => {
   })
 })
 
+describe('divergence', () => {
+  const diverged = (step: number) => report({ step, globalStep: step, stage: 'diverged', loss: 40, diverged: { step, loss: 40, reason: 'the mean training loss grew from 2.300 to 40.000 (limit 23.000)' } })
+
+  it('pauses the room when half of the roster reports a diverged model, records it in the run, and a new run clears it', () => {
+    const saved: unknown[] = []
+    const store: RoomStore = { saveRoom: () => {}, saveRun: (_room, r) => void saved.push(r), appendPoint: () => {}, saveCheckpoint: () => {}, deleteCheckpoint: () => {} }
+    const { registry, advance } = setup(store)
+    for (const id of ['a', 'b', 'c', 'd']) joinReady(registry, 'lab', { id, role: 'volunteer' })
+    const room = registry.get('lab')!
+    // One peer whose own model blew up is left to its neighbours: no pause.
+    expect(registry.report('a', diverged(60))!.diverged).toBe(false)
+    expect(room.paused).toBe(false)
+    expect(registry.membership(room).diverged).toBeNull()
+    // A stage without the verdict (an older client) counts for nothing.
+    expect(registry.report('c', report({ stage: 'diverged' }))!.diverged).toBe(false)
+    advance(1000)
+    // The second of four: the swarm diverged. The earliest step is the run's.
+    const r = registry.report('b', diverged(62))!
+    expect(r.diverged).toBe(true)
+    expect(room.paused).toBe(true)
+    const mark = { step: 60, at: 1_001_000, loss: 40, reason: expect.stringContaining('grew from 2.300') }
+    expect(registry.membership(room).diverged).toEqual(mark)
+    expect(registry.view(room).diverged).toEqual(mark)
+    expect(registry.currentRun(room).diverged).toEqual(mark)
+    expect(saved.at(-1)).toMatchObject({ run: 1, diverged: mark })
+    // Announced once.
+    expect(registry.report('d', diverged(63))!.diverged).toBe(false)
+    registry.startNewRun(room, { ...room.config, lr: room.config.lr / 3 })
+    expect(room.paused).toBe(false)
+    expect(registry.membership(room).diverged).toBeNull()
+    expect(room.runs[0].diverged).toEqual(mark)
+  })
+
+  it('a two-peer room pauses on one report; a peer outside the roster cannot pause it', () => {
+    const { registry } = setup()
+    joinReady(registry, 'duo', { id: 'a', role: 'volunteer' })
+    joinReady(registry, 'duo', { id: 'b', role: 'volunteer' })
+    registry.join('duo', { id: 'late', role: 'volunteer' })
+    expect(registry.report('late', diverged(5))!.diverged).toBe(false)
+    expect(registry.get('duo')!.paused).toBe(false)
+    expect(registry.report('a', diverged(5))!.diverged).toBe(true)
+  })
+})
+
 describe('checkpoints', () => {
   it('keeps the most advanced checkpoint of the run from the first roster peer', () => {
     const { registry } = setup()

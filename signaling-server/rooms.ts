@@ -110,14 +110,14 @@ export interface RoomMeta {
 }
 
 export interface PersistedRoom extends RoomMeta {
-  runs: Array<{ run: number; config: RoomConfig; started: number; points: HistoryPoint[] }>
+  runs: Array<{ run: number; config: RoomConfig; started: number; points: HistoryPoint[]; diverged?: RunRecord['diverged'] }>
   checkpoint: Checkpoint | null
 }
 
 /** Collaborator that makes rooms durable; every method is best effort (errors go to onStoreError). */
 export interface RoomStore {
   saveRoom(meta: RoomMeta): void
-  saveRun(room: string, run: { run: number; config: RoomConfig; started: number }): void
+  saveRun(room: string, run: { run: number; config: RoomConfig; started: number; diverged?: RunRecord['diverged'] }): void
   appendPoint(room: string, run: number, p: HistoryPoint): void
   saveCheckpoint(room: string, cp: Checkpoint): void
   deleteCheckpoint(room: string): void
@@ -208,6 +208,7 @@ export class RoomRegistry {
         for (const p of r.points) appendPoint(rec, p)
         const last = r.points[r.points.length - 1]
         rec.bytes = last?.bytes ?? 0
+        rec.diverged = r.diverged ?? null
         return rec
       })
       if (!runs.some((r) => r.run === s.run)) runs.push(makeRun(s.run, s.config, this.now()))
@@ -358,8 +359,12 @@ export class RoomRegistry {
 
   // ---- reports, history, checkpoints ----
 
-  /** Stores a volunteer's report and samples the run history; returns false when not a volunteer. */
-  report(peerId: string, report: PeerReport): { room: Room; sample: HistoryPoint | null } | null {
+  /**
+   * Stores a volunteer's report and samples the run history; returns null when not a volunteer.
+   * `diverged` is true when this report made the run diverged (see markDiverged): the room
+   * paused itself and the caller announces it.
+   */
+  report(peerId: string, report: PeerReport): { room: Room; sample: HistoryPoint | null; diverged: boolean } | null {
     const room = this.roomOfPeer.get(peerId)
     const entry = room?.peers.get(peerId)
     if (!room || !entry || entry.role !== 'volunteer') return null
@@ -374,7 +379,29 @@ export class RoomRegistry {
     const reports = room.roster.map((id) => room.peers.get(id)?.report).filter((r): r is PeerReport => !!r)
     const sample = maybeSample(run, now, reports)
     if (sample) this.persist((s) => s.appendPoint(room.name, run.run, sample))
-    return { room, sample }
+    const diverged = report.stage === 'diverged' && !!report.diverged && this.markDiverged(room, peerId)
+    return { room, sample, diverged }
+  }
+
+  /**
+   * A run diverges when at least half of the roster (and at least one peer) reports stage
+   * 'diverged': one peer whose own model blew up is left to its neighbours (it stops stepping,
+   * they time out, it rejoins from their models), but a swarm-wide blow-up — what a too-large
+   * learning rate does, since averaging spreads it — pauses the room instead of letting every
+   * peer end in an error. The mark goes into the run's history; the host's new run clears it.
+   */
+  private markDiverged(room: Room, peerId: string): boolean {
+    const run = this.currentRun(room)
+    if (run.diverged || !room.roster.includes(peerId)) return false
+    const reports = room.roster.map((id) => room.peers.get(id)?.report).filter((r): r is PeerReport => !!r)
+    const diverged = reports.filter((r) => r.stage === 'diverged' && r.diverged)
+    if (diverged.length === 0 || diverged.length * 2 < room.roster.length) return false
+    const first = diverged.reduce((a, b) => (b.diverged!.step < a.diverged!.step ? b : a)).diverged!
+    run.diverged = { step: first.step, at: this.now(), loss: first.loss, reason: first.reason }
+    room.paused = true
+    this.persistRoom(room)
+    this.persist((s) => s.saveRun(room.name, { run: run.run, config: run.config, started: run.started, diverged: run.diverged }))
+    return true
   }
 
   /**
@@ -469,6 +496,7 @@ export class RoomRegistry {
     return {
       v: PROTOCOL_VERSION, room: room.name, epoch: room.epoch, peers: [...room.roster],
       roles: { ps: room.ps }, config: room.config, run: room.run, paused: room.paused,
+      diverged: this.currentRun(room).diverged,
     }
   }
 
@@ -483,6 +511,8 @@ export class RoomRegistry {
       epoch: room.epoch,
       roles: { ps: room.ps },
       checkpointStep: room.checkpoint?.step ?? null,
+      /** The current run diverged (the room paused itself there): step, when, loss and why. */
+      diverged: this.currentRun(room).diverged,
       spectators: [...room.peers.values()].filter((p) => p.role === 'spectator').length,
       /** Volunteers outside the roster: still loading, or stepped out for a while (`away`). */
       joining: [...room.peers.values()].filter((p) => p.role === 'volunteer' && !p.ready)

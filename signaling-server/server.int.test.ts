@@ -549,6 +549,42 @@ describe('persistence', () => {
     }
   })
 
+  it('a diverged run: the room pauses itself, tells every peer, keeps it in the history across a restart; new-run clears it', async () => {
+    const dataDir = join(tmp, 'diverge')
+    let s = await start(dataDir)
+    const { code, hostToken } = (await post('/api/rooms', { algorithm: 'dpsgd', lr: 5 }, undefined, s.url)).body
+    const a = await client(s.url)
+    const b = await client(s.url)
+    await joinRoom(a, code)
+    await joinRoom(b, code)
+    const verdict = { step: 41, loss: 57.5, reason: 'the mean training loss grew from 2.301 to 57.500 (limit 23.010)' }
+    const announced = waitFor<Any>(b, 'membership', 'membership says diverged', (m) => m.diverged !== null)
+    a.emit('report', { ...REPORT, step: 41, globalStep: 41, loss: 57.5, stage: 'diverged', diverged: verdict })
+    const m = await announced
+    expect(m).toMatchObject({ paused: true, diverged: { ...verdict } })
+    const view = (await getJson(`/api/rooms/${code}`, s.url)).body
+    expect(view).toMatchObject({ paused: true, diverged: verdict })
+    // Both volunteers are still in the room: nobody was dropped for it.
+    expect(view.peers.map((p: Any) => p.id).sort()).toEqual([a.id, b.id].sort())
+    expect(view.peers.find((p: Any) => p.id === a.id).stage).toBe('diverged')
+    a.disconnect()
+    b.disconnect()
+    await s.close()
+    s = await start(dataDir)
+    try {
+      const hist = (await getJson(`/api/rooms/${code}/history`, s.url)).body
+      expect(hist.runs[0].diverged).toMatchObject(verdict)
+      expect((await post(`/api/rooms/${code}/control`, { action: 'new-run', config: { algorithm: 'dpsgd', lr: 0.05 } }, hostToken, s.url)).status).toBe(200)
+      const after = (await getJson(`/api/rooms/${code}`, s.url)).body
+      expect(after).toMatchObject({ run: 2, paused: false, diverged: null })
+      const hist2 = (await getJson(`/api/rooms/${code}/history`, s.url)).body
+      expect(hist2.runs.map((r: Any) => [r.run, r.diverged?.step ?? null])).toEqual([[1, 41], [2, null]])
+    } finally {
+      for (const x of sockets.splice(0)) x.disconnect()
+      await s.close()
+    }
+  })
+
   it('a restart looks like a dropped connection to clients, so they reconnect by themselves', async () => {
     const dataDir = join(tmp, 'reconnect')
     let s = await start(dataDir)

@@ -115,7 +115,10 @@ class FakeServer {
         setTimeout(() => this.reconnected.get(subs)?.(), 50)
       },
       // Through the real schema, as the server's handler does.
-      report: (r) => void this.registry.report(id, reportSchema.parse(r)),
+      report: (r) => {
+        // As handlers.ts: a report that made the run diverged paused the room; announce it.
+        if (this.registry.report(id, reportSchema.parse(r))?.diverged) this.broadcast()
+      },
       checkpoint: () => {},
       close: () => {
         this.net.leave(id)
@@ -229,6 +232,40 @@ async function twoInRoster() {
   const bId = await until('b in the roster', () => roster(server).includes(b.snapshot().self ?? '') && b.snapshot().self)
   return { server, a, b, bId: bId as string }
 }
+
+describe('SwarmSession divergence', () => {
+  it('a diverging run: each tab stops but stays in the room, the room pauses itself and says why; a new run trains again', async () => {
+    const server = new FakeServer()
+    const room = server.registry.get(ROOM)!
+    room.config = { ...cfg(), lr: 4 }
+    const a = session(server)
+    const b = session(server)
+    await a.start()
+    await b.start()
+    await until('both tabs diverged', () => a.snapshot().stage === 'diverged' && b.snapshot().stage === 'diverged', 20_000)
+    await until('the room paused itself', () => room.paused)
+    const mark = server.registry.membership(room).diverged
+    expect(mark).not.toBeNull()
+    expect(mark!.reason).toMatch(/loss|finite/)
+    for (const t of [a, b]) {
+      const snap = t.snapshot()
+      expect(snap.error).toBeNull()
+      expect(snap.diverged).toMatchObject({ step: mark!.step, hint: expect.stringContaining('learning rate') })
+    }
+    // Nobody left or was dropped: both are still in the roster, reporting 'diverged'.
+    expect(roster(server)).toHaveLength(2)
+    expect(server.registry.view(room).peers.map((p) => p.stage)).toEqual(['diverged', 'diverged'])
+    const stepAtStop = a.snapshot().step
+    // The host's new run with a sane learning rate: both train again from scratch.
+    server.registry.startNewRun(room, cfg())
+    server.broadcast()
+    await until('both train again', () => [a, b].every((t) => t.snapshot().stage === 'training' && t.snapshot().step >= 3), 20_000)
+    for (const t of [a, b]) expect(t.snapshot().diverged).toBeNull()
+    expect(stepAtStop).toBeGreaterThan(0)
+    await a.leave()
+    await b.leave()
+  })
+})
 
 describe('SwarmSession (registry + memory mesh)', () => {
   it('counts the wall-clock time spent measuring accuracy (evalMs), so benchmarks can tell it from training', async () => {

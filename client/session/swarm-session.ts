@@ -6,6 +6,8 @@ import { PROTOCOL_VERSION } from '../../shared/protocol/version'
 import { isDeadline, sleep, yieldToEventLoop, type Membership, type Mesh, type Unsubscribe } from '../../shared/transport'
 import { ALGORITHM_FACTORIES } from '../../shared/algorithms/index'
 import { neighbors } from '../../shared/topology'
+import { allFinite } from '../../shared/math/vector'
+import { DivergenceDetector, divergenceHint, type Divergence } from '../../shared/divergence'
 import type { SessionHandle, SessionSnapshot, SessionStage } from './types'
 
 /**
@@ -130,7 +132,7 @@ function initialSnapshot(room: string): SessionSnapshot {
     stage: 'idle', room, self: null, config: null, run: 0, backend: null, backendReason: '', computeThread: null, dataProgress: 0,
     step: 0, globalStep: 0, loss: null, accuracy: null, samplesPerSec: 0, stepsPerSec: 0, samples: 0, evalMs: 0,
     bytesSent: 0, bytesReceived: 0, neighbors: [], peers: [], lr: null, h: null, consensus: null, error: null, log: [],
-    away: null, faults: { slowFactor: 1, latencyMs: 0 },
+    away: null, diverged: null, faults: { slowFactor: 1, latencyMs: 0 },
   }
 }
 
@@ -189,6 +191,11 @@ export class SwarmSession implements SessionHandle {
   private lastEvalMs = 0
   private lastCheckpoint = 0
   private rateWindow: { t: number; step: number; samples: number }[] = []
+  /**
+   * This run's model diverged (shared/divergence.ts): the loop stops stepping and the tab stays
+   * in the room, reporting stage 'diverged', until a new run (or a rejoin) restarts it.
+   */
+  private localDivergence: Divergence | null = null
 
   constructor(private readonly platform: SessionPlatform, private readonly opts: SessionOptions) {
     this.snap = initialSnapshot(opts.room)
@@ -374,7 +381,8 @@ export class SwarmSession implements SessionHandle {
       const newRun = !prev || prev.run !== m.run || JSON.stringify(prev.config) !== JSON.stringify(m.config)
       if (newRun) this.restartRun()
       else if (!m.paused) this.wake?.()
-      if (m.paused) this.update({ stage: 'paused' })
+      this.update({ diverged: this.divergenceView(m) })
+      if (m.paused) this.update({ stage: m.diverged || this.localDivergence ? 'diverged' : 'paused' })
     } catch (e) {
       this.log(`membership error: ${(e as Error).message}`)
     }
@@ -610,9 +618,12 @@ export class SwarmSession implements SessionHandle {
     let lastLoss: number | null = null
     let lastConsensus: number | null = null
     this.lastSnapshot = 0
+    const detector = new DivergenceDetector()
+    this.localDivergence = null
+    this.update({ diverged: this.divergenceView(current) })
     while (!signal.aborted && !this.stop.signal.aborted) {
-      if (this.paused || this.userPaused) {
-        this.update({ stage: 'paused' })
+      if (this.paused || this.userPaused || this.localDivergence) {
+        this.update({ stage: this.localDivergence || this.membership?.diverged ? 'diverged' : 'paused' })
         this.maybeReport(true)
         await new Promise<void>((r) => {
           this.wake = r
@@ -633,6 +644,13 @@ export class SwarmSession implements SessionHandle {
           this.log(`step deadline passed: ${(e as Error).message}`)
           continue
         }
+        // A model that blew up fails where its parameters are written (non-finite values are
+        // refused): that is divergence, not a crash, and the tab stays in the room.
+        const params = await instance.evalParams().catch(() => null)
+        if (/non-finite|NaN|Infinity/i.test((e as Error).message ?? '') || (params && !allFinite(params))) {
+          this.diverge(detector.nonFinite(this.snap.globalStep, `the model is no longer finite (${(e as Error).message.slice(0, 120)})`), config)
+          continue
+        }
         throw e
       }
       const dt = performance.now() - t0
@@ -642,6 +660,12 @@ export class SwarmSession implements SessionHandle {
       const stalled = dt > STALL_FACTOR * config.stepDeadlineMs
       if (Number.isFinite(report.loss)) lastLoss = report.loss
       if (report.consensus !== undefined) lastConsensus = report.consensus
+      const verdict = detector.observe(report.loss, report.globalStep)
+      if (verdict) {
+        this.update({ step, globalStep: report.globalStep, loss: lastLoss ?? this.snap.loss })
+        this.diverge(verdict, config)
+        continue
+      }
       const now = performance.now()
       const finishing = !!this.opts.maxSteps && step >= this.opts.maxSteps
       // The snapshot (UI, reports) is refreshed at most every SNAPSHOT_INTERVAL_MS: building it
@@ -709,13 +733,18 @@ export class SwarmSession implements SessionHandle {
     const links: Record<string, { sent: number; received: number }> = {}
     for (const [peer, l] of Object.entries(st?.perLink ?? {})) links[peer] = { sent: l.bytesSent, received: l.bytesReceived }
     const rejected = Object.values(st?.rejected ?? {}).reduce((a, b) => a + b, 0)
-    const stage = s.stage === 'idle' ? 'loading' : s.stage
+    // 'diverged' is this tab's own verdict; a tab the room paused for the others' shows 'paused'.
+    const stage = s.stage === 'idle' ? 'loading' : s.stage === 'diverged' && !this.localDivergence ? 'paused' : s.stage
+    const d = this.localDivergence
     try {
       this.platform.signaling.report({
         v: PROTOCOL_VERSION, step: s.step, globalStep: s.globalStep, loss: s.loss, accuracy: s.accuracy,
         backend: s.backend ?? 'cpu', backendReason: s.backendReason.slice(0, 200), computeThread: s.computeThread ?? undefined, samplesPerSec: s.samplesPerSec,
         stepsPerSec: s.stepsPerSec, samples: s.samples, bytesSent: s.bytesSent, bytesReceived: s.bytesReceived,
         neighbors: s.neighbors, links, lr: s.lr, h: s.h, consensus: s.consensus, stage, rejected,
+        ...(d && stage === 'diverged'
+          ? { diverged: { step: Math.max(0, Math.floor(d.step)), loss: Number.isFinite(d.loss) ? d.loss : null, reason: d.reason.slice(0, 200) } }
+          : {}),
         slowFactor: this.slowFactor, addedLatencyMs: this.latencyMs,
         updaters: this.snap.config?.algorithm === 'lap-sgd' ? this.snap.config.updaters : undefined,
       })
@@ -734,6 +763,23 @@ export class SwarmSession implements SessionHandle {
     this.platform.signaling.checkpoint({
       step: globalStep, schemaHash: trainer.compute.schemaHash, params: new Uint8Array(params.buffer, params.byteOffset, params.byteLength).slice(),
     })
+  }
+
+  /** This tab's model diverged: stop stepping, stay in the room, and say so (the loop waits). */
+  private diverge(v: Divergence, config: RoomConfig): void {
+    if (this.localDivergence) return
+    this.localDivergence = v
+    this.log(`training stopped at step ${v.step}: the model diverged (${v.reason}). ${divergenceHint(config)}`)
+    this.update({ stage: 'diverged', diverged: { step: v.step, loss: Number.isFinite(v.loss) ? v.loss : null, reason: v.reason, hint: divergenceHint(config) } })
+    this.maybeReport(true)
+  }
+
+  /** What the UI shows: the room's verdict on the run, else this tab's own, else nothing. */
+  private divergenceView(m: MembershipAnnouncement): SessionSnapshot['diverged'] {
+    const hint = divergenceHint(m.config)
+    if (m.diverged) return { step: m.diverged.step, loss: m.diverged.loss, reason: m.diverged.reason, hint }
+    const v = this.localDivergence
+    return v ? { step: v.step, loss: Number.isFinite(v.loss) ? v.loss : null, reason: v.reason, hint } : null
   }
 
   private fail(e: unknown): void {

@@ -3,7 +3,7 @@ import type { RoomConfig } from '../../shared/config'
 import type { Unsubscribe } from '../../shared/transport'
 
 /** Lifecycle of a volunteer tab, rendered by the UI (hivemind AveragingStage style closed union). */
-export type SessionStage = 'idle' | 'loading' | 'connecting' | 'training' | 'paused' | 'stalled' | 'done' | 'error'
+export type SessionStage = 'idle' | 'loading' | 'connecting' | 'training' | 'paused' | 'stalled' | 'done' | 'error' | 'diverged'
 
 /** Everything the volunteer UI shows; emitted by client/session/swarm-session.ts. */
 export interface SessionSnapshot {
@@ -44,6 +44,11 @@ export interface SessionSnapshot {
   log: string[]
   /** Out of the roster for a while: the user paused this tab, or it has been hidden. */
   away: AwayReason | null
+  /**
+   * The run diverged: this tab's own model (stage 'diverged', it stopped training and waits for a
+   * new run), or the room said so (the room paused itself). `hint` is what to change.
+   */
+  diverged: { step: number; loss: number | null; reason: string; hint: string } | null
   /** Host fault injection in effect on this tab (1 and 0 when none). */
   faults: { slowFactor: number; latencyMs: number }
 }

@@ -1,4 +1,5 @@
 import { useState, type ReactNode } from 'react'
+import { DivergedBanner } from './DivergedBanner'
 import { ALGORITHM_INFO } from '../../shared/config'
 import { roomPath, type ApiRoom, type EvictionRecord, type HistoryRun } from './api'
 import { runSeries, SeriesChart, type XKind } from './Charts'
@@ -24,6 +25,7 @@ export function DashboardPage({ room }: { room: string }) {
     <section className="dashboard">
       <RoomHeader room={data} />
       {error ? <p className="banner warn" role="status">Lost contact with the server ({error}); showing the last known state.</p> : null}
+      <DivergedBanner room={data} />
       <KpiRow room={data} />
       <div className="dash-grid">
         <div className="card topo-card">
@@ -74,7 +76,7 @@ export function RoomHeader({ room, extra }: { room: ApiRoom; extra?: ReactNode }
         <h1 className="room-code">{room.code ?? room.room}</h1>
       </div>
       <div className="room-meta">
-        <div className="algo-title">{info?.title ?? room.config.algorithm}{room.run !== undefined ? <span className="tag">run {room.run}</span> : null}{room.paused ? <span className="tag warn">paused</span> : null}</div>
+        <div className="algo-title">{info?.title ?? room.config.algorithm}{room.run !== undefined ? <span className="tag">run {room.run}</span> : null}{room.diverged ? <span className="tag bad">diverged</span> : room.paused ? <span className="tag warn">paused</span> : null}</div>
         <div className="muted">{room.config.dataset} · {room.config.model} · {room.config.partition} · batch {room.config.batchSize}</div>
       </div>
       <div className="room-links">

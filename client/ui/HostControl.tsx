@@ -1,4 +1,5 @@
 import { useEffect, useState } from 'react'
+import { DivergedBanner } from './DivergedBanner'
 import { ALGORITHM_INFO, ALGORITHMS, defaultConfig, type AlgorithmName } from '../../shared/config'
 import { control, hostTokens, joinUrlFor, type ApiRoom, type ControlAction } from './api'
 import { useNow, useRoom, useTitle } from './hooks'
@@ -156,6 +157,10 @@ function Controls({ room, token, now, onForget }: { room: ApiRoom; token: string
     const topology = topologiesFor(nextAlgo).includes(room.config.topology) ? room.config.topology : base.topology
     void act('New run', { action: 'new-run', config: { ...base, ...keep, topology, algorithm: nextAlgo } }, `Run ${(room.run ?? 0) + 1} started with ${ALGORITHM_INFO[nextAlgo].title}`)
   }
+  // After a divergence: the same run again with a third of the learning rate (the banner's advice).
+  const lowerLr = +(room.config.lr / 3).toPrecision(2)
+  const retryLowerLr = () =>
+    void act('New run', { action: 'new-run', config: { ...room.config, lr: lowerLr } }, `Run ${(room.run ?? 0) + 1} started with learning rate ${lowerLr}`)
   const peer = room.peers.find((p) => p.id === target)
   const peerName = peer ? peerLabel(peer) : ''
 
@@ -167,6 +172,9 @@ function Controls({ room, token, now, onForget }: { room: ApiRoom; token: string
       <div className="control-grid">
         <div className="card">
           <h2>Run</h2>
+          <DivergedBanner room={room} action={
+            <button className="btn primary" disabled={!!busy} onClick={retryLowerLr}>New run with learning rate {lowerLr}</button>
+          } />
           <div className="btn-row">
             {room.paused && !started
               ? <button className="btn primary" disabled={!!busy} onClick={() => act('Start', { action: 'start' }, 'Training started')}>Start</button>
@@ -178,7 +186,7 @@ function Controls({ room, token, now, onForget }: { room: ApiRoom; token: string
           <p className="muted small" role="status">
             {room.paused && !started
               ? `Waiting for your Start: ${room.peers.length} ${room.peers.length === 1 ? 'student is' : 'students are'} ready${loading ? `, ${loading} still loading` : ''}.`
-              : room.paused ? 'Paused: every tab stops at its next step.' : 'Training.'}
+              : room.diverged ? 'Stopped: the run diverged.' : room.paused ? 'Paused: every tab stops at its next step.' : 'Training.'}
           </p>
           <h3>Compare with another algorithm</h3>
           <div className="inline-form">

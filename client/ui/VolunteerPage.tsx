@@ -43,6 +43,7 @@ const STAGE_TEXT: Record<SessionStage, { label: string; help: string }> = {
   stalled: { label: 'Stalled', help: 'Waiting longer than expected for neighbours.' },
   done: { label: 'Done', help: 'The run has finished. Thank you for helping!' },
   error: { label: 'Error', help: 'Something went wrong; see the message below.' },
+  diverged: { label: 'Diverged', help: 'The model blew up; this tab stopped training and waits for the host to start a new run.' },
 }
 
 const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/
@@ -195,6 +196,11 @@ function SessionView({ session, onLeft }: { session: SessionHandle; onLeft: () =
       </div>
 
       {s.error ? <p className="banner error" role="alert">{s.error}</p> : null}
+      {s.diverged ? (
+        <p className="banner warn" role="status" data-testid="diverged-banner">
+          The run diverged at step {s.diverged.step}: {s.diverged.reason}. This tab stays in the room and waits. {s.diverged.hint}
+        </p>
+      ) : null}
       {faults.length ? <p className="banner warn" role="status" data-testid="fault-banner">For the class demo, the host has {faults.join(' and ')}.</p> : null}
 
       {s.stage === 'loading' || (s.dataProgress > 0 && s.dataProgress < 1) ? (

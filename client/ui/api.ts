@@ -59,6 +59,8 @@ export interface ApiRoom {
   joining?: { id: string; name: string | null; agent: 'browser' | 'node'; joinedAt: number; stage: string; away?: 'paused' | 'hidden' | null }[]
   /** Recent evictions, newest last (absent from older servers). */
   evictions?: EvictionRecord[]
+  /** The current run diverged and the room paused itself (absent from older servers). */
+  diverged?: { step: number; at: number; loss: number | null; reason: string } | null
   /** Where students join: built by the server from its public origin (PUBLIC_URL or LAN). */
   joinUrl?: string
   projectorUrl?: string

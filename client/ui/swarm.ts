@@ -58,8 +58,8 @@ export function useRuns(room: ApiRoom | null, history: ApiHistory | null): Histo
     }
     setLocal((prev) => {
       const run = room.run ?? 0
-      if (!prev || prev.run !== run) return { run, config: room.config, started: wall, points: [point] }
-      return { ...prev, points: [...prev.points.slice(-1999), { ...point, t: (wall - prev.started) / 1000 }] }
+      if (!prev || prev.run !== run) return { run, config: room.config, started: wall, points: [point], diverged: room.diverged ?? null }
+      return { ...prev, diverged: room.diverged ?? null, points: [...prev.points.slice(-1999), { ...point, t: (wall - prev.started) / 1000 }] }
     })
   }, [room])
   const server = history?.runs.filter((r) => r.points.length > 0) ?? []

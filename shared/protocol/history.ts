@@ -29,6 +29,11 @@ export const historyRunSchema = z.object({
   /** Wall clock (ms since 1970) when the run started. */
   started: z.number(),
   points: z.array(historyPointSchema),
+  /**
+   * Set when the run diverged (shared/divergence.ts): at which global step, when (wall clock
+   * ms), the loss that fired the rule and why. The room paused itself there.
+   */
+  diverged: z.object({ step: z.number(), at: z.number(), loss: z.number().nullable(), reason: z.string() }).nullable().default(null),
 })
 export type HistoryRun = z.infer<typeof historyRunSchema>
 

@@ -16,7 +16,19 @@ export const backendSchema = z.enum(BACKENDS)
 export type BackendName = z.infer<typeof backendSchema>
 
 /** 'error' was appended later (the tab hit a fatal error and stopped); older clients never send it. */
-export const PEER_STAGES = ['loading', 'connecting', 'training', 'paused', 'stalled', 'done', 'error'] as const
+export const PEER_STAGES = ['loading', 'connecting', 'training', 'paused', 'stalled', 'done', 'error', 'diverged'] as const
+
+/**
+ * A run that diverged (shared/divergence.ts): where a peer saw it, or where the room decided it
+ * (the first report that made at least half of the roster diverged).
+ */
+export const divergenceSchema = z.object({
+  step: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  /** Mean training loss of the window that fired; null when it was not finite. */
+  loss: z.number().nullable(),
+  reason: z.string().max(200),
+})
+export type DivergenceReport = z.infer<typeof divergenceSchema>
 
 // ---- client → server ----
 export const joinSchema = z.object({
@@ -58,6 +70,8 @@ export const reportSchema = z.object({
   h: z.number().nullable().default(null),
   consensus: z.number().nullable().default(null),
   stage: z.enum(PEER_STAGES).default('training'),
+  /** Set with stage 'diverged': this peer's model diverged and it stopped training (appended later). */
+  diverged: divergenceSchema.optional(),
   updaters: z.number().int().min(0).optional(),
   rejected: z.number().int().min(0).default(0),
   /**
@@ -113,6 +127,11 @@ export const membershipSchema = z.object({
   /** Run number within the room (a host's "new run" bumps it; peers restart training). */
   run: z.number().int().min(0),
   paused: z.boolean(),
+  /**
+   * The current run diverged: the room paused itself and waits for the host's new run
+   * (appended later: older servers omit it).
+   */
+  diverged: divergenceSchema.extend({ at: z.number() }).nullable().default(null),
 })
 export type MembershipAnnouncement = z.infer<typeof membershipSchema>
 
