@@ -1,26 +1,33 @@
-import type { AlgorithmInstance, Compute, HogwildPool, StepReport } from '../../shared/algorithms/types'
+import type { AlgorithmInstance, StepReport } from '../../shared/algorithms/types'
 import type { RoomConfig } from '../../shared/config'
-import type { Dataset } from '../../shared/data/format'
-import { JoinRejectedError, type AwayReason, type BackendName, type MembershipAnnouncement, type PeerCommand, type PeerReport } from '../../shared/protocol/signaling'
-import { PROTOCOL_VERSION } from '../../shared/protocol/version'
-import { isDeadline, sleep, yieldToEventLoop, type Membership, type Mesh, type Unsubscribe } from '../../shared/transport'
-import { ALGORITHM_FACTORIES } from '../../shared/algorithms/index'
+import { JoinRejectedError, type MembershipAnnouncement, type PeerCommand } from '../../shared/protocol/signaling'
+import { isDeadline, sleep, yieldToEventLoop, type Unsubscribe } from '../../shared/transport'
+import { ALGORITHM_DESCRIPTORS, ALGORITHM_FACTORIES } from '../../shared/algorithms/index'
 import { neighbors } from '../../shared/topology'
 import { allFinite } from '../../shared/math/vector'
 import { DivergenceDetector, divergenceHint, type Divergence } from '../../shared/divergence'
-import type { SessionHandle, SessionSnapshot, SessionStage } from './types'
+import { canStep, initialLifecycle, reduce, shownAway, type Effect, type Lifecycle, type LifecycleEvent } from './lifecycle'
+import { buildReport, RateWindow } from './telemetry'
+import { describeEvent, say } from './wording'
+import type {
+  RoomProgress, SessionHandle, SessionMesh, SessionOptions, SessionPlatform, SessionSnapshot, SessionStage, SignalingPort, Trainer,
+} from './types'
+
+export type { RoomProgress, SessionMesh, SessionOptions, SessionPlatform, SignalingPort, Trainer }
+export { describeEvent }
 
 /**
- * The one file that knows the order of a volunteer's life (STYLE.md §A):
- *   join room → choose backend → load shard → connect mesh → bootstrap algorithm (§9.3)
- *   → loop { algorithm.step() ; report ≥1/s ; evaluate now and then ; checkpoint }
- *   → graceful leave on pagehide / SIGINT (§9.4).
- * Everything platform-specific (socket.io client, WebRTC stack, tfjs backend, data loading,
- * Web Workers vs worker_threads) is injected through `SessionPlatform`, so the browser tab and the
- * headless Node volunteer run this same code.
+ * The driver of a volunteer's life (docs/architecture.md "The session"). What may happen when is
+ * decided by the pure reducer in lifecycle.ts; this class feeds it events (the user, the page,
+ * the room, the server) and carries out its effects. One run is a sequence of named phases:
+ *   prepare (backend, data, model) → enter the roster → open the mesh → resume → build the
+ *   algorithm (it bootstraps from the swarm) → step loop { step ; report ; evaluate ; checkpoint }
+ * and a graceful leave hands the model to the neighbours. Everything platform-specific (socket.io,
+ * WebRTC, tfjs backend, data loading, Web Workers vs worker_threads) comes through
+ * `SessionPlatform`, so a browser tab and a headless Node volunteer run this same code.
  */
 
-/** Peers report at least this often while training (issue 2: "at least once a second"). */
+/** Peers report at least this often while training ("at least once a second"). */
 export const REPORT_INTERVAL_MS = 500
 /** Test accuracy is measured at most this often (costs one forward pass over the test subset). */
 export const EVAL_INTERVAL_MS = 3000
@@ -44,88 +51,10 @@ const STALL_FACTOR = 2
 /** How often the training loop refreshes the snapshot (UI and reports read it). */
 const SNAPSHOT_INTERVAL_MS = 100
 const LOG_LINES = 40
-
-export interface Trainer {
-  compute: Compute
-  /** This peer's training shard on the host (LAP-SGD workers load their own copy of it). */
-  train: Dataset
-  /** Loss and accuracy of `params` on the held-out test subset. */
-  evaluate(params: Float32Array): Promise<{ loss: number; accuracy: number }>
-  dispose(): void
-  /** Where `compute` runs (default 'main'), and why when it is not where the platform prefers. */
-  computeThread?: 'worker' | 'main'
-  computeNote?: string
-}
-
-export interface SessionMesh extends Mesh {
-  updateMembership(m: Membership): void
-  /** Fault injection: delay every outgoing message by `ms`. */
-  setLatency(ms: number): void
-  close(): void
-}
-
-export interface SignalingPort {
-  join(req: { room: string; name?: string; agent: 'browser' | 'node' }): Promise<{ self: string; membership: MembershipAnnouncement }>
-  /** This joined volunteer has its data and model: put it in the roster (see readySchema). */
-  ready(): void
-  onMembership(cb: (m: MembershipAnnouncement) => void): Unsubscribe
-  onCommand(cb: (c: PeerCommand) => void): Unsubscribe
-  /** The server removed us: 'evicted' (neighbours reported us unresponsive) or 'kicked' (by the host). */
-  onRemoved(cb: (why: 'evicted' | 'kicked') => void): Unsubscribe
-  /** The socket reconnected after a drop (e.g. server restart): our old peer id is gone. */
-  onReconnect(cb: () => void): Unsubscribe
-  /**
-   * Steps out of the roster for a while (awaySchema: user pause, hidden tab) without leaving the
-   * room; ready() brings us back. A port without it keeps a paused tab in the roster (neighbours
-   * then wait out their deadlines for it), so every port should have it.
-   */
-  away?(reason: AwayReason): void
-  /**
-   * Drops the connection to the server as a network blip would; the port reconnects by itself
-   * and onReconnect fires (the host's "disconnect" fault). Like any reconnect it gives a new peer
-   * id: neighbours must not take the returning tab's messages for duplicates of its old ones.
-   */
-  dropConnection?(): void
-  report(r: PeerReport): void
-  checkpoint(c: { step: number; schemaHash: string; params: Uint8Array }): void
-  close(): void
-}
-
-export interface SessionPlatform {
-  readonly agent: 'browser' | 'node'
-  /** Base URL of the server (for /api and /data). */
-  readonly serverUrl: string
-  signaling: SignalingPort
-  selectBackend(forced?: BackendName): Promise<{ backend: BackendName; reason: string }>
-  prepare(
-    config: RoomConfig,
-    shard: { index: number; count: number; seed: number },
-    onProgress: (fraction: number) => void,
-  ): Promise<Trainer>
-  createMesh(args: { self: string; membership: Membership; config: RoomConfig; compute: Compute }): SessionMesh
-  createHogwild?(config: RoomConfig, trainer: Trainer, shard: { index: number; count: number; seed: number }): Promise<HogwildPool>
-  /** Latest room checkpoint, if the server has one (resume after a restart). */
-  fetchCheckpoint?(room: string): Promise<{ step: number; schemaHash: string; params: Float32Array } | null>
-  /**
-   * The room's checkpoint step and each roster peer's reported progress: a tab resumes from the
-   * checkpoint when nobody in the roster is past it (see shouldResume). Without it a tab resumes
-   * only when it is alone in the roster.
-   */
-  fetchRoomProgress?(room: string): Promise<RoomProgress>
-}
-
-export interface RoomProgress {
-  checkpointStep: number | null
-  peers: { id: string; globalStep: number }[]
-}
-
-export interface SessionOptions {
-  room: string
-  name?: string
-  backend?: BackendName
-  /** Stop after this many local steps (Node volunteers in benchmarks); default: run until stopped. */
-  maxSteps?: number
-}
+/** How often a pending joiner repeats 'ready' until the roster includes it. */
+const READY_RETRY_MS = 5_000
+/** How long a gated loop sleeps before looking again when nothing wakes it. */
+const GATE_POLL_MS = 1000
 
 function initialSnapshot(room: string): SessionSnapshot {
   return {
@@ -142,59 +71,43 @@ function hashSeed(s: string): number {
   return h >>> 0
 }
 
-/**
- * An algorithm's log event as a line for the tab's activity list (people read it, so no raw
- * JSON): the common events in words, the rest as "event: key value, …".
- */
-export function describeEvent(event: string, detail?: Record<string, unknown>): string {
-  const d = detail ?? {}
-  const peer = (v: unknown) => (typeof v === 'string' ? v.slice(0, 8) : String(v))
-  if (event === 'realign') return `caught up with the neighbours (round ${String(d.from)} → ${String(d.to)})`
-  if (event === 'rejected') return `refused a message from ${peer(d.from)}: ${String(d.why ?? 'invalid')}`
-  if (event.endsWith('/bootstrap') && typeof d.donors === 'number') return `started from the models of ${d.donors} neighbour${d.donors === 1 ? '' : 's'}`
-  if (event.endsWith('/ps-start')) return 'this tab now holds the parameter server'
-  const parts = Object.entries(d)
-    .filter(([, v]) => v === null || ['string', 'number', 'boolean'].includes(typeof v))
-    .map(([k, v]) => `${k} ${typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(3) : String(v).slice(0, 40)}`)
-  return parts.length ? `${event}: ${parts.join(', ')}` : event
-}
+type Shard = { index: number; count: number; seed: number }
 
-/** How often a pending joiner repeats 'ready' until the roster includes it. */
-const READY_RETRY_MS = 5_000
+/** A promise and its resolver (Promise.withResolvers, which Node 20 lacks). */
+function signalOnce(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void
+  const promise = new Promise<void>((r) => (resolve = r))
+  return { promise, resolve }
+}
 
 export class SwarmSession implements SessionHandle {
   private snap: SessionSnapshot
   private listeners = new Set<(s: SessionSnapshot) => void>()
   private stop = new AbortController()
   private runAbort: AbortController | null = null
-  private paused = false
-  private userPaused = false
-  /** Why this tab wants to be out of the roster (user pause, hidden tab); empty = in. */
-  private awayReasons = new Set<AwayReason>()
-  /** We told the room we stepped out: out of the roster until we say ready again. */
-  private away = false
-  private backWaiters = new Set<() => void>()
+  private life: Lifecycle = initialLifecycle
+  /** Resolved (and replaced) on every lifecycle change: the waits of the loop and of becomeReady. */
+  private changed = signalOnce()
   private slowFactor = 1
+  private latencyMs = 0
   private membership: MembershipAnnouncement | null = null
+  /** Newest announcement seen, even before our join ack arrived. */
+  private latestMembership: MembershipAnnouncement | null = null
   private mesh: SessionMesh | null = null
   private instance: AlgorithmInstance | null = null
   private trainer: Trainer | null = null
   /** The room config and shard `trainer` was prepared for (kept across stepping out and in). */
   private trainerFor: string | null = null
-  private trainerShard: { index: number; count: number; seed: number } | null = null
+  private trainerShard: Shard | null = null
   private loopDone: Promise<void> = Promise.resolve()
-  private latencyMs = 0
-  private wake: (() => void) | null = null
   private unsubs: Unsubscribe[] = []
   private lastReport = 0
   private lastEval = 0
   private lastEvalMs = 0
   private lastCheckpoint = 0
-  private rateWindow: { t: number; step: number; samples: number }[] = []
-  /**
-   * This run's model diverged (shared/divergence.ts): the loop stops stepping and the tab stays
-   * in the room, reporting stage 'diverged', until a new run (or a rejoin) restarts it.
-   */
+  private lastSnapshot = 0
+  private rates = new RateWindow()
+  /** This run's model diverged (shared/divergence.ts): what and where, for the report and the UI. */
   private localDivergence: Divergence | null = null
 
   constructor(private readonly platform: SessionPlatform, private readonly opts: SessionOptions) {
@@ -216,14 +129,12 @@ export class SwarmSession implements SessionHandle {
    * its neighbours stop waiting for it at once instead of missing deadlines until they report it.
    */
   pause(): void {
-    this.userPaused = true
     this.update({ stage: 'paused' })
-    this.stepOut('paused')
+    this.dispatch({ type: 'step-out', reason: 'paused' })
   }
 
   resume(): void {
-    this.userPaused = false
-    this.stepBack('paused')
+    this.dispatch({ type: 'step-back', reason: 'paused' })
   }
 
   /**
@@ -232,111 +143,39 @@ export class SwarmSession implements SessionHandle {
    * when visible again (unless the user paused it meanwhile).
    */
   setHidden(hidden: boolean): void {
-    if (hidden) this.stepOut('hidden')
-    else this.stepBack('hidden')
+    this.dispatch(hidden ? { type: 'step-out', reason: 'hidden' } : { type: 'step-back', reason: 'hidden' })
   }
 
-  /** Out of the roster, still joined (rooms.ts away()); the loop pauses while `away`. */
-  private stepOut(reason: AwayReason): void {
-    this.awayReasons.add(reason)
-    const shown: AwayReason = this.awayReasons.has('paused') ? 'paused' : 'hidden'
-    this.update({ away: shown })
-    const port = this.platform.signaling
-    if (!port.away || this.stop.signal.aborted) return
-    if (!this.away) {
-      const wasInRoster = !this.pending && this.snap.self !== null
-      this.away = true
-      // Pending again: a roster without us is expected now, not a reason to rejoin.
-      this.pending = true
-      this.log(shown === 'paused' ? 'paused: stepped out of the roster, neighbours carry on without this tab' : 'tab hidden: stepped out of the roster until it is visible again')
-      // End the step in flight and drop the links now; the next run keeps data and model and
-      // waits in becomeReady() until we are back. (Reusing the old mesh and algorithm after the
-      // roster went on without us left stale links that stalled everyone on our return.)
-      if (wasInRoster && this.membership) this.restartRun(true)
-    }
-    // Before our join this only marks us; start() and rejoin() tell the room once joined.
-    if (this.snap.self) port.away(shown)
-  }
-
-  private stepBack(reason: AwayReason): void {
-    this.awayReasons.delete(reason)
-    if (this.awayReasons.size > 0) {
-      // Still away for the other reason: only the label changes.
-      this.update({ away: 'paused' })
-      if (this.away && this.snap.self) this.platform.signaling.away?.('paused')
-      return
-    }
-    this.update({ away: null })
-    if (this.away) {
-      this.away = false
-      this.log('back: asking to re-enter the roster')
-      for (const r of [...this.backWaiters]) r()
-    }
-    this.wake?.()
-  }
-
-  /** Resolves when this tab is no longer away (or `signal` aborts). */
-  private untilBack(signal: AbortSignal): Promise<void> {
-    if (!this.away || signal.aborted) return Promise.resolve()
-    return new Promise<void>((resolve) => {
-      const done = () => {
-        this.backWaiters.delete(done)
-        signal.removeEventListener('abort', done)
-        resolve()
-      }
-      this.backWaiters.add(done)
-      signal.addEventListener('abort', done, { once: true })
-    })
-  }
-
-  /** Graceful leave: hand the model to neighbours once (§9.4), then disconnect. */
+  /** Graceful leave: hand the model to neighbours once, then disconnect. */
   async leave(): Promise<void> {
     if (this.stop.signal.aborted) return
+    this.dispatch({ type: 'leave' })
     try {
       await Promise.race([this.instance?.leave(), sleep(leaveBudgetMs(this.membership?.config.stepDeadlineMs))])
     } catch {
       /* best effort */
     }
-    this.shutdown('left')
-  }
-
-  /** Abrupt disconnect (host fault injection, tests): no hand-over. */
-  private shutdown(reason: string, finalStage: SessionStage = 'done'): void {
-    if (this.stop.signal.aborted) return
-    this.log(`session ended: ${reason}`)
-    this.stop.abort()
-    this.runAbort?.abort()
-    this.wake?.()
-    this.instance?.dispose()
-    this.mesh?.close()
-    this.platform.signaling.close()
-    for (const u of this.unsubs) u()
-    this.update({ stage: finalStage })
+    this.dispatch({ type: 'left' })
   }
 
   /** Starts the session; resolves when joined and the first run has started (or failed). */
   async start(): Promise<void> {
     try {
+      this.dispatch({ type: 'start' })
       this.update({ stage: 'loading' })
       const backend = await this.platform.selectBackend(this.opts.backend)
       this.update({ backend: backend.backend, backendReason: backend.reason })
-      this.log(`backend ${backend.backend}: ${backend.reason}`)
+      this.log(say.backend(backend.backend, backend.reason))
       this.update({ stage: 'connecting' })
-      this.unsubs.push(this.platform.signaling.onMembership((m) => this.onMembership(m)))
-      this.unsubs.push(this.platform.signaling.onCommand((c) => this.onCommand(c)))
-      this.unsubs.push(this.platform.signaling.onRemoved((why) => {
-        if (why === 'kicked') return this.shutdown('removed by the host')
-        void this.rejoin('the room dropped this tab after missed deadlines')
-      }))
-      this.unsubs.push(this.platform.signaling.onReconnect(() => void this.rejoin('reconnected to the server')))
-      const { self, membership } = await this.platform.signaling.join({
-        room: this.opts.room, name: this.opts.name, agent: this.platform.agent,
-      })
-      this.pending = true
+      const port = this.platform.signaling
+      this.unsubs.push(port.onMembership((m) => this.onMembership(m)))
+      this.unsubs.push(port.onCommand((c) => this.onCommand(c)))
+      this.unsubs.push(port.onRemoved((why) => this.dispatch({ type: 'removed', why })))
+      this.unsubs.push(port.onReconnect(() => this.dispatch({ type: 'reconnected' })))
+      const { self, membership } = await port.join({ room: this.opts.room, name: this.opts.name, agent: this.platform.agent })
       this.update({ self })
-      this.log(`joined room ${membership.room} as ${self}`)
-      // Paused or hidden before the join came back: the dashboard lists us as away, not loading.
-      if (this.away) this.platform.signaling.away?.(this.snap.away ?? 'paused')
+      this.log(say.joined(membership.room, self))
+      this.dispatch({ type: 'joined' })
       this.onMembership(this.latestMembership ?? membership)
     } catch (e) {
       this.fail(e)
@@ -351,104 +190,141 @@ export class SwarmSession implements SessionHandle {
     })
   }
 
-  /** Newest announcement seen, even before our join ack arrived. */
-  private latestMembership: MembershipAnnouncement | null = null
+  // ---- lifecycle: events in, effects out ----
+
+  private dispatch(e: LifecycleEvent): void {
+    const prev = this.life
+    const { state, effects } = reduce(prev, e)
+    this.life = state
+    if (state !== prev) this.showLifecycle(prev, state)
+    for (const effect of effects) this.perform(effect)
+    if (state !== prev) this.wakeAll()
+  }
+
+  private perform(effect: Effect): void {
+    switch (effect.type) {
+      case 'tell-away':
+        if (!this.stop.signal.aborted) this.platform.signaling.away(effect.reason)
+        break
+      case 'restart-run':
+        if (this.membership) this.restartRun(effect.keepTrainer)
+        break
+      case 'rejoin':
+        void this.rejoin(effect.reason)
+        break
+      case 'wake':
+        this.wakeAll()
+        break
+      case 'shutdown':
+        this.shutdown(effect.reason)
+        break
+      default: {
+        const never: never = effect
+        void never
+      }
+    }
+  }
+
+  /** Mirrors the lifecycle into the snapshot and the activity log. */
+  private showLifecycle(prev: Lifecycle, next: Lifecycle): void {
+    const away = shownAway(next)
+    if (away !== shownAway(prev)) this.update({ away })
+    if (next.toldAway && !prev.toldAway) this.log(say.steppedOut(away ?? 'paused'))
+    if (!next.toldAway && prev.toldAway && next.phase !== 'rejoining') this.log(say.back())
+    if (next.phase === 'away' || next.phase === 'paused' || next.phase === 'diverged')
+      this.update({ stage: next.phase === 'diverged' || this.membership?.diverged ? 'diverged' : 'paused' })
+  }
+
+  /** Read through a call: TypeScript would otherwise keep a narrowing across dispatch(). */
+  private phase(): Lifecycle['phase'] {
+    return this.life.phase
+  }
+
+  private wakeAll(): void {
+    this.changed.resolve()
+    this.changed = signalOnce()
+  }
+
+  /** Resolves on the next lifecycle change, after `ms`, or when `signal` aborts. */
+  private untilChange(signal: AbortSignal, ms = GATE_POLL_MS): Promise<void> {
+    return Promise.race([this.changed.promise, sleep(ms, signal).catch(() => {})])
+  }
 
   private onMembership(m: MembershipAnnouncement): void {
     if (!this.latestMembership || m.epoch >= this.latestMembership.epoch || m.run !== this.latestMembership.run) this.latestMembership = m
     try {
       // Announcements can arrive before our join ack; start() replays the latest one after it.
-      if (!this.snap.self) return
+      const self = this.snap.self
+      if (!self || this.life.phase === 'rejoining' || this.life.phase === 'cooldown') return
       const prev = this.membership
       this.membership = m
-      this.paused = m.paused
       this.update({ peers: [...m.peers], run: m.run, config: m.config })
-      // A new run empties the roster: everyone reloads and re-enters when ready (rooms.ts).
-      if (prev && prev.run !== m.run && !m.peers.includes(this.snap.self)) this.pending = true
-      // While away a roster that still lists us is one sent before the room saw our 'away'.
-      if (this.pending && !this.away && m.peers.includes(this.snap.self)) {
-        this.pending = false
-        for (const r of this.readyWaiters.splice(0)) r()
-      }
-      if (!this.pending && !m.peers.includes(this.snap.self)) {
-        // Not in the roster any more (a kick also disconnects us; see onRemoved): join again
-        // rather than train alone; the algorithm bootstraps from the others (§9.3).
-        void this.rejoin('no longer in the roster')
-        return
-      }
-      const mesh = this.mesh
-      if (mesh) mesh.updateMembership({ epoch: m.epoch, peers: m.peers, roles: m.roles })
       const newRun = !prev || prev.run !== m.run || JSON.stringify(prev.config) !== JSON.stringify(m.config)
-      if (newRun) this.restartRun()
-      else if (!m.paused) this.wake?.()
+      if (newRun) this.localDivergence = null
       this.update({ diverged: this.divergenceView(m) })
+      this.dispatch({ type: 'membership', inRoster: m.peers.includes(self), paused: m.paused, newRun })
+      // The announcement may have sent us rejoining (it no longer lists us).
+      if (this.phase() === 'rejoining') return
+      this.mesh?.updateMembership({ epoch: m.epoch, peers: m.peers, roles: m.roles })
       if (m.paused) this.update({ stage: m.diverged || this.localDivergence ? 'diverged' : 'paused' })
     } catch (e) {
       this.log(`membership error: ${(e as Error).message}`)
     }
   }
 
-  private rejoining = false
-  private lastSnapshot = 0
-  /** Joined but not yet in the roster: loading data and model (see SignalingPort.ready). */
-  private pending = false
-  private readyWaiters: Array<() => void> = []
-
   /** Tells the room we can train and waits until the roster includes us (re-asking on a deadline). */
   private async becomeReady(signal: AbortSignal): Promise<void> {
     // An aborted run (new run, leave) just returns: the caller checks `signal`, and throwing
     // here would end the whole session as failed.
-    while (this.pending && !signal.aborted) {
+    while (this.life.pending && !signal.aborted) {
       // A paused or hidden tab (e.g. reloaded for a new run meanwhile) enters only once back.
-      if (this.away) {
+      if (this.life.away.length > 0) {
         this.update({ stage: 'paused' })
-        await this.untilBack(signal)
+        await this.untilChange(signal)
         continue
       }
-      // Waiter first: a port may answer synchronously (the membership arrives inside ready()).
-      const arrived = new Promise<void>((r) => this.readyWaiters.push(r))
+      // Take the wait first: a port may answer synchronously (the membership arrives inside ready()).
+      const wait = this.untilChange(signal, READY_RETRY_MS)
       this.platform.signaling.ready()
-      // Named, cancellable wait; a lost 'ready' (reconnect in between) is simply sent again.
-      await Promise.race([arrived, sleep(READY_RETRY_MS, signal).catch(() => {})])
+      await wait
     }
   }
 
-  /** Joins again under a new peer id and restarts the run from the swarm's state (§9.3). */
+  /** Joins again under a new id and restarts the run from the swarm's state. */
   private async rejoin(reason: string): Promise<void> {
-    if (this.rejoining || this.stop.signal.aborted) return
-    this.rejoining = true
-    this.log(`rejoining: ${reason}`)
+    if (this.stop.signal.aborted) return
+    this.log(say.rejoining(reason))
     this.runAbort?.abort()
     // Announcements from before this join describe a roster we are no longer in (we left, or the
     // server restarted): one listing us must not count as "already entered" below.
     this.latestMembership = null
     try {
       await sleep(500 + Math.random() * 1000, this.stop.signal)
-      let joined: Awaited<ReturnType<SignalingPort['join']>>
-      for (;;) {
-        try {
-          joined = await this.platform.signaling.join({ room: this.opts.room, name: this.opts.name, agent: this.platform.agent })
-          break
-        } catch (e) {
-          // An evicted peer sits out a server-set cooldown; anything else is fatal below.
-          if (!(e instanceof JoinRejectedError) || e.retryAfterMs === null) throw e
-          this.log(`the room asks this tab to wait ${Math.ceil(e.retryAfterMs / 1000)} s before rejoining`)
-          this.update({ stage: 'connecting' })
-          await sleep(e.retryAfterMs + 100 + Math.random() * 500, this.stop.signal)
-        }
-      }
-      const { self, membership } = joined
-      this.pending = true
+      const { self, membership } = await this.joinWaitingOutCooldowns()
       this.update({ self })
-      if (this.away) this.platform.signaling.away?.(this.snap.away ?? 'paused')
-      this.membership = null // force a fresh run: new id, new mesh, bootstrap from peers
-      this.rejoining = false
+      this.membership = null // a fresh run: new id, new mesh, bootstrap from peers
+      this.localDivergence = null
+      this.dispatch({ type: 'joined' })
       // Set by onMembership while we awaited the join (TypeScript cannot see that).
       const latest = this.latestMembership as MembershipAnnouncement | null
       this.onMembership(latest && latest.peers.includes(self) ? latest : membership)
     } catch (e) {
-      this.rejoining = false
       if (!this.stop.signal.aborted) this.fail(e)
+    }
+  }
+
+  /** An evicted peer sits out the server's cooldown; any other refusal is fatal. */
+  private async joinWaitingOutCooldowns(): ReturnType<SignalingPort['join']> {
+    for (;;) {
+      try {
+        return await this.platform.signaling.join({ room: this.opts.room, name: this.opts.name, agent: this.platform.agent })
+      } catch (e) {
+        if (!(e instanceof JoinRejectedError) || e.retryAfterMs === null) throw e
+        this.log(say.cooldown(e.retryAfterMs))
+        this.dispatch({ type: 'cooldown' })
+        this.update({ stage: 'connecting' })
+        await sleep(e.retryAfterMs + 100 + Math.random() * 500, this.stop.signal)
+      }
     }
   }
 
@@ -457,14 +333,14 @@ export class SwarmSession implements SessionHandle {
       case 'slow':
         this.slowFactor = c.factor
         this.update({ faults: { ...this.snap.faults, slowFactor: c.factor } })
-        this.log(c.factor > 1 ? `host slowed this tab down ×${c.factor}` : 'host restored this tab\'s speed')
+        this.log(say.slowed(c.factor))
         this.maybeReport(true)
         break
       case 'latency':
         this.latencyMs = c.ms
         this.mesh?.setLatency(c.ms)
         this.update({ faults: { ...this.snap.faults, latencyMs: c.ms } })
-        this.log(c.ms > 0 ? `host added ${c.ms} ms latency to this tab's links` : 'host removed the added latency')
+        this.log(say.latency(c.ms))
         this.maybeReport(true)
         break
       case 'disconnect':
@@ -483,12 +359,12 @@ export class SwarmSession implements SessionHandle {
   /**
    * Host fault "disconnect": drop every link and the server connection at once, as a network blip
    * would. The server takes us out of the roster (neighbours stop waiting), the port reconnects
-   * and onReconnect rejoins under a new id, bootstrapping from the swarm. A port that cannot drop
-   * its connection only gets its links rebuilt (same id, still in the roster).
+   * and its reconnect event rejoins under a new id, bootstrapping from the swarm. A port that
+   * cannot drop its connection rejoins at once.
    */
   private dropAndRejoin(): void {
     if (this.stop.signal.aborted) return
-    this.log('the host disconnected this tab: links dropped, rejoining by itself')
+    this.log(say.disconnected())
     this.runAbort?.abort()
     this.mesh?.close()
     this.mesh = null
@@ -502,14 +378,14 @@ export class SwarmSession implements SessionHandle {
         this.log(`could not drop the connection: ${(e as Error).message}`)
       }
     }
-    void this.rejoin('disconnected by the host')
+    this.dispatch({ type: 'reconnected' })
   }
 
   /**
    * Whether to start from the room checkpoint: it exists and nobody else in the roster has
    * reported progress past it — after a server restart every tab that comes back starts over at
    * step 0, however many come back together; in a running swarm the others are past it and the
-   * algorithm's bootstrap (§9.3) takes their newer state instead.
+   * algorithm's bootstrap takes their newer state instead.
    */
   private async shouldResume(m: MembershipAnnouncement, self: string, ownProgress: number): Promise<boolean> {
     if (!this.platform.fetchCheckpoint) return false
@@ -518,18 +394,20 @@ export class SwarmSession implements SessionHandle {
     if (p.checkpointStep === null) return false
     const others = p.peers.filter((x) => x.id !== self && m.peers.includes(x.id))
     const furthest = Math.max(ownProgress, ...others.map((x) => x.globalStep))
-    if (furthest >= p.checkpointStep) this.log(`checkpoint (step ${p.checkpointStep}) not used: the swarm is at step ${furthest}`)
+    if (furthest >= p.checkpointStep) this.log(say.checkpointSkipped(p.checkpointStep, furthest))
     return furthest < p.checkpointStep
   }
 
   private restartRun(keepTrainer = false): void {
     const prevLoop = this.loopDone
     this.runAbort?.abort()
-    this.wake?.()
+    this.wakeAll()
     const ctl = new AbortController()
     this.runAbort = ctl
     this.loopDone = prevLoop.then(() => this.runLoop(ctl.signal, keepTrainer)).catch((e) => this.fail(e))
   }
+
+  // ---- one run, in phases ----
 
   /**
    * One run: load (or keep) data and model, enter the roster, build the mesh and the algorithm
@@ -547,32 +425,9 @@ export class SwarmSession implements SessionHandle {
     // Links drop here: a fresh mesh is built once we are back in the roster.
     this.mesh?.close()
     this.mesh = null
-    const kept = keepTrainer && this.trainer && this.trainerFor === JSON.stringify(config) ? this.trainer : null
-    // Our own progress only counts when our model is the one we trained (see shouldResume).
-    const ownProgress = kept ? this.snap.globalStep : 0
-    let trainer: Trainer
-    let shard: { index: number; count: number; seed: number }
-    if (kept && this.trainerShard) {
-      trainer = kept
-      shard = this.trainerShard
-    } else {
-      this.trainer?.dispose()
-      this.trainer = null
-      this.update({ stage: 'loading', step: 0, globalStep: 0, loss: null, accuracy: null, dataProgress: 0 })
-      // Pending joiners take the next roster slot for their shard.
-      const inRoster = m.peers.includes(self)
-      const index = inRoster ? m.peers.indexOf(self) : m.peers.length
-      shard = { index, count: Math.max(1, m.peers.length + (inRoster ? 0 : 1)), seed: config.seed ^ hashSeed(self) }
-      trainer = await this.platform.prepare(config, shard, (f) => this.update({ dataProgress: f }))
-      if (signal.aborted) return trainer.dispose()
-      const thread = trainer.computeThread ?? 'main'
-      this.update({ computeThread: thread })
-      const here = this.platform.agent === 'browser' ? 'the page thread' : 'the main thread'
-      this.log(`model runs on ${thread === 'worker' ? 'a worker thread' : here}${trainer.computeNote ? ` (${trainer.computeNote})` : ''}`)
-      this.trainer = trainer
-      this.trainerFor = JSON.stringify(config)
-      this.trainerShard = shard
-    }
+    const prepared = await this.prepare(signal, m, self, keepTrainer)
+    if (!prepared) return
+    const { trainer, shard, ownProgress } = prepared
     this.update({ dataProgress: 1, stage: 'connecting' })
     await this.becomeReady(signal)
     if (signal.aborted) return
@@ -584,117 +439,118 @@ export class SwarmSession implements SessionHandle {
     this.mesh = mesh
     // A kept model carries on from its own step (the schedule continues; neighbours may move it on).
     if (ownProgress > 0) mesh.clock.advance(ownProgress)
-    // Resume from the room checkpoint when the swarm is not past it (server restart, everyone left).
-    if (this.platform.fetchCheckpoint) {
-      try {
-        const cp = (await this.shouldResume(current, self, ownProgress)) ? await this.platform.fetchCheckpoint(current.room) : null
-        if (cp && cp.schemaHash === trainer.compute.schemaHash && cp.params.length === trainer.compute.paramCount) {
-          await trainer.compute.writeParams(cp.params)
-          mesh.clock.advance(cp.step)
-          this.log(`resumed from the room checkpoint at step ${cp.step}`)
-        }
-      } catch (e) {
-        this.log(`checkpoint not loaded: ${(e as Error).message}`)
-      }
+    await this.maybeResume(mesh, trainer, current, self, ownProgress)
+    const instance = await this.buildAlgorithm(signal, config, trainer, mesh, shard)
+    if (!instance) return
+    this.instance = instance
+    this.log(say.training(config.algorithm, config.topology, config.dataset, config.model))
+    await this.stepLoop(signal, instance, trainer, mesh, config)
+  }
+
+  /** Loads data and model for this run's shard, or keeps them when stepping back in. */
+  private async prepare(
+    signal: AbortSignal, m: MembershipAnnouncement, self: string, keepTrainer: boolean,
+  ): Promise<{ trainer: Trainer; shard: Shard; ownProgress: number } | null> {
+    const config = m.config
+    const kept = keepTrainer && this.trainer && this.trainerFor === JSON.stringify(config) ? this.trainer : null
+    // Our own progress only counts when our model is the one we trained (see shouldResume).
+    const ownProgress = kept ? this.snap.globalStep : 0
+    if (kept && this.trainerShard) return { trainer: kept, shard: this.trainerShard, ownProgress }
+    this.trainer?.dispose()
+    this.trainer = null
+    this.update({ stage: 'loading', step: 0, globalStep: 0, loss: null, accuracy: null, dataProgress: 0 })
+    // Pending joiners take the next roster slot for their shard.
+    const inRoster = m.peers.includes(self)
+    const index = inRoster ? m.peers.indexOf(self) : m.peers.length
+    const shard = { index, count: Math.max(1, m.peers.length + (inRoster ? 0 : 1)), seed: config.seed ^ hashSeed(self) }
+    const trainer = await this.platform.prepare(config, shard, (f) => this.update({ dataProgress: f }))
+    if (signal.aborted) {
+      trainer.dispose()
+      return null
     }
-    const hogwild = config.algorithm === 'lap-sgd' && this.platform.createHogwild
+    this.update({ computeThread: trainer.computeThread ?? 'main' })
+    this.log(say.modelThread(trainer.computeThread === 'worker', this.platform.agent === 'browser', trainer.computeNote))
+    this.trainer = trainer
+    this.trainerFor = JSON.stringify(config)
+    this.trainerShard = shard
+    return { trainer, shard, ownProgress }
+  }
+
+  /** Resume from the room checkpoint when the swarm is not past it (server restart, everyone left). */
+  private async maybeResume(mesh: SessionMesh, trainer: Trainer, m: MembershipAnnouncement, self: string, ownProgress: number): Promise<void> {
+    if (!this.platform.fetchCheckpoint) return
+    try {
+      const cp = (await this.shouldResume(m, self, ownProgress)) ? await this.platform.fetchCheckpoint(m.room) : null
+      if (cp && cp.schemaHash === trainer.compute.schemaHash && cp.params.length === trainer.compute.paramCount) {
+        await trainer.compute.writeParams(cp.params)
+        mesh.clock.advance(cp.step)
+        this.log(say.resumed(cp.step))
+      }
+    } catch (e) {
+      this.log(`checkpoint not loaded: ${(e as Error).message}`)
+    }
+  }
+
+  private async buildAlgorithm(
+    signal: AbortSignal, config: RoomConfig, trainer: Trainer, mesh: SessionMesh, shard: Shard,
+  ): Promise<AlgorithmInstance | null> {
+    const hogwild = ALGORITHM_DESCRIPTORS[config.algorithm].hogwild && this.platform.createHogwild
       ? await this.platform.createHogwild(config, trainer, shard)
       : undefined
-    const factory = ALGORITHM_FACTORIES[config.algorithm]
-    const instance = await factory({
+    const instance = await ALGORITHM_FACTORIES[config.algorithm]({
       mesh, compute: trainer.compute, config, signal, hogwild,
       log: (event, detail) => this.log(describeEvent(event, detail)),
       now: () => performance.now(),
     })
     if (signal.aborted) {
       instance.dispose()
-      return
+      return null
     }
-    this.instance = instance
-    this.log(`training ${config.algorithm} on ${config.topology}, ${config.dataset}/${config.model}`)
-    this.rateWindow = []
-    let step = 0
-    let samples = 0
-    let lastLoss: number | null = null
-    let lastConsensus: number | null = null
-    this.lastSnapshot = 0
+    return instance
+  }
+
+  /** Steps while the lifecycle allows it; reports, evaluates and checkpoints on their own clocks. */
+  private async stepLoop(signal: AbortSignal, instance: AlgorithmInstance, trainer: Trainer, mesh: SessionMesh, config: RoomConfig): Promise<void> {
+    this.rates.reset()
     const detector = new DivergenceDetector()
     this.localDivergence = null
-    this.update({ diverged: this.divergenceView(current) })
+    if (this.membership) this.update({ diverged: this.divergenceView(this.membership) })
+    const run = { step: 0, samples: 0, lastLoss: null as number | null, lastConsensus: null as number | null }
+    this.lastSnapshot = 0
     while (!signal.aborted && !this.stop.signal.aborted) {
-      if (this.paused || this.userPaused || this.localDivergence) {
-        this.update({ stage: this.localDivergence || this.membership?.diverged ? 'diverged' : 'paused' })
+      if (!canStep(this.life)) {
+        this.update({ stage: this.life.phase === 'diverged' || this.membership?.diverged ? 'diverged' : 'paused' })
         this.maybeReport(true)
-        await new Promise<void>((r) => {
-          this.wake = r
-          setTimeout(r, 1000)
-        })
+        await this.untilChange(signal)
         continue
       }
       const t0 = performance.now()
-      let report: StepReport
-      try {
-        report = await instance.step()
-        // A step that ends after its run was aborted (rejoin, new run) must not report: the
-        // report would go out under our new peer id with the old run's step.
+      const report = await this.stepOnce(signal, instance, detector, config)
+      if (!report) {
         if (signal.aborted || this.stop.signal.aborted) break
-      } catch (e) {
-        if (signal.aborted || this.stop.signal.aborted) break
-        if (isDeadline(e)) {
-          this.log(`step deadline passed: ${(e as Error).message}`)
-          continue
-        }
-        // A model that blew up fails where its parameters are written (non-finite values are
-        // refused): that is divergence, not a crash, and the tab stays in the room.
-        const params = await instance.evalParams().catch(() => null)
-        if (/non-finite|NaN|Infinity/i.test((e as Error).message ?? '') || (params && !allFinite(params))) {
-          this.diverge(detector.nonFinite(this.snap.globalStep, `the model is no longer finite (${(e as Error).message.slice(0, 120)})`), config)
-          continue
-        }
-        throw e
+        continue
       }
       const dt = performance.now() - t0
-      step = report.step
-      samples += report.samples
+      run.step = report.step
+      run.samples += report.samples
       if (this.slowFactor > 1) await sleep(dt * (this.slowFactor - 1), signal).catch(() => {})
-      const stalled = dt > STALL_FACTOR * config.stepDeadlineMs
-      if (Number.isFinite(report.loss)) lastLoss = report.loss
-      if (report.consensus !== undefined) lastConsensus = report.consensus
+      if (Number.isFinite(report.loss)) run.lastLoss = report.loss
+      if (report.consensus !== undefined) run.lastConsensus = report.consensus
       const verdict = detector.observe(report.loss, report.globalStep)
       if (verdict) {
-        this.update({ step, globalStep: report.globalStep, loss: lastLoss ?? this.snap.loss })
+        this.update({ step: run.step, globalStep: report.globalStep, loss: run.lastLoss ?? this.snap.loss })
         this.diverge(verdict, config)
         continue
       }
-      const now = performance.now()
-      const finishing = !!this.opts.maxSteps && step >= this.opts.maxSteps
-      // The snapshot (UI, reports) is refreshed at most every SNAPSHOT_INTERVAL_MS: building it
-      // (mesh stats, neighbours, rates, listeners) every step cost a small model ~40 % of its
-      // steps/s (bench/overhead.ts). Stage changes and the last step refresh at once.
-      if (stalled || finishing || this.snap.stage !== 'training' || now - this.lastSnapshot >= SNAPSHOT_INTERVAL_MS) {
-        this.lastSnapshot = now
-        const st = mesh.stats()
-        this.rateWindow.push({ t: now, step, samples })
-        while (this.rateWindow.length > 2 && this.rateWindow[0].t < now - 5000) this.rateWindow.shift()
-        const first = this.rateWindow[0]
-        const last = this.rateWindow[this.rateWindow.length - 1]
-        const span = (last.t - first.t) / 1000
-        this.update({
-          stage: stalled ? 'stalled' : 'training', step, globalStep: report.globalStep,
-          loss: lastLoss ?? this.snap.loss,
-          lr: report.lr, h: report.h ?? null, consensus: lastConsensus ?? this.snap.consensus,
-          samples, bytesSent: st.bytesSent, bytesReceived: st.bytesReceived,
-          stepsPerSec: span > 0 ? (last.step - first.step) / span : 0,
-          samplesPerSec: span > 0 ? (last.samples - first.samples) / span : 0,
-          neighbors: this.currentNeighbours(report.globalStep),
-        })
-      }
+      const finishing = !!this.opts.maxSteps && run.step >= this.opts.maxSteps
+      this.refreshSnapshot(report, run, mesh, dt > STALL_FACTOR * config.stepDeadlineMs, finishing)
       await this.maybeEvaluate(instance, trainer)
       this.maybeReport(false)
       await this.maybeCheckpoint(instance, trainer, report.globalStep)
-      if (this.opts.maxSteps && step >= this.opts.maxSteps) {
+      if (finishing) {
         await this.maybeEvaluate(instance, trainer, true)
         this.maybeReport(true)
+        this.dispatch({ type: 'finished' })
         this.update({ stage: 'done' })
         break
       }
@@ -703,6 +559,54 @@ export class SwarmSession implements SessionHandle {
       // steps/s of a small model (bench/overhead.ts), and which hidden tabs throttle further.
       await yieldToEventLoop()
     }
+  }
+
+  /** One algorithm step; null when it did not complete (aborted, a deadline, or the model diverged). */
+  private async stepOnce(signal: AbortSignal, instance: AlgorithmInstance, detector: DivergenceDetector, config: RoomConfig): Promise<StepReport | null> {
+    try {
+      const report = await instance.step()
+      // A step that ends after its run was aborted (rejoin, new run) must not report: the
+      // report would go out under our new peer id with the old run's step.
+      return signal.aborted || this.stop.signal.aborted ? null : report
+    } catch (e) {
+      if (signal.aborted || this.stop.signal.aborted) return null
+      if (isDeadline(e)) {
+        this.log(`step deadline passed: ${(e as Error).message}`)
+        return null
+      }
+      // A model that blew up fails where its parameters are written (non-finite values are
+      // refused): that is divergence, not a crash, and the tab stays in the room.
+      const params = await instance.evalParams().catch(() => null)
+      if (/non-finite|NaN|Infinity/i.test((e as Error).message ?? '') || (params && !allFinite(params))) {
+        this.diverge(detector.nonFinite(this.snap.globalStep, `the model is no longer finite (${(e as Error).message.slice(0, 120)})`), config)
+        return null
+      }
+      throw e
+    }
+  }
+
+  /**
+   * The snapshot (UI, reports) is refreshed at most every SNAPSHOT_INTERVAL_MS: building it
+   * (mesh stats, neighbours, rates, listeners) every step cost a small model ~40 % of its
+   * steps/s (bench/overhead.ts). Stage changes and the last step refresh at once.
+   */
+  private refreshSnapshot(
+    report: StepReport, run: { step: number; samples: number; lastLoss: number | null; lastConsensus: number | null },
+    mesh: SessionMesh, stalled: boolean, finishing: boolean,
+  ): void {
+    const now = performance.now()
+    if (!stalled && !finishing && this.snap.stage === 'training' && now - this.lastSnapshot < SNAPSHOT_INTERVAL_MS) return
+    this.lastSnapshot = now
+    const st = mesh.stats()
+    const rates = this.rates.push(now, run.step, run.samples)
+    this.update({
+      stage: stalled ? 'stalled' : 'training', step: run.step, globalStep: report.globalStep,
+      loss: run.lastLoss ?? this.snap.loss,
+      lr: report.lr, h: report.h ?? null, consensus: run.lastConsensus ?? this.snap.consensus,
+      samples: run.samples, bytesSent: st.bytesSent, bytesReceived: st.bytesReceived,
+      ...rates,
+      neighbors: this.currentNeighbours(report.globalStep),
+    })
   }
 
   /** Topology neighbours in the current roster (what the dashboard draws as edges). */
@@ -728,26 +632,10 @@ export class SwarmSession implements SessionHandle {
     const now = performance.now()
     if (!force && now - this.lastReport < REPORT_INTERVAL_MS) return
     this.lastReport = now
-    const s = this.snap
-    const st = this.mesh?.stats()
-    const links: Record<string, { sent: number; received: number }> = {}
-    for (const [peer, l] of Object.entries(st?.perLink ?? {})) links[peer] = { sent: l.bytesSent, received: l.bytesReceived }
-    const rejected = Object.values(st?.rejected ?? {}).reduce((a, b) => a + b, 0)
-    // 'diverged' is this tab's own verdict; a tab the room paused for the others' shows 'paused'.
-    const stage = s.stage === 'idle' ? 'loading' : s.stage === 'diverged' && !this.localDivergence ? 'paused' : s.stage
-    const d = this.localDivergence
     try {
-      this.platform.signaling.report({
-        v: PROTOCOL_VERSION, step: s.step, globalStep: s.globalStep, loss: s.loss, accuracy: s.accuracy,
-        backend: s.backend ?? 'cpu', backendReason: s.backendReason.slice(0, 200), computeThread: s.computeThread ?? undefined, samplesPerSec: s.samplesPerSec,
-        stepsPerSec: s.stepsPerSec, samples: s.samples, bytesSent: s.bytesSent, bytesReceived: s.bytesReceived,
-        neighbors: s.neighbors, links, lr: s.lr, h: s.h, consensus: s.consensus, stage, rejected,
-        ...(d && stage === 'diverged'
-          ? { diverged: { step: Math.max(0, Math.floor(d.step)), loss: Number.isFinite(d.loss) ? d.loss : null, reason: d.reason.slice(0, 200) } }
-          : {}),
-        slowFactor: this.slowFactor, addedLatencyMs: this.latencyMs,
-        updaters: this.snap.config?.algorithm === 'lap-sgd' ? this.snap.config.updaters : undefined,
-      })
+      this.platform.signaling.report(buildReport(this.snap, this.mesh?.stats(), {
+        slowFactor: this.slowFactor, latencyMs: this.latencyMs, divergence: this.localDivergence,
+      }))
     } catch (e) {
       this.log(`report failed: ${(e as Error).message}`)
     }
@@ -769,8 +657,10 @@ export class SwarmSession implements SessionHandle {
   private diverge(v: Divergence, config: RoomConfig): void {
     if (this.localDivergence) return
     this.localDivergence = v
-    this.log(`training stopped at step ${v.step}: the model diverged (${v.reason}). ${divergenceHint(config)}`)
-    this.update({ stage: 'diverged', diverged: { step: v.step, loss: Number.isFinite(v.loss) ? v.loss : null, reason: v.reason, hint: divergenceHint(config) } })
+    const hint = divergenceHint(config)
+    this.log(say.diverged(v.step, v.reason, hint))
+    this.update({ stage: 'diverged', diverged: { step: v.step, loss: Number.isFinite(v.loss) ? v.loss : null, reason: v.reason, hint } })
+    this.dispatch({ type: 'diverged' })
     this.maybeReport(true)
   }
 
@@ -782,6 +672,20 @@ export class SwarmSession implements SessionHandle {
     return v ? { step: v.step, loss: Number.isFinite(v.loss) ? v.loss : null, reason: v.reason, hint } : null
   }
 
+  /** Disconnects for good (left, removed, failed): no hand-over here. */
+  private shutdown(reason: string, finalStage: SessionStage = 'done'): void {
+    if (this.stop.signal.aborted) return
+    this.log(say.ended(reason))
+    this.stop.abort()
+    this.runAbort?.abort()
+    this.wakeAll()
+    this.instance?.dispose()
+    this.mesh?.close()
+    this.platform.signaling.close()
+    for (const u of this.unsubs) u()
+    this.update({ stage: finalStage })
+  }
+
   private fail(e: unknown): void {
     const msg = e instanceof Error ? e.message : String(e)
     // Keep the stack in the console for whoever debugs this tab; the UI shows the message.
@@ -790,6 +694,7 @@ export class SwarmSession implements SessionHandle {
     this.update({ stage: 'error', error: msg })
     // Tell the room right away, so the dashboard shows this tab as failed instead of stale.
     this.maybeReport(true)
+    this.dispatch({ type: 'failed' })
     // Then leave: a crashed tab left in the roster would make its neighbours wait out their
     // deadlines every step until they report it. The page keeps showing the error.
     this.shutdown(`error: ${msg}`, 'error')

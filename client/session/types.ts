@@ -1,6 +1,8 @@
-import type { AwayReason, BackendName } from '../../shared/protocol/signaling'
+import type { Compute, HogwildPool } from '../../shared/algorithms/types'
 import type { RoomConfig } from '../../shared/config'
-import type { Unsubscribe } from '../../shared/transport'
+import type { Dataset } from '../../shared/data/format'
+import type { AwayReason, BackendName, MembershipAnnouncement, PeerCommand, PeerReport } from '../../shared/protocol/signaling'
+import type { Membership, Mesh, Unsubscribe } from '../../shared/transport'
 
 /** Lifecycle of a volunteer tab, rendered by the UI (hivemind AveragingStage style closed union). */
 export type SessionStage = 'idle' | 'loading' | 'connecting' | 'training' | 'paused' | 'stalled' | 'done' | 'error' | 'diverged'
@@ -61,4 +63,87 @@ export interface SessionHandle {
   /** The page was hidden for a while (true) or is visible again (false). */
   setHidden(hidden: boolean): void
   leave(): Promise<void>
+}
+
+// ---- ports: what the session needs from its platform (browser tab or Node process) ----
+
+export interface Trainer {
+  compute: Compute
+  /** This peer's training shard on the host (LAP-SGD workers load their own copy of it). */
+  train: Dataset
+  /** Loss and accuracy of `params` on the held-out test subset. */
+  evaluate(params: Float32Array): Promise<{ loss: number; accuracy: number }>
+  dispose(): void
+  /** Where `compute` runs (default 'main'), and why when it is not where the platform prefers. */
+  computeThread?: 'worker' | 'main'
+  computeNote?: string
+}
+
+export interface SessionMesh extends Mesh {
+  updateMembership(m: Membership): void
+  /** Fault injection: delay every outgoing message by `ms`. */
+  setLatency(ms: number): void
+  close(): void
+}
+
+export interface SignalingPort {
+  join(req: { room: string; name?: string; agent: 'browser' | 'node' }): Promise<{ self: string; membership: MembershipAnnouncement }>
+  /** This joined volunteer has its data and model: put it in the roster (see readySchema). */
+  ready(): void
+  onMembership(cb: (m: MembershipAnnouncement) => void): Unsubscribe
+  onCommand(cb: (c: PeerCommand) => void): Unsubscribe
+  /** The server removed us: 'evicted' (neighbours reported us unresponsive) or 'kicked' (by the host). */
+  onRemoved(cb: (why: 'evicted' | 'kicked') => void): Unsubscribe
+  /** The socket reconnected after a drop (e.g. server restart): our old peer id is gone. */
+  onReconnect(cb: () => void): Unsubscribe
+  /**
+   * Steps out of the roster for a while (awaySchema: user pause, hidden tab) without leaving the
+   * room; ready() brings us back.
+   */
+  away(reason: AwayReason): void
+  /**
+   * Drops the connection to the server as a network blip would; the port reconnects by itself
+   * and onReconnect fires (the host's "disconnect" fault). Like any reconnect it gives a new peer
+   * id: neighbours must not take the returning tab's messages for duplicates of its old ones.
+   */
+  dropConnection?(): void
+  report(r: PeerReport): void
+  checkpoint(c: { step: number; schemaHash: string; params: Uint8Array }): void
+  close(): void
+}
+
+export interface SessionPlatform {
+  readonly agent: 'browser' | 'node'
+  /** Base URL of the server (for /api and /data). */
+  readonly serverUrl: string
+  signaling: SignalingPort
+  selectBackend(forced?: BackendName): Promise<{ backend: BackendName; reason: string }>
+  prepare(
+    config: RoomConfig,
+    shard: { index: number; count: number; seed: number },
+    onProgress: (fraction: number) => void,
+  ): Promise<Trainer>
+  createMesh(args: { self: string; membership: Membership; config: RoomConfig; compute: Compute }): SessionMesh
+  createHogwild?(config: RoomConfig, trainer: Trainer, shard: { index: number; count: number; seed: number }): Promise<HogwildPool>
+  /** Latest room checkpoint, if the server has one (resume after a restart). */
+  fetchCheckpoint?(room: string): Promise<{ step: number; schemaHash: string; params: Float32Array } | null>
+  /**
+   * The room's checkpoint step and each roster peer's reported progress: a tab resumes from the
+   * checkpoint when nobody in the roster is past it (see shouldResume). Without it a tab resumes
+   * only when it is alone in the roster.
+   */
+  fetchRoomProgress?(room: string): Promise<RoomProgress>
+}
+
+export interface RoomProgress {
+  checkpointStep: number | null
+  peers: { id: string; globalStep: number }[]
+}
+
+export interface SessionOptions {
+  room: string
+  name?: string
+  backend?: BackendName
+  /** Stop after this many local steps (Node volunteers in benchmarks); default: run until stopped. */
+  maxSteps?: number
 }
