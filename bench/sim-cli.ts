@@ -3,7 +3,7 @@ import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Command } from 'commander'
 import cliProgress from 'cli-progress'
-import { ALGORITHM_FACTORIES } from '../shared/algorithms/index'
+import { ALGORITHM_DESCRIPTORS, ALGORITHM_FACTORIES } from '../shared/algorithms/index'
 import type { AlgorithmInstance, HogwildPool, StepReport } from '../shared/algorithms/types'
 import { DATASETS, MODELS, parsePartition, parseRoomConfig, type DatasetName, type ModelName, type RoomConfig } from '../shared/config'
 import { DivergenceDetector, type Divergence } from '../shared/divergence'
@@ -27,6 +27,9 @@ import { TfCompute, uploadDataset } from '../client/runtime/tf-compute'
  * - 'inprocess': U interleaved async updaters in this thread (deterministic, no thread start-up).
  */
 export type HogwildKind = 'worker' | 'inprocess'
+
+/** The simulator returns to the event loop at least this often (see runSimulation). */
+const YIELD_EVERY_MS = 50
 
 export interface SimOptions {
   config: RoomConfig
@@ -76,7 +79,7 @@ export async function runSimulation(opts: SimOptions): Promise<SimResult> {
   const stop = new AbortController()
   try {
     const hogwildFor = async (i: number): Promise<HogwildPool | undefined> => {
-      if (config.algorithm !== 'lap-sgd') return undefined
+      if (!ALGORITHM_DESCRIPTORS[config.algorithm].hogwild) return undefined
       const initial = await computes[i].readParams()
       if ((opts.hogwild ?? 'worker') === 'worker') {
         const pool = createNodeHogwildPool({
@@ -124,7 +127,15 @@ export async function runSimulation(opts: SimOptions): Promise<SimResult> {
     let lossN = 0
     // The rule every session uses (shared/divergence.ts), on the mean loss over peers per step.
     const detector = new DivergenceDetector()
+    let lastYield = performance.now()
     for (let s = 1; s <= steps && !diverged; s++) {
+      // The in-memory mesh delivers with microtasks, so a run never returns to the event loop by
+      // itself: yield between steps (nothing is in flight then) so timers and I/O of the host
+      // process — a test runner's worker RPC, a progress bar — are served during long runs.
+      if (performance.now() - lastYield > YIELD_EVERY_MS) {
+        await new Promise((r) => setImmediate(r))
+        lastYield = performance.now()
+      }
       const reports: StepReport[] = await Promise.all(instances.map((p) => p.step()))
       if (reports[0].communicated) syncRounds++
       let stepSum = 0
@@ -138,7 +149,7 @@ export async function runSimulation(opts: SimOptions): Promise<SimResult> {
       if (detector.diverged) (diverged = true), (divergence = detector.diverged)
       // LAP-SGD's step is a whole round of H local updates and its global step counts updates:
       // the run ends when the update budget is spent, not after `steps` rounds.
-      const budgetSpent = config.algorithm === 'lap-sgd' && reports.every((r) => r.globalStep >= steps)
+      const budgetSpent = ALGORITHM_DESCRIPTORS[config.algorithm].hogwild && reports.every((r) => r.globalStep >= steps)
       let point: CurvePoint | null = null
       if (s % evalEvery === 0 || s === steps || diverged || budgetSpent) {
         const e = await evaluateAverage()

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { parseRoomConfig, type RoomConfig } from '../shared/config'
 import { loadDatasetNode } from '../client/runtime/data-loader-node'
+import { configWith } from '../shared/testing/harness'
 import { parseSimArgs, runSimulation, type SimResult } from './sim-cli'
 
 /**
@@ -8,13 +8,7 @@ import { parseSimArgs, runSimulation, type SimResult } from './sim-cli'
  * mesh. Checks the JSON contract of issue 3 and that the averaged model actually learned.
  */
 
-function config(over: Record<string, unknown>): RoomConfig {
-  const r = parseRoomConfig({
-    dataset: 'synthetic', model: 'mlp', batchSize: 32, seed: 0, schedule: { kind: 'constant', warmupSteps: 0 }, ...over,
-  })
-  if (!r.ok) throw new Error(r.error)
-  return r.config
-}
+const config = configWith({ dataset: 'synthetic', model: 'mlp', batchSize: 32, seed: 0 })
 
 /** Accuracy of always answering the most frequent test label: "beats chance" means beating this. */
 async function majorityRate(): Promise<number> {

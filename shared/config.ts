@@ -1,15 +1,16 @@
 import { z } from 'zod'
+import {
+  ALGORITHM_DESCRIPTORS, ALGORITHMS, algorithmsWhere, topologyRule, type AlgorithmInfo, type AlgorithmName,
+} from './algorithms/descriptors'
 
 /**
  * Room configuration: the one schema shared by the server (POST /api/rooms), the client,
- * Node peers and the simulator. `parseRoomConfig` applies per-algorithm defaults taken from
- * ../shared/ALGORITHMS.md, then validates, so every error names the field at fault.
+ * Node peers and the simulator. `parseRoomConfig` applies the algorithm's defaults, then
+ * validates, so every error names the field at fault. What each algorithm accepts and defaults
+ * to is its descriptor's (shared/algorithms/descriptors.ts).
  */
 
-export const ALGORITHMS = [
-  'ssgd', 'dpsgd', 'dmsgd', 'decentlam', 'local-sgd', 'local-adamw', 'lap-sgd', 'asgd', 'od-sgd', 'ad-psgd',
-] as const
-export type AlgorithmName = (typeof ALGORITHMS)[number]
+export { ALGORITHMS, type AlgorithmName }
 
 export const TOPOLOGIES = ['ring', 'torus', 'exponential', 'one-peer-exponential', 'clique', 'star'] as const
 export type TopologyName = (typeof TOPOLOGIES)[number]
@@ -85,30 +86,12 @@ export const iceServerSchema = z.object({
   credential: z.string().optional(),
 })
 
-const GOSSIP_TOPOLOGIES: readonly TopologyName[] = ['ring', 'torus', 'exponential', 'one-peer-exponential', 'clique']
-
 /** The topologies each algorithm runs on (the config check, the host form and the tests read this). */
-const ALLOWED_TOPOLOGIES: Record<AlgorithmName, readonly TopologyName[]> = {
-  ssgd: ['clique'], 'local-sgd': ['clique'], 'local-adamw': ['clique'], 'lap-sgd': ['clique'],
-  asgd: ['star'], 'od-sgd': ['star'],
-  dpsgd: GOSSIP_TOPOLOGIES, dmsgd: GOSSIP_TOPOLOGIES,
-  // On the directed exponential graphs DecentLaM mixes with (W + Wᵀ)/2 (shared/topology.ts).
-  decentlam: GOSSIP_TOPOLOGIES,
-  'ad-psgd': ['ring', 'torus', 'clique'],
-}
-
 export function allowedTopologies(algorithm: AlgorithmName): readonly TopologyName[] {
-  return ALLOWED_TOPOLOGIES[algorithm]
+  return ALGORITHM_DESCRIPTORS[algorithm].topologies
 }
 
-const TOPOLOGY_RULE: Record<AlgorithmName, string> = (() => {
-  const rule = {} as Record<AlgorithmName, string>
-  for (const a of ['ssgd', 'local-sgd', 'local-adamw', 'lap-sgd'] as const) rule[a] = `${a} averages over the whole group: use topology 'clique'`
-  for (const a of ['asgd', 'od-sgd'] as const) rule[a] = `${a} needs topology 'star' (parameter server)`
-  for (const a of ['dpsgd', 'dmsgd', 'decentlam'] as const) rule[a] = `${a} is decentralized: 'star' is for asgd/od-sgd`
-  rule['ad-psgd'] = "ad-psgd gossips over an undirected graph: use 'ring', 'torus' or 'clique'"
-  return rule
-})()
+const LR_SCALING_READERS = algorithmsWhere((d) => d.knobs.includes('lrScaling')).map((a) => `'${a}'`).join(' or ')
 
 export const roomConfigSchema = z
   .object({
@@ -165,13 +148,12 @@ export const roomConfigSchema = z
     const need = (ok: boolean, path: string, message: string) => {
       if (!ok) ctx.addIssue({ code: 'custom', path: [path], message })
     }
-    need(allowedTopologies(c.algorithm).includes(c.topology), 'topology', TOPOLOGY_RULE[c.algorithm])
+    need(allowedTopologies(c.algorithm).includes(c.topology), 'topology', topologyRule(c.algorithm))
     if (c.sync.kind === 'qsr' && c.sync.hMax !== undefined)
       need(c.sync.hMax >= c.sync.hBase, 'sync', 'sync.hMax must be ≥ sync.hBase')
     need(c.schedule.warmupSteps < c.totalSteps || c.schedule.warmupSteps === 0, 'schedule', 'schedule.warmupSteps must be < totalSteps')
-    if (c.algorithm === 'lap-sgd') need(c.updaters >= 1, 'updaters', 'lap-sgd needs updaters ≥ 1')
-    need(c.lrScaling.kind === 'none' || c.algorithm === 'ssgd', 'lrScaling',
-      "lrScaling 'linear' is the SSGD large-batch recipe (global batch = the all-reduce group's): use it with algorithm 'ssgd'")
+    need(c.lrScaling.kind === 'none' || ALGORITHM_DESCRIPTORS[c.algorithm].knobs.includes('lrScaling'), 'lrScaling',
+      `lrScaling 'linear' is the SSGD large-batch recipe (global batch = the all-reduce group's): use it with algorithm ${LR_SCALING_READERS}`)
   })
 
 export type RoomConfig = z.infer<typeof roomConfigSchema>
@@ -209,22 +191,10 @@ export const BASE_DEFAULTS: RoomConfig = {
   seed: 0,
 }
 
-/** Per-algorithm overrides of BASE_DEFAULTS (sources: ALGORITHMS.md §2–8, §11). */
-export const ALGORITHM_DEFAULTS: Record<AlgorithmName, Partial<RoomConfig>> = {
-  ssgd: { topology: 'clique', lr: 0.1, schedule: { kind: 'cosine', warmupSteps: 100, minLr: 0 } },
-  dpsgd: { topology: 'ring' },
-  dmsgd: { topology: 'ring' },
-  decentlam: { topology: 'exponential' },
-  'local-sgd': { topology: 'clique', lr: 0.1, sync: { kind: 'qsr', hBase: 2, alpha: 0.2 }, schedule: { kind: 'cosine', warmupSteps: 150, minLr: 0 } },
-  'local-adamw': {
-    topology: 'clique', lr: 0.002, weightDecay: 0.05, momentum: 0,
-    sync: { kind: 'qsr', hBase: 4, alpha: 0.0004 }, schedule: { kind: 'cosine', warmupSteps: 150, minLr: 1e-6 },
-  },
-  'lap-sgd': { topology: 'clique', lr: 0.05, momentum: 0, batchSize: 16, updaters: 2, sync: { kind: 'constant', h: 8 } },
-  asgd: { topology: 'star', lr: 0.05, momentum: 0.9 },
-  'od-sgd': { topology: 'star', lr: 0.05, momentum: 0.9, localLr: 0.25, warmStartSteps: 20 },
-  'ad-psgd': { topology: 'ring', lr: 0.05, momentum: 0 },
-}
+/** Per-algorithm overrides of BASE_DEFAULTS: each descriptor's default topology and recipe. */
+export const ALGORITHM_DEFAULTS: Record<AlgorithmName, Partial<RoomConfig>> = Object.fromEntries(
+  ALGORITHMS.map((a) => [a, { topology: ALGORITHM_DESCRIPTORS[a].defaultTopology, ...ALGORITHM_DESCRIPTORS[a].defaults }]),
+) as Record<AlgorithmName, Partial<RoomConfig>>
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
@@ -291,15 +261,4 @@ export function defaultConfig(algorithm: AlgorithmName = 'dpsgd', totalSteps?: n
 }
 
 /** One plain-language line and the source paper per algorithm (used by the host UI and docs). */
-export const ALGORITHM_INFO: Record<AlgorithmName, { title: string; blurb: string; paper: string }> = {
-  ssgd: { title: 'Synchronous SGD', blurb: 'Everyone averages gradients every step: the classic data-parallel baseline.', paper: 'Goyal et al. 2017, arXiv 1706.02677' },
-  dpsgd: { title: 'Decentralized SGD (D-PSGD)', blurb: 'Each peer averages with its ring neighbours only — no global barrier.', paper: 'Lian et al., NeurIPS 2017; Zhang et al., arXiv 2112.01433' },
-  dmsgd: { title: 'Decentralized momentum SGD', blurb: 'Local heavy-ball momentum plus neighbour averaging (the DecentLaM baseline).', paper: 'Yuan et al., ICCV 2021 (baseline)' },
-  decentlam: { title: 'DecentLaM', blurb: 'Decentralized momentum that removes the bias momentum adds on non-iid data.', paper: 'Yuan et al., ICCV 2021, arXiv 2104.11981' },
-  'local-sgd': { title: 'Local SGD + QSR', blurb: 'Train alone for H steps, then average; H grows as the learning rate decays.', paper: 'Gu et al., ICLR 2024, arXiv 2310.14423' },
-  'local-adamw': { title: 'Local AdamW + QSR', blurb: 'Local SGD with AdamW as the inner optimizer, synchronised by the quadratic rule.', paper: 'Gu et al., ICLR 2024, arXiv 2310.14423' },
-  'lap-sgd': { title: 'Asynchronous local SGD', blurb: 'Several workers per tab update one model Hogwild-style while averaging runs in the background.', paper: 'Chatterjee et al., ICLR 2021 submission' },
-  asgd: { title: 'Asynchronous SGD', blurb: 'A parameter server applies each gradient as soon as it arrives.', paper: 'Baseline of Xu et al., arXiv 2005.06728' },
-  'od-sgd': { title: 'One-step-delay SGD', blurb: 'Workers keep computing while the server step is in flight, compensating locally.', paper: 'Xu et al., arXiv 2005.06728' },
-  'ad-psgd': { title: 'Asynchronous decentralized SGD', blurb: 'Random pairs of peers average whenever they are ready — nobody waits for anyone.', paper: 'Lian et al., ICML 2018' },
-}
+export const ALGORITHM_INFO: Readonly<Record<AlgorithmName, AlgorithmInfo>> = ALGORITHM_DESCRIPTORS

@@ -147,6 +147,23 @@ export function deadline(name: string, ms: number, parent?: AbortSignal): AbortS
   return ctl.signal
 }
 
+export interface ScopedDeadline {
+  readonly signal: AbortSignal
+  /** Releases the timer and the listeners once the wait is over. */
+  done(): void
+}
+
+/**
+ * A named deadline that also aborts when any of `signals` does (the session stop, a partner
+ * leaving, a roster change…), with that signal's reason. `done()` releases it early, so a wait
+ * that finished leaves no timer behind.
+ */
+export function scopedDeadline(name: string, ms: number, ...signals: AbortSignal[]): ScopedDeadline {
+  const ctl = new AbortController()
+  const signal = deadline(name, ms, AbortSignal.any([...signals, ctl.signal]))
+  return { signal, done: () => ctl.abort() }
+}
+
 /** Resolves after `ms` or rejects when `signal` aborts. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {

@@ -3,7 +3,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { z } from 'zod'
 import { DATASETS, parseRoomConfig, type DatasetName } from '../shared/config'
 import { PROTOCOL_VERSION } from '../shared/protocol/version'
-import { peerIdSchema, roomNameSchema } from '../shared/protocol/signaling'
+import { roomNameSchema } from '../shared/protocol/signaling'
+import type { HistoryResponse } from '../shared/protocol/history'
+import {
+  controlRequestSchema, type CheckpointJson, type ControlResponse, type CreatedRoomResponse, type ErrorBody,
+  type HealthResponse, type InfoResponse, type RoomList, type RoomResponse, type TfjsCheckpointMetadata,
+} from '../shared/protocol/http'
 import { bearerToken, hashToken, newHostToken, tokenMatches } from './auth'
 import type { RoomBus } from './handlers'
 import { historyToCsv } from './history'
@@ -13,7 +18,8 @@ import type { Room, RoomRegistry } from './rooms'
 
 /**
  * The HTTP automation API (used by the dashboard, tests and benchmarks). Every answer is JSON
- * `{ error, field? }` on failure; host controls need `Authorization: Bearer <hostToken>`.
+ * `{ error, field? }` on failure; host controls need `Authorization: Bearer <hostToken>`. Bodies
+ * follow shared/protocol/http.ts: each is checked against its type there with `satisfies`.
  */
 
 /** Room configs are a few hundred bytes; anything near this is not a config. */
@@ -72,15 +78,6 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
 
-const CONTROL_ACTIONS = ['start', 'pause', 'resume', 'reset', 'new-run', 'kick', 'slow', 'latency', 'disconnect'] as const
-const controlSchema = z.object({
-  action: z.enum(CONTROL_ACTIONS),
-  peer: peerIdSchema.optional(),
-  factor: z.number().min(1).max(100).optional(),
-  ms: z.number().min(0).max(60_000).optional(),
-  config: z.unknown().optional(),
-})
-
 function zodField(error: z.ZodError): { field: string; message: string } {
   const issue = error.issues[0]
   const field = issue?.path.join('.') || 'body'
@@ -115,11 +112,11 @@ export async function handleApi(req: IncomingMessage, res: ServerResponse, pathn
     if (err instanceof HttpError) {
       // The rest of an oversize body is still on the wire: don't let the client reuse this connection.
       if (err.status === 413) res.setHeader('Connection', 'close')
-      json(res, err.status, { error: err.message, ...(err.field !== undefined ? { field: err.field } : {}) })
+      json(res, err.status, { error: err.message, ...(err.field !== undefined ? { field: err.field } : {}) } satisfies ErrorBody)
     }
     else {
       ctx.log(`${req.method} ${pathname} failed: ${err instanceof Error ? err.stack : String(err)}`)
-      if (!res.headersSent) json(res, 500, { error: 'internal error' })
+      if (!res.headersSent) json(res, 500, { error: 'internal error' } satisfies ErrorBody)
       else res.destroy()
     }
   }
@@ -132,46 +129,30 @@ async function route(req: IncomingMessage, res: ServerResponse, pathname: string
   const { rooms } = ctx
   let m: RegExpExecArray | null
 
-  if (pathname === '/healthz' && get) return json(res, 200, { ok: true, protocol: PROTOCOL_VERSION, rooms: rooms.list().length })
+  if (pathname === '/healthz' && get) return json(res, 200, { ok: true, protocol: PROTOCOL_VERSION, rooms: rooms.list().length } satisfies HealthResponse)
 
   if ((m = /^\/data\/([a-z-]+)\/(train|test)(?:\.bin)?$/.exec(pathname)) && get)
     return serveDataset(req, res, m[1], m[2] as 'train' | 'test', query, ctx)
 
   if (pathname === '/api/info' && get) {
     const o = ctx.publicOrigin(req)
-    return json(res, 200, { protocol: PROTOCOL_VERSION, publicUrl: o.url, publicUrlSource: o.source, localOnly: o.localOnly })
+    return json(res, 200, { protocol: PROTOCOL_VERSION, publicUrl: o.url, publicUrlSource: o.source, localOnly: o.localOnly } satisfies InfoResponse)
   }
 
-  if (pathname === '/api/rooms' && get) return json(res, 200, { rooms: rooms.list().map((r) => rooms.summary(r)) })
+  if (pathname === '/api/rooms' && get) return json(res, 200, { rooms: rooms.list().map((r) => rooms.summary(r)) } satisfies RoomList)
   if (pathname === '/api/rooms' && method === 'POST') return createRoom(req, res, ctx)
 
   if ((m = /^\/api\/rooms\/([^/]+)$/.exec(pathname)) && get) {
     const room = findRoom(rooms, m[1])
     const o = ctx.publicOrigin(req)
     // Links live here, not in rooms.view(): they depend on who asks (the Host header).
-    return json(res, 200, { ...rooms.view(room), ...roomLinks(o.url, room), publicUrl: o.url, localOnly: o.localOnly })
+    return json(res, 200, { ...rooms.view(room), ...roomLinks(o.url, room), publicUrl: o.url, localOnly: o.localOnly } satisfies RoomResponse)
   }
 
   if ((m = /^\/api\/rooms\/([^/]+)\/control$/.exec(pathname)) && method === 'POST') return control(req, res, findRoom(rooms, m[1]), ctx)
 
-  if ((m = /^\/api\/rooms\/([^/]+)\/history$/.exec(pathname)) && get) {
-    const room = findRoom(rooms, m[1])
-    const format = query.get('format') ?? 'json'
-    if (format === 'csv') {
-      const csv = historyToCsv(room.runs)
-      res.statusCode = 200
-      res.setHeader('Content-Type', 'text/csv; charset=utf-8')
-      res.setHeader('Content-Disposition', `attachment; filename="tabswarm-${room.name}-history.csv"`)
-      res.setHeader('Cache-Control', 'no-store')
-      return void res.end(csv)
-    }
-    if (format !== 'json') throw new HttpError(400, "format: must be 'json' or 'csv'", 'format')
-    res.setHeader('Content-Disposition', `attachment; filename="tabswarm-${room.name}-history.json"`)
-    return json(res, 200, {
-      room: room.name, code: room.code, currentRun: room.run,
-      runs: room.runs.map((r) => ({ run: r.run, config: r.config, started: r.started, points: r.points, diverged: r.diverged })),
-    })
-  }
+  if ((m = /^\/api\/rooms\/([^/]+)\/history$/.exec(pathname)) && get)
+    return serveHistory(res, findRoom(rooms, m[1]), query.get('format') ?? 'json')
 
   // tf.loadLayersModel(`${server}/api/rooms/X/model.json`) fetches the manifest's
   // 'model.weights.bin' relative to that URL (query kept), i.e. the route below.
@@ -202,7 +183,7 @@ async function route(req: IncomingMessage, res: ServerResponse, pathname: string
       schemaHash: cp.schemaHash, savedAt: cp.savedAt, config: room.config, byteLength: cp.params.byteLength,
       /** The model's parameters, little-endian float32 in shared/model-shapes.ts order, base64. */
       weights: Buffer.from(cp.params.buffer, cp.params.byteOffset, cp.params.byteLength).toString('base64'),
-    })
+    } satisfies CheckpointJson)
   }
 
   if (pathname.startsWith('/api/') || pathname.startsWith('/data/')) {
@@ -210,6 +191,24 @@ async function route(req: IncomingMessage, res: ServerResponse, pathname: string
     throw new HttpError(known ? 405 : 404, known ? `${method} is not allowed on ${pathname}` : `no such endpoint: ${pathname}`)
   }
   throw new HttpError(404, `no such endpoint: ${pathname}`)
+}
+
+/** Every run's history, as CSV or JSON (a download either way: the dashboard's export buttons). */
+function serveHistory(res: ServerResponse, room: Room, format: string): void {
+  if (format === 'csv') {
+    const csv = historyToCsv(room.runs)
+    res.statusCode = 200
+    res.setHeader('Content-Type', 'text/csv; charset=utf-8')
+    res.setHeader('Content-Disposition', `attachment; filename="tabswarm-${room.name}-history.csv"`)
+    res.setHeader('Cache-Control', 'no-store')
+    return void res.end(csv)
+  }
+  if (format !== 'json') throw new HttpError(400, "format: must be 'json' or 'csv'", 'format')
+  res.setHeader('Content-Disposition', `attachment; filename="tabswarm-${room.name}-history.json"`)
+  json(res, 200, {
+    room: room.name, code: room.code, currentRun: room.run,
+    runs: room.runs.map((r) => ({ run: r.run, config: r.config, started: r.started, points: r.points, diverged: r.diverged })),
+  } satisfies HistoryResponse)
 }
 
 type RoomCheckpoint = NonNullable<Room['checkpoint']>
@@ -240,7 +239,7 @@ function serveTfjs(res: ServerResponse, room: Room, cp: RoomCheckpoint, filename
   const made = tfjsArtifact({
     model: room.config.model, dataset: room.config.dataset, params: cp.params, weightsPath: 'model.weights.bin',
     generatedBy: `tabswarm (protocol ${PROTOCOL_VERSION})`, embedWeights: filename !== 'model.json',
-    metadata: { room: room.name, run: cp.run, step: cp.step, schemaHash: cp.schemaHash, algorithm: room.config.algorithm },
+    metadata: { room: room.name, run: cp.run, step: cp.step, schemaHash: cp.schemaHash, algorithm: room.config.algorithm } satisfies TfjsCheckpointMetadata,
   })
   if (!made.ok) throw new HttpError(409, made.error)
   res.setHeader('Cache-Control', 'no-store')
@@ -287,7 +286,7 @@ async function createRoom(req: IncomingMessage, res: ServerResponse, ctx: ApiCon
     localOnly: o.localOnly,
     config: room.config,
     paused: room.paused,
-  })
+  } satisfies CreatedRoomResponse)
 }
 
 async function control(req: IncomingMessage, res: ServerResponse, room: Room, ctx: ApiContext): Promise<void> {
@@ -299,7 +298,7 @@ async function control(req: IncomingMessage, res: ServerResponse, room: Room, ct
   if (!room.tokenHash || !tokenMatches(room.tokenHash, token))
     throw new HttpError(403, `authorization: this token does not control room '${room.name}'`, 'authorization')
   const body = await readJson(req)
-  const r = controlSchema.safeParse(body)
+  const r = controlRequestSchema.safeParse(body)
   if (!r.success) {
     const { field, message } = zodField(r.error)
     throw new HttpError(400, message, field)
@@ -362,7 +361,7 @@ async function control(req: IncomingMessage, res: ServerResponse, room: Room, ct
     }
   }
   ctx.log(`room '${room.name}': host ${c.action}${c.peer ? ` ${c.peer}` : ''}`)
-  json(res, 200, { ok: true, action: c.action, run: room.run, paused: room.paused, epoch: room.epoch, config: room.config })
+  json(res, 200, { ok: true, action: c.action, run: room.run, paused: room.paused, epoch: room.epoch, config: room.config } satisfies ControlResponse)
 }
 
 // ---- datasets ----

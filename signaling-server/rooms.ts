@@ -1,5 +1,7 @@
+import { algorithmsWhere } from '../shared/algorithms/descriptors'
 import { defaultConfig, type RoomConfig } from '../shared/config'
 import type { EvictionRecord } from '../shared/protocol/history'
+import type { PeerView, RoomView } from '../shared/protocol/http'
 import { modelLayout } from '../shared/model-shapes'
 import type { AwayReason, MembershipAnnouncement, PeerReport } from '../shared/protocol/signaling'
 import { PROTOCOL_VERSION } from '../shared/protocol/version'
@@ -134,8 +136,8 @@ export interface RegistryOptions {
 export type Fail = { ok: false; code: string; message: string; retryAfterMs?: number }
 export type JoinResult = { ok: true; room: Room; created: boolean; changed: boolean } | Fail
 
-/** Parameter-server algorithms: the only ones whose membership names a `ps`. */
-const PS_ALGORITHMS = new Set<RoomConfig['algorithm']>(['asgd', 'od-sgd'])
+/** Algorithms whose room elects a parameter server: the only ones whose membership names a `ps`. */
+const PS_ALGORITHMS = new Set<RoomConfig['algorithm']>(algorithmsWhere((d) => d.roles.ps))
 
 function fail(code: string, message: string): Fail {
   return { ok: false, code, message }
@@ -501,7 +503,7 @@ export class RoomRegistry {
   }
 
   /** The JSON of GET /api/rooms/:room and of spectators' 'room-state'. */
-  view(room: Room) {
+  view(room: Room): RoomView {
     return {
       room: room.name,
       code: room.code,
@@ -565,9 +567,9 @@ export class RoomRegistry {
   }
 }
 
-export type RoomView = ReturnType<RoomRegistry['view']>
+export type { RoomView }
 
-function peerView(p: PeerEntry) {
+function peerView(p: PeerEntry): PeerView {
   const r = p.report
   return {
     id: p.id,

@@ -1,11 +1,11 @@
 import type { DatasetName } from '../../shared/config'
-import { decodeDataset, type Dataset } from '../../shared/data/format'
-import { getDatasetBinary } from '../../signaling-server/datasets'
+import type { Dataset } from '../../shared/data/format'
+import { loadDataset } from '../../shared/data/node/datasets'
 import { fetchDataset, type FetchDatasetOptions } from './data-loader'
 
 /**
  * Node-only: load a split from the server URL when given, else straight from the npm packages
- * through signaling-server/datasets.ts (simulator, tests). Kept apart from data-loader.ts so the
+ * through shared/data/node/datasets.ts (simulator, tests). Kept apart from data-loader.ts so the
  * browser bundle never pulls in node:fs.
  */
 export async function loadDatasetNode(
@@ -14,5 +14,8 @@ export async function loadDatasetNode(
   opts: FetchDatasetOptions = {},
 ): Promise<Dataset> {
   if (opts.baseUrl) return fetchDataset(name, split, opts)
-  return decodeDataset(await getDatasetBinary(name, split))
+  const d = await loadDataset(name, split)
+  // The decoded split is cached and shared (with an in-process server too): hand out arrays the
+  // caller owns, as a fetched dataset would be.
+  return { ...d, x: d.x.slice(), y: d.y.slice() }
 }

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs'
 import type { ModelName } from '../../shared/config'
 import { Rng } from '../../shared/data/rng'
+import { schemaHashOf } from '../../shared/model-shapes'
 
 /**
  * Models as plain ordered lists of parameter tensors (no tf.layers), so the flat parameter
@@ -124,19 +125,11 @@ function pool2(x: tf.Tensor4D): tf.Tensor4D {
   return tf.maxPool(x, 2, 2, 'valid')
 }
 
-/** FNV-1a (32-bit, hex) over the canonical layout string. */
-function hashString(s: string): string {
-  let h = 0x811c9dc5
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i)
-    h = Math.imul(h, 0x01000193)
-  }
-  return (h >>> 0).toString(16).padStart(8, '0')
-}
-
-export function schemaHashOf(name: string, params: ParamSpec[]): string {
-  return `${name}-${hashString(params.map((p) => `${p.name}:${p.shape.join('x')}`).join(';'))}`
-}
+/**
+ * The layout's name: shared/model-shapes.ts computes it (the server checks uploaded checkpoints
+ * with it, without tfjs); one function, so a tab's hash and the server's cannot differ.
+ */
+export { schemaHashOf }
 
 /**
  * mlp: features-128-10. deep-mlp: 784-[256]x4-10 on images, 32-[128]x6-10 on synthetic

@@ -1,16 +1,13 @@
 import { describe, expect, it } from 'vitest'
-import { parseRoomConfig, type RoomConfig } from '../../shared/config'
+import type { RoomConfig } from '../../shared/config'
 import { ALGORITHM_FACTORIES } from '../../shared/algorithms/index'
+import { configWith } from '../../shared/testing/harness'
 import { LsqCompute, makeLsqProblem } from '../../shared/testing/lsq-compute'
 import { MemoryNetwork, type MemoryMesh } from '../../shared/testing/memory-mesh'
 import type { MeshMessage } from '../../shared/transport'
-import { incrementKinds, topologyNeighbours } from './platform'
+import { incrementKinds, topologyNeighbours, withSessionControls } from './platform'
 
-function config(over: Record<string, unknown>): RoomConfig {
-  const r = parseRoomConfig({ stepDeadlineMs: 300, schedule: { kind: 'constant', warmupSteps: 0 }, ...over })
-  if (!r.ok) throw new Error(r.error)
-  return r.config
-}
+const config = configWith({ stepDeadlineMs: 300 })
 
 const roster = (n: number) => Array.from({ length: n }, (_, i) => `p${i}`)
 const membership = (n: number) => ({ epoch: 1, peers: roster(n), roles: { ps: null } })
@@ -99,5 +96,20 @@ describe('incrementKinds: which messages get error feedback on lossy codecs', ()
       expect(kinds.length).toBeGreaterThan(0)
       expect(kinds.some(incrementKinds(cfg))).toBe(false)
     }
+  })
+})
+
+describe('withSessionControls', () => {
+  it("passes the mesh's wire image through (an SSGD all-reduce owner rounds its chunk with it)", () => {
+    const net = new MemoryNetwork({ seed: 1 })
+    const inner = net.join('a')
+    const calls: string[] = []
+    inner.wireImage = (kind) => void calls.push(kind)
+    const wrapped = withSessionControls(inner, () => {})
+    expect(wrapped.wireImage).toBeTypeOf('function')
+    wrapped.wireImage!('ssgd/e1/ag0', new Float32Array(2))
+    expect(calls).toEqual(['ssgd/e1/ag0'])
+    // fp32 meshes have none: nothing to round, and the wrapper adds none.
+    expect(withSessionControls(net.join('b'), () => {}).wireImage).toBeUndefined()
   })
 })

@@ -1,3 +1,4 @@
+import { ALGORITHM_DESCRIPTORS, linkTopology } from '../../shared/algorithms/descriptors'
 import type { Compute } from '../../shared/algorithms/types'
 import { parsePartition, type RoomConfig } from '../../shared/config'
 import { subsetDataset, type Dataset } from '../../shared/data/format'
@@ -117,16 +118,14 @@ export async function makeWorkerTrainer(
   return { compute, train, computeThread: 'worker', computeNote, evaluate: (p) => compute.evaluate(p), dispose: () => compute.dispose() }
 }
 
-/** Algorithms that average over the whole group with the ring all-reduce (shared/algorithms/common.ts). */
-const ALL_REDUCE_ALGORITHMS: readonly RoomConfig['algorithm'][] = ['ssgd', 'local-sgd', 'local-adamw', 'lap-sgd']
-
 /**
- * The peers the mesh keeps links to (the algorithm adds more via want()). The all-reduce group is
- * logically a clique, but the bandwidth-optimal ring all-reduce only ever talks to the roster
- * neighbours on either side, so that is all it connects to: n links in the swarm, not n(n−1)/2.
+ * The peers the mesh keeps links to (the algorithm adds more via want()): the neighbours on the
+ * algorithm's link topology. The all-reduce group is logically a clique, but the bandwidth-optimal
+ * ring all-reduce only ever talks to the roster neighbours on either side, so that is all it
+ * connects to: n links in the swarm, not n(n−1)/2.
  */
 export function topologyNeighbours(config: RoomConfig) {
-  const topology = ALL_REDUCE_ALGORITHMS.includes(config.algorithm) ? 'ring' : config.topology
+  const topology = linkTopology(config)
   return (m: Membership, self: PeerId): readonly PeerId[] => {
     if (!m.peers.includes(self)) return []
     const n = neighbors(topology, m.peers, self, 0, m.roles.ps)
@@ -135,23 +134,12 @@ export function topologyNeighbours(config: RoomConfig) {
 }
 
 /**
- * Kinds whose payloads are increments, so lossy wire codecs send them with error feedback: the
- * gradients pushed to a parameter server (asgd, od-sgd) and the reduce-scatter partial sums of
- * SSGD's gradient all-reduce (`ssgd/e<epoch>/rs<hop>`: the same hop carries the same chunk every
- * step, so the residual is added back where it belongs). Parameter messages are not increments.
+ * Kinds whose payloads are increments, so lossy wire codecs send them with error feedback (the
+ * algorithm's descriptor says which: gradient pushes to a parameter server, SSGD's reduce-scatter
+ * partial sums). Parameter messages are not increments.
  */
 export function incrementKinds(config: RoomConfig): (kind: string) => boolean {
-  switch (config.algorithm) {
-    case 'asgd':
-    case 'od-sgd': {
-      const push = `${config.algorithm}/push`
-      return (kind) => kind === push
-    }
-    case 'ssgd':
-      return (kind) => /^ssgd\/e\d+\/rs\d+$/.test(kind)
-    default:
-      return () => false
-  }
+  return ALGORITHM_DESCRIPTORS[config.algorithm].messageKinds.increments
 }
 
 export function createWebRtcMesh(args: {
@@ -202,6 +190,9 @@ export function withSessionControls(mesh: Mesh, close: () => void): SessionMesh 
     want: (p) => mesh.want(p),
     reportSuspect: (p, r) => mesh.reportSuspect(p, r),
     rejectFrom: (p, r) => mesh.rejectFrom?.(p, r),
+    // Without it an SSGD all-reduce owner under fp16/int8 would keep its unrounded chunk while
+    // everyone else holds the decoded one, and the replicas would drift until the next resync.
+    ...(mesh.wireImage ? { wireImage: (kind: string, data: Float32Array) => mesh.wireImage!(kind, data) } : {}),
     stats: () => mesh.stats(),
     // The WebRTC mesh follows the signaling client's membership events itself.
     updateMembership: () => {},

@@ -1,3 +1,4 @@
+import { ALGORITHM_DESCRIPTORS } from '../../shared/algorithms/descriptors'
 import type { Divergence } from '../../shared/divergence'
 import type { PeerReport } from '../../shared/protocol/signaling'
 import { PROTOCOL_VERSION } from '../../shared/protocol/version'
@@ -51,7 +52,7 @@ export function buildReport(
     samplesPerSec: s.samplesPerSec, stepsPerSec: s.stepsPerSec, samples: s.samples, bytesSent: s.bytesSent, bytesReceived: s.bytesReceived,
     neighbors: s.neighbors, links, lr: s.lr, h: s.h, consensus: s.consensus, stage, rejected,
     slowFactor: extra.slowFactor, addedLatencyMs: extra.latencyMs,
-    updaters: s.config?.algorithm === 'lap-sgd' ? s.config.updaters : undefined,
+    updaters: s.config && ALGORITHM_DESCRIPTORS[s.config.algorithm].hogwild ? s.config.updaters : undefined,
     ...(d && stage === 'diverged'
       ? { diverged: { step: Math.max(0, Math.floor(d.step)), loss: Number.isFinite(d.loss) ? d.loss : null, reason: d.reason.slice(0, 200) } }
       : {}),

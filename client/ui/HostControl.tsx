@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'react'
 import { DivergedBanner } from './DivergedBanner'
-import { ALGORITHM_INFO, ALGORITHMS, defaultConfig, type AlgorithmName } from '../../shared/config'
+import { ALGORITHM_DESCRIPTORS } from '../../shared/algorithms/descriptors'
+import { ALGORITHMS, defaultConfig, type AlgorithmName } from '../../shared/config'
 import { control, hostTokens, joinUrlFor, type ApiRoom, type ControlAction } from './api'
 import { useNow, useRoom, useTitle } from './hooks'
 import { KpiRow, RoomMissing } from './DashboardPage'
@@ -9,7 +10,6 @@ import { PeerTable } from './PeerTable'
 import { QrCode } from './QrCode'
 import { TopologyGraph } from './TopologyGraph'
 import { peerLabel } from './format'
-import { topologiesFor } from './HostPage'
 
 /** `/host?room=X`: join code, QR, links, and every host control (needs this room's host token). */
 export function HostControl({ room }: { room: string }) {
@@ -33,7 +33,7 @@ export function HostControl({ room }: { room: string }) {
             <Link to={`/room/${encodeURIComponent(code)}`} className="btn" newTab>Live dashboard</Link>
           </div>
           <p className="muted small">
-            {ALGORITHM_INFO[data.config.algorithm]?.title} · {data.config.topology} · {data.config.dataset} · run {data.run ?? 0}
+            {ALGORITHM_DESCRIPTORS[data.config.algorithm]?.title} · {data.config.topology} · {data.config.dataset} · run {data.run ?? 0}
             {data.paused ? ' · paused' : ''}
           </p>
         </div>
@@ -152,10 +152,12 @@ function Controls({ room, token, now, onForget }: { room: ApiRoom; token: string
     }
   }
   const newRun = () => {
+    const next = ALGORITHM_DESCRIPTORS[nextAlgo]
     const base = defaultConfig(nextAlgo)
     const keep = { dataset: room.config.dataset, model: room.config.model, partition: room.config.partition, batchSize: room.config.batchSize, totalSteps: room.config.totalSteps, seed: room.config.seed }
-    const topology = topologiesFor(nextAlgo).includes(room.config.topology) ? room.config.topology : base.topology
-    void act('New run', { action: 'new-run', config: { ...base, ...keep, topology, algorithm: nextAlgo } }, `Run ${(room.run ?? 0) + 1} started with ${ALGORITHM_INFO[nextAlgo].title}`)
+    // The room's topology when the next algorithm accepts it, else the next algorithm's default.
+    const topology = next.topologies.includes(room.config.topology) ? room.config.topology : next.defaultTopology
+    void act('New run', { action: 'new-run', config: { ...base, ...keep, topology, algorithm: nextAlgo } }, `Run ${(room.run ?? 0) + 1} started with ${next.title}`)
   }
   // After a divergence: the same run again with a third of the learning rate (the banner's advice).
   const lowerLr = +(room.config.lr / 3).toPrecision(2)
@@ -193,12 +195,12 @@ function Controls({ room, token, now, onForget }: { room: ApiRoom; token: string
             <label className="field grow">
               <span>Next run</span>
               <select aria-label="Next run" value={nextAlgo} onChange={(e) => setNextAlgo(e.target.value as AlgorithmName)}>
-                {others.map((a) => <option key={a} value={a}>{ALGORITHM_INFO[a].title}</option>)}
+                {others.map((a) => <option key={a} value={a}>{ALGORITHM_DESCRIPTORS[a].title}</option>)}
               </select>
             </label>
             <button className="btn primary" disabled={!!busy} onClick={newRun}>Start new run</button>
           </div>
-          <p className="muted small">{ALGORITHM_INFO[nextAlgo].blurb} The dashboard overlays both runs.</p>
+          <p className="muted small">{ALGORITHM_DESCRIPTORS[nextAlgo].blurb} The dashboard overlays both runs.</p>
         </div>
 
         <div className="card">

@@ -1,6 +1,7 @@
 import { useMemo, useState, type FormEvent, type ReactNode } from 'react'
+import { ALGORITHM_DESCRIPTORS, type AlgorithmKnob } from '../../shared/algorithms/descriptors'
 import {
-  ALGORITHM_INFO, ALGORITHMS, COMPRESSIONS, DATASETS, MODELS, allowedTopologies, defaultConfig, defaultSchedule, parseRoomConfig,
+  ALGORITHMS, COMPRESSIONS, DATASETS, MODELS, defaultConfig, defaultSchedule, parseRoomConfig,
   type AlgorithmName, type RoomConfig, type TopologyName,
 } from '../../shared/config'
 import { createRoom, hostTokens } from './api'
@@ -14,9 +15,9 @@ export function HostPage({ room }: { room: string | null }) {
   return <CreateRoom />
 }
 
-/** Which topologies an algorithm accepts (shared/config.ts decides). */
+/** Which topologies an algorithm accepts (its descriptor, shared/algorithms/descriptors.ts). */
 export function topologiesFor(a: AlgorithmName): readonly TopologyName[] {
-  return allowedTopologies(a)
+  return ALGORITHM_DESCRIPTORS[a].topologies
 }
 
 const TOPOLOGY_TEXT: Record<TopologyName, string> = {
@@ -96,7 +97,9 @@ function CreateRoom() {
 
   const topologies = topologiesFor(config.algorithm)
   const fieldErr = (f: string) => (error && error.field.split('.')[0] === f ? <p className="field-error" role="alert">{error.message}</p> : null)
-  const usesSync = ['local-sgd', 'local-adamw', 'lap-sgd'].includes(config.algorithm)
+  // The algorithm-specific fields are shown for the algorithms that read them.
+  const reads = (knob: AlgorithmKnob) => ALGORITHM_DESCRIPTORS[config.algorithm].knobs.includes(knob)
+  const usesSync = reads('sync')
 
   return (
     <form className="host-create" onSubmit={submit} aria-label="Create a room">
@@ -116,7 +119,7 @@ function CreateRoom() {
         <legend>1 · Algorithm</legend>
         <div className="algo-grid" role="radiogroup" aria-label="Algorithm">
           {ALGORITHMS.map((a) => {
-            const info = ALGORITHM_INFO[a]
+            const info = ALGORITHM_DESCRIPTORS[a]
             const on = config.algorithm === a
             return (
               <label key={a} className={`algo-card${on ? ' selected' : ''}`}>
@@ -195,10 +198,10 @@ function CreateRoom() {
             {usesSync && config.sync.kind === 'qsr' ? (
               <NumberField label="QSR α" value={config.sync.alpha} step="any" onChange={(v) => set('sync', { ...(config.sync as Extract<RoomConfig['sync'], { kind: 'qsr' }>), alpha: v })} />
             ) : null}
-            {config.algorithm === 'dpsgd' ? (
+            {reads('order') ? (
               <Select label="D-PSGD order" value={config.order} options={['awc', 'atc']} text={{ awc: 'Average while computing', atc: 'Adapt then combine' }} onChange={(v) => set('order', v as 'awc' | 'atc')} />
             ) : null}
-            {config.algorithm === 'ssgd' ? (
+            {reads('lrScaling') ? (
               <label className="field check">
                 <input
                   type="checkbox"
@@ -208,10 +211,10 @@ function CreateRoom() {
                 Scale the learning rate with the group's batch (Goyal et al.)
               </label>
             ) : null}
-            {config.algorithm === 'ssgd' ? <NumberField label="Re-sync models every K steps" value={config.resyncEvery} integer onChange={(v) => set('resyncEvery', v)} error={fieldErr('resyncEvery')} /> : null}
-            {config.algorithm === 'lap-sgd' ? <NumberField label="Workers per tab" value={config.updaters} integer onChange={(v) => set('updaters', v)} error={fieldErr('updaters')} /> : null}
-            {config.algorithm === 'od-sgd' ? <NumberField label="Local step lr" value={config.localLr} step="any" onChange={(v) => set('localLr', v)} error={fieldErr('localLr')} /> : null}
-            {config.algorithm === 'local-sgd' || config.algorithm === 'local-adamw' ? (
+            {reads('resyncEvery') ? <NumberField label="Re-sync models every K steps" value={config.resyncEvery} integer onChange={(v) => set('resyncEvery', v)} error={fieldErr('resyncEvery')} /> : null}
+            {reads('updaters') ? <NumberField label="Workers per tab" value={config.updaters} integer onChange={(v) => set('updaters', v)} error={fieldErr('updaters')} /> : null}
+            {reads('localLr') ? <NumberField label="Local step lr" value={config.localLr} step="any" onChange={(v) => set('localLr', v)} error={fieldErr('localLr')} /> : null}
+            {reads('averageOptimizerState') ? (
               <label className="field check"><input type="checkbox" checked={config.averageOptimizerState} onChange={(e) => set('averageOptimizerState', e.target.checked)} /> Average optimizer state too</label>
             ) : null}
             <Select label="Message compression" value={config.compression} options={COMPRESSIONS} text={{ fp32: 'None (fp32)', fp16: 'Half precision', int8: '8-bit' }} onChange={(v) => set('compression', v as RoomConfig['compression'])} />
@@ -236,7 +239,7 @@ function CreateRoom() {
         {' '}Wait for my Start: students join and load their data, training begins when I press Start
       </label>
       <div className="submit-row">
-        <span className="muted">{ALGORITHM_INFO[config.algorithm].title} · {config.topology} · {DATASET_TEXT[config.dataset]} · {MODEL_TEXT[config.model]}</span>
+        <span className="muted">{ALGORITHM_DESCRIPTORS[config.algorithm].title} · {config.topology} · {DATASET_TEXT[config.dataset]} · {MODEL_TEXT[config.model]}</span>
         <button type="submit" className="btn primary big" disabled={busy}>{busy ? 'Creating…' : 'Create room'}</button>
       </div>
     </form>

@@ -71,4 +71,4 @@ export function faultTags(p: { slowFactor?: number; addedLatencyMs?: number }): 
 }
 
 export const shortId = (id: string) => (id.length > 8 ? id.slice(0, 6) : id)
-export const peerLabel = (p: { id: string; name?: string }) => (p.name && p.name.trim() ? p.name : shortId(p.id))
+export const peerLabel = (p: { id: string; name?: string | null }) => (p.name && p.name.trim() ? p.name : shortId(p.id))

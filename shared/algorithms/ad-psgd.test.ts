@@ -1,47 +1,22 @@
 import { describe, expect, it } from 'vitest'
-import { parseRoomConfig, type RoomConfig } from '../config'
+import type { RoomConfig } from '../config'
 import { maxAbsDiff, sqDist } from '../math/vector'
 import { FAULTS } from '../testing/faults'
-import { LsqCompute, makeLsqProblem, type LsqShard } from '../testing/lsq-compute'
-import { MemoryNetwork, type MemoryMesh } from '../testing/memory-mesh'
+import { configWith, flatShard as flat, startPeer, startPeers, type LogLine, type TestPeer } from '../testing/harness'
+import { LsqCompute, makeLsqProblem } from '../testing/lsq-compute'
+import { MemoryNetwork } from '../testing/memory-mesh'
 import { sleep } from '../transport'
 import { adPsgd, initiates } from './ad-psgd'
-import type { AlgorithmInstance } from './types'
 
 /**
  * Deadlines are long unless a test needs one to fire: departures abort waits through the roster,
  * so a loaded CI machine (timers late by 100s of ms) cannot turn a healthy exchange into an abort.
  */
-function config(over: Record<string, unknown> = {}): RoomConfig {
-  const r = parseRoomConfig({
-    algorithm: 'ad-psgd', topology: 'ring', stepDeadlineMs: 5000, lr: 0.05, momentum: 0,
-    schedule: { kind: 'constant', warmupSteps: 0 }, ...over,
-  })
-  if (!r.ok) throw new Error(r.error)
-  return r.config
-}
+const config = configWith({ algorithm: 'ad-psgd', topology: 'ring', stepDeadlineMs: 5000, lr: 0.05, momentum: 0 })
 
-/** A shard whose loss is identically 0: gradients are exactly 0, so only gossip moves x. */
-const flat = (d: number): LsqShard => ({ m: 1, d, A: new Float64Array(d), b: new Float64Array(1) })
-
-interface LogLine { peer: string; event: string; detail?: Record<string, unknown> }
-interface Peer { id: string; mesh: MemoryMesh; compute: LsqCompute; inst: AlgorithmInstance; stop: AbortController }
-
-async function start(net: MemoryNetwork, id: string, compute: LsqCompute, cfg: RoomConfig, logs: LogLine[]): Promise<Peer> {
-  const mesh = net.mesh(id) ?? net.join(id)
-  const stop = new AbortController()
-  const inst = await adPsgd({
-    mesh, compute, config: cfg, signal: stop.signal, now: () => performance.now(),
-    log: (event, detail) => logs.push({ peer: id, event, detail }),
-  })
-  return { id, mesh, compute, inst, stop }
-}
-
-async function startAll(net: MemoryNetwork, computes: LsqCompute[], cfg: RoomConfig, logs: LogLine[]): Promise<Peer[]> {
-  const ids = computes.map((_, i) => `p${i}`)
-  for (const id of ids) net.join(id)
-  return Promise.all(ids.map((id, i) => start(net, id, computes[i], cfg, logs)))
-}
+type Peer = TestPeer<LsqCompute>
+const start = (net: MemoryNetwork, id: string, compute: LsqCompute, cfg: RoomConfig, logs: LogLine[]) => startPeer(adPsgd, net, id, compute, cfg, logs)
+const startAll = (net: MemoryNetwork, computes: LsqCompute[], cfg: RoomConfig, logs: LogLine[]) => startPeers(adPsgd, net, computes, cfg, logs)
 
 const sumOf = (xs: Float32Array[]) => xs.reduce((s, x) => s + x.reduce((a, v) => a + v, 0), 0)
 

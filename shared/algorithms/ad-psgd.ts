@@ -2,9 +2,10 @@ import { z } from 'zod'
 import { allFinite, isValidVector, sqDist } from '../math/vector'
 import { lrAt } from '../schedule'
 import { neighbors } from '../topology'
-import { isDeadline, type Envelope, type Membership, type PeerId } from '../transport'
+import { isDeadline, scopedDeadline, type Envelope, type Membership, type PeerId, type ScopedDeadline } from '../transport'
 import { Rng } from '../data/rng'
-import { foldHandovers, handOverModel, LeaveInbox, leaveTargets, scopedDeadline } from './common'
+import { foldHandovers, handOverModel, LeaveInbox, leaveTargets, rosterDeadline } from './common'
+import { AD_PSGD_KIND as KIND } from './message-kinds'
 import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
 
 /**
@@ -38,17 +39,6 @@ import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport 
  * initiates. Active/passive is per edge, so the last peer of an odd ring both initiates (to its
  * odd neighbour) and serves (peer 0).
  */
-
-const KIND = {
-  request: 'ad-psgd/request',
-  accept: 'ad-psgd/accept',
-  busy: 'ad-psgd/busy',
-  exchange: 'ad-psgd/exchange',
-  cancel: 'ad-psgd/cancel',
-  done: 'ad-psgd/done',
-  stateRequest: 'ad-psgd/state-request',
-  state: 'ad-psgd/state',
-} as const
 
 const stateMetaSchema = z.object({ fresh: z.boolean(), step: z.number().int().min(0) })
 
@@ -103,31 +93,17 @@ function partnerSeed(seed: number, self: PeerId): number {
 /**
  * A named deadline that also aborts when `peer` disappears from the roster ("partner leaving"),
  * and with `onAnyChange` when the roster changes at all.
- * `done()` releases the timer and listeners once the wait is over.
  */
 function untilLeaves(
   ctx: AlgorithmContext, peer: PeerId, name: string, ms: number, parent: AbortSignal, onAnyChange: boolean,
-): { signal: AbortSignal; done: () => void } {
-  const dl = scopedDeadline(name, ms, parent)
-  const ctl = new AbortController()
-  const onAbort = () => ctl.abort(dl.signal.reason)
-  if (dl.signal.aborted) onAbort()
-  else dl.signal.addEventListener('abort', onAbort, { once: true })
-  const unsub = ctx.mesh.onMembership((m) => {
-    if (!m.peers.includes(peer)) ctl.abort(new Error(`partner ${peer} left`))
+): ScopedDeadline {
+  return rosterDeadline(ctx, name, ms, parent, (m, changed) => {
+    if (!m.peers.includes(peer)) return new Error(`partner ${peer} left`)
     // Before the commit point any roster change aborts: messages of the old epoch still in flight
     // are dropped as stale on arrival (§9.1), so waiting on for them would only burn the deadline.
-    else if (onAnyChange) ctl.abort(new Error(`roster changed (epoch ${m.epoch})`))
+    if (changed && onAnyChange) return new Error(`roster changed (epoch ${m.epoch})`)
+    return undefined
   })
-  if (!ctx.mesh.membership().peers.includes(peer)) ctl.abort(new Error(`partner ${peer} left`))
-  return {
-    signal: ctl.signal,
-    done: () => {
-      unsub()
-      dl.signal.removeEventListener('abort', onAbort)
-      dl.done()
-    },
-  }
 }
 
 class AdPsgd implements AlgorithmInstance {
@@ -380,9 +356,9 @@ class AdPsgd implements AlgorithmInstance {
    */
   private async confirm(partner: PeerId, msg: { kind: string; round: number; data: Float32Array }, sentEpoch: number): Promise<void> {
     const { mesh } = this.ctx
-    const dl = scopedDeadline('ad-psgd/confirm', this.deadlineMs, this.stop.signal)
     const gone = new AbortController()
-    const signal = AbortSignal.any([dl.signal, gone.signal])
+    const dl = scopedDeadline('ad-psgd/confirm', this.deadlineMs, this.stop.signal, gone.signal)
+    const signal = dl.signal
     let epoch = sentEpoch
     let resends = 0
     const resend = () => {

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest'
-import { parseRoomConfig, type AlgorithmName, type RoomConfig } from '../config'
+import type { AlgorithmName, RoomConfig } from '../config'
 import { mixingMatrix } from '../topology'
 import { FAULTS, silentPeer } from '../testing/faults'
+import { configWith } from '../testing/harness'
 import { atcFixedPointMean, LsqCompute, makeLsqProblem, type LsqProblem } from '../testing/lsq-compute'
 import { MemoryNetwork, type MemoryMesh } from '../testing/memory-mesh'
 import { ALGORITHM_FACTORIES } from './index'
@@ -9,11 +10,7 @@ import type { AlgorithmContext, AlgorithmInstance } from './types'
 import { maxAbsDiff } from '../math/vector'
 import { fp16Codec } from '../wire/codec'
 
-function config(over: Record<string, unknown>): RoomConfig {
-  const r = parseRoomConfig({ stepDeadlineMs: 200, schedule: { kind: 'constant', warmupSteps: 0 }, ...over })
-  if (!r.ok) throw new Error(r.error)
-  return r.config
-}
+const config = configWith({ stepDeadlineMs: 200 })
 
 function ctxFor(mesh: MemoryMesh, compute: LsqCompute, cfg: RoomConfig, signal: AbortSignal): AlgorithmContext {
   return { mesh, compute, config: cfg, signal, log: process.env.ALG_LOG ? (ev, d) => console.log(mesh.self, ev, JSON.stringify(d)) : () => {}, now: () => performance.now() }
@@ -31,8 +28,16 @@ async function startPeers(net: MemoryNetwork, prob: LsqProblem, cfg: RoomConfig,
   }))
 }
 
+/**
+ * The memory mesh delivers with microtasks, so thousands of steps would never return to the
+ * event loop: yield now and then, or vitest's worker cannot answer its runner (its RPC gives up
+ * after 60 s, which a loaded machine reaches).
+ */
 const run = (peers: Peer[], steps: number) => Promise.all(peers.map(async (p) => {
-  for (let k = 0; k < steps; k++) await p.inst.step()
+  for (let k = 0; k < steps; k++) {
+    await p.inst.step()
+    if (k % 50 === 49) await new Promise((r) => setImmediate(r))
+  }
 }))
 
 function meanParams(xs: Float32Array[]): Float64Array {

@@ -1,21 +1,16 @@
 import { describe, expect, it } from 'vitest'
-import { parseRoomConfig, type RoomConfig } from '../config'
+import type { RoomConfig } from '../config'
 import { allFinite, maxAbsDiff, sqDist } from '../math/vector'
 import { FAULTS } from '../testing/faults'
+import { configWith, runSteps, startPeer, startPeers, type LogLine } from '../testing/harness'
 import { LsqCompute, makeLsqProblem } from '../testing/lsq-compute'
-import { MemoryNetwork, type MemoryMesh } from '../testing/memory-mesh'
+import { MemoryNetwork } from '../testing/memory-mesh'
 import { sleep } from '../transport'
 import { asgd } from './asgd'
-import type { AlgorithmInstance, Compute, GradientResult, StepReport } from './types'
+import type { Compute, GradientResult } from './types'
 
 /** Long deadlines unless a test needs one to fire (a loaded machine must not cut healthy pulls). */
-function config(over: Record<string, unknown> = {}): RoomConfig {
-  const r = parseRoomConfig({
-    algorithm: 'asgd', stepDeadlineMs: 5000, schedule: { kind: 'constant', warmupSteps: 0 }, ...over,
-  })
-  if (!r.ok) throw new Error(r.error)
-  return r.config
-}
+const config = configWith({ algorithm: 'asgd', stepDeadlineMs: 5000 })
 
 /**
  * Linear loss f(x) = c·x: the gradient is the constant c whatever x is, so the server's final W
@@ -43,29 +38,8 @@ class ConstGradCompute implements Compute {
   resetOptimizer() {}
 }
 
-interface LogLine { peer: string; event: string; detail?: Record<string, unknown> }
-interface Peer { id: string; mesh: MemoryMesh; compute: Compute; inst: AlgorithmInstance; stop: AbortController }
-
-async function start(net: MemoryNetwork, id: string, compute: Compute, cfg: RoomConfig, logs: LogLine[]): Promise<Peer> {
-  const mesh = net.mesh(id) ?? net.join(id)
-  const stop = new AbortController()
-  const inst = await asgd({
-    mesh, compute, config: cfg, signal: stop.signal, now: () => performance.now(),
-    log: (event, detail) => logs.push({ peer: id, event, detail }),
-  })
-  return { id, mesh, compute, inst, stop }
-}
-
-async function startAll(net: MemoryNetwork, computes: Compute[], cfg: RoomConfig, logs: LogLine[]): Promise<Peer[]> {
-  const ids = computes.map((_, i) => `p${i}`)
-  for (const id of ids) net.join(id)
-  return Promise.all(ids.map((id, i) => start(net, id, computes[i], cfg, logs)))
-}
-
-const runSteps = (p: Peer, k: number, out: StepReport[] = []) => (async () => {
-  for (let i = 0; i < k && !p.stop.signal.aborted; i++) out.push(await p.inst.step())
-  return out
-})()
+const start = <C extends Compute>(net: MemoryNetwork, id: string, compute: C, cfg: RoomConfig, logs: LogLine[]) => startPeer(asgd, net, id, compute, cfg, logs)
+const startAll = <C extends Compute>(net: MemoryNetwork, computes: C[], cfg: RoomConfig, logs: LogLine[]) => startPeers(asgd, net, computes, cfg, logs)
 
 describe('ASGD applies each gradient exactly once', () => {
   for (const [name, faults] of [['no faults', FAULTS.none], ['lossy + reordering links', { ...FAULTS.lossy, reorderRate: 0.3, reorderMs: 5 }]] as const) {

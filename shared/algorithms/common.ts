@@ -5,7 +5,8 @@ import { allFinite, axpy, isValidVector, mixInto, sqDist } from '../math/vector'
 import { lrAt } from '../schedule'
 import type { MixingWeights, NeighborSets } from '../topology'
 import { foldMissing, neighbors } from '../topology'
-import { deadline, type Envelope, type PeerId } from '../transport'
+import { deadline, scopedDeadline, type Envelope, type Membership, type PeerId, type ScopedDeadline } from '../transport'
+import { allGatherKind, allReduceTag, LEAVE_KIND, reduceScatterKind, STATE_KIND } from './message-kinds'
 import type { AlgorithmContext } from './types'
 
 /** Pieces shared by the synchronous algorithms: lr, neighbour exchange, bootstrap (§9). */
@@ -16,13 +17,29 @@ export function lrFor(ctx: AlgorithmContext, t: number): number {
 }
 
 /**
- * A named deadline that can also be released early (so finished waits do not leave timers
- * behind): `done()` cancels it. Cancelled by the instance signal too.
+ * A named deadline that also aborts when the roster is one `reason` objects to: it returns the
+ * abort reason, or undefined to keep waiting. It judges the current roster at once
+ * (`changed` false), then every change. `done()` releases the timer and the subscription.
  */
-export function scopedDeadline(name: string, ms: number, parent: AbortSignal): { signal: AbortSignal; done(): void } {
-  const ctl = new AbortController()
-  const signal = deadline(name, ms, AbortSignal.any([parent, ctl.signal]))
-  return { signal, done: () => ctl.abort() }
+export function rosterDeadline(
+  ctx: AlgorithmContext, name: string, ms: number, parent: AbortSignal,
+  reason: (m: Membership, changed: boolean) => unknown,
+): ScopedDeadline {
+  const change = new AbortController()
+  const dl = scopedDeadline(name, ms, parent, change.signal)
+  const judge = (m: Membership, changed: boolean) => {
+    const why = reason(m, changed)
+    if (why !== undefined) change.abort(why)
+  }
+  const unsub = ctx.mesh.onMembership((m) => judge(m, true))
+  judge(ctx.mesh.membership(), false)
+  return {
+    signal: dl.signal,
+    done: () => {
+      unsub()
+      dl.done()
+    },
+  }
 }
 
 export interface ExchangeResult {
@@ -99,15 +116,7 @@ export class NeighborExchange {
         } catch {
           return
         }
-        if (!e.data || e.data.length !== expected || !allFinite(e.data)) {
-          this.rejected++
-          const why = !e.data ? 'no payload' : e.data.length !== expected ? `length ${e.data.length}, expected ${expected}` : 'NaN/Inf in payload'
-          this.ctx.log('rejected', { from: p, kind, round, why })
-          // Counted by the mesh like a bad frame, so the peer is reported after repeated poison
-          // instead of only after missed deadlines.
-          if (!e.data || !opts.benignLengths?.includes(e.data.length) || !allFinite(e.data)) mesh.rejectFrom?.(p, `${kind}: ${why}`)
-          return
-        }
+        if (!this.valid(e, round, expected, opts.benignLengths)) return
         // Only a valid message may move our round: a rejected one proves nothing about the sender.
         if (e.round > ahead) ahead = e.round
         received.set(p, e.data)
@@ -118,15 +127,7 @@ export class NeighborExchange {
       dl.done()
     }
     const missing = sets.receiveFrom.filter((p) => !received.has(p))
-    for (const p of sets.receiveFrom) {
-      if (received.has(p)) this.misses.set(p, 0)
-      else {
-        const k = (this.misses.get(p) ?? 0) + 1
-        this.misses.set(p, k)
-        if (k === config.suspectAfterMisses && mesh.membership().peers.includes(p))
-          mesh.reportSuspect(p, `missed ${k} consecutive '${kind}' deadlines`)
-      }
-    }
+    this.countMisses(kind, sets.receiveFrom, received)
     if (ahead > round) {
       // We were behind: neighbours at `ahead` are waiting for our vector of that round. Send the
       // one we have under their round number so they need not fold us out.
@@ -138,6 +139,32 @@ export class NeighborExchange {
     // Anything older than this round is now useless: keep the mailbox bounded.
     mesh.discard({ kind, where: (x) => x.round < ahead })
     return { received, meta, missing, round: ahead }
+  }
+
+  /** Whether `e` carries `expected` finite values; a rejected one is counted and logged under the exchange's `round`. */
+  private valid(e: Envelope, round: number, expected: number, benignLengths: readonly number[] | undefined): e is Envelope & { data: Float32Array } {
+    if (e.data && e.data.length === expected && allFinite(e.data)) return true
+    this.rejected++
+    const why = !e.data ? 'no payload' : e.data.length !== expected ? `length ${e.data.length}, expected ${expected}` : 'NaN/Inf in payload'
+    this.ctx.log('rejected', { from: e.from, kind: e.kind, round, why })
+    // Counted by the mesh like a bad frame, so the peer is reported after repeated poison
+    // instead of only after missed deadlines.
+    if (!e.data || !benignLengths?.includes(e.data.length) || !allFinite(e.data)) this.ctx.mesh.rejectFrom?.(e.from, `${e.kind}: ${why}`)
+    return false
+  }
+
+  /** A neighbour's miss count resets when its vector arrives; `suspectAfterMisses` in a row report it. */
+  private countMisses(kind: string, receiveFrom: readonly PeerId[], received: ReadonlyMap<PeerId, Float32Array>): void {
+    const { mesh, config } = this.ctx
+    for (const p of receiveFrom) {
+      if (received.has(p)) this.misses.set(p, 0)
+      else {
+        const k = (this.misses.get(p) ?? 0) + 1
+        this.misses.set(p, k)
+        if (k === config.suspectAfterMisses && mesh.membership().peers.includes(p))
+          mesh.reportSuspect(p, `missed ${k} consecutive '${kind}' deadlines`)
+      }
+    }
   }
 }
 
@@ -211,9 +238,6 @@ const stateMetaSchema = z.object({
   extra: z.record(z.string(), z.number()).optional(),
 })
 
-export const STATE_REQUEST = 'state/request'
-export const STATE_RESPONSE = 'state/response'
-
 /**
  * Background responder: answers 'state/request' with this peer's snapshot (or ready:false
  * while it is still bootstrapping itself). Returns a stop function.
@@ -227,7 +251,7 @@ export function startStateResponder(
     while (!signal.aborted) {
       let req: Envelope
       try {
-        req = await ctx.mesh.receive({ kind: STATE_REQUEST }, signal)
+        req = await ctx.mesh.receive({ kind: STATE_KIND.request }, signal)
       } catch {
         return
       }
@@ -236,11 +260,11 @@ export function startStateResponder(
         const dl = scopedDeadline('state/respond', ctx.config.stepDeadlineMs, signal)
         const msg = s
           ? {
-              kind: STATE_RESPONSE, round: req.round,
+              kind: STATE_KIND.response, round: req.round,
               data: concatState(s),
               meta: { ready: true, step: s.step, globalStep: s.globalStep, optLens: s.opt.map((o) => o.length), extra: s.extra },
             }
-          : { kind: STATE_RESPONSE, round: req.round, meta: { ready: false } }
+          : { kind: STATE_KIND.response, round: req.round, meta: { ready: false } }
         await ctx.mesh.send(req.from, msg, dl.signal).catch(() => {})
         dl.done()
       } catch (e) {
@@ -281,8 +305,8 @@ export async function requestState(ctx: AlgorithmContext, targets: readonly Peer
   try {
     await Promise.all(targets.map(async (p) => {
       try {
-        await mesh.send(p, { kind: STATE_REQUEST, round }, dl.signal)
-        const e = await mesh.receive({ kind: STATE_RESPONSE, round, from: p }, dl.signal)
+        await mesh.send(p, { kind: STATE_KIND.request, round }, dl.signal)
+        const e = await mesh.receive({ kind: STATE_KIND.response, round, from: p }, dl.signal)
         const meta = stateMetaSchema.safeParse(e.meta)
         if (!meta.success || !meta.data.ready || !e.data || !allFinite(e.data)) return
         const d = compute.paramCount
@@ -366,7 +390,7 @@ export async function ringAllReduceSum(
     return e.data
   }
   for (let s = 0; s < n - 1; s++) {
-    const kind = `${tag}/rs${s}`
+    const kind = reduceScatterKind(tag, s)
     const [a, b] = bounds(mod(r - s))
     await ctx.mesh.send(right, { kind, round, data: vec.subarray(a, b) }, signal)
     const c = mod(r - s - 1)
@@ -375,7 +399,7 @@ export async function ringAllReduceSum(
     for (let i = 0; i < got.length; i++) vec[ca + i] += got[i]
   }
   for (let s = 0; s < n - 1; s++) {
-    const kind = `${tag}/ag${s}`
+    const kind = allGatherKind(tag, s)
     const [a, b] = bounds(mod(r + 1 - s))
     // The owner of a reduced chunk first rounds it to its wire image: under fp16/int8 the others
     // only ever see the decoded values, and replicas must stay identical (§2.4). Forwarded
@@ -427,10 +451,10 @@ export async function allReduceWithRetry(
     const off = ctx.mesh.onMembership((x) => {
       if (x.epoch !== m.epoch) change.abort()
     })
-    const dl = scopedDeadline(`${name}#${round}`, Math.min(ctx.config.stepDeadlineMs, Math.ceil(left)), AbortSignal.any([ctx.signal, change.signal]))
+    const dl = scopedDeadline(`${name}#${round}`, Math.min(ctx.config.stepDeadlineMs, Math.ceil(left)), ctx.signal, change.signal)
     let retry = true
     try {
-      await ringAllReduceSum(ctx, `${name}/e${m.epoch}`, round, vec, m.peers, dl.signal, received)
+      await ringAllReduceSum(ctx, allReduceTag(name, m.epoch), round, vec, m.peers, dl.signal, received)
       return { sum: vec, members: m.peers.length }
     } catch (e) {
       const rosterChanged = change.signal.aborted || ctx.mesh.membership().epoch !== m.epoch
@@ -454,9 +478,6 @@ export async function allReduceWithRetry(
 // ---------------------------------------------------------------------------------------------
 // Graceful leave (§9.4): the leaver hands its model to its topology neighbours once; each folds
 // it in once at its next step. Nobody ever waits for a hand-over.
-
-export const LEAVE_KIND = 'leave/model'
-export const LEAVE_ACK_KIND = 'leave/ack'
 
 /**
  * Bound on the leaver's wait for acks. The session gives `leave()` 1.5 s in all
@@ -486,8 +507,8 @@ export function leaveShare(n: number, k: number): number {
 
 /**
  * The leaver's topology neighbours (both directions of a directed graph) at `step`. The
- * all-reduce family passes 'ring': its group is a clique, but the ring all-reduce (and so the
- * mesh's links, client/session/platform.ts topologyNeighbours) only ever pairs roster neighbours,
+ * all-reduce family passes its link topology, 'ring' (descriptors.ts linkTopology): its group is
+ * a clique, but the ring all-reduce (and so the mesh's links) only ever pairs roster neighbours,
  * and the next averaging spreads what they fold in to everyone anyway.
  */
 export function leaveTargets(ctx: AlgorithmContext, step = 0, topology: TopologyName = ctx.config.topology): PeerId[] {
@@ -513,8 +534,8 @@ export async function handOverModel(ctx: AlgorithmContext, x: Float32Array, targ
   const data = x.slice()
   mesh.want(targets)
   const acks = await Promise.allSettled(targets.map(async (p) => {
-    await mesh.send(p, { kind: LEAVE_KIND, round, data, meta }, dl.signal)
-    await mesh.receive({ kind: LEAVE_ACK_KIND, round, from: p }, dl.signal)
+    await mesh.send(p, { kind: LEAVE_KIND.model, round, data, meta }, dl.signal)
+    await mesh.receive({ kind: LEAVE_KIND.ack, round, from: p }, dl.signal)
   }))
   dl.done()
   const ok = acks.filter((a) => a.status === 'fulfilled').length
@@ -547,17 +568,17 @@ export class LeaveInbox {
     while (!signal.aborted) {
       let e: Envelope
       try {
-        e = await mesh.receive({ kind: LEAVE_KIND }, signal)
+        e = await mesh.receive({ kind: LEAVE_KIND.model }, signal)
       } catch {
         return
       }
       const meta = leaveMetaSchema.safeParse(e.meta)
       if (!meta.success || !isValidVector(e.data, this.ctx.compute.paramCount)) {
-        mesh.rejectFrom?.(e.from, `${LEAVE_KIND}: bad meta, wrong length or NaN/Inf`)
+        mesh.rejectFrom?.(e.from, `${LEAVE_KIND.model}: bad meta, wrong length or NaN/Inf`)
         continue
       }
       this.queue.set(e.from, { from: e.from, x: e.data, share: leaveShare(meta.data.n, meta.data.k) })
-      mesh.send(e.from, { kind: LEAVE_ACK_KIND, round: e.round }, deadline('leave/ack', LEAVE_HANDOVER_MS, signal)).catch(() => undefined)
+      mesh.send(e.from, { kind: LEAVE_KIND.ack, round: e.round }, deadline('leave/ack', LEAVE_HANDOVER_MS, signal)).catch(() => undefined)
     }
   }
 

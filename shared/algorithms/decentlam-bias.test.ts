@@ -66,7 +66,11 @@ describe('§10.2 DecentLaM vs DmSGD inconsistency bias on the reference problem'
     const peers = await Promise.all(meshes.map((mesh, i) => ALGORITHM_FACTORIES[algorithm]({
       mesh, compute: new LsqCompute(shards[i]), config: r.config, signal: stop.signal, log: () => {}, now: () => performance.now(),
     })))
-    for (let k = 0; k < steps; k++) await Promise.all(peers.map((p) => p.step()))
+    for (let k = 0; k < steps; k++) {
+      await Promise.all(peers.map((p) => p.step()))
+      // The memory mesh runs on microtasks: let vitest's worker answer its runner now and then.
+      if (k % 50 === 49) await new Promise((r) => setImmediate(r))
+    }
     const xs = await Promise.all(peers.map((p) => p.evalParams()))
     stop.abort()
     for (const p of peers) p.dispose()

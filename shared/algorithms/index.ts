@@ -10,6 +10,8 @@ import { asgd } from './asgd'
 import { odSgd } from './od-sgd'
 import { lapSgd } from './lap-sgd'
 
+export { ALGORITHM_DESCRIPTORS } from './descriptors'
+
 /** Explicit registry: every config name maps to its factory. */
 export const ALGORITHM_FACTORIES: Record<AlgorithmName, AlgorithmFactory> = {
   ssgd,

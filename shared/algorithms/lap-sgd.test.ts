@@ -1,22 +1,17 @@
 import { describe, expect, it } from 'vitest'
-import { parseRoomConfig, type RoomConfig } from '../config'
+import type { RoomConfig } from '../config'
 import { sqDist } from '../math/vector'
 import { FAULTS } from '../testing/faults'
+import { configWith, runSteps } from '../testing/harness'
 import { gradientFromComputes, InProcessHogwildPool, type HogwildGradient } from '../testing/inprocess-hogwild'
 import { LsqCompute, makeLsqProblem } from '../testing/lsq-compute'
 import { MemoryNetwork, type MemoryMesh } from '../testing/memory-mesh'
 import { sleep } from '../transport'
 import { lapSgd } from './lap-sgd'
-import type { AlgorithmInstance, StepReport } from './types'
+import type { AlgorithmInstance } from './types'
 
 /** Long deadlines: departures abort the all-reduce through the roster, not by timing out. */
-function config(over: Record<string, unknown> = {}): RoomConfig {
-  const r = parseRoomConfig({
-    algorithm: 'lap-sgd', stepDeadlineMs: 5000, schedule: { kind: 'constant', warmupSteps: 0 }, ...over,
-  })
-  if (!r.ok) throw new Error(r.error)
-  return r.config
-}
+const config = configWith({ algorithm: 'lap-sgd', stepDeadlineMs: 5000 })
 
 /** Pool that records how many local updates had run when each averaging delta was applied. */
 class RecordingPool extends InProcessHogwildPool {
@@ -38,11 +33,6 @@ async function start(net: MemoryNetwork, id: string, init: Float32Array, grad: H
   const inst = await lapSgd({ mesh, compute, config: cfg, signal: stop.signal, now: () => performance.now(), log: () => {}, hogwild: pool })
   return { id, mesh, pool, inst, stop }
 }
-
-const runSteps = (p: Peer, k: number, out: StepReport[] = []) => (async () => {
-  for (let i = 0; i < k && !p.stop.signal.aborted; i++) out.push(await p.inst.step())
-  return out
-})()
 
 /** A constant gradient c (a linear loss), yielding a timer tick so updaters interleave with the averaging. */
 const constGrad = (c: number, d: number): HogwildGradient => async () => {

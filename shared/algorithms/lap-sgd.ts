@@ -4,6 +4,7 @@ import {
   allReduceWithRetry, foldHandovers, handOverModel, LeaveInbox, leaveTargets, lrFor, others, requestState,
   startStateResponder, type PeerState,
 } from './common'
+import { linkTopology } from './descriptors'
 import type { AlgorithmFactory, AlgorithmInstance, HogwildPool, StepReport } from './types'
 
 /**
@@ -148,7 +149,7 @@ class LapSgd implements AlgorithmInstance {
   }
 
   async leave(): Promise<void> {
-    await handOverModel(this.ctx, this.pool.snapshot(), leaveTargets(this.ctx, 0, 'ring'))
+    await handOverModel(this.ctx, this.pool.snapshot(), leaveTargets(this.ctx, 0, linkTopology(this.ctx.config)))
     this.dispose()
   }
 

@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest'
-import { parseRoomConfig, type AlgorithmName, type RoomConfig } from '../config'
+import type { AlgorithmName, RoomConfig } from '../config'
 import { FAULTS, silentPeer } from '../testing/faults'
+import { flatShard as flat, testConfig } from '../testing/harness'
 import { InProcessHogwildPool } from '../testing/inprocess-hogwild'
-import { LsqCompute, type LsqShard } from '../testing/lsq-compute'
+import { LsqCompute } from '../testing/lsq-compute'
 import { MemoryNetwork, type MemoryMesh } from '../testing/memory-mesh'
 import { sleep } from '../transport'
 import { leaveShare, LEAVE_HANDOVER_MS } from './common'
@@ -16,17 +17,10 @@ import type { AlgorithmInstance, HogwildPool } from './types'
  * Gradients are exactly 0 (flat loss), so only the hand-over and the mixing move the models.
  */
 
-const flat = (d: number): LsqShard => ({ m: 1, d, A: new Float64Array(d), b: new Float64Array(1) })
 const zeroGrad = async (x: Float32Array) => ({ grad: new Float32Array(x.length), loss: 0, samples: 1 })
 
-function config(algorithm: AlgorithmName, over: Record<string, unknown>): RoomConfig {
-  const r = parseRoomConfig({
-    algorithm, lr: 0.1, momentum: 0, weightDecay: 0, stepDeadlineMs: 2000,
-    schedule: { kind: 'constant', warmupSteps: 0 }, ...over,
-  })
-  if (!r.ok) throw new Error(r.error)
-  return r.config
-}
+const config = (algorithm: AlgorithmName, over: Record<string, unknown>): RoomConfig =>
+  testConfig({ algorithm, lr: 0.1, momentum: 0, weightDecay: 0, stepDeadlineMs: 2000, ...over })
 
 interface Peer { id: string; mesh: MemoryMesh; inst: AlgorithmInstance; stop: AbortController }
 

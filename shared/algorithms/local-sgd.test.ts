@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
-import { parseRoomConfig, type RoomConfig } from '../config'
+import type { RoomConfig } from '../config'
 import { FAULTS } from '../testing/faults'
+import { testConfig as config } from '../testing/harness'
 import { LsqCompute, makeLsqProblem, type LsqShard } from '../testing/lsq-compute'
 import { MemoryNetwork, type MemoryMesh } from '../testing/memory-mesh'
 import { maxAbsDiff } from '../math/vector'
@@ -14,12 +15,6 @@ import type { AlgorithmInstance, LocalStepOptions, LocalStepResult, StepReport }
  * group's next round boundary, from the average the group computes there; a peer that fell out
  * of step (a stalled tab) lines up with the others' round again.
  */
-
-function config(over: Record<string, unknown>): RoomConfig {
-  const r = parseRoomConfig({ schedule: { kind: 'constant', warmupSteps: 0 }, ...over })
-  if (!r.ok) throw new Error(r.error)
-  return r.config
-}
 
 /** LSQ compute whose local steps take a little time (so a join lands mid-round), records written params, can stall once. */
 class PacedLsq extends LsqCompute {

@@ -1,4 +1,5 @@
 import type { AlgorithmName } from '../config'
+import { linkTopology } from './descriptors'
 import type { LocalStepOptions } from './types'
 import { nextH } from '../schedule'
 import type { AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
@@ -214,7 +215,7 @@ function makeLocal(name: AlgorithmName): AlgorithmFactory {
       },
       evalParams: () => compute.readParams(),
       async leave() {
-        await handOverModel(ctx, await compute.readParams(), leaveTargets(ctx, 0, 'ring'))
+        await handOverModel(ctx, await compute.readParams(), leaveTargets(ctx, 0, linkTopology(config)))
         stop()
         inbox.dispose()
       },

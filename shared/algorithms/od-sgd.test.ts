@@ -1,45 +1,21 @@
 import { describe, expect, it } from 'vitest'
-import { parseRoomConfig, type RoomConfig } from '../config'
+import type { RoomConfig } from '../config'
 import { maxAbsDiff, sqDist } from '../math/vector'
 import { FAULTS } from '../testing/faults'
+import { configWith, runSteps, startPeer, startPeers, type LogLine } from '../testing/harness'
 import { LsqCompute, makeLsqProblem, type LsqProblem } from '../testing/lsq-compute'
-import { MemoryNetwork, type MemoryMesh } from '../testing/memory-mesh'
+import { MemoryNetwork } from '../testing/memory-mesh'
 import { sleep } from '../transport'
 import { odSgd } from './od-sgd'
-import type { AlgorithmInstance, StepReport } from './types'
 
 /** Long deadlines unless a test needs one to fire (a loaded machine must not cut healthy rounds). */
-function config(over: Record<string, unknown> = {}): RoomConfig {
-  const r = parseRoomConfig({
-    algorithm: 'od-sgd', stepDeadlineMs: 5000, schedule: { kind: 'constant', warmupSteps: 0 }, ...over,
-  })
-  if (!r.ok) throw new Error(r.error)
-  return r.config
-}
+const config = configWith({ algorithm: 'od-sgd', stepDeadlineMs: 5000 })
 
-interface LogLine { peer: string; event: string; detail?: Record<string, unknown> }
-interface Peer { id: string; mesh: MemoryMesh; compute: LsqCompute; inst: AlgorithmInstance; stop: AbortController }
+const start = (net: MemoryNetwork, id: string, compute: LsqCompute, cfg: RoomConfig, logs: LogLine[]) => startPeer(odSgd, net, id, compute, cfg, logs)
 
-async function start(net: MemoryNetwork, id: string, compute: LsqCompute, cfg: RoomConfig, logs: LogLine[]): Promise<Peer> {
-  const mesh = net.mesh(id) ?? net.join(id)
-  const stop = new AbortController()
-  const inst = await odSgd({
-    mesh, compute, config: cfg, signal: stop.signal, now: () => performance.now(),
-    log: (event, detail) => logs.push({ peer: id, event, detail }),
-  })
-  return { id, mesh, compute, inst, stop }
-}
-
-async function startAll(net: MemoryNetwork, prob: LsqProblem, n: number, cfg: RoomConfig, logs: LogLine[], batch?: number): Promise<Peer[]> {
-  const ids = Array.from({ length: n }, (_, i) => `p${i}`)
-  for (const id of ids) net.join(id)
-  return Promise.all(ids.map((id, i) => start(net, id, new LsqCompute(prob.shards[i], { batchSize: batch }), cfg, logs)))
-}
-
-const runSteps = (p: Peer, k: number, out: StepReport[] = []) => (async () => {
-  for (let i = 0; i < k && !p.stop.signal.aborted; i++) out.push(await p.inst.step())
-  return out
-})()
+/** The first n shards' peers, each with an LsqCompute of minibatch `batch` (full batch by default). */
+const startAll = (net: MemoryNetwork, prob: LsqProblem, n: number, cfg: RoomConfig, logs: LogLine[], batch?: number) =>
+  startPeers(odSgd, net, prob.shards.slice(0, n).map((s) => new LsqCompute(s, { batchSize: batch })), cfg, logs)
 
 async function until(cond: () => boolean, what: string): Promise<void> {
   for (let i = 0; i < 200 && !cond(); i++) await sleep(5)

@@ -1,9 +1,9 @@
 import { z } from 'zod'
 import { allFinite, isValidVector } from '../math/vector'
 import { lrAt } from '../schedule'
-import { type Envelope, type Membership, type PeerId } from '../transport'
-import { acceptHandover, childController, handOverServerState, Notifier, PS_KIND, pushMetaSchema, serveKind, whilePs, withDeadline } from './ps-common'
-import { scopedDeadline } from './common'
+import { scopedDeadline, type Envelope, type Membership, type PeerId } from '../transport'
+import { acceptHandover, childController, handOverServerState, Notifier, pushMetaSchema, serveKind, whilePs, withDeadline } from './ps-common'
+import { OD_SGD_STATE_KIND, psKind } from './message-kinds'
 import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
 
 /**
@@ -31,13 +31,13 @@ import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport 
  */
 
 const K = {
-  hello: `od-sgd/${PS_KIND.hello}`,
-  state: 'od-sgd/state',
-  push: `od-sgd/${PS_KIND.push}`,
-  weights: `od-sgd/${PS_KIND.weights}`,
-  handover: `od-sgd/${PS_KIND.handover}`,
-  announce: `od-sgd/${PS_KIND.announce}`,
-} as const
+  hello: psKind('od-sgd', 'hello'),
+  state: OD_SGD_STATE_KIND,
+  push: psKind('od-sgd', 'push'),
+  weights: psKind('od-sgd', 'weights'),
+  handover: psKind('od-sgd', 'handover'),
+  announce: psKind('od-sgd', 'announce'),
+}
 
 /** How many past global weights a worker keeps (it needs W_t and W_{t−1}). */
 const RECENT_ROUNDS = 3

@@ -1,7 +1,8 @@
 import { z } from 'zod'
 import { allFinite, concat } from '../math/vector'
-import { type Envelope, type MeshMessage, type PeerId } from '../transport'
-import { scopedDeadline } from './common'
+import { scopedDeadline, type Envelope, type MeshMessage, type PeerId, type ScopedDeadline } from '../transport'
+import { rosterDeadline } from './common'
+import { PS_KIND, psKind } from './message-kinds'
 import type { AlgorithmContext } from './types'
 
 /**
@@ -10,14 +11,7 @@ import type { AlgorithmContext } from './types'
  * server state (W, v) from a leaving PS to its successor.
  */
 
-export const PS_KIND = {
-  hello: 'hello',
-  push: 'push',
-  weights: 'weights',
-  handover: 'handover',
-  handoverAck: 'handover-ack',
-  announce: 'ps-state',
-} as const
+export { PS_KIND }
 
 export const pushMetaSchema = z.object({ samples: z.number().int().min(1).max(1 << 24) })
 
@@ -95,22 +89,11 @@ export async function withDeadline<T>(name: string, ms: number, parent: AbortSig
 }
 
 /** A named deadline that also aborts when the roster changes (`ps` leaving or losing the role included). */
-export function whilePs(
-  ctx: AlgorithmContext, ps: PeerId, name: string, ms: number, parent: AbortSignal,
-): { signal: AbortSignal; done: () => void } {
-  const dl = scopedDeadline(name, ms, parent)
-  const ctl = childController(dl.signal)
+export function whilePs(ctx: AlgorithmContext, ps: PeerId, name: string, ms: number, parent: AbortSignal): ScopedDeadline {
   // Any roster change aborts: in-flight messages of the old epoch are dropped as stale (§9.1).
-  const unsub = ctx.mesh.onMembership((m) => {
-    ctl.abort(new Error(m.roles.ps !== ps || !m.peers.includes(ps) ? `PS ${ps} gone` : `roster changed (epoch ${m.epoch})`))
-  })
-  return {
-    signal: ctl.signal,
-    done: () => {
-      unsub()
-      dl.done()
-    },
-  }
+  return rosterDeadline(ctx, name, ms, parent, (m, changed) => changed
+    ? new Error(m.roles.ps !== ps || !m.peers.includes(ps) ? `PS ${ps} gone` : `roster changed (epoch ${m.epoch})`)
+    : undefined)
 }
 
 /**
@@ -126,7 +109,7 @@ export async function sendHandover(
   return withDeadline(`${algo}/handover`, ctx.config.stepDeadlineMs, parent, async (sig) => {
     await Promise.allSettled(order.map((p) => ctx.mesh.send(p, msg, sig)))
     try {
-      await ctx.mesh.receive({ kind: `${algo}/${PS_KIND.handoverAck}`, round: msg.round, from: succ }, sig)
+      await ctx.mesh.receive({ kind: psKind(algo, 'handoverAck'), round: msg.round, from: succ }, sig)
       return true
     } catch {
       ctx.log(`${algo}/handover-unacked`, { to: succ })
@@ -156,7 +139,7 @@ export async function handOverServerState(
   const order = succ ? [succ, ...others.filter((p) => p !== succ)] : others
   const data = concat([state.W, state.v])
   ctx.log(`${algo}/handover`, { to: succ, ...meta })
-  return sendHandover(ctx, algo, order, { kind: `${algo}/${PS_KIND.handover}`, round, data, meta }, parent)
+  return sendHandover(ctx, algo, order, { kind: psKind(algo, 'handover'), round, data, meta }, parent)
 }
 
 /**
@@ -170,6 +153,6 @@ export async function acceptHandover(
   if (!e.data || e.data.length !== 2 * d || !allFinite(e.data)) return null
   const state = { W: e.data.slice(0, d), v: e.data.slice(d) }
   ctx.log(`${algo}/handover-received`, { from: e.from, ...logMeta })
-  await ackHandover(ctx, `${algo}/${PS_KIND.handoverAck}`, e, parent)
+  await ackHandover(ctx, psKind(algo, 'handoverAck'), e, parent)
   return state
 }

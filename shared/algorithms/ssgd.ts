@@ -2,6 +2,7 @@ import type { AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
 import { isValidVector } from '../math/vector'
 import { scaledLrAt } from '../schedule'
 import { allReduceWithRetry, requestState, ringNeighbours, startStateResponder, type PeerState } from './common'
+import { SSGD_COLLECTIVE } from './message-kinds'
 
 /**
  * SSGD (§2): gradients all-reduced over the whole roster every step (ring all-reduce, sample
@@ -100,7 +101,7 @@ export const ssgd: AlgorithmFactory = async (ctx) => {
   const resync = async (outOfSyncPeers: number): Promise<boolean> => {
     const xs = x
     const ms = m
-    const res = await allReduceWithRetry(ctx, 'ssgd-resync', step, () => {
+    const res = await allReduceWithRetry(ctx, SSGD_COLLECTIVE.resync, step, () => {
       const v = new Float32Array(2 * d)
       v.set(xs, 0)
       v.set(ms, d)
@@ -150,7 +151,7 @@ export const ssgd: AlgorithmFactory = async (ctx) => {
         }
         // Shared by the first try and the holds: a held retry of the same round reuses the chunks
         // already consumed (the neighbours' re-sent copies are duplicates the mesh drops).
-        res = await allReduceWithRetry(ctx, 'ssgd', step, build, { received })
+        res = await allReduceWithRetry(ctx, SSGD_COLLECTIVE.gradient, step, build, { received })
         let caughtUp = false
         neighbourBehind = false
         for (let hold = 0; !res && hold < MAX_HOLDS && !ctx.signal.aborted; hold++) {
@@ -168,7 +169,7 @@ export const ssgd: AlgorithmFactory = async (ctx) => {
           }
           if (!near.some((s) => s.step <= step)) break
           ctx.log('ssgd/hold', { step, hold })
-          res = await allReduceWithRetry(ctx, 'ssgd', step, build, { received, attempts: HOLD_ATTEMPTS })
+          res = await allReduceWithRetry(ctx, SSGD_COLLECTIVE.gradient, step, build, { received, attempts: HOLD_ATTEMPTS })
         }
         if (!caughtUp) {
           if (!res && neighbourBehind && heldCalls + 1 < MAX_HELD_CALLS && !ctx.signal.aborted) {

@@ -23,22 +23,36 @@ export const historyPointSchema = z.object({
 })
 export type HistoryPoint = z.infer<typeof historyPointSchema>
 
+/**
+ * Where a run diverged (shared/divergence.ts): at which global step, when (wall clock ms), the
+ * loss that fired the rule and why. The room paused itself there. A run's history and the room
+ * view (shared/protocol/http.ts) both carry it.
+ */
+export const runDivergenceSchema = z.object({ step: z.number(), at: z.number(), loss: z.number().nullable(), reason: z.string() })
+export type RunDivergence = z.infer<typeof runDivergenceSchema>
+
 export const historyRunSchema = z.object({
   run: z.number().int(),
   config: roomConfigSchema,
   /** Wall clock (ms since 1970) when the run started. */
   started: z.number(),
   points: z.array(historyPointSchema),
-  /**
-   * Set when the run diverged (shared/divergence.ts): at which global step, when (wall clock
-   * ms), the loss that fired the rule and why. The room paused itself there.
-   */
-  diverged: z.object({ step: z.number(), at: z.number(), loss: z.number().nullable(), reason: z.string() }).nullable().default(null),
+  /** Set when the run diverged (runDivergenceSchema); older servers omit it. */
+  diverged: runDivergenceSchema.nullable().default(null),
 })
 export type HistoryRun = z.infer<typeof historyRunSchema>
 
-/** GET /api/rooms/:room/history?format=json */
-export const historyResponseSchema = z.object({ room: z.string(), runs: z.array(historyRunSchema) })
+/**
+ * GET /api/rooms/:room/history?format=json, as the server sends it. The dashboard reads it with
+ * the more forgiving clientHistorySchema (shared/protocol/http.ts).
+ */
+export const historyResponseSchema = z.object({
+  room: z.string(),
+  code: z.string(),
+  /** The room's current run number (a host's new run or reset bumps it). */
+  currentRun: z.number().int(),
+  runs: z.array(historyRunSchema),
+})
 export type HistoryResponse = z.infer<typeof historyResponseSchema>
 
 /** One entry of GET /api/rooms/:room `evictions` (newest last). */

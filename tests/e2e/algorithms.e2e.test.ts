@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import type { BrowserContext } from 'playwright-core'
+import type { RoomResponse } from '../../shared/protocol/http'
 import { volunteerContext } from '../support/browser'
-import { e2eEnvironment } from '../support/e2e'
+import { createRoom, e2eEnvironment, roomUrl } from '../support/e2e'
 import { startNodePeer, type NodePeer } from '../support/node-peer'
 import { getJson, waitFor } from '../support/server'
 
@@ -11,12 +12,9 @@ import { getJson, waitFor } from '../support/server'
  * sensible MNIST accuracy. Each room is created through POST /api/rooms like a host would.
  */
 
-interface ApiPeer { id: string; agent: string; step: number; globalStep: number; loss: number | null; accuracy: number | null; bytesSent: number; neighbors: string[]; updaters?: number; stage: string; h: number | null }
-interface ApiRoom { room: string; config: { algorithm: string; topology: string }; roles: { ps: string | null }; peers: ApiPeer[] }
-
 const SENSIBLE_ACCURACY = 0.8
 
-const CASES: { name: string; config: Record<string, unknown>; check?: (r: ApiRoom) => void }[] = [
+const CASES: { name: string; config: Record<string, unknown>; check?: (r: RoomResponse) => void }[] = [
   // The cnn here (the others use the default mlp): its conv gradient is hand-built from forward
   // Conv2D ops (client/runtime/models.ts), and this is where it runs in a real tab on wasm.
   { name: 'dpsgd', config: { algorithm: 'dpsgd', topology: 'ring', model: 'cnn' } },
@@ -49,10 +47,7 @@ describe('every algorithm family over real WebRTC: 2 Chromium tabs + 1 Node peer
     it(`${c.name} trains MNIST to a sensible accuracy`, async () => {
       const { server, browser } = env
       const room = `e2e-${c.name}`
-      const created = await fetch(`${server.url}/api/rooms`, {
-        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ room, config: c.config }),
-      })
-      expect(created.status, await created.clone().text()).toBe(201)
+      await createRoom(server, { room, config: c.config })
       const contexts: BrowserContext[] = []
       let peer: NodePeer | null = null
       try {
@@ -64,17 +59,17 @@ describe('every algorithm family over real WebRTC: 2 Chromium tabs + 1 Node peer
           await page.goto(`${server.url}/?room=${room}&backend=wasm`)
         }
         peer = startNodePeer(server.url, room, `node-${c.name}`)
-        const url = `${server.url}/api/rooms/${room}`
-        const state = async () => JSON.stringify((await getJson<ApiRoom>(url)).body.peers.map((p) => [p.agent, p.stage, p.step, p.accuracy]))
+        const url = roomUrl(server, room)
+        const state = async () => JSON.stringify((await getJson<RoomResponse>(url)).body.peers.map((p) => [p.agent, p.stage, p.step, p.accuracy]))
         const started = await waitFor(`${c.name}: 3 volunteers stepping`, async () => {
-          const { body } = await getJson<ApiRoom>(url)
+          const { body } = await getJson<RoomResponse>(url)
           return body.peers.length === 3 && body.peers.every((p) => p.step > 0) && body
         }, 150_000).catch(async (e) => {
           throw new Error(`${(e as Error).message}; peers: ${await state()}; node peer output: ${peer?.output().slice(-2000)}`)
         })
         expect(new Set(started.peers.map((p) => p.agent))).toEqual(new Set(['browser', 'node']))
         const done = await waitFor(`${c.name}: every volunteer above ${SENSIBLE_ACCURACY * 100}% test accuracy`, async () => {
-          const { body } = await getJson<ApiRoom>(url)
+          const { body } = await getJson<RoomResponse>(url)
           return body.peers.length === 3 && body.peers.every((p) => (p.accuracy ?? 0) > SENSIBLE_ACCURACY) && body
         }, 180_000, 1000).catch(async (e) => {
           throw new Error(`${(e as Error).message}; peers: ${await state()}`)
@@ -83,7 +78,7 @@ describe('every algorithm family over real WebRTC: 2 Chromium tabs + 1 Node peer
         for (const p of done.peers) expect(p.bytesSent).toBeGreaterThan(0)
         // Still making progress: every volunteer's step moves on from here (no stall).
         await waitFor(`${c.name}: every volunteer keeps stepping`, async () => {
-          const { body } = await getJson<ApiRoom>(url)
+          const { body } = await getJson<RoomResponse>(url)
           return body.peers.length === 3 && body.peers.every((p) => p.step > (done.peers.find((q) => q.id === p.id)?.step ?? 0))
         }, 30_000)
         c.check?.(done)

@@ -1,17 +1,15 @@
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startNodePeer, type NodePeer } from '../support/node-peer'
-import { cleanup, getJson, startTestServer, waitFor, type TestServer } from '../support/server'
+import { describe, expect, it } from 'vitest'
+import type { PeerView, RoomResponse } from '../../shared/protocol/http'
+import { createRoom, roomUrl, serverEnvironment } from '../support/e2e'
+import { startNodePeer } from '../support/node-peer'
+import { getJson, waitFor, type TestServer } from '../support/server'
 
 /**
  * Issue 4 churn and bad-peer acceptance, with headless Node volunteers (each its own process,
  * real WebRTC via @roamhq/wrtc, real signaling server) on DPSGD over a ring.
  */
-
-interface ApiPeer { id: string; name?: string; step: number; samples?: number; loss: number | null; accuracy: number | null; rejected?: number; suspect?: unknown }
-interface ApiEviction { peer: string; name: string | null; reason: string; reporters: string[]; at: number; cooldownMs: number }
-interface ApiRoom { peers: ApiPeer[]; evictions: ApiEviction[] }
 
 const STEP_DEADLINE_MS = 3000
 /** Reports arrive every 500 ms and a folded step takes up to the deadline: allowed silence. */
@@ -19,32 +17,17 @@ const MAX_STEP_GAP_MS = STEP_DEADLINE_MS + 2500
 const TARGET_STEPS = 150
 const CONFIG = { algorithm: 'dpsgd', topology: 'ring', stepDeadlineMs: STEP_DEADLINE_MS, lr: 0.05, momentum: 0.9, batchSize: 32 }
 
-async function createRoom(server: TestServer, room: string, config: Record<string, unknown> = CONFIG) {
-  const r = await fetch(`${server.url}/api/rooms`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ room, config }) })
-  expect(r.status).toBe(201)
-}
-
-const room = (server: TestServer, name: string) => getJson<ApiRoom>(`${server.url}/api/rooms/${name}`).then((r) => r.body)
-const meanAccuracy = (peers: ApiPeer[]) => peers.reduce((a, p) => a + (p.accuracy ?? 0), 0) / peers.length
+const room = (server: TestServer, name: string) => getJson<RoomResponse>(roomUrl(server, name)).then((r) => r.body)
+const meanAccuracy = (peers: PeerView[]) => peers.reduce((a, p) => a + (p.accuracy ?? 0), 0) / peers.length
 
 describe('churn and bad peers over real WebRTC (Node volunteers)', () => {
-  let server: TestServer
-  const peers: NodePeer[] = []
-
-  beforeAll(async () => {
-    server = await startTestServer()
-  })
-
-  afterAll(async () => {
-    for (const p of peers) p.kill()
-    await server?.close()
-    if (server) cleanup(server.dataDir)
-  })
+  const env = serverEnvironment()
 
   // Two 5-peer runs: ~90 s on an idle 2-core machine. TABSWARM_SKIP_SLOW_E2E=1 skips it.
   it.skipIf(process.env.TABSWARM_SKIP_SLOW_E2E === '1')('a killed peer stalls nobody, a joiner catches up, final accuracy matches an undisturbed run', async () => {
+    const { server, peers } = env
     // Undisturbed reference run.
-    await createRoom(server, 'calm')
+    await createRoom(server, { room: 'calm', config: CONFIG })
     const calm = Array.from({ length: 5 }, (_, i) => startNodePeer(server.url, 'calm', `calm-${i}`))
     peers.push(...calm)
     const calmDone = await waitFor('undisturbed run reaches the target step', async () => {
@@ -55,7 +38,7 @@ describe('churn and bad peers over real WebRTC (Node volunteers)', () => {
     calm.forEach((p) => p.kill())
 
     // Disturbed run: 5 peers, kill one abruptly, then a new one joins.
-    await createRoom(server, 'churn')
+    await createRoom(server, { room: 'churn', config: CONFIG })
     const churn = Array.from({ length: 5 }, (_, i) => startNodePeer(server.url, 'churn', `churn-${i}`))
     peers.push(...churn)
     const warm = await waitFor('5 peers past step 60', async () => {
@@ -128,8 +111,9 @@ describe('churn and bad peers over real WebRTC (Node volunteers)', () => {
   } as const
   for (const [mode, what] of Object.entries(BAD_MODES)) {
     it(`a peer sending ${what} is rejected and reported; the others are unaffected`, async () => {
+      const { server, peers } = env
       const name = `bad-${mode}`
-      await createRoom(server, name, mode === 'oversize' ? { ...CONFIG, maxMessageBytes: 1024 * 1024 } : CONFIG)
+      await createRoom(server, { room: name, config: mode === 'oversize' ? { ...CONFIG, maxMessageBytes: 1024 * 1024 } : CONFIG })
       const good = [startNodePeer(server.url, name, 'good-1'), startNodePeer(server.url, name, 'good-2')]
       peers.push(...good)
       await waitFor('good peers stepping', async () => {

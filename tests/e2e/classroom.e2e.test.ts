@@ -2,7 +2,9 @@ import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import type { Page } from 'playwright-core'
 import { volunteerContext } from '../support/browser'
-import { e2eEnvironment } from '../support/e2e'
+import type { HistoryResponse } from '../../shared/protocol/history'
+import type { PeerView, RoomResponse } from '../../shared/protocol/http'
+import { e2eEnvironment, postControl } from '../support/e2e'
 import { getJson, waitFor } from '../support/server'
 
 /**
@@ -16,31 +18,9 @@ import { getJson, waitFor } from '../support/server'
  * training resumes from the checkpoint.
  */
 
-interface ApiPeer {
-  id: string
-  name?: string
-  step: number
-  globalStep?: number
-  accuracy: number | null
-  stage?: string
-}
-interface ApiRoom {
-  room: string
-  joinUrl?: string
-  localOnly?: boolean
-  joining?: { id: string; away?: string | null }[]
-  evictions?: unknown[]
-  code: string
-  run: number
-  paused: boolean
-  checkpointStep: number | null
-  config: { algorithm: string; topology: string; model: string; dataset: string; totalSteps: number; lr: number; stepDeadlineMs: number }
-  peers: ApiPeer[]
-}
-
 const STUDENTS = ['Ada', 'Grace', 'Alan']
 
-const progress = (p: ApiPeer) => p.globalStep ?? p.step
+const progress = (p: PeerView) => p.globalStep ?? p.step
 
 /** The dashboard's "Test accuracy" figure as a fraction (null while it shows a dash). */
 async function shownAccuracy(page: Page): Promise<number | null> {
@@ -76,7 +56,7 @@ describe('classroom: host, students, spectator, controls, exports, restart', () 
     const code = ((await codeBox.textContent()) ?? '').trim()
     expect(code).toMatch(/^[A-Za-z0-9_-]{3,}$/)
     const roomUrl = `${server.url}/api/rooms/${encodeURIComponent(code)}`
-    const created = (await getJson<ApiRoom>(roomUrl)).body
+    const created = (await getJson<RoomResponse>(roomUrl)).body
     expect(created.config).toMatchObject({ algorithm: 'dpsgd', topology: 'ring', dataset: 'mnist', model: 'mlp', totalSteps: 200000, stepDeadlineMs: 15000 })
     // This server listens on loopback only: the join link is this machine's, and the host page says so.
     expect(created).toMatchObject({ localOnly: true, joinUrl: `${server.url}/?room=${code}` })
@@ -99,12 +79,12 @@ describe('classroom: host, students, spectator, controls, exports, restart', () 
     expect(created.paused).toBe(true)
     await host.getByRole('status').filter({ hasText: 'Waiting for your Start: 3 students are ready' }).waitFor({ timeout: 90_000 })
     await new Promise((r) => setTimeout(r, 1500))
-    const waiting = (await getJson<ApiRoom>(roomUrl)).body
+    const waiting = (await getJson<RoomResponse>(roomUrl)).body
     expect(waiting.paused).toBe(true)
     expect(waiting.peers.map((p) => p.step)).toEqual([0, 0, 0])
     await host.getByRole('button', { name: 'Start', exact: true }).click()
     await waitFor('3 students training', async () => {
-      const { body } = await getJson<ApiRoom>(roomUrl)
+      const { body } = await getJson<RoomResponse>(roomUrl)
       return body.peers.length === 3 && body.peers.every((p) => p.step > 0) && body
     }, 90_000)
     for (const s of students) await expect(s.getByTestId('stage').textContent()).resolves.toMatch(/Training|Stalled/)
@@ -126,31 +106,31 @@ describe('classroom: host, students, spectator, controls, exports, restart', () 
 
     // (d) Pause from the host page: students show Paused and steps stop; then resume.
     await host.getByRole('button', { name: 'Pause', exact: true }).click()
-    await waitFor('the server marks the room paused', async () => (await getJson<ApiRoom>(roomUrl)).body.paused, 10_000).catch(async (e) => {
+    await waitFor('the server marks the room paused', async () => (await getJson<RoomResponse>(roomUrl)).body.paused, 10_000).catch(async (e) => {
       throw new Error(`${(e as Error).message}; host page says: ${await host.locator('.notice-slot').textContent()}`)
     })
     for (const s of students) {
       await s.getByTestId('stage').filter({ hasText: 'Paused' }).waitFor({ timeout: 15_000 }).catch(async (e) => {
-        throw new Error(`${(e as Error).message}; stage shows ${await s.getByTestId('stage').textContent()}; room ${JSON.stringify((await getJson<ApiRoom>(roomUrl)).body.peers.map((p) => [p.name, p.id, p.stage]))}; log ${await s.getByRole('list', { name: 'Event log' }).textContent()}`)
+        throw new Error(`${(e as Error).message}; stage shows ${await s.getByTestId('stage').textContent()}; room ${JSON.stringify((await getJson<RoomResponse>(roomUrl)).body.peers.map((p) => [p.name, p.id, p.stage]))}; log ${await s.getByRole('list', { name: 'Event log' }).textContent()}`)
       })
     }
     // A tab pauses at its next step boundary. One that was a round ahead waits in its step for
     // neighbours that paused first, up to the neighbour deadline (15 s here): allow for that.
     const paused = await waitFor('every peer reports paused', async () => {
-      const { body } = await getJson<ApiRoom>(roomUrl)
+      const { body } = await getJson<RoomResponse>(roomUrl)
       return body.paused && body.peers.every((p) => p.stage === 'paused') && body
     }, 30_000)
     await new Promise((r) => setTimeout(r, 2500))
-    const stillPaused = (await getJson<ApiRoom>(roomUrl)).body
+    const stillPaused = (await getJson<RoomResponse>(roomUrl)).body
     for (const p of stillPaused.peers) expect(p.step).toBe(paused.peers.find((q) => q.id === p.id)!.step)
     await host.getByRole('button', { name: 'Resume' }).click()
     await waitFor('steps advance after resume', async () => {
-      const { body } = await getJson<ApiRoom>(roomUrl)
+      const { body } = await getJson<RoomResponse>(roomUrl)
       return !body.paused && body.peers.every((p) => p.step > stillPaused.peers.find((q) => q.id === p.id)!.step + 3) && body
     }, 30_000)
 
     // (d2) A student pauses: the tab steps out of the roster at once (no eviction), then returns.
-    const roomPeers = async () => (await getJson<ApiRoom>(roomUrl)).body
+    const roomPeers = async () => (await getJson<RoomResponse>(roomUrl)).body
     /** On a timeout, say where every tab was: the room's view and each student's event log. */
     const explain = async (e: unknown): Promise<never> => {
       const logs = await Promise.all(students.map(async (s) => (await s.getByRole('list', { name: 'Event log' }).textContent().catch(() => '')) ?? ''))
@@ -201,16 +181,12 @@ describe('classroom: host, students, spectator, controls, exports, restart', () 
     void grace
 
     // (e) Controls without the host token are refused and change nothing.
-    const before = (await getJson<ApiRoom>(roomUrl)).body
-    const controlUrl = `${roomUrl}/control`
-    const noToken = await fetch(controlUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ action: 'pause' }) })
+    const before = (await getJson<RoomResponse>(roomUrl)).body
+    const noToken = await postControl(server, code, { action: 'pause' })
     expect(noToken.status).toBe(401)
-    const wrong = await fetch(controlUrl, {
-      method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer not-the-host-token' },
-      body: JSON.stringify({ action: 'new-run', config: { algorithm: 'ssgd', topology: 'clique' } }),
-    })
+    const wrong = await postControl(server, code, { action: 'new-run', config: { algorithm: 'ssgd', topology: 'clique' } }, 'not-the-host-token')
     expect(wrong.status).toBe(403)
-    const unchanged = (await getJson<ApiRoom>(roomUrl)).body
+    const unchanged = (await getJson<RoomResponse>(roomUrl)).body
     expect(unchanged.paused).toBe(false)
     expect(unchanged.run).toBe(before.run)
     expect(unchanged.config).toEqual(before.config)
@@ -227,12 +203,12 @@ describe('classroom: host, students, spectator, controls, exports, restart', () 
 
     const jsonDl = spectator.waitForEvent('download')
     await spectator.getByRole('link', { name: 'History (JSON)' }).click()
-    const history = JSON.parse(readFileSync(await (await jsonDl).path(), 'utf8')) as { runs: { run: number; points: { accuracy: number | null }[] }[] }
+    const history = JSON.parse(readFileSync(await (await jsonDl).path(), 'utf8')) as HistoryResponse
     expect(history.runs.length).toBeGreaterThanOrEqual(1)
     expect(history.runs[0].points.length).toBeGreaterThan(1)
     expect(history.runs[0].points.some((p) => (p.accuracy ?? 0) > 0.5)).toBe(true)
 
-    const cpStep = await waitFor('a room checkpoint', async () => (await getJson<ApiRoom>(roomUrl)).body.checkpointStep ?? undefined, 60_000)
+    const cpStep = await waitFor('a room checkpoint', async () => (await getJson<RoomResponse>(roomUrl)).body.checkpointStep ?? undefined, 60_000)
     const modelDl = spectator.waitForEvent('download')
     await spectator.getByRole('link', { name: 'Download model (TensorFlow.js)' }).click()
     const model = JSON.parse(readFileSync(await (await modelDl).path(), 'utf8')) as {
@@ -257,28 +233,28 @@ describe('classroom: host, students, spectator, controls, exports, restart', () 
     // (g) Restart the server on the same port and data directory.
     // Marks each student page: still there after the restart = the tab was never reloaded.
     for (const s of students) await s.evaluate(() => { (window as unknown as { __sameTab: boolean }).__sameTab = true })
-    const beforeRestart = (await getJson<ApiRoom>(roomUrl)).body
+    const beforeRestart = (await getJson<RoomResponse>(roomUrl)).body
     const savedStep = beforeRestart.checkpointStep ?? cpStep
     server = env.server = await server.restart()
     const after = await waitFor('room back after restart', async () => {
-      const { status, body } = await getJson<ApiRoom>(roomUrl)
+      const { status, body } = await getJson<RoomResponse>(roomUrl)
       return status === 200 && body
     }, 15_000)
     expect(after.config).toEqual(beforeRestart.config)
     expect(after.run).toBe(beforeRestart.run)
     expect(after.checkpointStep).toBe(savedStep)
-    const kept = (await getJson<{ runs: { points: unknown[] }[] }>(`${roomUrl}/history?format=json`)).body
+    const kept = (await getJson<HistoryResponse>(`${roomUrl}/history?format=json`)).body
     expect(kept.runs[0].points.length).toBeGreaterThan(1)
 
     // Nobody reloads: the students' tabs reconnect by themselves, come back together and resume
     // from the checkpoint (each one either loads it or takes it from a neighbour that did), so the
     // room's progress does not start over.
     const rejoined = await waitFor('all students back by themselves, past the checkpoint', async () => {
-      const { body } = await getJson<ApiRoom>(roomUrl)
+      const { body } = await getJson<RoomResponse>(roomUrl)
       return body.peers.length === 3 && body.peers.every((p) => p.step > 0 && p.stage === 'training' && progress(p) > savedStep) && body
     }, 90_000).catch(async (e) => {
       const logs = await Promise.all(students.map(async (s) => (await s.getByRole('list', { name: 'Event log' }).textContent()) ?? ''))
-      throw new Error(`${(e as Error).message}; room ${JSON.stringify((await getJson<ApiRoom>(roomUrl)).body.peers.map((p) => [p.name, p.stage, progress(p)]))}; logs ${logs.join(' | ')}`)
+      throw new Error(`${(e as Error).message}; room ${JSON.stringify((await getJson<RoomResponse>(roomUrl)).body.peers.map((p) => [p.name, p.stage, progress(p)]))}; logs ${logs.join(' | ')}`)
     })
     // After a restart every tab starts over at step 0 unless it resumed: all past the checkpoint
     // step means the checkpoint was used, by each tab or by the neighbours it bootstrapped from.

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import type { Page } from 'playwright-core'
 import { dataChannelBytes, volunteerContext } from '../support/browser'
+import type { PeerView, RoomResponse } from '../../shared/protocol/http'
 import { e2eEnvironment } from '../support/e2e'
 import { getJson, waitFor } from '../support/server'
 
@@ -11,24 +12,6 @@ import { getJson, waitFor } from '../support/server'
  * third with ?compute=main on its page thread: both kinds report where their model runs and
  * reach the same accuracy in one ring.
  */
-
-interface ApiPeer {
-  id: string
-  step: number
-  loss: number | null
-  accuracy: number | null
-  backend: string
-  computeThread: 'worker' | 'main' | null
-  name?: string
-  bytesSent: number
-  bytesReceived: number
-  neighbors: string[]
-}
-interface ApiRoom {
-  room: string
-  config: { algorithm: string; topology: string; model: string; dataset: string }
-  peers: ApiPeer[]
-}
 
 const ROOM = 'e2e-skeleton'
 /** 784·128 + 128 + 128·10 + 10 parameters × 4 bytes: one fp32 model of the default MLP. */
@@ -50,10 +33,10 @@ describe('walking skeleton: 3 tabs, DPSGD ring over real WebRTC', () => {
 
     const roomUrl = `${server.url}/api/rooms/${ROOM}`
     const first = await waitFor('3 peers reporting steps', async () => {
-      const { status, body } = await getJson<ApiRoom>(roomUrl)
+      const { status, body } = await getJson<RoomResponse>(roomUrl)
       // Reports trail roster changes by up to a report interval, so wait until every peer's
       // report already reflects the 3-peer roster too.
-      const ring = (p: ApiPeer) => p.neighbors.length === 2 && p.neighbors.every((n) => n !== p.id && body.peers.some((q) => q.id === n))
+      const ring = (p: PeerView) => p.neighbors.length === 2 && p.neighbors.every((n) => n !== p.id && body.peers.some((q) => q.id === n))
       return status === 200 && body.peers.length === 3 && body.peers.every((p) => p.step > 0 && p.loss !== null && ring(p)) && body
     }, 120_000)
     expect(first.config).toMatchObject({ algorithm: 'dpsgd', topology: 'ring', dataset: 'mnist' })
@@ -65,7 +48,7 @@ describe('walking skeleton: 3 tabs, DPSGD ring over real WebRTC', () => {
     }
 
     const trained = await waitFor('every tab above 85 % test accuracy', async () => {
-      const { body } = await getJson<ApiRoom>(roomUrl)
+      const { body } = await getJson<RoomResponse>(roomUrl)
       return body.peers.length === 3 && body.peers.every((p) => (p.accuracy ?? 0) > 0.85) && body
     }, 240_000, 1000)
     for (const p of trained.peers) {
@@ -86,12 +69,12 @@ describe('walking skeleton: 3 tabs, DPSGD ring over real WebRTC', () => {
     await expect(pages[0].getByTestId('stat-backend').textContent()).resolves.toMatch(/wasm/i)
 
     // Close one tab abruptly: the others keep stepping within seconds and the ring re-forms.
-    const before = (await getJson<ApiRoom>(roomUrl)).body
+    const before = (await getJson<RoomResponse>(roomUrl)).body
     const closing = before.peers[0].id
     await pages[0].context().close()
     const stepsAtClose = new Map(before.peers.map((p) => [p.id, p.step]))
     const after = await waitFor('remaining tabs advance after a tab closed', async () => {
-      const { body } = await getJson<ApiRoom>(roomUrl)
+      const { body } = await getJson<RoomResponse>(roomUrl)
       return body.peers.length === 2 &&
         body.peers.every((p) => p.id !== closing && p.step > (stepsAtClose.get(p.id) ?? 0) + 5) && body
     }, 20_000, 250)
