@@ -14,7 +14,7 @@ const root = fileURLToPath(new URL('.', import.meta.url))
 export default defineConfig({
   root: `${root}client`,
   publicDir: `${root}public`,
-  // simple-peer expects Node's Buffer/process/events (BROWSER-TESTING.md "Bundling simple-peer").
+  // simple-peer expects Node's Buffer/process/events .
   plugins: [react(), nodePolyfills({ include: ['buffer', 'process', 'events', 'util', 'stream'], globals: { Buffer: true, process: true, global: true } })],
   define: { global: 'globalThis' },
   build: {

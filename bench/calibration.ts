@@ -6,14 +6,14 @@ import { ALGORITHM_FACTORIES } from '../shared/algorithms'
 import { load, RESULTS_DIR, writeResult } from './common'
 
 /**
- * The toy calibrations of ../shared/ALGORITHMS.md §10, run with the real algorithm code through
+ * The toy calibrations of docs/algorithms.md "Calibrations", run with the real algorithm code through
  * bench/sim-cli.ts (8 peers in one process over the in-memory mesh, synthetic teacher–student
  * data, tfjs wasm). Each section writes bench/results/calibration-<section>.json and an SVG
  * chart of the averaged model's test-accuracy curves under docs/calibration/.
  *
  *   npx tsx bench/calibration.ts [--quick] [--only dpsgd,qsr,odsgd,decentlam] [--seeds 0,1,2,3] [--lrs 0.7]
  * --quick: seed 0 only and the fewest configurations that still test each claim.
- * "diverged" follows §10: loss NaN/Inf, or any logged train loss > 50.
+ * "diverged" follows docs/algorithms.md "Calibrations": loss NaN/Inf, or any logged train loss > 50.
  *
  * Results accumulate: a run's (label, seed) pairs replace the same pairs already in the section's
  * JSON and every other stored run is kept, so sections can be filled in by several invocations
@@ -43,7 +43,7 @@ function sim(args: string[]): Promise<SimOut> {
     c.stderr.on('data', (d) => (err += d))
     c.on('exit', (code) => {
       if (code === 0) return resolve(JSON.parse(readFileSync(file, 'utf8')))
-      // The runtime refuses to write NaN/Inf parameters into a model: that is divergence (§10).
+      // The runtime refuses to write NaN/Inf parameters into a model: that is divergence (docs/algorithms.md "Calibrations").
       if (/checkParams|non-finite|NaN/i.test(err)) return resolve({ finalTestAccuracy: 0, finalTestLoss: NaN, diverged: true, syncRounds: 0, bytesSentPerPeer: [], curve: [] })
       reject(new Error(`sim ${args.join(' ')} exited ${code}: ${err.slice(-500)}`))
     })
@@ -162,7 +162,7 @@ export function mergeRuns(stored: CalRun[], fresh: CalRun[]): CalRun[] {
 const base = ['--peers', '8', '--dataset', 'synthetic']
 
 async function dpsgdVsSsgd() {
-  // §10.1: deep MLP 32-[128]×6-10, ring, b=64, β=0.9, 160 steps, 20 % warmup then constant lr.
+  // docs/algorithms.md "Calibration: D-PSGD vs SSGD at a large learning rate": deep MLP 32-[128]×6-10, ring, b=64, β=0.9, 160 steps, 20 % warmup then constant lr.
   const common = [...base, '--model', 'deep-mlp', '--steps', '160', '--batch', '64', '--momentum', '0.9', '--schedule', 'constant', '--warmup', '32', '--eval-every', '16']
   const runs: CalRun[] = []
   for (const lr of lrList ?? (quick ? [0.7] : [0.5, 0.7])) {
@@ -171,11 +171,11 @@ async function dpsgdVsSsgd() {
       runs.push(await run(`dpsgd lr ${lr}`, [...common, '--algorithm', 'dpsgd', '--topology', 'ring', '--lr', String(lr)], seed))
     }
   }
-  return { section: '10.1', runs, chart: { file: 'dpsgd-vs-ssgd.svg', title: '§10.1 DPSGD vs SSGD (deep MLP, n=8 ring, b=64, β=0.9)' }, reference: { 'ssgd lr 0.5': [64.8, 69.6, 67.8, 69.7], 'dpsgd lr 0.5': [69.5, 68.6, 67.8, 70.5], 'ssgd lr 0.7': ['div', 62.7, 51.6, 'div'], 'dpsgd lr 0.7': [68.5, 66.9, 62.5, 63.8] } }
+  return { section: '10.1', runs, chart: { file: 'dpsgd-vs-ssgd.svg', title: 'DPSGD vs SSGD (deep MLP, n=8 ring, b=64, β=0.9)' }, reference: { 'ssgd lr 0.5': [64.8, 69.6, 67.8, 69.7], 'dpsgd lr 0.5': [69.5, 68.6, 67.8, 70.5], 'ssgd lr 0.7': ['div', 62.7, 51.6, 'div'], 'dpsgd lr 0.7': [68.5, 66.9, 62.5, 63.8] } }
 }
 
 async function qsr() {
-  // §10.3: MLP 32-128-128-10, iid, b=32, 960 steps, local heavy-ball 0.9, cosine 0.2 → 0, 5 % warmup.
+  // docs/algorithms.md "Calibration: Local SGD with QSR": MLP 32-128-128-10, iid, b=32, 960 steps, local heavy-ball 0.9, cosine 0.2 → 0, 5 % warmup.
   const common = [...base, '--model', 'mlp', '--steps', '960', '--batch', '32', '--momentum', '0.9', '--lr', '0.2', '--schedule', 'cosine', '--warmup', '48', '--eval-every', '96']
   const seeds = quick ? [0] : seedList.slice(0, 3)
   const runs: CalRun[] = []
@@ -185,11 +185,11 @@ async function qsr() {
     runs.push(await run('qsr Hb=2 α=0.2', [...common, '--algorithm', 'local-sgd', '--h-base', '2', '--qsr-alpha', '0.2'], seed))
     runs.push(await run('qsr Hb=2 α=0.4', [...common, '--algorithm', 'local-sgd', '--h-base', '2', '--qsr-alpha', '0.4'], seed))
   }
-  return { section: '10.3', runs, chart: { file: 'qsr.svg', title: '§10.3 Local SGD + QSR vs SSGD (MLP, iid, b=32)' }, reference: { ssgd: { rounds: 960, acc: 74.7 }, 'local-sgd H=8': { rounds: 120, acc: 73.9 }, 'qsr Hb=2 α=0.2': { rounds: 276, acc: 74.4 }, 'qsr Hb=2 α=0.4': { rounds: 119, acc: 74.4 } } }
+  return { section: '10.3', runs, chart: { file: 'qsr.svg', title: 'Local SGD + QSR vs SSGD (MLP, iid, b=32)' }, reference: { ssgd: { rounds: 960, acc: 74.7 }, 'local-sgd H=8': { rounds: 120, acc: 73.9 }, 'qsr Hb=2 α=0.2': { rounds: 276, acc: 74.4 }, 'qsr Hb=2 α=0.4': { rounds: 119, acc: 74.4 } } }
 }
 
 async function odsgd() {
-  // §10.4: MLP 32-128-128-10, iid, b=32, 8 epochs = 256 steps, server β=0.9, 20-step SSGD warm start.
+  // docs/algorithms.md "Calibration: OD-SGD's local step": MLP 32-128-128-10, iid, b=32, 8 epochs = 256 steps, server β=0.9, 20-step SSGD warm start.
   const factory = ALGORITHM_FACTORIES['od-sgd']
   let registered = true
   try {
@@ -200,7 +200,7 @@ async function odsgd() {
     if (/not implemented/.test(String(e))) registered = false
   }
   if (!registered) {
-    console.log('  od-sgd is not registered in shared/algorithms/index.ts yet: §10.4 skipped')
+    console.log('  od-sgd is not registered in shared/algorithms/index.ts yet: its calibration is skipped')
     return { section: '10.4', skipped: 'od-sgd not registered in shared/algorithms/index.ts' }
   }
   const common = [...base, '--model', 'mlp', '--steps', '256', '--batch', '32', '--momentum', '0.9', '--lr', '0.2', '--eval-every', '32']
@@ -211,11 +211,11 @@ async function odsgd() {
     runs.push(await run('od-sgd ηℓ=0', [...common, '--algorithm', 'od-sgd', '--topology', 'star', '--local-lr', '0'], seed))
     runs.push(await run('od-sgd ηℓ=5η', [...common, '--algorithm', 'od-sgd', '--topology', 'star', '--local-lr', '1'], seed))
   }
-  return { section: '10.4', runs, chart: { file: 'odsgd.svg', title: '§10.4 OD-SGD local lr 0 vs 5η (η=0.2)' }, reference: { ssgd: 71.1, 'od-sgd ηℓ=0': 62.5, 'od-sgd ηℓ=5η': 71.5 } }
+  return { section: '10.4', runs, chart: { file: 'odsgd.svg', title: 'OD-SGD local lr 0 vs 5η (η=0.2)' }, reference: { ssgd: 71.1, 'od-sgd ηℓ=0': 62.5, 'od-sgd ηℓ=5η': 71.5 } }
 }
 
 async function decentlam() {
-  // §10.2: MLP 32-128-128-10, label-sorted shards, b=256, β=0.9, 10 epochs = 40 steps, 5 % warmup.
+  // docs/algorithms.md "Calibration: DecentLaM vs DmSGD": MLP 32-128-128-10, label-sorted shards, b=256, β=0.9, 10 epochs = 40 steps, 5 % warmup.
   const common = [...base, '--model', 'mlp', '--steps', '40', '--batch', '256', '--momentum', '0.9', '--partition', 'label-skew:1', '--topology', 'ring', '--schedule', 'constant', '--warmup', '2', '--eval-every', '4']
   const seeds = quick ? [0] : seedList.slice(0, 2)
   const runs: CalRun[] = []
@@ -226,7 +226,7 @@ async function decentlam() {
       runs.push(await run(`decentlam lr ${lr}`, [...common, '--algorithm', 'decentlam', '--lr', String(lr)], seed))
     }
   }
-  return { section: '10.2', runs, chart: { file: 'decentlam-vs-dmsgd.svg', title: '§10.2 DecentLaM vs DmSGD (label-sorted shards, b=256)' }, reference: { 'lr 0.05': { pmsgd: [63.3, 64.0], dmsgd: [54.8, 54.9], decentlam: [61.8, 61.4] }, 'lr 0.2': { pmsgd: [67.7, 68.2], dmsgd: [60.3, 60.0], decentlam: [63.2, 62.3] } } }
+  return { section: '10.2', runs, chart: { file: 'decentlam-vs-dmsgd.svg', title: 'DecentLaM vs DmSGD (label-sorted shards, b=256)' }, reference: { 'lr 0.05': { pmsgd: [63.3, 64.0], dmsgd: [54.8, 54.9], decentlam: [61.8, 61.4] }, 'lr 0.2': { pmsgd: [67.7, 68.2], dmsgd: [60.3, 60.0], decentlam: [63.2, 62.3] } } }
 }
 
 interface SectionResult { section: string; runs?: CalRun[]; chart?: ChartSpec; reference?: unknown; skipped?: string }
@@ -251,7 +251,7 @@ export async function runCalibration(): Promise<void> {
       body = { section: r.section, seeds, runs, summary: summarize(runs), reference: r.reference }
     }
     const file = writeResult(out, { ...body, quick, wallS, load: { before: loadBefore, after: load() } })
-    // The published copy beside its chart (issue 3: "JSON and a plot committed under docs/").
+    // The published copy beside its chart (JSON and a plot committed under docs/).
     if (!quick) copyFileSync(file, join('docs/calibration', `${out}.json`))
     console.log('  wrote', file)
   }

@@ -7,7 +7,7 @@ import { load } from './common'
  * themselves inside tools/netns-run.sh). JSON goes to bench/results/.
  *   npm run bench                 mixing, codec, transport, overhead, scale, tab-thread
  *   npm run bench -- --quick      shorter runs (writes *-quick.json) plus calibration --quick
- *   npm run bench -- --calibration  also the full §10 calibrations (tens of minutes on 2 cores)
+ *   npm run bench -- --calibration  also the full docs/algorithms.md "Calibrations" calibrations (tens of minutes on 2 cores)
  */
 const quick = process.argv.includes('--quick')
 const withCal = quick || process.argv.includes('--calibration')

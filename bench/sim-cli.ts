@@ -22,7 +22,7 @@ import { TfCompute, uploadDataset } from '../client/runtime/tf-compute'
  */
 
 /**
- * LAP-SGD's U updaters per simulated peer (§7.3):
+ * LAP-SGD's U updaters per simulated peer (docs/algorithms.md "Counting H over U updaters"):
  * - 'worker': the real pool, U worker_threads over a SharedArrayBuffer (what Node peers run);
  * - 'inprocess': U interleaved async updaters in this thread (deterministic, no thread start-up).
  */

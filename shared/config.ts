@@ -69,9 +69,9 @@ export const syncSchema = z.discriminatedUnion('kind', [
 export type SyncRule = z.infer<typeof syncSchema>
 
 /**
- * ssgd: the large-batch recipe of Goyal et al. (ALGORITHMS.md §2.1). `linear`: the peak lr is
+ * ssgd: the large-batch recipe of Goyal et al. (docs/algorithms.md "SSGD linear learning-rate scaling"). `linear`: the peak lr is
  * lr · B/referenceBatch with B the global batch of each step (the samples all-reduced that step,
- * so it follows the group as peers come and go, §2.4), and warmup ramps from the base lr up to
+ * so it follows the group as peers come and go, docs/algorithms.md "SSGD under churn"), and warmup ramps from the base lr up to
  * that peak. The default reference batch is Goyal's 256 (lr 0.1 per 256 samples).
  */
 export const lrScalingSchema = z.discriminatedUnion('kind', [
@@ -108,7 +108,7 @@ export const roomConfigSchema = z
     momentum: z.number().min(0).lt(1),
     weightDecay: z.number().min(0).max(1),
     schedule: scheduleSchema,
-    /** ssgd: linear lr scaling with the global batch, warmup from the base lr (§2.1). */
+    /** ssgd: linear lr scaling with the global batch, warmup from the base lr (docs/algorithms.md "SSGD linear learning-rate scaling"). */
     lrScaling: lrScalingSchema,
     /**
      * ssgd: average x and m over the group every this many steps (0: never on a schedule).
@@ -133,7 +133,7 @@ export const roomConfigSchema = z
     /** lap-sgd: concurrent Hogwild updaters per tab. */
     updaters: z.number().int().min(1).max(16),
     compression: z.enum(COMPRESSIONS),
-    /** Named deadline for a neighbour's message in a synchronous step (§9.2). */
+    /** Named deadline for a neighbour's message in a synchronous step (docs/algorithms.md "Deadlines and folding of missing neighbours"). */
     stepDeadlineMs: z.number().int().min(50).max(600_000),
     /** After this many consecutive missed deadlines a neighbour is reported as suspect. */
     suspectAfterMisses: z.number().int().min(1).max(1000),
@@ -158,7 +158,7 @@ export const roomConfigSchema = z
 
 export type RoomConfig = z.infer<typeof roomConfigSchema>
 
-/** Defaults shared by every algorithm (a small MNIST MLP on a ring, ALGORITHMS.md §3 defaults). */
+/** Defaults shared by every algorithm (a small MNIST MLP on a ring, docs/algorithms.md "D-PSGD (AWC and ATC)" defaults). */
 export const BASE_DEFAULTS: RoomConfig = {
   algorithm: 'dpsgd',
   topology: 'ring',

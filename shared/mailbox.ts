@@ -32,7 +32,7 @@ export class Mailbox {
   private waiters = new Set<Waiter>()
   private seen = new Set<string>()
   private seenOrder: string[] = []
-  /** Messages from an epoch older than this are stale and dropped (§9.1). */
+  /** Messages from an epoch older than this are stale and dropped (docs/algorithms.md "Message tagging and staleness"). */
   minEpoch = 0
   dropped = { stale: 0, duplicate: 0, overflow: 0 }
 

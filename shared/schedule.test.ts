@@ -17,14 +17,14 @@ describe('schedule', () => {
     expect(lrAt({ kind: 'constant', warmupSteps: 10 }, 2, 5, 100)).toBeCloseTo(1, 12)
   })
 
-  it('QSR on the ViT-B config gives exactly 9,711 rounds (§10.3), 7,817 at α=0.02, 25 % at constant H=4', () => {
+  it('QSR on the ViT-B config gives exactly 9,711 rounds, 7,817 at α=0.02, 25 % at constant H=4', () => {
     const T = 300 * 312
     expect(roundPlan({ kind: 'qsr', hBase: 4, alpha: 0.0175 }, vitCos, 0.008, T).length).toBe(9711)
     expect(roundPlan({ kind: 'qsr', hBase: 4, alpha: 0.02 }, vitCos, 0.008, T).length).toBe(7817)
     expect(roundPlan({ kind: 'qsr', hBase: 4, alpha: 0 }, vitCos, 0.008, T).length).toBe(T / 4)
   })
 
-  it('small config (§10.3): cosine 958 / linear 1,037 / step 765 rounds', () => {
+  it('small config: cosine 958 / linear 1,037 / step 765 rounds', () => {
     const sync: SyncRule = { kind: 'qsr', hBase: 2, alpha: 0.3 }
     expect(roundPlan(sync, { kind: 'cosine', warmupSteps: 150, minLr: 0 }, 0.4, 3000).length).toBe(958)
     expect(roundPlan(sync, { kind: 'linear', warmupSteps: 150, minLr: 0 }, 0.4, 3000).length).toBe(1037)
@@ -58,7 +58,7 @@ describe('schedule', () => {
     // Cosine after warmup decays from the scaled peak: halfway through the decay → 0.2.
     const cos: Schedule = { kind: 'cosine', warmupSteps: 100, minLr: 0 }
     expect(scaledLrAt(cos, 0.1, lin, 1024, 550, 1000)).toBeCloseTo(0.2, 12)
-    // A group shrunk to B = 768 mid-run: k = 3 → 0.3 (the §2.4 rescaling).
+    // A group shrunk to B = 768 mid-run: k = 3 → 0.3 (the docs/algorithms.md "SSGD under churn" rescaling).
     expect(scaledLrAt(warm, 0.1, lin, 768, 500, 1000)).toBeCloseTo(0.3, 12)
     // k ≤ 1: the schedule's own warmup (from 0 here) up to lr·k = 0.05.
     expect(scaledLrAt(warm, 0.1, lin, 128, 50, 1000)).toBeCloseTo(0.025, 12)

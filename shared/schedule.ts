@@ -1,9 +1,9 @@
 import type { LrScaling, Schedule, SyncRule } from './config'
 
 /**
- * Learning-rate schedules and the Quadratic Synchronization Rule (ALGORITHMS.md §6.2, §6.5),
- * formula for formula as ../shared/reference/sim/qsr_sched.py (itself from hmgxr128/QSR
- * xscheduler.py / localopt.py). All keyed to the *global* step t (§9.5).
+ * Learning-rate schedules and the Quadratic Synchronization Rule (docs/algorithms.md "Quadratic Synchronization Rule"),
+ * formula for formula as the QSR authors' scheduler (hmgxr128/QSR
+ * xscheduler.py / localopt.py). All keyed to the *global* step t (docs/algorithms.md "Global step").
  */
 
 /** Floor of the warmup ramp: warmup goes linearly from the schedule's final lr up to the peak. */
@@ -39,7 +39,7 @@ export function lrAt(schedule: Schedule, lr: number, t: number, totalSteps: numb
 }
 
 /**
- * SSGD's lr at global step t for a step whose all-reduce summed `globalBatch` samples (§2.1,
+ * SSGD's lr at global step t for a step whose all-reduce summed `globalBatch` samples (docs/algorithms.md "SSGD linear learning-rate scaling",
  * Goyal et al. 2017). With linear scaling the peak is lr·k, k = globalBatch/referenceBatch; for
  * k > 1 the warmup is Goyal's gradual one, from the base lr (right for one reference batch) up
  * to lr·k, after which the schedule decays from lr·k. For k ≤ 1 nothing needs warming up beyond

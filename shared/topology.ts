@@ -2,7 +2,7 @@ import type { TopologyName } from './config'
 import type { PeerId } from './transport'
 
 /**
- * Communication graphs and mixing weights (ALGORITHMS.md §1). Everything is a pure function of
+ * Communication graphs and mixing weights (docs/algorithms.md "Topologies and mixing weights"). Everything is a pure function of
  * the roster order (Membership.peers) and, for the time-varying graph, the step — so every peer
  * computes the same graph without any agreement protocol.
  */
@@ -142,8 +142,8 @@ export function symmetricMixingWeights(
 }
 
 /**
- * Row `self` of the mixing matrix: Metropolis–Hastings for undirected graphs (§1.1),
- * 1/(τ+1) for the static exponential graph (§1.4), ½/½ for the one-peer graph (§1.5).
+ * Row `self` of the mixing matrix: Metropolis–Hastings for undirected graphs (docs/algorithms.md "Metropolis–Hastings weights"),
+ * 1/(τ+1) for the static exponential graph (docs/algorithms.md "Exponential graph"), ½/½ for the one-peer graph (docs/algorithms.md "One-peer exponential graph").
  */
 export function mixingWeights(
   topology: TopologyName, peers: readonly PeerId[], self: PeerId, step = 0, ps?: PeerId | null,
@@ -171,7 +171,7 @@ export function mixingWeights(
   return { self: 1 - sum, in: w }
 }
 
-/** §9.2: moves the weight of neighbours whose message did not arrive onto self (row stays stochastic). */
+/** docs/algorithms.md "Deadlines and folding of missing neighbours": moves the weight of neighbours whose message did not arrive onto self (row stays stochastic). */
 export function foldMissing(weights: MixingWeights, missing: Iterable<PeerId>): MixingWeights {
   const inW = new Map(weights.in)
   let self = weights.self

@@ -6,7 +6,7 @@
  */
 export type PeerId = string
 
-/** Announced by the signaling server on every join/leave (ALGORITHMS.md §9.1). */
+/** Announced by the signaling server on every join/leave (docs/algorithms.md "Message tagging and staleness"). */
 export interface Membership {
   /** Strictly increasing per room; every message carries the sender's epoch. */
   readonly epoch: number
@@ -32,7 +32,7 @@ export interface MeshMessage {
 export interface Envelope extends MeshMessage {
   readonly from: PeerId
   readonly epoch: number
-  /** Sender's global progress counter (max-merged by the receiver, ALGORITHMS.md §9.5). */
+  /** Sender's global progress counter (max-merged by the receiver, docs/algorithms.md "Global step"). */
   readonly clock: number
 }
 
@@ -126,7 +126,7 @@ export class PeerUnavailableError extends Error {
 }
 
 /**
- * A named, cancellable deadline (STYLE principle 6). `parent` cancels it early (session stop);
+ * A named, cancellable deadline (docs/architecture.md "Named deadlines"). `parent` cancels it early (session stop);
  * the abort reason is a DeadlineError carrying the name so logs say which wait expired.
  */
 export function deadline(name: string, ms: number, parent?: AbortSignal): AbortSignal {

@@ -230,7 +230,7 @@ function serveWeights(res: ServerResponse, cp: RoomCheckpoint, filename: string,
 }
 
 /**
- * The checkpoint as a TensorFlow.js layers model (issue 5: "download the trained model (tfjs
+ * The checkpoint as a TensorFlow.js layers model ("download the trained model (tfjs
  * format)"). `model.json` is the standard pair with `model.weights.bin` (tf.loadLayersModel
  * on its URL); `?format=tfjs` is the one-file download the dashboard links to: the same JSON
  * with the weights inline, for `tf.loadLayersModel(tf.io.fromMemory(...))`.

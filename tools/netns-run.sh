@@ -1,6 +1,6 @@
 #!/bin/sh
 # Runs a command in a fresh network namespace that has only loopback, so browser and Node WebRTC
-# traffic in tests can reach nothing but 127.0.0.1 (../shared/BROWSER-TESTING.md). As root this is
+# traffic in tests can reach nothing but 127.0.0.1 . As root this is
 # `unshare --net`; otherwise a user namespace maps us to root inside. Set TABSWARM_NO_NETNS=1 to
 # run without it (e.g. where unshare is not permitted; WebRTC then may use other interfaces).
 if [ "${TABSWARM_NO_NETNS:-0}" = 1 ]; then exec "$@"; fi

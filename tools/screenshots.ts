@@ -1,5 +1,5 @@
 /**
- * Screenshots for docs/screenshots (issue 5): a live 4-peer DPSGD room (one student slowed
+ * Screenshots for docs/screenshots: a live 4-peer DPSGD room (one student slowed
  * down by the host, so the fault tag shows), then /host (control page), /projector/CODE and
  * /room/CODE at 1920x1080, and /host, /room/CODE and a student's tab at phone width (390 px). Run inside the loopback netns after a build:
  *   npm run build && sh tools/netns-run.sh npx tsx tools/screenshots.ts [outDir]

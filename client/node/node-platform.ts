@@ -53,7 +53,7 @@ setMaxListeners(256)
  * A headless Node volunteer: same protocol and algorithm code as a tab, with a Node WebRTC stack
  * (@roamhq/wrtc by default, or node-datachannel: client/mesh/node-webrtc.ts) and tfjs on the wasm
  * (or cpu) backend. Run it inside a network namespace or on a LAN: wrtc has no bind option;
- * node-datachannel can bind one address (`webrtc.bindAddress`) (../shared/BROWSER-TESTING.md).
+ * node-datachannel can bind one address (`webrtc.bindAddress`).
  */
 export function createNodeSession(opts: {
   server: string

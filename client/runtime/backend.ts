@@ -5,7 +5,7 @@ import '@tensorflow/tfjs-backend-webgpu'
 import { buildModel, initParams, unflatten } from './models'
 
 /**
- * Backend choice by measurement (BROWSER-TESTING.md: on a GPU-less machine WebGPU is a slow
+ * Backend choice by measurement (on a GPU-less machine WebGPU is a slow
  * SwiftShader fallback and wasm is several times faster than webgl, so nothing is assumed).
  */
 export const BACKENDS = ['webgpu', 'webgl', 'wasm', 'cpu'] as const

@@ -146,7 +146,7 @@ export class TfCompute implements Compute {
       // Scalars once per step (not per variable): each is a tensor allocation and upload.
       const wd = opts.weightDecay > 0 ? tf.scalar(opts.weightDecay) : null
       if (opts.optimizer === 'sgd') {
-        // Heavy ball as in ALGORITHMS.md §3: m = βm + (g + λx), x -= γm (coupled weight decay).
+        // Heavy ball as in docs/algorithms.md "D-PSGD (AWC and ATC)": m = βm + (g + λx), x -= γm (coupled weight decay).
         const beta = kind === 'sgd' ? tf.scalar(opts.momentum) : null
         this.vars.forEach((v, i) => {
           const g = wd ? tf.add(grads[i], tf.mul(wd, v)) : grads[i]

@@ -70,7 +70,7 @@ export function createBrowserSession(opts: { room: string; backend?: BackendName
   }
   const session = new SwarmSession(platform, opts)
   void session.start()
-  // §9.4 graceful leave: hand the model to neighbours once when the tab goes away.
+  // docs/algorithms.md "Graceful leave" graceful leave: hand the model to neighbours once when the tab goes away.
   window.addEventListener('pagehide', () => void session.leave())
   // A hidden tab keeps its peers informed: after the grace period it steps out of the roster
   // (its timers and rAF are throttled, so it would stall its neighbours), and back when shown.

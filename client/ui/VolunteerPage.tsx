@@ -54,7 +54,7 @@ export function VolunteerPage({ initialRoom, backend, name }: { initialRoom: str
   const [startError, setStartError] = useState<string | null>(null)
   const autoJoined = useRef(false)
 
-  // A link with ?room= joins at once: the tab trains as soon as it is ready (issue 2).
+  // A link with ?room= joins at once: the tab trains as soon as it is ready.
   useEffect(() => {
     if (autoJoined.current || !initialRoom || !ROOM_RE.test(initialRoom)) return
     autoJoined.current = true

@@ -6,7 +6,7 @@ import {
 } from '../../shared/protocol/http'
 
 /**
- * The HTTP API as the UI sees it (issue 2 and 5), parsed with shared/protocol/http.ts. Responses
+ * The HTTP API as the UI sees it, parsed with shared/protocol/http.ts. Responses
  * are checked loosely on purpose: the `client…` schemas there make what older servers did not
  * send optional, so the UI tolerates their missing fields instead of showing nothing.
  */
@@ -76,7 +76,7 @@ export async function createRoom(config: Partial<RoomConfig>, opts: { paused?: b
 }
 
 /**
- * Host actions (issue 5), one shape per action (shared/protocol/http.ts controlActionSchema).
+ * Host actions, one shape per action (shared/protocol/http.ts controlActionSchema).
  * `new-run` carries a (partial) config for the next run, e.g. `{ algorithm: 'ssgd' }`.
  */
 export async function control(room: string, token: string, body: ControlAction): Promise<void> {

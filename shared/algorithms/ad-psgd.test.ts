@@ -215,7 +215,7 @@ describe('AD-PSGD churn', () => {
     for (const p of alive) expect(steps.get(p.id)).toBe(40)
     // A joiner (zero init) bootstraps from its ring neighbours in the new roster [p0 p1 p3 p4 p9]:
     // p4 and p0, idle once their last exchanges are complete on both sides, so its model is
-    // exactly their average (§4.3).
+    // exactly their average (docs/algorithms.md "AD-PSGD under churn").
     await quiesce(logs)
     const x0 = await alive[0].inst.evalParams()
     const x4 = await alive[3].inst.evalParams()

@@ -9,7 +9,7 @@ import { AD_PSGD_KIND as KIND } from './message-kinds'
 import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
 
 /**
- * AD-PSGD (Lian et al. 2018; ALGORITHMS.md §4): no global barrier. Each step a peer computes a
+ * AD-PSGD (Lian et al. 2018; docs/algorithms.md "AD-PSGD"): no global barrier. Each step a peer computes a
  * gradient, gossips with ONE random neighbour by atomic pairwise averaging, and applies its
  * gradient locally. Requests are served by a background loop, so a peer keeps training while it
  * serves others.
@@ -32,9 +32,9 @@ import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport 
  * deadline, which outlasts A's whole exchange), and A re-sends `exchange` on every new epoch and
  * periodically until B's `done` arrives. That matters because a join or leave anywhere in the
  * room bumps the epoch and the mailbox drops in-flight messages of the old epoch as stale
- * (§9.1): without the re-send a third peer's churn would leave the pair half-averaged.
+ * (docs/algorithms.md "Message tagging and staleness"): without the re-send a third peer's churn would leave the pair half-averaged.
  *
- * Roles (§4.1 "bipartite active/passive"): on edge (i, j) of the topology the even roster index
+ * Roles (docs/algorithms.md "AD-PSGD pairwise averaging" "bipartite active/passive"): on edge (i, j) of the topology the even roster index
  * initiates towards the odd one; on the odd edge of an odd ring (both even) the lower index
  * initiates. Active/passive is per edge, so the last peer of an odd ring both initiates (to its
  * odd neighbour) and serves (peer 0).
@@ -55,7 +55,7 @@ function finiteMidpoint(a: Float32Array, b: Float32Array): boolean {
   return true
 }
 
-/** Joiners average the models of at most this many neighbours (§4.3: "one peer or 2–3"). */
+/** Joiners average the models of at most this many neighbours (docs/algorithms.md "AD-PSGD under churn": "one peer or 2–3"). */
 const BOOTSTRAP_DONORS = 3
 
 /** True when `self` initiates exchanges towards `other` (the per-edge active side, see header). */
@@ -100,7 +100,7 @@ function untilLeaves(
   return rosterDeadline(ctx, name, ms, parent, (m, changed) => {
     if (!m.peers.includes(peer)) return new Error(`partner ${peer} left`)
     // Before the commit point any roster change aborts: messages of the old epoch still in flight
-    // are dropped as stale on arrival (§9.1), so waiting on for them would only burn the deadline.
+    // are dropped as stale on arrival (docs/algorithms.md "Message tagging and staleness"), so waiting on for them would only burn the deadline.
     if (changed && onAnyChange) return new Error(`roster changed (epoch ${m.epoch})`)
     return undefined
   })
@@ -147,7 +147,7 @@ class AdPsgd implements AlgorithmInstance {
     void this.stateLoop()
   }
 
-  /** §9.3 gossip bootstrap: average the models of up to 3 neighbours that have trained; else keep ours. */
+  /** docs/algorithms.md "Joining a running swarm" gossip bootstrap: average the models of up to 3 neighbours that have trained; else keep ours. */
   async bootstrap(): Promise<void> {
     const { mesh } = this.ctx
     const m = mesh.membership()
@@ -164,7 +164,7 @@ class AdPsgd implements AlgorithmInstance {
         const meta = stateMetaSchema.safeParse(e.meta)
         if (meta.success && !meta.data.fresh && isValidVector(e.data, this.d)) models.push(e.data)
       } catch {
-        // A donor that left or is slow just does not contribute (§9.3 is best effort).
+        // A donor that left or is slow just does not contribute (docs/algorithms.md "Joining a running swarm" is best effort).
       }
     }))
     dl.done()
@@ -402,7 +402,7 @@ class AdPsgd implements AlgorithmInstance {
     const lr = lrAt(config.schedule, config.lr, globalStep, config.totalSteps)
     const hs = this.inbox.take()
     if (hs.length) {
-      // A neighbour's graceful leave (§9.4), folded in once under the lock (exchanges in flight
+      // A neighbour's graceful leave (docs/algorithms.md "Graceful leave"), folded in once under the lock (exchanges in flight
       // then apply their difference form, so the pair sums stay exact).
       await this.lock.run(async () => {
         const x = new Float32Array(await this.params())
@@ -410,7 +410,7 @@ class AdPsgd implements AlgorithmInstance {
         await this.write(x)
       })
     }
-    // §4.1: the gradient is taken at a possibly stale x̂ while the gossip runs beside it (the
+    // docs/algorithms.md "AD-PSGD pairwise averaging": the gradient is taken at a possibly stale x̂ while the gossip runs beside it (the
     // paper's separate computation and communication threads): the exchange's snapshot and its
     // difference update x += (s_B − s_A)/2 go through the lock, so whichever lands first, both
     // the averaging and the gradient step below are kept. The step never waits for the exchange:
@@ -469,7 +469,7 @@ class AdPsgd implements AlgorithmInstance {
   async leave(): Promise<void> {
     await this.inFlight.catch(() => undefined)
     await Promise.allSettled([...this.confirming])
-    // §9.4: then the model goes to the ring neighbours once (after the exchanges, so it is final).
+    // docs/algorithms.md "Graceful leave": then the model goes to the ring neighbours once (after the exchanges, so it is final).
     const { x } = await this.snapshot()
     await handOverModel(this.ctx, x, leaveTargets(this.ctx))
     this.dispose()

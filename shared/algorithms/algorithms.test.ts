@@ -76,7 +76,7 @@ describe('SSGD', () => {
   })
 })
 
-describe('SSGD linear scaling + warmup (Goyal et al., §2.1)', () => {
+describe('SSGD linear scaling + warmup (Goyal et al.)', () => {
   it('lr = base·B/B_ref with B the all-reduced samples, ramped from the base lr; the trajectory is SGD with that lr', async () => {
     const n = 4
     const b = 4
@@ -106,7 +106,7 @@ describe('SSGD linear scaling + warmup (Goyal et al., §2.1)', () => {
     }
     for (const p of peers) expect(maxAbsDiff(await p.inst.evalParams(), x)).toBeLessThan(1e-5)
 
-    // A peer leaves: B = 12 → k = 3, lr 0.03 from the next step on (§2.4), still identical replicas.
+    // A peer leaves: B = 12 → k = 3, lr 0.03 from the next step on (docs/algorithms.md "SSGD under churn"), still identical replicas.
     net.leave(peers[3].mesh.self)
     peers[3].stop.abort()
     peers[3].inst.dispose()
@@ -257,7 +257,7 @@ describe('SSGD over a lossy wire codec (fp16): the all-gather owner keeps what t
   }
 })
 
-describe('DecentLaM / DmSGD inconsistency bias (§5.3, §10.2)', () => {
+describe('DecentLaM / DmSGD inconsistency bias', () => {
   const n = 8
   const d = 5
   const prob = makeLsqProblem({ n, d, m: 40, seed: 3 })

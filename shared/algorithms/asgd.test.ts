@@ -137,7 +137,7 @@ describe('ASGD churn', () => {
   })
 })
 
-describe('ASGD hand-over carries the server momentum v (§8.4)', () => {
+describe('ASGD hand-over carries the server momentum v', () => {
   it('the successor continues the heavy-ball recursion from the leaver\'s (W, v), not from v = 0', async () => {
     const logs: LogLine[] = []
     const net = new MemoryNetwork({ seed: 16 })

@@ -6,16 +6,16 @@ import { acceptHandover, childController, handOverServerState, PS_KIND, pushMeta
 import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
 
 /**
- * ASGD: asynchronous parameter server (ALGORITHMS.md §8.1). The peer named in
+ * ASGD: asynchronous parameter server (docs/algorithms.md "ASGD"). The peer named in
  * `Membership.roles.ps` runs a server loop in the background and also trains as a worker.
  *
  * Worker step: compute g at its copy of W, push g; the server applies it on arrival,
  * v ← βv + (g + wd·W)/n, W ← W − η v (n = roster size, so n pushes move W like one SSGD step
- * of the global batch, as reference/sim/odsgd.py does), and replies with the new W, which the
+ * of the global batch, as the OD-SGD paper's reference setup does), and replies with the new W, which the
  * worker adopts. Each gradient is applied at most once: pushes carry a per-worker sequence
  * number, the mesh drops duplicates of (from, kind, round), and a worker never re-sends.
  *
- * PS churn (§8.4): a leaving PS hands W and v to every peer (the successor — the first other peer
+ * PS churn (docs/algorithms.md "Parameter-server churn"): a leaving PS hands W and v to every peer (the successor — the first other peer
  * of the roster, which is whom the signaling server elects — first). An ungracefully lost PS is
  * replaced by the new holder starting from its own latest copy Ŵ (momentum 0), which then
  * announces W to the workers. A worker whose PS does not answer by the named deadline takes a
@@ -166,7 +166,7 @@ class Asgd implements AlgorithmInstance {
     this.pending = e.data
   }
 
-  /** §9.3: pull W from the PS (bounded); a peer that gets no answer starts from its own init. */
+  /** docs/algorithms.md "Joining a running swarm": pull W from the PS (bounded); a peer that gets no answer starts from its own init. */
   async bootstrap(): Promise<void> {
     const { mesh } = this.ctx
     const ps = mesh.membership().roles.ps
@@ -258,7 +258,7 @@ class Asgd implements AlgorithmInstance {
     return this.server ? new Float32Array(this.server.W) : new Float32Array(this.hat.W)
   }
 
-  /** §8.4: a leaving PS hands W and the server momentum over, successor first. */
+  /** docs/algorithms.md "Parameter-server churn": a leaving PS hands W and the server momentum over, successor first. */
   async leave(): Promise<void> {
     const server = this.server
     if (server) {

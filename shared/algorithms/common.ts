@@ -9,7 +9,7 @@ import { deadline, scopedDeadline, type Envelope, type Membership, type PeerId, 
 import { allGatherKind, allReduceTag, LEAVE_KIND, reduceScatterKind, STATE_KIND } from './message-kinds'
 import type { AlgorithmContext } from './types'
 
-/** Pieces shared by the synchronous algorithms: lr, neighbour exchange, bootstrap (§9). */
+/** Pieces shared by the synchronous algorithms: lr, neighbour exchange, bootstrap (docs/algorithms.md "Membership, deadlines and churn"). */
 
 export function lrFor(ctx: AlgorithmContext, t: number): number {
   const c = ctx.config
@@ -57,7 +57,7 @@ export interface ExchangeResult {
 }
 
 /**
- * Neighbour exchange (§3.5, §9.2): send one vector to `sendTo`, collect one from each of
+ * Neighbour exchange (docs/algorithms.md "Neighbour exchange"; docs/algorithms.md "Deadlines and folding of missing neighbours"): send one vector to `sendTo`, collect one from each of
  * `receiveFrom` until the step deadline. A neighbour that leaves the roster stops the wait for
  * it at once; payloads of the wrong length or with NaN/Inf are rejected and counted. After
  * `suspectAfterMisses` consecutive misses a neighbour is reported to the mesh.
@@ -79,7 +79,7 @@ export class NeighborExchange {
     const messageOf = (r: number) => ({ kind, round: r, data: vec, ...(opts.meta ? { meta: opts.meta } : {}) })
     for (const p of sets.sendTo) {
       mesh.send(p, messageOf(round), dl.signal).catch(() => {
-        // Peer gone or link down: it will fold our weight on its side (§9.2).
+        // Peer gone or link down: it will fold our weight on its side (docs/algorithms.md "Deadlines and folding of missing neighbours").
       })
     }
     const perPeer = new Map<PeerId, AbortController>()
@@ -90,7 +90,7 @@ export class NeighborExchange {
       if (m.epoch === epoch) return
       epoch = m.epoch
       // A roster change elsewhere bumps the epoch, and the mailboxes drop what is still in flight
-      // from the old one as stale (§9.1): our vector may never arrive, theirs neither, and both
+      // from the old one as stale (docs/algorithms.md "Message tagging and staleness"): our vector may never arrive, theirs neither, and both
       // sides would wait out the deadline. Send ours again under the new epoch to the neighbours
       // still here; they do the same, and a copy that did arrive is dropped as a duplicate.
       for (const p of sets.sendTo) {
@@ -187,7 +187,7 @@ async function takeNewestBuffered(mesh: AlgorithmContext['mesh'], kind: string, 
   }
 }
 
-/** out = w_self·own + Σ w_j·x_j over received, missing weight folded onto self (§9.2). */
+/** out = w_self·own + Σ w_j·x_j over received, missing weight folded onto self (docs/algorithms.md "Deadlines and folding of missing neighbours"). */
 export function mixReceived(
   out: Float32Array, own: Float32Array, weights: MixingWeights, res: ExchangeResult, arena?: VectorArena,
 ): { folded: number; contributors: number } {
@@ -208,7 +208,7 @@ export function mixReceived(
   return { folded: res.missing.length, contributors: res.received.size }
 }
 
-/** §3.3a proxy: mean ‖x − x_j‖² over received neighbour vectors (undefined if none). */
+/** docs/algorithms.md "Consensus distance" proxy: mean ‖x − x_j‖² over received neighbour vectors (undefined if none). */
 export function consensusProxy(
   x: Float32Array, received: ReadonlyMap<PeerId, Float32Array>, arena?: VectorArena,
 ): number | undefined {
@@ -219,7 +219,7 @@ export function consensusProxy(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Joiner bootstrap (§9.3)
+// Joiner bootstrap (docs/algorithms.md "Joining a running swarm")
 
 export interface PeerState {
   params: Float32Array
@@ -354,7 +354,7 @@ export function others(ctx: AlgorithmContext): PeerId[] {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Ring all-reduce (§2.2, §2.3): reduce-scatter then all-gather, n−1 hops each, 2(n−1)/n·d per peer.
+// Ring all-reduce (docs/algorithms.md "Ring all-reduce"): reduce-scatter then all-gather, n−1 hops each, 2(n−1)/n·d per peer.
 
 /**
  * Sums `vec` over `roster` (in place: on success `vec` holds the sum, bit-identical on every
@@ -402,7 +402,7 @@ export async function ringAllReduceSum(
     const kind = allGatherKind(tag, s)
     const [a, b] = bounds(mod(r + 1 - s))
     // The owner of a reduced chunk first rounds it to its wire image: under fp16/int8 the others
-    // only ever see the decoded values, and replicas must stay identical (§2.4). Forwarded
+    // only ever see the decoded values, and replicas must stay identical (docs/algorithms.md "SSGD under churn"). Forwarded
     // chunks are already wire images: re-encoding them is exact for fp16; for int8 it can move
     // the last bit (the scale's rounding), which ssgd's periodic resync covers.
     if (s === 0) ctx.mesh.wireImage?.(kind, vec.subarray(a, b))
@@ -414,7 +414,7 @@ export async function ringAllReduceSum(
 }
 
 /**
- * All-reduce with churn handling (§2.4): each attempt uses the roster and epoch at its start,
+ * All-reduce with churn handling (docs/algorithms.md "SSGD under churn"): each attempt uses the roster and epoch at its start,
  * is aborted at once by a membership change, and bounded by the step deadline; then it is
  * retried with the new roster. Returns null when it gave up (caller falls back).
  *
@@ -476,7 +476,7 @@ export async function allReduceWithRetry(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Graceful leave (§9.4): the leaver hands its model to its topology neighbours once; each folds
+// Graceful leave (docs/algorithms.md "Graceful leave"): the leaver hands its model to its topology neighbours once; each folds
 // it in once at its next step. Nobody ever waits for a hand-over.
 
 /**
@@ -522,7 +522,7 @@ let leaveNonce = 0
 /**
  * Leaver side: sends `x` to `targets` once and waits (at most LEAVE_HANDOVER_MS) for their acks,
  * so the hand-over is consumed before this peer's departure bumps the epoch (buffered messages
- * of an old epoch are dropped as stale, §9.1). Returns how many acked; never throws.
+ * of an old epoch are dropped as stale, docs/algorithms.md "Message tagging and staleness"). Returns how many acked; never throws.
  */
 export async function handOverModel(ctx: AlgorithmContext, x: Float32Array, targets: readonly PeerId[]): Promise<number> {
   const { mesh } = ctx

@@ -7,8 +7,8 @@ import { MemoryNetwork } from '../testing/memory-mesh'
 import { ALGORITHM_FACTORIES } from './index'
 
 /**
- * ALGORITHMS.md §10.2, "inconsistency bias, exact": the heterogeneous least-squares problem of
- * reference/sim/decentlam_bias.py (n = 8 ring, d = 20, 50 rows per node, full gradients) with
+ * docs/algorithms.md "Calibration: DecentLaM vs DmSGD", "inconsistency bias, exact": the heterogeneous least-squares problem of
+ * the reference problem of docs/algorithms.md "Inconsistency bias" (n = 8 ring, d = 20, 50 rows per node, full gradients) with
  * its exact numpy draws (shared/testing/fixtures/decentlam-bias.py), and the table of limit errors
  * ‖x̄ − x*‖². Each table entry is checked to the digits it quotes.
  */
@@ -40,7 +40,7 @@ const dsgd = (gamma: number) => errOf(atcFixedPointMean(shards, W, gamma))
 /** Quoted digits → the tolerance of toBeCloseTo (|Δ| < 10^−p / 2). */
 const places = (s: string) => s.split('.')[1].length
 
-// [γ, β, DmSGD, DecentLaM] as printed in §10.2 (PmSGD's column is x* itself: ~1e-28).
+// [γ, β, DmSGD, DecentLaM] as printed in docs/algorithms.md "Calibration: DecentLaM vs DmSGD" (PmSGD's column is x* itself: ~1e-28).
 const TABLE: [number, number, string, string][] = [
   [0.02, 0, '0.00821', '0.00821'],
   [0.02, 0.5, '0.0286', '0.00821'],
@@ -49,7 +49,7 @@ const TABLE: [number, number, string, string][] = [
   [0.05, 0.9, '0.8911', '0.04186'],
 ]
 
-describe('§10.2 DecentLaM vs DmSGD inconsistency bias on the reference problem', () => {
+describe('DecentLaM vs DmSGD inconsistency bias on the reference problem', () => {
   it('the table: DecentLaM(γ, β) = DSGD(γ) for every β; DmSGD(γ, β) = DSGD(γ/(1−β))', () => {
     for (const [gamma, beta, dm, dl] of TABLE) {
       expect(dsgd(gamma / (1 - beta)), `DmSGD γ=${gamma} β=${beta}`).toBeCloseTo(Number(dm), places(dm))

@@ -65,7 +65,7 @@ describe('DPSGD (AWC) overlaps the exchange of x_k with the gradient at x_k', ()
   })
 })
 
-describe('gossip joiners start from their neighbours\' average (§3.6, §5.6)', () => {
+describe('gossip joiners start from their neighbours\' average', () => {
   for (const algorithm of ['dpsgd', 'decentlam'] as const) {
     it(`${algorithm}: right after the factory returns, x = mean of the future ring neighbours' models`, async () => {
       const r = parseRoomConfig({ algorithm, topology: 'ring', lr: 0.05, momentum: 0.5, stepDeadlineMs: 2000, schedule: { kind: 'constant', warmupSteps: 0 } })

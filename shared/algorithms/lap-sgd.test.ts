@@ -40,7 +40,7 @@ const constGrad = (c: number, d: number): HogwildGradient => async () => {
   return { grad: new Float32Array(d).fill(c), loss: 0, samples: 16 }
 }
 
-describe('LAP-SGD delta averaging (§7.2)', () => {
+describe('LAP-SGD delta averaging', () => {
   const inits = [Float32Array.of(1, 2, 3), Float32Array.of(5, -6, 7), Float32Array.of(0, 10, -1), Float32Array.of(2, 2, 7)]
   const avg0 = Float32Array.of(2, 2, 4) // hand-computed mean of `inits`
 

@@ -8,16 +8,16 @@ import { linkTopology } from './descriptors'
 import type { AlgorithmFactory, AlgorithmInstance, HogwildPool, StepReport } from './types'
 
 /**
- * LAP-SGD, "Local SGD meets asynchrony" (ALGORITHMS.md §7): U Hogwild updaters per tab share one
+ * LAP-SGD, "Local SGD meets asynchrony" (docs/algorithms.md "LAP-SGD"): U Hogwild updaters per tab share one
  * parameter vector (ctx.hogwild) and never wait for the network. One `step()` is one round:
  *
  *   snap = x (non-atomic copy)
  *   concurrently: { run H more local updates (across all U updaters) }
  *                 { avg = sample-weighted all-reduce mean of snap over the roster;
- *                   x += avg − snap }                      (§7.2, in place, racing by design)
+ *                   x += avg − snap }                      (docs/algorithms.md "Non-blocking averaging", in place, racing by design)
  *
  * With no update during the collective this is x ← avg; updates Δ made meanwhile survive:
- * x = avg + Δ. H is counted in *total* local updates (§7.3) and follows `config.sync` (constant
+ * x = avg + Δ. H is counted in *total* local updates (docs/algorithms.md "Counting H over U updaters") and follows `config.sync` (constant
  * or QSR) keyed to the global step t, which here counts local updates of one peer. A failed
  * all-reduce (deadline, churn) skips this averaging; the peer then adopts the round of the peer
  * furthest ahead so the next all-reduce lines up again.
@@ -25,7 +25,7 @@ import type { AlgorithmFactory, AlgorithmInstance, HogwildPool, StepReport } fro
  * Round alignment: `round` and `t` name the *next* averaging this peer takes part in; they move
  * to the next round the moment an averaging settles (not when the step's Hogwild batch ends),
  * and that is what the state responder reports. A joiner copies x, t and round of the peer
- * furthest ahead, so its first step joins exactly the group's next all-reduce (§7.4), whether
+ * furthest ahead, so its first step joins exactly the group's next all-reduce (docs/algorithms.md "LAP-SGD under churn"), whether
  * the incumbents are inside the current averaging (it joins that one: the roster change restarts
  * it with the joiner) or past it and still running their batch (it joins the next one).
  */
@@ -75,8 +75,8 @@ class LapSgd implements AlgorithmInstance {
     const { config, mesh, signal } = this.ctx
     const hs = this.inbox?.take() ?? []
     if (hs.length) {
-      // A peer's graceful leave (§9.4), folded in once as a delta so it composes with the
-      // updaters' Hogwild writes like the averaging does (§7.2).
+      // A peer's graceful leave (docs/algorithms.md "Graceful leave"), folded in once as a delta so it composes with the
+      // updaters' Hogwild writes like the averaging does (docs/algorithms.md "Non-blocking averaging").
       const before = this.pool.snapshot()
       const after = before.slice()
       foldHandovers(after, hs)

@@ -11,7 +11,7 @@ import { ALGORITHM_FACTORIES } from './index'
 import type { AlgorithmInstance, HogwildPool } from './types'
 
 /**
- * Graceful leave (§9.4) for the algorithms without a server role: the leaver hands its model to
+ * Graceful leave (docs/algorithms.md "Graceful leave") for the algorithms without a server role: the leaver hands its model to
  * its topology neighbours once, and they fold it in once with share s = (n−1)/(n·k) (common.ts
  * leaveShare), which keeps the network mean when the receivers' mean equals the others' mean.
  * Gradients are exactly 0 (flat loss), so only the hand-over and the mixing move the models.
@@ -37,7 +37,7 @@ async function startAll(net: MemoryNetwork, inits: Float32Array[], cfg: RoomConf
     })
     return { id, mesh, inst, stop, compute, hogwild }
   }))
-  // Peers that start together can bootstrap from one another (§9.3: a late request meets a peer
+  // Peers that start together can bootstrap from one another (docs/algorithms.md "Joining a running swarm": a late request meets a peer
   // that is already ready). The local-SGD family keeps its model in the compute (or the Hogwild
   // pool), so the test's models are set there once everyone is up; the gossip family keeps x
   // inside the instance, and there the no-latency mesh keeps the inits (see meanAfterLeave).
@@ -61,7 +61,7 @@ function mean(xs: Float32Array[]): number[] {
 async function meanAfterLeave(cfg: RoomConfig, inits: Float32Array[], leaverIndex: number, graceful: boolean): Promise<number[]> {
   // No latency: every bootstrap request is answered 'not ready yet' (all start together), so each
   // peer keeps its own init. With jittered latency a late request can meet a neighbour that is
-  // already ready, and the requester starts from that neighbour's model instead (§9.3).
+  // already ready, and the requester starts from that neighbour's model instead (docs/algorithms.md "Joining a running swarm").
   const net = new MemoryNetwork({ seed: 5 })
   const peers = await startAll(net, inits, cfg)
   for (const [i, p] of peers.entries()) expect([...(await p.inst.evalParams())]).toEqual([...inits[i]])
@@ -79,7 +79,7 @@ async function meanAfterLeave(cfg: RoomConfig, inits: Float32Array[], leaverInde
   return mean(xs)
 }
 
-describe('graceful leave hands the model to the neighbours once (§9.4)', () => {
+describe('graceful leave hands the model to the neighbours once', () => {
   // Ring of 5, leaver p2 (an outlier at 10): its neighbours p1, p3 have the same mean as all the
   // others (p0 + p4 = p1 + p3 = 4), so the share (n−1)/(n·k) = 4/10 keeps the mean exactly:
   // before 18/5 = 3.6; abrupt: (0 + 1 + 3 + 4)/4 = 2; graceful: p1 → 1 + 0.4·9 = 4.6,

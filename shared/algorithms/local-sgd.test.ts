@@ -11,7 +11,7 @@ import { ALGORITHM_FACTORIES } from './index'
 import type { AlgorithmInstance, LocalStepOptions, LocalStepResult, StepReport } from './types'
 
 /**
- * Round alignment of local SGD after churn (ALGORITHMS.md §6.6, §9.3): a joiner starts at the
+ * Round alignment of local SGD after churn (docs/algorithms.md "Local SGD rounds and joiners"; docs/algorithms.md "Joining a running swarm"): a joiner starts at the
  * group's next round boundary, from the average the group computes there; a peer that fell out
  * of step (a stalled tab) lines up with the others' round again.
  */
@@ -57,7 +57,7 @@ async function runTo(p: Peer, T: number, onStep?: (r: StepReport) => void): Prom
 
 const same = (a: Float32Array, b: Float32Array) => a.length === b.length && a.every((v, i) => v === b[i])
 
-describe('local SGD: a joiner starts at the next round boundary with the group average (§6.6)', () => {
+describe('local SGD: a joiner starts at the next round boundary with the group average', () => {
   const cases: [string, Record<string, unknown>][] = [
     ['local-sgd', {}],
     ['local-sgd averaging the momentum', { averageOptimizerState: true }],
@@ -136,7 +136,7 @@ describe('local SGD: a stalled peer lines up with the others again', () => {
   })
 })
 
-describe('local SGD: averageOptimizerState averages the moments (§6.1 --avg-m/--avg-v)', () => {
+describe('local SGD: averageOptimizerState averages the moments', () => {
   /** Records the optimizer state each peer contributed at a boundary (what the all-reduce sums). */
   class StateLsq extends LsqCompute {
     contributed: Float32Array[][] = []
@@ -192,7 +192,7 @@ describe('local SGD: averageOptimizerState averages the moments (§6.1 --avg-m/-
   }
 })
 
-describe('local SGD: the H of every round follows QSR (§6.2, §6.5)', () => {
+describe('local SGD: the H of every round follows QSR', () => {
   it('the H values in the StepReports are exactly roundPlan(sync, schedule, lr, T)', async () => {
     const T = 120
     // Cosine from 0.1 with α = 0.15: (α/η)² grows from 2 to H_max as η decays; warmup 20 → H_base.

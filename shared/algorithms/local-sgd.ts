@@ -9,14 +9,14 @@ import {
 } from './common'
 
 /**
- * Local SGD / Local AdamW with QSR (§6): H local steps on the device (no host round trip),
- * then a sample-weighted parameter average over the roster (§6.6), optionally of the optimizer
- * state too; H recomputed right after each averaging from the global step (§6.5).
+ * Local SGD / Local AdamW with QSR (docs/algorithms.md "Local SGD and Local AdamW"): H local steps on the device (no host round trip),
+ * then a sample-weighted parameter average over the roster (docs/algorithms.md "Local SGD rounds and joiners"), optionally of the optimizer
+ * state too; H recomputed right after each averaging from the global step (docs/algorithms.md "Quadratic Synchronization Rule").
  *
  * Round alignment. Every peer's responder reports its *position*: the round whose all-reduce it
  * takes part in next, the global step t, H and the local steps done in that round. The tuple is
  * updated synchronously when an averaging settles, so it is never half old, half new.
- * - Join (§6.6): the joiner fetches the positions, then waits at the boundary of the group's
+ * - Join (docs/algorithms.md "Local SGD rounds and joiners"): the joiner fetches the positions, then waits at the boundary of the group's
  *   current round: it takes part in that round's all-reduce with weight 0 and so receives x̄,
  *   and starts the next round at the boundary's t with the group's H and a fresh optimizer
  *   state. If the boundary is missed (bounded wait), it falls back to the average of the fetched
@@ -117,7 +117,7 @@ function makeLocal(name: AlgorithmName): AlgorithmFactory {
       return res.members
     }
 
-    /** §6.6 join: wait at the group's next round boundary and receive x̄ there (weight 0). */
+    /** docs/algorithms.md "Local SGD rounds and joiners" join: wait at the group's next round boundary and receive x̄ there (weight 0). */
     const join = async (): Promise<void> => {
       let states = await requestState(ctx, others(ctx))
       const first = furthest(states)
@@ -180,7 +180,7 @@ function makeLocal(name: AlgorithmName): AlgorithmFactory {
     const inst: AlgorithmInstance = {
       name,
       async step(): Promise<StepReport> {
-        // A peer's graceful leave (§9.4): folded in once into the local model; the next averaging
+        // A peer's graceful leave (docs/algorithms.md "Graceful leave"): folded in once into the local model; the next averaging
         // spreads it. Costs a host round trip only on the step after a leave.
         const hs = inbox.take()
         if (hs.length) {

@@ -55,7 +55,7 @@ async function staleSsgd(prob: LsqProblem, n: number, rounds: number, o: { lr: n
   return W
 }
 
-describe('OD-SGD with local lr 0 is one-step-stale SSGD (§8.2)', () => {
+describe('OD-SGD with local lr 0 is one-step-stale SSGD', () => {
   const n = 3
   const prob = makeLsqProblem({ n, d: 6, m: 12, seed: 21, spread: 1 })
   for (const warm of [0, 4]) {
@@ -170,7 +170,7 @@ describe('OD-SGD partial rounds and churn', () => {
   })
 })
 
-describe('OD-SGD hand-over carries the server momentum v (§8.4)', () => {
+describe('OD-SGD hand-over carries the server momentum v', () => {
   /** f(x) = c·x: the gradient is c wherever the worker computes, so the server recursion is known in closed form. */
   class ConstGrad extends LsqCompute {
     constructor(private readonly c: Float32Array) {

@@ -7,14 +7,14 @@ import { OD_SGD_STATE_KIND, psKind } from './message-kinds'
 import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
 
 /**
- * OD-SGD (Xu et al., arXiv 2005.06728; ALGORITHMS.md §8.2–8.4), from the official MXNet code.
+ * OD-SGD (Xu et al., arXiv 2005.06728; docs/algorithms.md "OD-SGD"), from the official MXNet code.
  *
  * Server (the peer in roles.ps, which also trains): for round t it waits for the gradients g_t^i
  * of every roster member, or until the named deadline `od-sgd/server-round` counted from the
  * round's first arrival, then takes one synchronous global momentum step on the sample-weighted
  * partial average: ḡ = Σ s_i g_i / Σ s_i, v ← βv + ḡ + wd·W, W_{t+1} = W_t − η v, and sends
  * W_{t+1} to every worker. A gradient of round t−1 that missed its round is folded into round t
- * (bounded staleness 1, §8.4). Contributions are summed in peer-id order so the result does not
+ * (bounded staleness 1, docs/algorithms.md "Parameter-server churn"). Contributions are summed in peer-id order so the result does not
  * depend on arrival order.
  *
  * Worker, iteration t (after the SSGD warm start of `warmStartSteps` iterations):
@@ -65,7 +65,7 @@ export class OdSgdServer {
   }
 
   submit(from: PeerId, round: number, c: Contribution): void {
-    // Older than one round: useless (§8.4 bounded staleness 1). Newer: kept for its round.
+    // Older than one round: useless (docs/algorithms.md "Parameter-server churn" bounded staleness 1). Newer: kept for its round.
     if (round < this.t - 1) return
     let m = this.inbox.get(round)
     if (!m) this.inbox.set(round, (m = new Map()))
@@ -194,7 +194,7 @@ class OdSgd implements AlgorithmInstance {
       this.serverStop?.abort(new Error('no longer PS'))
       this.server = null
     } else if (this.server && this.server.rounds > 0) {
-      // Messages of the old epoch still in flight are dropped as stale (§9.1): re-send the latest
+      // Messages of the old epoch still in flight are dropped as stale (docs/algorithms.md "Message tagging and staleness"): re-send the latest
       // W (receivers drop it as a duplicate if the first copy arrived).
       void this.broadcast(K.weights, this.server.t, this.server.W)
     }
@@ -277,7 +277,7 @@ class OdSgd implements AlgorithmInstance {
     else this.setHat(t, e.data, false)
   }
 
-  /** §8.4 join: pull (t, W_t) from the PS and start at iteration t with w̃ = Ŵ = W_t. */
+  /** docs/algorithms.md "Parameter-server churn" join: pull (t, W_t) from the PS and start at iteration t with w̃ = Ŵ = W_t. */
   async bootstrap(): Promise<void> {
     const { mesh, compute } = this.ctx
     const ps = mesh.membership().roles.ps
@@ -333,7 +333,7 @@ class OdSgd implements AlgorithmInstance {
 
   private localLr(t: number): number {
     const c = this.ctx.config
-    // The local lr follows the global schedule's shape (§8.2: local decay tracks the global one).
+    // The local lr follows the global schedule's shape (docs/algorithms.md "OD-SGD": local decay tracks the global one).
     return c.localLr * (lrAt(c.schedule, c.lr, t, c.totalSteps) / c.lr)
   }
 
@@ -389,7 +389,7 @@ class OdSgd implements AlgorithmInstance {
     return { step: this.stepCount, globalStep: this.t, loss: g.loss, samples: g.samples, lr, communicated }
   }
 
-  /** w̃_{t+1} = LocalOpt(Ŵ = W_t, g_t) (§8.2 step 2). */
+  /** w̃_{t+1} = LocalOpt(Ŵ = W_t, g_t) (docs/algorithms.md "OD-SGD" step 2). */
   private localOpt(W: Float32Array, g: Float32Array, t: number): Float32Array {
     const c = this.ctx.config
     const lrl = this.localLr(t)
@@ -413,7 +413,7 @@ class OdSgd implements AlgorithmInstance {
     return this.server ? new Float32Array(this.server.W) : new Float32Array(this.hat.W)
   }
 
-  /** §8.4: a leaving PS hands W, v and t over (successor first). */
+  /** docs/algorithms.md "Parameter-server churn": a leaving PS hands W, v and t over (successor first). */
   async leave(): Promise<void> {
     const server = this.server
     if (server) {

@@ -6,8 +6,8 @@ import { PS_KIND, psKind } from './message-kinds'
 import type { AlgorithmContext } from './types'
 
 /**
- * Parameter-server plumbing shared by asgd.ts and od-sgd.ts (ALGORITHMS.md §8): message kinds,
- * background serve loops, deadlines that follow the PS role, and the §8.4 hand-over of the
+ * Parameter-server plumbing shared by asgd.ts and od-sgd.ts (docs/algorithms.md "Parameter-server algorithms"): message kinds,
+ * background serve loops, deadlines that follow the PS role, and the docs/algorithms.md "Parameter-server churn" hand-over of the
  * server state (W, v) from a leaving PS to its successor.
  */
 
@@ -90,7 +90,7 @@ export async function withDeadline<T>(name: string, ms: number, parent: AbortSig
 
 /** A named deadline that also aborts when the roster changes (`ps` leaving or losing the role included). */
 export function whilePs(ctx: AlgorithmContext, ps: PeerId, name: string, ms: number, parent: AbortSignal): ScopedDeadline {
-  // Any roster change aborts: in-flight messages of the old epoch are dropped as stale (§9.1).
+  // Any roster change aborts: in-flight messages of the old epoch are dropped as stale (docs/algorithms.md "Message tagging and staleness").
   return rosterDeadline(ctx, name, ms, parent, (m, changed) => changed
     ? new Error(m.roles.ps !== ps || !m.peers.includes(ps) ? `PS ${ps} gone` : `roster changed (epoch ${m.epoch})`)
     : undefined)
@@ -99,7 +99,7 @@ export function whilePs(ctx: AlgorithmContext, ps: PeerId, name: string, ms: num
 /**
  * Sends the server state to `order` (successor first) and waits for the successor's ack, so the
  * hand-over is consumed before this peer leaves: after the roster changes, messages of the old
- * epoch would be dropped as stale (§9.1).
+ * epoch would be dropped as stale (docs/algorithms.md "Message tagging and staleness").
  */
 export async function sendHandover(
   ctx: AlgorithmContext, algo: string, order: readonly PeerId[], msg: MeshMessage, parent: AbortSignal,
@@ -124,7 +124,7 @@ export async function ackHandover(ctx: AlgorithmContext, kind: string, e: Envelo
 }
 
 /**
- * §8.4, leaving side: sends the server state W ‖ v as `<algo>/handover` to every other peer,
+ * docs/algorithms.md "Parameter-server churn", leaving side: sends the server state W ‖ v as `<algo>/handover` to every other peer,
  * the successor (whom the signaling server elects) first, and waits for the successor's ack.
  * `meta` travels with the state (asgd: version, od-sgd: round t) and is logged.
  */
@@ -143,7 +143,7 @@ export async function handOverServerState(
 }
 
 /**
- * §8.4, receiving side: validates a `<algo>/handover` envelope (2·d finite values), acks it to the
+ * docs/algorithms.md "Parameter-server churn", receiving side: validates a `<algo>/handover` envelope (2·d finite values), acks it to the
  * sender and returns the state split into W and v; null (and no ack) when it is malformed.
  * What to do with the state (adopt now or keep for later) is the algorithm's decision.
  */

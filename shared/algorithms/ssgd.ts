@@ -5,13 +5,13 @@ import { allReduceWithRetry, requestState, ringNeighbours, startStateResponder, 
 import { SSGD_COLLECTIVE } from './message-kinds'
 
 /**
- * SSGD (§2): gradients all-reduced over the whole roster every step (ring all-reduce, sample
+ * SSGD (docs/algorithms.md "SSGD"): gradients all-reduced over the whole roster every step (ring all-reduce, sample
  * weighted), then heavy-ball momentum with coupled weight decay, identical on every peer:
- * m = βm + ḡ + λx, x = x − γm. A joiner receives the exact x, m and step (§2.4). With
- * `lrScaling: linear`, γ follows the global batch of each step (Goyal et al., §2.1).
+ * m = βm + ḡ + λx, x = x − γm. A joiner receives the exact x, m and step (docs/algorithms.md "SSGD under churn"). With
+ * `lrScaling: linear`, γ follows the global batch of each step (Goyal et al., docs/algorithms.md "SSGD linear learning-rate scaling").
  *
  * Resync. When every all-reduce attempt of a step fails, the peer steps with its own gradient
- * and is then out of sync (§2.4's invariant "identical on all members" is broken). It says so in
+ * and is then out of sync (docs/algorithms.md "SSGD under churn"'s invariant "identical on all members" is broken). It says so in
  * the next gradient all-reduce: the vector carries a flag slot, so every member of a successful
  * all-reduce sees the same count of out-of-sync peers and, if it is not 0, all of them average
  * x and m (one more all-reduce, same step) before the update. The same happens every
@@ -196,7 +196,7 @@ export const ssgd: AlgorithmFactory = async (ctx) => {
       const total = res ? res.sum[d] : samples
       const inv = res ? 1 / total : 1
       // The global batch is what this step's all-reduce summed, identical on every member, so the
-      // replicas stay bit-identical while a departure or join rescales the lr (§2.4).
+      // replicas stay bit-identical while a departure or join rescales the lr (docs/algorithms.md "SSGD under churn").
       const lr = scaledLrAt(config.schedule, config.lr, config.lrScaling, total, t, config.totalSteps)
       const beta = config.momentum
       const wd = config.weightDecay

@@ -79,7 +79,7 @@ export interface StepReport {
   contributors?: number
   /** Peers whose weight was folded onto self this step (missed deadline). */
   folded?: number
-  /** Consensus-distance proxy: mean ||x - x_j||² over received neighbour models (§3.3a). */
+  /** Consensus-distance proxy: mean ||x - x_j||² over received neighbour models (docs/algorithms.md "Consensus distance"). */
   consensus?: number
 }
 
@@ -89,19 +89,19 @@ export interface AlgorithmInstance {
   step(): Promise<StepReport>
   /** The model to evaluate for accuracy: the local model (or the latest global copy for PS methods). */
   evalParams(): Promise<Float32Array>
-  /** Graceful leave (§9.4): hand the model / server state to others once. Best effort, bounded. */
+  /** Graceful leave (docs/algorithms.md "Graceful leave"): hand the model / server state to others once. Best effort, bounded. */
   leave(): Promise<void>
   /** Stops background loops (request servers, PS role). Idempotent. */
   dispose(): void
 }
 
 /**
- * Creates an instance and bootstraps it (§9.3): fetches state from peers when joining a running
+ * Creates an instance and bootstraps it (docs/algorithms.md "Joining a running swarm"): fetches state from peers when joining a running
  * swarm. Resolves when the instance is ready for its first `step()`.
  */
 export type AlgorithmFactory = (ctx: AlgorithmContext) => Promise<AlgorithmInstance>
 
-/** Intra-tab Hogwild updaters for LAP-SGD (§7). */
+/** Intra-tab Hogwild updaters for LAP-SGD (docs/algorithms.md "LAP-SGD"). */
 export interface HogwildPool {
   /** Number of concurrent updaters (U); may change at run time. */
   updaters: number

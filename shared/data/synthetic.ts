@@ -2,7 +2,7 @@ import type { Dataset } from './format'
 import { Rng } from './rng'
 
 /**
- * Teacher–student task of ../shared/reference/sim/common.py `make_data`: x ~ N(0, I_d), label =
+ * Teacher–student task (docs/algorithms.md "Calibrations"): x ~ N(0, I_d), label =
  * argmax of a random ReLU teacher d-h-c with W1 ~ N(0, 1/d), W2 ~ N(0, 1/h). Same distribution
  * as the reference, not the same numbers (numpy's PCG64 stream is not reproduced).
  */

@@ -146,7 +146,7 @@ export class VectorArena {
   /**
    * Heavy ball with an L2 term, stepping from `base` (default x):
    *   m = β·m + g + λ·x ;  x = base − lr·m
-   * base = x is the plain step; base = the mixed model is DPSGD's AWC update (§3).
+   * base = x is the plain step; base = the mixed model is DPSGD's AWC update (docs/algorithms.md "D-PSGD (AWC and ATC)").
    */
   momentum(x: Float32Array, m: Float32Array, g: Float32Array, beta: number, lr: number, wd: number, base: Float32Array = x): void {
     const nn = this.n

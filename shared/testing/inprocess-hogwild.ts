@@ -1,7 +1,7 @@
 import type { Compute, GradientResult, HogwildPool } from '../algorithms/types'
 
 /**
- * In-process HogwildPool (ALGORITHMS.md §7.1a) for tests and the simulator: U asynchronous
+ * In-process HogwildPool (docs/algorithms.md "Hogwild updaters") for tests and the simulator: U asynchronous
  * "updaters" share one Float32Array. Each update reads a copy of x, awaits its gradient (the
  * await is where other updaters and the averager interleave, as threads would), then writes
  * x −= lr·g element-wise in place without any lock. Single-threaded JS makes every write
@@ -46,7 +46,7 @@ export class InProcessHogwildPool implements HogwildPool {
         done++
       }
     }
-    // U is read once per run: a change of `updaters` takes effect at the next run (§7.4).
+    // U is read once per run: a change of `updaters` takes effect at the next run (docs/algorithms.md "LAP-SGD under churn").
     await Promise.all(Array.from({ length: this.updaters }, (_, u) => updater(u)))
     return { loss: done > 0 ? loss / done : NaN, samples }
   }

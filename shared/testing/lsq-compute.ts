@@ -6,7 +6,7 @@ import { Rng } from './random'
 /**
  * Pure-JS Compute for heterogeneous least squares, for exact math tests of the algorithms
  * (no tfjs). Peer i owns rows (A_i, b_i) with its own optimum, so local gradients disagree at
- * the global optimum (the "heterogeneity" b² of ALGORITHMS.md §5.3). Loss: mean over the
+ * the global optimum (the "heterogeneity" b² of docs/algorithms.md "Inconsistency bias"). Loss: mean over the
  * minibatch rows of ½(a·x − b)². Minibatches walk the rows cyclically: deterministic.
  */
 export interface LsqShard {
@@ -64,7 +64,7 @@ export function shardQuadratic(s: LsqShard): { H: Float64Array; c: Float64Array 
   return { H, c }
 }
 
-/** Seeded heterogeneous problem in the spirit of reference/sim/decentlam_bias.py. */
+/** Seeded heterogeneous least-squares problem (docs/algorithms.md "Inconsistency bias"). */
 export function makeLsqProblem(opts: { n: number; d: number; m: number; seed?: number; spread?: number }): LsqProblem {
   const rng = new Rng(opts.seed ?? 0)
   const { n, d, m } = opts
@@ -204,7 +204,7 @@ export class LsqCompute implements Compute {
 }
 
 /**
- * Exact fixed point of DSGD-ATC on least squares, X = W(X − γ∇F(X)) (ALGORITHMS.md §5.3), as one
+ * Exact fixed point of DSGD-ATC on least squares, X = W(X − γ∇F(X)) (docs/algorithms.md "Inconsistency bias"), as one
  * dense nd×nd linear system in float64: row (i, a) reads x_ia − Σ_j w_ij (x_j − γ(H_j x_j − c_j))_a = 0.
  * DecentLaM(γ, β) has this fixed point for every β and DmSGD(γ, β) that of γ/(1−β).
  * Returns the network mean x̄.

@@ -16,7 +16,7 @@ function messageBytes(msg: MeshMessage): number {
 
 /**
  * In-process network of peers with seeded faults: the mesh of deterministic tests and the
- * simulator. Membership follows the signaling server's rules (§9.1): every join/leave bumps
+ * simulator. Membership follows the signaling server's rules (docs/algorithms.md "Message tagging and staleness"): every join/leave bumps
  * the epoch and re-announces the roster to everyone; the PS role moves to the first peer when
  * its holder leaves.
  */

@@ -3,7 +3,7 @@ import { PROTOCOL_VERSION } from '../protocol/version'
 
 /**
  * Data-channel framing. Every WebRTC stack here has a hard 256 KiB message limit and each fails
- * differently above it (Chromium throws, wrtc closes the channel: ../shared/BROWSER-TESTING.md),
+ * differently above it (Chromium throws, wrtc closes the channel),
  * so messages are cut into frames of at most MAX_FRAME_BYTES = 64 KiB — a quarter of the hard
  * limit, which leaves room for SCTP/DTLS overhead and costs nothing in throughput (16–256 KiB
  * chunks measured the same).

@@ -2,7 +2,7 @@ import { chromium, type Browser, type BrowserContext, type Page } from 'playwrig
 import { existsSync } from 'node:fs'
 
 /**
- * Headless Chromium as the recipe in ../shared/BROWSER-TESTING.md says: Debian chromium driven
+ * Headless Chromium as verified on these machines: Debian chromium driven
  * by playwright-core (no browser download), loopback ICE candidates allowed, background
  * networking off, WebGPU enabled. Tests run inside a loopback-only netns (tools/netns-run.sh).
  */

@@ -33,7 +33,7 @@ interface Slot {
 }
 
 /**
- * LAP-SGD's intra-tab updaters (ALGORITHMS.md §7): U workers share one Float32Array of
+ * LAP-SGD's intra-tab updaters (docs/algorithms.md "LAP-SGD"): U workers share one Float32Array of
  * parameters in a SharedArrayBuffer and update it Hogwild-style, lock-free. The averaging
  * thread (the algorithm) reads `snapshot()` and applies `addInPlace(avg − snapshot)` while the
  * updaters keep writing, which keeps the updates made during the exchange.
