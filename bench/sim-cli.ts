@@ -9,7 +9,8 @@ import { DATASETS, MODELS, parsePartition, parseRoomConfig, type DatasetName, ty
 import { DivergenceDetector, type Divergence } from '../shared/divergence'
 import { FAULTS, type FaultName } from '../shared/testing/faults'
 import { gradientFromComputes, InProcessHogwildPool } from '../shared/testing/inprocess-hogwild'
-import { MemoryNetwork } from '../shared/testing/memory-mesh'
+import { MemoryNetwork, type MemoryMesh } from '../shared/testing/memory-mesh'
+import type { Dataset } from '../shared/data/format'
 import { loadDatasetNode } from '../client/runtime/data-loader-node'
 import { shardDataset } from '../client/runtime/data-loader'
 import { createNodeHogwildPool } from '../client/runtime/hogwild/node-pool'
@@ -57,15 +58,17 @@ export interface SimResult {
   hogwild?: { kind: HogwildKind; updatersPerPeer: number[] }
 }
 
-export async function runSimulation(opts: SimOptions): Promise<SimResult> {
+/** The peers of one simulation: meshes, data shards, models, Hogwild pools, algorithm instances. */
+interface Swarm {
+  meshes: MemoryMesh[]
+  computes: TfCompute[]
+  instances: AlgorithmInstance[]
+  pools: { pool: HogwildPool; running(): number; dispose(): void }[]
+  dispose(): void
+}
+
+async function buildSwarm(opts: SimOptions, train: Dataset, signal: AbortSignal): Promise<Swarm> {
   const { config, peers } = opts
-  if (!Number.isInteger(peers) || peers < 1) throw new Error(`peers must be a positive integer, got ${peers}`)
-  const steps = config.totalSteps
-  const evalEvery = opts.evalEvery ?? Math.max(1, Math.floor(steps / 10))
-  await setupNodeBackend('wasm')
-  const train = await loadDatasetNode(config.dataset as DatasetName, 'train')
-  const test = await loadDatasetNode(config.dataset as DatasetName, 'test')
-  const testDev = uploadDataset(test)
   const net = new MemoryNetwork({ seed: config.seed, faults: FAULTS[opts.faults ?? 'none'] })
   const meshes = Array.from({ length: peers }, (_, i) => net.join(`p${i}`))
   const partition = parsePartition(config.partition)
@@ -75,111 +78,142 @@ export async function runSimulation(opts: SimOptions): Promise<SimResult> {
   }))
   /** Extra computes of in-process Hogwild updaters (disposed with the others). */
   const updaterComputes: TfCompute[] = []
-  const pools: { pool: HogwildPool; running(): number; dispose(): void }[] = []
-  const stop = new AbortController()
+  const pools: Swarm['pools'] = []
+  const swarm: Swarm = {
+    meshes, computes, instances: [], pools,
+    dispose: () => {
+      for (const p of pools) p.dispose()
+      for (const c of [...computes, ...updaterComputes]) c.dispose()
+    },
+  }
   try {
-    const hogwildFor = async (i: number): Promise<HogwildPool | undefined> => {
-      if (!ALGORITHM_DESCRIPTORS[config.algorithm].hogwild) return undefined
-      const initial = await computes[i].readParams()
-      if ((opts.hogwild ?? 'worker') === 'worker') {
-        const pool = createNodeHogwildPool({
-          model: config.model as ModelName, train: shards[i], paramCount: computes[i].paramCount, initial,
-          batchSize: config.batchSize, seed: config.seed, updaters: config.updaters,
-        })
-        pools.push({ pool, running: () => pool.workerCount, dispose: () => pool.dispose() })
-        return pool
-      }
-      // One compute per updater: each has its own minibatch stream (streamSeed), like a worker.
-      const own = Array.from({ length: config.updaters }, (_, u) => new TfCompute({
-        model: config.model as ModelName, train: shards[i], batchSize: config.batchSize, seed: config.seed,
-        streamSeed: 1000 + peers * u + i,
-      }))
-      updaterComputes.push(...own)
-      const pool = new InProcessHogwildPool(initial, gradientFromComputes(own), { updaters: config.updaters })
-      pools.push({ pool, running: () => pool.updaters, dispose: () => {} })
-      return pool
-    }
-    const hogwild = await Promise.all(meshes.map((_, i) => hogwildFor(i)))
-    const instances: AlgorithmInstance[] = await Promise.all(meshes.map((mesh, i) => ALGORITHM_FACTORIES[config.algorithm]({
-      mesh, compute: computes[i], config, signal: stop.signal, log: () => {}, now: () => performance.now(),
+    const hogwild = await Promise.all(meshes.map((_, i) => hogwildFor(opts, shards[i], computes[i], i, pools, updaterComputes)))
+    swarm.instances = await Promise.all(meshes.map((mesh, i) => ALGORITHM_FACTORIES[config.algorithm]({
+      mesh, compute: computes[i], config, signal, log: () => {}, now: () => performance.now(),
       ...(hogwild[i] ? { hogwild: hogwild[i] } : {}),
     })))
+    return swarm
+  } catch (e) {
+    swarm.dispose()
+    throw e
+  }
+}
 
-    const curve: CurvePoint[] = []
-    let syncRounds = 0
-    let samples = 0
-    let diverged = false
-    let divergence: Divergence | null = null
-    let final = { loss: NaN, accuracy: 0 }
+/** LAP-SGD's updaters for peer i (see HogwildKind); undefined for the other algorithms. */
+async function hogwildFor(
+  opts: SimOptions, shard: Dataset, compute: TfCompute, i: number, pools: Swarm['pools'], updaterComputes: TfCompute[],
+): Promise<HogwildPool | undefined> {
+  const { config, peers } = opts
+  if (!ALGORITHM_DESCRIPTORS[config.algorithm].hogwild) return undefined
+  const initial = await compute.readParams()
+  if ((opts.hogwild ?? 'worker') === 'worker') {
+    const pool = createNodeHogwildPool({
+      model: config.model as ModelName, train: shard, paramCount: compute.paramCount, initial,
+      batchSize: config.batchSize, seed: config.seed, updaters: config.updaters,
+    })
+    pools.push({ pool, running: () => pool.workerCount, dispose: () => pool.dispose() })
+    return pool
+  }
+  // One compute per updater: each has its own minibatch stream (streamSeed), like a worker.
+  const own = Array.from({ length: config.updaters }, (_, u) => new TfCompute({
+    model: config.model as ModelName, train: shard, batchSize: config.batchSize, seed: config.seed,
+    streamSeed: 1000 + peers * u + i,
+  }))
+  updaterComputes.push(...own)
+  const pool = new InProcessHogwildPool(initial, gradientFromComputes(own), { updaters: config.updaters })
+  pools.push({ pool, running: () => pool.updaters, dispose: () => {} })
+  return pool
+}
 
-    const evaluateAverage = async (): Promise<{ loss: number; accuracy: number; consensus: number }> => {
-      const xs = await Promise.all(instances.map((p) => p.evalParams()))
-      const avg = new Float32Array(xs[0].length)
-      for (const x of xs) for (let i = 0; i < x.length; i++) avg[i] += x[i] / xs.length
-      let consensus = 0
-      for (const x of xs) for (let i = 0; i < x.length; i++) consensus += (x[i] - avg[i]) ** 2 / xs.length
-      if (!avg.every(Number.isFinite)) return { loss: NaN, accuracy: 0, consensus: NaN }
-      const r = await computes[0].evaluate(testDev, avg)
-      return { ...r, consensus }
-    }
+/** Test loss and accuracy of the peers' average model, and their consensus distance. */
+async function evaluateAverage(swarm: Swarm, testDev: ReturnType<typeof uploadDataset>): Promise<{ loss: number; accuracy: number; consensus: number }> {
+  const xs = await Promise.all(swarm.instances.map((p) => p.evalParams()))
+  const avg = new Float32Array(xs[0].length)
+  for (const x of xs) for (let i = 0; i < x.length; i++) avg[i] += x[i] / xs.length
+  let consensus = 0
+  for (const x of xs) for (let i = 0; i < x.length; i++) consensus += (x[i] - avg[i]) ** 2 / xs.length
+  if (!avg.every(Number.isFinite)) return { loss: NaN, accuracy: 0, consensus: NaN }
+  const r = await swarm.computes[0].evaluate(testDev, avg)
+  return { ...r, consensus }
+}
 
-    let lossSum = 0
-    let lossN = 0
-    // The rule every session uses (shared/divergence.ts), on the mean loss over peers per step.
-    const detector = new DivergenceDetector()
-    let lastYield = performance.now()
-    for (let s = 1; s <= steps && !diverged; s++) {
-      // The in-memory mesh delivers with microtasks, so a run never returns to the event loop by
-      // itself: yield between steps (nothing is in flight then) so timers and I/O of the host
-      // process — a test runner's worker RPC, a progress bar — are served during long runs.
-      if (performance.now() - lastYield > YIELD_EVERY_MS) {
-        await new Promise((r) => setImmediate(r))
-        lastYield = performance.now()
-      }
-      const reports: StepReport[] = await Promise.all(instances.map((p) => p.step()))
-      if (reports[0].communicated) syncRounds++
-      let stepSum = 0
-      let stepN = 0
-      for (const r of reports) {
-        samples += r.samples
-        if (Number.isFinite(r.loss)) (lossSum += r.loss), lossN++, (stepSum += r.loss), stepN++
-        else if (!Number.isNaN(r.loss)) detector.nonFinite(s, `peer loss ${r.loss}`)
-      }
-      if (stepN > 0) detector.observe(stepSum / stepN, s)
-      if (detector.diverged) (diverged = true), (divergence = detector.diverged)
-      // LAP-SGD's step is a whole round of H local updates and its global step counts updates:
-      // the run ends when the update budget is spent, not after `steps` rounds.
-      const budgetSpent = ALGORITHM_DESCRIPTORS[config.algorithm].hogwild && reports.every((r) => r.globalStep >= steps)
-      let point: CurvePoint | null = null
-      if (s % evalEvery === 0 || s === steps || diverged || budgetSpent) {
-        const e = await evaluateAverage()
-        final = e
-        if (!Number.isFinite(e.loss)) (diverged = true), (divergence ??= detector.nonFinite(s, 'the averaged model is not finite'))
-        point = { step: s, samples, trainLoss: lossN ? lossSum / lossN : NaN, testAccuracy: e.accuracy, consensusDistance: e.consensus, lr: reports[0].lr, h: reports[0].h ?? null }
-        curve.push(point)
-        lossSum = 0
-        lossN = 0
-      }
-      opts.onProgress?.(s, steps, point)
-      if (budgetSpent) break
-    }
+export async function runSimulation(opts: SimOptions): Promise<SimResult> {
+  const { config, peers } = opts
+  if (!Number.isInteger(peers) || peers < 1) throw new Error(`peers must be a positive integer, got ${peers}`)
+  await setupNodeBackend('wasm')
+  const train = await loadDatasetNode(config.dataset as DatasetName, 'train')
+  const test = await loadDatasetNode(config.dataset as DatasetName, 'test')
+  const testDev = uploadDataset(test)
+  const stop = new AbortController()
+  let swarm: Swarm | null = null
+  try {
+    swarm = await buildSwarm(opts, train, stop.signal)
+    const run = await stepSwarm(opts, swarm, testDev)
     return {
       config: { ...config, peers },
-      finalTestAccuracy: final.accuracy,
-      finalTestLoss: final.loss,
-      diverged,
-      divergence,
-      syncRounds,
-      bytesSentPerPeer: meshes.map((m) => m.stats().bytesSent),
-      curve,
-      ...(pools.length ? { hogwild: { kind: opts.hogwild ?? 'worker', updatersPerPeer: pools.map((p) => p.running()) } } : {}),
+      ...run,
+      bytesSentPerPeer: swarm.meshes.map((m) => m.stats().bytesSent),
+      ...(swarm.pools.length ? { hogwild: { kind: opts.hogwild ?? 'worker', updatersPerPeer: swarm.pools.map((p) => p.running()) } } : {}),
     }
   } finally {
     stop.abort()
-    for (const p of pools) p.dispose()
-    for (const c of [...computes, ...updaterComputes]) c.dispose()
+    swarm?.dispose()
     testDev.dispose()
   }
+}
+
+/** Steps every peer together until the run ends, diverges or (lap-sgd) spends its update budget. */
+async function stepSwarm(
+  opts: SimOptions, swarm: Swarm, testDev: ReturnType<typeof uploadDataset>,
+): Promise<Pick<SimResult, 'finalTestAccuracy' | 'finalTestLoss' | 'diverged' | 'divergence' | 'syncRounds' | 'curve'>> {
+  const { config } = opts
+  const steps = config.totalSteps
+  const evalEvery = opts.evalEvery ?? Math.max(1, Math.floor(steps / 10))
+  const curve: CurvePoint[] = []
+  let syncRounds = 0
+  let samples = 0
+  let final = { loss: NaN, accuracy: 0 }
+  let lossSum = 0
+  let lossN = 0
+  // The rule every session uses (shared/divergence.ts), on the mean loss over peers per step.
+  const detector = new DivergenceDetector()
+  let lastYield = performance.now()
+  for (let s = 1; s <= steps && !detector.diverged; s++) {
+    // The in-memory mesh delivers with microtasks, so a run never returns to the event loop by
+    // itself: yield between steps (nothing is in flight then) so timers and I/O of the host
+    // process — a test runner's worker RPC, a progress bar — are served during long runs.
+    if (performance.now() - lastYield > YIELD_EVERY_MS) {
+      await new Promise((r) => setImmediate(r))
+      lastYield = performance.now()
+    }
+    const reports: StepReport[] = await Promise.all(swarm.instances.map((p) => p.step()))
+    if (reports[0].communicated) syncRounds++
+    let stepSum = 0
+    let stepN = 0
+    for (const r of reports) {
+      samples += r.samples
+      if (Number.isFinite(r.loss)) (lossSum += r.loss), lossN++, (stepSum += r.loss), stepN++
+      else if (!Number.isNaN(r.loss)) detector.nonFinite(s, `peer loss ${r.loss}`)
+    }
+    if (stepN > 0) detector.observe(stepSum / stepN, s)
+    // LAP-SGD's step is a whole round of H local updates and its global step counts updates:
+    // the run ends when the update budget is spent, not after `steps` rounds.
+    const budgetSpent = ALGORITHM_DESCRIPTORS[config.algorithm].hogwild && reports.every((r) => r.globalStep >= steps)
+    let point: CurvePoint | null = null
+    if (s % evalEvery === 0 || s === steps || detector.diverged || budgetSpent) {
+      const e = await evaluateAverage(swarm, testDev)
+      final = e
+      if (!Number.isFinite(e.loss)) detector.nonFinite(s, 'the averaged model is not finite')
+      point = { step: s, samples, trainLoss: lossN ? lossSum / lossN : NaN, testAccuracy: e.accuracy, consensusDistance: e.consensus, lr: reports[0].lr, h: reports[0].h ?? null }
+      curve.push(point)
+      lossSum = 0
+      lossN = 0
+    }
+    opts.onProgress?.(s, steps, point)
+    if (budgetSpent) break
+  }
+  const divergence = detector.diverged
+  return { finalTestAccuracy: final.accuracy, finalTestLoss: final.loss, diverged: divergence !== null, divergence, syncRounds, curve }
 }
 
 /** Builds the room config from CLI flags (the same validation as POST /api/rooms). */

@@ -2,7 +2,7 @@
  * One benchmark peer for bench/transport.ts, in its own OS process (forked with tsx and IPC).
  * Joins the room through the real signaling server and runs a real WebRtcMesh over
  * @roamhq/wrtc (or node-datachannel: init's `webrtc`, client/mesh/node-webrtc.ts). Timing happens here, next to the mesh, so IPC never sits on the measured path:
- *  - 'raw': WebRtcMesh.measureRawThroughput (64 KiB raw frames + ack).
+ *  - 'raw': ThroughputProbe.measure (client/mesh/testing/probes.ts: 64 KiB raw frames + ack).
  *  - 'exchange': mesh.send of a Float32Array model with the chosen codec; the receiving peer
  *    decodes it (reassembly, codec, validation, Mailbox delivery) and only then sends a small
  *    ack, so the time covers the whole parameter exchange, like the raw measure covers its ack.
@@ -11,6 +11,7 @@ import type { Compression } from '../shared/config'
 import { deadline } from '../shared/transport'
 import { loadNodeWebRtc, type NodeWebRtcStack } from '../client/mesh/node-webrtc'
 import { SignalingClient } from '../client/mesh/signaling-client'
+import { ThroughputProbe } from '../client/mesh/testing/probes'
 import { WebRtcMesh } from '../client/mesh/webrtc-mesh'
 
 export type BenchOp =
@@ -26,6 +27,7 @@ export type BenchEv =
 
 const post = (m: BenchEv) => process.send?.(m)
 let mesh: WebRtcMesh | null = null
+let probe: ThroughputProbe | null = null
 let sig: SignalingClient | null = null
 // Mutable on purpose: WebRtcMesh reads its config on every send, so one link serves all codecs.
 const meshConfig: { iceServers: never[]; compression: Compression } = { iceServers: [], compression: 'fp32' }
@@ -39,6 +41,8 @@ async function init(url: string, room: string, stack: NodeWebRtcStack = 'wrtc'):
   await sig.enterRoster(deadline('bench.ready', 15_000))
   const m = new WebRtcMesh({ self: joined.self, signaling: sig, wrtc, schemaHash: 'bench', config: meshConfig })
   mesh = m
+  // Both peers get one: the receiving side counts the raw bytes and acks them.
+  probe = new ThroughputProbe(m.testPort())
   m.onMembership((x) => post({ ev: 'peers', n: x.peers.length }))
   post({ ev: 'ready', self: joined.self })
   post({ ev: 'peers', n: m.membership().peers.length })
@@ -91,9 +95,9 @@ process.on('message', (msg: BenchOp) => {
     }
     const id = msg.id
     try {
-      const value = msg.op === 'raw' ? await mesh!.measureRawThroughput(msg.to, msg.bytes)
+      const value = msg.op === 'raw' ? await probe!.measure(msg.to, msg.bytes)
         : msg.op === 'exchange' ? await exchange(msg.to, msg.floats, msg.compression, msg.reps)
-        : await (async () => { await mesh?.close(); sig?.close() })()
+        : await (async () => { probe?.close(); await mesh?.close(); sig?.close() })()
       post({ ev: 'result', id, ok: true, value })
     } catch (e) {
       post({ ev: 'result', id, ok: false, error: String((e as Error)?.stack ?? e) })

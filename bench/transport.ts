@@ -50,6 +50,10 @@ class Peer {
   }
 }
 
+type Raw = { bytes: number; ms: number; bytesPerSec: number }
+type Ex = { ms: number[]; sendMs: number[]; wireBytes: number[] }
+const CODECS: Compression[] = ['fp32', 'fp16', 'int8']
+
 export async function runTransportBench(opts: { quick?: boolean; webrtc?: NodeWebRtcStack; reps?: number } = {}) {
   const webrtc = opts.webrtc ?? 'wrtc'
   const server = await benchServer()
@@ -67,78 +71,14 @@ export async function runTransportBench(opts: { quick?: boolean; webrtc?: NodeWe
   }
   const loadBefore = load()
   try {
-    type Raw = { bytes: number; ms: number; bytesPerSec: number }
-    type Ex = { ms: number[]; sendMs: number[]; wireBytes: number[] }
     // Warm-up: connect, let SCTP's congestion window open, JIT the codecs.
     await a.call<Raw>({ op: 'raw', to: b.self, bytes: 8e6 })
-    for (const c of ['fp32', 'fp16', 'int8'] as Compression[]) await a.call<Ex>({ op: 'exchange', to: b.self, floats: 1e6 / 4, compression: c, reps: 2 })
+    for (const c of CODECS) await a.call<Ex>({ op: 'exchange', to: b.self, floats: 1e6 / 4, compression: c, reps: 2 })
     await a.call<Raw>({ op: 'raw', to: b.self, bytes: 8e6 })
 
     const sizesMB = opts.quick ? [1, 5] : [1, 5, 25]
-    const codecs: Compression[] = ['fp32', 'fp16', 'int8']
     const rows = []
-    for (const mb of sizesMB) {
-      const bytes = mb * 1e6
-      const floats = bytes / 4
-      // A 1 MB transfer takes ~20 ms, so one scheduler hiccup on 2 cores moves its ratio by 0.2:
-      // more repetitions where they are cheap.
-      const reps = opts.reps ?? (opts.quick ? 3 : mb >= 25 ? 4 : mb >= 5 ? 9 : 15)
-      // Interleaved: every repetition measures raw, then each codec, back to back, so a ratio
-      // compares two transfers seconds apart. Raw throughput on this shared VM moves by 1.5×
-      // within a minute; measuring all raws first and then all exchanges folded that drift into
-      // the ratio (earlier runs: fp32 0.72–0.93 of raw from one run to the next).
-      const rawMs: number[] = []
-      const ex = Object.fromEntries(codecs.map((c) => [c, { ms: [] as number[], sendMs: [] as number[], wire: [] as number[], ratio: [] as number[] }]))
-      for (let r = 0; r < reps; r++) {
-        // The order rotates each repetition, so no codec always follows the raw burst (or the
-        // exchange before it) and inherits that transfer's congestion-window state.
-        const order = (['raw', ...codecs] as const).map((_, i, all) => all[(i + r) % all.length])
-        let raw: Raw | undefined
-        const got: Partial<Record<Compression, Ex>> = {}
-        for (const what of order) {
-          if (what === 'raw') raw = await a.call<Raw>({ op: 'raw', to: b.self, bytes })
-          else got[what] = await a.call<Ex>({ op: 'exchange', to: b.self, floats, compression: what, reps: 1 })
-        }
-        rawMs.push(raw!.ms)
-        for (const c of codecs) {
-          const e = got[c]!
-          ex[c].ms.push(e.ms[0])
-          ex[c].sendMs.push(e.sendMs[0])
-          ex[c].wire.push(e.wireBytes[0])
-          // Same model bytes both ways, so model MB/s ÷ raw MB/s is raw time ÷ exchange time.
-          ex[c].ratio.push(raw!.ms / e.ms[0])
-        }
-      }
-      const rawMBps = bytes / 1e6 / (median(rawMs) / 1000)
-      // Transfers over 3× their median: on wrtc, loopback raw bursts and exchanges alike stall
-      // now and then for 0.4–0.7 s (an SCTP retransmission timeout, most likely). Counted, not
-      // hidden; the medians reported are what such stalls do not move.
-      const stalls = (ms: number[]) => ms.filter((x) => x > 3 * median(ms)).length
-      const out: Record<string, unknown> = {}
-      for (const c of codecs) {
-        const msMed = median(ex[c].ms)
-        const modelMBps = bytes / 1e6 / (msMed / 1000)
-        const wire = median(ex[c].wire)
-        const ratio = median(ex[c].ratio)
-        out[c] = {
-          msMedian: +msMed.toFixed(1), msAll: ex[c].ms.map((x) => +x.toFixed(1)),
-          // Until mesh.send resolved (every frame handed to the channel), per repetition.
-          sendMsAll: ex[c].sendMs.map((x) => +x.toFixed(1)),
-          // Model MB/s: fp32-equivalent model bytes moved per second (what training cares about).
-          modelMBps: +modelMBps.toFixed(1),
-          wireBytes: wire, wireBytesPerParam: +(wire / floats).toFixed(3),
-          wireMBps: +(wire / 1e6 / (msMed / 1000)).toFixed(1),
-          // Median over repetitions of (raw ÷ exchange) within the repetition.
-          ratioToRaw: +ratio.toFixed(2),
-          ratioAll: ex[c].ratio.map((x) => +x.toFixed(2)),
-          stalls: stalls(ex[c].ms),
-          wireRatioToRaw: +(ratio * wire / bytes).toFixed(2),
-        }
-        console.log(`  ${mb} MB ${c}: ${msMed.toFixed(0)} ms, model ${modelMBps.toFixed(1)} MB/s, wire ${(wire / 1e6).toFixed(2)} MB, ratio to raw ${ratio.toFixed(2)} (${ex[c].ratio.map((x) => x.toFixed(2)).join(' ')})`)
-      }
-      console.log(`  ${mb} MB raw: ${rawMBps.toFixed(1)} MB/s (median of ${reps}: ${rawMs.map((m) => (bytes / 1e3 / m).toFixed(0)).join(' ')})`)
-      rows.push({ modelMB: mb, params: floats, reps, rawMBps: +rawMBps.toFixed(1), rawMsAll: rawMs.map((m) => +m.toFixed(1)), rawStalls: stalls(rawMs), codecs: out })
-    }
+    for (const mb of sizesMB) rows.push(await measureModelSize(a, b, mb, opts))
     return { peers: `two Node processes, ${webrtc === 'wrtc' ? '@roamhq/wrtc' : 'node-datachannel'}, loopback netns`, webrtc, rows, load: { before: loadBefore, after: load() } }
   } finally {
     await Promise.race([Promise.all([a.call({ op: 'close' }), b.call({ op: 'close' })]), new Promise((r) => setTimeout(r, 3000))])
@@ -146,6 +86,73 @@ export async function runTransportBench(opts: { quick?: boolean; webrtc?: NodeWe
     b.child.kill('SIGKILL')
     await server.close()
   }
+}
+
+/**
+ * One model size: each repetition measures raw throughput and every codec's exchange back to
+ * back (a: sender, b: receiver), and the row reports medians and ratios over the repetitions.
+ */
+async function measureModelSize(a: Peer, b: Peer, mb: number, opts: { quick?: boolean; reps?: number }) {
+  const bytes = mb * 1e6
+  const floats = bytes / 4
+  // A 1 MB transfer takes ~20 ms, so one scheduler hiccup on 2 cores moves its ratio by 0.2:
+  // more repetitions where they are cheap.
+  const reps = opts.reps ?? (opts.quick ? 3 : mb >= 25 ? 4 : mb >= 5 ? 9 : 15)
+  // Interleaved: every repetition measures raw, then each codec, back to back, so a ratio
+  // compares two transfers seconds apart. Raw throughput on this shared VM moves by 1.5×
+  // within a minute; measuring all raws first and then all exchanges folded that drift into
+  // the ratio (earlier runs: fp32 0.72–0.93 of raw from one run to the next).
+  const rawMs: number[] = []
+  const ex = Object.fromEntries(CODECS.map((c) => [c, { ms: [] as number[], sendMs: [] as number[], wire: [] as number[], ratio: [] as number[] }]))
+  for (let r = 0; r < reps; r++) {
+    // The order rotates each repetition, so no codec always follows the raw burst (or the
+    // exchange before it) and inherits that transfer's congestion-window state.
+    const order = (['raw', ...CODECS] as const).map((_, i, all) => all[(i + r) % all.length])
+    let raw: Raw | undefined
+    const got: Partial<Record<Compression, Ex>> = {}
+    for (const what of order) {
+      if (what === 'raw') raw = await a.call<Raw>({ op: 'raw', to: b.self, bytes })
+      else got[what] = await a.call<Ex>({ op: 'exchange', to: b.self, floats, compression: what, reps: 1 })
+    }
+    rawMs.push(raw!.ms)
+    for (const c of CODECS) {
+      const e = got[c]!
+      ex[c].ms.push(e.ms[0])
+      ex[c].sendMs.push(e.sendMs[0])
+      ex[c].wire.push(e.wireBytes[0])
+      // Same model bytes both ways, so model MB/s ÷ raw MB/s is raw time ÷ exchange time.
+      ex[c].ratio.push(raw!.ms / e.ms[0])
+    }
+  }
+  const rawMBps = bytes / 1e6 / (median(rawMs) / 1000)
+  // Transfers over 3× their median: on wrtc, loopback raw bursts and exchanges alike stall
+  // now and then for 0.4–0.7 s (an SCTP retransmission timeout, most likely). Counted, not
+  // hidden; the medians reported are what such stalls do not move.
+  const stalls = (ms: number[]) => ms.filter((x) => x > 3 * median(ms)).length
+  const out: Record<string, unknown> = {}
+  for (const c of CODECS) {
+    const msMed = median(ex[c].ms)
+    const modelMBps = bytes / 1e6 / (msMed / 1000)
+    const wire = median(ex[c].wire)
+    const ratio = median(ex[c].ratio)
+    out[c] = {
+      msMedian: +msMed.toFixed(1), msAll: ex[c].ms.map((x) => +x.toFixed(1)),
+      // Until mesh.send resolved (every frame handed to the channel), per repetition.
+      sendMsAll: ex[c].sendMs.map((x) => +x.toFixed(1)),
+      // Model MB/s: fp32-equivalent model bytes moved per second (what training cares about).
+      modelMBps: +modelMBps.toFixed(1),
+      wireBytes: wire, wireBytesPerParam: +(wire / floats).toFixed(3),
+      wireMBps: +(wire / 1e6 / (msMed / 1000)).toFixed(1),
+      // Median over repetitions of (raw ÷ exchange) within the repetition.
+      ratioToRaw: +ratio.toFixed(2),
+      ratioAll: ex[c].ratio.map((x) => +x.toFixed(2)),
+      stalls: stalls(ex[c].ms),
+      wireRatioToRaw: +(ratio * wire / bytes).toFixed(2),
+    }
+    console.log(`  ${mb} MB ${c}: ${msMed.toFixed(0)} ms, model ${modelMBps.toFixed(1)} MB/s, wire ${(wire / 1e6).toFixed(2)} MB, ratio to raw ${ratio.toFixed(2)} (${ex[c].ratio.map((x) => x.toFixed(2)).join(' ')})`)
+  }
+  console.log(`  ${mb} MB raw: ${rawMBps.toFixed(1)} MB/s (median of ${reps}: ${rawMs.map((m) => (bytes / 1e3 / m).toFixed(0)).join(' ')})`)
+  return { modelMB: mb, params: floats, reps, rawMBps: +rawMBps.toFixed(1), rawMsAll: rawMs.map((m) => +m.toFixed(1)), rawStalls: stalls(rawMs), codecs: out }
 }
 
 if (process.argv[1] === SCRIPT) {

@@ -1,4 +1,4 @@
-import type { WrtcImpl } from './webrtc-mesh'
+import type { WrtcImpl } from './data-channel'
 
 /**
  * The WebRTC implementation a Node peer hands to simple-peer (`wrtc` option of WebRtcMesh).
@@ -60,35 +60,35 @@ async function loadWrtc(): Promise<WrtcImpl> {
   return ((mod as { default?: unknown }).default ?? mod) as WrtcImpl
 }
 
+/**
+ * node-datachannel's polyfill, with the shim simple-peer needs on top of it:
+ *  - simple-peer rewrites `offer.sdp` / `answer.sdp` in place (trickle filtering, sdpTransform)
+ *    but the polyfill returns RTCSessionDescription objects whose `sdp` is a getter only, so the
+ *    assignment throws. Return plain `{ type, sdp }` objects, as RTCSessionDescriptionInit allows.
+ *  - Candidate timing. libdatachannel negotiates and gathers as soon as a data channel exists,
+ *    so the polyfill fires 'icecandidate' before simple-peer has even asked for the offer, and
+ *    its localDescription (which simple-peer signals) already embeds the candidates. Two races
+ *    followed (measured between two processes on loopback):
+ *      1. candidates signaled ahead of the offer: a WebRtcMesh answerer creates its link only
+ *         when the offer arrives and drops what comes before, so ICE fell back to
+ *         peer-reflexive discovery (~1 s instead of a few ms, now and then a connect timeout);
+ *      2. an answerer that knows the offerer's candidates connects ICE and starts DTLS at once,
+ *         before the offerer has the answer (so no DTLS role or fingerprint): the offerer's
+ *         transport fails ("Got a remote candidate without ICE transport" when the answer
+ *         arrives). About one link in six failed this way; none in 50 runs with the shim.
+ *    So candidates are held back and the signaled descriptions carry none (trickle only, as
+ *    WebRtcMesh always uses): the answerer releases its own once its answer is set, the offerer
+ *    only once the answer is applied. Release waits one macrotask, because simple-peer signals
+ *    the description in a promise callback after setLocalDescription resolves and the
+ *    candidates must follow it, not overtake it.
+ *  - The config simple-peer passes comes from the room (iceServers); bindAddress is ours, merged
+ *    in here because simple-peer and WebRtcMesh know nothing about it. The polyfill also
+ *    normalises (mutates) the iceServers it is given, so hand it copies, never the room config.
+ */
 async function loadNodeDataChannel(bindAddress: string | undefined): Promise<WrtcImpl> {
   const poly = await import('node-datachannel/polyfill')
   const Base = poly.RTCPeerConnection
 
-  /**
-   * The shim simple-peer needs on top of the polyfill:
-   *  - simple-peer rewrites `offer.sdp` / `answer.sdp` in place (trickle filtering, sdpTransform)
-   *    but the polyfill returns RTCSessionDescription objects whose `sdp` is a getter only, so the
-   *    assignment throws. Return plain `{ type, sdp }` objects, as RTCSessionDescriptionInit allows.
-   *  - Candidate timing. libdatachannel negotiates and gathers as soon as a data channel exists,
-   *    so the polyfill fires 'icecandidate' before simple-peer has even asked for the offer, and
-   *    its localDescription (which simple-peer signals) already embeds the candidates. Two races
-   *    followed (measured between two processes on loopback):
-   *      1. candidates signaled ahead of the offer: a WebRtcMesh answerer creates its link only
-   *         when the offer arrives and drops what comes before, so ICE fell back to
-   *         peer-reflexive discovery (~1 s instead of a few ms, now and then a connect timeout);
-   *      2. an answerer that knows the offerer's candidates connects ICE and starts DTLS at once,
-   *         before the offerer has the answer (so no DTLS role or fingerprint): the offerer's
-   *         transport fails ("Got a remote candidate without ICE transport" when the answer
-   *         arrives). About one link in six failed this way; none in 50 runs with the shim.
-   *    So candidates are held back and the signaled descriptions carry none (trickle only, as
-   *    WebRtcMesh always uses): the answerer releases its own once its answer is set, the offerer
-   *    only once the answer is applied. Release waits one macrotask, because simple-peer signals
-   *    the description in a promise callback after setLocalDescription resolves and the
-   *    candidates must follow it, not overtake it.
-   *  - The config simple-peer passes comes from the room (iceServers); bindAddress is ours, merged
-   *    in here because simple-peer and WebRtcMesh know nothing about it. The polyfill also
-   *    normalises (mutates) the iceServers it is given, so hand it copies, never the room config.
-   */
   class ShimmedRTCPeerConnection extends Base {
     // `declare`: no field initialisers, which would run after super() and could wipe candidates
     // held during construction. heldCandidates: undefined/array = holding, null = released.

@@ -113,7 +113,7 @@ export function canStep(s: Lifecycle): boolean {
 }
 
 /** The next state and what the driver must do. Never throws; events that do not apply change nothing. */
-export function reduce(s: Lifecycle, e: LifecycleEvent): { state: Lifecycle; effects: Effect[] } {
+export function reduce(s: Lifecycle, e: LifecycleEvent): Step {
   const same = { state: s, effects: [] as Effect[] }
   if (ENDED.includes(s.phase)) return same
   switch (e.type) {
@@ -127,50 +127,12 @@ export function reduce(s: Lifecycle, e: LifecycleEvent): { state: Lifecycle; eff
       const state = settle({ ...s, phase, joined: true, pending: true, toldAway: away !== null, diverged: s.phase === 'rejoining' || s.phase === 'cooldown' ? false : s.diverged })
       return { state, effects: away ? [{ type: 'tell-away', reason: away }] : [] }
     }
-    case 'membership': {
-      if (!s.joined || s.phase === 'rejoining' || s.phase === 'cooldown' || s.phase === 'leaving') return same
-      let pending = s.pending
-      // A new run empties the roster: everyone reloads and re-enters when ready.
-      if (e.newRun && !e.inRoster) pending = true
-      // While away, a roster that still lists us was sent before the room saw our 'away'.
-      const entered = pending && !s.toldAway && e.inRoster
-      if (entered) pending = false
-      if (!pending && !e.inRoster) {
-        // Not in the roster any more, and not expecting to be out: join again rather than
-        // train alone (a kick also disconnects us and arrives as 'removed').
-        return { state: { ...s, phase: 'rejoining', joined: false, roomPaused: e.paused }, effects: [{ type: 'rejoin', reason: 'no longer in the roster' }] }
-      }
-      const state = settle({ ...s, pending, roomPaused: e.paused, diverged: e.newRun ? false : s.diverged })
-      const effects: Effect[] = []
-      if (e.newRun) effects.push({ type: 'restart-run', keepTrainer: false })
-      else if (!e.paused || entered) effects.push({ type: 'wake' })
-      return { state, effects }
-    }
-    case 'step-out': {
-      const away = s.away.includes(e.reason) ? s.away : [...s.away, e.reason]
-      const next = { ...s, away }
-      const shown = shownAway(next)!
-      if (!s.joined) return { state: settle(next), effects: [] }
-      const effects: Effect[] = []
-      if (!s.toldAway) {
-        // End the step in flight and drop the links now; the next run keeps data and model and
-        // waits until we are back (reusing the old mesh after the roster went on without us
-        // left stale links that stalled everyone on our return).
-        if (!s.pending && s.phase !== 'leaving') effects.push({ type: 'restart-run', keepTrainer: true })
-      }
-      effects.push({ type: 'tell-away', reason: shown })
-      return { state: settle({ ...next, toldAway: true, pending: true }), effects }
-    }
-    case 'step-back': {
-      if (!s.away.includes(e.reason)) return same
-      const away = s.away.filter((r) => r !== e.reason)
-      if (away.length > 0) {
-        // Still away for the other reason: only the label changes.
-        const next = settle({ ...s, away })
-        return { state: next, effects: s.toldAway && s.joined ? [{ type: 'tell-away', reason: shownAway(next)! }] : [] }
-      }
-      return { state: settle({ ...s, away, toldAway: false }), effects: [{ type: 'wake' }] }
-    }
+    case 'membership':
+      return onMembership(s, e)
+    case 'step-out':
+      return onStepOut(s, e.reason)
+    case 'step-back':
+      return onStepBack(s, e.reason)
     case 'diverged':
       return s.joined && !s.diverged ? { state: settle({ ...s, diverged: true }), effects: [] } : same
     case 'removed':
@@ -195,4 +157,49 @@ export function reduce(s: Lifecycle, e: LifecycleEvent): { state: Lifecycle; eff
       return never
     }
   }
+}
+
+type Step = { state: Lifecycle; effects: Effect[] }
+
+function onMembership(s: Lifecycle, e: Extract<LifecycleEvent, { type: 'membership' }>): Step {
+  if (!s.joined || s.phase === 'rejoining' || s.phase === 'cooldown' || s.phase === 'leaving') return { state: s, effects: [] }
+  let pending = s.pending
+  // A new run empties the roster: everyone reloads and re-enters when ready.
+  if (e.newRun && !e.inRoster) pending = true
+  // While away, a roster that still lists us was sent before the room saw our 'away'.
+  const entered = pending && !s.toldAway && e.inRoster
+  if (entered) pending = false
+  if (!pending && !e.inRoster) {
+    // Not in the roster any more, and not expecting to be out: join again rather than
+    // train alone (a kick also disconnects us and arrives as 'removed').
+    return { state: { ...s, phase: 'rejoining', joined: false, roomPaused: e.paused }, effects: [{ type: 'rejoin', reason: 'no longer in the roster' }] }
+  }
+  const state = settle({ ...s, pending, roomPaused: e.paused, diverged: e.newRun ? false : s.diverged })
+  const effects: Effect[] = []
+  if (e.newRun) effects.push({ type: 'restart-run', keepTrainer: false })
+  else if (!e.paused || entered) effects.push({ type: 'wake' })
+  return { state, effects }
+}
+
+function onStepOut(s: Lifecycle, reason: AwayReason): Step {
+  const next = { ...s, away: s.away.includes(reason) ? s.away : [...s.away, reason] }
+  if (!s.joined) return { state: settle(next), effects: [] }
+  const effects: Effect[] = []
+  // End the step in flight and drop the links now; the next run keeps data and model and waits
+  // until we are back (reusing the old mesh after the roster went on without us left stale links
+  // that stalled everyone on our return).
+  if (!s.toldAway && !s.pending && s.phase !== 'leaving') effects.push({ type: 'restart-run', keepTrainer: true })
+  effects.push({ type: 'tell-away', reason: shownAway(next)! })
+  return { state: settle({ ...next, toldAway: true, pending: true }), effects }
+}
+
+function onStepBack(s: Lifecycle, reason: AwayReason): Step {
+  if (!s.away.includes(reason)) return { state: s, effects: [] }
+  const away = s.away.filter((r) => r !== reason)
+  if (away.length > 0) {
+    // Still away for the other reason: only the label changes.
+    const next = settle({ ...s, away })
+    return { state: next, effects: s.toldAway && s.joined ? [{ type: 'tell-away', reason: shownAway(next)! }] : [] }
+  }
+  return { state: settle({ ...s, away, toldAway: false }), effects: [{ type: 'wake' }] }
 }

@@ -1,4 +1,5 @@
 import type { SessionMesh } from '../../client/session/swarm-session'
+import { sprayGarbage } from '../../client/mesh/testing/probes'
 import type { WebRtcMesh } from '../../client/mesh/webrtc-mesh'
 import { createNodeSession } from '../../client/node/node-platform'
 
@@ -47,20 +48,12 @@ function poisonOutgoing(mesh: SessionMesh): SessionMesh {
   })
 }
 
-function sprayGarbage(mesh: WebRtcMesh): void {
-  if (mode !== 'garbage') return
-  const timer = setInterval(() => {
-    for (const peer of mesh.connectedPeers()) {
-      // Random bytes of frame-like sizes: some start with a plausible magic by chance, most not.
-      const frames = [1, 64, 4096].map((n) => Uint8Array.from({ length: n }, () => Math.floor(Math.random() * 256)))
-      mesh.writeRawFrames(peer, frames).catch(() => {})
-    }
-  }, 200)
-  timer.unref()
+function garbageOnLinks(mesh: WebRtcMesh): void {
+  if (mode === 'garbage') sprayGarbage(mesh.testPort(), 200)
 }
 
 const session = createNodeSession({
-  server, room, name: `bad-${mode}`, backend: 'wasm', transformMesh: poisonOutgoing, tapWebRtcMesh: sprayGarbage,
+  server, room, name: `bad-${mode}`, backend: 'wasm', transformMesh: poisonOutgoing, tapWebRtcMesh: garbageOnLinks,
 })
 await session.start()
 await session.finished()

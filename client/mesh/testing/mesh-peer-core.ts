@@ -11,7 +11,8 @@ import type { Compression } from '../../../shared/config'
 import { DeadlineError, deadline, type Envelope, type MeshMessage } from '../../../shared/transport'
 import type { NodeWebRtcOptions } from '../node-webrtc'
 import { SignalingClient } from '../signaling-client'
-import { WebRtcMesh, type WrtcImpl } from '../webrtc-mesh'
+import { WebRtcMesh, type WebRtcMeshOptions, type WrtcImpl } from '../webrtc-mesh'
+import { ThroughputProbe, writeRawFrames } from './probes'
 
 export interface PeerInit {
   url: string
@@ -59,44 +60,105 @@ function errOf(e: unknown): { name: string; message: string; deadline?: string }
   return { name: x?.name ?? 'Error', message: x?.message ?? String(e), ...(x?.deadline ? { deadline: x.deadline } : {}) }
 }
 
+function meshOptions(p: PeerInit, self: string, signaling: SignalingClient, wrtc: WrtcImpl | undefined, post: MeshPeerEnv['post']): WebRtcMeshOptions {
+  return {
+    self,
+    signaling,
+    ...(wrtc ? { wrtc } : {}),
+    schemaHash: p.schemaHash ?? 'test-schema',
+    config: {
+      iceServers: [],
+      ...(p.compression ? { compression: p.compression } : {}),
+      ...(p.maxMessageBytes ? { maxMessageBytes: p.maxMessageBytes } : {}),
+    },
+    ...(p.connectTimeoutMs ? { connectTimeoutMs: p.connectTimeoutMs } : {}),
+    ...(p.warmLinks !== undefined ? { warmLinks: p.warmLinks } : {}),
+    log: (event, detail) => {
+      if (event !== 'mesh.hello') post({ ev: 'log', event, detail })
+    },
+  }
+}
+
+/** A joined peer: its mesh, the probe that answers and runs throughput measurements, its signaling. */
+interface Joined {
+  mesh: WebRtcMesh
+  probe: ThroughputProbe
+  sig: SignalingClient
+}
+
+type Reply = (id: number, fn: () => Promise<unknown>) => Promise<void>
+type PeerOp = Exclude<ParentToChild, { op: 'init' | 'abort' }>
+
+/** One request from the test to a joined peer. */
+async function runOp(msg: PeerOp, { mesh: m, probe, sig }: Joined, aborts: Map<number, AbortController>, reply: Reply): Promise<void> {
+  switch (msg.op) {
+    case 'send': {
+      const ctl = new AbortController()
+      aborts.set(msg.id, ctl)
+      m.clock.observe(msg.clock)
+      await reply(msg.id, () => m.send(msg.to, msg.msg, ctl.signal))
+      aborts.delete(msg.id)
+      return
+    }
+    case 'want':
+      return m.want(msg.peers)
+    case 'suspect':
+      return m.reportSuspect(msg.peer, msg.reason)
+    case 'inject':
+      // The mesh's own Mailbox (stale-epoch and duplicate dropping).
+      m.testPort().deliver(msg.e)
+      return
+    case 'stats':
+      return reply(msg.id, async () => ({ ...m.stats(), ...m.testPort().diagnostics() }))
+    case 'raw':
+      return reply(msg.id, () => probe.measure(msg.to, msg.bytes))
+    case 'garbage':
+      // A misbehaving peer: writes arbitrary bytes straight onto the data channel.
+      return reply(msg.id, async () => {
+        await m.send(msg.to, { kind: 't/warmup', round: -1 })
+        await writeRawFrames(m.testPort(), msg.to, msg.frames)
+      })
+    case 'close':
+      return reply(msg.id, async () => {
+        probe.close()
+        await m.close()
+        sig.close()
+      })
+  }
+}
+
 /** Returns the peer's message handler (it never throws: failures go back as results or logs). */
 export function createMeshPeer(env: MeshPeerEnv): (msg: ParentToChild) => Promise<void> {
   const { post } = env
   const aborts = new Map<number, AbortController>()
-  let mesh: WebRtcMesh | null = null
-  let sig: SignalingClient | null = null
+  let joined: Joined | null = null
 
   async function init(p: PeerInit): Promise<void> {
     // Loaded before joining, so a stack that fails to load fails 'ready' rather than a later send.
     const wrtc = await env.loadWrtc(p)
-    sig = new SignalingClient(p.url, { socket: { transports: ['websocket'] } })
-    const joined = await sig.join({ room: p.room, role: 'volunteer', agent: env.agent }, deadline('peer.join', 10_000))
+    const sig = new SignalingClient(p.url, { socket: { transports: ['websocket'] } })
+    const { self } = await sig.join({ room: p.room, role: 'volunteer', agent: env.agent }, deadline('peer.join', 10_000))
     await sig.enterRoster(deadline('peer.ready', 10_000))
-    mesh = new WebRtcMesh({
-      self: joined.self,
-      signaling: sig,
-      ...(wrtc ? { wrtc } : {}),
-      schemaHash: p.schemaHash ?? 'test-schema',
-      config: {
-        iceServers: [],
-        ...(p.compression ? { compression: p.compression } : {}),
-        ...(p.maxMessageBytes ? { maxMessageBytes: p.maxMessageBytes } : {}),
-      },
-      ...(p.connectTimeoutMs ? { connectTimeoutMs: p.connectTimeoutMs } : {}),
-      ...(p.warmLinks !== undefined ? { warmLinks: p.warmLinks } : {}),
-      log: (event, detail) => {
-        if (event !== 'mesh.hello') post({ ev: 'log', event, detail })
-      },
-    })
+    const mesh = new WebRtcMesh(meshOptions(p, self, sig, wrtc, post))
+    // Every peer answers throughput runs, so any of them can be asked to measure.
+    joined = { mesh, probe: new ThroughputProbe(mesh.testPort()), sig }
     mesh.onMembership((m) => post({ ev: 'membership', m: { epoch: m.epoch, peers: [...m.peers], roles: { ...m.roles } } }))
     const m = mesh.membership()
     post({ ev: 'membership', m: { epoch: m.epoch, peers: [...m.peers], roles: { ...m.roles } } })
-    post({ ev: 'ready', self: joined.self })
+    post({ ev: 'ready', self })
     // Forward everything delivered; the parent's Mailbox does the filtering for receive().
     const forever = new AbortController().signal
     for (;;) {
       const e = await mesh.receive({}, forever)
       post({ ev: 'envelope', e })
+    }
+  }
+
+  const reply: Reply = async (id, fn) => {
+    try {
+      post({ ev: 'result', id, ok: true, value: await fn() })
+    } catch (e) {
+      post({ ev: 'result', id, ok: false, error: errOf(e) })
     }
   }
 
@@ -109,48 +171,7 @@ export function createMeshPeer(env: MeshPeerEnv): (msg: ParentToChild) => Promis
       return
     }
     if (msg.op === 'abort') return void aborts.get(msg.id)?.abort(new DeadlineError('parent-abort'))
-    const m = mesh
-    if (!m) return
-    const reply = async (id: number, fn: () => Promise<unknown>) => {
-      try {
-        post({ ev: 'result', id, ok: true, value: await fn() })
-      } catch (e) {
-        post({ ev: 'result', id, ok: false, error: errOf(e) })
-      }
-    }
-    switch (msg.op) {
-      case 'send': {
-        const ctl = new AbortController()
-        aborts.set(msg.id, ctl)
-        m.clock.observe(msg.clock)
-        await reply(msg.id, () => m.send(msg.to, msg.msg, ctl.signal))
-        aborts.delete(msg.id)
-        return
-      }
-      case 'want':
-        return m.want(msg.peers)
-      case 'suspect':
-        return m.reportSuspect(msg.peer, msg.reason)
-      case 'inject':
-        // Test seam: the mesh's own Mailbox (stale-epoch and duplicate dropping).
-        ;(m as unknown as { mailbox: { deliver(e: Envelope): boolean } }).mailbox.deliver(msg.e)
-        return
-      case 'stats':
-        return reply(msg.id, async () => ({ ...m.stats(), ...m.diagnostics() }))
-      case 'raw':
-        return reply(msg.id, () => m.measureRawThroughput(msg.to, msg.bytes))
-      case 'garbage':
-        // A misbehaving peer: writes arbitrary bytes straight onto the data channel.
-        return reply(msg.id, async () => {
-          await m.send(msg.to, { kind: 't/warmup', round: -1 })
-          await m.writeRawFrames(msg.to, msg.frames)
-        })
-      case 'close':
-        return reply(msg.id, async () => {
-          await m.close()
-          sig?.close()
-        })
-    }
+    if (joined) await runOp(msg, joined, aborts, reply)
   }
 
   return (msg) => handle(msg).catch((e) => post({ ev: 'log', event: 'peer.handler-error', detail: errOf(e) }))
