@@ -39,14 +39,7 @@ export interface SqliteStore extends RoomStore {
 
 /** Opens (creating if needed) `<dataDir>/tabswarm.sqlite`. */
 export function openStore(dataDir: string, log: (msg: string) => void = () => {}): SqliteStore {
-  mkdirSync(dataDir, { recursive: true })
-  const db = new Database(join(dataDir, DB_FILE))
-  db.pragma('journal_mode = WAL')
-  db.exec(SCHEMA)
-  // Columns appended after the first release: add them to databases created before.
-  const runColumns = (db.prepare(`PRAGMA table_info(runs)`).all() as { name: string }[]).map((c) => c.name)
-  if (!runColumns.includes('diverged')) db.exec(`ALTER TABLE runs ADD COLUMN diverged TEXT`)
-
+  const db = openDatabase(dataDir)
   const upsertRoom = db.prepare(`INSERT INTO rooms (name, code, created_at, config, token_hash, run, paused, epoch)
     VALUES (@name, @code, @createdAt, @config, @tokenHash, @run, @paused, @epoch)
     ON CONFLICT(name) DO UPDATE SET config = excluded.config, token_hash = excluded.token_hash,
@@ -56,18 +49,7 @@ export function openStore(dataDir: string, log: (msg: string) => void = () => {}
   const upsertCheckpoint = db.prepare(`INSERT OR REPLACE INTO checkpoints (room, run, step, schema_hash, saved_at, params)
     VALUES (?, ?, ?, ?, ?, ?)`)
   const deleteCheckpoint = db.prepare(`DELETE FROM checkpoints WHERE room = ?`)
-
-  // A row written by an older schema of RoomConfig must not crash the server: skip and log it.
-  const parseConfig = (json: string, where: string): RoomConfig | null => {
-    try {
-      const r = roomConfigSchema.safeParse(JSON.parse(json))
-      if (r.success) return r.data
-      log(`persistence: ignoring ${where}: ${r.error.issues[0]?.path.join('.')}: ${r.error.issues[0]?.message}`)
-    } catch (err) {
-      log(`persistence: ignoring ${where}: ${String(err)}`)
-    }
-    return null
-  }
+  const parseConfig = configParser(log)
 
   return {
     saveRoom(m: RoomMeta) {
@@ -86,44 +68,81 @@ export function openStore(dataDir: string, log: (msg: string) => void = () => {}
       deleteCheckpoint.run(room)
     },
     load() {
-      type RoomRow = { name: string; code: string; created_at: number; config: string; token_hash: string | null; run: number; paused: number; epoch: number }
-      type RunRow = { run: number; config: string; started: number; diverged: string | null }
-      type CpRow = { run: number; step: number; schema_hash: string; saved_at: number; params: Buffer }
-      const out: PersistedRoom[] = []
-      const runsOf = db.prepare(`SELECT run, config, started, diverged FROM runs WHERE room = ? ORDER BY run`)
-      const pointsOf = db.prepare(`SELECT data FROM points WHERE room = ? AND run = ? ORDER BY t`)
-      const cpOf = db.prepare(`SELECT run, step, schema_hash, saved_at, params FROM checkpoints WHERE room = ?`)
-      for (const row of db.prepare(`SELECT * FROM rooms`).all() as RoomRow[]) {
-        const config = parseConfig(row.config, `room '${row.name}'`)
-        if (!config) continue
-        const runs: PersistedRoom['runs'] = []
-        for (const rr of runsOf.all(row.name) as RunRow[]) {
-          const rc = parseConfig(rr.config, `run ${rr.run} of '${row.name}'`)
-          if (!rc) continue
-          // A corrupt row costs one chart point, never the room.
-          const points = (pointsOf.all(row.name, rr.run) as { data: string }[]).flatMap((p): HistoryPoint[] => {
-            try {
-              const r = historyPointSchema.safeParse(JSON.parse(p.data))
-              return r.success ? [r.data] : []
-            } catch {
-              return []
-            }
-          })
-          runs.push({ run: rr.run, config: rc, started: rr.started, points, diverged: parseDivergence(rr.diverged) })
-        }
-        const cp = cpOf.get(row.name) as CpRow | undefined
-        out.push({
-          name: row.name, code: row.code, createdAt: row.created_at, config, tokenHash: row.token_hash,
-          run: row.run, paused: row.paused === 1, epoch: row.epoch, runs,
-          checkpoint: cp ? { run: cp.run, step: cp.step, schemaHash: cp.schema_hash, savedAt: cp.saved_at, params: new Uint8Array(cp.params) } : null,
-        })
-      }
-      return out
+      return loadRooms(db, parseConfig)
     },
     close() {
       db.close()
     },
   }
+}
+
+type Db = InstanceType<typeof Database>
+type ConfigParser = (json: string, where: string) => RoomConfig | null
+
+function openDatabase(dataDir: string): Db {
+  mkdirSync(dataDir, { recursive: true })
+  const db = new Database(join(dataDir, DB_FILE))
+  db.pragma('journal_mode = WAL')
+  db.exec(SCHEMA)
+  // Columns appended after the first release: add them to databases created before.
+  const runColumns = (db.prepare(`PRAGMA table_info(runs)`).all() as { name: string }[]).map((c) => c.name)
+  if (!runColumns.includes('diverged')) db.exec(`ALTER TABLE runs ADD COLUMN diverged TEXT`)
+  return db
+}
+
+// A row written by an older schema of RoomConfig must not crash the server: skip and log it.
+function configParser(log: (msg: string) => void): ConfigParser {
+  return (json, where) => {
+    try {
+      const r = roomConfigSchema.safeParse(JSON.parse(json))
+      if (r.success) return r.data
+      log(`persistence: ignoring ${where}: ${r.error.issues[0]?.path.join('.')}: ${r.error.issues[0]?.message}`)
+    } catch (err) {
+      log(`persistence: ignoring ${where}: ${String(err)}`)
+    }
+    return null
+  }
+}
+
+type RoomRow = { name: string; code: string; created_at: number; config: string; token_hash: string | null; run: number; paused: number; epoch: number }
+type RunRow = { run: number; config: string; started: number; diverged: string | null }
+type CpRow = { run: number; step: number; schema_hash: string; saved_at: number; params: Buffer }
+
+function loadRooms(db: Db, parseConfig: ConfigParser): PersistedRoom[] {
+  const out: PersistedRoom[] = []
+  const runsOf = db.prepare(`SELECT run, config, started, diverged FROM runs WHERE room = ? ORDER BY run`)
+  const pointsOf = db.prepare(`SELECT data FROM points WHERE room = ? AND run = ? ORDER BY t`)
+  const cpOf = db.prepare(`SELECT run, step, schema_hash, saved_at, params FROM checkpoints WHERE room = ?`)
+  for (const row of db.prepare(`SELECT * FROM rooms`).all() as RoomRow[]) {
+    const config = parseConfig(row.config, `room '${row.name}'`)
+    if (!config) continue
+    const runs: PersistedRoom['runs'] = []
+    for (const rr of runsOf.all(row.name) as RunRow[]) {
+      const rc = parseConfig(rr.config, `run ${rr.run} of '${row.name}'`)
+      if (!rc) continue
+      const points = parsePoints(pointsOf.all(row.name, rr.run) as { data: string }[])
+      runs.push({ run: rr.run, config: rc, started: rr.started, points, diverged: parseDivergence(rr.diverged) })
+    }
+    const cp = cpOf.get(row.name) as CpRow | undefined
+    out.push({
+      name: row.name, code: row.code, createdAt: row.created_at, config, tokenHash: row.token_hash,
+      run: row.run, paused: row.paused === 1, epoch: row.epoch, runs,
+      checkpoint: cp ? { run: cp.run, step: cp.step, schemaHash: cp.schema_hash, savedAt: cp.saved_at, params: new Uint8Array(cp.params) } : null,
+    })
+  }
+  return out
+}
+
+/** A corrupt row costs one chart point, never the room. */
+function parsePoints(rows: readonly { data: string }[]): HistoryPoint[] {
+  return rows.flatMap((p): HistoryPoint[] => {
+    try {
+      const r = historyPointSchema.safeParse(JSON.parse(p.data))
+      return r.success ? [r.data] : []
+    } catch {
+      return []
+    }
+  })
 }
 
 /** A stored divergence mark, or null when absent or unreadable (a bad row never costs the room). */

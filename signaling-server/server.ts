@@ -1,12 +1,12 @@
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { networkInterfaces } from 'node:os'
 import { Server } from 'socket.io'
 import type { DatasetName } from '../shared/config'
 import { getDatasetBinary as datasetBinary, getShardBinary as shardBinary } from './datasets'
-import { attachHandlers, type SignalingServer } from './handlers'
+import { attachHandlers, type RoomBus, type SignalingServer } from './handlers'
 import { handleApi, type ShardQuery } from './http-api'
-import { openStore } from './persistence'
+import { openStore, type SqliteStore } from './persistence'
 import { lanAddresses, lanOrigin, resolvePublicOrigin } from './public-origin'
 import { CHECKPOINT_MAX_BYTES, RoomRegistry } from './rooms'
 import { serveStatic } from './static'
@@ -71,15 +71,46 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const registry = new RoomRegistry({ store, onStoreError: (err) => log(`persistence error: ${String(err)}`) })
   registry.restore(store.load())
 
-  let bus: ReturnType<typeof attachHandlers> | null = null
-  // Known once listening (port 0 picks one).
-  let lanUrl: string | null = null
+  const late: LateParts = { bus: null, lanUrl: null }
+  const http = createServer(requestHandler(opts, registry, log, late))
+  const io = createSocketServer(http)
+  late.bus = attachHandlers(io, registry, log)
+
+  await listen(http, opts.port, opts.host)
+  const port = (http.address() as AddressInfo).port
+  late.lanUrl = lanOrigin(opts.host, port, opts.lanAddresses ?? lanAddresses(networkInterfaces()))
+  const shownHost = opts.host === '0.0.0.0' || opts.host === '::' ? 'localhost' : opts.host
+  let closed: Promise<void> | null = null
+
+  return {
+    url: `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}`,
+    port,
+    lanUrl: late.lanUrl,
+    registry,
+    io,
+    close() {
+      closed ??= shutdown(late.bus, io, http, store)
+      return closed
+    },
+  }
+}
+
+/** What requests read but only exists once the server is built: the socket layer, and the LAN origin once listening (port 0 picks one). */
+interface LateParts {
+  bus: RoomBus | null
+  lanUrl: string | null
+}
+
+/** The HTTP side: the API first, then the dev middleware or the built client. */
+function requestHandler(
+  opts: ServerOptions, registry: RoomRegistry, log: (msg: string) => void, late: LateParts,
+): (req: IncomingMessage, res: ServerResponse) => void {
   const publicUrl = opts.publicUrl ?? null
-  const originFor = (req: IncomingMessage) => resolvePublicOrigin({ publicUrl, lanUrl, requestHost: req.headers.host })
+  const originFor = (req: IncomingMessage) => resolvePublicOrigin({ publicUrl, lanUrl: late.lanUrl, requestHost: req.headers.host })
   const getDatasetBinary = opts.getDatasetBinary ?? datasetBinary
   const getShardBinary = opts.getDatasetBinary ? undefined : (n: DatasetName, s: 'train' | 'test', q: ShardQuery) => shardBinary(n, s, q)
 
-  const http = createServer((req, res) => {
+  return (req, res) => {
     for (const [k, v] of Object.entries(ISOLATION_HEADERS)) res.setHeader(k, v)
     let url: URL
     try {
@@ -88,29 +119,34 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       res.statusCode = 400
       return void res.end('bad request\n')
     }
-    const ctx = { rooms: registry, bus: bus!, log, getDatasetBinary, getShardBinary, publicOrigin: originFor }
+    const ctx = { rooms: registry, bus: late.bus!, log, getDatasetBinary, getShardBinary, publicOrigin: originFor }
     handleApi(req, res, url.pathname, url.searchParams, ctx)
       .then(async (handled) => {
-        if (handled) return
-        if (opts.middleware) {
-          opts.middleware(req, res, () => {
-            res.statusCode = 404
-            res.end('not found\n')
-          })
-          return
-        }
-        if (!(await serveStatic(req, res, url.pathname, opts.staticDir))) {
-          res.statusCode = 405
-          res.end('method not allowed\n')
-        }
+        if (!handled) await serveNonApi(opts, req, res, url.pathname)
       })
       .catch((err) => {
         log(`request ${req.method} ${req.url} failed: ${String(err)}`)
         if (!res.headersSent) res.statusCode = 500
         res.end()
       })
-  })
+  }
+}
 
+async function serveNonApi(opts: ServerOptions, req: IncomingMessage, res: ServerResponse, pathname: string): Promise<void> {
+  if (opts.middleware) {
+    opts.middleware(req, res, () => {
+      res.statusCode = 404
+      res.end('not found\n')
+    })
+    return
+  }
+  if (!(await serveStatic(req, res, pathname, opts.staticDir))) {
+    res.statusCode = 405
+    res.end('method not allowed\n')
+  }
+}
+
+function createSocketServer(http: HttpServer): SignalingServer {
   const io: SignalingServer = new Server(http, {
     maxHttpBufferSize: MAX_SOCKET_MESSAGE_BYTES,
     // Vite's HMR websocket shares this server in --dev: leave upgrades we don't own alone.
@@ -120,39 +156,27 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   // The polling transport's responses must carry the isolation headers too (require-corp).
   io.engine.on('initial_headers', (headers: Record<string, string>) => Object.assign(headers, ISOLATION_HEADERS))
   io.engine.on('headers', (headers: Record<string, string>) => Object.assign(headers, ISOLATION_HEADERS))
-  bus = attachHandlers(io, registry, log)
+  return io
+}
 
-  await new Promise<void>((resolve, reject) => {
+function listen(http: HttpServer, port: number, host: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
     http.once('error', reject)
-    http.listen(opts.port, opts.host, () => {
+    http.listen(port, host, () => {
       http.off('error', reject)
       resolve()
     })
   })
-  const port = (http.address() as AddressInfo).port
-  lanUrl = lanOrigin(opts.host, port, opts.lanAddresses ?? lanAddresses(networkInterfaces()))
-  const shownHost = opts.host === '0.0.0.0' || opts.host === '::' ? 'localhost' : opts.host
-  let closed: Promise<void> | null = null
+}
 
-  return {
-    url: `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}`,
-    port,
-    lanUrl,
-    registry,
-    io,
-    close() {
-      closed ??= (async () => {
-        bus?.close()
-        // No io.disconnectSockets(): a server-side disconnect tells socket.io clients "you were
-        // sent away" and they never reconnect. Closing the transports (io.close) reads to them
-        // as a dropped connection, so volunteers reconnect on their own when the server is back.
-        await new Promise<void>((resolve) => {
-          io.close(() => resolve())
-          http.closeAllConnections()
-        })
-        store.close()
-      })()
-      return closed
-    },
-  }
+async function shutdown(bus: RoomBus | null, io: SignalingServer, http: HttpServer, store: SqliteStore): Promise<void> {
+  bus?.close()
+  // No io.disconnectSockets(): a server-side disconnect tells socket.io clients "you were
+  // sent away" and they never reconnect. Closing the transports (io.close) reads to them
+  // as a dropped connection, so volunteers reconnect on their own when the server is back.
+  await new Promise<void>((resolve) => {
+    io.close(() => resolve())
+    http.closeAllConnections()
+  })
+  store.close()
 }

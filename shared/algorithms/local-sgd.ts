@@ -2,7 +2,7 @@ import type { AlgorithmName } from '../config'
 import { linkTopology } from './descriptors'
 import type { LocalStepOptions } from './types'
 import { nextH } from '../schedule'
-import type { AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
+import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
 import {
   allReduceWithRetry, averageParams, foldHandovers, handOverModel, LeaveInbox, leaveTargets, lrFor, others, requestState,
   startStateResponder, type PeerState,
@@ -47,184 +47,236 @@ function furthest(states: readonly PeerState[]): PeerState | undefined {
 const JOIN_ATTEMPTS = 4
 
 function makeLocal(name: AlgorithmName): AlgorithmFactory {
-  return async (ctx) => {
-    const { compute, config, mesh } = ctx
-    const d = compute.paramCount
-    const adam = name === 'local-adamw'
-    const hFor = (t: number) => nextH(config.sync, t, lrFor(ctx, t), config.totalSteps, config.schedule.warmupSteps)
-    /** Position: the round whose all-reduce comes next, global step, H, local steps in the round. */
-    const pos = { t: 0, round: 0, h: hFor(0), localCnt: 0 }
-    let samplesInRound = 0
-    let ready = false
-    const stop = startStateResponder(ctx, async () =>
-      ready ? { params: await compute.readParams(), opt: [], step: pos.t, globalStep: pos.t, extra: { round: pos.round, h: pos.h, localCnt: pos.localCnt } } : null)
+  return async (ctx) => (await LocalPeer.start(ctx, name)).instance()
+}
 
-    const adopt = (s: PeerState) => {
-      pos.t = s.globalStep
-      pos.round = s.extra.round ?? 0
-      pos.h = s.extra.h ?? hFor(pos.t)
-      pos.localCnt = s.extra.localCnt ?? 0
-      if (pos.localCnt >= pos.h) {
-        // The peer is at its boundary (inside the all-reduce): one local step before it, so our
-        // next step ends on the same t and joins that all-reduce.
-        pos.t = Math.max(0, pos.t - 1)
-        pos.localCnt = pos.h - 1
-      }
-      mesh.clock.observe(pos.t)
+/** Position: the round whose all-reduce comes next, global step, H, local steps in the round. */
+interface Position {
+  t: number
+  round: number
+  h: number
+  localCnt: number
+}
+
+class LocalPeer {
+  private readonly d: number
+  private readonly adam: boolean
+  /** How many optimizer-state fields are averaged (moments only: Adam's step counter stays local). */
+  private readonly kState: number
+  private readonly pos: Position
+  private samplesInRound = 0
+  private ready = false
+  /** The later-round position that made average() give a round up, for the resync() after it. */
+  private aheadSeen: PeerState | undefined
+  private readonly stop: () => void
+  /** Opened once the join is done. */
+  private inbox!: LeaveInbox
+
+  static async start(ctx: AlgorithmContext, name: AlgorithmName): Promise<LocalPeer> {
+    const peer = new LocalPeer(ctx, name)
+    await peer.join()
+    peer.ready = true
+    peer.inbox = new LeaveInbox(ctx)
+    return peer
+  }
+
+  private constructor(private readonly ctx: AlgorithmContext, private readonly name: AlgorithmName) {
+    const { compute, config } = ctx
+    this.d = compute.paramCount
+    this.adam = name === 'local-adamw'
+    this.pos = { t: 0, round: 0, h: this.hFor(0), localCnt: 0 }
+    this.stop = startStateResponder(ctx, async () => {
+      const pos = this.pos
+      return this.ready ? { params: await compute.readParams(), opt: [], step: pos.t, globalStep: pos.t, extra: { round: pos.round, h: pos.h, localCnt: pos.localCnt } } : null
+    })
+    this.kState = config.averageOptimizerState ? (this.adam ? 2 : 1) : 0
+  }
+
+  instance(): AlgorithmInstance {
+    const { compute, config } = this.ctx
+    return {
+      name: this.name,
+      step: () => this.takeStep(),
+      evalParams: () => compute.readParams(),
+      leave: async () => {
+        await handOverModel(this.ctx, await compute.readParams(), leaveTargets(this.ctx, 0, linkTopology(config)))
+        this.stop()
+        this.inbox.dispose()
+      },
+      dispose: () => {
+        this.stop()
+        this.inbox.dispose()
+      },
     }
+  }
 
-    /** The later-round position that made average() give a round up, for the resync() after it. */
-    let aheadSeen: PeerState | undefined
+  private hFor(t: number): number {
+    const { config } = this.ctx
+    return nextH(config.sync, t, lrFor(this.ctx, t), config.totalSteps, config.schedule.warmupSteps)
+  }
 
-    /** How many optimizer-state fields are averaged (moments only: Adam's step counter stays local). */
-    const kState = config.averageOptimizerState ? (adam ? 2 : 1) : 0
-
-    /**
-     * One sample-weighted all-reduce of x and `state` (kState fields) for `round` with weight c.
-     * Writes the mean parameters on success (and passes the mean state to `adoptState`); returns
-     * the member count, or null when it failed.
-     */
-    const average = async (
-      round: number, x: Float32Array, state: readonly Float32Array[], c: number,
-      opts: { attempts?: number; adoptState?: (mean: Float32Array[]) => Promise<void> } = {},
-    ): Promise<number | null> => {
-      const k = state.length
-      const res = await allReduceWithRetry(ctx, name, round, () => {
-        const v = new Float32Array(d * (1 + k) + 1)
-        for (let i = 0; i < d; i++) v[i] = c * x[i]
-        state.forEach((s, j) => { for (let i = 0; i < d; i++) v[(j + 1) * d + i] = c * s[i] })
-        v[v.length - 1] = c
-        return v
-      }, {
-        ...(opts.attempts === undefined ? {} : { attempts: opts.attempts }),
-        // After a deadline in an unchanged roster: if someone is already past this round, nobody
-        // will complete it; give up now and let resync() line us up, instead of spending the
-        // remaining attempts (whole deadlines) on it while the others wait for us in theirs.
-        retryAfterTimeout: async () => {
-          const ahead = furthest(await requestState(ctx, others(ctx)))
-          if (!ahead || (ahead.extra.round ?? 0) <= round) return true
-          // resync() follows this failed averaging: it adopts this answer instead of asking
-          // again (a second round trip, a whole deadline when a member does not answer).
-          aheadSeen = ahead
-          return false
-        },
-      })
-      const total = res?.sum[res.sum.length - 1] ?? 0
-      if (!res || !(total > 0)) return null
-      const inv = 1 / total
-      await compute.writeParams(res.sum.subarray(0, d).map((v) => v * inv))
-      if (k && opts.adoptState) await opts.adoptState(state.map((_, j) => res.sum.slice((j + 1) * d, (j + 2) * d).map((v) => v * inv)))
-      return res.members
+  private adopt(s: PeerState): void {
+    const pos = this.pos
+    pos.t = s.globalStep
+    pos.round = s.extra.round ?? 0
+    pos.h = s.extra.h ?? this.hFor(pos.t)
+    pos.localCnt = s.extra.localCnt ?? 0
+    if (pos.localCnt >= pos.h) {
+      // The peer is at its boundary (inside the all-reduce): one local step before it, so our
+      // next step ends on the same t and joins that all-reduce.
+      pos.t = Math.max(0, pos.t - 1)
+      pos.localCnt = pos.h - 1
     }
+    this.ctx.mesh.clock.observe(pos.t)
+  }
 
-    /** docs/algorithms.md "Local SGD rounds and joiners" join: wait at the group's next round boundary and receive x̄ there (weight 0). */
-    const join = async (): Promise<void> => {
-      let states = await requestState(ctx, others(ctx))
-      const first = furthest(states)
-      if (first && first.globalStep === 0 && (first.extra.round ?? 0) === 0 && (first.extra.localCnt ?? 0) === 0) {
-        // The group has not taken a step yet (peers that started together): round 0's averaging
-        // is still ahead for everyone, so there is nothing to wait for; waiting at its boundary
-        // would only cost JOIN_ATTEMPTS deadlines while the others wait for us in the same way.
-        ctx.log(`${name}/join-fresh`, { peers: states.length })
+  /**
+   * One sample-weighted all-reduce of x and `state` (kState fields) for `round` with weight c.
+   * Writes the mean parameters on success (and passes the mean state to `adoptState`); returns
+   * the member count, or null when it failed.
+   */
+  private async average(
+    round: number, x: Float32Array, state: readonly Float32Array[], c: number,
+    opts: { attempts?: number; adoptState?: (mean: Float32Array[]) => Promise<void> } = {},
+  ): Promise<number | null> {
+    const { ctx, d } = this
+    const k = state.length
+    const res = await allReduceWithRetry(ctx, this.name, round, () => {
+      const v = new Float32Array(d * (1 + k) + 1)
+      for (let i = 0; i < d; i++) v[i] = c * x[i]
+      state.forEach((s, j) => { for (let i = 0; i < d; i++) v[(j + 1) * d + i] = c * s[i] })
+      v[v.length - 1] = c
+      return v
+    }, {
+      ...(opts.attempts === undefined ? {} : { attempts: opts.attempts }),
+      // After a deadline in an unchanged roster: if someone is already past this round, nobody
+      // will complete it; give up now and let resync() line us up, instead of spending the
+      // remaining attempts (whole deadlines) on it while the others wait for us in theirs.
+      retryAfterTimeout: async () => {
+        const ahead = furthest(await requestState(ctx, others(ctx)))
+        if (!ahead || (ahead.extra.round ?? 0) <= round) return true
+        // resync() follows this failed averaging: it adopts this answer instead of asking
+        // again (a second round trip, a whole deadline when a member does not answer).
+        this.aheadSeen = ahead
+        return false
+      },
+    })
+    const total = res?.sum[res.sum.length - 1] ?? 0
+    if (!res || !(total > 0)) return null
+    const inv = 1 / total
+    await ctx.compute.writeParams(res.sum.subarray(0, d).map((v) => v * inv))
+    if (k && opts.adoptState) await opts.adoptState(state.map((_, j) => res.sum.slice((j + 1) * d, (j + 2) * d).map((v) => v * inv)))
+    return res.members
+  }
+
+  /** docs/algorithms.md "Local SGD rounds and joiners" join: wait at the group's next round boundary and receive x̄ there (weight 0). */
+  private async join(): Promise<void> {
+    const { ctx, d, name } = this
+    let states = await requestState(ctx, others(ctx))
+    const first = furthest(states)
+    if (first && first.globalStep === 0 && (first.extra.round ?? 0) === 0 && (first.extra.localCnt ?? 0) === 0) {
+      // The group has not taken a step yet (peers that started together): round 0's averaging
+      // is still ahead for everyone, so there is nothing to wait for; waiting at its boundary
+      // would only cost JOIN_ATTEMPTS deadlines while the others wait for us in the same way.
+      ctx.log(`${name}/join-fresh`, { peers: states.length })
+      return
+    }
+    for (let a = 0; a < JOIN_ATTEMPTS && states.length > 0 && !ctx.signal.aborted; a++) {
+      const s = furthest(states)!
+      const round = s.extra.round ?? 0
+      const h = s.extra.h ?? this.hFor(s.globalStep)
+      // The round's boundary: where the group's H local steps of this round end.
+      const tBoundary = s.globalStep - (s.extra.localCnt ?? 0) + h
+      // Weight 0: the joiner only receives the mean (same vector layout as the others').
+      const zeros = Array.from({ length: this.kState }, () => new Float32Array(d))
+      const members = await this.average(round, new Float32Array(d), zeros, 0, { attempts: 1 })
+      if (members !== null) {
+        this.startAtBoundary(round, tBoundary, members)
         return
       }
-      for (let a = 0; a < JOIN_ATTEMPTS && states.length > 0 && !ctx.signal.aborted; a++) {
-        const s = furthest(states)!
-        const round = s.extra.round ?? 0
-        const h = s.extra.h ?? hFor(s.globalStep)
-        // The round's boundary: where the group's H local steps of this round end.
-        const tBoundary = s.globalStep - (s.extra.localCnt ?? 0) + h
-        // Weight 0: the joiner only receives the mean (same vector layout as the others').
-        const zeros = Array.from({ length: kState }, () => new Float32Array(d))
-        const members = await average(round, new Float32Array(d), zeros, 0, { attempts: 1 })
-        if (members !== null) {
-          pos.t = tBoundary
-          pos.round = round + 1
-          pos.h = hFor(tBoundary)
-          pos.localCnt = 0
-          mesh.clock.observe(pos.t)
-          ctx.log(`${name}/join-boundary`, { round, t: tBoundary, members })
-          return
-        }
-        // Not there yet (the group is still stepping towards the boundary) or it moved on: look again.
-        states = await requestState(ctx, others(ctx))
-      }
-      if (states.length > 0) {
-        // Fallback: the group's current average and the furthest position, mid-round.
-        await compute.writeParams(averageParams(states))
-        adopt(furthest(states)!)
-        ctx.log(`${name}/join-midround`, { round: pos.round, t: pos.t, localCnt: pos.localCnt })
-      }
+      // Not there yet (the group is still stepping towards the boundary) or it moved on: look again.
+      states = await requestState(ctx, others(ctx))
     }
-
-    /** After a failed averaging: continue at the furthest peer's position if it is in a later round. */
-    const resync = async (): Promise<void> => {
-      const s = aheadSeen ?? furthest(await requestState(ctx, others(ctx)))
-      aheadSeen = undefined
-      if (!s) return
-      const r = s.extra.round ?? 0
-      if (r > pos.round) {
-        ctx.log(`${name}/resync`, { from: pos.round, to: r, localCnt: s.extra.localCnt })
-        adopt(s)
-      }
+    if (states.length > 0) {
+      // Fallback: the group's current average and the furthest position, mid-round.
+      await ctx.compute.writeParams(averageParams(states))
+      this.adopt(furthest(states)!)
+      ctx.log(`${name}/join-midround`, { round: this.pos.round, t: this.pos.t, localCnt: this.pos.localCnt })
     }
+  }
 
-    await join()
-    ready = true
-    const inbox = new LeaveInbox(ctx)
+  /** The joiner received x̄ at the end of `round`: it starts the next round there with the group's H. */
+  private startAtBoundary(round: number, tBoundary: number, members: number): void {
+    const pos = this.pos
+    pos.t = tBoundary
+    pos.round = round + 1
+    pos.h = this.hFor(tBoundary)
+    pos.localCnt = 0
+    this.ctx.mesh.clock.observe(pos.t)
+    this.ctx.log(`${this.name}/join-boundary`, { round, t: tBoundary, members })
+  }
 
-    const opts = (lr: number): LocalStepOptions => adam
+  /** After a failed averaging: continue at the furthest peer's position if it is in a later round. */
+  private async resync(): Promise<void> {
+    const s = this.aheadSeen ?? furthest(await requestState(this.ctx, others(this.ctx)))
+    this.aheadSeen = undefined
+    if (!s) return
+    const r = s.extra.round ?? 0
+    if (r > this.pos.round) {
+      this.ctx.log(`${this.name}/resync`, { from: this.pos.round, to: r, localCnt: s.extra.localCnt })
+      this.adopt(s)
+    }
+  }
+
+  private stepOptions(lr: number): LocalStepOptions {
+    const { config } = this.ctx
+    return this.adam
       ? { optimizer: 'adamw', lr, beta1: config.adam.beta1, beta2: config.adam.beta2, eps: config.adam.eps, weightDecay: config.weightDecay }
       : { optimizer: 'sgd', lr, momentum: config.momentum, weightDecay: config.weightDecay }
+  }
 
-    const inst: AlgorithmInstance = {
-      name,
-      async step(): Promise<StepReport> {
-        // A peer's graceful leave (docs/algorithms.md "Graceful leave"): folded in once into the local model; the next averaging
-        // spreads it. Costs a host round trip only on the step after a leave.
-        const hs = inbox.take()
-        if (hs.length) {
-          const x = await compute.readParams()
-          foldHandovers(x, hs)
-          await compute.writeParams(x)
-        }
-        const lr = lrFor(ctx, pos.t)
-        const { loss, samples } = await compute.localStep(opts(lr))
-        pos.t++
-        pos.localCnt++
-        samplesInRound += samples
-        mesh.clock.advance(pos.t)
-        const report: StepReport = { step: pos.t, globalStep: pos.t, loss, samples, lr, h: pos.h, communicated: false }
-        if (pos.localCnt < pos.h) return report
-        const x = await compute.readParams()
-        const state = kState ? await compute.readOptimizerState() : []
-        const round = pos.round
-        const members = await average(round, x, state.slice(0, kState), Math.max(1, samplesInRound), {
-          adoptState: (mean) => compute.writeOptimizerState(adam ? [...mean, ...state.slice(2)] : mean),
-        })
-        // The next position, set in one go (the responder may read it at any await).
-        pos.round = round + 1
-        pos.localCnt = 0
-        pos.h = hFor(pos.t)
-        samplesInRound = 0
-        if (members !== null) report.contributors = members
-        // Line up with the others again (a split round, a stalled tab).
-        else await resync()
-        report.communicated = members !== null
-        return report
-      },
-      evalParams: () => compute.readParams(),
-      async leave() {
-        await handOverModel(ctx, await compute.readParams(), leaveTargets(ctx, 0, linkTopology(config)))
-        stop()
-        inbox.dispose()
-      },
-      dispose() {
-        stop()
-        inbox.dispose()
-      },
+  private async takeStep(): Promise<StepReport> {
+    const { compute, mesh } = this.ctx
+    const pos = this.pos
+    // A peer's graceful leave (docs/algorithms.md "Graceful leave"): folded in once into the local model; the next averaging
+    // spreads it. Costs a host round trip only on the step after a leave.
+    const hs = this.inbox.take()
+    if (hs.length) {
+      const x = await compute.readParams()
+      foldHandovers(x, hs)
+      await compute.writeParams(x)
     }
-    return inst
+    const lr = lrFor(this.ctx, pos.t)
+    const { loss, samples } = await compute.localStep(this.stepOptions(lr))
+    pos.t++
+    pos.localCnt++
+    this.samplesInRound += samples
+    mesh.clock.advance(pos.t)
+    const report: StepReport = { step: pos.t, globalStep: pos.t, loss, samples, lr, h: pos.h, communicated: false }
+    if (pos.localCnt < pos.h) return report
+    await this.endRound(report)
+    return report
+  }
+
+  /** The averaging at the end of a round, then the next round's position; fills in `report`. */
+  private async endRound(report: StepReport): Promise<void> {
+    const { compute } = this.ctx
+    const { adam, kState, pos } = this
+    const x = await compute.readParams()
+    const state = kState ? await compute.readOptimizerState() : []
+    const round = pos.round
+    const members = await this.average(round, x, state.slice(0, kState), Math.max(1, this.samplesInRound), {
+      adoptState: (mean) => compute.writeOptimizerState(adam ? [...mean, ...state.slice(2)] : mean),
+    })
+    // The next position, set in one go (the responder may read it at any await).
+    pos.round = round + 1
+    pos.localCnt = 0
+    pos.h = this.hFor(pos.t)
+    this.samplesInRound = 0
+    if (members !== null) report.contributors = members
+    // Line up with the others again (a split round, a stalled tab).
+    else await this.resync()
+    report.communicated = members !== null
   }
 }
 

@@ -1,4 +1,4 @@
-import type { AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
+import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
 import { isValidVector } from '../math/vector'
 import { scaledLrAt } from '../schedule'
 import { allReduceWithRetry, requestState, ringNeighbours, startStateResponder, type PeerState } from './common'
@@ -45,16 +45,35 @@ const MAX_CATCH_UPS = 2
  */
 const MAX_HELD_CALLS = 4
 
-export const ssgd: AlgorithmFactory = async (ctx) => {
-  const { compute, config, mesh } = ctx
-  const d = compute.paramCount
-  let x: Float32Array = await compute.readParams()
-  let m: Float32Array = new Float32Array(d)
-  let step = 0
-  let t = 0
-  let ready = false
+/** The sum of a gradient or resync all-reduce and how many members it spanned. */
+type Reduced = { sum: Float32Array; members: number }
+
+/** A step's gradient and the all-reduce chunks already consumed for it (see `SsgdPeer.held`). */
+interface HeldStep {
+  grad: Float32Array
+  loss: number
+  samples: number
+  received: Map<string, Float32Array>
+  /** Consecutive step() calls that ended held on this gradient. */
+  calls: number
+}
+
+/** How a step's gradient all-reduce ended, holds and catch-ups included. */
+type GradientRound =
+  | { caughtUp: true }
+  | { caughtUp: false; res: Reduced | null; neighbourBehind: boolean }
+
+export const ssgd: AlgorithmFactory = async (ctx) => (await SsgdPeer.start(ctx)).instance()
+
+class SsgdPeer {
+  private readonly d: number
+  private x: Float32Array
+  private m: Float32Array
+  private step = 0
+  private t = 0
+  private ready = false
   /** This peer's x, m may differ from the group's (it fell back, or a resync failed). */
-  let outOfSync = false
+  private outOfSync = false
   /**
    * A step whose all-reduce failed while a ring neighbour was behind it: the gradient and
    * the chunks already consumed are kept, and the next step() call retries the same round with
@@ -62,27 +81,52 @@ export const ssgd: AlgorithmFactory = async (ctx) => {
    * neighbour that is about to join the round, and the two would chase each other; holding
    * inside one call alone is not enough when deadlines expire under CPU load.
    */
-  let held: { grad: Float32Array; loss: number; samples: number; received: Map<string, Float32Array>; calls: number } | null = null
-  const stopResponder = startStateResponder(ctx, async () =>
-    ready ? { params: new Float32Array(x), opt: [new Float32Array(m)], step, globalStep: t, extra: {} } : null)
+  private held: HeldStep | null = null
+  private readonly stopResponder: () => void
 
-  /** Takes a group member's exact x, m and step (they are the same on every member). */
-  const adopt = async (s: PeerState): Promise<void> => {
-    x = s.params
-    m = s.opt[0]?.length === d ? s.opt[0] : new Float32Array(d)
-    // A held gradient belongs to the old x and step.
-    held = null
-    step = s.step
-    t = s.globalStep
-    await compute.writeParams(x)
-    mesh.clock.observe(t)
+  static async start(ctx: AlgorithmContext): Promise<SsgdPeer> {
+    const peer = new SsgdPeer(ctx, await ctx.compute.readParams())
+    // Exact state from a ready ring neighbour (all members hold the same state; asking only the
+    // neighbours keeps a joiner to the two links the all-reduce uses).
+    const states: PeerState[] = await requestState(ctx, ringNeighbours(ctx))
+    if (states.length > 0) await peer.adopt(states[0])
+    peer.ready = true
+    return peer
   }
 
-  // Exact state from a ready ring neighbour (all members hold the same state; asking only the
-  // neighbours keeps a joiner to the two links the all-reduce uses).
-  const states: PeerState[] = await requestState(ctx, ringNeighbours(ctx))
-  if (states.length > 0) await adopt(states[0])
-  ready = true
+  private constructor(private readonly ctx: AlgorithmContext, x: Float32Array) {
+    this.d = ctx.compute.paramCount
+    this.x = x
+    this.m = new Float32Array(this.d)
+    this.stopResponder = startStateResponder(ctx, async () =>
+      this.ready ? { params: new Float32Array(this.x), opt: [new Float32Array(this.m)], step: this.step, globalStep: this.t, extra: {} } : null)
+  }
+
+  instance(): AlgorithmInstance {
+    return {
+      name: 'ssgd',
+      step: () => this.takeStep(),
+      evalParams: async () => new Float32Array(this.x),
+      leave: async () => {
+        this.stopResponder()
+      },
+      dispose: () => {
+        this.stopResponder()
+      },
+    }
+  }
+
+  /** Takes a group member's exact x, m and step (they are the same on every member). */
+  private async adopt(s: PeerState): Promise<void> {
+    this.x = s.params
+    this.m = s.opt[0]?.length === this.d ? s.opt[0] : new Float32Array(this.d)
+    // A held gradient belongs to the old x and step.
+    this.held = null
+    this.step = s.step
+    this.t = s.globalStep
+    await this.ctx.compute.writeParams(this.x)
+    this.ctx.mesh.clock.observe(this.t)
+  }
 
   /**
    * After every all-reduce attempt of a step failed, the ring neighbours' steps say why. A
@@ -95,135 +139,145 @@ export const ssgd: AlgorithmFactory = async (ctx) => {
    * ahead fall back and step on, one step apart again). Holds are bounded: a neighbour that
    * stays up but never completes a round (hung) leaves us to fall back.
    */
-  const neighbourSteps = async (): Promise<PeerState[]> =>
-    (await requestState(ctx, ringNeighbours(ctx))).filter((s) => isValidVector(s.params, d))
+  private async neighbourSteps(): Promise<PeerState[]> {
+    return (await requestState(this.ctx, ringNeighbours(this.ctx))).filter((s) => isValidVector(s.params, this.d))
+  }
+
   /** Averages x and m over the group (same step as the gradient all-reduce); true on success. */
-  const resync = async (outOfSyncPeers: number): Promise<boolean> => {
-    const xs = x
-    const ms = m
-    const res = await allReduceWithRetry(ctx, SSGD_COLLECTIVE.resync, step, () => {
+  private async resync(outOfSyncPeers: number): Promise<boolean> {
+    const d = this.d
+    const xs = this.x
+    const ms = this.m
+    const res = await allReduceWithRetry(this.ctx, SSGD_COLLECTIVE.resync, this.step, () => {
       const v = new Float32Array(2 * d)
       v.set(xs, 0)
       v.set(ms, d)
       return v
     }, { attempts: RESYNC_ATTEMPTS })
     if (!res || !isValidVector(res.sum, 2 * d)) {
-      ctx.log('ssgd/resync-failed', { step })
+      this.ctx.log('ssgd/resync-failed', { step: this.step })
       return false
     }
     const inv = 1 / res.members
-    x = res.sum.slice(0, d).map((v) => v * inv)
-    m = res.sum.slice(d).map((v) => v * inv)
-    ctx.log('ssgd/resync', { step, members: res.members, outOfSyncPeers })
+    this.x = res.sum.slice(0, d).map((v) => v * inv)
+    this.m = res.sum.slice(d).map((v) => v * inv)
+    this.ctx.log('ssgd/resync', { step: this.step, members: res.members, outOfSyncPeers })
     return true
   }
 
-  const inst: AlgorithmInstance = {
-    name: 'ssgd',
-    async step(): Promise<StepReport> {
-      let grad: Float32Array
-      let loss: number
-      let samples: number
-      let res: { sum: Float32Array; members: number } | null
-      /** The last look at the ring neighbours found one behind this step and none ahead. */
-      let neighbourBehind = false
-      let heldCalls = 0
-      for (let pass = 0; ; pass++) {
-        t = Math.max(t, step)
-        let received = new Map<string, Float32Array>()
-        if (held) {
-          ;({ grad, loss, samples, received } = held)
-          heldCalls = held.calls
-          held = null
-        } else {
-          ;({ grad, loss, samples } = await compute.gradient())
-        }
-        // Sample-weighted sum: [Σ b_i g_i, Σ b_i, #out of sync] in one vector, so ḡ = Σ b_i g_i / Σ b_i.
-        const flag = outOfSync ? 1 : 0
-        const g = grad
-        const b = samples
-        const build = () => {
-          const v = new Float32Array(d + 2)
-          for (let i = 0; i < d; i++) v[i] = g[i] * b
-          v[d] = b
-          v[d + 1] = flag
-          return v
-        }
-        // Shared by the first try and the holds: a held retry of the same round reuses the chunks
-        // already consumed (the neighbours' re-sent copies are duplicates the mesh drops).
-        res = await allReduceWithRetry(ctx, SSGD_COLLECTIVE.gradient, step, build, { received })
-        let caughtUp = false
-        neighbourBehind = false
-        for (let hold = 0; !res && hold < MAX_HOLDS && !ctx.signal.aborted; hold++) {
-          const near = await neighbourSteps()
-          const ahead = near.filter((s) => s.step > step)
-          neighbourBehind = ahead.length === 0 && near.some((s) => s.step < step)
-          if (ahead.length > 0 && pass < MAX_CATCH_UPS) {
-            const s = ahead.reduce((x1, x2) => (x2.step > x1.step ? x2 : x1))
-            ctx.log('ssgd/catch-up', { from: step, to: s.step })
-            await adopt(s)
-            outOfSync = false
-            caughtUp = true
-            heldCalls = 0
-            break
-          }
-          if (!near.some((s) => s.step <= step)) break
-          ctx.log('ssgd/hold', { step, hold })
-          res = await allReduceWithRetry(ctx, SSGD_COLLECTIVE.gradient, step, build, { received, attempts: HOLD_ATTEMPTS })
-        }
-        if (!caughtUp) {
-          if (!res && neighbourBehind && heldCalls + 1 < MAX_HELD_CALLS && !ctx.signal.aborted) {
-            held = { grad, loss, samples, received, calls: heldCalls + 1 }
-            ctx.log('ssgd/held', { step, calls: held.calls })
-            // Nothing applied: same step, no samples yet (they count when the held step is taken).
-            return {
-              step, globalStep: t, loss, samples: 0, communicated: false, contributors: 1,
-              lr: scaledLrAt(config.schedule, config.lr, config.lrScaling, samples, t, config.totalSteps),
-            }
-          }
-          break
-        }
-      }
-      if (!res) {
-        ctx.log('ssgd/fallback', { step })
-        outOfSync = true
-      } else if (res.sum[d + 1] >= FLAG_THRESHOLD || (config.resyncEvery > 0 && step > 0 && step % config.resyncEvery === 0)) {
-        // Decided from values every member of this all-reduce shares (flag sum, step), so all of
-        // them enter the same resync.
-        outOfSync = !(await resync(res.sum[d + 1]))
-      }
-      const gbar = res ? res.sum.subarray(0, d) : grad
-      const total = res ? res.sum[d] : samples
-      const inv = res ? 1 / total : 1
-      // The global batch is what this step's all-reduce summed, identical on every member, so the
-      // replicas stay bit-identical while a departure or join rescales the lr (docs/algorithms.md "SSGD under churn").
-      const lr = scaledLrAt(config.schedule, config.lr, config.lrScaling, total, t, config.totalSteps)
-      const beta = config.momentum
-      const wd = config.weightDecay
-      for (let i = 0; i < d; i++) {
-        m[i] = beta * m[i] + gbar[i] * inv + wd * x[i]
-        x[i] -= lr * m[i]
-      }
-      // Counters move with x and m, before any await: the state responder never sees a new x
-      // with an old step (a joiner copying that triple would be one step off).
-      step++
-      t++
-      mesh.clock.advance(t)
-      await compute.writeParams(x)
-      return {
-        // This peer's samples, as every algorithm reports: the session's samples/s and the
-        // simulator's swarm total add them up over peers (the group total would count n times).
-        step, globalStep: t, loss, samples, lr,
-        communicated: res !== null, contributors: res?.members ?? 1,
-      }
-    },
-    evalParams: async () => new Float32Array(x),
-    async leave() {
-      stopResponder()
-    },
-    dispose() {
-      stopResponder()
-    },
+  private async takeStep(): Promise<StepReport> {
+    for (let pass = 0; ; pass++) {
+      this.t = Math.max(this.t, this.step)
+      const g = await this.nextGradient()
+      const round = await this.gradientRound(g, pass)
+      // A catch-up adopted a later step: compute that step's gradient instead.
+      if (round.caughtUp) continue
+      const { res, neighbourBehind } = round
+      if (!res && neighbourBehind && g.calls + 1 < MAX_HELD_CALLS && !this.ctx.signal.aborted) return this.hold(g)
+      return this.apply(g, res)
+    }
   }
-  return inst
+
+  /** The held step's gradient (taken once), or a fresh one. */
+  private async nextGradient(): Promise<HeldStep> {
+    const held = this.held
+    if (held) {
+      this.held = null
+      return held
+    }
+    const { grad, loss, samples } = await this.ctx.compute.gradient()
+    return { grad, loss, samples, received: new Map<string, Float32Array>(), calls: 0 }
+  }
+
+  /** The gradient all-reduce of this step, then, while it fails, catch-ups and holds (see neighbourSteps). */
+  private async gradientRound(g: HeldStep, pass: number): Promise<GradientRound> {
+    const { ctx, d } = this
+    // Sample-weighted sum: [Σ b_i g_i, Σ b_i, #out of sync] in one vector, so ḡ = Σ b_i g_i / Σ b_i.
+    const flag = this.outOfSync ? 1 : 0
+    const grad = g.grad
+    const b = g.samples
+    const build = () => {
+      const v = new Float32Array(d + 2)
+      for (let i = 0; i < d; i++) v[i] = grad[i] * b
+      v[d] = b
+      v[d + 1] = flag
+      return v
+    }
+    const received = g.received
+    // Shared by the first try and the holds: a held retry of the same round reuses the chunks
+    // already consumed (the neighbours' re-sent copies are duplicates the mesh drops).
+    let res = await allReduceWithRetry(ctx, SSGD_COLLECTIVE.gradient, this.step, build, { received })
+    /** The last look at the ring neighbours found one behind this step and none ahead. */
+    let neighbourBehind = false
+    for (let hold = 0; !res && hold < MAX_HOLDS && !ctx.signal.aborted; hold++) {
+      const near = await this.neighbourSteps()
+      const ahead = near.filter((s) => s.step > this.step)
+      neighbourBehind = ahead.length === 0 && near.some((s) => s.step < this.step)
+      if (ahead.length > 0 && pass < MAX_CATCH_UPS) {
+        const s = ahead.reduce((x1, x2) => (x2.step > x1.step ? x2 : x1))
+        ctx.log('ssgd/catch-up', { from: this.step, to: s.step })
+        await this.adopt(s)
+        this.outOfSync = false
+        return { caughtUp: true }
+      }
+      if (!near.some((s) => s.step <= this.step)) break
+      ctx.log('ssgd/hold', { step: this.step, hold })
+      res = await allReduceWithRetry(ctx, SSGD_COLLECTIVE.gradient, this.step, build, { received, attempts: HOLD_ATTEMPTS })
+    }
+    return { caughtUp: false, res, neighbourBehind }
+  }
+
+  /** Ends the call with the step not taken; the next call retries its round with `g`. */
+  private hold(g: HeldStep): StepReport {
+    const { config } = this.ctx
+    const { grad, loss, samples, received } = g
+    const held = { grad, loss, samples, received, calls: g.calls + 1 }
+    this.held = held
+    this.ctx.log('ssgd/held', { step: this.step, calls: held.calls })
+    // Nothing applied: same step, no samples yet (they count when the held step is taken).
+    return {
+      step: this.step, globalStep: this.t, loss, samples: 0, communicated: false, contributors: 1,
+      lr: scaledLrAt(config.schedule, config.lr, config.lrScaling, samples, this.t, config.totalSteps),
+    }
+  }
+
+  /** The momentum update with the group's mean gradient, or with this peer's own when `res` is null (fallback). */
+  private async apply(g: HeldStep, res: Reduced | null): Promise<StepReport> {
+    const { ctx, d } = this
+    const { config, mesh } = ctx
+    if (!res) {
+      ctx.log('ssgd/fallback', { step: this.step })
+      this.outOfSync = true
+    } else if (res.sum[d + 1] >= FLAG_THRESHOLD || (config.resyncEvery > 0 && this.step > 0 && this.step % config.resyncEvery === 0)) {
+      // Decided from values every member of this all-reduce shares (flag sum, step), so all of
+      // them enter the same resync.
+      this.outOfSync = !(await this.resync(res.sum[d + 1]))
+    }
+    const gbar = res ? res.sum.subarray(0, d) : g.grad
+    const total = res ? res.sum[d] : g.samples
+    const inv = res ? 1 / total : 1
+    // The global batch is what this step's all-reduce summed, identical on every member, so the
+    // replicas stay bit-identical while a departure or join rescales the lr (docs/algorithms.md "SSGD under churn").
+    const lr = scaledLrAt(config.schedule, config.lr, config.lrScaling, total, this.t, config.totalSteps)
+    const beta = config.momentum
+    const wd = config.weightDecay
+    // After the resync: it replaces x and m.
+    const { x, m } = this
+    for (let i = 0; i < d; i++) {
+      m[i] = beta * m[i] + gbar[i] * inv + wd * x[i]
+      x[i] -= lr * m[i]
+    }
+    // Counters move with x and m, before any await: the state responder never sees a new x
+    // with an old step (a joiner copying that triple would be one step off).
+    this.step++
+    this.t++
+    mesh.clock.advance(this.t)
+    await ctx.compute.writeParams(x)
+    return {
+      // This peer's samples, as every algorithm reports: the session's samples/s and the
+      // simulator's swarm total add them up over peers (the group total would count n times).
+      step: this.step, globalStep: this.t, loss: g.loss, samples: g.samples, lr,
+      communicated: res !== null, contributors: res?.members ?? 1,
+    }
+  }
 }
