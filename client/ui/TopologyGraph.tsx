@@ -66,6 +66,31 @@ function useGlide(targets: Map<string, Pt>): Map<string, Pt> {
   return shown
 }
 
+interface Edge {
+  a: string
+  b: string
+  bytes: number
+}
+
+/** One edge per pair of neighbours, however many of the two report it; its traffic is the larger report. */
+function collectEdges(peers: ApiPeer[]): Map<string, Edge> {
+  const byId = new Map(peers.map((p) => [p.id, p]))
+  const edges = new Map<string, Edge>()
+  for (const p of peers) {
+    for (const n of p.neighbors ?? []) {
+      if (!byId.has(n) || n === p.id) continue
+      const [a, b] = p.id < n ? [p.id, n] : [n, p.id]
+      const key = `${a}|${b}`
+      const link = p.links?.[n]
+      const bytes = link ? link.sent + link.received : 0
+      const e = edges.get(key)
+      if (e) e.bytes = Math.max(e.bytes, bytes)
+      else edges.set(key, { a, b, bytes })
+    }
+  }
+  return edges
+}
+
 export function TopologyGraph({ peers, ps = null, now, big = false, showLegend = true }: {
   peers: ApiPeer[]
   ps?: string | null
@@ -80,27 +105,12 @@ export function TopologyGraph({ peers, ps = null, now, big = false, showLegend =
   const targets = useMemo(() => layout(peers, ps, size), [ids, ps])
   const pos = useGlide(targets)
 
-  const byId = new Map(peers.map((p) => [p.id, p]))
-  const edges = new Map<string, { a: string; b: string; bytes: number }>()
-  for (const p of peers) {
-    for (const n of p.neighbors ?? []) {
-      if (!byId.has(n) || n === p.id) continue
-      const [a, b] = p.id < n ? [p.id, n] : [n, p.id]
-      const key = `${a}|${b}`
-      const link = p.links?.[n]
-      const bytes = link ? link.sent + link.received : 0
-      const e = edges.get(key)
-      if (e) e.bytes = Math.max(e.bytes, bytes)
-      else edges.set(key, { a, b, bytes })
-    }
-  }
+  const edges = collectEdges(peers)
   const maxBytes = Math.max(1, ...[...edges.values()].map((e) => e.bytes))
   const maxRate = Math.max(0.001, ...peers.map((p) => p.stepsPerSec ?? 0))
   const many = peers.length > 16
-  const baseR = (many ? 14 : 22) * (big ? 1.15 : 1)
-  const labelSize = big ? 22 : 16
+  const look: NodeLook = { baseR: (many ? 14 : 22) * (big ? 1.15 : 1), labelSize: big ? 22 : 16, showLabel: !many || big, maxRate }
 
-  const backends = [...new Set(peers.map((p) => p.backend).filter((b): b is string => !!b))].sort()
   return (
     <figure className={`topology${big ? ' big' : ''}`} aria-label={`Swarm topology: ${peers.length} peers, ${edges.size} links`}>
       <svg viewBox={`0 0 ${size} ${size}`} role="img" aria-hidden={peers.length === 0}>
@@ -118,39 +128,56 @@ export function TopologyGraph({ peers, ps = null, now, big = false, showLegend =
         })}
         {peers.map((p) => {
           const at = pos.get(p.id)
-          if (!at) return null
-          const rate = p.stepsPerSec ?? 0
-          const r = baseR * (0.7 + 0.6 * Math.sqrt(rate / maxRate))
-          const stalled = isStalled(p, now)
-          const isPs = p.id === ps
-          const faults = faultTags(p)
-          return (
-            <g key={p.id} transform={`translate(${at.x.toFixed(1)} ${at.y.toFixed(1)})`} className={`node${stalled ? ' stalled' : ''}${p.suspect ? ' suspect' : ''}${faults.length ? ' faulted' : ''}`}>
-              <title>{`${peerLabel(p)} · ${p.backend ?? 'starting'} · ${fmtNum(rate, 1)} steps/s${p.stage === 'error' ? ' · error' : stalled ? ' · stalled' : ''}${p.suspect ? ' · suspect' : ''}${faults.length ? ` · ${faults.join(', ')} (host fault injection)` : ''}`}</title>
-              {p.suspect ? <circle r={r + 9} className="halo" /> : null}
-              {faults.length ? <circle r={r + 5} className="fault-ring" /> : null}
-              {faults.length ? <text className="node-fault" y={-r - 10} textAnchor="middle" fontSize={labelSize * 0.85} data-testid="node-fault">{faults.join(' · ')}</text> : null}
-              <circle r={r} fill={p.stage === 'error' ? 'var(--bad)' : stalled ? 'var(--stalled)' : backendColor(p.backend)} filter="url(#soft)" className="dot" />
-              {isPs ? <text className="node-badge" y={5} textAnchor="middle" fontSize={14}>PS</text> : null}
-              {!many || big ? (
-                <text className="node-label" y={r + labelSize + 2} textAnchor="middle" fontSize={labelSize}>{peerLabel(p)}</text>
-              ) : null}
-            </g>
-          )
+          return at ? <PeerNode key={p.id} peer={p} at={at} isPs={p.id === ps} now={now} look={look} /> : null
         })}
         {peers.length === 0 ? <text x={size / 2} y={size / 2} textAnchor="middle" className="empty-text" fontSize={big ? 30 : 22}>No one here yet</text> : null}
       </svg>
-      {showLegend ? (
-        <figcaption className="legend">
-          {(backends.length ? backends : Object.keys(BACKEND_COLORS)).map((b) => (
-            <span key={b}><i style={{ background: backendColor(b) }} />{b}</span>
-          ))}
-          <span><i className="stalled" />stalled</span>
-          <span><i className="suspect" />suspect</span>
-          <span><i className="faulted" />fault injected</span>
-          <span className="muted">size = steps/s · line = traffic</span>
-        </figcaption>
-      ) : null}
+      {showLegend ? <TopologyLegend peers={peers} /> : null}
     </figure>
+  )
+}
+
+/** Sizes shared by every node of one graph: the fastest peer sets the scale. */
+interface NodeLook {
+  baseR: number
+  labelSize: number
+  showLabel: boolean
+  maxRate: number
+}
+
+function PeerNode({ peer: p, at, isPs, now, look }: { peer: ApiPeer; at: Pt; isPs: boolean; now: number; look: NodeLook }) {
+  const { baseR, labelSize, maxRate } = look
+  const rate = p.stepsPerSec ?? 0
+  const r = baseR * (0.7 + 0.6 * Math.sqrt(rate / maxRate))
+  const stalled = isStalled(p, now)
+  const faults = faultTags(p)
+  return (
+    <g transform={`translate(${at.x.toFixed(1)} ${at.y.toFixed(1)})`} className={`node${stalled ? ' stalled' : ''}${p.suspect ? ' suspect' : ''}${faults.length ? ' faulted' : ''}`}>
+      <title>{`${peerLabel(p)} · ${p.backend ?? 'starting'} · ${fmtNum(rate, 1)} steps/s${p.stage === 'error' ? ' · error' : stalled ? ' · stalled' : ''}${p.suspect ? ' · suspect' : ''}${faults.length ? ` · ${faults.join(', ')} (host fault injection)` : ''}`}</title>
+      {p.suspect ? <circle r={r + 9} className="halo" /> : null}
+      {faults.length ? <circle r={r + 5} className="fault-ring" /> : null}
+      {faults.length ? <text className="node-fault" y={-r - 10} textAnchor="middle" fontSize={labelSize * 0.85} data-testid="node-fault">{faults.join(' · ')}</text> : null}
+      <circle r={r} fill={p.stage === 'error' ? 'var(--bad)' : stalled ? 'var(--stalled)' : backendColor(p.backend)} filter="url(#soft)" className="dot" />
+      {isPs ? <text className="node-badge" y={5} textAnchor="middle" fontSize={14}>PS</text> : null}
+      {look.showLabel ? (
+        <text className="node-label" y={r + labelSize + 2} textAnchor="middle" fontSize={labelSize}>{peerLabel(p)}</text>
+      ) : null}
+    </g>
+  )
+}
+
+/** The backends present (all of them while nobody has one yet), then the node and edge markings. */
+function TopologyLegend({ peers }: { peers: ApiPeer[] }) {
+  const backends = [...new Set(peers.map((p) => p.backend).filter((b): b is string => !!b))].sort()
+  return (
+    <figcaption className="legend">
+      {(backends.length ? backends : Object.keys(BACKEND_COLORS)).map((b) => (
+        <span key={b}><i style={{ background: backendColor(b) }} />{b}</span>
+      ))}
+      <span><i className="stalled" />stalled</span>
+      <span><i className="suspect" />suspect</span>
+      <span><i className="faulted" />fault injected</span>
+      <span className="muted">size = steps/s · line = traffic</span>
+    </figcaption>
   )
 }
