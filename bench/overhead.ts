@@ -169,7 +169,12 @@ function bootstrapMedianCi(xs: number[]): [number, number] {
   return [+meds[49].toFixed(1), +meds[1949].toFixed(1)]
 }
 
-
+/**
+ * One benchmark run: plain baselines, then every row bracketed by plain runs. Longer than 80
+ * lines on purpose: it is a script whose flags each add a variant to the same measurement loop,
+ * and the order of measurements (interleaving, brackets) is the point of it, so it reads top to
+ * bottom; it is never called from the product.
+ */
 export async function runOverheadBench(o: { n?: number; seconds?: number; model?: string; dataset?: string } = {}) {
   const n = o.n ?? Number(argOf('--peers') ?? 2)
   // mlp (5.5k params, ~1 ms/step on wasm) makes every fixed per-step cost look large; a bigger

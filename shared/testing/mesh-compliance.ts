@@ -28,6 +28,8 @@ async function membershipWhere(m: Mesh, pred: (ms: Membership) => boolean, ms = 
 /**
  * The behaviour every Mesh implementation must have. Run it against MemoryMesh
  * (memory-mesh.test.ts) and the WebRTC mesh with the same `setup`.
+ * Longer than 80 lines on purpose: it is a test suite, one short `it` per property, and reads
+ * best as one list of what a mesh promises.
  */
 export function describeMeshCompliance(name: string, setup: (n: number) => Promise<MeshHarness>): void {
   describe(`Mesh compliance: ${name}`, () => {
