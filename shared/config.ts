@@ -24,9 +24,22 @@ export type ModelName = (typeof MODELS)[number]
 export const COMPRESSIONS = ['fp32', 'fp16', 'int8'] as const
 export type Compression = (typeof COMPRESSIONS)[number]
 
+/**
+ * Dirichlet concentrations the data server can split by (shared/data/partition.ts needs α > 0; a
+ * tiny α puts every class on one peer and its gamma draws underflow, a huge one is iid anyway).
+ */
+export const DIRICHLET_ALPHA_MIN = 0.01
+export const DIRICHLET_ALPHA_MAX = 1000
+
 export const partitionSchema = z
   .string()
-  .regex(/^(iid|label-skew:\d+|dirichlet:\d+(\.\d+)?)$/, 'partition must be iid, label-skew:C or dirichlet:α')
+  .max(32)
+  .regex(/^(iid|label-skew:\d{1,3}|dirichlet:\d{1,4}(\.\d{1,6})?)$/, 'partition must be iid, label-skew:C or dirichlet:α')
+  .refine((p) => {
+    if (!p.startsWith('dirichlet:')) return true
+    const a = parseFloat(p.slice('dirichlet:'.length))
+    return a >= DIRICHLET_ALPHA_MIN && a <= DIRICHLET_ALPHA_MAX
+  }, `dirichlet α must be between ${DIRICHLET_ALPHA_MIN} and ${DIRICHLET_ALPHA_MAX}`)
 export type Partition =
   | { kind: 'iid' }
   | { kind: 'label-skew'; classesPerPeer: number }
@@ -40,30 +53,37 @@ export function parsePartition(s: string): Partition {
   throw new Error(`bad partition '${s}'`)
 }
 
+/** The longest run a room can ask for; step counts inside the config are bounded by it. */
+export const MAX_TOTAL_STEPS = 10_000_000
+const stepCount = z.number().int().min(0).max(MAX_TOTAL_STEPS)
+
+// Every object is strict: an unknown key at any depth is refused, naming it (a typo or a probe
+// must not pass silently, and nothing unvalidated reaches a peer).
 export const scheduleSchema = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('constant'), warmupSteps: z.number().int().min(0).default(0) }),
-  z.object({
+  z.strictObject({ kind: z.literal('constant'), warmupSteps: stepCount.default(0) }),
+  z.strictObject({
     kind: z.enum(['cosine', 'linear']),
-    warmupSteps: z.number().int().min(0).default(0),
-    minLr: z.number().min(0).default(0),
+    warmupSteps: stepCount.default(0),
+    minLr: z.number().min(0).max(100).default(0),
   }),
-  z.object({
+  z.strictObject({
     kind: z.literal('step'),
-    warmupSteps: z.number().int().min(0).default(0),
+    warmupSteps: stepCount.default(0),
     /** Fractions of totalSteps at which lr is multiplied by `gamma`. */
-    milestones: z.array(z.number().gt(0).lt(1)).default([0.5, 0.75]),
+    milestones: z.array(z.number().gt(0).lt(1)).max(16).default([0.5, 0.75]),
     gamma: z.number().gt(0).max(1).default(0.1),
   }),
 ])
 export type Schedule = z.infer<typeof scheduleSchema>
 
 export const syncSchema = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('constant'), h: z.number().int().min(1) }),
-  z.object({
+  z.strictObject({ kind: z.literal('constant'), h: z.number().int().min(1).max(MAX_TOTAL_STEPS) }),
+  z.strictObject({
     kind: z.literal('qsr'),
-    hBase: z.number().int().min(1),
-    alpha: z.number().min(0),
-    hMax: z.number().int().min(1).optional(),
+    hBase: z.number().int().min(1).max(MAX_TOTAL_STEPS),
+    /** QSR's α: H = (α/η)²; far above any published value (0.0004–0.4) is refused. */
+    alpha: z.number().min(0).max(100),
+    hMax: z.number().int().min(1).max(MAX_TOTAL_STEPS).optional(),
   }),
 ])
 export type SyncRule = z.infer<typeof syncSchema>
@@ -75,15 +95,18 @@ export type SyncRule = z.infer<typeof syncSchema>
  * that peak. The default reference batch is Goyal's 256 (lr 0.1 per 256 samples).
  */
 export const lrScalingSchema = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('none') }),
-  z.object({ kind: z.literal('linear'), referenceBatch: z.number().int().min(1).max(1 << 24).default(256) }),
+  z.strictObject({ kind: z.literal('none') }),
+  z.strictObject({ kind: z.literal('linear'), referenceBatch: z.number().int().min(1).max(1 << 24).default(256) }),
 ])
 export type LrScaling = z.infer<typeof lrScalingSchema>
 
-export const iceServerSchema = z.object({
-  urls: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
-  username: z.string().optional(),
-  credential: z.string().optional(),
+/** A STUN or TURN server address: nothing else may reach a browser's RTCPeerConnection config. */
+const iceUrlSchema = z.string().min(1).max(512).regex(/^(stun|turn|turns):[^\s]+$/, "ICE server urls must start with 'stun:', 'turn:' or 'turns:'")
+
+export const iceServerSchema = z.strictObject({
+  urls: z.union([iceUrlSchema, z.array(iceUrlSchema).min(1).max(8)]),
+  username: z.string().max(256).optional(),
+  credential: z.string().max(256).optional(),
 })
 
 /** The topologies each algorithm runs on (the config check, the host form and the tests read this). */
@@ -103,7 +126,7 @@ export const roomConfigSchema = z
     /** Per-peer minibatch size. */
     batchSize: z.number().int().min(1).max(4096),
     /** Training length in (global) steps; schedules and QSR's H cap use it. */
-    totalSteps: z.number().int().min(1).max(10_000_000),
+    totalSteps: z.number().int().min(1).max(MAX_TOTAL_STEPS),
     lr: z.number().gt(0).max(100),
     momentum: z.number().min(0).lt(1),
     weightDecay: z.number().min(0).max(1),
@@ -123,13 +146,13 @@ export const roomConfigSchema = z
     sync: syncSchema,
     /** local-sgd / local-adamw: also average optimizer state (momentum / Adam moments). */
     averageOptimizerState: z.boolean(),
-    adam: z.object({ beta1: z.number().min(0).lt(1), beta2: z.number().min(0).lt(1), eps: z.number().gt(0) }),
+    adam: z.strictObject({ beta1: z.number().min(0).lt(1), beta2: z.number().min(0).lt(1), eps: z.number().gt(0).max(1) }),
     /** od-sgd: local compensating step. */
     localLr: z.number().min(0).max(100),
     localOptimizer: z.enum(['sgd', 'cadcasgd']),
-    dcLambda: z.number().min(0),
+    dcLambda: z.number().min(0).max(100),
     /** od-sgd / ssgd-style warm start length in steps. */
-    warmStartSteps: z.number().int().min(0),
+    warmStartSteps: stepCount,
     /** lap-sgd: concurrent Hogwild updaters per tab. */
     updaters: z.number().int().min(1).max(16),
     compression: z.enum(COMPRESSIONS),
@@ -142,8 +165,9 @@ export const roomConfigSchema = z
     /** STUN/TURN servers for real deployments; empty on a LAN and in tests. */
     iceServers: z.array(iceServerSchema).max(16),
     /** Seed for initial weights and data shards. */
-    seed: z.number().int().min(0),
+    seed: z.number().int().min(0).max(2 ** 31 - 1),
   })
+  .strict()
   .superRefine((c, ctx) => {
     const need = (ok: boolean, path: string, message: string) => {
       if (!ok) ctx.addIssue({ code: 'custom', path: [path], message })
@@ -213,15 +237,20 @@ export function parseRoomConfig(input: unknown): ConfigResult {
   const merged: Record<string, unknown> = { ...BASE_DEFAULTS, ...ALGORITHM_DEFAULTS[algorithm], ...raw, algorithm }
   // Nested objects: merge field-wise so {adam:{beta2:0.99}} keeps the other defaults.
   if (isPlainObject(raw.adam)) merged.adam = { ...BASE_DEFAULTS.adam, ...raw.adam }
+  // Own keys only: `'__proto__' in obj` and `'toString' in obj` are true for every object.
+  const unknownKeys = Object.keys(raw).filter((k) => !Object.hasOwn(BASE_DEFAULTS, k))
+  if (unknownKeys.length) return { ok: false, field: unknownKeys[0], error: `${unknownKeys[0]}: unknown config field` }
   const totalSteps = typeof raw.totalSteps === 'number' && Number.isInteger(raw.totalSteps) && raw.totalSteps >= 1
     ? raw.totalSteps : BASE_DEFAULTS.totalSteps
   if (raw.schedule === undefined || isPlainObject(raw.schedule))
     merged.schedule = mergeSchedule(defaultSchedule(algorithm, totalSteps), (raw.schedule ?? {}) as Record<string, unknown>)
-  const unknownKeys = Object.keys(raw).filter((k) => !(k in BASE_DEFAULTS))
-  if (unknownKeys.length) return { ok: false, field: unknownKeys[0], error: `${unknownKeys[0]}: unknown config field` }
   const r = roomConfigSchema.safeParse(merged)
   if (r.success) return { ok: true, config: r.data }
   const issue = r.error.issues[0]
+  if (issue.code === 'unrecognized_keys') {
+    const field = [...issue.path, issue.keys[0]].join('.')
+    return { ok: false, field, error: `${field}: unknown config field` }
+  }
   const field = issue.path.join('.')
   return { ok: false, field, error: `${field || 'config'}: ${issue.message}` }
 }
@@ -252,6 +281,15 @@ function mergeSchedule(def: Schedule, req: Record<string, unknown>): Record<stri
   const kind = req.kind ?? def.kind
   const fromDefault = kind === def.kind ? def : { warmupSteps: def.warmupSteps }
   return { ...fromDefault, ...req, kind }
+}
+
+/**
+ * The config as anyone may see it (room view, history, model metadata): ICE server credentials
+ * stay on the server and reach a volunteer only over its own socket (the membership it joined).
+ */
+export function publicConfig(c: RoomConfig): RoomConfig {
+  if (c.iceServers.every((s) => s.username === undefined && s.credential === undefined)) return c
+  return { ...c, iceServers: c.iceServers.map((s) => ({ urls: s.urls })) }
 }
 
 export function defaultConfig(algorithm: AlgorithmName = 'dpsgd', totalSteps?: number): RoomConfig {

@@ -30,24 +30,28 @@ export function newRun(run: number, config: RoomConfig, started: number): RunRec
   return { run, config, started, points: [], diverged: null, intervalMs: HISTORY_SAMPLE_INTERVAL_MS, lastSampleAt: null, bytes: 0 }
 }
 
-function mean(xs: readonly (number | null | undefined)[]): number | null {
-  let sum = 0
-  let n = 0
-  for (const x of xs) if (typeof x === 'number' && Number.isFinite(x)) { sum += x; n++ }
-  return n === 0 ? null : sum / n
+/**
+ * The swarm's value of a per-peer quantity: the median of the finite values, so one peer
+ * reporting an extreme number (hostile or broken) cannot move the curve (a mean would follow it).
+ */
+function median(xs: readonly (number | null | undefined)[]): number | null {
+  const v = xs.filter((x): x is number => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b)
+  if (v.length === 0) return null
+  const m = v.length >> 1
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2
 }
 
 export function aggregate(reports: readonly PeerReport[], bytes: number, t: number): HistoryPoint {
   return {
     t,
-    loss: mean(reports.map((r) => r.loss)),
-    accuracy: mean(reports.map((r) => r.accuracy)),
+    loss: median(reports.map((r) => r.loss)),
+    accuracy: median(reports.map((r) => r.accuracy)),
     globalStep: reports.reduce((m, r) => Math.max(m, r.globalStep, r.step), 0),
     bytes,
     peers: reports.length,
-    lr: mean(reports.map((r) => r.lr)),
-    h: mean(reports.map((r) => r.h)),
-    consensus: mean(reports.map((r) => r.consensus)),
+    lr: median(reports.map((r) => r.lr)),
+    h: median(reports.map((r) => r.h)),
+    consensus: median(reports.map((r) => r.consensus)),
   }
 }
 

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { z } from 'zod'
-import { DATASETS, parseRoomConfig, type DatasetName } from '../shared/config'
+import { DATASETS, parseRoomConfig, publicConfig, type DatasetName } from '../shared/config'
 import { PROTOCOL_VERSION } from '../shared/protocol/version'
 import { roomNameSchema } from '../shared/protocol/signaling'
 import type { HistoryResponse } from '../shared/protocol/history'
@@ -180,7 +180,7 @@ async function route(req: IncomingMessage, res: ServerResponse, pathname: string
     res.setHeader('Content-Disposition', `attachment; filename="${base}.json"`)
     return json(res, 200, {
       format: 'tabswarm-checkpoint', version: 1, room: room.name, run: cp.run, step: cp.step,
-      schemaHash: cp.schemaHash, savedAt: cp.savedAt, config: room.config, byteLength: cp.params.byteLength,
+      schemaHash: cp.schemaHash, savedAt: cp.savedAt, config: publicConfig(room.config), byteLength: cp.params.byteLength,
       /** The model's parameters, little-endian float32 in shared/model-shapes.ts order, base64. */
       weights: Buffer.from(cp.params.buffer, cp.params.byteOffset, cp.params.byteLength).toString('base64'),
     } satisfies CheckpointJson)
@@ -207,7 +207,7 @@ function serveHistory(res: ServerResponse, room: Room, format: string): void {
   res.setHeader('Content-Disposition', `attachment; filename="tabswarm-${room.name}-history.json"`)
   json(res, 200, {
     room: room.name, code: room.code, currentRun: room.run,
-    runs: room.runs.map((r) => ({ run: r.run, config: r.config, started: r.started, points: r.points, diverged: r.diverged })),
+    runs: room.runs.map((r) => ({ run: r.run, config: publicConfig(r.config), started: r.started, points: r.points, diverged: r.diverged })),
   } satisfies HistoryResponse)
 }
 

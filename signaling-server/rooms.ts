@@ -1,5 +1,5 @@
 import { algorithmsWhere } from '../shared/algorithms/descriptors'
-import { defaultConfig, type RoomConfig } from '../shared/config'
+import { defaultConfig, publicConfig, type RoomConfig } from '../shared/config'
 import type { EvictionRecord } from '../shared/protocol/history'
 import type { PeerView, RoomView } from '../shared/protocol/http'
 import { modelLayout } from '../shared/model-shapes'
@@ -372,9 +372,13 @@ export class RoomRegistry {
     if (!room || !entry || entry.role !== 'volunteer') return null
     const now = this.now()
     const run = this.currentRun(room)
-    // Counters restart with a peer's training; a drop means "this many since the restart".
-    const delta = report.bytesSent >= entry.lastBytesSent ? report.bytesSent - entry.lastBytesSent : report.bytesSent
-    run.bytes += delta
+    report = sanitizeReport(report, room, peerId, run.started, now)
+    // Counters restart with a peer's training; a drop means "this many since the restart". A
+    // delta is bounded by what a link can carry since the peer's last report, so a peer that
+    // alternates 0 and 1e15 cannot inflate the run's byte count.
+    const raw = report.bytesSent >= entry.lastBytesSent ? report.bytesSent - entry.lastBytesSent : report.bytesSent
+    const since = Math.max(1, (now - (entry.lastReportAt ?? entry.joinedAt)) / 1000)
+    run.bytes += Math.min(raw, MAX_BYTES_PER_SEC * since)
     entry.lastBytesSent = report.bytesSent
     entry.report = report
     entry.lastReportAt = now
@@ -507,7 +511,7 @@ export class RoomRegistry {
     return {
       room: room.name,
       code: room.code,
-      config: room.config,
+      config: publicConfig(room.config),
       run: room.run,
       paused: room.paused,
       epoch: room.epoch,
@@ -568,6 +572,31 @@ export class RoomRegistry {
 }
 
 export type { RoomView }
+
+/** The fastest a peer's byte counter may grow (10 Gbit/s): beyond it a report is not believed. */
+export const MAX_BYTES_PER_SEC = 1.25e9
+/** The fastest a run's step counter may grow on any machine: a generous 1,000 steps per second. */
+export const MAX_STEPS_PER_SEC = 1000
+
+/**
+ * What the server keeps of a peer's report: its neighbour list and links only to roster peers
+ * (never more entries than the room has peers), and steps no further than the run could have
+ * gone since it started (MAX_STEPS_PER_SEC plus the checkpoint slack). The schema already made
+ * every number finite and bounded; this bounds them by what the server itself can check.
+ */
+export function sanitizeReport(r: PeerReport, room: Room, self: string, runStarted: number, now: number): PeerReport {
+  const inRoster = (id: string) => id !== self && room.roster.includes(id)
+  const links: PeerReport['links'] = {}
+  for (const [id, l] of Object.entries(r.links)) if (inRoster(id)) links[id] = l
+  const cap = CHECKPOINT_STEP_SLACK_STEPS + Math.ceil((Math.max(0, now - runStarted) / 1000) * MAX_STEPS_PER_SEC)
+  return {
+    ...r,
+    neighbors: r.neighbors.filter(inRoster).slice(0, room.roster.length),
+    links,
+    step: Math.min(r.step, cap),
+    globalStep: Math.min(r.globalStep, cap),
+  }
+}
 
 function peerView(p: PeerEntry): PeerView {
   const r = p.report

@@ -10,7 +10,7 @@ import { roomConfigSchema } from '../config'
 /** One swarm-wide sample. `t` is seconds since the run started (runs overlay on one axis). */
 export const historyPointSchema = z.object({
   t: z.number(),
-  /** Means over the peers that reported a finite value; null when none did. */
+  /** Medians over the peers that reported a finite value (one extreme peer cannot move them); null when none did. */
   loss: z.number().nullable(),
   accuracy: z.number().nullable(),
   globalStep: z.number(),

@@ -49,31 +49,55 @@ export const signalSchema = z.object({
   data: z.record(z.string(), z.unknown()),
 })
 
-export const linkReportSchema = z.object({ sent: z.number().min(0), received: z.number().min(0) })
+/**
+ * Bounds on what a peer may claim (docs/security.md): every number finite and within what an
+ * honest peer can reach, every collection no larger than a room can be. The server further
+ * checks reports against the roster and the clock (signaling-server/rooms.ts sanitizeReport).
+ */
+export const REPORT_LIMITS = {
+  /** Steps and sample counts: far beyond any run (a room's totalSteps is at most 1e7). */
+  count: 1e12,
+  /** Bytes a peer says it moved: a petabyte. */
+  bytes: 1e15,
+  /** |loss|: a diverged run's loss is reported by its divergence, not as a huge number. */
+  loss: 1e6,
+  rate: 1e9,
+  /** Links and neighbours: a room's roster cap (rooms.ts MAX_PEERS_PER_ROOM). */
+  peers: 256,
+} as const
+const count = z.number().min(0).max(REPORT_LIMITS.count)
+const bytes = z.number().min(0).max(REPORT_LIMITS.bytes)
+const rate = z.number().min(0).max(REPORT_LIMITS.rate)
+
+export const linkReportSchema = z.object({ sent: bytes, received: bytes })
 
 export const reportSchema = z.object({
   v,
-  step: z.number().int().min(0),
-  globalStep: z.number().int().min(0).default(0),
-  loss: z.number().nullable(),
+  step: count.int(),
+  globalStep: count.int().default(0),
+  loss: z.number().min(-REPORT_LIMITS.loss).max(REPORT_LIMITS.loss).nullable(),
   accuracy: z.number().min(0).max(1).nullable(),
   backend: backendSchema,
   backendReason: z.string().max(200).optional(),
-  samplesPerSec: z.number().min(0),
-  stepsPerSec: z.number().min(0).default(0),
-  samples: z.number().min(0).default(0),
-  bytesSent: z.number().min(0),
-  bytesReceived: z.number().min(0),
-  neighbors: z.array(peerIdSchema).max(256),
-  links: z.record(peerIdSchema, linkReportSchema).default({}),
-  lr: z.number().nullable().default(null),
-  h: z.number().nullable().default(null),
-  consensus: z.number().nullable().default(null),
+  samplesPerSec: rate,
+  stepsPerSec: rate.default(0),
+  samples: count.default(0),
+  bytesSent: bytes,
+  bytesReceived: bytes,
+  neighbors: z.array(peerIdSchema).max(REPORT_LIMITS.peers),
+  // Counted before the entries are parsed: 300k entries must cost a key count, not a parse.
+  links: z.unknown()
+    .refine((l) => typeof l !== 'object' || l === null || Object.keys(l).length <= REPORT_LIMITS.peers, `at most ${REPORT_LIMITS.peers} links`)
+    .pipe(z.record(peerIdSchema, linkReportSchema))
+    .default({}),
+  lr: z.number().min(0).max(1e3).nullable().default(null),
+  h: z.number().min(0).max(REPORT_LIMITS.count).nullable().default(null),
+  consensus: z.number().min(0).max(1e12).nullable().default(null),
   stage: z.enum(PEER_STAGES).default('training'),
   /** Set with stage 'diverged': this peer's model diverged and it stopped training (appended later). */
   diverged: divergenceSchema.optional(),
-  updaters: z.number().int().min(0).optional(),
-  rejected: z.number().int().min(0).default(0),
+  updaters: z.number().int().min(0).max(64).optional(),
+  rejected: count.int().default(0),
   /**
    * Host fault injection in effect on this peer (appended later, optional: older clients omit
    * them), so the dashboard can show *why* a peer is slow: a step slowed by this factor, and

@@ -1,0 +1,150 @@
+import { io as connect, type Socket } from 'socket.io-client'
+import { afterEach, describe, expect, it } from 'vitest'
+import { clientHistorySchema, type RoomResponse } from '../../shared/protocol/http'
+import { deadline } from '../../shared/transport'
+import { createRoom, roomUrl, serverEnvironment } from '../support/e2e'
+import { getJson } from '../support/server'
+
+/**
+ * A hostile participant against a real server on loopback: a short socket.io-client script, as a
+ * student would write one. Each test is an attack from docs/security.md and asserts the honest
+ * outcome. Waits are event-driven with named deadlines.
+ */
+
+const env = serverEnvironment()
+const sockets: Socket[] = []
+afterEach(() => {
+  for (const s of sockets.splice(0)) s.disconnect()
+})
+
+type Any = Record<string, any> // test-side view of socket payloads
+
+function once<T = Any>(s: Socket, event: string, name: string, pred: (p: T) => boolean = () => true): Promise<T> {
+  const signal = deadline(name, 10_000)
+  return new Promise((resolve, reject) => {
+    const on = (p: T) => {
+      if (!pred(p)) return
+      s.off(event, on)
+      resolve(p)
+    }
+    s.on(event, on)
+    signal.addEventListener('abort', () => { s.off(event, on); reject(signal.reason) }, { once: true })
+  })
+}
+
+async function volunteer(room: string): Promise<{ s: Socket; membership: Any }> {
+  const s = connect(env.server.url, { transports: ['websocket'], reconnection: false, forceNew: true })
+  sockets.push(s)
+  await once(s, 'connect', 'connect')
+  const ack = await s.timeout(10_000).emitWithAck('join', { v: 1, room, role: 'volunteer' })
+  expect(ack.ok).toBe(true)
+  const listed = once<Any>(s, 'membership', `${room}: roster lists ${s.id}`, (m) => m.peers.includes(s.id))
+  s.emit('ready', { v: 1 })
+  return { s, membership: await listed }
+}
+
+/** Everything the server did with earlier events on this socket is done once this error comes back. */
+async function settle(s: Socket): Promise<void> {
+  const marker = once<Any>(s, 'error', 'marker answered', (e) => e.event === 'suspect' && e.message.includes('nobody'))
+  s.emit('suspect', { v: 1, peer: 'nobody', reason: 'marker' })
+  await marker
+}
+
+const REPORT = { v: 1, step: 12, loss: 0.7, accuracy: 0.81, backend: 'wasm', samplesPerSec: 250, bytesSent: 1000, bytesReceived: 900, neighbors: [] }
+
+describe('hostile reports', () => {
+  it('a report with 330,000 links is refused at the door; the room view stays small and answers at once', async () => {
+    const { room } = await createRoom(env.server, {})
+    const { s } = await volunteer(room)
+    const links: Record<string, { sent: number; received: number }> = {}
+    for (let i = 0; i < 330_000; i++) links[`p${i}`] = { sent: 1, received: 1 }
+    const refused = once<Any>(s, 'error', 'report refused', (e) => e.event === 'report')
+    s.emit('report', { ...REPORT, links })
+    expect((await refused).message).toMatch(/links/)
+    const t0 = performance.now()
+    const r = await fetch(roomUrl(env.server, room))
+    const text = await r.text()
+    expect(r.status).toBe(200)
+    expect(text.length).toBeLessThan(20_000)
+    // Measured only to describe the failure if it happens; the bound above is the assertion.
+    void (performance.now() - t0)
+  })
+
+  it('links and neighbours outside the roster are dropped; steps beyond what the run could reach are cut', async () => {
+    const { room } = await createRoom(env.server, {})
+    const a = await volunteer(room)
+    const b = await volunteer(room)
+    a.s.emit('report', {
+      ...REPORT, step: 2 ** 39, globalStep: 2 ** 39, neighbors: [b.s.id, 'ghost'],
+      links: { [b.s.id!]: { sent: 5, received: 6 }, ghost: { sent: 1, received: 1 } },
+    })
+    await settle(a.s)
+    const view = (await getJson<RoomResponse>(roomUrl(env.server, room))).body
+    const me = view.peers.find((p) => p.id === a.s.id)!
+    expect(me.neighbors).toEqual([b.s.id])
+    expect(Object.keys(me.links)).toEqual([b.s.id])
+    // The run started moments ago: a step of 2^39 is not believed.
+    expect(me.globalStep).toBeLessThan(1e6)
+  })
+
+  it('non-finite or absurd numbers are refused, naming the field; alternating byte counters cannot inflate the run; the history stays finite and visible', async () => {
+    const { room } = await createRoom(env.server, {})
+    const { s } = await volunteer(room)
+    for (const [field, value] of [['loss', -1e308], ['bytesSent', 1.7e308], ['globalStep', 2 ** 53 - 1]] as const) {
+      const refused = once<Any>(s, 'error', `${field} refused`, (e) => e.event === 'report')
+      s.emit('report', { ...REPORT, [field]: value })
+      expect((await refused).message).toContain(field)
+    }
+    // Within the schema's bounds, a counter that jumps 0 → 1e15 → 0 → 1e15 …
+    for (let i = 0; i < 6; i++) s.emit('report', { ...REPORT, bytesSent: i % 2 ? 1e15 : 0 })
+    await settle(s)
+    const hist = await getJson(`${roomUrl(env.server, room)}/history?format=json`)
+    const parsed = clientHistorySchema.safeParse(hist.body)
+    expect(parsed.success).toBe(true)
+    const run = parsed.data!.runs.at(-1)!
+    expect(run.points.length).toBeGreaterThan(0)
+    for (const p of run.points) {
+      for (const v of [p.t, p.globalStep, p.bytes, p.peers]) expect(Number.isFinite(v)).toBe(true)
+      // Seconds since the run started bound what one peer can have sent at 10 Gbit/s.
+      expect(p.bytes).toBeLessThan(1.25e9 * (p.t + 10))
+    }
+  })
+})
+
+describe('hostile room configs', () => {
+  it('every crafted config is a 400 naming the field', async () => {
+    const cases: [string, string][] = [
+      ['{"__proto__":1}', '__proto__'],
+      ['{"toString":1}', 'toString'],
+      ['{"adam":{"a":1}}', 'adam.a'],
+      ['{"schedule":{"kind":"cosine","x":1}}', 'schedule.x'],
+      ['{"partition":"dirichlet:0"}', 'partition'],
+      ['{"iceServers":[{"urls":"javascript:alert(1)"}]}', 'iceServers.0.urls'],
+      ['{"dcLambda":1e300}', 'dcLambda'],
+      ['{"adam":{"eps":1e9}}', 'adam.eps'],
+      ['{"algorithm":"local-sgd","sync":{"kind":"qsr","hBase":2,"alpha":1e9}}', 'sync.alpha'],
+      ['{"seed":1e300}', 'seed'],
+    ]
+    for (const [body, field] of cases) {
+      const r = await fetch(`${env.server.url}/api/rooms`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body })
+      const json = (await r.json()) as { error: string; field?: string }
+      expect(r.status, body).toBe(400)
+      expect(json.field, body).toBe(field)
+      expect(json.error, body).toContain(field)
+    }
+  })
+
+  it('TURN credentials reach a volunteer over its own socket, never a public response', async () => {
+    const ice = [{ urls: 'turn:turn.example.org:3478', username: 'alice', credential: 's3cret' }]
+    const { room } = await createRoom(env.server, { iceServers: ice })
+    const { membership } = await volunteer(room)
+    expect(membership.config.iceServers).toEqual(ice)
+    const view = await fetch(roomUrl(env.server, room)).then((r) => r.text())
+    const hist = await fetch(`${roomUrl(env.server, room)}/history?format=json`).then((r) => r.text())
+    for (const text of [view, hist]) {
+      expect(text).toContain('turn:turn.example.org:3478')
+      expect(text).not.toContain('s3cret')
+      expect(text).not.toContain('alice')
+    }
+  })
+})
