@@ -53,6 +53,9 @@ export function parsePartition(s: string): Partition {
   throw new Error(`bad partition '${s}'`)
 }
 
+/** Seeds of weights and data shards: 31 bits (what the data routes accept too). */
+export const MAX_SEED = 2 ** 31 - 1
+
 /** The longest run a room can ask for; step counts inside the config are bounded by it. */
 export const MAX_TOTAL_STEPS = 10_000_000
 const stepCount = z.number().int().min(0).max(MAX_TOTAL_STEPS)
@@ -165,7 +168,7 @@ export const roomConfigSchema = z
     /** STUN/TURN servers for real deployments; empty on a LAN and in tests. */
     iceServers: z.array(iceServerSchema).max(16),
     /** Seed for initial weights and data shards. */
-    seed: z.number().int().min(0).max(2 ** 31 - 1),
+    seed: z.number().int().min(0).max(MAX_SEED),
   })
   .strict()
   .superRefine((c, ctx) => {

@@ -1,4 +1,4 @@
-import { parsePartition, type DatasetName } from '../shared/config'
+import { MAX_SEED, parsePartition, partitionSchema, type DatasetName } from '../shared/config'
 import { encodeDataset, subsetDataset, type Dataset } from '../shared/data/format'
 import { loadDataset, type Split } from '../shared/data/node/datasets'
 import { partitionIndices } from '../shared/data/partition'
@@ -9,7 +9,7 @@ import { partitionIndices } from '../shared/data/partition'
  * this module adds what only serving needs: the binary encoding and per-peer shards, both cached.
  */
 const encoded = new Map<string, Promise<Uint8Array>>()
-const shardCache = new Map<string, Promise<Uint8Array>>()
+const shardCache = new Map<string, { bytes: Promise<Uint8Array>; size: number }>()
 
 /** Parsed dataset (cached; shared with Node clients in the same process, so read-only). */
 export function getDataset(name: DatasetName, split: Split): Promise<Dataset> {
@@ -44,18 +44,50 @@ export async function getShardBinary(name: DatasetName, split: Split, req: Shard
   const { peerIndex, peerCount, partition, seed } = req
   if (!Number.isInteger(peerCount) || peerCount < 1 || peerCount > 4096) throw new Error(`bad peers ${peerCount}`)
   if (!Number.isInteger(peerIndex) || peerIndex < 0 || peerIndex >= peerCount) throw new Error(`bad peer ${peerIndex}`)
-  if (!Number.isInteger(seed) || seed < 0) throw new Error(`bad seed ${seed}`)
-  if (!/^(iid|label-skew:\d+|dirichlet:\d+(\.\d+)?)$/.test(partition)) throw new Error(`bad partition '${partition}'`)
+  // The same range as a room's seed: anything a real room can ask for, nothing more.
+  if (!Number.isInteger(seed) || seed < 0 || seed > MAX_SEED) throw new Error(`bad seed ${seed}`)
+  const part = partitionSchema.safeParse(partition)
+  if (!part.success) throw new Error(`bad partition '${partition.slice(0, 40)}': ${part.error.issues[0].message}`)
   const key = `${name}/${split}/${partition}/${seed}/${peerCount}/${peerIndex}`
-  let p = shardCache.get(key)
-  if (!p) {
-    p = getDataset(name, split).then((d) =>
-      encodeDataset(subsetDataset(d, partitionIndices(d.y, d.numClasses, parsePartition(partition), peerIndex, peerCount, seed))),
-    )
-    p.catch(() => shardCache.delete(key))
-    // Shards are small and requested once per peer; bound the cache so a long-lived server doesn't grow.
-    if (shardCache.size > 256) shardCache.delete(shardCache.keys().next().value as string)
-    shardCache.set(key, p)
+  const hit = shardCache.get(key)
+  if (hit) {
+    // Most recently used last: eviction takes the oldest.
+    shardCache.delete(key)
+    shardCache.set(key, hit)
+    return hit.bytes
   }
-  return p
+  const entry = {
+    size: 0,
+    bytes: getDataset(name, split).then((d) =>
+      encodeDataset(subsetDataset(d, partitionIndices(d.y, d.numClasses, parsePartition(partition), peerIndex, peerCount, seed))),
+    ),
+  }
+  shardCache.set(key, entry)
+  entry.bytes.then((b) => {
+    entry.size = b.byteLength
+    cachedBytes += b.byteLength
+    evictShards()
+  }, () => shardCache.delete(key))
+  return entry.bytes
+}
+
+/**
+ * Shards are bounded by bytes, not count: a whole-split "shard" (peers=1) of MNIST is ~47 MB,
+ * so 256 of them were 11 GB. Oldest first; a shard still being built is never evicted.
+ */
+export const SHARD_CACHE_MAX_BYTES = 256 * 1024 * 1024
+let cachedBytes = 0
+
+function evictShards(): void {
+  for (const [key, e] of shardCache) {
+    if (cachedBytes <= SHARD_CACHE_MAX_BYTES) return
+    if (e.size === 0) continue
+    shardCache.delete(key)
+    cachedBytes -= e.size
+  }
+}
+
+/** Bytes held by the shard cache (diagnostics and tests). */
+export function shardCacheBytes(): number {
+  return cachedBytes
 }

@@ -1,5 +1,6 @@
 import type { Server, Socket } from 'socket.io'
 import type { z } from 'zod'
+import { TokenBucket } from '../shared/rate-limit'
 import {
   awaySchema, checkpointSchema, joinSchema, readySchema, reportSchema, signalSchema, suspectSchema,
   type ClientToServerEvents, type PeerCommand, type ServerToClientEvents,
@@ -124,12 +125,30 @@ class SocketBus implements RoomBus {
 }
 
 /** Registers a handler that validates with `schema` and never lets an exception escape. */
+/**
+ * Rate bounds per socket and event type: [burst, per second]. Far above what an honest tab sends
+ * (a report every 500 ms, a checkpoint every 20 s, a 'ready' every 5 s while pending, ICE
+ * candidates in a burst per link), far below a flood (docs/security.md).
+ */
+export const EVENT_RATE_LIMITS: Record<keyof ClientToServerEvents, [number, number]> = {
+  join: [10, 2], ready: [20, 4], away: [20, 4], leave: [10, 2],
+  signal: [400, 200], report: [40, 20], suspect: [20, 4], checkpoint: [8, 0.5],
+}
+
 function on<S extends z.ZodType>(
   bus: SocketBus, socket: SignalingSocket, event: keyof ClientToServerEvents, schema: S | null,
   fn: (payload: z.infer<S>, ack: Ack) => void,
 ) {
+  const [burst, perSec] = EVENT_RATE_LIMITS[event]
+  const bucket = new TokenBucket(burst, perSec, performance.now())
   socket.on(event, (payload: unknown, maybeAck?: unknown) => {
     const ack = typeof maybeAck === 'function' ? (maybeAck as (r: unknown) => void) : null
+    if (!bucket.take(performance.now())) {
+      const message = `${event}: more than ${perSec}/s; slow down`
+      bus.emitError(socket, event, 'rate-limited', message)
+      ack?.({ ok: false, code: 'rate-limited', message })
+      return
+    }
     try {
       let data = payload as z.infer<S>
       if (schema) {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { z } from 'zod'
-import { DATASETS, parseRoomConfig, publicConfig, type DatasetName } from '../shared/config'
+import { DATASETS, MAX_SEED, parseRoomConfig, partitionSchema, publicConfig, type DatasetName } from '../shared/config'
 import { PROTOCOL_VERSION } from '../shared/protocol/version'
 import { roomNameSchema } from '../shared/protocol/signaling'
 import type { HistoryResponse } from '../shared/protocol/history'
@@ -371,8 +371,9 @@ const datasetCache = new Map<string, Promise<{ bytes: Uint8Array; etag: string }
 const shardQuerySchema = z.object({
   peer: z.coerce.number().int().min(0),
   peers: z.coerce.number().int().min(1).max(4096),
-  partition: z.string().max(40).default('iid'),
-  seed: z.coerce.number().int().min(0).default(0),
+  partition: partitionSchema.default('iid'),
+  // What a room's seed can be: each seed is another shard to build and cache.
+  seed: z.coerce.number().int().min(0).max(MAX_SEED).default(0),
 })
 
 /** Bounded: shards are requested once per peer, whole splits a handful of times. */
@@ -398,13 +399,15 @@ async function serveDataset(req: IncomingMessage, res: ServerResponse, dataset: 
     key += `/${sq.partition}/${sq.seed}/${sq.peerCount}/${sq.peerIndex}`
     load = () => getShard(name, split, sq)
   } else load = () => ctx.getDatasetBinary(name, split)
+  // Whole splits (a handful) are kept here with their etag; shards only in datasets.ts's
+  // byte-bounded cache, so a flood of seeds cannot pin their bytes here as well.
   let entry = datasetCache.get(key)
   if (!entry) {
     if (datasetCache.size >= DATASET_CACHE_ENTRIES) datasetCache.delete(datasetCache.keys().next().value as string)
     entry = load().then((bytes) => ({
       bytes, etag: `"${createHash('sha1').update(bytes).digest('hex')}"`,
     }))
-    datasetCache.set(key, entry)
+    if (!sharded) datasetCache.set(key, entry)
     // A failed load (e.g. a missing package) must not be cached forever.
     entry.catch(() => datasetCache.delete(key))
   }

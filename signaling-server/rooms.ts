@@ -3,7 +3,7 @@ import { defaultConfig, publicConfig, type RoomConfig } from '../shared/config'
 import type { EvictionRecord } from '../shared/protocol/history'
 import type { PeerView, RoomView } from '../shared/protocol/http'
 import { modelLayout } from '../shared/model-shapes'
-import type { AwayReason, MembershipAnnouncement, PeerReport } from '../shared/protocol/signaling'
+import { REPORT_LIMITS, type AwayReason, type MembershipAnnouncement, type PeerReport } from '../shared/protocol/signaling'
 import { PROTOCOL_VERSION } from '../shared/protocol/version'
 import { appendPoint, newRun as makeRun, maybeSample, type HistoryPoint, type RunRecord } from './history'
 import { makeJoinCode, normalizeJoinCode } from './join-code'
@@ -595,6 +595,9 @@ export function sanitizeReport(r: PeerReport, room: Room, self: string, runStart
     links,
     step: Math.min(r.step, cap),
     globalStep: Math.min(r.globalStep, cap),
+    loss: r.loss === null ? null : Math.min(r.loss, REPORT_LIMITS.loss),
+    consensus: r.consensus === null ? null : Math.min(r.consensus, REPORT_LIMITS.consensus),
+    lr: r.lr === null ? null : Math.min(r.lr, REPORT_LIMITS.lr),
   }
 }
 

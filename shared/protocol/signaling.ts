@@ -59,8 +59,11 @@ export const REPORT_LIMITS = {
   count: 1e12,
   /** Bytes a peer says it moved: a petabyte. */
   bytes: 1e15,
-  /** |loss|: a diverged run's loss is reported by its divergence, not as a huge number. */
+  /** Losses above this are kept as this in the record (one peer's blow-up cannot skew a curve's axis). */
   loss: 1e6,
+  /** Consensus distance and learning rate are kept up to these in the record. */
+  consensus: 1e12,
+  lr: 1e3,
   rate: 1e9,
   /** Links and neighbours: a room's roster cap (rooms.ts MAX_PEERS_PER_ROOM). */
   peers: 256,
@@ -75,7 +78,9 @@ export const reportSchema = z.object({
   v,
   step: count.int(),
   globalStep: count.int().default(0),
-  loss: z.number().min(-REPORT_LIMITS.loss).max(REPORT_LIMITS.loss).nullable(),
+  // Cross-entropy (and every loss here) is ≥ 0; a diverging run's loss can be huge, so the server
+  // caps it for the record (REPORT_LIMITS.loss) instead of refusing an honest report.
+  loss: z.number().min(0).nullable(),
   accuracy: z.number().min(0).max(1).nullable(),
   backend: backendSchema,
   backendReason: z.string().max(200).optional(),
@@ -90,9 +95,11 @@ export const reportSchema = z.object({
     .refine((l) => typeof l !== 'object' || l === null || Object.keys(l).length <= REPORT_LIMITS.peers, `at most ${REPORT_LIMITS.peers} links`)
     .pipe(z.record(peerIdSchema, linkReportSchema))
     .default({}),
-  lr: z.number().min(0).max(1e3).nullable().default(null),
+  // Measurements a diverging (honest) run can blow up: only impossible values are refused here,
+  // the server caps the rest for the record (signaling-server/rooms.ts sanitizeReport).
+  lr: z.number().min(0).nullable().default(null),
   h: z.number().min(0).max(REPORT_LIMITS.count).nullable().default(null),
-  consensus: z.number().min(0).max(1e12).nullable().default(null),
+  consensus: z.number().min(0).nullable().default(null),
   stage: z.enum(PEER_STAGES).default('training'),
   /** Set with stage 'diverged': this peer's model diverged and it stopped training (appended later). */
   diverged: divergenceSchema.optional(),

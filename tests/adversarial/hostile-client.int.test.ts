@@ -111,6 +111,29 @@ describe('hostile reports', () => {
   })
 })
 
+describe('hostile event floods', () => {
+  it('500 away/ready cycles at once: the rest are refused as rate-limited and the epoch moves a few dozen times, not a thousand', async () => {
+    const { room } = await createRoom(env.server, {})
+    const honest = await volunteer(room)
+    const { s } = await volunteer(room)
+    const before = (await getJson<RoomResponse>(roomUrl(env.server, room))).body.epoch
+    let limited = 0
+    s.on('error', (e: Any) => { if (e.code === 'rate-limited') limited++ })
+    let memberships = 0
+    honest.s.on('membership', () => memberships++)
+    for (let i = 0; i < 500; i++) {
+      s.emit('away', { v: 1, reason: 'paused' })
+      s.emit('ready', { v: 1 })
+    }
+    await settle(s)
+    await settle(honest.s)
+    const after = (await getJson<RoomResponse>(roomUrl(env.server, room))).body.epoch
+    expect(limited).toBeGreaterThan(900)
+    expect(after - before).toBeLessThan(60)
+    expect(memberships).toBeLessThan(60)
+  })
+})
+
 describe('hostile room configs', () => {
   it('every crafted config is a 400 naming the field', async () => {
     const cases: [string, string][] = [
@@ -147,4 +170,21 @@ describe('hostile room configs', () => {
       expect(text).not.toContain('alice')
     }
   })
+})
+
+describe('hostile data requests', () => {
+  it('whole-split shards under many seeds stay within the byte-bounded cache; seeds and partitions out of range are 400s', async () => {
+    const { shardCacheBytes, SHARD_CACHE_MAX_BYTES } = await import('../../signaling-server/datasets')
+    // Each is all 60,000 MNIST training images (~47 MB): 7 of them exceed the cache's bound.
+    for (let seed = 0; seed < 7; seed++) {
+      const r = await fetch(`${env.server.url}/data/mnist/train?peer=0&peers=1&seed=${seed}`)
+      expect(r.status).toBe(200)
+      await r.arrayBuffer()
+      expect(shardCacheBytes()).toBeLessThanOrEqual(SHARD_CACHE_MAX_BYTES)
+    }
+    for (const q of ['seed=1e300', 'seed=4294967296', 'seed=-1', 'partition=dirichlet:0', 'partition=label-skew:99999']) {
+      const r = await fetch(`${env.server.url}/data/mnist/train?peer=0&peers=2&${q}`)
+      expect(r.status, q).toBe(400)
+    }
+  }, 240_000)
 })
