@@ -11,7 +11,7 @@ export function DivergedBanner({ room, action }: { room: ApiRoom; action?: React
   if (!d) return null
   return (
     <div className="banner error" role="alert" data-testid="diverged-banner">
-      <strong>Diverged at step {d.step}.</strong> {d.reason}. The room paused itself; every volunteer stays
+      <strong>Diverged at step {d.step}.</strong> {d.reason.charAt(0).toUpperCase() + d.reason.slice(1)}. The room paused itself; every volunteer stays
       connected. {divergenceHint(room.config)}
       {action ? <div className="btn-row">{action}</div> : null}
     </div>
