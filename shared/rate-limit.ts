@@ -21,3 +21,23 @@ export class TokenBucket {
     return true
   }
 }
+
+/**
+ * One token bucket per key (a client address), bounded in entries: the oldest-seen key is
+ * forgotten first, so a flood of addresses costs memory for at most `maxKeys` buckets.
+ */
+export class KeyedBuckets {
+  private readonly buckets = new Map<string, TokenBucket>()
+
+  constructor(readonly burst: number, readonly perSec: number, readonly maxKeys = 10_000) {}
+
+  take(key: string, now: number): boolean {
+    let b = this.buckets.get(key)
+    if (!b) {
+      if (this.buckets.size >= this.maxKeys) this.buckets.delete(this.buckets.keys().next().value as string)
+      b = new TokenBucket(this.burst, this.perSec, now)
+      this.buckets.set(key, b)
+    }
+    return b.take(now)
+  }
+}

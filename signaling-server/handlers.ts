@@ -1,6 +1,6 @@
 import type { Server, Socket } from 'socket.io'
 import type { z } from 'zod'
-import { TokenBucket } from '../shared/rate-limit'
+import { KeyedBuckets, TokenBucket } from '../shared/rate-limit'
 import {
   awaySchema, checkpointSchema, joinSchema, readySchema, reportSchema, signalSchema, suspectSchema,
   type ClientToServerEvents, type PeerCommand, type ServerToClientEvents,
@@ -30,6 +30,8 @@ export interface RoomBus {
   command(peerId: string, cmd: PeerCommand): boolean
   /** Tells a peer why it was removed, takes it out of the room's channels and optionally disconnects it. */
   evict(peerId: string, code: string, message: string, disconnect: boolean): void
+  /** Whether `address` may create one more room now (its budget is spent otherwise). */
+  mayCreateRoom(address: string): boolean
   close(): void
 }
 
@@ -42,6 +44,13 @@ export function describeIssue(error: z.ZodError): string {
   const field = issue?.path.length ? issue.path.join('.') : 'payload'
   return `${field}: ${issue?.message ?? 'invalid'}`
 }
+
+/**
+ * New rooms per client address (a join to an unknown name, POST /api/rooms): a burst a host or a
+ * test suite never reaches, then one a minute, so one machine cannot fill the registry.
+ */
+export const ROOM_CREATION_BURST = 200
+export const ROOM_CREATIONS_PER_SEC = 1 / 60
 
 export function attachHandlers(io: SignalingServer, rooms: RoomRegistry, log: (msg: string) => void): RoomBus {
   const bus = new SocketBus(io, rooms, log)
@@ -57,6 +66,12 @@ type Ack = ((r: unknown) => void) | null
  */
 class SocketBus implements RoomBus {
   private readonly stateTimers = new Map<string, { last: number; timer: NodeJS.Timeout | null }>()
+  private readonly creations = new KeyedBuckets(ROOM_CREATION_BURST, ROOM_CREATIONS_PER_SEC)
+
+  mayCreateRoom(address: string): boolean {
+    // The same client reaches the socket layer as '::ffff:127.0.0.1' and HTTP as '127.0.0.1'.
+    return this.creations.take(address.replace(/^::ffff:/, ''), performance.now())
+  }
 
   constructor(readonly io: SignalingServer, readonly rooms: RoomRegistry, readonly log: (msg: string) => void) {}
 
@@ -195,7 +210,9 @@ function onJoin(bus: SocketBus, socket: SignalingSocket, p: z.infer<typeof joinS
   const target = rooms.get(p.room)
   // A join to another room (or with another role) is a move: leave first.
   if (current && (current !== target || current.peers.get(socket.id)?.role !== p.role)) bus.leaveRoom(socket)
-  const r = rooms.join(p.room, { id: socket.id, role: p.role, name: p.name, agent: p.agent })
+  const r = rooms.join(p.room, { id: socket.id, role: p.role, name: p.name, agent: p.agent }, {
+    mayCreate: () => bus.mayCreateRoom(socket.handshake.address),
+  })
   if (!r.ok) {
     bus.emitError(socket, 'join', r.code, r.message)
     ack?.({ ok: false, code: r.code, message: r.message, ...(r.retryAfterMs !== undefined ? { retryAfterMs: r.retryAfterMs } : {}) })

@@ -150,6 +150,7 @@ async function route(req: IncomingMessage, res: ServerResponse, pathname: string
   }
 
   if ((m = /^\/api\/rooms\/([^/]+)\/control$/.exec(pathname)) && method === 'POST') return control(req, res, findRoom(rooms, m[1]), ctx)
+  if ((m = /^\/api\/rooms\/([^/]+)$/.exec(pathname)) && method === 'DELETE') return deleteRoom(req, res, findRoom(rooms, m[1]), ctx)
 
   if ((m = /^\/api\/rooms\/([^/]+)\/history$/.exec(pathname)) && get)
     return serveHistory(res, findRoom(rooms, m[1]), query.get('format') ?? 'json')
@@ -273,6 +274,8 @@ async function createRoom(req: IncomingMessage, res: ServerResponse, ctx: ApiCon
   const parsed = parseRoomConfig(wrapped ? body.config : body)
   if (!parsed.ok) throw new HttpError(400, parsed.error, parsed.field)
   const token = newHostToken()
+  if (!ctx.bus.mayCreateRoom(req.socket.remoteAddress ?? 'unknown'))
+    throw new HttpError(429, 'too many new rooms from this address; try again in a minute')
   const created = ctx.rooms.create({ name, config: parsed.config, tokenHash: hashToken(token), paused })
   if (!created.ok) throw new HttpError(created.code === 'exists' ? 409 : 503, created.message, 'room')
   const room = created.room
@@ -289,7 +292,8 @@ async function createRoom(req: IncomingMessage, res: ServerResponse, ctx: ApiCon
   } satisfies CreatedRoomResponse)
 }
 
-async function control(req: IncomingMessage, res: ServerResponse, room: Room, ctx: ApiContext): Promise<void> {
+/** Only the room's host token passes (401 without one, 403 with another room's). */
+function requireHost(req: IncomingMessage, res: ServerResponse, room: Room): void {
   const token = bearerToken(req.headers.authorization)
   if (!token) {
     res.setHeader('WWW-Authenticate', 'Bearer')
@@ -297,6 +301,23 @@ async function control(req: IncomingMessage, res: ServerResponse, room: Room, ct
   }
   if (!room.tokenHash || !tokenMatches(room.tokenHash, token))
     throw new HttpError(403, `authorization: this token does not control room '${room.name}'`, 'authorization')
+}
+
+/** DELETE /api/rooms/:room (host): everyone in it is told and disconnected, then it is gone with its history. */
+function deleteRoom(req: IncomingMessage, res: ServerResponse, room: Room, ctx: ApiContext): void {
+  requireHost(req, res, room)
+  for (const id of [...room.peers.keys()]) {
+    ctx.rooms.kick(room, id)
+    ctx.bus.evict(id, 'room-deleted', `the host deleted room '${room.name}'`, true)
+  }
+  ctx.rooms.remove(room)
+  ctx.log(`room '${room.name}' deleted by its host`)
+  json(res, 200, { ok: true, room: room.name, deleted: true })
+}
+
+async function control(req: IncomingMessage, res: ServerResponse, room: Room, ctx: ApiContext): Promise<void> {
+  requireHost(req, res, room)
+  ctx.rooms.touch(room)
   const body = await readJson(req)
   const r = controlRequestSchema.safeParse(body)
   if (!r.success) {

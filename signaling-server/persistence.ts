@@ -49,6 +49,10 @@ export function openStore(dataDir: string, log: (msg: string) => void = () => {}
   const upsertCheckpoint = db.prepare(`INSERT OR REPLACE INTO checkpoints (room, run, step, schema_hash, saved_at, params)
     VALUES (?, ?, ?, ?, ?, ?)`)
   const deleteCheckpoint = db.prepare(`DELETE FROM checkpoints WHERE room = ?`)
+  const deleteRoom = db.transaction((room: string) => {
+    for (const table of ['points', 'runs', 'checkpoints']) db.prepare(`DELETE FROM ${table} WHERE room = ?`).run(room)
+    db.prepare(`DELETE FROM rooms WHERE name = ?`).run(room)
+  })
   const parseConfig = configParser(log)
 
   return {
@@ -66,6 +70,9 @@ export function openStore(dataDir: string, log: (msg: string) => void = () => {}
     },
     deleteCheckpoint(room) {
       deleteCheckpoint.run(room)
+    },
+    deleteRoom(room) {
+      deleteRoom(room)
     },
     load() {
       return loadRooms(db, parseConfig)

@@ -4,7 +4,7 @@ import { modelLayout } from '../shared/model-shapes'
 import { reportSchema, type PeerReport } from '../shared/protocol/signaling'
 import { HISTORY_SAMPLE_INTERVAL_MS, appendPoint, historyToCsv, newRun, type HistoryPoint } from './history'
 import { JOIN_CODE_ALPHABET, JOIN_CODE_LENGTH, makeJoinCode, normalizeJoinCode } from './join-code'
-import { CHECKPOINT_MAX_BYTES, CHECKPOINT_STEP_SLACK_S, CHECKPOINT_STEP_SLACK_STEPS, EVICTION_COOLDOWN_BASE_MS, EVICTION_COOLDOWN_MAX_MS, EVICTION_MEMORY_MS, RoomRegistry, type Checkpoint, type RoomMeta, type RoomStore } from './rooms'
+import { ORPHAN_ROOM_TTL_MS, ROOM_IDLE_TTL_MS, CHECKPOINT_MAX_BYTES, CHECKPOINT_STEP_SLACK_S, CHECKPOINT_STEP_SLACK_STEPS, EVICTION_COOLDOWN_BASE_MS, EVICTION_COOLDOWN_MAX_MS, EVICTION_MEMORY_MS, RoomRegistry, type Checkpoint, type RoomMeta, type RoomStore } from './rooms'
 
 /** A hand-advanced clock and a seeded LCG, so codes and history timestamps are deterministic. */
 function setup(store?: RoomStore) {
@@ -301,7 +301,7 @@ describe('divergence', () => {
 
   it('pauses the room when half of the roster reports a diverged model, records it in the run, and a new run clears it', () => {
     const saved: unknown[] = []
-    const store: RoomStore = { saveRoom: () => {}, saveRun: (_room, r) => void saved.push(r), appendPoint: () => {}, saveCheckpoint: () => {}, deleteCheckpoint: () => {} }
+    const store: RoomStore = { saveRoom: () => {}, saveRun: (_room, r) => void saved.push(r), appendPoint: () => {}, saveCheckpoint: () => {}, deleteCheckpoint: () => {}, deleteRoom: () => {} }
     const { registry, advance } = setup(store)
     for (const id of ['a', 'b', 'c', 'd']) joinReady(registry, 'lab', { id, role: 'volunteer' })
     const room = registry.get('lab')!
@@ -337,6 +337,42 @@ describe('divergence', () => {
     expect(registry.report('late', diverged(5))!.diverged).toBe(false)
     expect(registry.get('duo')!.paused).toBe(false)
     expect(registry.report('a', diverged(5))!.diverged).toBe(true)
+  })
+})
+
+describe('room expiry', () => {
+  it('deletes empty rooms after the idle time (a volunteer-created one after 10 min), never one with people in it', () => {
+    const deleted: string[] = []
+    const store: RoomStore = {
+      saveRoom: () => {}, saveRun: () => {}, appendPoint: () => {}, saveCheckpoint: () => {}, deleteCheckpoint: () => {},
+      deleteRoom: (room) => void deleted.push(room),
+    }
+    const { registry, advance } = setup(store)
+    const hosted = registry.create({ name: 'hosted', config: defaultConfig(), tokenHash: 'x' })
+    expect(hosted.ok).toBe(true)
+    joinReady(registry, 'walk-in', { id: 'a', role: 'volunteer' })
+    joinReady(registry, 'busy', { id: 'b', role: 'volunteer' })
+    registry.leave('a')
+    advance(ORPHAN_ROOM_TTL_MS)
+    expect(registry.expire()).toEqual(['walk-in'])
+    expect(registry.get('walk-in')).toBeUndefined()
+    advance(ROOM_IDLE_TTL_MS)
+    // 'busy' still has a volunteer: kept however old.
+    expect(registry.expire()).toEqual(['hosted'])
+    expect(deleted).toEqual(['walk-in', 'hosted'])
+    expect(registry.list().map((r) => r.name)).toEqual(['busy'])
+    // The name and code are free again.
+    expect(registry.create({ name: 'hosted', config: defaultConfig(), tokenHash: 'y' }).ok).toBe(true)
+  })
+
+  it("a join that would create a room asks the caller's budget first", () => {
+    const { registry } = setup()
+    const r = registry.join('new-room', { id: 'a', role: 'volunteer' }, { mayCreate: () => false })
+    expect(r).toMatchObject({ ok: false, code: 'rate-limited' })
+    expect(registry.get('new-room')).toBeUndefined()
+    joinReady(registry, 'old-room', { id: 'b', role: 'volunteer' })
+    // Joining a room that exists costs nothing.
+    expect(registry.join('old-room', { id: 'c', role: 'volunteer' }, { mayCreate: () => false }).ok).toBe(true)
   })
 })
 
@@ -474,6 +510,7 @@ describe('persistence seam', () => {
       appendPoint: () => {},
       saveCheckpoint: (room, cp) => checkpoints.set(room, cp),
       deleteCheckpoint: (room) => checkpoints.delete(room),
+      deleteRoom: (room) => void (rooms.delete(room), checkpoints.delete(room)),
     }
     const { registry } = setup(store)
     joinReady(registry, 'lab', { id: 'a', role: 'volunteer' })

@@ -15,6 +15,14 @@ import { makeJoinCode, normalizeJoinCode } from './join-code'
  */
 
 export const MAX_ROOMS = 10_000
+/**
+ * A room with nobody in it and no activity for this long is deleted with its history and
+ * checkpoint, so rooms cannot pile up until the server refuses new ones (docs/security.md).
+ * ROOM_TTL_DAYS (env) changes it.
+ */
+export const ROOM_IDLE_TTL_MS = 7 * 24 * 3600_000
+/** A room that a volunteer's join created (no host, no token) goes this soon once empty. */
+export const ORPHAN_ROOM_TTL_MS = 10 * 60_000
 /** Matches reportSchema's neighbours cap (256) so a clique's neighbour list always validates. */
 export const MAX_PEERS_PER_ROOM = 256
 export const MAX_SPECTATORS_PER_ROOM = 512
@@ -80,6 +88,8 @@ export interface Room {
   readonly name: string
   readonly code: string
   readonly createdAt: number
+  /** Last join, leave, report or host action: what expiry counts from. */
+  lastActiveAt: number
   config: RoomConfig
   /** SHA-256 (hex) of the host token; null for rooms created by a volunteer's join. */
   tokenHash: string | null
@@ -123,6 +133,8 @@ export interface RoomStore {
   appendPoint(room: string, run: number, p: HistoryPoint): void
   saveCheckpoint(room: string, cp: Checkpoint): void
   deleteCheckpoint(room: string): void
+  /** Removes the room with its runs, points and checkpoint. */
+  deleteRoom(room: string): void
 }
 
 export interface RegistryOptions {
@@ -190,7 +202,7 @@ export class RoomRegistry {
     if (this.get(name)) return fail('exists', `room: '${name}' already exists`)
     const now = this.now()
     const room: Room = {
-      name, code, createdAt: now, config: opts.config, tokenHash: opts.tokenHash,
+      name, code, createdAt: now, lastActiveAt: now, config: opts.config, tokenHash: opts.tokenHash,
       run: 1, paused: opts.paused ?? false, epoch: 0, roster: [], peers: new Map(), ps: null,
       runs: [makeRun(1, opts.config, now)], checkpoint: null, evictions: [], cooldowns: new Map(),
     }
@@ -216,6 +228,8 @@ export class RoomRegistry {
       if (!runs.some((r) => r.run === s.run)) runs.push(makeRun(s.run, s.config, this.now()))
       const room: Room = {
         name: s.name, code: s.code, createdAt: s.createdAt, config: s.config, tokenHash: s.tokenHash,
+        // A restart counts as activity: expiry starts over rather than deleting on boot.
+        lastActiveAt: this.now(),
         run: s.run, paused: s.paused,
         // The roster is empty now, which is a membership change: peers compare epochs across the restart.
         epoch: s.epoch + 1,
@@ -228,13 +242,47 @@ export class RoomRegistry {
     }
   }
 
+  /**
+   * Deletes rooms nobody is in and nothing happened in for `ttlMs` (volunteer-created ones after
+   * ORPHAN_ROOM_TTL_MS at most), with their history and checkpoint. Returns the names deleted.
+   */
+  expire(ttlMs = ROOM_IDLE_TTL_MS): string[] {
+    const now = this.now()
+    const gone: string[] = []
+    for (const room of this.rooms.values()) {
+      if (room.peers.size > 0) continue
+      const ttl = room.tokenHash === null ? Math.min(ttlMs, ORPHAN_ROOM_TTL_MS) : ttlMs
+      if (now - room.lastActiveAt < ttl) continue
+      this.remove(room)
+      gone.push(room.name)
+    }
+    return gone
+  }
+
+  /** A host acted on the room: it counts as activity for expiry. */
+  touch(room: Room): void {
+    room.lastActiveAt = this.now()
+  }
+
+  /** Deletes a room now (host's delete, expiry). Its peers must have been disconnected first. */
+  remove(room: Room): void {
+    for (const id of room.peers.keys()) this.roomOfPeer.delete(id)
+    room.peers.clear()
+    this.rooms.delete(room.name)
+    this.byCode.delete(room.code)
+    this.persist((s) => s.deleteRoom(room.name))
+  }
+
   // ---- membership ----
 
   /**
    * Adds a peer to a room, creating the room with the default config (DPSGD ring, MNIST MLP)
    * when no room has this name or code. `changed` is false for a repeated identical join.
    */
-  join(nameOrCode: string, peer: { id: string; role: PeerRole; name?: string; agent?: Agent }): JoinResult {
+  join(
+    nameOrCode: string, peer: { id: string; role: PeerRole; name?: string; agent?: Agent },
+    opts: { mayCreate?: () => boolean } = {},
+  ): JoinResult {
     const existing = this.roomOfPeer.get(peer.id)
     let room = this.get(nameOrCode)
     if (existing) {
@@ -244,6 +292,8 @@ export class RoomRegistry {
     }
     let created = false
     if (!room) {
+      // Creating is what a flood of new names costs the server: the caller's budget decides.
+      if (opts.mayCreate && !opts.mayCreate()) return fail('rate-limited', 'too many new rooms from this address; join an existing room or try later')
       const r = this.create({ name: nameOrCode, config: defaultConfig(), tokenHash: null })
       if (!r.ok) return r
       room = r.room
@@ -263,6 +313,7 @@ export class RoomRegistry {
       return fail('room-full', `room '${room.name}' already has ${MAX_PEERS_PER_ROOM} volunteers`)
     if (!isVolunteer && room.peers.size - volunteers >= MAX_SPECTATORS_PER_ROOM)
       return fail('room-full', `room '${room.name}' already has ${MAX_SPECTATORS_PER_ROOM} spectators`)
+    room.lastActiveAt = this.now()
     room.peers.set(peer.id, {
       id: peer.id, role: peer.role, name: peer.name ?? null, agent: peer.agent ?? 'browser', joinedAt: this.now(),
       report: null, lastReportAt: null, lastBytesSent: 0, suspectedBy: new Set(), ready: !isVolunteer, away: null,
@@ -317,6 +368,7 @@ export class RoomRegistry {
     const entry = room.peers.get(peerId)
     room.peers.delete(peerId)
     this.roomOfPeer.delete(peerId)
+    room.lastActiveAt = this.now()
     if (entry?.role !== 'volunteer' || !entry.ready) return { room, changed: false }
     room.roster = room.roster.filter((id) => id !== peerId)
     // A departed reporter no longer counts towards anyone's suspicion.

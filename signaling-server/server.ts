@@ -8,7 +8,7 @@ import { attachHandlers, type RoomBus, type SignalingServer } from './handlers'
 import { handleApi, type ShardQuery } from './http-api'
 import { openStore, type SqliteStore } from './persistence'
 import { lanAddresses, lanOrigin, resolvePublicOrigin } from './public-origin'
-import { CHECKPOINT_MAX_BYTES, RoomRegistry } from './rooms'
+import { CHECKPOINT_MAX_BYTES, ROOM_IDLE_TTL_MS, RoomRegistry } from './rooms'
 import { serveStatic } from './static'
 
 /**
@@ -58,6 +58,8 @@ export const ISOLATION_HEADERS: Record<string, string> = {
 
 /** Signals stay small; the checkpoint upload is the largest message a client sends. */
 const MAX_SOCKET_MESSAGE_BYTES = CHECKPOINT_MAX_BYTES + 1024 * 1024
+/** How often idle rooms are looked for. */
+const EXPIRY_SWEEP_MS = 60_000
 
 /**
  * @example
@@ -70,6 +72,13 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const store = openStore(opts.dataDir, log)
   const registry = new RoomRegistry({ store, onStoreError: (err) => log(`persistence error: ${String(err)}`) })
   registry.restore(store.load())
+  // Idle rooms go with their history (rooms.ts expire); ROOM_TTL_DAYS overrides the default.
+  const ttlDays = Number(process.env.ROOM_TTL_DAYS)
+  const ttlMs = Number.isFinite(ttlDays) && ttlDays > 0 ? ttlDays * 24 * 3600_000 : ROOM_IDLE_TTL_MS
+  const expiry = setInterval(() => {
+    for (const name of registry.expire(ttlMs)) log(`room '${name}' expired (empty and idle)`)
+  }, EXPIRY_SWEEP_MS)
+  expiry.unref()
 
   const late: LateParts = { bus: null, lanUrl: null }
   const http = createServer(requestHandler(opts, registry, log, late))
@@ -89,6 +98,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     registry,
     io,
     close() {
+      clearInterval(expiry)
       closed ??= shutdown(late.bus, io, http, store)
       return closed
     },

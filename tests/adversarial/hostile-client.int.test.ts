@@ -188,3 +188,37 @@ describe('hostile data requests', () => {
     }
   }, 240_000)
 })
+
+describe('room floods', () => {
+  // Last in the file: it spends this address's room budget.
+  it('one address creating rooms by joining new names is cut off after its budget; a host deletes its room with its token only', async () => {
+    const hosted = await createRoom(env.server, {})
+    // Many sockets from one machine (one socket alone is already held to 2 joins a second).
+    let refused = 0
+    for (let k = 0; k < 30; k++) {
+      const s = connect(env.server.url, { transports: ['websocket'], reconnection: false, forceNew: true })
+      sockets.push(s)
+      await once(s, 'connect', 'connect')
+      for (let i = 0; i < 9; i++) {
+        const ack = await s.timeout(10_000).emitWithAck('join', { v: 1, room: `flood-${k}-${i}`, role: 'volunteer' })
+        if (!ack.ok) {
+          expect(ack.message).toMatch(/new rooms/)
+          refused++
+        } else s.emit('leave', { v: 1 })
+      }
+      s.disconnect()
+    }
+    // The budget is 200 new rooms per address (some went to the other tests of this file).
+    expect(refused).toBeGreaterThanOrEqual(60)
+    const list = (await getJson<{ rooms: unknown[] }>(`${env.server.url}/api/rooms`)).body.rooms
+    expect(list.length).toBeLessThanOrEqual(200)
+    // POST /api/rooms draws on the same budget.
+    expect((await fetch(`${env.server.url}/api/rooms`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' })).status).toBe(429)
+    // Deleting: only with the room's own token; then the room and its history are gone.
+    const del = (token: string) => fetch(roomUrl(env.server, hosted.room), { method: 'DELETE', headers: { Authorization: `Bearer ${token}` } })
+    expect((await del('nope')).status).toBe(403)
+    expect((await del(hosted.hostToken)).status).toBe(200)
+    expect((await fetch(roomUrl(env.server, hosted.room))).status).toBe(404)
+    expect((await fetch(`${roomUrl(env.server, hosted.room)}/history`)).status).toBe(404)
+  })
+})
