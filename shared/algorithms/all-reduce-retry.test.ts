@@ -9,20 +9,25 @@ import type { AlgorithmContext } from './types'
 
 describe('allReduceWithRetry', () => {
   it('a same-epoch retry completes after a first attempt that timed out half-way (consumed chunks are kept)', async () => {
-    const r = parseRoomConfig({ algorithm: 'local-sgd', stepDeadlineMs: 80 })
+    const r = parseRoomConfig({ algorithm: 'local-sgd', stepDeadlineMs: 400 })
     if (!r.ok) throw new Error(r.error)
     const net = new MemoryNetwork({ seed: 21, faults: FAULTS.lan })
     const ids = ['p0', 'p1', 'p2', 'p3']
     for (const id of ids) net.join(id)
     const d = 8
+    // p3 starts once p0's first attempt has timed out (an event, not a guess at how long that
+    // takes on a loaded machine): the others' first attempt consumed some chunks, then gave up.
+    let firstTimeout!: () => void
+    const firstTimedOut = new Promise<void>((resolve) => (firstTimeout = resolve))
     const ctxs: AlgorithmContext[] = ids.map((id) => ({
       mesh: net.mesh(id)!, compute: new LsqCompute({ m: 1, d, A: new Float64Array(d), b: new Float64Array(1) }),
-      config: r.config, signal: new AbortController().signal, log: () => {}, now: () => performance.now(),
+      config: r.config, signal: new AbortController().signal,
+      log: (e: string) => { if (id === 'p0' && e === 'test/retry') firstTimeout() },
+      now: () => performance.now(),
     }))
     const input = (i: number) => Float32Array.from({ length: d }, (_, k) => i * 10 + k)
-    // p3 arrives 1.5 deadlines late: the others' first attempt consumes some chunks, then times out.
     const results = await Promise.all(ctxs.map(async (ctx, i) => {
-      if (i === 3) await sleep(120)
+      if (i === 3) await firstTimedOut
       return allReduceWithRetry(ctx, 'test', 7, () => new Float32Array(input(i)))
     }))
     const want = Float32Array.from({ length: d }, (_, k) => [0, 1, 2, 3].reduce((s, i) => s + input(i)[k], 0))
