@@ -88,7 +88,7 @@ export interface Room {
   readonly name: string
   readonly code: string
   readonly createdAt: number
-  /** Last join, leave, report or host action: what expiry counts from. */
+  /** Last join, leave or host action: what expiry counts from (only empty rooms expire). */
   lastActiveAt: number
   config: RoomConfig
   /** SHA-256 (hex) of the host token; null for rooms created by a volunteer's join. */
