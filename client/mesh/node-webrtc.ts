@@ -8,7 +8,7 @@ import type { WrtcImpl } from './data-channel'
  *  - 'wrtc' (default): @roamhq/wrtc, Chromium's libwebrtc. No option to bind an address, so it
  *    uses every interface: keep tests inside the loopback-only namespace (tools/netns-run.sh).
  *  - 'node-datachannel': libdatachannel's W3C polyfill (`node-datachannel/polyfill`), lighter and
- *    faster on Node ↔ Node links (../shared/BROWSER-TESTING.md), wrapped in the small shim below.
+ *    faster on Node ↔ Node links, wrapped in the small shim below.
  *    `bindAddress` pins its ICE sockets to one address (e.g. 127.0.0.1 in tests).
  *
  * Each stack is imported lazily, on first use, so a stack whose native binary fails to load on
