@@ -6,7 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import * as tf from '@tensorflow/tfjs'
 import { setupNodeBackend } from '../client/runtime/node-backend'
 import { modelLayout } from '../shared/model-shapes'
-import { deadline } from '../shared/transport'
+import { nextEvent } from '../tests/support/socket-events'
 import { startServer, type RunningServer } from './server'
 
 /**
@@ -43,18 +43,7 @@ afterAll(async () => {
 
 type Any = Record<string, any> // test-side view of JSON answers
 
-function waitFor<T = Any>(socket: Socket, event: string, name: string, pred: (p: T) => boolean = () => true): Promise<T> {
-  const signal = deadline(name, EVENT_DEADLINE_MS)
-  return new Promise((resolve, reject) => {
-    const onEvent = (p: T) => {
-      if (!pred(p)) return
-      socket.off(event, onEvent)
-      resolve(p)
-    }
-    socket.on(event, onEvent)
-    signal.addEventListener('abort', () => { socket.off(event, onEvent); reject(signal.reason) }, { once: true })
-  })
-}
+const waitFor = nextEvent
 
 async function client(url = server.url): Promise<Socket> {
   const s = connect(url, { transports: ['websocket'], reconnection: false, forceNew: true })

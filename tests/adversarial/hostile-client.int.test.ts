@@ -1,7 +1,7 @@
 import { io as connect, type Socket } from 'socket.io-client'
 import { afterEach, describe, expect, it } from 'vitest'
 import { clientHistorySchema, type RoomResponse } from '../../shared/protocol/http'
-import { deadline } from '../../shared/transport'
+import { nextEvent } from '../support/socket-events'
 import { createRoom, roomUrl, serverEnvironment } from '../support/e2e'
 import { getJson } from '../support/server'
 
@@ -19,18 +19,7 @@ afterEach(() => {
 
 type Any = Record<string, any> // test-side view of socket payloads
 
-function once<T = Any>(s: Socket, event: string, name: string, pred: (p: T) => boolean = () => true): Promise<T> {
-  const signal = deadline(name, 10_000)
-  return new Promise((resolve, reject) => {
-    const on = (p: T) => {
-      if (!pred(p)) return
-      s.off(event, on)
-      resolve(p)
-    }
-    s.on(event, on)
-    signal.addEventListener('abort', () => { s.off(event, on); reject(signal.reason) }, { once: true })
-  })
-}
+const once = nextEvent
 
 async function volunteer(room: string): Promise<{ s: Socket; membership: Any }> {
   const s = connect(env.server.url, { transports: ['websocket'], reconnection: false, forceNew: true })
