@@ -5,7 +5,7 @@ import { load } from './common'
 /**
  * `npm run bench`: every benchmark in sequence, each in its own process (the WebRTC ones re-run
  * themselves inside tools/netns-run.sh). JSON goes to bench/results/.
- *   npm run bench                 mixing, codec, transport, overhead, scale, tab-thread
+ *   npm run bench                 mixing, codec, transport, overhead, server-flood, scale, tab-thread
  *   npm run bench -- --quick      shorter runs (writes *-quick.json) plus calibration --quick
  *   npm run bench -- --calibration  also the full docs/algorithms.md "Calibrations" calibrations (tens of minutes on 2 cores)
  */
@@ -17,6 +17,8 @@ const steps: [string, string[]][] = [
   ['codec', ['bench/codec.ts', ...q]],
   ['transport', ['bench/transport.ts', ...q]],
   ['overhead', ['bench/overhead.ts', ...q]],
+  // The signaling server's RSS and event-loop delay under the hostile floods, against idle.
+  ['server-flood', ['bench/server-flood.ts', ...q]],
   ['scale', ['bench/scale.ts', ...q]],
   // Real Chromium tabs against the built client (built below when dist/ is missing).
   ['tab-thread', ['bench/tab-thread.ts', ...q]],

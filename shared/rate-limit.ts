@@ -12,12 +12,12 @@ export class TokenBucket {
     this.last = now
   }
 
-  /** Takes one token if there is one. */
-  take(now: number): boolean {
+  /** Takes `cost` tokens (one event, or a message's bytes) if there are that many. */
+  take(now: number, cost = 1): boolean {
     this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.perSec)
     this.last = now
-    if (this.tokens < 1) return false
-    this.tokens -= 1
+    if (this.tokens < cost) return false
+    this.tokens -= cost
     return true
   }
 }
@@ -31,13 +31,13 @@ export class KeyedBuckets {
 
   constructor(readonly burst: number, readonly perSec: number, readonly maxKeys = 10_000) {}
 
-  take(key: string, now: number): boolean {
+  take(key: string, now: number, cost = 1): boolean {
     let b = this.buckets.get(key)
     if (!b) {
       if (this.buckets.size >= this.maxKeys) this.buckets.delete(this.buckets.keys().next().value as string)
       b = new TokenBucket(this.burst, this.perSec, now)
       this.buckets.set(key, b)
     }
-    return b.take(now)
+    return b.take(now, cost)
   }
 }

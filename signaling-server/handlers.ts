@@ -1,27 +1,49 @@
 import type { Server, Socket } from 'socket.io'
 import type { z } from 'zod'
+import { newChallenge, verifyIdentity } from '../shared/identity'
 import { KeyedBuckets, TokenBucket } from '../shared/rate-limit'
 import {
-  awaySchema, checkpointSchema, joinSchema, readySchema, reportSchema, signalSchema, suspectSchema,
-  type ClientToServerEvents, type PeerCommand, type ServerToClientEvents,
+  awaySchema, checkpointSchema, joinSchema, readySchema, reportSchema, signalSchema, suspectSchema, syncSchema,
+  type ClientToServerEvents, type MembershipAnnouncement, type MembershipDelta, type PeerCommand, type ServerToClientEvents,
 } from '../shared/protocol/signaling'
 import { PROTOCOL_VERSION } from '../shared/protocol/version'
-import type { Room, RoomRegistry } from './rooms'
+import { CHECKPOINT_MAX_BYTES, type Room, type RoomRegistry } from './rooms'
 
 /**
  * The socket binding: socket.on(event) → schema.safeParse → registry → emit. Every handler is
  * wrapped so nothing a client sends can throw out of it; a malformed payload gets an 'error'
- * event naming the field and changes nothing. The sender is always the socket's own id.
+ * event naming the field and changes nothing. The sender is always the socket's own peer id:
+ * the socket's id, or the id of the key pair it proved at join (shared/identity.ts).
  */
 
 export interface SocketData {
   room: string | null
+  /** Who this socket speaks for: its socket id until a join proves an identity key. */
+  peerId: string
+  /** This connection's identity challenge (sent in 'hello'). */
+  challenge: string
 }
 export type SignalingServer = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>
 type SignalingSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>
 
 /** Spectators' dashboards re-render on 'room-state'; twice a second looks live and costs little. */
 export const ROOM_STATE_MIN_INTERVAL_MS = 500
+
+/**
+ * Bytes a socket may send, counted per engine packet before anything is parsed: before it has
+ * joined, only what a join needs; a spectator sends almost nothing; a volunteer a checkpoint of
+ * the largest model every two seconds at most, plus signals and reports. [burst, per second].
+ * Beyond its budget a socket is disconnected (a flood costs the server one counter per packet).
+ */
+export const SOCKET_BYTE_BUDGETS = {
+  unjoined: [64 * 1024, 8 * 1024],
+  spectator: [64 * 1024, 16 * 1024],
+  volunteer: [2 * CHECKPOINT_MAX_BYTES + 1024 * 1024, CHECKPOINT_MAX_BYTES / 2 + 256 * 1024],
+} as const satisfies Record<string, readonly [number, number]>
+/** Every socket of one address together (a classroom behind one NAT is ~30 volunteers). [burst, per second] */
+export const ADDRESS_BYTE_BUDGET = [64 * 1024 * 1024, 16 * 1024 * 1024] as const
+/** Concurrent sockets per client address (MAX_SOCKETS_PER_ADDRESS in the environment overrides). */
+export const MAX_SOCKETS_PER_ADDRESS = 512
 
 /** What the HTTP control API needs from the socket layer. */
 export interface RoomBus {
@@ -35,7 +57,15 @@ export interface RoomBus {
   close(): void
 }
 
+/** Sockets that get every membership change as a whole 'membership' (older clients, scripts). */
 const roomChannel = (room: string) => `room:${room}`
+/** Sockets that joined with `deltas: true`: 'membership-delta' from the last broadcast. */
+const deltaChannel = (room: string) => `room-deltas:${room}`
+/**
+ * Membership changes within this window go out as one announcement: a burst of joins, or an
+ * away/ready flap, costs one message per socket instead of one per change.
+ */
+export const MEMBERSHIP_BATCH_MS = 50
 const spectatorChannel = (room: string) => `spectators:${room}`
 
 /** `field: message` from the first zod issue, so clients learn what to fix. */
@@ -67,10 +97,37 @@ type Ack = ((r: unknown) => void) | null
 class SocketBus implements RoomBus {
   private readonly stateTimers = new Map<string, { last: number; timer: NodeJS.Timeout | null }>()
   private readonly creations = new KeyedBuckets(ROOM_CREATION_BURST, ROOM_CREATIONS_PER_SEC)
+  readonly addressBytes = new KeyedBuckets(ADDRESS_BYTE_BUDGET[0], ADDRESS_BYTE_BUDGET[1])
+  /** Open sockets per client address. */
+  readonly socketsPerAddress = new Map<string, number>()
+  readonly maxSocketsPerAddress = Number(process.env.MAX_SOCKETS_PER_ADDRESS) > 0 ? Number(process.env.MAX_SOCKETS_PER_ADDRESS) : MAX_SOCKETS_PER_ADDRESS
+  /** Peer id → the socket that speaks for it (one socket per identity: a newer one replaces the older). */
+  private readonly byPeer = new Map<string, SignalingSocket>()
 
   mayCreateRoom(address: string): boolean {
-    // The same client reaches the socket layer as '::ffff:127.0.0.1' and HTTP as '127.0.0.1'.
-    return this.creations.take(address.replace(/^::ffff:/, ''), performance.now())
+    return this.creations.take(clientAddress(address), performance.now())
+  }
+
+  socketOf(peerId: string): SignalingSocket | undefined {
+    return this.byPeer.get(peerId)
+  }
+
+  /** `socket` now speaks for `peerId`; another socket that did is sent away (a reload's stale connection). */
+  claim(socket: SignalingSocket, peerId: string): void {
+    const prev = this.byPeer.get(peerId)
+    if (prev && prev !== socket) {
+      this.leaveRoom(prev)
+      this.emitError(prev, 'join', 'replaced', 'this identity joined again from another connection (a reload?); this one is closed')
+      this.byPeer.delete(peerId)
+      prev.disconnect(true)
+    }
+    if (this.byPeer.get(socket.data.peerId) === socket) this.byPeer.delete(socket.data.peerId)
+    socket.data.peerId = peerId
+    this.byPeer.set(peerId, socket)
+  }
+
+  release(socket: SignalingSocket): void {
+    if (this.byPeer.get(socket.data.peerId) === socket) this.byPeer.delete(socket.data.peerId)
   }
 
   constructor(readonly io: SignalingServer, readonly rooms: RoomRegistry, readonly log: (msg: string) => void) {}
@@ -79,8 +136,31 @@ class SocketBus implements RoomBus {
     return socket.emit('error', { v: PROTOCOL_VERSION, event, code, message })
   }
 
+  private readonly membershipTimers = new Map<Room, NodeJS.Timeout>()
+  /** What the delta channel last heard per room (deltas are computed from it). */
+  private readonly lastSent = new WeakMap<Room, MembershipAnnouncement>()
+
+  /** Announces the room's membership after MEMBERSHIP_BATCH_MS, with whatever else changed by then. */
   broadcastMembership(room: Room) {
-    this.io.to(roomChannel(room.name)).emit('membership', this.rooms.membership(room))
+    if (this.membershipTimers.has(room)) return
+    this.membershipTimers.set(room, setTimeout(() => {
+      this.membershipTimers.delete(room)
+      try {
+        this.flushMembership(room)
+      } catch (err) {
+        this.log(`membership broadcast failed for '${room.name}': ${String(err)}`)
+      }
+    }, MEMBERSHIP_BATCH_MS))
+  }
+
+  private flushMembership(room: Room) {
+    if (this.rooms.get(room.name) !== room) return // deleted meanwhile
+    const m = this.rooms.membership(room)
+    this.io.to(roomChannel(room.name)).emit('membership', m)
+    const delta = membershipDelta(this.lastSent.get(room), m)
+    if (delta) this.io.to(deltaChannel(room.name)).emit('membership-delta', delta)
+    else this.io.to(deltaChannel(room.name)).emit('membership', m)
+    this.lastSent.set(room, m)
     this.pushRoomState(room)
   }
 
@@ -104,22 +184,20 @@ class SocketBus implements RoomBus {
   }
 
   leaveRoom(socket: SignalingSocket) {
-    const left = this.rooms.leave(socket.id)
+    const left = this.rooms.leave(socket.data.peerId)
     socket.data.room = null
     if (!left) return
-    void socket.leave(roomChannel(left.room.name))
-    void socket.leave(spectatorChannel(left.room.name))
+    for (const ch of [roomChannel, deltaChannel, spectatorChannel]) void socket.leave(ch(left.room.name))
     if (left.changed) this.broadcastMembership(left.room)
     else this.pushRoomState(left.room) // a spectator or a still-joining volunteer left: dashboards update
   }
 
   evict(peerId: string, code: string, message: string, disconnect: boolean) {
-    const socket = this.io.sockets.sockets.get(peerId)
+    const socket = this.byPeer.get(peerId)
     if (!socket) return
     const roomName = socket.data.room
     if (roomName && !this.rooms.roomOf(peerId)) {
-      void socket.leave(roomChannel(roomName))
-      void socket.leave(spectatorChannel(roomName))
+      for (const ch of [roomChannel, deltaChannel, spectatorChannel]) void socket.leave(ch(roomName))
       socket.data.room = null
     }
     this.emitError(socket, 'membership', code, message)
@@ -127,7 +205,7 @@ class SocketBus implements RoomBus {
   }
 
   command(peerId: string, cmd: PeerCommand) {
-    const socket = this.io.sockets.sockets.get(peerId)
+    const socket = this.byPeer.get(peerId)
     if (!socket) return false
     socket.emit('command', cmd)
     return true
@@ -136,6 +214,8 @@ class SocketBus implements RoomBus {
   close() {
     for (const s of this.stateTimers.values()) if (s.timer) clearTimeout(s.timer)
     this.stateTimers.clear()
+    for (const t of this.membershipTimers.values()) clearTimeout(t)
+    this.membershipTimers.clear()
   }
 }
 
@@ -147,7 +227,7 @@ class SocketBus implements RoomBus {
  */
 export const EVENT_RATE_LIMITS: Record<keyof ClientToServerEvents, [number, number]> = {
   join: [10, 2], ready: [20, 4], away: [20, 4], leave: [10, 2],
-  signal: [400, 200], report: [40, 20], suspect: [20, 4], checkpoint: [8, 0.5],
+  signal: [400, 200], report: [40, 20], suspect: [20, 4], checkpoint: [8, 0.5], sync: [10, 2],
 }
 
 function on<S extends z.ZodType>(
@@ -178,15 +258,84 @@ function on<S extends z.ZodType>(
       }
       fn(data, ack)
     } catch (err) {
-      bus.log(`handler '${event}' failed for ${socket.id}: ${err instanceof Error ? err.stack : String(err)}`)
+      bus.log(`handler '${event}' failed for ${socket.data.peerId}: ${err instanceof Error ? err.stack : String(err)}`)
       bus.emitError(socket, event, 'internal', 'the server could not handle this event')
       ack?.({ ok: false, code: 'internal', message: 'internal error' })
     }
   })
 }
 
+/**
+ * The delta from what the delta channel last heard to `m`, or null when a delta cannot say it
+ * (nothing sent yet, another run, or a roster whose surviving order changed): then a full one.
+ */
+export function membershipDelta(prev: MembershipAnnouncement | undefined, m: MembershipAnnouncement): MembershipDelta | null {
+  if (!prev || prev.run !== m.run || prev.room !== m.room || JSON.stringify(prev.config) !== JSON.stringify(m.config)) return null
+  const now = new Set(m.peers)
+  const kept = prev.peers.filter((p) => now.has(p))
+  if (kept.some((p, i) => m.peers[i] !== p)) return null
+  const before = new Set(prev.peers)
+  const added = m.peers.slice(kept.length)
+  if (added.some((p) => before.has(p))) return null
+  return {
+    v: PROTOCOL_VERSION, room: m.room, epoch: m.epoch, base: prev.epoch, run: m.run,
+    added, removed: prev.peers.filter((p) => !now.has(p)), roles: m.roles, paused: m.paused, diverged: m.diverged,
+  }
+}
+
+/** The same client reaches the socket layer as '::ffff:127.0.0.1' and HTTP as '127.0.0.1'. */
+function clientAddress(address: string): string {
+  return address.replace(/^::ffff:/, '')
+}
+
+/**
+ * Byte budgets (SOCKET_BYTE_BUDGETS, ADDRESS_BYTE_BUDGET) and the per-address socket cap. Counted
+ * on engine packets, before socket.io reassembles or parses anything, so an oversized or
+ * never-finished binary event costs at most the budget before the socket is closed.
+ */
+function guardBytes(bus: SocketBus, socket: SignalingSocket): boolean {
+  const address = clientAddress(socket.handshake.address)
+  const open = (bus.socketsPerAddress.get(address) ?? 0) + 1
+  if (open > bus.maxSocketsPerAddress) {
+    bus.emitError(socket, 'connect', 'rate-limited', `more than ${bus.maxSocketsPerAddress} connections from this address`)
+    socket.disconnect(true)
+    return false
+  }
+  bus.socketsPerAddress.set(address, open)
+  socket.on('disconnect', () => {
+    const n = (bus.socketsPerAddress.get(address) ?? 1) - 1
+    if (n <= 0) bus.socketsPerAddress.delete(address)
+    else bus.socketsPerAddress.set(address, n)
+  })
+  const budgets = {
+    unjoined: new TokenBucket(...SOCKET_BYTE_BUDGETS.unjoined, performance.now()),
+    spectator: new TokenBucket(...SOCKET_BYTE_BUDGETS.spectator, performance.now()),
+    volunteer: new TokenBucket(...SOCKET_BYTE_BUDGETS.volunteer, performance.now()),
+  }
+  socket.conn.on('packet', (packet: { type: string; data?: unknown }) => {
+    if (!socket.connected) return
+    const d = packet.data
+    const size = typeof d === 'string' ? d.length : d instanceof ArrayBuffer || ArrayBuffer.isView(d) ? d.byteLength : 0
+    if (size === 0) return
+    const room = socket.data.room ? bus.rooms.roomOf(socket.data.peerId) : undefined
+    const role = room?.peers.get(socket.data.peerId)?.role
+    const kind = role === 'volunteer' ? 'volunteer' : role === 'spectator' ? 'spectator' : 'unjoined'
+    const now = performance.now()
+    if (budgets[kind].take(now, size) && bus.addressBytes.take(address, now, size)) return
+    bus.log(`socket ${socket.data.peerId} (${address}) sent more than its ${kind} byte budget; disconnected`)
+    bus.emitError(socket, 'connect', 'rate-limited', `more bytes than a ${kind === 'unjoined' ? 'socket that has not joined' : kind} may send; disconnected`)
+    socket.disconnect(true)
+  })
+  return true
+}
+
 function bindSocket(bus: SocketBus, socket: SignalingSocket) {
   socket.data.room = null
+  socket.data.peerId = socket.id
+  socket.data.challenge = newChallenge()
+  if (!guardBytes(bus, socket)) return
+  bus.claim(socket, socket.id)
+  socket.emit('hello', { v: PROTOCOL_VERSION, challenge: socket.data.challenge })
   on(bus, socket, 'join', joinSchema, (p, ack) => onJoin(bus, socket, p, ack))
   on(bus, socket, 'ready', readySchema, () => onReady(bus, socket))
   on(bus, socket, 'away', awaySchema, (p) => onAway(bus, socket, p))
@@ -195,22 +344,47 @@ function bindSocket(bus: SocketBus, socket: SignalingSocket) {
   on(bus, socket, 'report', reportSchema, (p) => onReport(bus, socket, p))
   on(bus, socket, 'suspect', suspectSchema, (p) => onSuspect(bus, socket, p))
   on(bus, socket, 'checkpoint', checkpointSchema, (p) => onCheckpoint(bus, socket, p))
+  on(bus, socket, 'sync', syncSchema, () => {
+    const room = bus.rooms.roomOf(socket.data.peerId)
+    if (!room) return bus.emitError(socket, 'sync', 'not-joined', 'join a room first')
+    socket.emit('membership', bus.rooms.membership(room))
+  })
   socket.on('disconnect', () => {
     try {
       bus.leaveRoom(socket)
+      bus.release(socket)
     } catch (err) {
-      bus.log(`disconnect cleanup failed for ${socket.id}: ${String(err)}`)
+      bus.log(`disconnect cleanup failed for ${socket.data.peerId}: ${String(err)}`)
     }
   })
 }
 
 function onJoin(bus: SocketBus, socket: SignalingSocket, p: z.infer<typeof joinSchema>, ack: Ack) {
+  if (!p.identity) return join(bus, socket, p, socket.id, ack)
+  // Verifying is asynchronous (WebCrypto); the join rate limit bounds how often it runs.
+  verifyIdentity(p.identity, socket.data.challenge, p.room).then((v) => {
+    if (!socket.connected) return
+    if (!v.ok) {
+      bus.emitError(socket, 'join', 'bad-request', v.error)
+      ack?.({ ok: false, code: 'bad-request', message: v.error })
+      return
+    }
+    join(bus, socket, p, v.id, ack)
+  }).catch((err: unknown) => {
+    bus.log(`join verification failed for ${socket.id}: ${String(err)}`)
+    ack?.({ ok: false, code: 'internal', message: 'internal error' })
+  })
+}
+
+/** Joins as `peerId` (the socket's id, or a proven key's). */
+function join(bus: SocketBus, socket: SignalingSocket, p: z.infer<typeof joinSchema>, peerId: string, ack: Ack) {
   const { rooms } = bus
-  const current = rooms.roomOf(socket.id)
+  const current = rooms.roomOf(socket.data.peerId)
   const target = rooms.get(p.room)
-  // A join to another room (or with another role) is a move: leave first.
-  if (current && (current !== target || current.peers.get(socket.id)?.role !== p.role)) bus.leaveRoom(socket)
-  const r = rooms.join(p.room, { id: socket.id, role: p.role, name: p.name, agent: p.agent }, {
+  // A join to another room, with another role or as another identity is a move: leave first.
+  if (current && (current !== target || current.peers.get(socket.data.peerId)?.role !== p.role || peerId !== socket.data.peerId)) bus.leaveRoom(socket)
+  if (peerId !== socket.data.peerId) bus.claim(socket, peerId)
+  const r = rooms.join(p.room, { id: peerId, role: p.role, name: p.name, agent: p.agent }, {
     mayCreate: () => bus.mayCreateRoom(socket.handshake.address),
   })
   if (!r.ok) {
@@ -220,11 +394,11 @@ function onJoin(bus: SocketBus, socket: SignalingSocket, p: z.infer<typeof joinS
   }
   const room = r.room
   socket.data.room = room.name
-  void socket.join(roomChannel(room.name))
+  void socket.join(p.deltas ? deltaChannel(room.name) : roomChannel(room.name))
   if (p.role === 'spectator') void socket.join(spectatorChannel(room.name))
   const membership = rooms.membership(room)
-  ack?.({ ok: true, self: socket.id, membership, checkpointStep: room.checkpoint?.step ?? null })
-  socket.emit('joined', { v: PROTOCOL_VERSION, self: socket.id, room: room.name })
+  ack?.({ ok: true, self: peerId, membership, checkpointStep: room.checkpoint?.step ?? null })
+  socket.emit('joined', { v: PROTOCOL_VERSION, self: peerId, room: room.name })
   if (r.changed) bus.broadcastMembership(room)
   else socket.emit('membership', membership)
   if (p.role === 'spectator') socket.emit('room-state', rooms.view(room))
@@ -232,35 +406,36 @@ function onJoin(bus: SocketBus, socket: SignalingSocket, p: z.infer<typeof joinS
 }
 
 function onReady(bus: SocketBus, socket: SignalingSocket) {
-  const r = bus.rooms.ready(socket.id)
+  const r = bus.rooms.ready(socket.data.peerId)
   if (!r.ok) return bus.emitError(socket, 'ready', r.code, r.message)
   if (r.changed) bus.broadcastMembership(r.room)
   else socket.emit('membership', bus.rooms.membership(r.room))
 }
 
 function onAway(bus: SocketBus, socket: SignalingSocket, p: z.infer<typeof awaySchema>) {
-  const r = bus.rooms.away(socket.id, p.reason)
+  const r = bus.rooms.away(socket.data.peerId, p.reason)
   if (!r.ok) return bus.emitError(socket, 'away', r.code, r.message)
   if (r.changed) bus.broadcastMembership(r.room)
   else bus.pushRoomState(r.room) // the dashboard shows the new reason
 }
 
 function onSignal(bus: SocketBus, socket: SignalingSocket, p: z.infer<typeof signalSchema>) {
-  const room = bus.rooms.roomOf(socket.id)
-  if (!room || room.peers.get(socket.id)?.role !== 'volunteer') {
+  const self = socket.data.peerId
+  const room = bus.rooms.roomOf(self)
+  if (!room || room.peers.get(self)?.role !== 'volunteer') {
     bus.emitError(socket, 'signal', 'not-joined', 'join a room as a volunteer before signalling')
     return
   }
   // Relay only inside the room, and only to volunteers: nobody can reach arbitrary sockets.
-  if (p.to === socket.id || !room.roster.includes(p.to)) {
+  if (p.to === self || !room.roster.includes(p.to)) {
     bus.emitError(socket, 'signal', 'unknown-peer', `to: '${p.to}' is not a peer of room '${room.name}'`)
     return
   }
-  bus.io.to(p.to).emit('signal', { v: PROTOCOL_VERSION, from: socket.id, data: p.data })
+  bus.socketOf(p.to)?.emit('signal', { v: PROTOCOL_VERSION, from: self, data: p.data })
 }
 
 function onReport(bus: SocketBus, socket: SignalingSocket, p: z.infer<typeof reportSchema>) {
-  const r = bus.rooms.report(socket.id, p)
+  const r = bus.rooms.report(socket.data.peerId, p)
   if (!r) return bus.emitError(socket, 'report', 'not-joined', 'join a room as a volunteer before reporting')
   if (r.diverged) {
     bus.log(`room '${r.room.name}': run ${r.room.run} diverged; paused until the host starts a new run`)
@@ -269,7 +444,7 @@ function onReport(bus: SocketBus, socket: SignalingSocket, p: z.infer<typeof rep
 }
 
 function onSuspect(bus: SocketBus, socket: SignalingSocket, p: z.infer<typeof suspectSchema>) {
-  const r = bus.rooms.suspect(socket.id, p.peer, p.reason)
+  const r = bus.rooms.suspect(socket.data.peerId, p.peer, p.reason)
   if (!r.ok) return bus.emitError(socket, 'suspect', r.code, r.message)
   if (r.removed) {
     bus.log(`room '${r.room.name}': removed suspect ${p.peer} (last report: ${p.reason})`)
@@ -281,7 +456,7 @@ function onSuspect(bus: SocketBus, socket: SignalingSocket, p: z.infer<typeof su
 
 function onCheckpoint(bus: SocketBus, socket: SignalingSocket, p: z.infer<typeof checkpointSchema>) {
   const params = p.params instanceof Uint8Array ? p.params : new Uint8Array(p.params)
-  const r = bus.rooms.setCheckpoint(socket.id, { step: p.step, schemaHash: p.schemaHash, params })
+  const r = bus.rooms.setCheckpoint(socket.data.peerId, { step: p.step, schemaHash: p.schemaHash, params })
   if (!r.ok) return bus.emitError(socket, 'checkpoint', r.code, r.message)
   if (r.accepted) bus.pushRoomState(r.room)
 }

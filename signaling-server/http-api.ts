@@ -376,6 +376,23 @@ async function control(req: IncomingMessage, res: ServerResponse, room: Room, ct
     case 'disconnect':
       bus.command(needPeer(), { v, type: 'disconnect' })
       break
+    case 'rollback': {
+      const r = rooms.rollback(room, c.savedAt)
+      if (!r.ok) throw new HttpError(404, r.message, 'savedAt')
+      // Every volunteer, pending ones too: whoever trains next starts from the rolled-back model.
+      for (const p of room.peers.values()) {
+        if (p.role === 'volunteer') bus.command(p.id, { v, type: 'restore-checkpoint', step: r.checkpoint.step, savedAt: r.checkpoint.savedAt })
+      }
+      bus.pushRoomState(room)
+      break
+    }
+    case 'pin': {
+      if (c.role === undefined) throw new HttpError(400, "role: required for action 'pin' ('ps' or 'writer')", 'role')
+      const r = rooms.pin(room, c.role, c.peer ?? null)
+      if (!r.ok) throw new HttpError(r.code === 'unknown-peer' ? 404 : 400, r.message, r.code === 'unknown-peer' ? 'peer' : 'role')
+      bus.broadcastMembership(room)
+      break
+    }
     default: {
       const never: never = c.action
       throw new HttpError(400, `action: unknown '${String(never)}'`, 'action')

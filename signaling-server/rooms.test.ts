@@ -4,7 +4,8 @@ import { modelLayout } from '../shared/model-shapes'
 import { reportSchema, type PeerReport } from '../shared/protocol/signaling'
 import { HISTORY_SAMPLE_INTERVAL_MS, appendPoint, historyToCsv, newRun, type HistoryPoint } from './history'
 import { JOIN_CODE_ALPHABET, JOIN_CODE_LENGTH, makeJoinCode, normalizeJoinCode } from './join-code'
-import { ORPHAN_ROOM_TTL_MS, ROOM_IDLE_TTL_MS, CHECKPOINT_MAX_BYTES, CHECKPOINT_STEP_SLACK_S, CHECKPOINT_STEP_SLACK_STEPS, EVICTION_COOLDOWN_BASE_MS, EVICTION_COOLDOWN_MAX_MS, EVICTION_MEMORY_MS, RoomRegistry, type Checkpoint, type RoomMeta, type RoomStore } from './rooms'
+import { CHECKPOINT_MAX_RMS, ROLE_MIN_TENURE_MS, SILENT_AFTER_MS, STRIKES_TO_MUTE, SUSPICION_TTL_MS, VOTE_MUTE_MS } from './trust'
+import { CHECKPOINTS_KEPT, CHECKPOINT_KEEP_SPACING_MS, ORPHAN_ROOM_TTL_MS, ROOM_IDLE_TTL_MS, CHECKPOINT_MAX_BYTES, CHECKPOINT_STEP_SLACK_S, CHECKPOINT_STEP_SLACK_STEPS, EVICTION_COOLDOWN_BASE_MS, EVICTION_COOLDOWN_MAX_MS, EVICTION_MEMORY_MS, RoomRegistry, type Checkpoint, type RoomMeta, type RoomStore } from './rooms'
 
 /** A hand-advanced clock and a seeded LCG, so codes and history timestamps are deterministic. */
 function setup(store?: RoomStore) {
@@ -86,21 +87,21 @@ describe('RoomRegistry membership', () => {
     expect(created.ok).toBe(true)
     for (const id of ['a', 'b', 'c']) joinReady(registry, 'ps', { id, role: 'volunteer' })
     const room = registry.get('ps')!
-    expect(room.ps).toBe('a')
+    expect(room.roles.ps).toBe('a')
     registry.leave('b')
-    expect(room.ps).toBe('a')
+    expect(room.roles.ps).toBe('a')
     const before = room.epoch
     registry.leave('a')
-    expect(room.ps).toBe('c')
+    expect(room.roles.ps).toBe('c')
     expect(room.epoch).toBe(before + 1)
     registry.leave('c')
-    expect(room.ps).toBeNull()
+    expect(room.roles.ps).toBeNull()
   })
 
   it('names no PS for decentralized algorithms', () => {
     const { registry } = setup()
     joinReady(registry, 'lab', { id: 'a', role: 'volunteer' })
-    expect(registry.get('lab')!.ps).toBeNull()
+    expect(registry.get('lab')!.roles.ps).toBeNull()
   })
 })
 
@@ -142,42 +143,107 @@ describe('RoomRegistry pending joiners', () => {
 })
 
 describe('RoomRegistry suspects', () => {
-  function room(ids: string[]) {
+  function room(ids: string[], config = defaultConfig()) {
     const s = setup()
+    s.registry.create({ name: 'lab', config, tokenHash: null })
     for (const id of ids) joinReady(s.registry, 'lab', { id, role: 'volunteer' })
-    return s.registry
+    return s
   }
+  /** Every listed peer reports (a heartbeat the server sees). */
+  const heartbeat = (r: RoomRegistry, ids: string[]) => { for (const id of ids) r.report(id, report()) }
 
-  it('one reporter in a larger room does not evict; a second distinct reporter does', () => {
-    const r = room(['a', 'b', 'c', 'd'])
-    const first = r.suspect('a', 'c')
+  it('only the suspect’s own topology neighbours count, and it takes two of them (a majority) on a ring', () => {
+    // ring a-b-c-d-a: c's neighbours are b and d; a never exchanges with c.
+    const { registry: r } = room(['a', 'b', 'c', 'd'])
+    const notNeighbour = r.suspect('a', 'c')
+    expect(notNeighbour).toMatchObject({ ok: false, code: 'not-neighbour' })
+    expect(!notNeighbour.ok && notNeighbour.message).toMatch(/^peer: .*only its neighbours/)
+    const first = r.suspect('b', 'c')
     expect(first.ok && first.removed).toBe(false)
-    const again = r.suspect('a', 'c')
+    const again = r.suspect('b', 'c')
     expect(again.ok && again.removed).toBe(false)
     expect(r.view(r.get('lab')!).peers.find((p) => p.id === 'c')?.suspect).toBe(true)
     const epoch = r.get('lab')!.epoch
-    const second = r.suspect('b', 'c')
+    const second = r.suspect('d', 'c')
     expect(second.ok && second.removed).toBe(true)
+    expect(second.ok && second.eviction).toMatchObject({ basis: 'neighbours', reporters: ['b', 'd'] })
     expect(r.get('lab')!.roster).toEqual(['a', 'b', 'd'])
     expect(r.get('lab')!.epoch).toBe(epoch + 1)
   })
 
-  it('the only neighbour in a two-peer room evicts', () => {
-    const r = room(['a', 'b'])
-    const res = r.suspect('a', 'b')
-    expect(res.ok && res.removed).toBe(true)
+  it('a pending joiner (joined, never ready) cannot report anyone', () => {
+    const { registry: r } = room(['a', 'b', 'c'])
+    r.join('lab', { id: 'sock2', role: 'volunteer' })
+    expect(r.suspect('sock2', 'b')).toMatchObject({ ok: false, code: 'not-in-roster' })
+    expect(r.get('lab')!.peers.get('b')!.suspectedBy.size).toBe(0)
+  })
+
+  it('two sockets of one attacker (one in the roster, one pending) cannot evict an honest peer, however often they report', () => {
+    // Attack #1: in a 3-peer ring the attacker x is a neighbour of the honest h; its second socket is pending.
+    const { registry: r, advance } = room(['h', 'g', 'x'])
+    r.join('lab', { id: 'x2', role: 'volunteer' })
+    for (let i = 0; i < 50; i++) {
+      heartbeat(r, ['h', 'g', 'x'])
+      const a = r.suspect('x', 'h', 'missed 5 deadlines')
+      expect(a.ok && a.removed).toBe(false)
+      expect(r.suspect('x2', 'h').ok).toBe(false)
+      advance(1000)
+    }
+    expect(r.get('lab')!.roster).toEqual(['h', 'g', 'x'])
+    expect(r.get('lab')!.evictions).toEqual([])
+  })
+
+  it('a reporter whose suspicions do not hold up loses its vote for a while', () => {
+    const { registry: r, advance } = room(['h', 'g', 'x'])
+    // Each accusation expires while h keeps reporting: a strike; the third one mutes x.
+    for (let i = 0; i < STRIKES_TO_MUTE; i++) {
+      expect(r.suspect('x', 'h').ok).toBe(true)
+      for (let t = 0; t < SUSPICION_TTL_MS; t += 5000) { advance(5000); heartbeat(r, ['h', 'g', 'x']) }
+    }
+    const muted = r.suspect('x', 'h')
+    expect(muted).toMatchObject({ ok: false, code: 'no-vote' })
+    // While muted, x's word adds nothing to g's: h stays.
+    const g = r.suspect('g', 'h')
+    expect(g.ok && g.removed).toBe(false)
+    expect(r.get('lab')!.roster).toContain('h')
+    advance(VOTE_MUTE_MS)
+    heartbeat(r, ['h', 'g', 'x'])
+    expect(r.suspect('x', 'h').ok).toBe(true)
+  })
+
+  it('with a single neighbour the server’s own observation decides: a silent peer goes, a reporting one stays', () => {
+    const { registry: r, advance } = room(['a', 'b'])
+    heartbeat(r, ['a', 'b'])
+    const alive = r.suspect('a', 'b')
+    expect(alive.ok && alive.removed).toBe(false)
+    expect(r.get('lab')!.roster).toEqual(['a', 'b'])
+    advance(SILENT_AFTER_MS)
+    heartbeat(r, ['a'])
+    const silent = r.suspect('a', 'b', 'missed 5 deadlines')
+    expect(silent.ok && silent.removed).toBe(true)
+    expect(silent.ok && silent.eviction).toMatchObject({ basis: 'server', reporters: ['a'] })
+    expect(silent.ok && silent.eviction?.evidence).toMatch(/no report from it for 10 s/)
     expect(r.get('lab')!.roster).toEqual(['a'])
   })
 
-  it('a majority of the suspect’s own neighbours evicts (a star leaf has one neighbour)', () => {
-    const r = room(['ps', 'x', 'y'])
-    r.report('x', report({ neighbors: ['ps'] }))
-    const res = r.suspect('ps', 'x')
-    expect(res.ok && res.removed).toBe(true)
+  it('a star: the parameter server alone cannot evict a reporting worker; workers need a majority against the server', () => {
+    const { registry: r, advance } = room(['ps', 'x', 'y', 'z'], defaultConfig('asgd'))
+    expect(r.get('lab')!.roles.ps).toBe('ps')
+    heartbeat(r, ['ps', 'x', 'y', 'z'])
+    expect(r.suspect('x', 'y')).toMatchObject({ ok: false, code: 'not-neighbour' })
+    const leaf = r.suspect('ps', 'x')
+    expect(leaf.ok && leaf.removed).toBe(false)
+    const one = r.suspect('x', 'ps')
+    expect(one.ok && one.removed).toBe(false)
+    const two = r.suspect('y', 'ps')
+    expect(two.ok && two.removed).toBe(true)
+    // The role goes to the longest-serving trusted peer left.
+    expect(r.get('lab')!.roles.ps).toBe('x')
+    advance(1)
   })
 
   it('rejects self-reports, unknown peers and reporters outside the room, changing nothing', () => {
-    const r = room(['a', 'b', 'c'])
+    const { registry: r } = room(['a', 'b', 'c'])
     const epoch = r.get('lab')!.epoch
     expect(r.suspect('a', 'a').ok).toBe(false)
     expect(r.suspect('a', 'zz').ok).toBe(false)
@@ -194,7 +260,7 @@ describe('RoomRegistry suspects', () => {
     expect(res.ok && res.removed).toBe(true)
     const view = r.view(r.get('lab')!)
     expect(view.evictions).toHaveLength(1)
-    expect(view.evictions[0]).toMatchObject({ peer: 'c', name: 'C', reason: 'rejected 6 messages (last: NaN)', cooldownMs: EVICTION_COOLDOWN_BASE_MS })
+    expect(view.evictions[0]).toMatchObject({ peer: 'c', name: 'C', reason: 'rejected 6 messages (last: NaN)', cooldownMs: EVICTION_COOLDOWN_BASE_MS, basis: 'neighbours' })
     expect(view.evictions[0].reporters.sort()).toEqual(['a', 'b'])
 
     const early = joinReady(r, 'lab', { id: 'c', role: 'volunteer' })
@@ -225,6 +291,7 @@ describe('RoomRegistry suspects', () => {
     let last = 0
     for (let i = 0; i < 12; i++) {
       expect(joinReady(r, 'lab', { id: 'x', role: 'volunteer' }).ok).toBe(true)
+      advance(SILENT_AFTER_MS)
       const res = r.suspect('a', 'x', 'bad')
       last = (res.ok && res.eviction?.cooldownMs) || 0
       advance(last)
@@ -233,16 +300,73 @@ describe('RoomRegistry suspects', () => {
     expect(r.view(r.get('lab')!).evictions.length).toBeLessThanOrEqual(10)
     advance(EVICTION_MEMORY_MS)
     joinReady(r, 'lab', { id: 'x', role: 'volunteer' })
+    advance(SILENT_AFTER_MS)
     const fresh = r.suspect('a', 'x', 'bad')
     expect(fresh.ok && fresh.eviction?.cooldownMs).toBe(EVICTION_COOLDOWN_BASE_MS)
   })
 
   it('a reporter that leaves no longer counts', () => {
-    const r = room(['a', 'b', 'c', 'd'])
-    r.suspect('a', 'c')
-    r.leave('a')
-    const res = r.suspect('b', 'c')
+    const { registry: r } = room(['a', 'b', 'c', 'd'])
+    r.suspect('b', 'c')
+    r.leave('b')
+    // Now a ring a-c-d: c's neighbours are a and d; b's old word is gone.
+    const res = r.suspect('d', 'c')
     expect(res.ok && res.removed).toBe(false)
+  })
+})
+
+describe('roles', () => {
+  it('a later joiner does not take a role while longer-serving peers stay', () => {
+    const { registry: r, advance } = setup()
+    r.create({ name: 'lab', config: defaultConfig('asgd'), tokenHash: null })
+    for (const id of ['a', 'b', 'c']) { joinReady(r, 'lab', { id, role: 'volunteer' }); advance(1000) }
+    advance(60_000)
+    for (const id of ['a', 'b', 'c']) r.report(id, report({ step: 100 }))
+    joinReady(r, 'lab', { id: 'x', role: 'volunteer' })
+    r.report('x', report({ step: 1e6 }))
+    const room = r.get('lab')!
+    expect(room.roles).toEqual({ ps: 'a', writer: 'a' })
+    r.leave('a')
+    expect(room.roles).toEqual({ ps: 'b', writer: 'b' })
+    r.leave('b')
+    expect(room.roles).toEqual({ ps: 'c', writer: 'c' })
+  })
+
+  it('prefers peers with tenure and steps, and moves a role off a suspected holder at the next change', () => {
+    const { registry: r, advance } = setup()
+    r.create({ name: 'lab', config: defaultConfig('asgd'), tokenHash: null })
+    for (const id of ['a', 'b', 'c', 'd']) joinReady(r, 'lab', { id, role: 'volunteer' })
+    const room = r.get('lab')!
+    advance(ROLE_MIN_TENURE_MS)
+    // b has not contributed a step: c, the next with tenure and steps, is preferred.
+    for (const id of ['a', 'c', 'd']) r.report(id, report({ step: 50 }))
+    r.report('b', report({ step: 0 }))
+    expect(r.suspect('b', 'a').ok).toBe(true) // a is the star centre: every worker is its neighbour
+    joinReady(r, 'lab', { id: 'e', role: 'volunteer' })
+    expect(room.roles.ps).toBe('c')
+    expect(room.roles.writer).toBe('c')
+  })
+
+  it('a host pins a role to a roster peer and unpins it; a PS only where the algorithm has one', () => {
+    const { registry: r } = setup()
+    r.create({ name: 'lab', config: defaultConfig('asgd'), tokenHash: null })
+    for (const id of ['a', 'b', 'c']) joinReady(r, 'lab', { id, role: 'volunteer' })
+    const room = r.get('lab')!
+    const epoch = room.epoch
+    expect(r.pin(room, 'ps', 'c')).toEqual({ ok: true })
+    expect(r.pin(room, 'writer', 'b')).toEqual({ ok: true })
+    expect(room.roles).toEqual({ ps: 'c', writer: 'b' })
+    expect(room.epoch).toBe(epoch + 2)
+    expect(r.view(room).roles).toEqual({ ps: 'c', writer: 'b', pinned: { ps: 'c', writer: 'b' } })
+    // A pin survives joins and leaves of others.
+    r.leave('a')
+    expect(room.roles).toEqual({ ps: 'c', writer: 'b' })
+    expect(r.pin(room, 'ps', 'zz')).toMatchObject({ ok: false, code: 'unknown-peer' })
+    expect(r.pin(room, 'ps', null)).toEqual({ ok: true })
+    expect(room.roles.ps).toBe('b')
+    const ring = setup().registry
+    joinReady(ring, 'lab', { id: 'a', role: 'volunteer' })
+    expect(ring.pin(ring.get('lab')!, 'ps', 'a')).toMatchObject({ ok: false, code: 'bad-request' })
   })
 })
 
@@ -285,10 +409,10 @@ describe('run history', () => {
     expect(room.epoch).toBe(epoch + 1)
     // Everyone reloads for the new run: pending until ready again.
     expect(room.roster).toEqual([])
-    expect(room.ps).toBeNull()
+    expect(room.roles.ps).toBeNull()
     expect(registry.view(room).joining.map((p) => p.id)).toEqual(['a'])
     expect(registry.ready('a')).toMatchObject({ ok: true, changed: true })
-    expect(room.ps).toBe('a')
+    expect(room.roles.ps).toBe('a')
     expect(room.checkpoint).toBeNull()
     expect(room.runs.map((r) => [r.run, r.config.algorithm])).toEqual([[1, 'dpsgd'], [2, 'asgd']])
     expect(registry.view(room).peers[0].loss).toBeNull()
@@ -377,25 +501,54 @@ describe('room expiry', () => {
 })
 
 describe('checkpoints', () => {
-  it('keeps the most advanced checkpoint of the run from the first roster peer', () => {
-    const { registry } = setup()
+  it('the writer’s newest checkpoint is current; earlier ones are kept (one per spacing) for a rollback', () => {
+    const { registry, advance } = setup()
     joinReady(registry, 'lab', { id: 'a', role: 'volunteer' })
     const room = registry.get('lab')!
-    expect(registry.setCheckpoint('a', checkpointFor(registry, 'lab', 5))).toMatchObject({ ok: true, accepted: true })
-    expect(registry.setCheckpoint('a', checkpointFor(registry, 'lab', 4, 9))).toMatchObject({ ok: true, accepted: false })
-    expect(room.checkpoint?.step).toBe(5)
-    expect(new Float32Array(room.checkpoint!.params.buffer)[0]).toBe(0.25)
+    expect(room.roles.writer).toBe('a')
+    const upload = (step: number, fill: number) => registry.setCheckpoint('a', checkpointFor(registry, 'lab', step, fill))
+    expect(upload(5, 0.25)).toMatchObject({ ok: true, accepted: true })
+    const first = room.checkpoint!
+    // An earlier step from the writer is still its newest model (it may have restarted from one).
+    advance(20_000)
+    expect(upload(4, 0.3)).toMatchObject({ ok: true, accepted: true })
+    expect(room.checkpoint?.step).toBe(4)
+    expect(room.olderCheckpoints).toEqual([first])
+    // Within the spacing, the current is replaced and nothing more is kept: a flood of uploads cannot push the kept ones out.
+    for (let i = 0; i < 10; i++) { advance(2000); expect(upload(10 + i, 0.3)).toMatchObject({ ok: true }) }
+    expect(room.olderCheckpoints.map((c) => c.step)).toEqual([5])
+    for (let i = 0; i < 8; i++) { advance(CHECKPOINT_KEEP_SPACING_MS); upload(100 + i, 0.3) }
+    expect(room.olderCheckpoints).toHaveLength(CHECKPOINTS_KEPT)
+    const view = registry.view(room).checkpoints
+    expect(view).toHaveLength(CHECKPOINTS_KEPT + 1)
+    expect(view.filter((c) => c.current).map((c) => c.step)).toEqual([107])
+    expect(view.every((c) => c.by === 'a' && c.run === 1)).toBe(true)
+
+    // Rollback: to a named one (everything newer goes), then one back by default.
+    const target = room.olderCheckpoints[2]
+    expect(registry.rollback(room, target.savedAt)).toMatchObject({ ok: true, checkpoint: target })
+    expect(room.checkpoint).toBe(target)
+    expect(room.olderCheckpoints).toHaveLength(2)
+    const back = registry.rollback(room)
+    expect(back.ok && back.checkpoint.step).toBe(room.checkpoint!.step)
+    expect(room.olderCheckpoints).toHaveLength(1)
+    expect(registry.rollback(room, 12345)).toMatchObject({ ok: false, code: 'unknown-checkpoint' })
+    registry.rollback(room)
+    expect(registry.rollback(room)).toMatchObject({ ok: false, code: 'unknown-checkpoint' })
   })
 
-  it('refuses checkpoints from the wrong peer, of the wrong size or schema, non-finite, or with a made-up step; nothing changes', () => {
+  it('refuses checkpoints from a non-writer, of the wrong size or schema, non-finite, implausible, or with a made-up step; nothing changes', () => {
     const { registry } = setup()
     joinReady(registry, 'lab', { id: 'a', role: 'volunteer' })
     joinReady(registry, 'lab', { id: 'b', role: 'volunteer' })
+    joinReady(registry, 'lab', { id: 'c', role: 'volunteer' })
     registry.join('lab', { id: 'pending', role: 'volunteer' })
     registry.join('lab', { id: 's', role: 'spectator' })
     const room = registry.get('lab')!
     registry.report('a', report({ step: 90, globalStep: 100, stepsPerSec: 10 }))
     registry.report('b', report({ step: 80, globalStep: 95, stepsPerSec: 4 }))
+    // c claims a step far ahead: the median, not the furthest, bounds checkpoints.
+    registry.report('c', report({ step: 1e6, globalStep: 1e6, stepsPerSec: 1e6 }))
     expect(registry.setCheckpoint('a', checkpointFor(registry, 'lab', 50))).toMatchObject({ ok: true, accepted: true })
     const kept = room.checkpoint
 
@@ -404,7 +557,7 @@ describe('checkpoints', () => {
     nan.values[1234] = Number.NaN
     const inf = checkpointFor(registry, 'lab', 60)
     inf.values[nan.values.length - 1] = Number.POSITIVE_INFINITY
-    // Furthest reported step 100, fastest 10 steps/s: 100 + 1000 + 5 s × 10 = 1150.
+    // Median reported step 100 (c's is cut to what the run's age allows: 1000 + 0 s × 1000/s), median rate 10: 100 + 1000 + 5 s × 10.
     const limit = 100 + CHECKPOINT_STEP_SLACK_STEPS + CHECKPOINT_STEP_SLACK_S * 10
     const refusals: Array<[string, string, Parameters<RoomRegistry['setCheckpoint']>[1]]> = [
       ['b', 'not-expected', good],
@@ -418,6 +571,11 @@ describe('checkpoints', () => {
       ['a', 'non-finite', nan],
       ['a', 'non-finite', inf],
       ['a', 'bad-step', checkpointFor(registry, 'lab', limit + 1)],
+      // Attack #3's parameters: finite float32, absurd.
+      ['a', 'implausible', checkpointFor(registry, 'lab', 60, 3.0e38)],
+      // Norm 6× / 0× the previous checkpoint's (0.25 everywhere).
+      ['a', 'implausible', checkpointFor(registry, 'lab', 60, 1.5)],
+      ['a', 'implausible', checkpointFor(registry, 'lab', 60, 0)],
     ]
     for (const [peer, code, cp] of refusals) {
       const r = registry.setCheckpoint(peer, cp)
@@ -425,9 +583,16 @@ describe('checkpoints', () => {
       if (!r.ok) expect(r.message.length).toBeGreaterThan(10)
       expect(room.checkpoint).toBe(kept)
     }
-    // The bound itself is accepted.
-    expect(registry.setCheckpoint('a', checkpointFor(registry, 'lab', limit))).toMatchObject({ ok: true, accepted: true })
+    // The bound itself is accepted, and so is a model that moved a plausible amount.
+    expect(registry.setCheckpoint('a', checkpointFor(registry, 'lab', limit, 0.5))).toMatchObject({ ok: true, accepted: true })
     expect(room.checkpoint?.step).toBe(limit)
+  })
+
+  it('the first checkpoint of a run must look like a trained model (RMS bound)', () => {
+    const { registry } = setup()
+    joinReady(registry, 'lab', { id: 'a', role: 'volunteer' })
+    expect(registry.setCheckpoint('a', checkpointFor(registry, 'lab', 1, CHECKPOINT_MAX_RMS * 2))).toMatchObject({ ok: false, code: 'implausible' })
+    expect(registry.setCheckpoint('a', checkpointFor(registry, 'lab', 1, 0.01))).toMatchObject({ ok: true, accepted: true })
   })
 })
 
@@ -466,9 +631,9 @@ describe('away (paused or hidden tabs)', () => {
     joinReady(registry, 'ps', { id: 'b', role: 'volunteer' })
     registry.join('ps', { id: 's', role: 'spectator' })
     const room = registry.get('ps')!
-    expect(room.ps).toBe('a')
+    expect(room.roles.ps).toBe('a')
     registry.away('a', 'hidden')
-    expect(room.ps).toBe('b')
+    expect(room.roles.ps).toBe('b')
     expect(registry.away('s', 'paused')).toMatchObject({ ok: false, code: 'not-joined' })
     expect(registry.away('nobody', 'paused')).toMatchObject({ ok: false, code: 'not-joined' })
   })

@@ -1,5 +1,5 @@
 import { algorithmsWhere } from '../shared/algorithms/descriptors'
-import { defaultConfig, publicConfig, type RoomConfig } from '../shared/config'
+import { DATASETS, MODELS, defaultConfig, publicConfig, type RoomConfig } from '../shared/config'
 import type { EvictionRecord } from '../shared/protocol/history'
 import type { PeerView, RoomView } from '../shared/protocol/http'
 import { modelLayout } from '../shared/model-shapes'
@@ -7,6 +7,10 @@ import { REPORT_LIMITS, type AwayReason, type MembershipAnnouncement, type PeerR
 import { PROTOCOL_VERSION } from '../shared/protocol/version'
 import { appendPoint, newRun as makeRun, maybeSample, type HistoryPoint, type RunRecord } from './history'
 import { makeJoinCode, normalizeJoinCode } from './join-code'
+import {
+  SILENT_AFTER_MS, SUSPICION_TTL_MS, addStrike, chooseRole, evictionBasis, evidencePeers, implausibleParams, l2Norm, median,
+  type RoleCandidate, type Strikes,
+} from './trust'
 
 /**
  * The room registry: pure state, no sockets. A two-way index (room → roster, peer → room) driven
@@ -28,8 +32,20 @@ export const MAX_PEERS_PER_ROOM = 256
 export const MAX_SPECTATORS_PER_ROOM = 512
 /** Oldest runs are dropped beyond this (their history only; the run counter keeps counting). */
 export const MAX_RUNS_PER_ROOM = 100
-/** Largest accepted model checkpoint; socket.io's maxHttpBufferSize (server.ts) is set above it. */
-export const CHECKPOINT_MAX_BYTES = 32 * 1024 * 1024
+/**
+ * Largest accepted model checkpoint: the largest model any room can have (shared/model-shapes.ts),
+ * so socket.io's buffer (server.ts) need not be larger than a real checkpoint.
+ */
+export const CHECKPOINT_MAX_BYTES = Math.max(
+  ...MODELS.flatMap((m) => DATASETS.map((d) => modelLayout(m, d))).map((l) => (l.ok ? l.paramCount * 4 : 0)),
+)
+/**
+ * Checkpoints kept for a host's rollback besides the current one, and how far apart in time:
+ * a writer uploads every ~20 s, so the kept ones reach back a few minutes, which a flood of
+ * uploads cannot shorten (the ring only takes one per spacing).
+ */
+export const CHECKPOINTS_KEPT = 4
+export const CHECKPOINT_KEEP_SPACING_MS = 60_000
 /** Recent evictions kept per room for the dashboard and the API. */
 export const MAX_EVICTIONS_KEPT = 50
 /**
@@ -64,8 +80,13 @@ export interface PeerEntry {
   report: PeerReport | null
   lastReportAt: number | null
   lastBytesSent: number
-  /** Distinct roster members that reported this peer as suspect since it last joined. */
-  readonly suspectedBy: Set<string>
+  /** When it last entered the roster (its tenure, for roles); null while pending. */
+  readyAt: number | null
+  /**
+   * Neighbours that reported this peer as suspect → when (the latest report). Only the
+   * suspect's topology neighbours are recorded; entries expire after SUSPICION_TTL_MS.
+   */
+  readonly suspectedBy: Map<string, number>
   /**
    * Volunteers join *pending* and enter the roster (and so the topology) only once they say
    * they are ready (data downloaded, model built): a tab still loading must not make its future
@@ -82,6 +103,15 @@ export interface Checkpoint {
   schemaHash: string
   params: Uint8Array
   savedAt: number
+  /** The peer that uploaded it; null when restored from disk. */
+  by?: string | null
+  /** Its L2 norm (the next checkpoint's reference); computed on load when absent. */
+  norm?: number
+}
+
+export interface Roles {
+  ps: string | null
+  writer: string | null
 }
 
 export interface Room {
@@ -100,9 +130,17 @@ export interface Room {
   roster: string[]
   /** Volunteers and spectators. */
   peers: Map<string, PeerEntry>
-  ps: string | null
+  /** Who is the parameter server and the checkpoint writer (trust.ts chooseRole). */
+  roles: Roles
+  /** Roles the host pinned to a peer (applied while that peer is in the roster). */
+  pinned: Roles
   runs: RunRecord[]
+  /** The checkpoint resumes and downloads use. */
   checkpoint: Checkpoint | null
+  /** Earlier checkpoints of the current run for rollback, oldest first, at most CHECKPOINTS_KEPT (memory only). */
+  olderCheckpoints: Checkpoint[]
+  /** Reporters whose suspicions did not hold up (trust.ts addStrike); bounded by the roster's churn and pruned. */
+  strikes: Map<string, Strikes>
   /** Newest last; at most MAX_EVICTIONS_KEPT (not persisted: a restart starts a clean slate). */
   evictions: EvictionRecord[]
   /** Peer id → eviction count and the time before which a join is refused. */
@@ -203,8 +241,8 @@ export class RoomRegistry {
     const now = this.now()
     const room: Room = {
       name, code, createdAt: now, lastActiveAt: now, config: opts.config, tokenHash: opts.tokenHash,
-      run: 1, paused: opts.paused ?? false, epoch: 0, roster: [], peers: new Map(), ps: null,
-      runs: [makeRun(1, opts.config, now)], checkpoint: null, evictions: [], cooldowns: new Map(),
+      run: 1, paused: opts.paused ?? false, epoch: 0, roster: [], peers: new Map(), ...noRoles(),
+      runs: [makeRun(1, opts.config, now)], checkpoint: null, olderCheckpoints: [], evictions: [], cooldowns: new Map(), strikes: new Map(),
     }
     this.rooms.set(name, room)
     this.byCode.set(code, room)
@@ -233,9 +271,9 @@ export class RoomRegistry {
         run: s.run, paused: s.paused,
         // The roster is empty now, which is a membership change: peers compare epochs across the restart.
         epoch: s.epoch + 1,
-        roster: [], peers: new Map(), ps: null, runs,
-        checkpoint: s.checkpoint && s.checkpoint.run === s.run ? s.checkpoint : null,
-        evictions: [], cooldowns: new Map(),
+        roster: [], peers: new Map(), ...noRoles(), runs,
+        checkpoint: s.checkpoint && s.checkpoint.run === s.run ? { ...s.checkpoint, by: null } : null,
+        olderCheckpoints: [], evictions: [], cooldowns: new Map(), strikes: new Map(),
       }
       this.rooms.set(room.name, room)
       this.byCode.set(room.code, room)
@@ -316,7 +354,7 @@ export class RoomRegistry {
     room.lastActiveAt = this.now()
     room.peers.set(peer.id, {
       id: peer.id, role: peer.role, name: peer.name ?? null, agent: peer.agent ?? 'browser', joinedAt: this.now(),
-      report: null, lastReportAt: null, lastBytesSent: 0, suspectedBy: new Set(), ready: !isVolunteer, away: null,
+      report: null, lastReportAt: null, lastBytesSent: 0, readyAt: null, suspectedBy: new Map(), ready: !isVolunteer, away: null,
     })
     this.roomOfPeer.set(peer.id, room)
     // A volunteer waits outside the roster until ready(): the membership does not change yet.
@@ -334,6 +372,7 @@ export class RoomRegistry {
     entry.away = null
     if (entry.ready) return { ok: true, room, changed: false }
     entry.ready = true
+    entry.readyAt = this.now()
     room.roster.push(peerId)
     this.membershipChanged(room)
     return { ok: true, room, changed: true }
@@ -352,6 +391,7 @@ export class RoomRegistry {
     entry.away = reason
     if (!entry.ready) return { ok: true, room, changed: false }
     entry.ready = false
+    entry.readyAt = null
     room.roster = room.roster.filter((id) => id !== peerId)
     // Neither side of a suspicion survives the absence: it is not a reporter while away, and
     // comes back with a clean record (it left in good order, it did not miss deadlines).
@@ -378,10 +418,11 @@ export class RoomRegistry {
   }
 
   /**
-   * Records that `reporter` missed deadlines from `suspect`. The suspect is removed when a
-   * majority of its neighbours (from its own last report), or at least two distinct roster
-   * members, or the only other peer of a two-peer room report it — one confused peer alone
-   * cannot evict a healthy one from a larger room.
+   * Records that `reporter` missed deadlines from (or rejected frames of) `suspect`, and evicts
+   * the suspect when the evidence suffices (trust.ts evictionBasis): a majority, and at least
+   * two, of its own topology neighbours; or fewer together with the server's own observation
+   * that it went silent. Reports from anyone else — pending peers, non-neighbours, reporters
+   * muted because their earlier reports did not hold up — are refused and change nothing.
    */
   suspect(reporterId: string, suspectId: string, reason = ''): { ok: true; removed: boolean; room: Room; eviction?: EvictionRecord } | Fail {
     const room = this.roomOfPeer.get(reporterId)
@@ -389,26 +430,65 @@ export class RoomRegistry {
     if (reporterId === suspectId) return fail('bad-request', 'peer: cannot report yourself')
     const target = room.peers.get(suspectId)
     if (!target || target.role !== 'volunteer' || !target.ready) return fail('unknown-peer', `peer: '${suspectId}' is not in the roster of room '${room.name}'`)
-    target.suspectedBy.add(reporterId)
-    const reporters = target.suspectedBy.size
-    const neighbours = (target.report?.neighbors ?? []).filter((id) => id !== suspectId && room.roster.includes(id))
-    const fromNeighbours = neighbours.filter((id) => target.suspectedBy.has(id)).length
-    const evict =
-      reporters >= 2 || room.roster.length === 2 || (neighbours.length > 0 && fromNeighbours * 2 > neighbours.length)
-    if (!evict) return { ok: true, removed: false, room }
-    const reporterIds = [...target.suspectedBy]
-    this.leave(suspectId)
+    if (!room.roster.includes(reporterId)) return fail('not-in-roster', 'suspect: only peers in the roster report their neighbours')
     const now = this.now()
-    const prev = room.cooldowns.get(suspectId)
+    this.reviewSuspicions(room, now)
+    const strikes = room.strikes.get(reporterId)
+    if (strikes && strikes.mutedUntil > now)
+      return fail('no-vote', `suspect: ${strikes.count} recent reports from this peer did not hold up; its reports count again in ${Math.ceil((strikes.mutedUntil - now) / 1000)} s`)
+    const neighbours = evidencePeers(room.config, room.roster, room.roles.ps, suspectId)
+    if (!neighbours.includes(reporterId))
+      return fail('not-neighbour', `peer: '${suspectId}' is not a neighbour of this peer in room '${room.name}'; only its neighbours' reports count`)
+    target.suspectedBy.set(reporterId, now)
+    const votes = neighbours.filter((id) => target.suspectedBy.has(id)).length
+    const silentFor = now - (target.lastReportAt ?? target.readyAt ?? target.joinedAt)
+    const basis = evictionBasis(neighbours.length, votes, silentFor)
+    if (!basis) return { ok: true, removed: false, room }
+    const reporterIds = neighbours.filter((id) => target.suspectedBy.has(id))
+    const evidence = basis === 'neighbours'
+      ? `${votes} of its ${neighbours.length} neighbours reported it`
+      : `${votes} of its ${neighbours.length} neighbour${neighbours.length === 1 ? '' : 's'} reported it and the server had no report from it for ${Math.round(silentFor / 1000)} s`
+    const eviction = this.evict(room, suspectId, { reason, reporters: reporterIds, basis, evidence })
+    return { ok: true, removed: true, room, eviction }
+  }
+
+  /**
+   * Removes a roster peer on evidence (see suspect()), records it for the dashboard, and makes
+   * it sit out a cooldown that doubles with each eviction within EVICTION_MEMORY_MS.
+   */
+  evict(room: Room, peerId: string, why: Pick<EvictionRecord, 'reason' | 'reporters' | 'basis' | 'evidence'>): EvictionRecord {
+    const now = this.now()
+    const name = room.peers.get(peerId)?.name ?? null
+    this.leave(peerId)
+    const prev = room.cooldowns.get(peerId)
     const count = prev && now - prev.lastAt < EVICTION_MEMORY_MS ? prev.count + 1 : 1
     const cooldownMs = Math.min(EVICTION_COOLDOWN_MAX_MS, EVICTION_COOLDOWN_BASE_MS * 2 ** (count - 1))
-    room.cooldowns.set(suspectId, { count, until: now + cooldownMs, lastAt: now })
+    room.cooldowns.set(peerId, { count, until: now + cooldownMs, lastAt: now })
     // Bounded: entries older than the memory window can no longer affect anything.
     for (const [id, c] of room.cooldowns) if (now - c.lastAt >= EVICTION_MEMORY_MS) room.cooldowns.delete(id)
-    const eviction: EvictionRecord = { peer: suspectId, name: target.name, reason, reporters: reporterIds, at: now, cooldownMs }
+    const eviction: EvictionRecord = { peer: peerId, name, at: now, cooldownMs, ...why }
     room.evictions.push(eviction)
     if (room.evictions.length > MAX_EVICTIONS_KEPT) room.evictions.splice(0, room.evictions.length - MAX_EVICTIONS_KEPT)
-    return { ok: true, removed: true, room, eviction }
+    return eviction
+  }
+
+  /**
+   * Expires suspicions older than SUSPICION_TTL_MS. One whose target kept reporting after it
+   * was accused did not hold up: its reporter earns a strike (trust.ts addStrike), and enough
+   * strikes mute it. Runs on every suspect() of the room, so its cost follows the reports.
+   */
+  private reviewSuspicions(room: Room, now: number): void {
+    for (const id of room.roster) {
+      const p = room.peers.get(id)
+      if (!p) continue
+      for (const [reporter, at] of p.suspectedBy) {
+        if (now - at < SUSPICION_TTL_MS) continue
+        p.suspectedBy.delete(reporter)
+        if ((p.lastReportAt ?? 0) > at && now - (p.lastReportAt ?? 0) < SILENT_AFTER_MS)
+          room.strikes.set(reporter, addStrike(room.strikes.get(reporter), now))
+      }
+    }
+    for (const [id, st] of room.strikes) if (st.mutedUntil <= now && now - st.lastAt >= EVICTION_MEMORY_MS) room.strikes.delete(id)
   }
 
   // ---- reports, history, checkpoints ----
@@ -465,16 +545,17 @@ export class RoomRegistry {
   /**
    * Keeps a volunteer's model as the room checkpoint (resume after a restart, model download).
    * The bytes come from one browser tab, so they are checked before anything changes: only the
-   * roster member the room expects to upload (its first peer, as swarm-session.ts does), exactly
-   * the room model's float32 count and schema hash, finite values only, and a step no further
-   * ahead of the roster's reported progress than CHECKPOINT_STEP_SLACK_*.
+   * room's writer (roles.writer, a peer with tenure: trust.ts chooseRole), exactly the room
+   * model's float32 count and schema hash, finite values, a plausible norm next to the previous
+   * checkpoint (trust.ts implausibleParams), and a step no further ahead of the roster's median
+   * reported progress than CHECKPOINT_STEP_SLACK_*. The one it replaces is kept for rollback.
    */
   setCheckpoint(peerId: string, cp: { step: number; schemaHash: string; params: Uint8Array }): { ok: true; room: Room; accepted: boolean } | Fail {
     const room = this.roomOfPeer.get(peerId)
     if (!room || room.peers.get(peerId)?.role !== 'volunteer') return fail('not-joined', 'join a room as a volunteer first')
     if (!room.roster.includes(peerId)) return fail('not-in-roster', 'checkpoint: only peers in the roster upload checkpoints')
-    if (room.roster[0] !== peerId)
-      return fail('not-expected', `checkpoint: room '${room.name}' takes checkpoints from its first roster peer (${room.roster[0]}), not from ${peerId}`)
+    if (room.roles.writer !== peerId)
+      return fail('not-expected', `checkpoint: room '${room.name}' takes checkpoints from its writer (${room.roles.writer}), not from ${peerId}`)
     if (cp.params.byteLength > CHECKPOINT_MAX_BYTES)
       return fail('too-large', `params: checkpoint is ${cp.params.byteLength} bytes, the limit is ${CHECKPOINT_MAX_BYTES}`)
     const layout = modelLayout(room.config.model, room.config.dataset)
@@ -484,25 +565,65 @@ export class RoomRegistry {
       return fail('bad-length', `params: ${cp.params.byteLength} bytes, but ${model} on ${dataset} has ${layout.paramCount} float32 (${layout.paramCount * 4} bytes)`)
     if (cp.schemaHash !== layout.schemaHash)
       return fail('bad-schema', `schemaHash: '${cp.schemaHash}' is not this room's model (${layout.schemaHash})`)
+    // The median, not the furthest: one peer claiming a huge step cannot stretch the bound.
     const reports = room.roster.map((id) => room.peers.get(id)?.report).filter((r): r is PeerReport => !!r)
-    const furthest = Math.max(0, ...reports.map((r) => Math.max(r.globalStep, r.step)))
-    const fastest = Math.max(0, ...reports.map((r) => r.stepsPerSec))
-    const maxStep = furthest + CHECKPOINT_STEP_SLACK_STEPS + Math.ceil(CHECKPOINT_STEP_SLACK_S * fastest)
+    const progress = median(reports.map((r) => Math.max(r.globalStep, r.step)))
+    const rate = median(reports.map((r) => r.stepsPerSec))
+    const maxStep = Math.floor(progress) + CHECKPOINT_STEP_SLACK_STEPS + Math.ceil(CHECKPOINT_STEP_SLACK_S * rate)
     if (cp.step > maxStep)
-      return fail('bad-step', `step: ${cp.step} is ahead of the roster's reported progress (step ${furthest}; at most ${maxStep} accepted)`)
+      return fail('bad-step', `step: ${cp.step} is ahead of the roster's reported progress (median step ${Math.floor(progress)}; at most ${maxStep} accepted)`)
     // Copy: socket.io hands us a view that may share a larger receive buffer (and may be unaligned).
     const params = new Uint8Array(cp.params)
     const values = new Float32Array(params.buffer, 0, layout.paramCount)
     for (let i = 0; i < values.length; i++) {
       if (!Number.isFinite(values[i])) return fail('non-finite', `params: value ${i} is ${values[i]}; a checkpoint must be finite`)
     }
-    const cur = room.checkpoint
-    // Keep the most advanced model of the current run; an equal or older step adds nothing.
-    if (cur && cur.run === room.run && cp.step <= cur.step) return { ok: true, room, accepted: false }
-    const saved: Checkpoint = { run: room.run, step: cp.step, schemaHash: cp.schemaHash, params, savedAt: this.now() }
+    const cur = room.checkpoint && room.checkpoint.run === room.run ? room.checkpoint : null
+    const norm = l2Norm(values)
+    const implausible = implausibleParams(norm, values.length, cur ? checkpointNorm(cur) : null)
+    if (implausible) return fail('implausible', implausible)
+    const saved: Checkpoint = { run: room.run, step: cp.step, schemaHash: cp.schemaHash, params, savedAt: this.now(), by: peerId, norm }
+    if (cur) {
+      // One kept per spacing: the newest kept stays until the current is that much newer.
+      const newestKept = room.olderCheckpoints[room.olderCheckpoints.length - 1]
+      if (!newestKept || cur.savedAt - newestKept.savedAt >= CHECKPOINT_KEEP_SPACING_MS) room.olderCheckpoints.push(cur)
+      if (room.olderCheckpoints.length > CHECKPOINTS_KEPT) room.olderCheckpoints.splice(0, room.olderCheckpoints.length - CHECKPOINTS_KEPT)
+    }
     room.checkpoint = saved
     this.persist((s) => s.saveCheckpoint(room.name, saved))
     return { ok: true, room, accepted: true }
+  }
+
+  /**
+   * Host rollback: the kept checkpoint saved at `savedAt` (default: the newest kept one) becomes
+   * the current one and everything newer is dropped. The caller tells every volunteer to reload it.
+   */
+  rollback(room: Room, savedAt?: number): { ok: true; checkpoint: Checkpoint } | Fail {
+    const kept = room.olderCheckpoints
+    const i = savedAt === undefined ? kept.length - 1 : kept.findIndex((c) => c.savedAt === savedAt)
+    if (i < 0) {
+      const known = kept.map((c) => c.savedAt).join(', ') || 'none'
+      return fail('unknown-checkpoint', savedAt === undefined ? 'savedAt: no earlier checkpoint is kept in this run' : `savedAt: no kept checkpoint was saved at ${savedAt} (kept: ${known})`)
+    }
+    const target = kept[i]
+    room.olderCheckpoints = kept.slice(0, i)
+    room.checkpoint = target
+    this.touch(room)
+    this.persist((s) => s.saveCheckpoint(room.name, target))
+    return { ok: true, checkpoint: target }
+  }
+
+  /** Host pin: `role` goes to `peer` (a roster volunteer) whatever its tenure; null unpins. */
+  pin(room: Room, role: keyof Roles, peer: string | null): { ok: true } | Fail {
+    if (peer !== null && !room.roster.includes(peer)) return fail('unknown-peer', `peer: '${peer}' is not in the roster of room '${room.name}'`)
+    if (role === 'ps' && !PS_ALGORITHMS.has(room.config.algorithm))
+      return fail('bad-request', `role: room '${room.name}' runs ${room.config.algorithm}, which has no parameter server`)
+    room.pinned[role] = peer
+    // Pinning takes the role now, unpinning hands it back to the rules.
+    if (peer === null && room.roles[role] !== null) room.roles[role] = null
+    this.touch(room)
+    this.membershipChanged(room)
+    return { ok: true }
   }
 
   // ---- host controls ----
@@ -528,7 +649,8 @@ export class RoomRegistry {
     // volunteers are pending again and re-enter the roster as each becomes ready, so a fast
     // laptop never waits out deadlines on a slow one that is still loading.
     room.roster = []
-    for (const p of room.peers.values()) if (p.role === 'volunteer') p.ready = false
+    for (const p of room.peers.values()) if (p.role === 'volunteer') { p.ready = false; p.readyAt = null }
+    room.olderCheckpoints = []
     if (room.checkpoint) { room.checkpoint = null; this.persist((s) => s.deleteCheckpoint(room.name)) }
     this.persist((s) => s.saveRun(room.name, { run: room.run, config, started: now }))
     // Roles depend on the algorithm, and stale-epoch filtering must drop the old run's messages.
@@ -553,7 +675,7 @@ export class RoomRegistry {
   membership(room: Room): MembershipAnnouncement {
     return {
       v: PROTOCOL_VERSION, room: room.name, epoch: room.epoch, peers: [...room.roster],
-      roles: { ps: room.ps }, config: room.config, run: room.run, paused: room.paused,
+      roles: { ...room.roles }, config: room.config, run: room.run, paused: room.paused,
       diverged: this.currentRun(room).diverged,
     }
   }
@@ -567,8 +689,11 @@ export class RoomRegistry {
       run: room.run,
       paused: room.paused,
       epoch: room.epoch,
-      roles: { ps: room.ps },
+      roles: { ...room.roles, pinned: { ...room.pinned } },
       checkpointStep: room.checkpoint?.step ?? null,
+      checkpoints: [...room.olderCheckpoints, ...(room.checkpoint ? [room.checkpoint] : [])].map((c) => ({
+        run: c.run, step: c.step, savedAt: c.savedAt, by: c.by ?? null, current: c === room.checkpoint,
+      })),
       /** The current run diverged (the room paused itself there): step, when, loss and why. */
       diverged: this.currentRun(room).diverged,
       spectators: [...room.peers.values()].filter((p) => p.role === 'spectator').length,
@@ -594,7 +719,19 @@ export class RoomRegistry {
 
   private membershipChanged(room: Room): void {
     room.epoch += 1
-    room.ps = PS_ALGORITHMS.has(room.config.algorithm) ? (room.roster[0] ?? null) : null
+    const now = this.now()
+    const candidates: RoleCandidate[] = room.roster.map((id) => {
+      const p = room.peers.get(id)
+      const st = room.strikes.get(id)
+      return {
+        id, readyAt: p?.readyAt ?? now, steps: p?.report?.step ?? 0,
+        distrusted: (p?.suspectedBy.size ?? 0) > 0 || (!!st && st.mutedUntil > now),
+      }
+    })
+    room.roles = {
+      ps: PS_ALGORITHMS.has(room.config.algorithm) ? chooseRole(room.roles.ps, room.pinned.ps, candidates, now) : null,
+      writer: chooseRole(room.roles.writer, room.pinned.writer, candidates, now),
+    }
     this.persistRoom(room)
   }
 
@@ -651,6 +788,19 @@ export function sanitizeReport(r: PeerReport, room: Room, self: string, runStart
     consensus: r.consensus === null ? null : Math.min(r.consensus, REPORT_LIMITS.consensus),
     lr: r.lr === null ? null : Math.min(r.lr, REPORT_LIMITS.lr),
   }
+}
+
+function noRoles(): Pick<Room, 'roles' | 'pinned'> {
+  return { roles: { ps: null, writer: null }, pinned: { ps: null, writer: null } }
+}
+
+/** A checkpoint's L2 norm, computed once (restored checkpoints come without it). */
+function checkpointNorm(cp: Checkpoint): number {
+  if (cp.norm === undefined) {
+    const aligned = new Uint8Array(cp.params)
+    cp.norm = l2Norm(new Float32Array(aligned.buffer, 0, aligned.byteLength >> 2))
+  }
+  return cp.norm
 }
 
 function peerView(p: PeerEntry): PeerView {

@@ -56,8 +56,12 @@ export const ISOLATION_HEADERS: Record<string, string> = {
   'X-Content-Type-Options': 'nosniff',
 }
 
-/** Signals stay small; the checkpoint upload is the largest message a client sends. */
-const MAX_SOCKET_MESSAGE_BYTES = CHECKPOINT_MAX_BYTES + 1024 * 1024
+/**
+ * The largest message a client may send: a checkpoint of the largest model any room can have
+ * (about 1.6 MB), plus room for its envelope. Signals and reports are a few KB; anything larger
+ * closes the connection before it is parsed (and byte budgets in handlers.ts bound the rate).
+ */
+const MAX_SOCKET_MESSAGE_BYTES = CHECKPOINT_MAX_BYTES + 64 * 1024
 /** How often idle rooms are looked for. */
 const EXPIRY_SWEEP_MS = 60_000
 

@@ -3,9 +3,12 @@ import { z } from 'zod'
 import {
   awaySchema,
   checkpointSchema,
+  helloSchema,
   joinedSchema,
   joinSchema,
   JoinRejectedError,
+  applyMembershipDelta,
+  membershipDeltaSchema,
   membershipSchema,
   peerIdSchema,
   peerCommandSchema,
@@ -15,6 +18,7 @@ import {
   serverErrorSchema,
   signalSchema,
   suspectSchema,
+  syncSchema,
   type AwayReason,
   type ClientToServerEvents,
   type JoinRequest,
@@ -24,6 +28,7 @@ import {
   type ServerToClientEvents,
 } from '../../shared/protocol/signaling'
 import { PROTOCOL_VERSION } from '../../shared/protocol/version'
+import type { Identity } from '../../shared/identity'
 import { DeadlineError, type PeerId, type Unsubscribe } from '../../shared/transport'
 
 /**
@@ -68,7 +73,16 @@ export interface SignalingClientOptions {
   /** Extra socket.io-client options (tests pass `transports: ['websocket']`). */
   socket?: Parameters<typeof io>[1]
   log?: (event: string, detail?: Record<string, unknown>) => void
+  /**
+   * A long-lived key pair to join as (shared/identity.ts): the server derives our peer id from
+   * it, so it survives reloads and reconnects. Without one (or when it resolves to null) the
+   * socket's id is our id.
+   */
+  identity?: Promise<Identity | null> | Identity | null
 }
+
+/** How long a join waits for the server's 'hello' challenge before joining without an identity (an older server sends none). */
+export const HELLO_WAIT_MS = 5_000
 
 type Listener<K extends keyof InboundEvents> = (p: InboundEvents[K]) => void
 
@@ -80,10 +94,26 @@ export class SignalingClient {
   /** Inbound events dropped by validation, per event name. */
   readonly invalid: Record<string, number> = {}
   private readonly log: NonNullable<SignalingClientOptions['log']>
+  private readonly identity: Promise<Identity | null>
+  /** This connection's challenge; replaced on every (re)connection. */
+  private challenge: string | null = null
+  private challengeWaiters = new Set<() => void>()
 
   constructor(url: string, opts: SignalingClientOptions = {}) {
     this.log = opts.log ?? (() => {})
+    this.identity = Promise.resolve(opts.identity ?? null).catch((e: unknown) => {
+      this.log('signaling.identity-unavailable', { error: String(e) })
+      return null
+    })
     this.socket = io(url, { autoConnect: true, reconnection: true, ...opts.socket }) as Socket<ServerToClientEvents, ClientToServerEvents>
+    this.socket.on('disconnect', () => { this.challenge = null })
+    this.socket.on('hello', (raw: unknown) => {
+      const r = helloSchema.safeParse(raw)
+      if (!r.success) return void this.log('signaling.invalid', { event: 'hello', issue: r.error.issues[0]?.message })
+      this.challenge = r.data.challenge
+      for (const w of [...this.challengeWaiters]) w()
+    })
+    this.socket.on('membership-delta', (raw: unknown) => this.onDelta(raw))
     for (const name of Object.keys(inboundSchemas) as (keyof InboundEvents)[]) {
       this.socket.on(name as 'joined', (raw: unknown) => this.dispatch(name, raw))
     }
@@ -121,18 +151,65 @@ export class SignalingClient {
     }
   }
 
+  /**
+   * A roster change relative to the last membership: applied and handed on as a whole
+   * membership, so listeners never see deltas. Stale ones are dropped; a gap asks for a resync.
+   */
+  private onDelta(raw: unknown): void {
+    const r = membershipDeltaSchema.safeParse(raw)
+    if (!r.success) {
+      this.invalid['membership-delta'] = (this.invalid['membership-delta'] ?? 0) + 1
+      return void this.log('signaling.invalid', { event: 'membership-delta', issue: r.error.issues[0]?.message })
+    }
+    const last = this.lastMembership
+    if (last && last.room === r.data.room && r.data.epoch <= last.epoch) return
+    const next = last ? applyMembershipDelta(last, r.data) : null
+    if (!next) {
+      this.log('signaling.resync', { epoch: last?.epoch ?? null, base: r.data.base })
+      return void this.socket.emit('sync', syncSchema.parse({ v: PROTOCOL_VERSION }))
+    }
+    this.dispatch('membership', next)
+  }
+
   on<K extends keyof InboundEvents>(name: K, cb: Listener<K>): Unsubscribe {
     const set = (this.listeners[name] ??= new Set() as never) as Set<Listener<K>>
     set.add(cb)
     return () => set.delete(cb)
   }
 
+  /** This connection's challenge, once the server's 'hello' came (null after HELLO_WAIT_MS or on abort). */
+  private waitForChallenge(signal: AbortSignal): Promise<string | null> {
+    if (this.challenge) return Promise.resolve(this.challenge)
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer)
+        this.challengeWaiters.delete(done)
+        signal.removeEventListener('abort', done)
+        resolve(this.challenge)
+      }
+      const timer = setTimeout(done, HELLO_WAIT_MS)
+      this.challengeWaiters.add(done)
+      signal.addEventListener('abort', done, { once: true })
+    })
+  }
+
   /**
-   * Joins a room. Resolves with our peer id from the server's ack (or from the 'joined' event,
-   * whichever comes first); rejects on an error ack or when `signal` aborts.
+   * Joins a room, as our identity key when we have one (signing this connection's challenge).
+   * Resolves with our peer id from the server's ack (or from the 'joined' event, whichever comes
+   * first); rejects on an error ack or when `signal` aborts.
    */
-  join(req: Omit<JoinRequest, 'v' | 'agent'> & { agent?: JoinRequest['agent'] }, signal: AbortSignal): Promise<Joined> {
-    const payload = joinSchema.parse({ v: PROTOCOL_VERSION, ...req })
+  async join(req: Omit<JoinRequest, 'v' | 'agent' | 'identity'> & { agent?: JoinRequest['agent'] }, signal: AbortSignal): Promise<Joined> {
+    const identity = await this.identity
+    let proof: JoinRequest['identity']
+    if (identity) {
+      const challenge = await this.waitForChallenge(signal)
+      if (challenge) proof = await identity.prove(challenge, req.room)
+      else this.log('signaling.no-challenge', { waitedMs: HELLO_WAIT_MS })
+    }
+    return this.sendJoin(joinSchema.parse({ v: PROTOCOL_VERSION, ...req, deltas: true, ...(proof ? { identity: proof } : {}) }), signal)
+  }
+
+  private sendJoin(payload: JoinRequest, signal: AbortSignal): Promise<Joined> {
     return new Promise<Joined>((resolve, reject) => {
       let done = false
       const finish = (err: Error | null, j?: Joined) => {

@@ -1,6 +1,7 @@
 import { setMaxListeners } from 'node:events'
 import type { Compute } from '../../shared/algorithms/types'
 import type { BackendName } from '../../shared/protocol/signaling'
+import { loadNodeIdentity } from '../identity/node-identity'
 import { SignalingClient } from '../mesh/signaling-client'
 import { loadNodeWebRtc, type NodeWebRtcOptions } from '../mesh/node-webrtc'
 import type { WebRtcMesh, WrtcImpl } from '../mesh/webrtc-mesh'
@@ -75,6 +76,12 @@ export function createNodeSession(opts: {
   webrtc?: NodeWebRtcOptions
   /** Default 'auto' (autoComputeThread, per room config), or the TABSWARM_COMPUTE_THREAD environment variable. */
   computeThread?: ComputeThread
+  /**
+   * A file holding this volunteer's key pair (created on first use): its peer id then survives
+   * restarts, so the room's tenure and cooldowns follow it. Default: the TABSWARM_IDENTITY
+   * environment variable, else a key pair for this process only (stable across reconnects).
+   */
+  identityFile?: string | null
 }): SwarmSession {
   const computeThread = opts.computeThread ?? parseComputeThread(process.env.TABSWARM_COMPUTE_THREAD)
   let backend: 'wasm' | 'cpu' = opts.backend ?? 'wasm'
@@ -83,7 +90,8 @@ export function createNodeSession(opts: {
   // before any data is downloaded.
   let wrtc: WrtcImpl | null = null
   const loadWrtc = async () => (wrtc ??= await loadNodeWebRtc(opts.webrtc ?? {}))
-  const client = new SignalingClient(opts.server, { socket: { transports: ['websocket'] } })
+  const identityFile = opts.identityFile !== undefined ? opts.identityFile : process.env.TABSWARM_IDENTITY || null
+  const client = new SignalingClient(opts.server, { socket: { transports: ['websocket'] }, identity: loadNodeIdentity(identityFile) })
   const platform: SessionPlatform = {
     agent: 'node',
     serverUrl: opts.server,

@@ -23,11 +23,12 @@ const program = new Command()
   .addOption(new Option('--compute-thread <where>', 'run the tfjs model on its own worker thread (the mesh stays responsive during a gradient), on the main thread, or auto: the main thread for small models (a minibatch gradient under ~10 ms), a worker otherwise').choices([...COMPUTE_THREADS]).default('auto'))
   .addOption(new Option('--webrtc <stack>', 'Node WebRTC stack').choices([...NODE_WEBRTC_STACKS]).default('wrtc'))
   // Off by default: a volunteer on a LAN must gather its LAN address, not only loopback.
+  .option('--identity <file>', 'keep this volunteer\'s key pair (its peer id) in this file, created on first use, so a restart keeps its place and tenure in the room (default: $TABSWARM_IDENTITY, else a new id per process); with --count N, N files <file>-1, <file>-2, …')
   .option('--bind-address <ip>', 'node-datachannel only: bind WebRTC (ICE) sockets to this local address (127.0.0.1 inside a loopback-only namespace, where it finds no address otherwise); default: all interfaces')
 program.parse()
 const o = program.opts<{
   server: string; room: string; backend: 'wasm' | 'cpu'; count: number; name?: string; steps?: number; quiet?: boolean
-  webrtc: NodeWebRtcStack; bindAddress?: string; computeThread: ComputeThread
+  webrtc: NodeWebRtcStack; bindAddress?: string; computeThread: ComputeThread; identity?: string
 }>()
 
 if (o.bindAddress && o.webrtc !== 'node-datachannel') {
@@ -49,6 +50,8 @@ if (o.count > 1) {
     if (o.quiet) args.push('--quiet')
     args.push('--webrtc', o.webrtc, '--compute-thread', o.computeThread)
     if (o.bindAddress) args.push('--bind-address', o.bindAddress)
+    // One identity per process: two processes with one key would replace each other in the room.
+    if (o.identity) args.push('--identity', `${o.identity}-${i + 1}`)
     children.push(spawn(process.execPath, args, { stdio: 'inherit' }))
   }
   const stop = () => children.forEach((c) => c.kill('SIGINT'))
@@ -59,6 +62,7 @@ if (o.count > 1) {
 } else {
   const session = createNodeSession({
     server: o.server, room: o.room, name: o.name, backend: o.backend, maxSteps: o.steps, computeThread: o.computeThread,
+    ...(o.identity ? { identityFile: o.identity } : {}),
     webrtc: { stack: o.webrtc, ...(o.bindAddress ? { bindAddress: o.bindAddress } : {}) },
   })
   let lastLine = 0

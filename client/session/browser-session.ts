@@ -1,4 +1,5 @@
 import type { BackendName } from '../../shared/protocol/signaling'
+import { loadBrowserIdentity } from '../identity/browser-identity'
 import { SignalingClient } from '../mesh/signaling-client'
 import { selectBackend } from '../runtime/backend'
 import { browserComputeWorkerSupported, startBrowserWorkerCompute } from '../runtime/compute-worker/browser'
@@ -33,7 +34,8 @@ export function createBrowserSession(opts: { room: string; backend?: BackendName
   const origin = window.location.origin
   const wantThread = opts.computeThread ?? computeThreadFromSearch(window.location.search) ?? 'worker'
   let chosen: BackendName = 'cpu'
-  const client = new SignalingClient(origin, { socket: { transports: ['websocket'] } })
+  // A key pair in IndexedDB, one per tab: the peer id survives reloads (null on insecure origins: the socket id then).
+  const client = new SignalingClient(origin, { socket: { transports: ['websocket'] }, identity: loadBrowserIdentity() })
   const platform: SessionPlatform = {
     agent: 'browser',
     serverUrl: origin,

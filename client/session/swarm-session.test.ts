@@ -51,8 +51,7 @@ class FakeServer {
 
   evict(id: string): void {
     const room = this.registry.get(ROOM)!
-    const others = room.roster.filter((p) => p !== id)
-    for (const o of others) this.registry.suspect(o, id, 'test eviction')
+    this.registry.evict(room, id, { reason: 'test eviction', reporters: room.roster.filter((p) => p !== id), basis: 'neighbours' })
     this.net.leave(id)
     this.broadcast()
     this.removed.get(id)?.('evicted')

@@ -36,7 +36,7 @@ export const EVAL_INTERVAL_MS = 3000
  * seconds on wasm, and a fixed 3 s interval made evaluation most of what such a tab did.
  */
 export const EVAL_TIME_BUDGET = 0.05
-/** The first peer of the roster uploads the model this often, for checkpoints and downloads. */
+/** The room's writer (membership roles.writer) uploads the model this often, for checkpoints and downloads. */
 export const CHECKPOINT_INTERVAL_MS = 20_000
 /**
  * How long a graceful leave may take before the session disconnects anyway: an exchange in
@@ -105,6 +105,8 @@ export class SwarmSession implements SessionHandle {
   private lastEval = 0
   private lastEvalMs = 0
   private lastCheckpoint = 0
+  /** The host rolled back: the next run start loads the room checkpoint whatever the swarm's progress. */
+  private restoreRequested = false
   private lastSnapshot = 0
   private rates = new RateWindow()
   /** This run's model diverged (shared/divergence.ts): what and where, for the report and the UI. */
@@ -347,7 +349,10 @@ export class SwarmSession implements SessionHandle {
         this.dropAndRejoin()
         break
       case 'restore-checkpoint':
-        this.restartRun()
+        this.restoreRequested = true
+        this.log(say.rollingBack(c.step))
+        // Keep data and model objects: only the parameters change.
+        this.restartRun(true)
         break
       default: {
         const never: never = c
@@ -480,7 +485,9 @@ export class SwarmSession implements SessionHandle {
   private async maybeResume(mesh: SessionMesh, trainer: Trainer, m: MembershipAnnouncement, self: string, ownProgress: number): Promise<void> {
     if (!this.platform.fetchCheckpoint) return
     try {
-      const cp = (await this.shouldResume(m, self, ownProgress)) ? await this.platform.fetchCheckpoint(m.room) : null
+      const restore = this.restoreRequested
+      this.restoreRequested = false
+      const cp = restore || (await this.shouldResume(m, self, ownProgress)) ? await this.platform.fetchCheckpoint(m.room) : null
       if (cp && cp.schemaHash === trainer.compute.schemaHash && cp.params.length === trainer.compute.paramCount) {
         await trainer.compute.writeParams(cp.params)
         mesh.clock.advance(cp.step)
@@ -644,7 +651,9 @@ export class SwarmSession implements SessionHandle {
   private async maybeCheckpoint(instance: AlgorithmInstance, trainer: Trainer, globalStep: number): Promise<void> {
     const now = performance.now()
     const m = this.membership
-    if (!m || m.peers[0] !== this.snap.self || now - this.lastCheckpoint < CHECKPOINT_INTERVAL_MS) return
+    // The server takes checkpoints from the peer it named writer (a peer with tenure); older servers name none.
+    const writer = m?.roles.writer ?? m?.peers[0]
+    if (!m || writer !== this.snap.self || now - this.lastCheckpoint < CHECKPOINT_INTERVAL_MS) return
     this.lastCheckpoint = now
     const params = await instance.evalParams()
     // Exactly the parameters (a copy): the server checks the byte length against the model.

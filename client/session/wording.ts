@@ -34,6 +34,7 @@ export const say = {
   modelThread: (onWorker: boolean, browser: boolean, note?: string) =>
     `model runs on ${onWorker ? 'a worker thread' : browser ? 'the page thread' : 'the main thread'}${note ? ` (${note})` : ''}`,
   resumed: (step: number) => `resumed from the room checkpoint at step ${step}`,
+  rollingBack: (step: number) => `the host rolled the room back to its checkpoint at step ${step}: reloading it`,
   checkpointSkipped: (checkpointStep: number, swarmStep: number) => `checkpoint (step ${checkpointStep}) not used: the swarm is at step ${swarmStep}`,
   training: (algorithm: string, topology: string, dataset: string, model: string) => `training ${algorithm} on ${topology}, ${dataset}/${model}`,
   diverged: (step: number, reason: string, hint: string) => `training stopped at step ${step}: the model diverged (${reason}). ${hint}`,

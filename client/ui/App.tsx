@@ -19,7 +19,7 @@ export function App() {
   const room = segment(path, '/room/')
   let page: ReactNode
   if (room) page = <DashboardPage room={room} />
-  else if (path === '/host' || path === '/host/') page = <HostPage room={params.get('room')} />
+  else if (path === '/host' || path === '/host/') page = <HostPage room={params.get('room')} deleted={params.get('deleted')} />
   else page = <VolunteerPage initialRoom={params.get('room')} backend={params.get('backend')} name={params.get('name')} />
   return (
     <div className="shell">

@@ -42,7 +42,7 @@ export function DashboardPage({ room }: { room: string }) {
           <h2>Peers</h2>
           <span className="muted">click a column to sort</span>
         </div>
-        <PeerTable peers={data.peers} now={data.now ?? now} />
+        <PeerTable peers={data.peers} now={data.now ?? now} roles={data.roles} />
       </div>
       <EvictionList evictions={data.evictions ?? []} now={data.now ?? now} />
       <ExportBar room={room} checkpointStep={data.checkpointStep ?? null} />

@@ -1,16 +1,18 @@
 import { useState } from 'react'
 import { ALGORITHM_DESCRIPTORS } from '../../shared/algorithms/descriptors'
-import { hostTokens, joinUrlFor, type ApiRoom } from './api'
+import { deleteRoom, hostTokens, joinUrlFor, type ApiRoom } from './api'
 import { useNow, useRoom, useTitle } from './hooks'
 import { KpiRow, RoomMissing } from './DashboardPage'
-import { Link } from './nav'
+import { Link, navigate } from './nav'
 import { PeerTable } from './PeerTable'
 import { QrCode } from './QrCode'
 import { TopologyGraph } from './TopologyGraph'
 import { peerLabel } from './format'
+import { CheckpointsCard } from './host/CheckpointsCard'
 import { FaultInjectionCard } from './host/FaultInjectionCard'
+import { RolesCard } from './host/RolesCard'
 import { RunCard } from './host/RunCard'
-import { useHostActions, type HostAct } from './host/useHostActions'
+import { useHostActions, type HostAct, type HostRun } from './host/useHostActions'
 
 /** `/host?room=X`: join code, QR, links, and every host control (needs this room's host token). */
 export function HostControl({ room }: { room: string }) {
@@ -20,6 +22,12 @@ export function HostControl({ room }: { room: string }) {
   useTitle(`Host ${room} · tabswarm`)
   if (!data) return <RoomMissing room={room} error={error} status={status} />
   const code = data.code ?? data.room
+  // The room is gone: forget its host key under every name this browser kept it by, back to the create form.
+  const onDeleted = () => {
+    for (const k of new Set([room, data.room, code])) hostTokens.remove(k)
+    setToken(null)
+    navigate(`/host?deleted=${encodeURIComponent(code)}`, { replace: true })
+  }
   const joinUrl = joinUrlFor(code, data.joinUrl)
   return (
     <section className="host-control">
@@ -45,7 +53,7 @@ export function HostControl({ room }: { room: string }) {
       <KpiRow room={data} />
 
       {token ? (
-        <Controls room={data} token={token} now={data.now ?? now} onForget={() => setToken(null)} />
+        <Controls room={data} token={token} now={data.now ?? now} onForget={() => setToken(null)} onDeleted={onDeleted} />
       ) : (
         <TokenPrompt room={room} onToken={(t) => { hostTokens.set(room, t); setToken(t) }} />
       )}
@@ -118,8 +126,8 @@ function TokenPrompt({ room, onToken }: { room: string; onToken: (t: string) => 
   )
 }
 
-function Controls({ room, token, now, onForget }: { room: ApiRoom; token: string; now: number; onForget: () => void }) {
-  const { notice, busy, act } = useHostActions(room.room, token)
+function Controls({ room, token, now, onForget, onDeleted }: { room: ApiRoom; token: string; now: number; onForget: () => void; onDeleted: () => void }) {
+  const { notice, busy, act, run } = useHostActions(room.room, token)
   return (
     <>
       <div className="notice-slot" aria-live="polite">
@@ -128,9 +136,12 @@ function Controls({ room, token, now, onForget }: { room: ApiRoom; token: string
       <div className="control-grid">
         <RunCard room={room} busy={busy} act={act} />
         <FaultInjectionCard room={room} busy={busy} act={act} />
+        <RolesCard room={room} busy={busy} act={act} />
+        <CheckpointsCard room={room} now={now} busy={busy} act={act} />
       </div>
       <PeersCard room={room} now={now} busy={busy} act={act} />
       <HostKeyDetails token={token} onForget={onForget} />
+      <DeleteRoom room={room} token={token} busy={busy} run={run} onDeleted={onDeleted} />
     </>
   )
 }
@@ -142,6 +153,7 @@ function PeersCard({ room, now, busy, act }: { room: ApiRoom; now: number; busy:
       <PeerTable
         peers={room.peers}
         now={now}
+        roles={room.roles}
         actions={(p) => (
           <button className="btn small danger" disabled={busy} onClick={() => act('Remove', { action: 'kick', peer: p.id }, `${peerLabel(p)} removed`)} aria-label={`Remove ${peerLabel(p)}`}>Remove</button>
         )}
@@ -157,5 +169,22 @@ function HostKeyDetails({ token, onForget }: { token: string; onForget: () => vo
       <div className="join-link"><code>{token}</code></div>
       <button className="btn small" onClick={() => { onForget() }}>Lock controls on this page</button>
     </details>
+  )
+}
+
+/** Deletes the room for good, after a confirm: everyone is disconnected, its history and checkpoints go. */
+function DeleteRoom({ room, token, busy, run, onDeleted }: { room: ApiRoom; token: string; busy: boolean; run: HostRun; onDeleted: () => void }) {
+  const code = room.code ?? room.room
+  const del = async () => {
+    if (!window.confirm(`Delete room ${code}? Everyone in it is disconnected, and its history and checkpoints are gone. This cannot be undone.`)) return
+    if (await run('Delete room', () => deleteRoom(room.room, token))) onDeleted()
+  }
+  return (
+    <div className="card slim">
+      <div className="btn-row">
+        <button className="btn danger" disabled={busy} onClick={() => void del()}>Delete room</button>
+        <span className="muted small">Disconnects everyone and deletes the room with its history and checkpoints.</span>
+      </div>
+    </div>
   )
 }

@@ -7,10 +7,13 @@ import { useRoomForm } from './host/useRoomForm'
 
 export { NumberField, Select } from './host/fields'
 
-/** `/host`: create a room in a few clicks; `/host?room=X`: that room's control page. */
-export function HostPage({ room }: { room: string | null }) {
+/**
+ * `/host`: create a room in a few clicks; `/host?room=X`: that room's control page;
+ * `/host?deleted=X`: the create form again, saying that room X is gone.
+ */
+export function HostPage({ room, deleted = null }: { room: string | null; deleted?: string | null }) {
   if (room) return <HostControl room={room} />
-  return <CreateRoom />
+  return <CreateRoom deleted={deleted} />
 }
 
 /** Which topologies an algorithm accepts (its descriptor, shared/algorithms/descriptors.ts). */
@@ -18,7 +21,7 @@ export function topologiesFor(a: AlgorithmName): readonly TopologyName[] {
   return ALGORITHM_DESCRIPTORS[a].topologies
 }
 
-function CreateRoom() {
+function CreateRoom({ deleted }: { deleted: string | null }) {
   useTitle('Host a room · tabswarm')
   const form = useRoomForm()
   return (
@@ -27,6 +30,11 @@ function CreateRoom() {
         <h1>Host a training room</h1>
         <p className="lead">Pick how the swarm learns, press Create, and put the join code on the projector. Students join from any browser.</p>
       </div>
+      {deleted ? (
+        <p className="banner ok" role="status" data-testid="room-deleted">
+          Room {deleted} was deleted: everyone in it was disconnected, and its history and checkpoints are gone.
+        </p>
+      ) : null}
       <YourRooms />
       <AlgorithmFieldset algorithm={form.config.algorithm} onPick={form.pickAlgorithm} />
       <TaskFieldset form={form} topologies={topologiesFor(form.config.algorithm)} preset={form.preset} onPreset={form.pickPreset} />

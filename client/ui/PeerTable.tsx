@@ -38,7 +38,14 @@ function value(p: ApiPeer, c: Col, g: number): string | number {
   }
 }
 
-export function PeerTable({ peers, now, actions }: { peers: ApiPeer[]; now: number; actions?: (p: ApiPeer) => ReactNode }) {
+/** Who holds the room's roles (ApiRoom['roles']; older servers omit `writer` and `pinned`). */
+export interface PeerRoles {
+  ps?: string | null
+  writer?: string | null
+  pinned?: { ps?: string | null; writer?: string | null }
+}
+
+export function PeerTable({ peers, now, roles, actions }: { peers: ApiPeer[]; now: number; roles?: PeerRoles; actions?: (p: ApiPeer) => ReactNode }) {
   const [sort, setSort] = useState<{ col: Col; dir: 1 | -1 }>({ col: 'name', dir: 1 })
   const g = globalStep(peers)
   const rows = [...peers].sort((a, b) => {
@@ -71,6 +78,7 @@ export function PeerTable({ peers, now, actions }: { peers: ApiPeer[]; now: numb
                 <td>
                   <span className="peer-name">{peerLabel(p)}</span>
                   {p.agent === 'node' ? <span className="tag">node</span> : null}
+                  <RoleTags id={p.id} roles={roles} />
                   {p.suspect ? <span className="tag bad">suspect</span> : null}
                   {faultTags(p).map((t) => <span key={t} className="tag warn" data-testid="fault-tag" title="fault injected by the host">{t}</span>)}
                 </td>
@@ -90,6 +98,17 @@ export function PeerTable({ peers, now, actions }: { peers: ApiPeer[]; now: numb
         </tbody>
       </table>
     </div>
+  )
+}
+
+/** "PS" and "writer" tags on the peers holding those roles; a pin shows in the tooltip. */
+function RoleTags({ id, roles }: { id: string; roles?: PeerRoles }) {
+  const pinned = (r: 'ps' | 'writer') => (roles?.pinned?.[r] === id ? ', pinned by the host' : '')
+  return (
+    <>
+      {roles?.ps === id ? <span className="tag" data-testid="role-tag" title={`parameter server: every worker pushes its updates here${pinned('ps')}`}>PS</span> : null}
+      {roles?.writer === id ? <span className="tag" data-testid="role-tag" title={`checkpoint writer: its model becomes the room checkpoint${pinned('writer')}`}>writer</span> : null}
+    </>
   )
 }
 

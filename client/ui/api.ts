@@ -88,6 +88,15 @@ export async function control(room: string, token: string, body: ControlAction):
   if (!res.ok) throw await readError(res)
 }
 
+/**
+ * Deletes the room for good (DELETE /api/rooms/:room with the host token): the server disconnects
+ * everyone in it, and its history and checkpoints are gone.
+ */
+export async function deleteRoom(room: string, token: string): Promise<void> {
+  const res = await fetch(roomPath(room), { method: 'DELETE', headers: { authorization: `Bearer ${token}` } })
+  if (!res.ok) throw await readError(res)
+}
+
 const TOKEN_KEY = (room: string) => `tabswarm:hostToken:${room}`
 
 export const hostTokens = {
@@ -103,6 +112,14 @@ export const hostTokens = {
       localStorage.setItem(TOKEN_KEY(room), token)
     } catch {
       // storage disabled (private mode): the page still works until it is closed
+    }
+  },
+  /** Forgets the token, e.g. of a deleted room (its name and its join code are kept apart). */
+  remove(room: string): void {
+    try {
+      localStorage.removeItem(TOKEN_KEY(room))
+    } catch {
+      // storage disabled: nothing was kept
     }
   },
   /** Rooms this browser hosts, newest first (for "reopen a room"). */

@@ -1,8 +1,12 @@
 import { useEffect, useState, type ReactNode } from 'react'
 
-/** Client-side navigation without a router: push a path, re-render on popstate. */
-export function navigate(to: string) {
-  window.history.pushState(null, '', to)
+/**
+ * Client-side navigation without a router: push a path, re-render on popstate. `replace`: in
+ * place of the current entry, so Back does not return to a page that is gone (a deleted room).
+ */
+export function navigate(to: string, { replace = false }: { replace?: boolean } = {}) {
+  if (replace) window.history.replaceState(null, '', to)
+  else window.history.pushState(null, '', to)
   window.dispatchEvent(new PopStateEvent('popstate'))
 }
 

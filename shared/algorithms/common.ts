@@ -161,7 +161,9 @@ export class NeighborExchange {
       else {
         const k = (this.misses.get(p) ?? 0) + 1
         this.misses.set(p, k)
-        if (k === config.suspectAfterMisses && mesh.membership().peers.includes(p))
+        // Again at every multiple: the server lets suspicions expire, so a peer that stays dead
+        // keeps being reported until the evidence (or the server's own observation) suffices.
+        if (k % config.suspectAfterMisses === 0 && mesh.membership().peers.includes(p))
           mesh.reportSuspect(p, `missed ${k} consecutive '${kind}' deadlines`)
       }
     }

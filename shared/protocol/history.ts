@@ -65,5 +65,12 @@ export const evictionRecordSchema = z.object({
   at: z.number(),
   /** How long the evicted peer must wait before it may train in this room again. */
   cooldownMs: z.number(),
+  /**
+   * What decided it (appended later): 'neighbours', a majority of the peer's own topology
+   * neighbours; 'server', a neighbour's report together with the server's own observation
+   * (no report from the peer for a while). `evidence` says it in words.
+   */
+  basis: z.enum(['neighbours', 'server']).optional(),
+  evidence: z.string().optional(),
 })
 export type EvictionRecord = z.infer<typeof evictionRecordSchema>

@@ -59,6 +59,8 @@ describe('control contract', () => {
     { action: 'new-run', config: { algorithm: 'ssgd', lr: 0.1 } },
     { action: 'kick', peer: 'p' }, { action: 'disconnect', peer: 'p' },
     { action: 'slow', peer: 'p', factor: 4 }, { action: 'latency', peer: 'p', ms: 200 },
+    { action: 'rollback' }, { action: 'rollback', savedAt: 1_700_000_000_000 },
+    { action: 'pin', role: 'writer', peer: 'p' }, { action: 'pin', role: 'ps' },
   ]
 
   it("every action's body, as a client sends it, passes the server's request schema", () => {

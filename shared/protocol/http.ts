@@ -99,6 +99,16 @@ export const joiningPeerSchema = z.object({
 })
 export type JoiningPeer = z.infer<typeof joiningPeerSchema>
 
+/** One kept checkpoint: its run and step, when it was saved (its id for 'rollback') and by whom. */
+export const checkpointInfoSchema = z.object({
+  run: z.number().int(),
+  step: z.number().int(),
+  savedAt: z.number(),
+  by: z.string().nullable(),
+  current: z.boolean(),
+})
+export type CheckpointInfo = z.infer<typeof checkpointInfoSchema>
+
 /** signaling-server/rooms.ts `view()`: the room's live state, also spectators' 'room-state'. */
 export const roomViewSchema = z.object({
   room: z.string(),
@@ -107,8 +117,19 @@ export const roomViewSchema = z.object({
   run: z.number().int(),
   paused: z.boolean(),
   epoch: z.number().int(),
-  roles: z.object({ ps: z.string().nullable() }),
+  /**
+   * Who holds the room's roles now (`ps`: the parameter server of asgd/od-sgd rooms, else null;
+   * `writer`: the peer whose model becomes the room checkpoint), and which ones the host pinned.
+   * Unpinned roles go to the longest-serving unsuspected peers (signaling-server/roles.ts).
+   */
+  roles: z.object({
+    ps: z.string().nullable(),
+    writer: z.string().nullable(),
+    pinned: z.object({ ps: z.string().nullable(), writer: z.string().nullable() }),
+  }),
   checkpointStep: z.number().nullable(),
+  /** The checkpoints kept for rollback, oldest first; `current` is the one resumes and downloads use. */
+  checkpoints: z.array(checkpointInfoSchema),
   /** The current run diverged (the room paused itself there): step, when, loss and why. */
   diverged: runDivergenceSchema.nullable(),
   spectators: z.number().int(),
@@ -164,13 +185,18 @@ export type CreatedRoomResponse = z.infer<typeof createdRoomSchema>
 
 // ---- POST /api/rooms/:room/control ----
 
-export const CONTROL_ACTIONS = ['start', 'pause', 'resume', 'reset', 'new-run', 'kick', 'slow', 'latency', 'disconnect'] as const
+export const CONTROL_ACTIONS = ['start', 'pause', 'resume', 'reset', 'new-run', 'kick', 'slow', 'latency', 'disconnect', 'rollback', 'pin'] as const
 export type ControlActionName = (typeof CONTROL_ACTIONS)[number]
 
 /** Each control field's own rule, shared by the request schema and the per-action shapes. */
 const controlPeer = peerIdSchema
 const controlFactor = z.number().min(1).max(100)
 const controlMs = z.number().min(0).max(60_000)
+/** A kept checkpoint's `savedAt` (RoomView.checkpoints); without it, 'rollback' goes one back. */
+const controlSavedAt = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)
+export const PINNABLE_ROLES = ['ps', 'writer'] as const
+export type PinnableRole = (typeof PINNABLE_ROLES)[number]
+const controlRole = z.enum(PINNABLE_ROLES)
 /**
  * `new-run`'s next config, e.g. `{ algorithm: 'ssgd' }`: the server merges it over that
  * algorithm's defaults and names a bad field (parseRoomConfig), so here only its type is kept.
@@ -190,6 +216,8 @@ export const controlRequestSchema = z.object({
   factor: controlFactor.optional(),
   ms: controlMs.optional(),
   config: z.unknown().optional(),
+  savedAt: controlSavedAt.optional(),
+  role: controlRole.optional(),
 })
 export type ControlRequest = z.infer<typeof controlRequestSchema>
 
@@ -207,6 +235,10 @@ export const controlActionSchema = z.discriminatedUnion('action', [
   z.object({ action: z.literal('disconnect'), peer: controlPeer }),
   z.object({ action: z.literal('slow'), peer: controlPeer, factor: controlFactor }),
   z.object({ action: z.literal('latency'), peer: controlPeer, ms: controlMs }),
+  /** Every volunteer reloads the kept checkpoint `savedAt` (default: the one before the current). */
+  z.object({ action: z.literal('rollback'), savedAt: controlSavedAt.optional() }),
+  /** Pins `role` to `peer` (a roster peer); without `peer`, unpins it (the server chooses again). */
+  z.object({ action: z.literal('pin'), role: controlRole, peer: controlPeer.optional() }),
 ])
 export type ControlAction = z.infer<typeof controlActionSchema>
 
@@ -271,9 +303,12 @@ export const clientJoiningPeerSchema = joiningPeerSchema.extend({ stage: z.strin
 
 /** GET /api/rooms/:room as the dashboard reads it: beyond room, config and peers, all optional. */
 export const clientRoomSchema = roomResponseSchema
-  .extend({ peers: z.array(clientPeerSchema), joining: z.array(clientJoiningPeerSchema) })
+  .extend({
+    peers: z.array(clientPeerSchema), joining: z.array(clientJoiningPeerSchema),
+    roles: roomViewSchema.shape.roles.partial({ writer: true, pinned: true }),
+  })
   .partial({
-    code: true, run: true, paused: true, epoch: true, roles: true, checkpointStep: true, diverged: true,
+    code: true, run: true, paused: true, epoch: true, roles: true, checkpointStep: true, checkpoints: true, diverged: true,
     spectators: true, joining: true, createdAt: true, now: true, evictions: true,
     joinUrl: true, dashboardUrl: true, projectorUrl: true, publicUrl: true, localOnly: true,
   })

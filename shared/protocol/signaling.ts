@@ -39,6 +39,17 @@ export const joinSchema = z.object({
   name: z.string().max(40).optional(),
   /** 'browser' or 'node' volunteer. */
   agent: z.enum(['browser', 'node']).default('browser'),
+  /**
+   * Proof of a long-lived key pair (shared/identity.ts): the public key and its signature over
+   * this socket's `hello` challenge and the room. The peer's id is then derived from the key, so
+   * it survives reloads and reconnects; without it the id is the socket's (appended later).
+   */
+  identity: z.object({ publicKey: z.string().min(1).max(256), signature: z.string().min(1).max(256) }).optional(),
+  /**
+   * This client applies 'membership-delta' (appended later): it gets roster changes as deltas
+   * instead of the whole roster on every change. Without it, every change is a full 'membership'.
+   */
+  deltas: z.boolean().optional(),
 })
 export type JoinRequest = z.infer<typeof joinSchema>
 
@@ -153,7 +164,11 @@ export const membershipSchema = z.object({
   room: roomNameSchema,
   epoch: z.number().int().min(0),
   peers: z.array(peerIdSchema),
-  roles: z.object({ ps: peerIdSchema.nullable() }),
+  /**
+   * `ps`: the parameter server (asgd/od-sgd rooms); `writer`: the peer that uploads the room
+   * checkpoint (appended later: older servers omit it and peers[0] writes).
+   */
+  roles: z.object({ ps: peerIdSchema.nullable(), writer: peerIdSchema.nullable().default(null) }),
   config: roomConfigSchema,
   /** Run number within the room (a host's "new run" bumps it; peers restart training). */
   run: z.number().int().min(0),
@@ -166,7 +181,45 @@ export const membershipSchema = z.object({
 })
 export type MembershipAnnouncement = z.infer<typeof membershipSchema>
 
+/**
+ * A roster change as a delta from epoch `base` (membership changes cost O(change), not O(room)):
+ * the new roster is the old one without `removed`, then `added` appended in order. Roles, pause
+ * and divergence are repeated (small); a new run or config comes as a full 'membership'. A
+ * client whose epoch is not `base` asks for the whole roster with 'sync'.
+ */
+export const membershipDeltaSchema = z.object({
+  v,
+  room: roomNameSchema,
+  epoch: z.number().int().min(0),
+  base: z.number().int().min(0),
+  run: z.number().int().min(0),
+  added: z.array(peerIdSchema).max(REPORT_LIMITS.peers),
+  removed: z.array(peerIdSchema).max(REPORT_LIMITS.peers),
+  roles: membershipSchema.shape.roles,
+  paused: z.boolean(),
+  diverged: membershipSchema.shape.diverged,
+})
+export type MembershipDelta = z.infer<typeof membershipDeltaSchema>
+
+/** Applies a delta to the membership it was computed from; null when `m` is not its base (resync). */
+export function applyMembershipDelta(m: MembershipAnnouncement, d: MembershipDelta): MembershipAnnouncement | null {
+  if (m.room !== d.room || m.epoch !== d.base || m.run !== d.run) return null
+  const removed = new Set(d.removed)
+  const peers = [...m.peers.filter((p) => !removed.has(p)), ...d.added]
+  if (new Set(peers).size !== peers.length) return null
+  return { ...m, epoch: d.epoch, peers, roles: d.roles, paused: d.paused, diverged: d.diverged }
+}
+
+/** Client → server: send me the whole membership (my epoch is not a delta's base). */
+export const syncSchema = z.object({ v })
+
 export const joinedSchema = z.object({ v, self: peerIdSchema, room: roomNameSchema })
+
+/**
+ * Sent once on every new connection: a fresh random challenge the client signs to prove its
+ * identity key at join (shared/identity.ts). A connection has one challenge for its lifetime.
+ */
+export const helloSchema = z.object({ v, challenge: z.string().min(16).max(128) })
 
 export const relayedSignalSchema = z.object({ v, from: peerIdSchema, data: z.record(z.string(), z.unknown()) })
 
@@ -188,7 +241,8 @@ export const peerCommandSchema = z.discriminatedUnion('type', [
   z.object({ v, type: z.literal('slow'), factor: z.number().min(1).max(100) }),
   z.object({ v, type: z.literal('latency'), ms: z.number().min(0).max(60_000) }),
   z.object({ v, type: z.literal('disconnect') }),
-  z.object({ v, type: z.literal('restore-checkpoint'), step: z.number().int().min(0) }),
+  /** Reload the room checkpoint (the host rolled back to it); `savedAt` names it (appended later). */
+  z.object({ v, type: z.literal('restore-checkpoint'), step: z.number().int().min(0), savedAt: z.number().optional() }),
 ])
 export type PeerCommand = z.infer<typeof peerCommandSchema>
 
@@ -201,11 +255,14 @@ export interface ClientToServerEvents {
   away: (payload: unknown) => void
   checkpoint: (payload: unknown) => void
   leave: (payload?: unknown) => void
+  sync: (payload: unknown) => void
 }
 
 export interface ServerToClientEvents {
+  hello: (p: z.infer<typeof helloSchema>) => void
   joined: (p: z.infer<typeof joinedSchema>) => void
   membership: (p: MembershipAnnouncement) => void
+  'membership-delta': (p: MembershipDelta) => void
   signal: (p: z.infer<typeof relayedSignalSchema>) => void
   error: (p: z.infer<typeof serverErrorSchema>) => void
   command: (p: PeerCommand) => void

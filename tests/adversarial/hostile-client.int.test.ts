@@ -45,18 +45,24 @@ describe('hostile reports', () => {
   it('a report with 330,000 links is refused at the door; the room view stays small and answers at once', async () => {
     const { room } = await createRoom(env.server, {})
     const { s } = await volunteer(room)
-    const links: Record<string, { sent: number; received: number }> = {}
-    for (let i = 0; i < 330_000; i++) links[`p${i}`] = { sent: 1, received: 1 }
+    const linksOf = (n: number) => {
+      const links: Record<string, { sent: number; received: number }> = {}
+      for (let i = 0; i < n; i++) links[`p${i}`] = { sent: 1, received: 1 }
+      return links
+    }
+    // Over the schema's count: an error naming the field.
     const refused = once<Any>(s, 'error', 'report refused', (e) => e.event === 'report')
-    s.emit('report', { ...REPORT, links })
+    s.emit('report', { ...REPORT, links: linksOf(300) })
     expect((await refused).message).toMatch(/links/)
-    const t0 = performance.now()
+    // 330,000 entries (13 MB) exceed the largest message a room can need (a checkpoint of the
+    // largest model): the server drops the connection before parsing any of it.
+    const dropped = once<Any>(s, 'disconnect', 'oversized report drops the socket')
+    s.emit('report', { ...REPORT, links: linksOf(330_000) })
+    await dropped
     const r = await fetch(roomUrl(env.server, room))
     const text = await r.text()
     expect(r.status).toBe(200)
     expect(text.length).toBeLessThan(20_000)
-    // Measured only to describe the failure if it happens; the bound above is the assertion.
-    void (performance.now() - t0)
   })
 
   it('links and neighbours outside the roster are dropped; steps beyond what the run could reach are cut', async () => {

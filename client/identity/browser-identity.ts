@@ -1,0 +1,154 @@
+/**
+ * The browser tab's identity (shared/identity.ts), kept across reloads.
+ *
+ * Keys are made non-extractable and stored as CryptoKey objects (structured clone) in IndexedDB:
+ * database 'tabswarm-identity', store 'keys', keyed by a slot number. The tabs of one browser
+ * profile share IndexedDB, but each must have its own identity (two tabs with one id would replace
+ * each other on the server), so a tab holds the Web Lock 'tabswarm-identity-<slot>' for its whole
+ * lifetime on the first slot it can lock, trying first the slot remembered in sessionStorage: a
+ * reload of the same tab gets its identity back (the browser drops the lock when the page unloads).
+ * A duplicated tab copies sessionStorage, finds that slot locked by the original and takes another.
+ *
+ * Null, never a throw, when an identity cannot be had: no crypto.subtle, IndexedDB or Web Locks
+ * (an insecure origin such as http://192.168.x.x has no crypto.subtle), all slots taken, or a
+ * storage error (quota, private mode). The tab then joins without a proof and its socket id is its
+ * identity, as before.
+ */
+import { generateIdentityKeys, identityFromKeys, type Identity } from '../../shared/identity'
+
+export const SLOT_CAP = 64
+const DB_NAME = 'tabswarm-identity'
+const STORE = 'keys'
+const SESSION_KEY = 'tabswarm:identity-slot'
+const LOCK_PREFIX = 'tabswarm-identity-'
+/** An IndexedDB open blocked by another tab must not hold up the join for long. */
+const TIMEOUT_MS = 10_000
+
+/**
+ * The slot to use: the remembered one if it can be locked, else the lowest one that can; null if
+ * none of the `cap` slots can. Slots are tried one at a time, so at most one lock is taken.
+ */
+export async function chooseSlot(remembered: number | null, tryLock: (slot: number) => Promise<boolean>, cap = SLOT_CAP): Promise<number | null> {
+  const first = remembered !== null && Number.isInteger(remembered) && remembered >= 0 && remembered < cap ? remembered : null
+  if (first !== null && (await tryLock(first))) return first
+  for (let slot = 0; slot < cap; slot++) if (slot !== first && (await tryLock(slot))) return slot
+  return null
+}
+
+/** Parses the remembered slot; null for anything but a small non-negative integer. */
+export function parseSlot(text: string | null): number | null {
+  if (text === null || !/^\d{1,3}$/.test(text)) return null
+  return Number(text)
+}
+
+/** Takes the lock if it is free and holds it until the page goes away. */
+function holdLock(locks: LockManager, name: string): Promise<boolean> {
+  return new Promise<boolean>((resolve, reject) => {
+    locks
+      .request(name, { ifAvailable: true }, (lock) => {
+        if (!lock) {
+          resolve(false)
+          return undefined
+        }
+        resolve(true)
+        return new Promise<never>(() => {})
+      })
+      .catch(reject)
+  })
+}
+
+function sessionGet(): string | null {
+  try {
+    return sessionStorage.getItem(SESSION_KEY)
+  } catch {
+    return null
+  }
+}
+
+function sessionSet(slot: number): void {
+  try {
+    sessionStorage.setItem(SESSION_KEY, String(slot))
+  } catch {
+    // Without sessionStorage a reload may get another slot: a new id, nothing worse.
+  }
+}
+
+function request<T>(r: IDBRequest<T>): Promise<T> {
+  return new Promise((resolve, reject) => {
+    r.onsuccess = () => resolve(r.result)
+    r.onerror = () => reject(r.error ?? new Error('IndexedDB request failed'))
+  })
+}
+
+function openDb(): Promise<IDBDatabase> {
+  const r = indexedDB.open(DB_NAME, 1)
+  r.onupgradeneeded = () => {
+    if (!r.result.objectStoreNames.contains(STORE)) r.result.createObjectStore(STORE)
+  }
+  return request(r).then((db) => {
+    // A later version opened in another tab must not be blocked by this one.
+    db.onversionchange = () => db.close()
+    return db
+  })
+}
+
+function isUsablePair(v: unknown): v is CryptoKeyPair {
+  if (typeof v !== 'object' || v === null) return false
+  const { publicKey, privateKey } = v as Record<string, unknown>
+  const ok = (k: unknown, usage: KeyUsage) =>
+    k instanceof CryptoKey && k.algorithm.name === 'ECDSA' && (k.algorithm as EcKeyAlgorithm).namedCurve === 'P-256' && k.usages.includes(usage)
+  return ok(publicKey, 'verify') && ok(privateKey, 'sign')
+}
+
+/** The key pair stored in `slot`, made and stored there first if missing or unusable. */
+async function keysForSlot(slot: number): Promise<CryptoKeyPair> {
+  const db = await openDb()
+  try {
+    const stored: unknown = await request(db.transaction(STORE, 'readonly').objectStore(STORE).get(slot))
+    if (isUsablePair(stored)) return stored
+    const fresh = await generateIdentityKeys(false)
+    const pair = { publicKey: fresh.publicKey, privateKey: fresh.privateKey }
+    const tx = db.transaction(STORE, 'readwrite')
+    tx.objectStore(STORE).put(pair, slot)
+    await new Promise<void>((resolve, reject) => {
+      tx.oncomplete = () => resolve()
+      tx.onerror = () => reject(tx.error ?? new Error('IndexedDB write failed'))
+      tx.onabort = () => reject(tx.error ?? new Error('IndexedDB write aborted'))
+    })
+    return pair
+  } finally {
+    db.close()
+  }
+}
+
+async function load(): Promise<Identity | null> {
+  if (!globalThis.crypto?.subtle || typeof indexedDB === 'undefined' || typeof navigator === 'undefined' || !navigator.locks) return null
+  const locks = navigator.locks
+  const slot = await chooseSlot(parseSlot(sessionGet()), (s) => holdLock(locks, `${LOCK_PREFIX}${s}`))
+  if (slot === null) return null
+  sessionSet(slot)
+  return identityFromKeys(await keysForSlot(slot))
+}
+
+let loading: Promise<Identity | null> | undefined
+
+/**
+ * This tab's identity, or null (then the socket id is the identity). Loaded once per page: later
+ * calls share the first result, so one tab never takes two slots.
+ */
+export function loadBrowserIdentity(): Promise<Identity | null> {
+  loading ??= new Promise<Identity | null>((resolve) => {
+    const timer = setTimeout(() => resolve(null), TIMEOUT_MS)
+    load().then(
+      (id) => {
+        clearTimeout(timer)
+        resolve(id)
+      },
+      () => {
+        clearTimeout(timer)
+        resolve(null)
+      },
+    )
+  })
+  return loading
+}
