@@ -491,6 +491,24 @@ describe('SwarmSession (registry + memory mesh)', () => {
   })
 })
 
+describe('SwarmSession rollback', () => {
+  it("a host's rollback makes every tab reload the room checkpoint although the swarm is past it, and train on", async () => {
+    const { server, a, b, bId } = await twoInRoster()
+    const aId = a.snapshot().self!
+    await until('both past step 60', () => a.snapshot().globalStep > 60 && b.snapshot().globalStep > 60)
+    putCheckpoint(server, 20, new Float32Array(problem.shards[0].d).fill(0.5))
+    for (const id of [aId, bId]) server.command(id, { v: PROTOCOL_VERSION, type: 'restore-checkpoint', step: 20 })
+    for (const x of [a, b]) {
+      await until('told', () => x.snapshot().log.some((l) => /rolled the room back to its checkpoint at step 20/.test(l)))
+      await until('reloaded', () => x.snapshot().log.some((l) => /resumed from the room checkpoint at step 20/.test(l)))
+    }
+    const s = a.snapshot().step
+    await until('a trains on', () => a.snapshot().stage === 'training' && a.snapshot().step > s + 3)
+    await a.leave()
+    await b.leave()
+  })
+})
+
 describe('describeEvent', () => {
   it('puts algorithm events in words, without JSON', () => {
     expect(describeEvent('realign', { kind: 'dpsgd/x', from: 25, to: 26 })).toBe('caught up with the neighbours (round 25 → 26)')
