@@ -162,7 +162,9 @@ export class SignalingClient {
       return void this.log('signaling.invalid', { event: 'membership-delta', issue: r.error.issues[0]?.message })
     }
     const last = this.lastMembership
-    if (last && last.room === r.data.room && r.data.epoch <= last.epoch) return
+    // Older than what we have, or one we applied already. A pause or resume keeps the epoch
+    // (base = epoch): that one is applied like any other.
+    if (last && last.room === r.data.room && (r.data.epoch < last.epoch || (r.data.epoch === last.epoch && r.data.base !== last.epoch))) return
     const next = last ? applyMembershipDelta(last, r.data) : null
     if (!next) {
       this.log('signaling.resync', { epoch: last?.epoch ?? null, base: r.data.base })

@@ -7,6 +7,7 @@ import { createRoom, postControl, roomUrl, serverEnvironment } from '../support/
 import { startNodePeer } from '../support/node-peer'
 import { getJson, waitFor } from '../support/server'
 import { nextEvent } from '../support/socket-events'
+import { SignalingClient } from '../../client/mesh/signaling-client'
 
 /**
  * Attacks on the room's trust decisions (docs/security.md): evictions, roles, checkpoints,
@@ -148,6 +149,33 @@ describe('membership churn', () => {
     expect(Math.max(...seen.map((x) => x.maxPerChange))).toBeLessThan(120)
     // One message per socket per batch, not one per change: fewer than N per socket.
     expect(totalMessages).toBeLessThan(N * N)
+  })
+})
+
+describe('membership deltas in the client', () => {
+  it('a SignalingClient keeps the whole membership from deltas: joins, leaves, a pause (same epoch), roles', async () => {
+    const { room, hostToken } = await createRoom(env.server, {})
+    const client = new SignalingClient(env.server.url, { socket: { transports: ['websocket'], reconnection: false }, identity: await newIdentity() })
+    try {
+      const memberships: Any[] = []
+      client.on('membership', (m) => memberships.push(m))
+      const ctl = new AbortController()
+      const joined = await client.join({ room, role: 'volunteer' }, ctl.signal)
+      await client.enterRoster(ctl.signal)
+      const other = await volunteer(room)
+      const withOther = await waitFor('the other peer announced', async () => client.membership?.peers.includes(other.id) && client.membership, 10_000, 20)
+      expect(withOther.peers).toEqual([joined.self, other.id])
+      expect((await postControl(env.server, room, { action: 'pause' }, hostToken)).status).toBe(200)
+      await waitFor('the pause announced', async () => client.membership?.paused === true, 10_000, 20)
+      other.s.disconnect()
+      const alone = await waitFor('the leave announced', async () => client.membership?.peers.length === 1 && client.membership, 10_000, 20)
+      expect(alone).toMatchObject({ peers: [joined.self], paused: true, roles: { writer: joined.self } })
+      // Everything after the join came as deltas, and each one gave a whole, consistent membership.
+      expect(memberships.every((m) => Array.isArray(m.peers) && m.config)).toBe(true)
+      expect(client.invalid).toEqual({})
+    } finally {
+      client.close()
+    }
   })
 })
 
