@@ -231,7 +231,7 @@ export type ConfigResult = { ok: true; config: RoomConfig } | { ok: false; error
 
 /** Merges defaults for the requested algorithm under `input`, validates, and names the bad field on error. */
 export function parseRoomConfig(input: unknown): ConfigResult {
-  if (input !== undefined && !isPlainObject(input)) return { ok: false, error: 'config must be a JSON object', field: '' }
+  if (input !== undefined && !isPlainObject(input)) return { ok: false, error: 'config: must be a JSON object', field: 'config' }
   const raw = (input ?? {}) as Record<string, unknown>
   const algoParse = z.enum(ALGORITHMS).optional().safeParse(raw.algorithm)
   if (!algoParse.success)
@@ -242,7 +242,10 @@ export function parseRoomConfig(input: unknown): ConfigResult {
   if (isPlainObject(raw.adam)) merged.adam = { ...BASE_DEFAULTS.adam, ...raw.adam }
   // Own keys only: `'__proto__' in obj` and `'toString' in obj` are true for every object.
   const unknownKeys = Object.keys(raw).filter((k) => !Object.hasOwn(BASE_DEFAULTS, k))
-  if (unknownKeys.length) return { ok: false, field: unknownKeys[0], error: `${unknownKeys[0]}: unknown config field` }
+  if (unknownKeys.length) {
+    const field = keyName(unknownKeys[0])
+    return { ok: false, field, error: `${field}: unknown config field` }
+  }
   const totalSteps = typeof raw.totalSteps === 'number' && Number.isInteger(raw.totalSteps) && raw.totalSteps >= 1
     ? raw.totalSteps : BASE_DEFAULTS.totalSteps
   if (raw.schedule === undefined || isPlainObject(raw.schedule))
@@ -251,7 +254,7 @@ export function parseRoomConfig(input: unknown): ConfigResult {
   if (r.success) return { ok: true, config: r.data }
   const issue = r.error.issues[0]
   if (issue.code === 'unrecognized_keys') {
-    const field = [...issue.path, issue.keys[0]].join('.')
+    const field = [...issue.path, issue.keys[0]].map((k) => keyName(String(k))).join('.')
     return { ok: false, field, error: `${field}: unknown config field` }
   }
   const field = issue.path.join('.')
@@ -303,3 +306,8 @@ export function defaultConfig(algorithm: AlgorithmName = 'dpsgd', totalSteps?: n
 
 /** One plain-language line and the source paper per algorithm (used by the host UI and docs). */
 export const ALGORITHM_INFO: Readonly<Record<AlgorithmName, AlgorithmInfo>> = ALGORITHM_DESCRIPTORS
+
+/** A key as an error names it: as it is, or quoted when it would not read as a name ('', ' ', 'a.b'). */
+function keyName(key: string): string {
+  return /^[A-Za-z_$][\w$-]*$/.test(key) ? key : JSON.stringify(key)
+}

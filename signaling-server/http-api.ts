@@ -261,7 +261,8 @@ async function createRoom(req: IncomingMessage, res: ServerResponse, ctx: ApiCon
   let name: string | undefined
   if (wrapped && body.room !== undefined) {
     const r = roomNameSchema.safeParse(body.room)
-    if (!r.success) throw new HttpError(400, `room: ${r.error.issues[0]?.message}`, 'room')
+    // The schema's message already names the field ('room: 1–64 letters…').
+    if (!r.success) throw new HttpError(400, r.error.issues[0]?.message ?? 'room: invalid', 'room')
     name = r.data
   }
   let paused = false

@@ -199,7 +199,7 @@ function EvictionList({ evictions, now }: { evictions: EvictionRecord[]; now: nu
     <div className="card">
       <div className="card-head">
         <h2>Removed by the swarm</h2>
-        <span className="muted">neighbours reported these peers; they may rejoin after a cooldown</span>
+        <span className="muted">their own neighbours reported these peers (or one did and the server saw them go silent); they may rejoin after a cooldown</span>
       </div>
       <ul className="eviction-list">
         {[...evictions].reverse().map((e) => {
@@ -208,7 +208,7 @@ function EvictionList({ evictions, now }: { evictions: EvictionRecord[]; now: nu
             <li key={`${e.peer}-${e.at}`}>
               <strong>{e.name ?? e.peer.slice(0, 6)}</strong> <span className="muted">{fmtAgo(e.at, now)}</span>
               <span> — {e.reason || 'missed deadlines'}</span>
-              <span className="muted"> · reported by {e.reporters.length} · {wait > 0 ? `may rejoin in ${Math.ceil(wait / 1000)} s` : 'may rejoin now'}</span>
+              <span className="muted"> · {e.evidence ?? `reported by ${e.reporters.length}`} · {wait > 0 ? `may rejoin in ${Math.ceil(wait / 1000)} s` : 'may rejoin now'}</span>
             </li>
           )
         })}

@@ -171,11 +171,13 @@ describe('classroom: host, students, spectator, controls, exports, restart', () 
     await adaRow.getByTestId('fault-tag').waitFor({ state: 'detached', timeout: 10_000 })
     await host.getByRole('button', { name: 'Disconnect' }).click()
     await ada.getByRole('list', { name: 'Event log' }).filter({ hasText: 'the host disconnected this tab' }).waitFor({ timeout: 10_000 })
-    // Like any reconnect, the tab comes back under a new peer id.
+    // The tab reconnects by itself and comes back as the same peer: its id is its key pair's
+    // (shared/identity.ts), so the room's tenure and cooldowns follow it.
+    await ada.getByRole('list', { name: 'Event log' }).filter({ hasText: 'reconnected to the server' }).waitFor({ timeout: 30_000 })
     await waitFor('Ada rejoined by herself and trains', async () => {
       const body = await roomPeers()
       const back = body.peers.find((p) => p.name === 'Ada')
-      return body.peers.length === 3 && back && back.id !== adaId && back.step > 0 && back.stage === 'training' && body
+      return body.peers.length === 3 && back && back.id === adaId && back.step > 0 && back.stage === 'training' && body
     }, 45_000).catch(explain)
     await expect(ada.getByTestId('stage').textContent()).resolves.toMatch(/Training|Stalled/)
     void grace

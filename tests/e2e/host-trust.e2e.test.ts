@@ -2,7 +2,8 @@ import { io as connect, type Socket } from 'socket.io-client'
 import { afterAll, describe, expect, it } from 'vitest'
 import { modelLayout } from '../../shared/model-shapes'
 import type { RoomResponse } from '../../shared/protocol/http'
-import { e2eEnvironment } from '../support/e2e'
+import { volunteerContext } from '../support/browser'
+import { createRoom, e2eEnvironment, roomUrl } from '../support/e2e'
 import { getJson, waitFor } from '../support/server'
 import { nextEvent } from '../support/socket-events'
 
@@ -74,7 +75,7 @@ describe('host page: checkpoints, roles, delete', () => {
     const select = host.getByLabel('Checkpoint writer: pin to')
     await select.locator(`option[value="${b.id}"]`).waitFor({ state: 'attached' })
     await select.selectOption({ value: b.id })
-    await host.getByRole('button', { name: 'Pin checkpoint writer' }).click()
+    await host.getByRole('button', { name: 'Pin checkpoint writer', exact: true }).click()
     await waitFor('writer pinned to b', async () => {
       const v = await view()
       return v.roles.writer === b.id && v.roles.pinned.writer === b.id
@@ -88,4 +89,29 @@ describe('host page: checkpoints, roles, delete', () => {
     expect((await fetch(url)).status).toBe(404)
     await ctx.close()
   }, 120_000)
+
+  it('a tab keeps its peer id across a reload; a second tab of the same browser is another peer', async () => {
+    const { browser, server } = env
+    const { room } = await createRoom(server, {})
+    const url = roomUrl(server, room)
+    const peers = async () => (await getJson<RoomResponse>(url)).body.peers
+    const ctx = await volunteerContext(browser, server.url)
+    const first = await ctx.newPage()
+    first.on('pageerror', (e) => console.error('[first] pageerror', e.message))
+    await first.goto(`${server.url}/?room=${room}&backend=wasm&name=First`)
+    const id = await waitFor('the tab in the roster under a key id', async () => (await peers()).find((p) => p.name === 'First')?.id, 90_000, 250)
+    expect(id).toMatch(/^k-[0-9a-f]{24}$/)
+    const second = await ctx.newPage()
+    await second.goto(`${server.url}/?room=${room}&backend=wasm&name=Second`)
+    const other = await waitFor('the second tab in the roster', async () => (await peers()).find((p) => p.name === 'Second')?.id, 90_000, 250)
+    expect(other).toMatch(/^k-/)
+    expect(other).not.toBe(id)
+    await first.reload()
+    await first.getByRole('list', { name: 'Event log' }).filter({ hasText: `joined room ${room} as ${id}` }).waitFor({ timeout: 90_000 })
+    await waitFor('back in the roster as itself, once', async () => {
+      const ps = await peers()
+      return ps.length === 2 && ps.filter((p) => p.id === id).length === 1 && ps.some((p) => p.id === other)
+    }, 90_000, 250)
+    await ctx.close()
+  }, 300_000)
 })
