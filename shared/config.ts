@@ -22,6 +22,8 @@ export const MODELS = ['mlp', 'deep-mlp', 'cnn'] as const
 export type ModelName = (typeof MODELS)[number]
 
 export const COMPRESSIONS = ['fp32', 'fp16', 'int8'] as const
+export const ROBUST_MODES = ['off', 'on'] as const
+export type RobustMode = (typeof ROBUST_MODES)[number]
 export type Compression = (typeof COMPRESSIONS)[number]
 
 /**
@@ -169,6 +171,12 @@ export const roomConfigSchema = z
     iceServers: z.array(iceServerSchema).max(16),
     /** Seed for initial weights and data shards. */
     seed: z.number().int().min(0).max(MAX_SEED),
+    /**
+     * Byzantine-robust aggregation (docs/security.md "Robust aggregation"): 'on' bounds each
+     * neighbour's influence on the average (clipping / trimmed mean, per algorithm family);
+     * 'off' averages with full weight. Appended later: stored configs without it read as 'off'.
+     */
+    robust: z.enum(ROBUST_MODES).default('off'),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -216,6 +224,7 @@ export const BASE_DEFAULTS: RoomConfig = {
   maxMessageBytes: 64 * 1024 * 1024,
   iceServers: [],
   seed: 0,
+  robust: 'off',
 }
 
 /** Per-algorithm overrides of BASE_DEFAULTS: each descriptor's default topology and recipe. */
