@@ -121,7 +121,7 @@ export function allowedTopologies(algorithm: AlgorithmName): readonly TopologyNa
 
 const LR_SCALING_READERS = algorithmsWhere((d) => d.knobs.includes('lrScaling')).map((a) => `'${a}'`).join(' or ')
 
-export const roomConfigSchema = z
+const roomConfigObject = z
   .object({
     algorithm: z.enum(ALGORITHMS),
     topology: z.enum(TOPOLOGIES),
@@ -178,6 +178,12 @@ export const roomConfigSchema = z
      */
     robust: z.enum(ROBUST_MODES).default('off'),
   })
+
+/**
+ * A room config as the server validates it: strict at every level, with the cross-field rules.
+ * What clients read from a server is announcedConfigSchema (a newer server's new fields kept).
+ */
+export const roomConfigSchema = roomConfigObject
   .strict()
   .superRefine((c, ctx) => {
     const need = (ok: boolean, path: string, message: string) => {
@@ -192,6 +198,13 @@ export const roomConfigSchema = z
   })
 
 export type RoomConfig = z.infer<typeof roomConfigSchema>
+
+/**
+ * A config a client receives (membership, room view, history): the same fields, and top-level
+ * keys it does not know yet kept rather than refused, so a page loaded before the server gained
+ * a field keeps working. The server only ever sends configs it validated with roomConfigSchema.
+ */
+export const announcedConfigSchema = roomConfigObject.loose()
 
 /** Defaults shared by every algorithm (a small MNIST MLP on a ring, docs/algorithms.md "D-PSGD (AWC and ATC)" defaults). */
 export const BASE_DEFAULTS: RoomConfig = {

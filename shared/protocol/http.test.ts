@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest'
 import { RoomRegistry } from '../../signaling-server/rooms'
-import { defaultConfig } from '../config'
+import { defaultConfig, roomConfigSchema } from '../config'
 import { clientHistorySchema, clientPeerSchema, clientRoomSchema, CONTROL_ACTIONS, controlActionSchema, controlRequestSchema, roomResponseSchema, roomViewSchema, type ControlAction } from './http'
 import { historyResponseSchema } from './history'
-import { reportSchema } from './signaling'
+import { membershipSchema, reportSchema } from './signaling'
 
 /**
  * The types in http.ts make the server's bodies compile against the schemas; these tests check
@@ -45,6 +45,19 @@ describe('room view contract', () => {
     }
     expect(clientRoomSchema.safeParse(old).success).toBe(true)
     expect(roomResponseSchema.safeParse(old).success).toBe(false)
+  })
+
+  it("a page loaded before the server gained a config field still reads the room and the membership", () => {
+    const view = liveView()
+    const newer = { ...view, ...links, config: { ...view.config, someFutureField: 3 } }
+    expect(roomResponseSchema.safeParse(newer).success).toBe(false)
+    expect(clientRoomSchema.parse(newer).config).toMatchObject({ algorithm: 'dpsgd', someFutureField: 3 })
+    const m = { v: 1, room: 'lab', epoch: 1, peers: ['a'], roles: { ps: null }, config: { ...defaultConfig(), someFutureField: 3 }, run: 1, paused: false }
+    expect(membershipSchema.safeParse(m).success).toBe(true)
+    // A stored config from before `robust` existed reads as robust 'off'.
+    const { robust, ...older } = defaultConfig()
+    void robust
+    expect(roomConfigSchema.parse(older).robust).toBe('off')
   })
 
   it('shows a backend or stage this client does not know yet as it is', () => {

@@ -1,6 +1,6 @@
 import { z } from 'zod'
-import { ALGORITHMS, DATASETS, MODELS, TOPOLOGIES, roomConfigSchema, type AlgorithmName, type RoomConfig } from '../config'
-import { evictionRecordSchema, historyResponseSchema, runDivergenceSchema } from './history'
+import { ALGORITHMS, DATASETS, MODELS, TOPOLOGIES, announcedConfigSchema, roomConfigSchema, type AlgorithmName, type RoomConfig } from '../config'
+import { evictionRecordSchema, historyResponseSchema, historyRunSchema, runDivergenceSchema } from './history'
 import { AWAY_REASONS, PEER_STAGES, backendSchema, linkReportSchema, peerIdSchema } from './signaling'
 import { PROTOCOL_VERSION } from './version'
 
@@ -306,6 +306,7 @@ export const clientRoomSchema = roomResponseSchema
   .extend({
     peers: z.array(clientPeerSchema), joining: z.array(clientJoiningPeerSchema),
     roles: roomViewSchema.shape.roles.partial({ writer: true, pinned: true }),
+    config: announcedConfigSchema,
   })
   .partial({
     code: true, run: true, paused: true, epoch: true, roles: true, checkpointStep: true, checkpoints: true, diverged: true,
@@ -315,11 +316,13 @@ export const clientRoomSchema = roomResponseSchema
 export type ClientRoom = z.infer<typeof clientRoomSchema>
 
 /** POST /api/rooms as the host page reads it: the token and the join link are what it needs. */
-export const clientCreatedRoomSchema = createdRoomSchema.partial({
+export const clientCreatedRoomSchema = createdRoomSchema.extend({ config: announcedConfigSchema }).partial({
   code: true, dashboardUrl: true, projectorUrl: true, localOnly: true, config: true, paused: true,
 })
 export type ClientCreatedRoom = z.infer<typeof clientCreatedRoomSchema>
 
 /** GET /api/rooms/:room/history as the dashboard reads it (it needs the runs only). */
-export const clientHistorySchema = historyResponseSchema.partial({ code: true, currentRun: true })
+export const clientHistorySchema = historyResponseSchema
+  .extend({ runs: z.array(historyRunSchema.extend({ config: announcedConfigSchema })) })
+  .partial({ code: true, currentRun: true })
 export type ClientHistory = z.infer<typeof clientHistorySchema>

@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { roomConfigSchema } from '../config'
+import { announcedConfigSchema } from '../config'
 import { PROTOCOL_VERSION } from './version'
 
 /**
@@ -169,7 +169,7 @@ export const membershipSchema = z.object({
    * checkpoint (appended later: older servers omit it and peers[0] writes).
    */
   roles: z.object({ ps: peerIdSchema.nullable(), writer: peerIdSchema.nullable().default(null) }),
-  config: roomConfigSchema,
+  config: announcedConfigSchema,
   /** Run number within the room (a host's "new run" bumps it; peers restart training). */
   run: z.number().int().min(0),
   paused: z.boolean(),
