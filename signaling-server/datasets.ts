@@ -40,6 +40,11 @@ export interface ShardRequest {
  * One peer's shard in the binary format; identical to what the client computes with
  * shared/data/partition.ts on the full split. Throws on invalid arguments (answer 400).
  */
+/** Whether this shard is cached (or being built): serving it costs no new build. */
+export function hasShard(name: DatasetName, split: Split, req: ShardRequest): boolean {
+  return shardCache.has(`${name}/${split}/${req.partition}/${req.seed}/${req.peerCount}/${req.peerIndex}`)
+}
+
 export async function getShardBinary(name: DatasetName, split: Split, req: ShardRequest): Promise<Uint8Array> {
   const { peerIndex, peerCount, partition, seed } = req
   if (!Number.isInteger(peerCount) || peerCount < 1 || peerCount > 4096) throw new Error(`bad peers ${peerCount}`)

@@ -4,6 +4,7 @@ import { z } from 'zod'
 import { DATASETS, MAX_SEED, parseRoomConfig, partitionSchema, publicConfig, type DatasetName } from '../shared/config'
 import { PROTOCOL_VERSION } from '../shared/protocol/version'
 import { roomNameSchema } from '../shared/protocol/signaling'
+import { KeyedBuckets } from '../shared/rate-limit'
 import type { HistoryResponse } from '../shared/protocol/history'
 import {
   controlRequestSchema, type CheckpointJson, type ControlResponse, type CreatedRoomResponse, type ErrorBody,
@@ -33,6 +34,8 @@ export interface ApiContext {
   getDatasetBinary: (name: DatasetName, split: 'train' | 'test') => Promise<Uint8Array>
   /** One peer's shard (`?peer=&peers=&partition=&seed=`); absent → shard queries get 404. */
   getShardBinary?: (name: DatasetName, split: 'train' | 'test', req: ShardQuery) => Promise<Uint8Array>
+  /** Whether a shard is cached already (serving it builds nothing); absent → every shard counts as new. */
+  hasShard?: (name: DatasetName, split: 'train' | 'test', req: ShardQuery) => boolean
   /** The origin students can open, for links in answers to `req` (public-origin.ts). */
   publicOrigin: (req: IncomingMessage) => PublicOrigin
 }
@@ -43,6 +46,17 @@ export interface ShardQuery {
   partition: string
   seed: number
 }
+
+/**
+ * Building a shard takes the server's CPU (a whole split's shuffle and copy: ~2 s for MNIST's
+ * 60,000 images, in one task). New shards cost each client address from a budget counted in
+ * whole splits (a 1-of-N shard costs 1/N): a whole classroom's shards are about one split, a
+ * flood of seeds is cut off after SHARD_BUILD_BURST splits, then one every 10 s. Cached shards
+ * are free.
+ */
+export const SHARD_BUILD_BURST = 8
+export const SHARD_BUILDS_PER_SEC = 0.1
+const shardBuilds = new KeyedBuckets(SHARD_BUILD_BURST, SHARD_BUILDS_PER_SEC)
 
 class HttpError extends Error {
   constructor(readonly status: number, message: string, readonly field?: string) {
@@ -436,6 +450,9 @@ async function serveDataset(req: IncomingMessage, res: ServerResponse, dataset: 
     if (!getShard) throw new HttpError(404, 'this server does not serve shards')
     const sq: ShardQuery = { peerIndex: q.data.peer, peerCount: q.data.peers, partition: q.data.partition, seed: q.data.seed }
     key += `/${sq.partition}/${sq.seed}/${sq.peerCount}/${sq.peerIndex}`
+    const address = (req.socket.remoteAddress ?? 'unknown').replace(/^::ffff:/, '')
+    if (!ctx.hasShard?.(name, split, sq) && !shardBuilds.take(address, performance.now(), 1 / sq.peerCount))
+      throw new HttpError(429, `seed: too many new data shards from this address (a whole split's worth every ${1 / SHARD_BUILDS_PER_SEC} s); try again shortly`, 'seed')
     load = () => getShard(name, split, sq)
   } else load = () => ctx.getDatasetBinary(name, split)
   // Whole splits (a handful) are kept here with their etag; shards only in datasets.ts's

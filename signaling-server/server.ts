@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net'
 import { networkInterfaces } from 'node:os'
 import { Server } from 'socket.io'
 import type { DatasetName } from '../shared/config'
-import { getDatasetBinary as datasetBinary, getShardBinary as shardBinary } from './datasets'
+import { getDatasetBinary as datasetBinary, getShardBinary as shardBinary, hasShard as shardCached } from './datasets'
 import { attachHandlers, type RoomBus, type SignalingServer } from './handlers'
 import { handleApi, type ShardQuery } from './http-api'
 import { openStore, type SqliteStore } from './persistence'
@@ -123,6 +123,7 @@ function requestHandler(
   const originFor = (req: IncomingMessage) => resolvePublicOrigin({ publicUrl, lanUrl: late.lanUrl, requestHost: req.headers.host })
   const getDatasetBinary = opts.getDatasetBinary ?? datasetBinary
   const getShardBinary = opts.getDatasetBinary ? undefined : (n: DatasetName, s: 'train' | 'test', q: ShardQuery) => shardBinary(n, s, q)
+  const hasShard = (n: DatasetName, s: 'train' | 'test', q: ShardQuery) => shardCached(n, s, q)
 
   return (req, res) => {
     for (const [k, v] of Object.entries(ISOLATION_HEADERS)) res.setHeader(k, v)
@@ -133,7 +134,7 @@ function requestHandler(
       res.statusCode = 400
       return void res.end('bad request\n')
     }
-    const ctx = { rooms: registry, bus: late.bus!, log, getDatasetBinary, getShardBinary, publicOrigin: originFor }
+    const ctx = { rooms: registry, bus: late.bus!, log, getDatasetBinary, getShardBinary, hasShard, publicOrigin: originFor }
     handleApi(req, res, url.pathname, url.searchParams, ctx)
       .then(async (handled) => {
         if (!handled) await serveNonApi(opts, req, res, url.pathname)

@@ -177,6 +177,17 @@ describe('hostile data requests', () => {
       await r.arrayBuffer()
       expect(shardCacheBytes()).toBeLessThanOrEqual(SHARD_CACHE_MAX_BYTES)
     }
+    // New shards cost this address from a budget of whole splits: the flood is cut off, cached ones stay free.
+    const statuses = await Promise.all([7, 8, 9, 10, 11, 12].map(async (seed) => {
+      const r = await fetch(`${env.server.url}/data/mnist/train?peer=0&peers=1&seed=${seed}`)
+      if (r.status === 429) expect(((await r.json()) as { field?: string }).field).toBe('seed')
+      else await r.arrayBuffer()
+      return r.status
+    }))
+    expect(statuses.filter((x) => x === 429).length).toBeGreaterThan(0)
+    const cached = await fetch(`${env.server.url}/data/mnist/train?peer=0&peers=1&seed=6`)
+    expect(cached.status).toBe(200)
+    await cached.arrayBuffer()
     for (const q of ['seed=1e300', 'seed=4294967296', 'seed=-1', 'partition=dirichlet:0', 'partition=label-skew:99999']) {
       const r = await fetch(`${env.server.url}/data/mnist/train?peer=0&peers=2&${q}`)
       expect(r.status, q).toBe(400)
