@@ -172,7 +172,7 @@ const roomConfigObject = z
     /** Seed for initial weights and data shards. */
     seed: z.number().int().min(0).max(MAX_SEED),
     /**
-     * Byzantine-robust aggregation (docs/security.md "Robust aggregation"): 'on' bounds each
+     * Byzantine-robust aggregation (docs/algorithms.md "Robust aggregation"): 'on' bounds each
      * neighbour's influence on the average (clipping / trimmed mean, per algorithm family);
      * 'off' averages with full weight. Appended later: stored configs without it read as 'off'.
      */

@@ -32,7 +32,11 @@ export interface MeshMessage {
 export interface Envelope extends MeshMessage {
   readonly from: PeerId
   readonly epoch: number
-  /** Sender's global progress counter (max-merged by the receiver, docs/algorithms.md "Global step"). */
+  /**
+   * Sender's global progress counter, as the sender claims it. Nothing merges it on arrival: the
+   * algorithm merges it (acceptClock) once the message passed its own checks, and only up to
+   * ProgressClock.ceiling() (docs/algorithms.md "Global step").
+   */
   readonly clock: number
 }
 
@@ -90,23 +94,126 @@ export interface Mesh {
    * broadcasts, so it keeps the same values as everyone else. Identity (or absent) for fp32.
    */
   wireImage?(kind: string, data: Float32Array): void
-  /** Global progress counter: the max of our own and every counter seen on incoming messages. */
+  /**
+   * Global progress counter: the max of our own and the counters of the accepted messages (see
+   * acceptClock), each bounded by the clock's ceiling.
+   */
   readonly clock: ProgressClock
   stats(): MeshStats
 }
 
-/** Max-merged global progress counter (swarm steps). Schedules key off it, not local step counts. */
+/**
+ * How far a remote clock may lead the progress this peer can vouch for (its own, or the room's
+ * as the server publishes it): lock-step skew, a parameter server's lead over its workers, a
+ * tab that was in the background for a while. The server's own slack for a checkpoint's step
+ * (signaling-server/rooms.ts CHECKPOINT_STEP_SLACK_STEPS).
+ */
+export const CLOCK_SLACK_STEPS = 1_000
+/**
+ * ...plus this many steps per second since that progress was known: the fastest the server
+ * believes a run's step counter can grow (signaling-server/rooms.ts MAX_STEPS_PER_SEC).
+ */
+export const CLOCK_MAX_STEPS_PER_SEC = 1_000
+
+export interface ProgressClockOptions {
+  slackSteps?: number
+  maxStepsPerSec?: number
+  /** Milliseconds, monotonic (default performance.now). */
+  now?: () => number
+  /**
+   * The room's progress now, where it is known live (the in-memory network stands in for the
+   * server this way); null when unknown. Takes precedence over setRoomProgress.
+   */
+  roomProgress?: () => number | null
+}
+
+/**
+ * Max-merged global progress counter (swarm steps). Schedules key off it, not local step counts.
+ *
+ * Bounded (docs/security.md): a remote counter — a message's clock, a joiner's bootstrap counters — is
+ * merged only when it is at most `ceiling()`: the larger of this peer's own progress and the
+ * room's published progress, plus CLOCK_SLACK_STEPS, plus CLOCK_MAX_STEPS_PER_SEC for every
+ * second since that room progress (or, without one, this clock) was taken. Own progress
+ * (`advance`: steps taken, a checkpoint, a kept model) is trusted and raises the floor the
+ * ceiling is measured from; remote merges never do, so a peer pushing its clock to just below the
+ * ceiling again and again cannot walk it upwards.
+ */
 export class ProgressClock {
   private v = 0
+  /** Progress this peer vouches for: the sum of what advance() added, never a remote merge. */
+  private own = 0
+  private room: { step: number; at: number } | null = null
+  private readonly since: number
+  private readonly slack: number
+  private readonly rate: number
+  private readonly now: () => number
+  private readonly live?: () => number | null
+  /** Remote counters that were beyond the ceiling and so not merged. */
+  refused = 0
+
+  constructor(opts: ProgressClockOptions = {}) {
+    this.slack = opts.slackSteps ?? CLOCK_SLACK_STEPS
+    this.rate = opts.maxStepsPerSec ?? CLOCK_MAX_STEPS_PER_SEC
+    this.now = opts.now ?? (() => performance.now())
+    this.live = opts.roomProgress
+    this.since = this.now()
+  }
+
   get value(): number {
     return this.v
   }
-  observe(remote: number): void {
-    if (Number.isFinite(remote) && remote > this.v) this.v = remote
+
+  /** The highest remote counter believed now (see the class comment). */
+  ceiling(): number {
+    const now = this.now()
+    const live = this.live?.()
+    const base = live !== null && live !== undefined && Number.isFinite(live) ? { step: live, at: now } : this.room ?? { step: 0, at: this.since }
+    return Math.max(this.own, base.step) + this.slack + (this.rate * Math.max(0, now - base.at)) / 1000
   }
+
+  /**
+   * The room's progress as the server publishes it (e.g. the median reported global step of the
+   * roster): the ceiling is measured from it, from now on.
+   */
+  setRoomProgress(step: number): void {
+    if (Number.isFinite(step) && step >= 0) this.room = { step, at: this.now() }
+  }
+
+  /**
+   * Merges a remote counter (a message the algorithm accepted, a bootstrap counter). Returns
+   * false, merging nothing, when it is not a finite number ≥ 0 or is beyond `ceiling()`.
+   */
+  observe(remote: number): boolean {
+    if (!Number.isFinite(remote) || remote < 0) {
+      this.refused++
+      return false
+    }
+    if (remote <= this.v) return true
+    if (remote > this.ceiling()) {
+      this.refused++
+      return false
+    }
+    this.v = remote
+    return true
+  }
+
+  /** This peer's own progress (steps it took, a checkpoint, a kept model): trusted, unbounded. */
   advance(to: number): void {
-    this.observe(to)
+    if (!Number.isFinite(to) || to <= this.v) return
+    this.own += to - this.v
+    this.v = to
   }
+}
+
+/**
+ * Merges the clock of `e`, a message that passed the algorithm's own checks, into the mesh's
+ * progress clock. A clock beyond the ceiling is not merged and counts as a rejected message of
+ * its sender (Mesh.rejectFrom: the suspect path). Returns whether the clock was believed.
+ */
+export function acceptClock(mesh: Pick<Mesh, 'clock' | 'rejectFrom'>, e: Pick<Envelope, 'from' | 'clock'>): boolean {
+  if (mesh.clock.observe(e.clock)) return true
+  mesh.rejectFrom?.(e.from, `clock ${e.clock} beyond the bound ${Math.floor(mesh.clock.ceiling())}`)
+  return false
 }
 
 export class DeadlineError extends Error {

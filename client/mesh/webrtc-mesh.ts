@@ -1,5 +1,5 @@
 import type { RoomConfig } from '../../shared/config'
-import { Mailbox } from '../../shared/mailbox'
+import { Mailbox, mailboxLimits } from '../../shared/mailbox'
 import type { MembershipAnnouncement } from '../../shared/protocol/signaling'
 import { PROTOCOL_VERSION } from '../../shared/protocol/version'
 import { DeadlineError, PeerUnavailableError, ProgressClock, deadline } from '../../shared/transport'
@@ -28,8 +28,10 @@ export type { MeshDiagnostics, MeshTap, MeshTestPort } from './test-port'
  */
 export class WebRtcMesh implements Mesh {
   readonly self: PeerId
+  /** Merged by the algorithms from the messages they accept (acceptClock), never on arrival. */
   readonly clock = new ProgressClock()
-  private readonly mailbox = new Mailbox()
+  /** Per-sender budgets from the room's maxMessageBytes (read at every delivery: it may change). */
+  private readonly mailbox = new Mailbox(() => mailboxLimits(this.cfg('maxMessageBytes')))
   private readonly counters = newTrafficCounters()
   private readonly rejected: Record<PeerId, number> = {}
   private readonly listeners = new Set<(m: Membership) => void>()
@@ -141,7 +143,6 @@ export class WebRtcMesh implements Mesh {
     if (signal?.aborted) throw signal.reason ?? new DeadlineError('mesh.send')
     if (to === this.self) {
       // Loopback delivery keeps algorithms free of a self special case.
-      this.clock.observe(this.clock.value)
       this.mailbox.deliver({ ...msg, from: this.self, epoch: this.membership().epoch, clock: this.clock.value })
       return
     }
@@ -195,7 +196,8 @@ export class WebRtcMesh implements Mesh {
       case 'control':
         return this.onControl(link, r.message)
       case 'envelope':
-        this.clock.observe(r.envelope.clock)
+        // The clock is the sender's claim: the algorithm merges it once the message passed its
+        // own checks (acceptClock), bounded; a wrong-length message never moves it.
         this.mailbox.deliver(r.envelope)
     }
   }

@@ -22,3 +22,21 @@ export async function fetchRoomProgress(baseUrl: string, room: string, signal?: 
     peers: r.data.peers.map((p) => ({ id: p.id, globalStep: Math.max(p.globalStep ?? 0, p.step ?? 0) })),
   }
 }
+
+/**
+ * The room's progress as the server publishes it, as one step count for a peer's progress clock
+ * (ProgressClock.setRoomProgress, docs/security.md): the checkpoint's step (the server accepted it as
+ * close to the roster's median) or the lower median of what the other roster peers reported,
+ * whichever is more. Peers that have not reported any progress yet (tabs still loading, fresh
+ * joiners) do not count: twenty tabs arriving at once must not drag the median to 0 while the
+ * swarm is at step 20,000. The server caps every report (rooms.ts sanitizeReport) and the median
+ * leaves out a minority's claims either way.
+ */
+export function roomProgressStep(p: RoomProgress, self: string, roster: readonly string[]): number {
+  const steps = p.peers
+    .filter((x) => x.id !== self && roster.includes(x.id) && Number.isFinite(x.globalStep) && x.globalStep > 0)
+    .map((x) => x.globalStep)
+    .sort((a, b) => a - b)
+  const median = steps.length ? steps[(steps.length - 1) >> 1] : 0
+  return Math.max(p.checkpointStep ?? 0, median)
+}

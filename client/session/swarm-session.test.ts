@@ -5,7 +5,7 @@ import { JoinRejectedError, reportSchema, type MembershipAnnouncement, type Peer
 import { PROTOCOL_VERSION } from '../../shared/protocol/version'
 import { LsqCompute, makeLsqProblem } from '../../shared/testing/lsq-compute'
 import { MemoryNetwork } from '../../shared/testing/memory-mesh'
-import type { Membership, Unsubscribe } from '../../shared/transport'
+import { CLOCK_SLACK_STEPS, type Membership, type Unsubscribe } from '../../shared/transport'
 import { RoomRegistry } from '../../signaling-server/rooms'
 import { withSessionControls } from './platform'
 import { describeEvent, SwarmSession, type SessionMesh, type SessionPlatform, type SignalingPort } from './swarm-session'
@@ -488,6 +488,23 @@ describe('SwarmSession (registry + memory mesh)', () => {
     expect(b.snapshot().log.some((l) => /checkpoint \(step 50\) not used/.test(l))).toBe(true)
     await a.leave()
     await b.leave()
+  })
+
+  it("bounds its progress clock by the room's progress as the server publishes it (docs/security.md)", async () => {
+    const server = new FakeServer()
+    // A checkpoint of another model: never loaded, but the server's word on how far the room got.
+    const room = server.registry.get(ROOM)!
+    room.checkpoint = { run: room.run, step: 50_000, schemaHash: 'other-model', params: new Uint8Array(4 * problem.shards[0].d), savedAt: Date.now() }
+    const a = session(server)
+    await a.start()
+    await until('a trains', () => a.snapshot().stage === 'training' && a.snapshot().step > 0)
+    expect(a.snapshot().log.some((l) => /resumed from the room checkpoint/.test(l))).toBe(false)
+    // Alone in the memory network (no live progress there): the room's published progress counts.
+    const clock = server.net.mesh(a.snapshot().self!)!.clock
+    expect(clock.ceiling()).toBeGreaterThanOrEqual(50_000 + CLOCK_SLACK_STEPS)
+    expect(clock.ceiling()).toBeLessThan(60_000)
+    expect(clock.observe(50_500)).toBe(true)
+    await a.leave()
   })
 })
 

@@ -9,6 +9,7 @@ import { DivergenceDetector, divergenceHint, type Divergence } from '../../share
 import { canStep, initialLifecycle, reduce, shownAway, type Effect, type Lifecycle, type LifecycleEvent } from './lifecycle'
 import { buildReport, RateWindow } from './telemetry'
 import { describeEvent, say } from './wording'
+import { roomProgressStep } from './room-progress'
 import type {
   RoomProgress, SessionHandle, SessionMesh, SessionOptions, SessionPlatform, SessionSnapshot, SessionStage, SignalingPort, Trainer,
 } from './types'
@@ -51,6 +52,12 @@ const STALL_FACTOR = 2
 /** How often the training loop refreshes the snapshot (UI and reports read it). */
 const SNAPSHOT_INTERVAL_MS = 100
 const LOG_LINES = 40
+/**
+ * How often a training tab re-reads the room's progress (GET /api/rooms/:room) for its progress
+ * clock's ceiling (docs/security.md): between two reads the ceiling grows at the server's fastest
+ * believable rate, so a longer interval is a looser bound.
+ */
+export const ROOM_PROGRESS_INTERVAL_MS = 10_000
 /** How often a pending joiner repeats 'ready' until the roster includes it. */
 const READY_RETRY_MS = 5_000
 /** How long a gated loop sleeps before looking again when nothing wakes it. */
@@ -102,6 +109,8 @@ export class SwarmSession implements SessionHandle {
   private loopDone: Promise<void> = Promise.resolve()
   private unsubs: Unsubscribe[] = []
   private lastReport = 0
+  /** When the room's progress was last read for the clock (performance.now ms). */
+  private lastRoomProgress = 0
   private lastEval = 0
   private lastEvalMs = 0
   private lastCheckpoint = 0
@@ -392,10 +401,10 @@ export class SwarmSession implements SessionHandle {
    * step 0, however many come back together; in a running swarm the others are past it and the
    * algorithm's bootstrap takes their newer state instead.
    */
-  private async shouldResume(m: MembershipAnnouncement, self: string, ownProgress: number): Promise<boolean> {
+  private async shouldResume(m: MembershipAnnouncement, self: string, ownProgress: number, read: RoomProgress | null): Promise<boolean> {
     if (!this.platform.fetchCheckpoint) return false
     if (!this.platform.fetchRoomProgress) return m.peers.length === 1 && ownProgress === 0
-    const p = await this.platform.fetchRoomProgress(m.room)
+    const p = read ?? await this.platform.fetchRoomProgress(m.room)
     if (p.checkpointStep === null) return false
     const others = p.peers.filter((x) => x.id !== self && m.peers.includes(x.id))
     const furthest = Math.max(ownProgress, ...others.map((x) => x.globalStep))
@@ -444,7 +453,9 @@ export class SwarmSession implements SessionHandle {
     this.mesh = mesh
     // A kept model carries on from its own step (the schedule continues; neighbours may move it on).
     if (ownProgress > 0) mesh.clock.advance(ownProgress)
-    await this.maybeResume(mesh, trainer, current, self, ownProgress)
+    // Before the algorithm bootstraps: the counters it adopts are bounded by the room's progress.
+    const progress = await this.readRoomProgress(mesh, current.room, self)
+    await this.maybeResume(mesh, trainer, current, self, ownProgress, progress)
     const instance = await this.buildAlgorithm(signal, config, trainer, mesh, shard)
     if (!instance) return
     this.instance = instance
@@ -482,12 +493,14 @@ export class SwarmSession implements SessionHandle {
   }
 
   /** Resume from the room checkpoint when the swarm is not past it (server restart, everyone left). */
-  private async maybeResume(mesh: SessionMesh, trainer: Trainer, m: MembershipAnnouncement, self: string, ownProgress: number): Promise<void> {
+  private async maybeResume(
+    mesh: SessionMesh, trainer: Trainer, m: MembershipAnnouncement, self: string, ownProgress: number, progress: RoomProgress | null,
+  ): Promise<void> {
     if (!this.platform.fetchCheckpoint) return
     try {
       const restore = this.restoreRequested
       this.restoreRequested = false
-      const cp = restore || (await this.shouldResume(m, self, ownProgress)) ? await this.platform.fetchCheckpoint(m.room) : null
+      const cp = restore || (await this.shouldResume(m, self, ownProgress, progress)) ? await this.platform.fetchCheckpoint(m.room) : null
       if (cp && cp.schemaHash === trainer.compute.schemaHash && cp.params.length === trainer.compute.paramCount) {
         await trainer.compute.writeParams(cp.params)
         mesh.clock.advance(cp.step)
@@ -496,6 +509,33 @@ export class SwarmSession implements SessionHandle {
     } catch (e) {
       this.log(`checkpoint not loaded: ${(e as Error).message}`)
     }
+  }
+
+  /**
+   * Reads the room's progress as the server publishes it and measures the mesh clock's ceiling
+   * from it (ProgressClock.setRoomProgress): remote clocks and a joiner's bootstrap counters
+   * beyond it are not believed (docs/security.md). Null without fetchRoomProgress or when the read
+   * failed; the clock then keeps the bound it had (its own progress plus a rate since).
+   */
+  private async readRoomProgress(mesh: SessionMesh, room: string, self: string): Promise<RoomProgress | null> {
+    if (!this.platform.fetchRoomProgress) return null
+    this.lastRoomProgress = performance.now()
+    try {
+      const p = await this.platform.fetchRoomProgress(room)
+      mesh.clock.setRoomProgress(roomProgressStep(p, self, this.membership?.peers ?? []))
+      return p
+    } catch (e) {
+      this.log(`room progress not read: ${(e as Error).message}`)
+      return null
+    }
+  }
+
+  /** Re-reads the room's progress every ROOM_PROGRESS_INTERVAL_MS, in the background. */
+  private maybeReadRoomProgress(mesh: SessionMesh): void {
+    const room = this.membership?.room
+    const self = this.snap.self
+    if (!room || !self || performance.now() - this.lastRoomProgress < ROOM_PROGRESS_INTERVAL_MS) return
+    void this.readRoomProgress(mesh, room, self)
   }
 
   private async buildAlgorithm(
@@ -553,6 +593,7 @@ export class SwarmSession implements SessionHandle {
       this.refreshSnapshot(report, run, mesh, dt > STALL_FACTOR * config.stepDeadlineMs, finishing)
       await this.maybeEvaluate(instance, trainer)
       this.maybeReport(false)
+      this.maybeReadRoomProgress(mesh)
       await this.maybeCheckpoint(instance, trainer, report.globalStep)
       if (finishing) {
         await this.maybeEvaluate(instance, trainer, true)

@@ -1,8 +1,10 @@
 import { z } from 'zod'
 import { allFinite, isValidVector, sqDist } from '../math/vector'
+import { clipScale, dist } from '../robust/clip'
+import { clippedPairwiseMove, PairwiseClip } from '../robust/clip-pairwise'
 import { lrAt } from '../schedule'
 import { neighbors } from '../topology'
-import { isDeadline, scopedDeadline, type Envelope, type Membership, type PeerId, type ScopedDeadline } from '../transport'
+import { acceptClock, isDeadline, scopedDeadline, type Envelope, type Membership, type PeerId, type ScopedDeadline } from '../transport'
 import { Rng } from '../data/rng'
 import { foldHandovers, handOverModel, LeaveInbox, leaveTargets, rosterDeadline } from './common'
 import { AD_PSGD_KIND as KIND } from './message-kinds'
@@ -33,6 +35,12 @@ import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport 
  * periodically until B's `done` arrives. That matters because a join or leave anywhere in the
  * room bumps the epoch and the mailbox drops in-flight messages of the old epoch as stale
  * (docs/algorithms.md "Message tagging and staleness"): without the re-send a third peer's churn would leave the pair half-averaged.
+ *
+ * Robust (`robust: 'on'`, docs/algorithms.md "Robust aggregation"): both sides apply
+ * x += clip(s_other − s_own, τ)/2 instead (shared/robust/clip-pairwise.ts), so a hostile partner
+ * moves an honest peer by at most τ/2 per exchange; hand-overs of leavers are clipped the same
+ * way, and a partner clipped in 10 exchanges in a row is reported. Without clipping in an
+ * exchange the update is exactly the plain one.
  *
  * Roles (docs/algorithms.md "AD-PSGD pairwise averaging" "bipartite active/passive"): on edge (i, j) of the topology the even roster index
  * initiates towards the odd one; on the odd edge of an odd ring (both even) the lower index
@@ -128,11 +136,14 @@ class AdPsgd implements AlgorithmInstance {
   private misses = new Map<PeerId, number>()
   private readonly d: number
   private readonly inbox: LeaveInbox
+  /** Pairwise clipping state when config.robust is 'on'. */
+  private readonly robust: PairwiseClip | null
 
   constructor(private readonly ctx: AlgorithmContext) {
     this.rng = new Rng(partnerSeed(ctx.config.seed, ctx.mesh.self))
     this.d = ctx.compute.paramCount
     this.inbox = new LeaveInbox(ctx)
+    this.robust = ctx.config.robust === 'on' ? new PairwiseClip((p, why) => this.suspect(p, why)) : null
     const onParent = () => this.stop.abort(ctx.signal.reason)
     if (ctx.signal.aborted) onParent()
     else ctx.signal.addEventListener('abort', onParent, { once: true })
@@ -162,7 +173,10 @@ class AdPsgd implements AlgorithmInstance {
         await mesh.send(p, { kind: KIND.stateRequest, round: id }, sig)
         const e = await mesh.receive({ kind: KIND.state, round: id, from: p }, sig)
         const meta = stateMetaSchema.safeParse(e.meta)
-        if (meta.success && !meta.data.fresh && isValidVector(e.data, this.d)) models.push(e.data)
+        if (meta.success && !meta.data.fresh && isValidVector(e.data, this.d)) {
+          models.push(e.data)
+          acceptClock(mesh, e)
+        }
       } catch {
         // A donor that left or is slow just does not contribute (docs/algorithms.md "Joining a running swarm" is best effort).
       }
@@ -202,14 +216,27 @@ class AdPsgd implements AlgorithmInstance {
     return this.lock.run(async () => ({ x: await this.params(), version: this.version }))
   }
 
+  /** A partner the sanity gate flagged: logged, and reported while it is in the roster. */
+  private suspect(peer: PeerId, why: string): void {
+    this.ctx.log('robust/suspect', { peer, why })
+    if (this.ctx.mesh.membership().peers.includes(peer)) this.ctx.mesh.reportSuspect(peer, why)
+  }
+
   /**
    * x ← x + (theirs − mine)/2. When x has not moved since `mine` was taken, writes the exact
-   * midpoint instead so both sides hold bit-identical models.
+   * midpoint instead so both sides hold bit-identical models. Robust: x ← x + clip(theirs − mine, τ)/2
+   * when the difference is beyond the radius (else as above).
    */
-  private applyAverage(mine: { x: Float32Array; version: number }, theirs: Float32Array): Promise<void> {
+  private applyAverage(mine: { x: Float32Array; version: number }, theirs: Float32Array, partner: PeerId): Promise<void> {
     return this.lock.run(async () => {
       const out = new Float32Array(this.d)
-      if (this.version === mine.version) {
+      const rb = this.robust
+      const tau = rb ? rb.radius(partner, mine.x) : Infinity
+      const r = rb ? dist(theirs, mine.x) : 0
+      if (rb && clipScale(r, tau) < 1) {
+        const cur = this.version === mine.version ? mine.x : await this.params()
+        clippedPairwiseMove(out, cur, mine.x, theirs, 0.5, tau)
+      } else if (this.version === mine.version) {
         for (let k = 0; k < this.d; k++) out[k] = (mine.x[k] + theirs[k]) / 2
       } else {
         const cur = await this.params()
@@ -217,6 +244,7 @@ class AdPsgd implements AlgorithmInstance {
       }
       if (!allFinite(out)) throw new Error('non-finite average')
       await this.write(out)
+      rb?.judge(partner, r, tau, mine.x)
       this.consensus = sqDist(mine.x, theirs)
     })
   }
@@ -262,7 +290,8 @@ class AdPsgd implements AlgorithmInstance {
         mesh.rejectFrom?.(partner, 'ad-psgd exchange: wrong length or NaN/Inf')
         throw new Error('invalid exchange payload')
       }
-      await this.applyAverage(mine, e.data)
+      acceptClock(mesh, e)
+      await this.applyAverage(mine, e.data, partner)
       ok = true
       // Stops the initiator's re-sends. Best effort: a lost `done` only costs it a few re-sends.
       mesh.send(partner, { kind: KIND.done, round: req.round }).catch(() => undefined)
@@ -318,6 +347,7 @@ class AdPsgd implements AlgorithmInstance {
           mesh.rejectFrom?.(partner, 'ad-psgd accept: wrong length or NaN/Inf')
           throw new Error('invalid accept payload')
         }
+        acceptClock(mesh, rep)
         const mine = await this.snapshot()
         // applyAverage must not fail after the commit point: refuse a pair whose midpoint overflows now.
         if (!finiteMidpoint(mine.x, rep.data)) throw new Error('non-finite average')
@@ -327,7 +357,7 @@ class AdPsgd implements AlgorithmInstance {
         // Commit point: the exchange is on its way, so from here on B will apply its half (see
         // header) and we apply ours whatever the roster does.
         committed = true
-        await this.applyAverage(mine, rep.data)
+        await this.applyAverage(mine, rep.data, partner)
         ok = true
         this.misses.delete(partner)
         const c = this.confirm(partner, msg, epoch).finally(() => this.confirming.delete(c))
@@ -406,7 +436,9 @@ class AdPsgd implements AlgorithmInstance {
       // then apply their difference form, so the pair sums stay exact).
       await this.lock.run(async () => {
         const x = new Float32Array(await this.params())
-        foldHandovers(x, hs)
+        const rb = this.robust
+        if (rb) for (const h of hs) clippedPairwiseMove(x, x, x, h.x, h.share, rb.radius(h.from, x))
+        else foldHandovers(x, hs)
         await this.write(x)
       })
     }

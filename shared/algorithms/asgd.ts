@@ -1,7 +1,8 @@
 import { z } from 'zod'
 import { allFinite, isValidVector } from '../math/vector'
+import { PullCheck, PushClipper, PushShareLimiter } from '../robust/ps-clip'
 import { lrAt } from '../schedule'
-import { isDeadline, type Envelope, type Membership, type PeerId } from '../transport'
+import { acceptClock, isDeadline, type Envelope, type Membership, type PeerId } from '../transport'
 import { acceptHandover, childController, handOverServerState, PS_KIND, pushMetaSchema, serveKind, whilePs, withDeadline } from './ps-common'
 import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
 
@@ -21,6 +22,12 @@ import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport 
  * announces W to the workers. A worker whose PS does not answer by the named deadline takes a
  * local SGD step instead and goes on: nobody stalls on a dead server.
  * The PS plumbing and the hand-over itself are shared with od-sgd.ts (ps-common.ts).
+ *
+ * Robust (`robust: 'on'`, docs/algorithms.md "Robust aggregation"; shared/robust/ps-clip.ts): the
+ * server clips each pushed gradient to a running robust bound of the push norms and refuses
+ * pushes beyond a worker's share of the recent ones (answered with W, not applied); a worker
+ * adopts pulled or announced weights only within a bound of its own copy Ŵ. Each reports the
+ * other side after repeated clips or rejections.
  */
 
 export const versionMetaSchema = z.object({ version: z.number().int().min(0) })
@@ -72,11 +79,20 @@ class Asgd implements AlgorithmInstance {
   private misses = 0
   private readonly d: number
   private unsub: () => void = () => undefined
+  /** Robust aggregation state (config.robust 'on'): the server's clip and rate limit, the worker's pull check. */
+  private readonly robust: { clip: PushClipper; limit: PushShareLimiter; pull: PullCheck } | null
 
   constructor(private readonly ctx: AlgorithmContext, init: Float32Array) {
     this.stop = childController(ctx.signal)
     this.d = ctx.compute.paramCount
     this.hat = { W: init, version: 0 }
+    const report = (p: PeerId, why: string) => {
+      ctx.log('robust/suspect', { peer: p, why })
+      if (ctx.mesh.membership().peers.includes(p)) ctx.mesh.reportSuspect(p, why)
+    }
+    this.robust = ctx.config.robust === 'on'
+      ? { clip: new PushClipper(report), limit: new PushShareLimiter(), pull: new PullCheck(report) }
+      : null
   }
 
   private k(kind: string): string {
@@ -139,7 +155,21 @@ class Asgd implements AlgorithmInstance {
       mesh.rejectFrom?.(e.from, 'asgd push: invalid meta, wrong length or NaN/Inf')
       return
     }
-    const W = server.apply(e.from, e.data)
+    let g = e.data
+    if (this.robust) {
+      // The workers that push over the network: everyone but this server.
+      if (!this.robust.limit.admit(e.from, mesh.membership().peers.length - 1)) {
+        // Over its share of the recent pushes: answered with W, not applied.
+        this.ctx.log('asgd/rate-limited', { from: e.from })
+        await withDeadline('asgd/push-reply', this.ctx.config.stepDeadlineMs, this.stop.signal, (sig) =>
+          mesh.send(e.from, { kind: this.k(PS_KIND.weights), round: e.round, data: server.W, meta: { version: server.version } }, sig))
+        return
+      }
+      const c = this.robust.clip.clip(e.from, g)
+      if (c.scale < 1) this.ctx.log('asgd/clipped', { from: e.from, norm: c.norm, tau: c.tau })
+      g = c.g
+    }
+    const W = server.apply(e.from, g)
     this.hat = { W: new Float32Array(W), version: server.version }
     await withDeadline('asgd/push-reply', this.ctx.config.stepDeadlineMs, this.stop.signal, (sig) =>
       mesh.send(e.from, { kind: this.k(PS_KIND.weights), round: e.round, data: W, meta: { version: server.version } }, sig))
@@ -162,6 +192,7 @@ class Asgd implements AlgorithmInstance {
     }
     // Announcement of a new PS that continues from its own Ŵ: adopt it as the compute weights.
     if (e.from !== this.ctx.mesh.membership().roles.ps || !isValidVector(e.data, this.d)) return
+    if (!this.pullAcceptable(e.from, e.data)) return
     this.hat = { W: e.data, version: meta.data.version }
     this.pending = e.data
   }
@@ -180,6 +211,8 @@ class Asgd implements AlgorithmInstance {
       if (meta.success && isValidVector(e.data, this.d)) {
         await this.ctx.compute.writeParams(e.data)
         this.hat = { W: e.data, version: meta.data.version }
+        // The PS's clock is the swarm's progress (our lr schedule keys off it), bounded.
+        acceptClock(mesh, e)
       }
     } catch (err) {
       this.ctx.log('asgd/bootstrap-failed', { ps, error: String(err) })
@@ -202,7 +235,9 @@ class Asgd implements AlgorithmInstance {
     let communicated = false
     const ps = mesh.membership().roles.ps
     if (ps === mesh.self && this.server) {
-      // The PS trains too: its gradient goes straight into the server (no network hop).
+      // The PS trains too: its gradient goes straight into the server (no network hop). Robust:
+      // its norm joins the clip's history (it is trusted, never clipped).
+      this.robust?.clip.clip(mesh.self, g.grad, true)
       const W = this.server.apply(mesh.self, g.grad)
       this.hat = { W: new Float32Array(W), version: this.server.version }
       await compute.writeParams(W)
@@ -230,8 +265,11 @@ class Asgd implements AlgorithmInstance {
         mesh.rejectFrom?.(ps, 'asgd weights: invalid meta, wrong length or NaN/Inf')
         throw new Error('invalid weights from PS')
       }
+      // Robust: weights too far from our own copy are not adopted; this step falls back to local.
+      if (!this.pullAcceptable(ps, e.data)) return false
       await compute.writeParams(e.data)
       this.hat = { W: e.data, version: meta.data.version }
+      acceptClock(mesh, e)
       this.misses = 0
       return true
     } catch (err) {
@@ -244,6 +282,14 @@ class Asgd implements AlgorithmInstance {
     } finally {
       watch.done()
     }
+  }
+
+  /** Robust: whether weights from `ps` are within the pull check's bound of Ŵ (always true with robust 'off'). */
+  private pullAcceptable(ps: PeerId, W: Float32Array): boolean {
+    if (!this.robust) return true
+    const c = this.robust.pull.check(ps, W, this.hat.W)
+    if (!c.ok) this.ctx.log('asgd/pull-rejected', { ps, dist: c.dist, bound: c.bound })
+    return c.ok
   }
 
   /** Fallback while no PS answers: a plain local SGD step on the compute weights. */

@@ -1,11 +1,12 @@
 import { z } from 'zod'
 import type { TopologyName } from '../config'
 import type { VectorArena } from '../math/arena'
-import { allFinite, axpy, isValidVector, mixInto, sqDist } from '../math/vector'
+import { axpy, isValidVector, mixInto, sqDist } from '../math/vector'
 import { lrAt } from '../schedule'
 import type { MixingWeights, NeighborSets } from '../topology'
 import { foldMissing, neighbors } from '../topology'
-import { deadline, scopedDeadline, type Envelope, type Membership, type PeerId, type ScopedDeadline } from '../transport'
+import { acceptClock, deadline, scopedDeadline, type Envelope, type Membership, type PeerId, type ScopedDeadline } from '../transport'
+import { allWithin, MAX_WIRE_VALUE } from '../wire/codec'
 import { allGatherKind, allReduceTag, LEAVE_KIND, reduceScatterKind, STATE_KIND } from './message-kinds'
 import type { AlgorithmContext } from './types'
 
@@ -117,7 +118,8 @@ export class NeighborExchange {
           return
         }
         if (!this.valid(e, round, expected, opts.benignLengths)) return
-        // Only a valid message may move our round: a rejected one proves nothing about the sender.
+        // Only a valid message may move our round or clock: a rejected one proves nothing about the sender.
+        acceptClock(mesh, e)
         if (e.round > ahead) ahead = e.round
         received.set(p, e.data)
         meta.set(p, e.meta)
@@ -141,15 +143,21 @@ export class NeighborExchange {
     return { received, meta, missing, round: ahead }
   }
 
-  /** Whether `e` carries `expected` finite values; a rejected one is counted and logged under the exchange's `round`. */
+  /**
+   * Whether `e` carries `expected` finite values within ±MAX_WIRE_VALUE, for a round no further
+   * than the progress clock believes (a round is the sender's step: it moves ours); a rejected
+   * one is counted and logged under the exchange's `round`.
+   */
   private valid(e: Envelope, round: number, expected: number, benignLengths: readonly number[] | undefined): e is Envelope & { data: Float32Array } {
-    if (e.data && e.data.length === expected && allFinite(e.data)) return true
+    const inRange = e.round <= this.ctx.mesh.clock.ceiling()
+    if (e.data && e.data.length === expected && inRange && allWithin(e.data)) return true
     this.rejected++
-    const why = !e.data ? 'no payload' : e.data.length !== expected ? `length ${e.data.length}, expected ${expected}` : 'NaN/Inf in payload'
+    const why = !e.data ? 'no payload' : e.data.length !== expected ? `length ${e.data.length}, expected ${expected}`
+      : !inRange ? `round ${e.round} beyond the clock bound` : 'NaN/Inf or a value beyond ±2^100 in payload'
     this.ctx.log('rejected', { from: e.from, kind: e.kind, round, why })
     // Counted by the mesh like a bad frame, so the peer is reported after repeated poison
     // instead of only after missed deadlines.
-    if (!e.data || !benignLengths?.includes(e.data.length) || !allFinite(e.data)) this.ctx.mesh.rejectFrom?.(e.from, `${e.kind}: ${why}`)
+    if (!e.data || !benignLengths?.includes(e.data.length) || !inRange || !allWithin(e.data)) this.ctx.mesh.rejectFrom?.(e.from, `${e.kind}: ${why}`)
     return false
   }
 
@@ -232,13 +240,28 @@ export interface PeerState {
   extra: Record<string, number>
 }
 
+const counter = z.number().finite().min(0)
 const stateMetaSchema = z.object({
   ready: z.boolean(),
-  step: z.number().int().min(0).optional(),
-  globalStep: z.number().min(0).optional(),
+  step: counter.int().optional(),
+  globalStep: counter.optional(),
   optLens: z.array(z.number().int().min(0)).optional(),
-  extra: z.record(z.string(), z.number()).optional(),
+  extra: z.record(z.string(), counter).optional(),
 })
+
+/**
+ * Why a state answer's counters cannot be believed, or null. A peer's step and global step are
+ * at most what the progress clock believes a peer can be at (ProgressClock.ceiling: the room's
+ * progress plus slack); the algorithm's extras are rounds and local steps (at most the global
+ * step + 1) or a round length H (at most the run's totalSteps). The algorithm checks how they
+ * fit together (local-sgd: localCnt ≤ H).
+ */
+function implausibleCounters(step: number, globalStep: number, extra: Record<string, number>, ceiling: number, totalSteps: number): string | null {
+  if (step > ceiling) return `step ${step}`
+  if (globalStep > ceiling) return `globalStep ${globalStep}`
+  for (const [k, v] of Object.entries(extra)) if (v > Math.max(ceiling + 1, totalSteps)) return `${k} ${v}`
+  return null
+}
 
 /**
  * Background responder: answers 'state/request' with this peer's snapshot (or ready:false
@@ -294,7 +317,9 @@ let requestNonce = 0
 /**
  * Asks `targets` for their state and returns the valid ready answers (in `targets` order).
  * Waits until every target answered or the step deadline passed; an empty result means
- * "start from your own init".
+ * "start from your own init". An answer with values beyond ±MAX_WIRE_VALUE, or with counters
+ * beyond the progress clock's ceiling, is dropped and counted against its sender (docs/security.md);
+ * a joiner adopting counters takes their median over the answers (bootstrapCounters).
  */
 export async function requestState(ctx: AlgorithmContext, targets: readonly PeerId[]): Promise<PeerState[]> {
   if (targets.length === 0) return []
@@ -310,20 +335,27 @@ export async function requestState(ctx: AlgorithmContext, targets: readonly Peer
         await mesh.send(p, { kind: STATE_KIND.request, round }, dl.signal)
         const e = await mesh.receive({ kind: STATE_KIND.response, round, from: p }, dl.signal)
         const meta = stateMetaSchema.safeParse(e.meta)
-        if (!meta.success || !meta.data.ready || !e.data || !allFinite(e.data)) return
+        if (!meta.success) return mesh.rejectFrom?.(p, `${STATE_KIND.response}: invalid meta`)
+        if (!meta.data.ready) return
         const d = compute.paramCount
         const lens = meta.data.optLens ?? []
-        if (e.data.length !== d + lens.reduce((a, b) => a + b, 0)) return
+        if (!e.data || e.data.length !== d + lens.reduce((a, b) => a + b, 0) || !allWithin(e.data))
+          return mesh.rejectFrom?.(p, `${STATE_KIND.response}: wrong length, NaN/Inf or a value beyond ±2^100`)
+        const step = meta.data.step ?? 0
+        const globalStep = meta.data.globalStep ?? 0
+        const extra = meta.data.extra ?? {}
+        const bad = implausibleCounters(step, globalStep, extra, mesh.clock.ceiling(), ctx.config.totalSteps)
+        if (bad) {
+          ctx.log('state/implausible', { from: p, counter: bad })
+          return mesh.rejectFrom?.(p, `${STATE_KIND.response}: ${bad} beyond the clock bound`)
+        }
         const opt: Float32Array[] = []
         let o = d
         for (const l of lens) {
           opt.push(e.data.slice(o, o + l))
           o += l
         }
-        out.set(p, {
-          params: e.data.slice(0, d), opt, step: meta.data.step ?? 0,
-          globalStep: meta.data.globalStep ?? 0, extra: meta.data.extra ?? {},
-        })
+        out.set(p, { params: e.data.slice(0, d), opt, step, globalStep, extra })
       } catch {
         // Deadline or peer gone: that target simply does not contribute.
       }
@@ -332,6 +364,34 @@ export async function requestState(ctx: AlgorithmContext, targets: readonly Peer
     dl.done()
   }
   return targets.filter((p) => out.has(p)).map((p) => out.get(p)!)
+}
+
+/** The lower median of `xs` (empty: undefined): one outlier on either side cannot move it, and of two the smaller wins. */
+export function lowerMedian(xs: readonly number[]): number | undefined {
+  if (xs.length === 0) return undefined
+  const sorted = [...xs].sort((a, b) => a - b)
+  return sorted[(sorted.length - 1) >> 1]
+}
+
+/**
+ * The lower-median state in the order `compare` (undefined when empty): where a joiner must take
+ * one neighbour's counters together (a position, an exact x with its step), it takes the middle
+ * one, not the furthest, so one neighbour claiming to be far ahead is never chosen while more
+ * honest ones answered (and of two, the one less far ahead).
+ */
+export function medianState(states: readonly PeerState[], compare: (a: PeerState, b: PeerState) => number): PeerState | undefined {
+  if (states.length === 0) return undefined
+  const sorted = [...states].sort(compare)
+  return sorted[(sorted.length - 1) >> 1]
+}
+
+/**
+ * The counters a joiner adopts from several answers: step and global step each their lower
+ * median over `states`, both already bounded by the clock's ceiling (requestState).
+ */
+export function bootstrapCounters(states: readonly PeerState[]): { step: number; globalStep: number } | undefined {
+  if (states.length === 0) return undefined
+  return { step: lowerMedian(states.map((s) => s.step))!, globalStep: lowerMedian(states.map((s) => s.globalStep))! }
 }
 
 /** Element-wise average of the states' parameters. */
@@ -358,6 +418,25 @@ export function others(ctx: AlgorithmContext): PeerId[] {
 // ---------------------------------------------------------------------------------------------
 // Ring all-reduce (docs/algorithms.md "Ring all-reduce"): reduce-scatter then all-gather, n−1 hops each, 2(n−1)/n·d per peer.
 
+/** The most peers a ring all-reduce spans (a room's roster cap, signaling-server/rooms.ts MAX_PEERS_PER_ROOM). */
+export const MAX_RING_PEERS = 256
+/**
+ * The largest magnitude one member's contribution may have: MAX_WIRE_VALUE / MAX_RING_PEERS
+ * (2^92 ≈ 5e27), so a full sum of contributions stays within the wire bound and far from
+ * float32 overflow.
+ */
+export const MAX_CONTRIBUTION = MAX_WIRE_VALUE / MAX_RING_PEERS
+
+/**
+ * Bound on a chunk received at a hop that sums `contributions` members' values: the sender can
+ * only have added its own to what it received, so a partial sum is at most `contributions` ×
+ * MAX_CONTRIBUTION. The first hop whose chunk breaks its bound is the liar's, never an honest
+ * forwarder's (a single bound for every hop would blame the peer after two large contributions).
+ */
+export function chunkBound(contributions: number): number {
+  return Math.min(MAX_WIRE_VALUE, contributions * MAX_CONTRIBUTION)
+}
+
 /**
  * Sums `vec` over `roster` (in place: on success `vec` holds the sum, bit-identical on every
  * member). Rejects on a deadline, a departure, or a rejected chunk; the caller retries with the
@@ -377,17 +456,19 @@ export async function ringAllReduceSum(
   const d = vec.length
   const bounds = (c: number): [number, number] => [Math.floor((c * d) / n), Math.floor(((c + 1) * d) / n)]
   const mod = (a: number) => ((a % n) + n) % n
-  const recvChunk = async (kind: string, c: number): Promise<Float32Array> => {
+  /** Chunk c of `kind`, a sum of `contributions` members' values (see chunkBound). */
+  const recvChunk = async (kind: string, c: number, contributions: number): Promise<Float32Array> => {
     // A retry of the same attempt (same tag, round, roster and input) reuses what it already
     // consumed: the mesh drops the neighbour's re-sent copy as a duplicate.
     const kept = received?.get(kind)
     if (kept) return kept
     const e = await ctx.mesh.receive({ kind, round, from: left }, signal)
     const [a, b] = bounds(c)
-    if (!e.data || e.data.length !== b - a || !allFinite(e.data)) {
-      ctx.mesh.rejectFrom?.(left, `${kind}: bad all-reduce chunk`)
+    if (!e.data || e.data.length !== b - a || !allWithin(e.data, chunkBound(contributions))) {
+      ctx.mesh.rejectFrom?.(left, `${kind}: bad all-reduce chunk (length, NaN/Inf or beyond the bound of ${contributions} contributions)`)
       throw new Error(`ringAllReduce: bad chunk from ${left}`)
     }
+    acceptClock(ctx.mesh, e)
     received?.set(kind, e.data)
     return e.data
   }
@@ -396,7 +477,8 @@ export async function ringAllReduceSum(
     const [a, b] = bounds(mod(r - s))
     await ctx.mesh.send(right, { kind, round, data: vec.subarray(a, b) }, signal)
     const c = mod(r - s - 1)
-    const got = await recvChunk(kind, c)
+    // At hop s the left neighbour's partial sum holds s + 1 members' values.
+    const got = await recvChunk(kind, c, s + 1)
     const [ca] = bounds(c)
     for (let i = 0; i < got.length; i++) vec[ca + i] += got[i]
   }
@@ -410,7 +492,8 @@ export async function ringAllReduceSum(
     if (s === 0) ctx.mesh.wireImage?.(kind, vec.subarray(a, b))
     await ctx.mesh.send(right, { kind, round, data: vec.subarray(a, b) }, signal)
     const c = mod(r - s)
-    const got = await recvChunk(kind, c)
+    // A reduced chunk: the sum over all n members.
+    const got = await recvChunk(kind, c, n)
     vec.set(got, bounds(c)[0])
   }
 }
@@ -575,10 +658,11 @@ export class LeaveInbox {
         return
       }
       const meta = leaveMetaSchema.safeParse(e.meta)
-      if (!meta.success || !isValidVector(e.data, this.ctx.compute.paramCount)) {
-        mesh.rejectFrom?.(e.from, `${LEAVE_KIND.model}: bad meta, wrong length or NaN/Inf`)
+      if (!meta.success || !isValidVector(e.data, this.ctx.compute.paramCount) || !allWithin(e.data)) {
+        mesh.rejectFrom?.(e.from, `${LEAVE_KIND.model}: bad meta, wrong length, NaN/Inf or a value beyond ±2^100`)
         continue
       }
+      acceptClock(mesh, e)
       this.queue.set(e.from, { from: e.from, x: e.data, share: leaveShare(meta.data.n, meta.data.k) })
       mesh.send(e.from, { kind: LEAVE_KIND.ack, round: e.round }, deadline('leave/ack', LEAVE_HANDOVER_MS, signal)).catch(() => undefined)
     }

@@ -1,4 +1,3 @@
-import { mixReceived } from './common'
 import { gossipAlgorithm, type GossipRule } from './gossip-kernel'
 import type { AlgorithmFactory } from './types'
 
@@ -22,7 +21,7 @@ export const ATC: GossipRule = {
       arena.momentum(half, m, gr.grad, beta, lr, wd)
       // The payload is a copy: `half` is overwritten next step, maybe before a send is encoded.
       const res = await peer.ex.exchange(peer.kind, peer.step, half.slice(), nb)
-      const info = mixReceived(mixed, half, w, res, arena)
+      const info = peer.mix(mixed, half, w, res)
       x.set(mixed)
       return peer.finish(res, info, gr.loss, gr.samples, lr)
     }

@@ -1,5 +1,4 @@
 import { yieldToEventLoop } from '../transport'
-import { mixReceived } from './common'
 import { ATC } from './dmsgd'
 import { gossipAlgorithm, type GossipRule } from './gossip-kernel'
 import type { AlgorithmFactory } from './types'
@@ -10,6 +9,10 @@ import type { AlgorithmFactory } from './types'
  * (gossip-kernel.ts). Two orders (config.order):
  *   awc (default): x ← Σ w x_j − γ m,        m = βm + g + λx   (g at the un-mixed x)
  *   atc:           x ← Σ w (x_j − γ m_j),    m = βm + g + λx   (DmSGD's form, dmsgd.ts)
+ * With `robust: 'on'` the mix Σ w x_j is ClippedGossip (peer.mix; see
+ * docs/algorithms.md "Robust aggregation"): AWC clips x_j − x of the models before the step, ATC
+ * those of the stepped models (the form of He, Karimireddy & Jaggi 2022, who clip after the
+ * local step).
  */
 
 /**
@@ -32,7 +35,7 @@ export const AWC: GossipRule = {
       await yieldToEventLoop()
       const gr = await peer.ctx.compute.gradient()
       const res = await pending
-      const info = mixReceived(mixed, x, w, res, arena)
+      const info = peer.mix(mixed, x, w, res)
       // m = βm + g + λx ; x = mixed − γm
       arena.momentum(x, m, gr.grad, beta, lr, wd, mixed)
       return peer.finish(res, info, gr.loss, gr.samples, lr)

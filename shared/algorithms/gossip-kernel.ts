@@ -1,11 +1,12 @@
 import type { AlgorithmName } from '../config'
 import { VectorArena } from '../math/arena'
+import { ClippedGossip } from '../robust/clipped-gossip'
 import {
-  mixingWeights, neighbors, symmetricMixingWeights, symmetricNeighbors, type MixingWeights, type NeighborSets,
+  foldMissing, mixingWeights, neighbors, symmetricMixingWeights, symmetricNeighbors, type MixingWeights, type NeighborSets,
 } from '../topology'
 import type { PeerId } from '../transport'
 import {
-  averageParams, consensusProxy, foldHandovers, handOverModel, LeaveInbox, leaveTargets, lrFor, NeighborExchange,
+  averageParams, consensusProxy, foldHandovers, handOverModel, LeaveInbox, leaveTargets, lrFor, mixReceived, NeighborExchange,
   requestState, startStateResponder, type ExchangeResult,
 } from './common'
 import { gossipKind } from './message-kinds'
@@ -18,6 +19,11 @@ import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport 
  * and missing neighbours folded onto self. A joiner starts at the average of its neighbours'
  * models with m = 0; a graceful leaver hands its x to its neighbours, who fold it in once at
  * their next step.
+ *
+ * With `robust: 'on'` the neighbour mix is ClippedGossip (shared/robust/clipped-gossip.ts,
+ * docs/algorithms.md "Robust aggregation"): each neighbour's difference is clipped to an adaptive
+ * radius, hand-overs of leavers too, and a neighbour clipped round after round is reported. The
+ * rules call `peer.mix()`, which is exactly mixReceived with robust 'off'.
  */
 
 /** An update rule of the family. */
@@ -64,6 +70,8 @@ export class GossipPeer {
   /** Global progress (max-merged), the schedule's step. */
   t = 0
   readonly m: Float32Array
+  /** ClippedGossip state when config.robust is 'on'; null for the plain weighted average. */
+  readonly robust: ClippedGossip | null
   private ready = false
   private readonly stopResponder: () => void
   private readonly inbox: LeaveInbox
@@ -91,6 +99,7 @@ export class GossipPeer {
     this.kind = gossipKind(name)
     this.ex = new NeighborExchange(ctx)
     this.m = arena.alloc()
+    this.robust = ctx.config.robust === 'on' ? new ClippedGossip((p, why) => this.suspect(p, why)) : null
     ;[this.nbOf, this.wOf] = rule.symmetric ? [symmetricNeighbors, symmetricMixingWeights] : [neighbors, mixingWeights]
     this.stopResponder = startStateResponder(ctx, async () =>
       this.ready ? { params: new Float32Array(this.x), opt: [], step: this.step, globalStep: this.t, extra: {} } : null)
@@ -131,8 +140,38 @@ export class GossipPeer {
     this.t = Math.max(this.t, this.step, mesh.clock.value)
     const lr = lrFor(this.ctx, this.t)
     const { sets, w } = this.graph()
-    if (foldHandovers(this.x, this.inbox.take())) await compute.writeParams(this.x)
+    const hs = this.inbox.take()
+    if (this.robust ? this.robust.foldHandovers(this.x, hs) : foldHandovers(this.x, hs)) await compute.writeParams(this.x)
     return { lr, beta: config.momentum, wd: config.weightDecay, nb: sets, w }
+  }
+
+  /**
+   * out = the mix of `own` with the received neighbour vectors, missing weight folded onto self:
+   * mixReceived (the weighted average) with robust 'off', ClippedGossip with 'on'
+   * (docs/algorithms.md "Robust aggregation"). `out` may alias `own`.
+   */
+  mix(out: Float32Array, own: Float32Array, weights: MixingWeights, res: ExchangeResult): { folded: number; contributors: number } {
+    if (!this.robust) return mixReceived(out, own, weights, res, this.arena)
+    const w = foldMissing(weights, res.missing)
+    const peers: PeerId[] = []
+    const ws: number[] = []
+    const vs: Float32Array[] = []
+    for (const [p, wp] of w.in) {
+      const v = res.received.get(p)
+      if (!v) continue
+      peers.push(p)
+      ws.push(wp)
+      vs.push(v)
+    }
+    this.robust.combine(out, own, w.self, peers, ws, vs, this.arena)
+    return { folded: res.missing.length, contributors: res.received.size }
+  }
+
+  /** A neighbour the sanity gate flagged: logged, and reported while it is in the roster. */
+  private suspect(peer: PeerId, why: string): void {
+    const { ctx } = this
+    ctx.log('robust/suspect', { peer, why })
+    if (ctx.mesh.membership().peers.includes(peer)) ctx.mesh.reportSuspect(peer, why)
   }
 
   /**

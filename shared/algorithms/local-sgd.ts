@@ -4,8 +4,8 @@ import type { LocalStepOptions } from './types'
 import { nextH } from '../schedule'
 import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
 import {
-  allReduceWithRetry, averageParams, foldHandovers, handOverModel, LeaveInbox, leaveTargets, lrFor, others, requestState,
-  startStateResponder, type PeerState,
+  allReduceWithRetry, averageParams, foldHandovers, handOverModel, LeaveInbox, leaveTargets, lrFor, medianState, others,
+  requestState, startStateResponder, type PeerState,
 } from './common'
 
 /**
@@ -28,19 +28,36 @@ import {
  *   of three, so the peers ahead (still retrying theirs) are joined while they wait.
  */
 
+/** Positions in order: round, then local steps into it. */
+function byPosition(a: PeerState, b: PeerState): number {
+  return (a.extra.round ?? 0) - (b.extra.round ?? 0) || (a.extra.localCnt ?? 0) - (b.extra.localCnt ?? 0)
+}
+
+/**
+ * Whether a reported position's counters fit together (requestState already bounded each by the
+ * clock's ceiling or the run's length): whole rounds and local steps, H between 1 and the run's
+ * length, at most H local steps into the round.
+ */
+function plausible(s: PeerState, totalSteps: number): boolean {
+  const { round = 0, localCnt = 0, h } = s.extra
+  return Number.isInteger(round) && Number.isInteger(localCnt) && (h === undefined || (h >= 1 && h <= Math.max(1, totalSteps))) &&
+    localCnt <= (h ?? totalSteps)
+}
+
 /** The furthest position: highest round, then most local steps into it. */
 function furthest(states: readonly PeerState[]): PeerState | undefined {
   let best: PeerState | undefined
-  const key = (s: PeerState) => [s.extra.round ?? 0, s.extra.localCnt ?? 0]
-  for (const s of states) {
-    if (!best) best = s
-    else {
-      const [r, c] = key(s)
-      const [br, bc] = key(best)
-      if (r > br || (r === br && c > bc)) best = s
-    }
-  }
+  for (const s of states) if (!best || byPosition(s, best) > 0) best = s
   return best
+}
+
+/**
+ * The position a joiner adopts: the lower median of the answers (docs/security.md), so one peer
+ * claiming a later round is not followed while others answered; in a healthy group every member
+ * is in the same round, so the median is that round.
+ */
+function medianPosition(states: readonly PeerState[]): PeerState | undefined {
+  return medianState(states, byPosition)
 }
 
 /** How many times a joiner re-targets the group's boundary before falling back to a mid-round copy. */
@@ -153,7 +170,7 @@ class LocalPeer {
       // will complete it; give up now and let resync() line us up, instead of spending the
       // remaining attempts (whole deadlines) on it while the others wait for us in theirs.
       retryAfterTimeout: async () => {
-        const ahead = furthest(await requestState(ctx, others(ctx)))
+        const ahead = furthest(await this.positions())
         if (!ahead || (ahead.extra.round ?? 0) <= round) return true
         // resync() follows this failed averaging: it adopts this answer instead of asking
         // again (a second round trip, a whole deadline when a member does not answer).
@@ -162,7 +179,10 @@ class LocalPeer {
       },
     })
     const total = res?.sum[res.sum.length - 1] ?? 0
-    if (!res || !(total > 0)) return null
+    // Every member but a joiner adds a weight ≥ 1 (its samples, at least 1), and a group is never
+    // only joiners: a total below 1 is a forged weight (docs/security.md) whose 1/total would blow the
+    // mean up. Every member holds the same sum, so all of them give the round up alike.
+    if (!res || !(total >= 1)) return null
     const inv = 1 / total
     await ctx.compute.writeParams(res.sum.subarray(0, d).map((v) => v * inv))
     if (k && opts.adoptState) await opts.adoptState(state.map((_, j) => res.sum.slice((j + 1) * d, (j + 2) * d).map((v) => v * inv)))
@@ -172,8 +192,8 @@ class LocalPeer {
   /** docs/algorithms.md "Local SGD rounds and joiners" join: wait at the group's next round boundary and receive x̄ there (weight 0). */
   private async join(): Promise<void> {
     const { ctx, d, name } = this
-    let states = await requestState(ctx, others(ctx))
-    const first = furthest(states)
+    let states = await this.positions()
+    const first = medianPosition(states)
     if (first && first.globalStep === 0 && (first.extra.round ?? 0) === 0 && (first.extra.localCnt ?? 0) === 0) {
       // The group has not taken a step yet (peers that started together): round 0's averaging
       // is still ahead for everyone, so there is nothing to wait for; waiting at its boundary
@@ -182,7 +202,7 @@ class LocalPeer {
       return
     }
     for (let a = 0; a < JOIN_ATTEMPTS && states.length > 0 && !ctx.signal.aborted; a++) {
-      const s = furthest(states)!
+      const s = medianPosition(states)!
       const round = s.extra.round ?? 0
       const h = s.extra.h ?? this.hFor(s.globalStep)
       // The round's boundary: where the group's H local steps of this round end.
@@ -195,12 +215,12 @@ class LocalPeer {
         return
       }
       // Not there yet (the group is still stepping towards the boundary) or it moved on: look again.
-      states = await requestState(ctx, others(ctx))
+      states = await this.positions()
     }
     if (states.length > 0) {
-      // Fallback: the group's current average and the furthest position, mid-round.
+      // Fallback: the group's current average and the median position, mid-round.
       await ctx.compute.writeParams(averageParams(states))
-      this.adopt(furthest(states)!)
+      this.adopt(medianPosition(states)!)
       ctx.log(`${name}/join-midround`, { round: this.pos.round, t: this.pos.t, localCnt: this.pos.localCnt })
     }
   }
@@ -216,9 +236,20 @@ class LocalPeer {
     this.ctx.log(`${this.name}/join-boundary`, { round, t: tBoundary, members })
   }
 
+  /** The other peers' positions whose counters fit together (see plausible); the rest are counted against their senders. */
+  private async positions(): Promise<PeerState[]> {
+    const { ctx } = this
+    const states = await requestState(ctx, others(ctx))
+    return states.filter((s) => {
+      if (plausible(s, ctx.config.totalSteps)) return true
+      ctx.log(`${this.name}/implausible-position`, { round: s.extra.round, h: s.extra.h, localCnt: s.extra.localCnt, t: s.globalStep })
+      return false
+    })
+  }
+
   /** After a failed averaging: continue at the furthest peer's position if it is in a later round. */
   private async resync(): Promise<void> {
-    const s = this.aheadSeen ?? furthest(await requestState(this.ctx, others(this.ctx)))
+    const s = this.aheadSeen ?? furthest(await this.positions())
     this.aheadSeen = undefined
     if (!s) return
     const r = s.extra.round ?? 0

@@ -1,7 +1,8 @@
 import { z } from 'zod'
 import { allFinite, isValidVector } from '../math/vector'
+import { PullCheck, PUSH_MAX_ROUNDS_AHEAD, PushClipper } from '../robust/ps-clip'
 import { lrAt } from '../schedule'
-import { scopedDeadline, type Envelope, type Membership, type PeerId } from '../transport'
+import { acceptClock, scopedDeadline, type Envelope, type Membership, type PeerId } from '../transport'
 import { acceptHandover, childController, handOverServerState, Notifier, pushMetaSchema, serveKind, whilePs, withDeadline } from './ps-common'
 import { OD_SGD_STATE_KIND, psKind } from './message-kinds'
 import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
@@ -28,6 +29,13 @@ import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport 
  * Churn: hand-over of W, v, t through ps-common.ts (as asgd); an ungracefully promoted PS continues from its own
  * Ŵ and announces (t, W). A worker whose wait expires (dead or slow PS) takes a local SGD step
  * and goes on; it catches up as soon as global weights arrive.
+ *
+ * Robust (`robust: 'on'`, docs/algorithms.md "Robust aggregation"; shared/robust/ps-clip.ts): the
+ * server clips each pushed gradient to a running robust bound of the push norms, caps its sample
+ * count at the room's batch size (a claimed 2²⁴ samples would otherwise outweigh everyone) and
+ * drops pushes for rounds more than PUSH_MAX_ROUNDS_AHEAD past its own (one push per round and
+ * worker is already the rule: that is the rate limit); a worker adopts broadcast weights only
+ * within a bound of its own Ŵ. Each reports the other side after repeated clips or rejections.
  */
 
 const K = {
@@ -161,12 +169,19 @@ class OdSgd implements AlgorithmInstance {
   private misses = 0
   private readonly d: number
   private unsub: () => void = () => undefined
+  /** Robust aggregation state (config.robust 'on'): the server's clip, the worker's pull check. */
+  private readonly robust: { clip: PushClipper; pull: PullCheck } | null
 
   constructor(private readonly ctx: AlgorithmContext, init: Float32Array) {
     this.stop = childController(ctx.signal)
     this.d = ctx.compute.paramCount
     this.hat = { t: 0, W: init, gen: 0 }
     this.recent.set(0, init)
+    const report = (p: PeerId, why: string) => {
+      ctx.log('robust/suspect', { peer: p, why })
+      if (ctx.mesh.membership().peers.includes(p)) ctx.mesh.reportSuspect(p, why)
+    }
+    this.robust = ctx.config.robust === 'on' ? { clip: new PushClipper(report), pull: new PullCheck(report) } : null
   }
 
   start(): void {
@@ -179,6 +194,17 @@ class OdSgd implements AlgorithmInstance {
    * Records global weights W_t. Ŵ (the newest) only moves forward, except on a restart by a new
    * PS; an older W_t that arrives late (reordered) is still kept for the round that needs it.
    */
+  /**
+   * A round number from the PS (or a hand-over) is at most the clock's ceiling: the round becomes
+   * this peer's step, so a made-up one would push the schedule to its end (docs/security.md).
+   */
+  private roundBelievable(from: string, t: number): boolean {
+    const ceiling = this.ctx.mesh.clock.ceiling()
+    if (t <= ceiling) return true
+    this.ctx.mesh.rejectFrom?.(from, `od-sgd round ${t} beyond the bound ${Math.floor(ceiling)}`)
+    return false
+  }
+
   private setHat(t: number, W: Float32Array, restart: boolean): void {
     if (restart) this.recent.clear()
     if (restart || t >= this.hat.t) this.hat = { t, W, gen: this.hat.gen + (restart ? 1 : 0) }
@@ -252,13 +278,25 @@ class OdSgd implements AlgorithmInstance {
       this.ctx.mesh.rejectFrom?.(e.from, 'od-sgd push: invalid meta, wrong length or NaN/Inf')
       return
     }
-    server.submit(e.from, e.round, { g: e.data, samples: meta.data.samples })
+    if (!this.robust) {
+      server.submit(e.from, e.round, { g: e.data, samples: meta.data.samples })
+      return
+    }
+    if (e.round > server.t + PUSH_MAX_ROUNDS_AHEAD) {
+      this.ctx.log('od-sgd/rate-limited', { from: e.from, round: e.round, t: server.t })
+      return
+    }
+    const c = this.robust.clip.clip(e.from, e.data)
+    if (c.scale < 1) this.ctx.log('od-sgd/clipped', { from: e.from, norm: c.norm, tau: c.tau })
+    server.submit(e.from, e.round, { g: c.g, samples: Math.min(meta.data.samples, this.ctx.config.batchSize) })
   }
 
   private async onControl(e: Envelope): Promise<void> {
     const meta = roundMetaSchema.safeParse(e.meta)
     if (!meta.success) return
     const t = meta.data.t
+    // The round becomes our step (mesh.clock.advance(this.t)): bounded like any remote clock.
+    if (!this.roundBelievable(e.from, t)) return
     if (e.kind === K.handover) {
       const state = await acceptHandover(this.ctx, 'od-sgd', e, this.d, { t }, this.stop.signal)
       if (!state) return
@@ -273,6 +311,14 @@ class OdSgd implements AlgorithmInstance {
       return
     }
     if (e.from !== this.ctx.mesh.membership().roles.ps || !isValidVector(e.data, this.d)) return
+    if (this.robust && !this.server) {
+      // Weights too far from our own Ŵ are not adopted: the step waiting for them goes local.
+      const c = this.robust.pull.check(e.from, e.data, this.hat.W)
+      if (!c.ok) {
+        this.ctx.log('od-sgd/pull-rejected', { ps: e.from, t, dist: c.dist, bound: c.bound })
+        return
+      }
+    }
     if (e.kind === K.announce) this.setHat(t, e.data, true)
     else this.setHat(t, e.data, false)
   }
@@ -288,11 +334,11 @@ class OdSgd implements AlgorithmInstance {
       await mesh.send(ps, { kind: K.hello, round }, watch.signal)
       const e = await mesh.receive({ kind: K.state, round, from: ps }, watch.signal)
       const meta = roundMetaSchema.safeParse(e.meta)
-      if (meta.success && isValidVector(e.data, this.d) && meta.data.t >= this.hat.t) {
+      if (meta.success && isValidVector(e.data, this.d) && meta.data.t >= this.hat.t && this.roundBelievable(ps, meta.data.t)) {
         this.setHat(meta.data.t, e.data, false)
         this.t = meta.data.t
         await compute.writeParams(e.data)
-        mesh.clock.observe(this.t)
+        acceptClock(mesh, { from: ps, clock: this.t })
       }
     } catch (err) {
       this.ctx.log('od-sgd/bootstrap-failed', { ps, error: String(err) })
@@ -306,6 +352,8 @@ class OdSgd implements AlgorithmInstance {
     this.lastPush = { t, grad, samples }
     const ps = mesh.membership().roles.ps
     if (ps === mesh.self) {
+      // Robust: the server's own gradient joins the clip's history (trusted, never clipped).
+      this.robust?.clip.clip(mesh.self, grad, true)
       this.server?.submit(mesh.self, t, { g: new Float32Array(grad), samples })
       return
     }

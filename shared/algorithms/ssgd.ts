@@ -1,7 +1,7 @@
 import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
 import { isValidVector } from '../math/vector'
 import { scaledLrAt } from '../schedule'
-import { allReduceWithRetry, requestState, ringNeighbours, startStateResponder, type PeerState } from './common'
+import { allReduceWithRetry, medianState, requestState, ringNeighbours, startStateResponder, type PeerState } from './common'
 import { SSGD_COLLECTIVE } from './message-kinds'
 
 /**
@@ -87,9 +87,12 @@ class SsgdPeer {
   static async start(ctx: AlgorithmContext): Promise<SsgdPeer> {
     const peer = new SsgdPeer(ctx, await ctx.compute.readParams())
     // Exact state from a ready ring neighbour (all members hold the same state; asking only the
-    // neighbours keeps a joiner to the two links the all-reduce uses).
+    // neighbours keeps a joiner to the two links the all-reduce uses). Of two answers the one at
+    // the lower step (requestState bounded both): a neighbour claiming to be far ahead is not
+    // believed over one that is not, and a step behind is what the catch-up below repairs.
     const states: PeerState[] = await requestState(ctx, ringNeighbours(ctx))
-    if (states.length > 0) await peer.adopt(states[0])
+    const s = medianState(states, (a, b) => a.step - b.step || a.globalStep - b.globalStep)
+    if (s) await peer.adopt(s)
     peer.ready = true
     return peer
   }
@@ -242,9 +245,17 @@ class SsgdPeer {
   }
 
   /** The momentum update with the group's mean gradient, or with this peer's own when `res` is null (fallback). */
-  private async apply(g: HeldStep, res: Reduced | null): Promise<StepReport> {
+  private async apply(g: HeldStep, reduced: Reduced | null): Promise<StepReport> {
     const { ctx, d } = this
     const { config, mesh } = ctx
+    let res = reduced
+    if (res && !(res.sum[d] >= 1)) {
+      // Every member adds its batch (≥ 1 sample): a smaller total is a forged weight (docs/security.md),
+      // whose 1/total would blow the mean up (and 0 makes the lr scaling throw). Every member of
+      // the all-reduce holds the same sum, so all of them fall back alike.
+      ctx.log('ssgd/bad-weight', { step: this.step, total: res.sum[d] })
+      res = null
+    }
     if (!res) {
       ctx.log('ssgd/fallback', { step: this.step })
       this.outOfSync = true

@@ -65,6 +65,23 @@ export class MemoryNetwork {
     return this.meshes.get(id)
   }
 
+  /**
+   * The room's progress as a server would publish it to `self`: the lower median of the other
+   * peers' clocks (null when alone), so one peer with a huge clock cannot stretch anyone's
+   * ceiling (ProgressClock.ceiling). Tests that model a server with another view set `progress`.
+   */
+  roomProgress(self: PeerId): number | null {
+    if (this.progress) return this.progress(self)
+    const others: number[] = []
+    for (const [id, m] of this.meshes) if (id !== self) others.push(m.clock.value)
+    if (others.length === 0) return null
+    others.sort((a, b) => a - b)
+    return others[(others.length - 1) >> 1]
+  }
+
+  /** Overrides roomProgress (a test's stand-in for the server's published progress). */
+  progress: ((self: PeerId) => number | null) | null = null
+
   private bump(): void {
     this.epoch++
     const m = this.membership()
@@ -100,7 +117,11 @@ export class MemoryNetwork {
 }
 
 export class MemoryMesh implements Mesh {
-  readonly clock = new ProgressClock()
+  /**
+   * Merged by the algorithms from the messages they accept (acceptClock), never on arrival;
+   * bounded by the network's live room progress (MemoryNetwork.roomProgress).
+   */
+  readonly clock: ProgressClock
   /** No wire codec here (payloads pass by value); tests that model one set this. */
   wireImage?: (kind: string, data: Float32Array) => void
   private readonly mailbox = new Mailbox()
@@ -117,6 +138,7 @@ export class MemoryMesh implements Mesh {
 
   constructor(private readonly net: MemoryNetwork, readonly self: PeerId) {
     this.current = net.membership()
+    this.clock = new ProgressClock({ roomProgress: () => net.roomProgress(self) })
   }
 
   membership(): Membership {
@@ -191,7 +213,8 @@ export class MemoryMesh implements Mesh {
     if (this.closed) return
     this.received += bytes
     ;(this.perLink[env.from] ??= { bytesSent: 0, bytesReceived: 0 }).bytesReceived += bytes
-    this.clock.observe(env.clock)
+    // The clock is the sender's claim: the algorithm merges it once the message passed its own
+    // checks (acceptClock), bounded.
     this.mailbox.deliver(env)
   }
 }

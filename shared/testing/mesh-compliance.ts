@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import {
-  deadline, isDeadline, type Envelope, type Membership, type Mesh,
+  acceptClock, deadline, isDeadline, type Envelope, type Membership, type Mesh,
 } from '../transport'
 
 export interface MeshHarness {
@@ -130,13 +130,18 @@ export function describeMeshCompliance(name: string, setup: (n: number) => Promi
       await expect(b.receive({ kind: 't/stale' }, deadline('compliance/stale', 50))).rejects.toSatisfy(isDeadline)
     })
 
-    it('max-merges the progress clock from incoming messages', async () => {
+    it('stamps the sender\'s clock; the receiver merges it only once accepted, and only up to its ceiling', async () => {
       const { meshes: [a, b] } = await open(2)
       a.clock.advance(41)
       await a.send(b.self, { kind: 't/clock', round: 0 })
       const e = await b.receive({ kind: 't/clock' }, deadline('compliance/clock', RECEIVE_MS))
       expect(e.clock).toBe(41)
-      expect(b.clock.value).toBeGreaterThanOrEqual(41)
+      // Arrival alone merges nothing: the algorithm's checks come first.
+      expect(b.clock.value).toBeLessThan(41)
+      expect(acceptClock(b, e)).toBe(true)
+      expect(b.clock.value).toBe(41)
+      expect(acceptClock(b, { ...e, clock: 1e300 })).toBe(false)
+      expect(b.clock.value).toBe(41)
     })
   })
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { codecFor, decodeHalfBits, encodeHalfBits, ErrorFeedback, fp16Codec, fromHalf, halfTable, int8Codec, INT8_CHUNK, toHalf } from './codec'
+import { allWithin, codecFor, decodeHalfBits, encodeHalfBits, ErrorFeedback, fp16Codec, fromHalf, halfTable, int8Codec, INT8_CHUNK, MAX_WIRE_VALUE, toHalf } from './codec'
 
 describe('codecs', () => {
   const x = new Float32Array(5000)
@@ -203,5 +203,49 @@ describe('codecs', () => {
     y[4 * INT8_CHUNK + 3] = 1e-40 // subnormal-only chunk
     expect(Buffer.from(int8Codec.encode(y)).equals(Buffer.from(ref(y)))).toBe(true)
     expect(Buffer.from(int8Codec.encode(x)).equals(Buffer.from(ref(x)))).toBe(true)
+  })
+})
+
+describe('magnitude bound (docs/security.md: finite but hostile values)', () => {
+  const fp32 = codecFor('fp32')
+  const decode32 = (values: number[], adopt = false) => {
+    const x = Float32Array.from(values)
+    return fp32.decode(new Uint8Array(x.buffer.slice(0)), x.length, adopt)
+  }
+
+  it('fp32 rejects 3.4e38 and anything beyond ±2^100, like NaN/Inf, wherever it sits', () => {
+    for (const adopt of [false, true]) {
+      for (const bad of [3.4e38, -3.4e38, 2 ** 101, -(2 ** 100) * (1 + 2 ** -23), Infinity, NaN]) {
+        const values = Array.from({ length: 37 }, (_, i) => Math.sin(i))
+        values[23] = bad
+        const r = decode32(values, adopt)
+        expect(r.ok, `${bad}`).toBe(false)
+        if (!r.ok) expect(r.error).toMatch(/index 23/)
+      }
+    }
+  })
+
+  it('fp32 keeps values up to ±2^100 exactly (far above any honest parameter or sum)', () => {
+    const values = [MAX_WIRE_VALUE, -MAX_WIRE_VALUE, 1e29, -1e12, 0, -0, 3.5, 2 ** -140]
+    const r = decode32(values)
+    expect(r.ok).toBe(true)
+    if (r.ok) expect([...r.data]).toEqual(values.map((v) => Math.fround(v)))
+  })
+
+  it('int8 rejects a chunk scale that would decode beyond the bound', () => {
+    const x = Float32Array.from({ length: 10 }, (_, i) => i)
+    const bytes = int8Codec.encode(x)
+    new Float32Array(bytes.buffer, 0, 1)[0] = 3.4e38 / 127
+    const r = int8Codec.decode(bytes, x.length)
+    expect(r.ok).toBe(false)
+  })
+
+  it('allWithin: the bit test and the plain one agree, custom limits included', () => {
+    const x = Float32Array.from([1, -2, 3e20, -4e29])
+    expect(allWithin(x)).toBe(true)
+    expect(allWithin(x, 1e20)).toBe(false)
+    expect(allWithin(x, 5e29)).toBe(true)
+    expect(allWithin(Float32Array.from([1, 3.4e38]))).toBe(false)
+    expect(allWithin(Float32Array.from([1, NaN]), 1e30)).toBe(false)
   })
 })

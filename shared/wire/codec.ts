@@ -8,11 +8,28 @@ import type { Compression } from '../config'
  *         ±65504 are clamped so a finite model never turns into Inf on the wire.
  *   int8  per chunk of INT8_CHUNK elements one float32 scale (max|x|/127) followed by the
  *         int8 codes: 1 byte/element + 4 bytes/chunk. Error ≤ scale/2 per element.
- * Decoding validates the byte size against the declared element count and rejects NaN/Inf.
+ * Decoding validates the byte size against the declared element count and rejects NaN/Inf and
+ * any value beyond ±MAX_WIRE_VALUE.
  */
 
 export const INT8_CHUNK = 1024
 const FP16_MAX = 65504
+
+/**
+ * The largest magnitude a decoded value may have (2^100 ≈ 1.3e30); beyond it a message is
+ * rejected like one with NaN/Inf (docs/security.md: 3.4e38 is finite, and two of them summed are Inf).
+ * Honest payloads are parameters (|x| ≲ 10²), gradients and sample-weighted sums of them over a
+ * room (≲ 10¹² even for 256 peers × 2^24 samples), twenty orders of magnitude below; a run whose
+ * values got anywhere near this has long turned its loss into Inf (a float32 square overflows at
+ * 1.8e19). And 256 values of this size (MAX_PEERS_PER_ROOM: one ring all-reduce's contributions)
+ * sum to 3.2e32, nowhere near float32's 3.4e38, so no sum of accepted values can overflow.
+ * A power of two: exact in float32, so the check is one integer compare on the bits.
+ */
+export const MAX_WIRE_VALUE = 2 ** 100
+/** MAX_WIRE_VALUE's float32 bits, sign cleared. */
+const MAX_WIRE_BITS = 0x71800000
+/** Added to |bits|: carries into bit 31 exactly when |bits| > MAX_WIRE_BITS (NaN/Inf included). */
+const OVER_BOUND_BIAS = 0x80000000 - MAX_WIRE_BITS - 1
 
 export type DecodeResult = { ok: true; data: Float32Array } | { ok: false; error: string }
 
@@ -31,20 +48,34 @@ export interface Codec {
   decode(bytes: Uint8Array, length: number, adopt?: boolean): DecodeResult
 }
 
-/** Index of the first NaN/±Inf in x, or -1. Integer test on the bits, whole array in one pass. */
-function allFinite(x: Float32Array): number {
+/**
+ * Index of the first NaN/±Inf or value beyond ±MAX_WIRE_VALUE in x, or -1. Integer test on the
+ * bits, whole array in one pass. Needs x 4-byte aligned (every Float32Array is).
+ */
+function firstOutOfBound(x: Float32Array): number {
   const u = new Uint32Array(x.buffer, x.byteOffset, x.length)
-  // (bits & 0x7fffffff) >= 0x7f800000 ⇔ exponent all ones ⇔ bit 31 of (abs bits + 0x00800000).
+  // (bits & 0x7fffffff) > MAX_WIRE_BITS ⇔ bit 31 of (abs bits + OVER_BOUND_BIAS); no carry out of 32 bits.
   let acc = 0
-  for (let i = 0; i < u.length; i++) acc |= ((u[i] & 0x7fffffff) + 0x00800000) | 0
+  for (let i = 0; i < u.length; i++) acc |= ((u[i] & 0x7fffffff) + OVER_BOUND_BIAS) | 0
   if (acc >= 0) return -1
-  for (let i = 0; i < x.length; i++) if (!Number.isFinite(x[i])) return i
+  for (let i = 0; i < x.length; i++) if (!(Math.abs(x[i]) <= MAX_WIRE_VALUE)) return i
   return -1
 }
 
-function finiteResult(data: Float32Array): DecodeResult {
-  const bad = allFinite(data)
-  return bad < 0 ? { ok: true, data } : { ok: false, error: `non-finite value at index ${bad}` }
+/** Whether every value of x is finite and within ±limit (default MAX_WIRE_VALUE). */
+export function allWithin(x: Float32Array, limit = MAX_WIRE_VALUE): boolean {
+  if (limit === MAX_WIRE_VALUE) return firstOutOfBound(x) < 0
+  for (let i = 0; i < x.length; i++) if (!(Math.abs(x[i]) <= limit)) return false
+  return true
+}
+
+function outOfBoundError(x: Float32Array, i: number): string {
+  return Number.isFinite(x[i]) ? `value ${x[i]} at index ${i} beyond ±${MAX_WIRE_VALUE}` : `non-finite value at index ${i}`
+}
+
+function boundedResult(data: Float32Array): DecodeResult {
+  const bad = firstOutOfBound(data)
+  return bad < 0 ? { ok: true, data } : { ok: false, error: outOfBoundError(data, bad) }
 }
 
 function sizeError(name: string, got: number, want: number): DecodeResult {
@@ -61,10 +92,10 @@ export const fp32Codec: Codec = {
   },
   decode(bytes, length, adopt = false) {
     if (bytes.byteLength !== 4 * length) return sizeError('fp32', bytes.byteLength, 4 * length)
-    if (adopt && bytes.byteOffset % 4 === 0) return finiteResult(new Float32Array(bytes.buffer, bytes.byteOffset, length))
+    if (adopt && bytes.byteOffset % 4 === 0) return boundedResult(new Float32Array(bytes.buffer, bytes.byteOffset, length))
     const out = new Float32Array(length)
     new Uint8Array(out.buffer).set(bytes)
-    return finiteResult(out)
+    return boundedResult(out)
   },
 }
 
@@ -238,7 +269,8 @@ export const int8Codec: Codec = {
     const out = new Float32Array(length)
     for (let c = 0; c < chunks; c++) {
       const s = scales[c]
-      if (!Number.isFinite(s) || s < 0) return { ok: false, error: `int8: bad scale in chunk ${c}` }
+      // A code is at most 128 in magnitude (−128 is a valid Int8, though no encoder writes it).
+      if (!(s >= 0 && s * 128 <= MAX_WIRE_VALUE)) return { ok: false, error: `int8: bad scale ${s} in chunk ${c}` }
       const a = c * INT8_CHUNK
       const b = Math.min(length, a + INT8_CHUNK)
       for (let i = a; i < b; i++) out[i] = q[i] * s

@@ -73,7 +73,7 @@ export class RemoteMesh implements Mesh {
         for (const cb of [...this.listeners]) cb(msg.m)
         return
       case 'envelope':
-        this.clock.observe(msg.e.clock)
+        // Like the WebRTC mesh: the clock is merged by whoever accepts the message (acceptClock).
         this.mailbox.deliver(msg.e)
         return
       case 'log':
