@@ -8,11 +8,15 @@ import { load } from './common'
  *   npm run bench                 mixing, codec, transport, overhead, server-flood, scale, tab-thread
  *   npm run bench -- --quick      shorter runs (writes *-quick.json) plus calibration --quick
  *   npm run bench -- --calibration  also the full docs/algorithms.md "Calibrations" calibrations (tens of minutes on 2 cores)
+ *   npm run bench -- NAME [NAME…]   only these benchmarks (with --quick: their quick runs), e.g.
+ *                                   `npm run bench -- attacks`: the attack catalogue against each
+ *                                   family, robust off/on (docs/security.md "Attacks on training";
+ *                                   ~20 min, not part of the default list)
  */
 const quick = process.argv.includes('--quick')
 const withCal = quick || process.argv.includes('--calibration')
 const q = quick ? ['--quick'] : []
-const steps: [string, string[]][] = [
+const all: [string, string[]][] = [
   ['mixing', ['bench/mixing.ts']],
   ['codec', ['bench/codec.ts', ...q]],
   ['transport', ['bench/transport.ts', ...q]],
@@ -24,8 +28,21 @@ const steps: [string, string[]][] = [
   ['tab-thread', ['bench/tab-thread.ts', ...q]],
   ...(withCal ? [['calibration', ['bench/calibration.ts', ...q]] as [string, string[]]] : []),
 ]
+/** Run only by name. */
+const named: Record<string, string[]> = {
+  attacks: ['bench/attacks.ts', ...q],
+  calibration: ['bench/calibration.ts', ...q],
+}
+const wanted = process.argv.slice(2).filter((a) => !a.startsWith('--'))
+const known = new Map([...all, ...Object.entries(named)])
+const unknown = wanted.filter((w) => !known.has(w))
+if (unknown.length) {
+  console.error(`unknown benchmark ${unknown.join(', ')}: one of ${[...known.keys()].join(', ')}`)
+  process.exit(2)
+}
+const steps: [string, string[]][] = wanted.length ? wanted.map((w) => [w, known.get(w)!]) : all
 const failed: string[] = []
-if (!existsSync('dist/index.html')) spawnSync('npm', ['run', 'build'], { stdio: 'inherit' })
+if (steps.some(([name]) => name === 'tab-thread') && !existsSync('dist/index.html')) spawnSync('npm', ['run', 'build'], { stdio: 'inherit' })
 for (const [name, args] of steps) {
   console.log(`\n== ${name} (loadavg ${load().join('/')}) ==`)
   const t0 = performance.now()

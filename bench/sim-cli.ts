@@ -5,8 +5,9 @@ import { Command } from 'commander'
 import cliProgress from 'cli-progress'
 import { ALGORITHM_DESCRIPTORS, ALGORITHM_FACTORIES } from '../shared/algorithms/index'
 import type { AlgorithmInstance, HogwildPool, StepReport } from '../shared/algorithms/types'
-import { DATASETS, MODELS, parsePartition, parseRoomConfig, type DatasetName, type ModelName, type RoomConfig } from '../shared/config'
+import { DATASETS, MODELS, parsePartition, parseRoomConfig, ROBUST_MODES, type DatasetName, type ModelName, type RoomConfig } from '../shared/config'
 import { DivergenceDetector, type Divergence } from '../shared/divergence'
+import { ATTACK_NAMES, makeAttacker, parseAttack, type Attacker } from '../shared/testing/attacks'
 import { FAULTS, type FaultName } from '../shared/testing/faults'
 import { gradientFromComputes, InProcessHogwildPool } from '../shared/testing/inprocess-hogwild'
 import { MemoryNetwork, type MemoryMesh } from '../shared/testing/memory-mesh'
@@ -39,6 +40,14 @@ export interface SimOptions {
   evalEvery?: number
   hogwild?: HogwildKind
   faults?: FaultName
+  /**
+   * Hostile peers (shared/testing/attacks.ts): `NAME` or `NAME:VALUE`. The last `attackers`
+   * peers (default 1) run it; curves and `finalTestAccuracy` then cover the honest peers only.
+   */
+  attack?: string
+  attackers?: number
+  /** Evaluate on the first n test examples only (default: the whole test split). */
+  evalSamples?: number
   onProgress?: (step: number, total: number, point: CurvePoint | null) => void
 }
 
@@ -56,11 +65,27 @@ export interface SimResult {
   curve: CurvePoint[]
   /** lap-sgd only: how the updaters ran and how many each peer had at the end (worker threads alive, or U). */
   hogwild?: { kind: HogwildKind; updatersPerPeer: number[] }
+  /** The attack run by the last peers, or null (a clean run). */
+  attack: { name: string; param: number; level: Attacker['level']; attackers: string[] } | null
+  /** Final test accuracy of each peer's own model (evalParams), in roster order, attackers included. */
+  perPeerAccuracy: number[]
+  /** The honest peers (all of them in a clean run): their final accuracies' mean and min. */
+  honest: { peers: string[]; meanAccuracy: number; minAccuracy: number }
+  /** Simulated swarm steps per second of wall time, counting only the steps (not evaluations). */
+  stepsPerSec: number
+  /**
+   * The same per CPU-second of this process (all its threads) during the steps: the cost measure
+   * that other work on a shared machine distorts least.
+   */
+  stepsPerCpuSec: number
 }
 
 /** The peers of one simulation: meshes, data shards, models, Hogwild pools, algorithm instances. */
 interface Swarm {
   meshes: MemoryMesh[]
+  /** Roster indices of the honest peers, and the attackers (the last peers). */
+  honest: number[]
+  attackers: Attacker[]
   computes: TfCompute[]
   instances: AlgorithmInstance[]
   pools: { pool: HogwildPool; running(): number; dispose(): void }[]
@@ -72,7 +97,12 @@ async function buildSwarm(opts: SimOptions, train: Dataset, signal: AbortSignal)
   const net = new MemoryNetwork({ seed: config.seed, faults: FAULTS[opts.faults ?? 'none'] })
   const meshes = Array.from({ length: peers }, (_, i) => net.join(`p${i}`))
   const partition = parsePartition(config.partition)
-  const shards = meshes.map((_, i) => shardDataset(train, partition, i, peers, config.seed))
+  const k = attackerCount(opts)
+  const attackers = meshes.map((_, i) => (opts.attack && i >= peers - k ? makeAttacker(opts.attack, { algorithm: config.algorithm, seed: config.seed * 7919 + i }) : null))
+  const shards = meshes.map((_, i) => {
+    const shard = shardDataset(train, partition, i, peers, config.seed)
+    return attackers[i]?.data(shard) ?? shard
+  })
   const computes = shards.map((shard, i) => new TfCompute({
     model: config.model as ModelName, train: shard, batchSize: config.batchSize, seed: config.seed, streamSeed: i,
   }))
@@ -81,6 +111,7 @@ async function buildSwarm(opts: SimOptions, train: Dataset, signal: AbortSignal)
   const pools: Swarm['pools'] = []
   const swarm: Swarm = {
     meshes, computes, instances: [], pools,
+    honest: meshes.map((_, i) => i).filter((i) => !attackers[i]), attackers: attackers.filter((a) => a !== null),
     dispose: () => {
       for (const p of pools) p.dispose()
       for (const c of [...computes, ...updaterComputes]) c.dispose()
@@ -89,7 +120,7 @@ async function buildSwarm(opts: SimOptions, train: Dataset, signal: AbortSignal)
   try {
     const hogwild = await Promise.all(meshes.map((_, i) => hogwildFor(opts, shards[i], computes[i], i, pools, updaterComputes)))
     swarm.instances = await Promise.all(meshes.map((mesh, i) => ALGORITHM_FACTORIES[config.algorithm]({
-      mesh, compute: computes[i], config, signal, log: () => {}, now: () => performance.now(),
+      mesh: attackers[i]?.mesh(mesh) ?? mesh, compute: attackers[i]?.compute(computes[i]) ?? computes[i], config, signal, log: () => {}, now: () => performance.now(),
       ...(hogwild[i] ? { hogwild: hogwild[i] } : {}),
     })))
     return swarm
@@ -125,9 +156,21 @@ async function hogwildFor(
   return pool
 }
 
-/** Test loss and accuracy of the peers' average model, and their consensus distance. */
+/** How many of the last peers attack (0 without an attack); throws unless some peer stays honest. */
+function attackerCount(opts: SimOptions): number {
+  if (!opts.attack) {
+    if (opts.attackers) throw new Error('attackers given without an attack')
+    return 0
+  }
+  parseAttack(opts.attack)
+  const k = opts.attackers ?? 1
+  if (!Number.isInteger(k) || k < 1 || k >= opts.peers) throw new Error(`attackers must be an integer in [1, peers), got ${k}`)
+  return k
+}
+
+/** Test loss and accuracy of the honest peers' average model, and their consensus distance. */
 async function evaluateAverage(swarm: Swarm, testDev: ReturnType<typeof uploadDataset>): Promise<{ loss: number; accuracy: number; consensus: number }> {
-  const xs = await Promise.all(swarm.instances.map((p) => p.evalParams()))
+  const xs = await Promise.all(swarm.honest.map((i) => swarm.instances[i].evalParams()))
   const avg = new Float32Array(xs[0].length)
   for (const x of xs) for (let i = 0; i < x.length; i++) avg[i] += x[i] / xs.length
   let consensus = 0
@@ -137,23 +180,54 @@ async function evaluateAverage(swarm: Swarm, testDev: ReturnType<typeof uploadDa
   return { ...r, consensus }
 }
 
+/** Each peer's own model's test accuracy (0 for a non-finite model); identical models (ssgd, a PS's workers) are evaluated once. */
+async function evaluatePeers(swarm: Swarm, testDev: ReturnType<typeof uploadDataset>): Promise<number[]> {
+  const out: number[] = []
+  const seen: { x: Float32Array; accuracy: number }[] = []
+  const same = (a: Float32Array, b: Float32Array) => a.length === b.length && a.every((v, i) => v === b[i])
+  for (const p of swarm.instances) {
+    const x = await p.evalParams()
+    const hit = seen.find((s) => same(s.x, x))
+    const accuracy = hit ? hit.accuracy : x.every(Number.isFinite) ? (await swarm.computes[0].evaluate(testDev, x)).accuracy : 0
+    if (!hit) seen.push({ x, accuracy })
+    out.push(accuracy)
+  }
+  return out
+}
+
 export async function runSimulation(opts: SimOptions): Promise<SimResult> {
   const { config, peers } = opts
   if (!Number.isInteger(peers) || peers < 1) throw new Error(`peers must be a positive integer, got ${peers}`)
   await setupNodeBackend('wasm')
   const train = await loadDatasetNode(config.dataset as DatasetName, 'train')
-  const test = await loadDatasetNode(config.dataset as DatasetName, 'test')
+  const fullTest = await loadDatasetNode(config.dataset as DatasetName, 'test')
+  const n = Math.min(fullTest.count, opts.evalSamples ?? fullTest.count)
+  const f = fullTest.rows * fullTest.cols
+  const test = n === fullTest.count ? fullTest : { ...fullTest, count: n, x: fullTest.x.subarray(0, n * f), y: fullTest.y.subarray(0, n) }
   const testDev = uploadDataset(test)
   const stop = new AbortController()
   let swarm: Swarm | null = null
   try {
-    swarm = await buildSwarm(opts, train, stop.signal)
-    const run = await stepSwarm(opts, swarm, testDev)
+    const sw = (swarm = await buildSwarm(opts, train, stop.signal))
+    const run = await stepSwarm(opts, sw, testDev)
+    const perPeerAccuracy = await evaluatePeers(sw, testDev)
+    const honestAcc = sw.honest.map((i) => perPeerAccuracy[i])
+    const attacked = sw.attackers[0]
     return {
       config: { ...config, peers },
       ...run,
-      bytesSentPerPeer: swarm.meshes.map((m) => m.stats().bytesSent),
-      ...(swarm.pools.length ? { hogwild: { kind: opts.hogwild ?? 'worker', updatersPerPeer: swarm.pools.map((p) => p.running()) } } : {}),
+      attack: attacked ? {
+        name: attacked.attack.name, param: attacked.attack.param, level: attacked.level,
+        attackers: sw.meshes.slice(sw.honest.length).map((m) => m.self),
+      } : null,
+      perPeerAccuracy,
+      honest: {
+        peers: sw.honest.map((i) => sw.meshes[i].self),
+        meanAccuracy: honestAcc.reduce((a, b) => a + b, 0) / honestAcc.length,
+        minAccuracy: Math.min(...honestAcc),
+      },
+      bytesSentPerPeer: sw.meshes.map((m) => m.stats().bytesSent),
+      ...(sw.pools.length ? { hogwild: { kind: opts.hogwild ?? 'worker', updatersPerPeer: sw.pools.map((p) => p.running()) } } : {}),
     }
   } finally {
     stop.abort()
@@ -165,7 +239,7 @@ export async function runSimulation(opts: SimOptions): Promise<SimResult> {
 /** Steps every peer together until the run ends, diverges or (lap-sgd) spends its update budget. */
 async function stepSwarm(
   opts: SimOptions, swarm: Swarm, testDev: ReturnType<typeof uploadDataset>,
-): Promise<Pick<SimResult, 'finalTestAccuracy' | 'finalTestLoss' | 'diverged' | 'divergence' | 'syncRounds' | 'curve'>> {
+): Promise<Pick<SimResult, 'finalTestAccuracy' | 'finalTestLoss' | 'diverged' | 'divergence' | 'syncRounds' | 'curve' | 'stepsPerSec' | 'stepsPerCpuSec'>> {
   const { config } = opts
   const steps = config.totalSteps
   const evalEvery = opts.evalEvery ?? Math.max(1, Math.floor(steps / 10))
@@ -178,6 +252,10 @@ async function stepSwarm(
   // The rule every session uses (shared/divergence.ts), on the mean loss over peers per step.
   const detector = new DivergenceDetector()
   let lastYield = performance.now()
+  let stepMs = 0
+  let stepCpuUs = 0
+  let stepsDone = 0
+  const honest = new Set(swarm.honest)
   for (let s = 1; s <= steps && !detector.diverged; s++) {
     // The in-memory mesh delivers with microtasks, so a run never returns to the event loop by
     // itself: yield between steps (nothing is in flight then) so timers and I/O of the host
@@ -186,11 +264,18 @@ async function stepSwarm(
       await new Promise((r) => setImmediate(r))
       lastYield = performance.now()
     }
+    const t0 = performance.now()
+    const c0 = process.cpuUsage()
     const reports: StepReport[] = await Promise.all(swarm.instances.map((p) => p.step()))
+    stepMs += performance.now() - t0
+    const c = process.cpuUsage(c0)
+    stepCpuUs += c.user + c.system
+    stepsDone++
     if (reports[0].communicated) syncRounds++
     let stepSum = 0
     let stepN = 0
-    for (const r of reports) {
+    // Attackers' own losses (label-flip…) say nothing about the swarm: the divergence rule and the curve use the honest peers'.
+    for (const r of reports.filter((_, i) => honest.has(i))) {
       samples += r.samples
       if (Number.isFinite(r.loss)) (lossSum += r.loss), lossN++, (stepSum += r.loss), stepN++
       else if (!Number.isNaN(r.loss)) detector.nonFinite(s, `peer loss ${r.loss}`)
@@ -213,11 +298,17 @@ async function stepSwarm(
     if (budgetSpent) break
   }
   const divergence = detector.diverged
-  return { finalTestAccuracy: final.accuracy, finalTestLoss: final.loss, diverged: divergence !== null, divergence, syncRounds, curve }
+  return {
+    finalTestAccuracy: final.accuracy, finalTestLoss: final.loss, diverged: divergence !== null, divergence, syncRounds, curve,
+    stepsPerSec: stepMs > 0 ? (stepsDone * 1000) / stepMs : 0,
+    stepsPerCpuSec: stepCpuUs > 0 ? (stepsDone * 1e6) / stepCpuUs : 0,
+  }
 }
 
 /** Builds the room config from CLI flags (the same validation as POST /api/rooms). */
-export function parseSimArgs(argv: readonly string[]): { config: RoomConfig; peers: number; evalEvery?: number; hogwild: HogwildKind; faults: FaultName; json?: string } {
+export function parseSimArgs(argv: readonly string[]): {
+  config: RoomConfig; peers: number; evalEvery?: number; hogwild: HogwildKind; faults: FaultName; json?: string; attack?: string; attackers?: number
+} {
   const program = new Command()
     .exitOverride()
     .requiredOption('--algorithm <name>')
@@ -242,6 +333,9 @@ export function parseSimArgs(argv: readonly string[]): { config: RoomConfig; pee
     .option('--updaters <u>', 'lap-sgd: Hogwild updaters per peer')
     .option('--hogwild <kind>', 'lap-sgd updaters: worker (worker_threads) | inprocess', 'worker')
     .option('--faults <name>', `in-memory mesh faults: ${Object.keys(FAULTS).join('|')}`, 'none')
+    .option('--attack <name>', `hostile peers (shared/testing/attacks.ts): ${ATTACK_NAMES.join('|')}, or NAME:VALUE to set its parameter`)
+    .option('--attackers <k>', 'how many peers run --attack: the last k of the roster (default 1)')
+    .option('--robust <mode>', `Byzantine-robust aggregation: ${ROBUST_MODES.join('|')} (default: off)`)
     .option('--eval-every <n>', 'evaluate the averaged model every n steps')
     .option('--json <file>')
     .parse([...argv], { from: 'user' })
@@ -253,6 +347,7 @@ export function parseSimArgs(argv: readonly string[]): { config: RoomConfig; pee
   }
   if (o.lr) raw.lr = num(o.lr)
   if (o.topology) raw.topology = o.topology
+  if (o.robust) raw.robust = o.robust
   if (o.momentum) raw.momentum = num(o.momentum)
   if (o.localLr) raw.localLr = num(o.localLr)
   if (o.updaters) raw.updaters = num(o.updaters)
@@ -271,7 +366,13 @@ export function parseSimArgs(argv: readonly string[]): { config: RoomConfig; pee
   if (!(o.faults! in FAULTS)) throw new Error(`--faults must be one of ${Object.keys(FAULTS).join(', ')}`)
   const peers = Number(o.peers)
   if (!Number.isInteger(peers) || peers < 1) throw new Error(`--peers must be a positive integer, got ${o.peers}`)
+  if (o.attackers && !o.attack) throw new Error('--attackers needs --attack')
+  if (o.attack) parseAttack(o.attack)
+  const attackers = o.attack ? Number(o.attackers ?? 1) : undefined
+  if (attackers !== undefined && (!Number.isInteger(attackers) || attackers < 1 || attackers >= peers))
+    throw new Error(`--attackers must be an integer in [1, peers), got ${o.attackers}`)
   return {
+    ...(o.attack ? { attack: o.attack, attackers } : {}),
     config: parsed.config, peers, hogwild: o.hogwild, faults: o.faults as FaultName,
     ...(o.evalEvery ? { evalEvery: Number(o.evalEvery) } : {}), ...(o.json ? { json: o.json } : {}),
   }
@@ -292,13 +393,18 @@ async function main(): Promise<void> {
   bar?.start(args.config.totalSteps, 0, { loss: '-', acc: '-' })
   const result = await runSimulation({
     config: args.config, peers: args.peers, hogwild: args.hogwild, faults: args.faults,
+    ...(args.attack ? { attack: args.attack, attackers: args.attackers } : {}),
     ...(args.evalEvery !== undefined ? { evalEvery: args.evalEvery } : {}),
     onProgress: (s, _total, p) => (p ? bar?.update(s, { loss: p.trainLoss.toFixed(4), acc: p.testAccuracy.toFixed(4) }) : bar?.update(s)),
   })
   bar?.stop()
   if (args.json) writeFileSync(args.json, JSON.stringify(result, null, 2))
-  const { finalTestAccuracy, finalTestLoss, diverged, divergence, syncRounds } = result
-  console.log(JSON.stringify({ algorithm: args.config.algorithm, finalTestAccuracy, finalTestLoss, diverged, syncRounds }))
+  const { finalTestAccuracy, finalTestLoss, diverged, divergence, syncRounds, honest, stepsPerSec } = result
+  console.log(JSON.stringify({
+    algorithm: args.config.algorithm, finalTestAccuracy, finalTestLoss, diverged, syncRounds,
+    ...(result.attack ? { attack: result.attack.name, attackers: result.attack.attackers.length, robust: args.config.robust } : {}),
+    honestMeanAccuracy: honest.meanAccuracy, honestMinAccuracy: honest.minAccuracy, stepsPerSec: +stepsPerSec.toFixed(2),
+  }))
   if (divergence) console.error(`sim: diverged at step ${divergence.step}: ${divergence.reason}`)
   process.exit(0)
 }

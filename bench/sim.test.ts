@@ -117,3 +117,31 @@ describe('simulator flags (parseSimArgs)', () => {
     expect(() => parseSimArgs(['--algorithm', 'ssgd', '--faults', 'storm'])).toThrow(/--faults/)
   })
 })
+
+describe('simulator attacks (--attack, --attackers, --robust)', () => {
+  it('parses the attack flags and refuses bad ones', () => {
+    const a = parseSimArgs(['--algorithm', 'dpsgd', '--peers', '8', '--attack', 'alie:1.5', '--attackers', '2', '--robust', 'on'])
+    expect(a.attack).toBe('alie:1.5')
+    expect(a.attackers).toBe(2)
+    expect(a.config.robust).toBe('on')
+    expect(parseSimArgs(['--algorithm', 'dpsgd', '--attack', 'stale']).attackers).toBe(1)
+    expect(parseSimArgs(['--algorithm', 'dpsgd']).config.robust).toBe('off')
+    expect(() => parseSimArgs(['--algorithm', 'dpsgd', '--attack', 'nope'])).toThrow(/unknown attack/)
+    expect(() => parseSimArgs(['--algorithm', 'dpsgd', '--attackers', '1'])).toThrow(/--attackers needs --attack/)
+    expect(() => parseSimArgs(['--algorithm', 'dpsgd', '--peers', '4', '--attack', 'scaled', '--attackers', '4'])).toThrow(/--attackers/)
+    expect(() => parseSimArgs(['--algorithm', 'dpsgd', '--robust', 'maybe'])).toThrow(/robust/)
+  })
+
+  it('the last peers attack; the honest peers are reported apart', async () => {
+    const r = await runSimulation({ config: config({ algorithm: 'dpsgd', totalSteps: 20 }), peers: 4, evalEvery: 20, attack: 'sign-flip', attackers: 1 })
+    expect(r.attack).toEqual({ name: 'sign-flip', param: 1, level: 'model', attackers: ['p3'] })
+    expect(r.perPeerAccuracy).toHaveLength(4)
+    expect(r.honest.peers).toEqual(['p0', 'p1', 'p2'])
+    expect(r.honest.minAccuracy).toBe(Math.min(...r.perPeerAccuracy.slice(0, 3)))
+    expect(r.honest.meanAccuracy).toBeCloseTo(r.perPeerAccuracy.slice(0, 3).reduce((a, b) => a + b) / 3, 6)
+    expect(r.stepsPerSec).toBeGreaterThan(0)
+    const clean = await runSimulation({ config: config({ algorithm: 'dpsgd', totalSteps: 20 }), peers: 4, evalEvery: 20 })
+    expect(clean.attack).toBeNull()
+    expect(clean.honest.peers).toHaveLength(4)
+  })
+})

@@ -14,6 +14,7 @@ import { startNodeWorkerCompute } from '../runtime/compute-worker/node'
 import { createWebRtcMesh, makeTrainer, makeWorkerTrainer, shardRequest, signalingPort } from '../session/platform'
 import type { RoomConfig } from '../../shared/config'
 import { DATASET_SHAPES, forwardMacsPerExample } from '../../shared/model-shapes'
+import { makeAttacker, parseAttack, type Attacker } from '../../shared/testing/attacks'
 import { SwarmSession, type SessionMesh, type SessionPlatform, type Trainer } from '../session/swarm-session'
 
 /**
@@ -70,6 +71,12 @@ export function createNodeSession(opts: {
   transformCompute?: (c: Compute) => Compute
   /** Fault injection on the wire: wraps the mesh, e.g. to poison only what this volunteer sends. */
   transformMesh?: (m: SessionMesh) => SessionMesh
+  /**
+   * Testing only: makes this volunteer hostile with an attack of shared/testing/attacks.ts
+   * (`NAME` or `NAME:VALUE`): poisoned data, gradients or outgoing models, a poisoned clock or
+   * a message flood, through the same hooks as transformCompute / transformMesh (applied first).
+   */
+  attack?: string
   /** Fault injection below the Mesh interface: sees each WebRTC mesh the session creates. */
   tapWebRtcMesh?: (m: WebRtcMesh) => void
   /** Which Node WebRTC stack carries the mesh (default @roamhq/wrtc). */
@@ -84,6 +91,9 @@ export function createNodeSession(opts: {
   identityFile?: string | null
 }): SwarmSession {
   const computeThread = opts.computeThread ?? parseComputeThread(process.env.TABSWARM_COMPUTE_THREAD)
+  const attack = opts.attack ? parseAttack(opts.attack) : null
+  /** The attacker of the current room config (prepare makes it; the mesh created next uses it). */
+  let attacker: Attacker | null = null
   let backend: 'wasm' | 'cpu' = opts.backend ?? 'wasm'
   // createMesh is synchronous, so the stack is loaded (lazily: only the chosen one) in the async
   // steps before it. selectBackend comes first, so a stack that fails to load fails the session
@@ -105,15 +115,20 @@ export function createNodeSession(opts: {
     },
     async prepare(config, shard) {
       await loadWrtc()
-      const train = await fetchDataset(config.dataset, 'train', { baseUrl: opts.server, shard: shardRequest(config, shard) })
+      attacker = attack ? makeAttacker(attack, { algorithm: config.algorithm, seed: shard.seed }) : null
+      const fetched = await fetchDataset(config.dataset, 'train', { baseUrl: opts.server, shard: shardRequest(config, shard) })
+      const train = attacker ? attacker.data(fetched) : fetched
       const test = await fetchDataset(config.dataset, 'test', { baseUrl: opts.server })
       const thread = computeThread === 'auto' ? autoComputeThread(config) : computeThread
       const trainer = thread === 'worker' ? await makeWorkerTrainer(config, train, test, shard.seed, backend, startNodeWorkerCompute) : makeTrainer(config, train, test, shard.seed)
-      return opts.transformCompute ? { ...trainer, compute: opts.transformCompute(trainer.compute) } : trainer
+      const compute = attacker ? attacker.compute(trainer.compute) : trainer.compute
+      return opts.transformCompute ? { ...trainer, compute: opts.transformCompute(compute) } : compute === trainer.compute ? trainer : { ...trainer, compute }
     },
     createMesh: ({ self, config, compute }) => {
       if (!wrtc) throw new Error('WebRTC stack not loaded (createMesh before prepare)')
-      const mesh = createWebRtcMesh({ self, config, compute, client, wrtc, tap: opts.tapWebRtcMesh })
+      const created = createWebRtcMesh({ self, config, compute, client, wrtc, tap: opts.tapWebRtcMesh })
+      attacker ??= attack ? makeAttacker(attack, { algorithm: config.algorithm, seed: 0 }) : null
+      const mesh = attacker ? attacker.mesh(created) : created
       return opts.transformMesh ? opts.transformMesh(mesh) : mesh
     },
     async createHogwild(config, trainer, shard) {

@@ -2,13 +2,15 @@ import { Command, Option } from 'commander'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { NODE_WEBRTC_STACKS, type NodeWebRtcStack } from '../mesh/node-webrtc'
+import { ATTACK_NAMES, parseAttack } from '../../shared/testing/attacks'
 import { COMPUTE_THREADS, createNodeSession, type ComputeThread } from './node-platform'
 
 /**
  * `npm run peer -- --server URL --room NAME [--backend wasm|cpu] [--count N]
- *   [--webrtc wrtc|node-datachannel] [--bind-address IP] [--compute-thread auto|worker|main]`
+ *   [--webrtc wrtc|node-datachannel] [--bind-address IP] [--compute-thread auto|worker|main] [--attack NAME]`
  * Starts N headless volunteers, each its own OS process (one tfjs runtime and one WebRTC stack
  * per process, like one tab each). With --count 1 (default) this process is the volunteer.
+ * --attack (testing only) makes every volunteer it starts hostile (shared/testing/attacks.ts).
  */
 const program = new Command()
   .name('tabswarm-peer')
@@ -24,12 +26,23 @@ const program = new Command()
   .addOption(new Option('--webrtc <stack>', 'Node WebRTC stack').choices([...NODE_WEBRTC_STACKS]).default('wrtc'))
   // Off by default: a volunteer on a LAN must gather its LAN address, not only loopback.
   .option('--identity <file>', 'keep this volunteer\'s key pair (its peer id) in this file, created on first use, so a restart keeps its place and tenure in the room (default: $TABSWARM_IDENTITY, else a new id per process); with --count N, N files <file>-1, <file>-2, …')
+  .option('--attack <name>', `testing only: makes this volunteer hostile (shared/testing/attacks.ts): ${ATTACK_NAMES.join('|')}, or NAME:VALUE; never use it in a real room`)
   .option('--bind-address <ip>', 'node-datachannel only: bind WebRTC (ICE) sockets to this local address (127.0.0.1 inside a loopback-only namespace, where it finds no address otherwise); default: all interfaces')
 program.parse()
 const o = program.opts<{
   server: string; room: string; backend: 'wasm' | 'cpu'; count: number; name?: string; steps?: number; quiet?: boolean
-  webrtc: NodeWebRtcStack; bindAddress?: string; computeThread: ComputeThread; identity?: string
+  webrtc: NodeWebRtcStack; bindAddress?: string; computeThread: ComputeThread; identity?: string; attack?: string
 }>()
+
+if (o.attack) {
+  try {
+    parseAttack(o.attack)
+  } catch (e) {
+    console.error(`--attack: ${(e as Error).message}`)
+    process.exit(2)
+  }
+  console.error(`WARNING: --attack ${o.attack}: testing only, this volunteer is HOSTILE (it poisons what it contributes to the room)`)
+}
 
 if (o.bindAddress && o.webrtc !== 'node-datachannel') {
   console.error('--bind-address needs --webrtc node-datachannel (@roamhq/wrtc cannot bind an address)')
@@ -50,6 +63,7 @@ if (o.count > 1) {
     if (o.quiet) args.push('--quiet')
     args.push('--webrtc', o.webrtc, '--compute-thread', o.computeThread)
     if (o.bindAddress) args.push('--bind-address', o.bindAddress)
+    if (o.attack) args.push('--attack', o.attack)
     // One identity per process: two processes with one key would replace each other in the room.
     if (o.identity) args.push('--identity', `${o.identity}-${i + 1}`)
     children.push(spawn(process.execPath, args, { stdio: 'inherit' }))
@@ -63,6 +77,7 @@ if (o.count > 1) {
   const session = createNodeSession({
     server: o.server, room: o.room, name: o.name, backend: o.backend, maxSteps: o.steps, computeThread: o.computeThread,
     ...(o.identity ? { identityFile: o.identity } : {}),
+    ...(o.attack ? { attack: o.attack } : {}),
     webrtc: { stack: o.webrtc, ...(o.bindAddress ? { bindAddress: o.bindAddress } : {}) },
   })
   let lastLine = 0
@@ -75,7 +90,7 @@ if (o.count > 1) {
     if (now - lastLine < 2000 && s.stage === 'training') return
     lastLine = now
     const acc = s.accuracy === null ? '–' : `${(s.accuracy * 100).toFixed(1)}%`
-    console.log(`[${o.name ?? s.self ?? 'peer'}] ${s.stage} step ${s.step} loss ${s.loss?.toFixed(3) ?? '–'} acc ${acc} ` +
+    console.log(`[${o.name ?? s.self ?? 'peer'}]${o.attack ? ` [HOSTILE: ${o.attack}]` : ''} ${s.stage} step ${s.step} loss ${s.loss?.toFixed(3) ?? '–'} acc ${acc} ` +
       `${s.stepsPerSec.toFixed(1)} steps/s peers ${s.peers.length} sent ${(s.bytesSent / 1e6).toFixed(1)} MB`)
   })
   const leave = async () => {
