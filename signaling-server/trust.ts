@@ -25,12 +25,12 @@ export const ROLE_MIN_TENURE_MS = 30_000
 
 /**
  * The peers whose word counts about `suspect`: its neighbours on the graph the mesh really
- * connects (linkTopology: the all-reduce ring, the room's graph otherwise), in both directions
+ * connects (linkTopology: the all-reduce ring unless robust, the room's graph otherwise), in both directions
  * and over every step of a time-varying graph. Pending peers, spectators and peers that never
  * exchange with the suspect are not in it.
  */
 export function evidencePeers(
-  config: Pick<RoomConfig, 'algorithm' | 'topology'>, roster: readonly string[], ps: string | null, suspect: string,
+  config: Pick<RoomConfig, 'algorithm' | 'topology'> & Partial<Pick<RoomConfig, 'robust'>>, roster: readonly string[], ps: string | null, suspect: string,
 ): string[] {
   const topology = linkTopology(config)
   const steps = topology === 'one-peer-exponential' ? Math.max(1, log2Ceil(roster.length)) : 1

@@ -5,9 +5,10 @@ import { axpy, isValidVector, mixInto, sqDist } from '../math/vector'
 import { lrAt } from '../schedule'
 import type { MixingWeights, NeighborSets } from '../topology'
 import { foldMissing, neighbors } from '../topology'
+import { trimmedMean } from '../robust/trimmed-mean'
 import { acceptClock, deadline, scopedDeadline, type Envelope, type Membership, type PeerId, type ScopedDeadline } from '../transport'
 import { allWithin, MAX_WIRE_VALUE } from '../wire/codec'
-import { allGatherKind, allReduceTag, LEAVE_KIND, reduceScatterKind, STATE_KIND } from './message-kinds'
+import { allGatherKind, allReduceTag, LEAVE_KIND, reduceScatterKind, robustGatherKind, STATE_KIND } from './message-kinds'
 import type { AlgorithmContext } from './types'
 
 /** Pieces shared by the synchronous algorithms: lr, neighbour exchange, bootstrap (docs/algorithms.md "Membership, deadlines and churn"). */
@@ -516,9 +517,109 @@ export async function ringAllReduceSum(
  * another member is already in a later round, so this round cannot complete).
  */
 export async function allReduceWithRetry(
-  ctx: AlgorithmContext, name: string, round: number, build: () => Float32Array,
-  opts: { attempts?: number; received?: Map<string, Float32Array>; retryAfterTimeout?: () => Promise<boolean> } = {},
+  ctx: AlgorithmContext, name: string, round: number, build: () => Float32Array, opts: CollectiveOptions = {},
 ): Promise<{ sum: Float32Array; members: number } | null> {
+  return collectiveWithRetry(ctx, name, round, build, opts, async (tag, vec, roster, signal, received) => {
+    await ringAllReduceSum(ctx, tag, round, vec, roster, signal, received)
+    return { sum: vec, members: roster.length }
+  })
+}
+
+/** Options of allReduceWithRetry and allGatherWithRetry (see allReduceWithRetry). */
+export interface CollectiveOptions {
+  attempts?: number
+  received?: Map<string, Float32Array>
+  retryAfterTimeout?: () => Promise<boolean>
+}
+
+/**
+ * The robust mode's replacement for allReduceWithRetry (`robust: 'on'`, docs/algorithms.md "Robust
+ * aggregation"): every member's vector, in roster order (this peer's own as its wire image), with
+ * the same attempts, deadlines, churn restarts and give-up rules. The caller combines them
+ * (shared/robust/trimmed-mean.ts). An attempt needs every member's vector, like the ring: a
+ * member that does not send in time fails the attempt rather than being left out, so all members
+ * of a completed attempt hold the same set and compute the same result.
+ */
+export async function allGatherWithRetry(
+  ctx: AlgorithmContext, name: string, round: number, build: () => Float32Array, opts: CollectiveOptions = {},
+): Promise<{ vectors: Float32Array[]; members: number } | null> {
+  return collectiveWithRetry(ctx, name, round, build, opts, async (tag, vec, roster, signal, received) => ({
+    vectors: await allGather(ctx, tag, round, vec, roster, signal, received),
+    members: roster.length,
+  }))
+}
+
+/**
+ * Sends `vec` to every other member of `roster` and receives theirs (kind `<tag>/all`; the mesh
+ * frames large vectors as it does the ring's chunks). Returns the vectors in roster order, own
+ * included: `vec` rounded to its wire image first, so every member combines the same values.
+ * Each received vector is checked like a ring chunk of one contribution (length, finite, within
+ * MAX_CONTRIBUTION, so a combiner summing up to MAX_RING_PEERS of them stays within the wire
+ * bound); a bad one is reported (rejectFrom) and fails the attempt. Cost: (n − 1)·d sent and
+ * received per member, against the ring's 2(n − 1)/n·d.
+ */
+export async function allGather(
+  ctx: AlgorithmContext, tag: string, round: number, vec: Float32Array, roster: readonly PeerId[], signal: AbortSignal,
+  received?: Map<string, Float32Array>,
+): Promise<Float32Array[]> {
+  const self = ctx.mesh.self
+  if (!roster.includes(self)) throw new Error('allGather: self not in roster')
+  const peers = roster.filter((p) => p !== self)
+  const kind = robustGatherKind(tag)
+  ctx.mesh.wireImage?.(kind, vec)
+  if (peers.length === 0) return [vec]
+  ctx.mesh.want(peers)
+  const recv = async (from: PeerId): Promise<Float32Array> => {
+    const key = `${kind}|${from}`
+    // A retry of the same attempt reuses what it already consumed (the re-sent copy is a duplicate the mesh drops).
+    const kept = received?.get(key)
+    if (kept) return kept
+    const e = await ctx.mesh.receive({ kind, round, from }, signal)
+    if (!e.data || e.data.length !== vec.length || !allWithin(e.data, MAX_CONTRIBUTION)) {
+      ctx.mesh.rejectFrom?.(from, `${kind}: bad all-gather vector (length, NaN/Inf or beyond ${MAX_CONTRIBUTION})`)
+      throw new Error(`allGather: bad vector from ${from}`)
+    }
+    acceptClock(ctx.mesh, e)
+    received?.set(key, e.data)
+    return e.data
+  }
+  const [, got] = await Promise.all([
+    Promise.all(peers.map((p) => ctx.mesh.send(p, { kind, round, data: vec }, signal))),
+    Promise.all(peers.map(recv)),
+  ])
+  const byPeer = new Map(peers.map((p, i) => [p, got[i]]))
+  return roster.map((p) => (p === self ? vec : byPeer.get(p)!))
+}
+
+/**
+ * Robust mode of the averaging algorithms (local-sgd, local-adamw, lap-sgd; `robust: 'on'`,
+ * docs/algorithms.md "Robust aggregation"): their sample-weighted ring sum of [c·v, c] becomes an
+ * all-gather (allGatherWithRetry) of the members' unweighted [v, c] vectors (v of length `len`),
+ * combined here by the coordinate-wise trimmed mean (shared/robust/trimmed-mean.ts) of the
+ * contributors (c > 0; a joiner's weight 0 only receives). Weighting by the claimed sample count
+ * would let one member buy a larger pull, so the robust mean is unweighted. The result has the
+ * ring sum's shape, [mean · Σ, Σ] with Σ the contributor count, so the caller's division by the
+ * last slot gives the mean back. Null when the gather failed or nobody contributed.
+ */
+export function robustMean(
+  res: { vectors: Float32Array[]; members: number } | null, len: number,
+): { sum: Float32Array; members: number } | null {
+  if (!res) return null
+  const contributors = res.vectors.filter((v) => v[len] > 0)
+  if (contributors.length === 0) return null
+  const sum = new Float32Array(len + 1)
+  trimmedMean(contributors, undefined, 0, len, sum)
+  const total = contributors.length
+  for (let i = 0; i < len; i++) sum[i] *= total
+  sum[len] = total
+  return { sum, members: res.members }
+}
+
+/** The retry loop of allReduceWithRetry around one collective `run` (the ring sum or the robust all-gather). */
+async function collectiveWithRetry<T>(
+  ctx: AlgorithmContext, name: string, round: number, build: () => Float32Array, opts: CollectiveOptions,
+  run: (tag: string, vec: Float32Array, roster: readonly PeerId[], signal: AbortSignal, received: Map<string, Float32Array>) => Promise<T>,
+): Promise<T | null> {
   const attempts = opts.attempts ?? 3
   const budgetEnd = ctx.now() + attempts * ctx.config.stepDeadlineMs
   // A caller that retries the same round later (SSGD's hold) passes its own map to keep it.
@@ -539,8 +640,7 @@ export async function allReduceWithRetry(
     const dl = scopedDeadline(`${name}#${round}`, Math.min(ctx.config.stepDeadlineMs, Math.ceil(left)), ctx.signal, change.signal)
     let retry = true
     try {
-      await ringAllReduceSum(ctx, allReduceTag(name, m.epoch), round, vec, m.peers, dl.signal, received)
-      return { sum: vec, members: m.peers.length }
+      return await run(allReduceTag(name, m.epoch), vec, m.peers, dl.signal, received)
     } catch (e) {
       const rosterChanged = change.signal.aborted || ctx.mesh.membership().epoch !== m.epoch
       ctx.log(`${name}/retry`, { round, attempt: a, epoch: m.epoch, error: String(e), ...(rosterChanged ? { rosterChanged } : {}) })

@@ -26,6 +26,8 @@ describe('algorithm descriptors', () => {
     for (const a of ALGORITHMS) {
       const c = defaultConfig(a)
       expect(linkTopology(c), a).toBe(ALGORITHM_DESCRIPTORS[a].family === 'all-reduce' ? 'ring' : c.topology)
+      // Robust mode all-gathers (common.ts allGatherWithRetry): every member talks to every other.
+      expect(linkTopology({ ...c, robust: 'on' }), a).toBe(c.topology)
     }
   })
 

@@ -1,6 +1,6 @@
 import type { RoomConfig, TopologyName } from '../config'
 import {
-  AD_PSGD_KIND, allReduceKinds, gossipKind, kindMatcher, LEAVE_KIND, OD_SGD_STATE_KIND, PS_KIND, psKind, SSGD_COLLECTIVE,
+  AD_PSGD_KIND, allReduceKinds, gossipKind, kindMatcher, LEAVE_KIND, OD_SGD_STATE_KIND, PS_KIND, psKind, robustGatherKinds, SSGD_COLLECTIVE,
   STATE_KIND,
 } from './message-kinds'
 
@@ -97,7 +97,8 @@ const STATE = [STATE_KIND.request, STATE_KIND.response]
 const LEAVE = [LEAVE_KIND.model, LEAVE_KIND.ack]
 
 const gossipKinds = (name: AlgorithmName) => ({ sends: [gossipKind(name), ...STATE, ...LEAVE], increments: none })
-const averagingKinds = (name: AlgorithmName) => ({ sends: [...allReduceKinds(name), ...STATE, ...LEAVE], increments: none })
+// robustGatherKinds: the all-gather that replaces the ring with `robust: 'on'` (common.ts allGatherWithRetry).
+const averagingKinds = (name: AlgorithmName) => ({ sends: [...allReduceKinds(name), robustGatherKinds(name), ...STATE, ...LEAVE], increments: none })
 const psKinds = (name: AlgorithmName, ...more: string[]) => ({
   sends: [...(Object.keys(PS_KIND) as (keyof typeof PS_KIND)[]).map((k) => psKind(name, k)), ...more],
   increments: exactly(psKind(name, 'push')),
@@ -109,7 +110,10 @@ export const ALGORITHM_DESCRIPTORS: Readonly<Record<AlgorithmName, AlgorithmDesc
     knobs: ['momentum', 'lrScaling', 'resyncEvery'],
     defaults: { lr: 0.1, schedule: { kind: 'cosine', warmupSteps: 100, minLr: 0 } },
     messageKinds: {
-      sends: [...allReduceKinds(SSGD_COLLECTIVE.gradient), ...allReduceKinds(SSGD_COLLECTIVE.resync), ...STATE],
+      sends: [
+        ...allReduceKinds(SSGD_COLLECTIVE.gradient), ...allReduceKinds(SSGD_COLLECTIVE.resync),
+        robustGatherKinds(SSGD_COLLECTIVE.gradient), robustGatherKinds(SSGD_COLLECTIVE.resync), ...STATE,
+      ],
       increments: kindMatcher(allReduceKinds(SSGD_COLLECTIVE.gradient)[0]),
     },
     title: 'Synchronous SGD', blurb: 'Everyone averages gradients every step: the classic data-parallel baseline.', paper: 'Goyal et al. 2017, arXiv 1706.02677',
@@ -189,9 +193,13 @@ export function algorithmsWhere(pred: (d: AlgorithmDescriptor) => boolean): Algo
   return ALGORITHMS.filter((a) => pred(ALGORITHM_DESCRIPTORS[a]))
 }
 
-/** The graph the mesh connects for a room (see AlgorithmDescriptor.linkTopology). */
-export function linkTopology(config: Pick<RoomConfig, 'algorithm' | 'topology'>): TopologyName {
-  return ALGORITHM_DESCRIPTORS[config.algorithm].linkTopology === 'ring' ? 'ring' : config.topology
+/**
+ * The graph the mesh connects for a room (see AlgorithmDescriptor.linkTopology). With `robust: 'on'`
+ * the all-reduce family all-gathers instead of using the ring (common.ts allGatherWithRetry): every
+ * member talks to every other, so the room's clique.
+ */
+export function linkTopology(config: Pick<RoomConfig, 'algorithm' | 'topology'> & Partial<Pick<RoomConfig, 'robust'>>): TopologyName {
+  return ALGORITHM_DESCRIPTORS[config.algorithm].linkTopology === 'ring' && config.robust !== 'on' ? 'ring' : config.topology
 }
 
 const quoted = (xs: readonly string[]) => xs.map((x) => `'${x}'`)

@@ -77,6 +77,33 @@ describe('LAP-SGD delta averaging', () => {
   })
 })
 
+describe('LAP-SGD robust averaging (robust: on, trimmed mean)', () => {
+  const inits = [Float32Array.of(1, 2, 3), Float32Array.of(5, -6, 7), Float32Array.of(0, 10, -1), Float32Array.of(2, 2, 7), Float32Array.of(2, 2, 4)]
+
+  for (const robust of ['off', 'on'] as const) {
+    it(`p4 sends 100 × its vector: ${robust === 'on' ? 'the honest peers get the hand-computed trimmed mean' : "the ring's weighted mean ends far from it"}`, async () => {
+      const net = new MemoryNetwork({ seed: 35, faults: { ...FAULTS.none, latencyMs: [2, 2] } })
+      for (let i = 0; i < 5; i++) net.join(`p${i}`)
+      const bad = net.mesh('p4')!
+      const send = bad.send.bind(bad)
+      bad.send = (to, msg, sig) => send(to, msg.data && /^lap-sgd\/e/.test(msg.kind) ? { ...msg, data: msg.data.map((v) => 100 * v) } : msg, sig)
+      const cfg = config({ lr: 0.5, sync: { kind: 'constant', h: 4 }, updaters: 2, robust })
+      const peers = await Promise.all(inits.map((x, i) => start(net, `p${i}`, x, constGrad(0, 3), cfg)))
+      await Promise.all(peers.map((p) => runSteps(p, 1)))
+      // n = 5, b = 1 per coordinate, p4's (200, 200, 400) among them:
+      // {0, 1, 2, 5, 200} → 8/3; {−6, 2, 2, 10, 200} → 14/3 (a tie kept); {−1, 3, 7, 7, 400} → 17/3.
+      const trimmed = [8 / 3, 14 / 3, 17 / 3]
+      for (const p of peers.slice(0, 4)) {
+        const x = await p.inst.evalParams()
+        if (robust === 'on') x.forEach((v, i) => expect(v).toBeCloseTo(trimmed[i], 5))
+        // 'off': p4 scales the partial sums and reduced chunks it forwards on the ring too: far off.
+        else expect(Math.max(...x.map((v, i) => Math.abs(v - trimmed[i])))).toBeGreaterThan(3)
+      }
+      for (const p of peers) p.inst.dispose()
+    })
+  }
+})
+
 describe('LAP-SGD churn', () => {
   const n = 4
   const d = 5

@@ -1,7 +1,7 @@
 import { isValidVector } from '../math/vector'
 import { nextH } from '../schedule'
 import {
-  allReduceWithRetry, foldHandovers, handOverModel, LeaveInbox, leaveTargets, lrFor, others, requestState,
+  allGatherWithRetry, allReduceWithRetry, foldHandovers, handOverModel, LeaveInbox, leaveTargets, lrFor, others, requestState, robustMean,
   startStateResponder, type PeerState,
 } from './common'
 import { linkTopology } from './descriptors'
@@ -96,12 +96,19 @@ class LapSgd implements AlgorithmInstance {
       this.t = t0 + h
     }
     // Started first so the collective overlaps with the Hogwild batch below (non-blocking averaging).
-    const averaging = allReduceWithRetry(this.ctx, 'lap-sgd', round, () => {
+    // Robust (docs/algorithms.md "Robust aggregation"): unweighted [snap, w], combined by
+    // common.ts robustMean (the trimmed mean of the contributors, unweighted).
+    const robust = this.ctx.config.robust === 'on'
+    const build = () => {
       const v = new Float32Array(d + 1)
-      for (let i = 0; i < d; i++) v[i] = w * snap[i]
+      for (let i = 0; i < d; i++) v[i] = robust ? snap[i] : w * snap[i]
       v[d] = w
       return v
-    }).then((res) => {
+    }
+    const averaging = (robust
+      ? allGatherWithRetry(this.ctx, 'lap-sgd', round, build).then((r) => robustMean(r, d))
+      : allReduceWithRetry(this.ctx, 'lap-sgd', round, build)
+    ).then((res) => {
       settle()
       if (!res) return null
       const inv = 1 / res.sum[d]

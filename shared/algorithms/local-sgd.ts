@@ -4,7 +4,7 @@ import type { LocalStepOptions } from './types'
 import { nextH } from '../schedule'
 import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
 import {
-  allReduceWithRetry, averageParams, foldHandovers, handOverModel, LeaveInbox, leaveTargets, lrFor, medianState, others,
+  allGatherWithRetry, allReduceWithRetry, robustMean, averageParams, foldHandovers, handOverModel, LeaveInbox, leaveTargets, lrFor, medianState, others,
   requestState, startStateResponder, type PeerState,
 } from './common'
 
@@ -158,13 +158,21 @@ class LocalPeer {
   ): Promise<number | null> {
     const { ctx, d } = this
     const k = state.length
-    const res = await allReduceWithRetry(ctx, this.name, round, () => {
+    const robust = ctx.config.robust === 'on'
+    // Robust (docs/algorithms.md "Robust aggregation"): unweighted [x, state, c], combined by
+    // common.ts robustMean (the trimmed mean of the contributors, unweighted).
+    const w = robust ? (c > 0 ? 1 : 0) : c
+    const build = () => {
       const v = new Float32Array(d * (1 + k) + 1)
-      for (let i = 0; i < d; i++) v[i] = c * x[i]
-      state.forEach((s, j) => { for (let i = 0; i < d; i++) v[(j + 1) * d + i] = c * s[i] })
+      for (let i = 0; i < d; i++) v[i] = w * x[i]
+      state.forEach((s, j) => { for (let i = 0; i < d; i++) v[(j + 1) * d + i] = w * s[i] })
       v[v.length - 1] = c
       return v
-    }, {
+    }
+    const collective = robust
+      ? (...a: Parameters<typeof allGatherWithRetry>) => allGatherWithRetry(...a).then((r) => robustMean(r, d * (1 + k)))
+      : allReduceWithRetry
+    const res = await collective(ctx, this.name, round, build, {
       ...(opts.attempts === undefined ? {} : { attempts: opts.attempts }),
       // After a deadline in an unchanged roster: if someone is already past this round, nobody
       // will complete it; give up now and let resync() line us up, instead of spending the

@@ -44,6 +44,20 @@ export function allReduceKinds(name: string): [reduceScatter: string, allGather:
 }
 
 /**
+ * Robust all-gather (common.ts allGatherWithRetry, `robust: 'on'`): an attempt of collective `name`
+ * in roster epoch `epoch` (the same tag as the ring's) sends each member's whole vector to every
+ * other member as `<tag>/all`.
+ */
+export function robustGatherKind(tag: string): string {
+  return `${tag}/all`
+}
+
+/** The robust all-gather kind of collective `name` as a pattern. */
+export function robustGatherKinds(name: string): string {
+  return robustGatherKind(allReduceTag(name, '<epoch>'))
+}
+
+/**
  * SSGD's two collectives: the sample-weighted gradient sum of every step, and the resync that
  * averages x and m. Only the first carries increments.
  */

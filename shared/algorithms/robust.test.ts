@@ -252,3 +252,37 @@ describe('robust aggregation of the parameter server (star of 8, p0 the server)'
     expect(reportsOf(on.honest[0], 'p3')[0]).toMatch(/^pushed gradient clipped in 10 consecutive rounds/)
   }, 120_000)
 })
+
+describe('robust aggregation of the all-reduce family: 8 peers, p3 scales every vector it puts into the collective', () => {
+  /** p3's ring chunks (robust 'off') or gathered vectors ('on') of every collective, scaled by `k`. */
+  const scaled = (k: number) => (kind: string, data: Float32Array) => (/^[a-z-]+\/e\d+\/(rs\d+|ag\d+|all)$/.test(kind) ? { data: data.map((v) => k * v) } : null)
+  const CASES_AR: [string, AlgorithmName, Record<string, unknown>, number, number][] = [
+    ['ssgd, 100 × gradient', 'ssgd', { resyncEvery: 20 }, 100, 1e6],
+    // (ssgd with −10 × is not a case: the scaled sample count makes the total weight negative and
+    // 'off' already refuses every such round, ssgd/bad-weight: a stall, not a divergence.)
+    ['local-sgd (H = 2), 100 × model', 'local-sgd', { sync: { kind: 'constant', h: 2 } }, 100, 1e4],
+    // −10 × c is a negative weight: 'off' mostly refuses the rounds (a total below 1) rather than diverging.
+    ['local-sgd (H = 2), −10 × model', 'local-sgd', { sync: { kind: 'constant', h: 2 } }, -10, 20],
+  ]
+  for (const [name, algorithm, over, attack, worse] of CASES_AR) {
+    it(`${name}: 'off' ends ≥ ${worse}× worse than 'on'; 'on' (trimmed mean) stays near the clean run`, async () => {
+      const cfg = { topology: 'clique', momentum: 0.5, stepDeadlineMs: 2000, schedule: { kind: 'constant', warmupSteps: 0 }, ...over }
+      const steps = Number(process.env.AR_STEPS ?? 100)
+      const clean = await runWith(algorithm, cfg, 'on', steps, BAD, () => null)
+      clean.stopAll()
+      const off = await runWith(algorithm, cfg, 'off', steps, BAD, scaled(attack))
+      off.stopAll()
+      const on = await runWith(algorithm, cfg, 'on', steps, BAD, scaled(attack))
+      // Every honest member combined the same gathered set: SSGD's replicas stay bit-identical.
+      if (algorithm === 'ssgd') {
+        const xs = await Promise.all(on.honest.map((p) => p.inst.evalParams()))
+        for (const x of xs) expect([...x]).toEqual([...xs[0]])
+      }
+      on.stopAll()
+      note(`${name}: ‖x − x*‖² honest mean: off ${off.err.toExponential(2)}, on ${on.err.toExponential(2)}, clean (on) ${clean.err.toExponential(2)} (start ${err0.toFixed(2)})`)
+      expect(on.err).toBeLessThan(0.2 * err0)
+      expect(on.err).toBeLessThan(Math.max(3 * clean.err, 0.5))
+      expect(off.err).toBeGreaterThan(worse * on.err)
+    }, 120_000)
+  }
+})

@@ -1,8 +1,22 @@
 import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport } from './types'
 import { isValidVector } from '../math/vector'
 import { scaledLrAt } from '../schedule'
-import { allReduceWithRetry, medianState, requestState, ringNeighbours, startStateResponder, type PeerState } from './common'
+import { trimCount, trimmedMean } from '../robust/trimmed-mean'
+import { allGatherWithRetry, allReduceWithRetry, medianState, requestState, ringNeighbours, startStateResponder, type PeerState } from './common'
 import { SSGD_COLLECTIVE } from './message-kinds'
+
+/**
+ * Robust mode (`robust: 'on'`, docs/algorithms.md "Robust aggregation"): the two ring sums become
+ * all-gathers (common.ts allGatherWithRetry) combined with the coordinate-wise trimmed mean
+ * (shared/robust/trimmed-mean.ts). The gradient vector is [g, b, flag], unweighted: ḡ is the
+ * trimmed mean of the members' gradients (a member's claimed batch b would otherwise scale its
+ * pull), the global batch is n × the trimmed mean of the b's, and the out-of-sync count counts
+ * flags ≥ ½. The result is put back in the ring's shape (Σ = ḡ · total, total, count), so the
+ * update below is the same code. Every member of a completed gather holds the same vectors and
+ * so the same result; a member that equivocates (sends different vectors to different members)
+ * can make the replicas differ by at most what the trim lets through, which the resync (itself a
+ * trimmed mean of x and m) and resyncEvery repair.
+ */
 
 /**
  * SSGD (docs/algorithms.md "SSGD"): gradients all-reduced over the whole roster every step (ring all-reduce, sample
@@ -63,6 +77,14 @@ type GradientRound =
   | { caughtUp: true }
   | { caughtUp: false; res: Reduced | null; neighbourBehind: boolean }
 
+/** Robust mode's resync: the trimmed mean of the gathered [x, m] vectors × members, the ring sum's shape. */
+function robustSum(res: { vectors: Float32Array[]; members: number } | null): Reduced | null {
+  if (!res) return null
+  const mean = trimmedMean(res.vectors)
+  for (let i = 0; i < mean.length; i++) mean[i] *= res.members
+  return { sum: mean, members: res.members }
+}
+
 export const ssgd: AlgorithmFactory = async (ctx) => (await SsgdPeer.start(ctx)).instance()
 
 class SsgdPeer {
@@ -82,6 +104,8 @@ class SsgdPeer {
    * inside one call alone is not enough when deadlines expire under CPU load.
    */
   private held: HeldStep | null = null
+  /** config.robust is 'on': all-gathers and trimmed means instead of ring sums (see the top of the file). */
+  private readonly robust: boolean
   private readonly stopResponder: () => void
 
   static async start(ctx: AlgorithmContext): Promise<SsgdPeer> {
@@ -101,6 +125,7 @@ class SsgdPeer {
     this.d = ctx.compute.paramCount
     this.x = x
     this.m = new Float32Array(this.d)
+    this.robust = ctx.config.robust === 'on'
     this.stopResponder = startStateResponder(ctx, async () =>
       this.ready ? { params: new Float32Array(this.x), opt: [new Float32Array(this.m)], step: this.step, globalStep: this.t, extra: {} } : null)
   }
@@ -151,12 +176,15 @@ class SsgdPeer {
     const d = this.d
     const xs = this.x
     const ms = this.m
-    const res = await allReduceWithRetry(this.ctx, SSGD_COLLECTIVE.resync, this.step, () => {
+    const build = () => {
       const v = new Float32Array(2 * d)
       v.set(xs, 0)
       v.set(ms, d)
       return v
-    }, { attempts: RESYNC_ATTEMPTS })
+    }
+    const opts = { attempts: RESYNC_ATTEMPTS }
+    const res = this.robust ? robustSum(await allGatherWithRetry(this.ctx, SSGD_COLLECTIVE.resync, this.step, build, opts))
+      : await allReduceWithRetry(this.ctx, SSGD_COLLECTIVE.resync, this.step, build, opts)
     if (!res || !isValidVector(res.sum, 2 * d)) {
       this.ctx.log('ssgd/resync-failed', { step: this.step })
       return false
@@ -201,15 +229,21 @@ class SsgdPeer {
     const b = g.samples
     const build = () => {
       const v = new Float32Array(d + 2)
-      for (let i = 0; i < d; i++) v[i] = grad[i] * b
+      // Robust: unweighted (see robustGradient).
+      if (this.robust) v.set(grad)
+      else for (let i = 0; i < d; i++) v[i] = grad[i] * b
       v[d] = b
       v[d + 1] = flag
       return v
     }
     const received = g.received
+    const reduce = (attempts?: number) => {
+      const opts = attempts === undefined ? { received } : { received, attempts }
+      return this.robust ? this.robustGradient(build, opts) : allReduceWithRetry(ctx, SSGD_COLLECTIVE.gradient, this.step, build, opts)
+    }
     // Shared by the first try and the holds: a held retry of the same round reuses the chunks
     // already consumed (the neighbours' re-sent copies are duplicates the mesh drops).
-    let res = await allReduceWithRetry(ctx, SSGD_COLLECTIVE.gradient, this.step, build, { received })
+    let res = await reduce()
     /** The last look at the ring neighbours found one behind this step and none ahead. */
     let neighbourBehind = false
     for (let hold = 0; !res && hold < MAX_HOLDS && !ctx.signal.aborted; hold++) {
@@ -225,9 +259,25 @@ class SsgdPeer {
       }
       if (!near.some((s) => s.step <= this.step)) break
       ctx.log('ssgd/hold', { step: this.step, hold })
-      res = await allReduceWithRetry(ctx, SSGD_COLLECTIVE.gradient, this.step, build, { received, attempts: HOLD_ATTEMPTS })
+      res = await reduce(HOLD_ATTEMPTS)
     }
     return { caughtUp: false, res, neighbourBehind }
+  }
+
+  /** Robust mode's gradient round: the gathered [g, b, flag] vectors in the ring's [Σ b·ḡ, Σ b, count] shape (see the top of the file). */
+  private async robustGradient(build: () => Float32Array, opts: { received: Map<string, Float32Array>; attempts?: number }): Promise<Reduced | null> {
+    const { d } = this
+    const res = await allGatherWithRetry(this.ctx, SSGD_COLLECTIVE.gradient, this.step, build, opts)
+    if (!res) return null
+    const { vectors, members } = res
+    const trim = trimCount(members)
+    const gbar = trimmedMean(vectors, trim, 0, d)
+    const total = members * trimmedMean(vectors, trim, d, d + 1)[0]
+    const sum = new Float32Array(d + 2)
+    for (let i = 0; i < d; i++) sum[i] = gbar[i] * total
+    sum[d] = total
+    sum[d + 1] = vectors.filter((v) => v[d + 1] >= FLAG_THRESHOLD).length
+    return { sum, members }
   }
 
   /** Ends the call with the step not taken; the next call retries its round with `g`. */
