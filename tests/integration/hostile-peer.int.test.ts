@@ -61,4 +61,25 @@ describe('a hostile volunteer on the real mesh (robust room)', () => {
     }, 240_000, 1000).catch(async (e) => { throw new Error(`${(e as Error).message}; ${await state()}`) })
     expect(done.every((p) => p.stage === 'training' || p.stage === 'stalled')).toBe(true)
   }, 900_000)
+
+  it('ssgd with robust on all-gathers over real WebRTC: a scaled attacker is trimmed away and honest peers train', async () => {
+    const { server, peers } = env
+    const { room } = await createRoom(server, { algorithm: 'ssgd', dataset: 'mnist', model: 'mlp', robust: 'on' })
+    const url = roomUrl(server, room)
+    const view = async () => (await getJson<RoomResponse>(url)).body
+    const state = async () => JSON.stringify(await view()).slice(0, 4000)
+    const honest = ['s1', 's2', 's3'].map((name) => startNodePeer(server.url, room, name, ['--backend', 'wasm']))
+    const hostile = startNodePeer(server.url, room, 'x-scaled', ['--backend', 'wasm', '--attack', 'scaled'])
+    peers.push(...honest, hostile)
+    const honestPeers = (v: RoomResponse) => v.peers.filter((p) => p.name?.startsWith('s'))
+    const done = await waitFor('honest ssgd peers in the accuracy band with the attacker in the group', async () => {
+      const v = await view()
+      const hs = honestPeers(v)
+      return hs.length === 3 && hs.every((p) => (p.accuracy ?? 0) >= ACCURACY_BAND) && v
+    }, 300_000, 1000).catch(async (e) => { throw new Error(`${(e as Error).message}; ${await state()}; hostile: ${hostile.output().slice(-600)}`) })
+    const ids = honestPeers(done).map((p) => p.id)
+    expect(done.evictions.filter((e) => ids.includes(e.peer))).toEqual([])
+    for (const p of honestPeers(done)) expect(Number.isFinite(p.loss ?? 0)).toBe(true)
+    hostile.kill()
+  }, 600_000)
 })
