@@ -3,7 +3,7 @@ import { dirname } from 'node:path'
 import { parseRoomConfig, type AlgorithmName, type RobustMode } from '../shared/config'
 import { ATTACK_NAMES, type AttackName } from '../shared/testing/attacks'
 import { runSimulation, type SimResult } from './sim-cli'
-import { argOf, load, machine, writeResult } from './common'
+import { argOf, load, machine, median, writeResult } from './common'
 
 /**
  * `npm run bench -- attacks` (docs/security.md "Attacks on training"): the attack catalogue (shared/testing/attacks.ts)
@@ -136,14 +136,9 @@ function baseline(results: CellResult[], c: Cell, of: 'mean' | 'min' = 'mean'): 
   return of === 'min' ? Math.min(...honest) : honest.reduce((a, b) => a + b, 0) / honest.length
 }
 
-function median(xs: number[]): number {
-  const s = xs.filter(Number.isFinite).sort((a, b) => a - b)
-  return s.length ? (s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2) : NaN
-}
-
 /** Median over the clean repetitions of one algorithm × partition × robust mode. */
 function cleanSpeed(results: CellResult[], c: Pick<Cell, 'algorithm' | 'partition' | 'robust'>, key: 'stepsPerSec' | 'stepsPerCpuSec'): number {
-  return median(results.filter((r) => r.attack === null && r.algorithm === c.algorithm && r.partition === c.partition && r.robust === c.robust).map((r) => r[key]))
+  return median(results.filter((r) => r.attack === null && r.algorithm === c.algorithm && r.partition === c.partition && r.robust === c.robust).map((r) => r[key]).filter(Number.isFinite))
 }
 
 /** Accuracy points the attack costs the honest peers (positive: worse than clean). */

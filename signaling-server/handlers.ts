@@ -284,7 +284,7 @@ export function membershipDelta(prev: MembershipAnnouncement | undefined, m: Mem
 }
 
 /** The same client reaches the socket layer as '::ffff:127.0.0.1' and HTTP as '127.0.0.1'. */
-function clientAddress(address: string): string {
+export function clientAddress(address: string): string {
   return address.replace(/^::ffff:/, '')
 }
 

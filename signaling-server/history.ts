@@ -34,7 +34,7 @@ export function newRun(run: number, config: RoomConfig, started: number): RunRec
  * The swarm's value of a per-peer quantity: the median of the finite values, so one peer
  * reporting an extreme number (hostile or broken) cannot move the curve (a mean would follow it).
  */
-function median(xs: readonly (number | null | undefined)[]): number | null {
+export function median(xs: readonly (number | null | undefined)[]): number | null {
   const v = xs.filter((x): x is number => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b)
   if (v.length === 0) return null
   const m = v.length >> 1

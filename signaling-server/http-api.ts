@@ -11,7 +11,7 @@ import {
   type HealthResponse, type InfoResponse, type RoomList, type RoomResponse, type TfjsCheckpointMetadata,
 } from '../shared/protocol/http'
 import { bearerToken, hashToken, newHostToken, tokenMatches } from './auth'
-import type { RoomBus } from './handlers'
+import { clientAddress, type RoomBus } from './handlers'
 import { historyToCsv } from './history'
 import { tfjsArtifact } from '../shared/model-shapes'
 import type { PublicOrigin } from './public-origin'
@@ -450,7 +450,7 @@ async function serveDataset(req: IncomingMessage, res: ServerResponse, dataset: 
     if (!getShard) throw new HttpError(404, 'this server does not serve shards')
     const sq: ShardQuery = { peerIndex: q.data.peer, peerCount: q.data.peers, partition: q.data.partition, seed: q.data.seed }
     key += `/${sq.partition}/${sq.seed}/${sq.peerCount}/${sq.peerIndex}`
-    const address = (req.socket.remoteAddress ?? 'unknown').replace(/^::ffff:/, '')
+    const address = clientAddress(req.socket.remoteAddress ?? 'unknown')
     if (!ctx.hasShard?.(name, split, sq) && !shardBuilds.take(address, performance.now(), 1 / sq.peerCount))
       throw new HttpError(429, `seed: too many new data shards from this address (a whole split's worth every ${1 / SHARD_BUILDS_PER_SEC} s); try again shortly`, 'seed')
     load = () => getShard(name, split, sq)

@@ -5,10 +5,10 @@ import type { PeerView, RoomView } from '../shared/protocol/http'
 import { modelLayout } from '../shared/model-shapes'
 import { REPORT_LIMITS, type AwayReason, type MembershipAnnouncement, type PeerReport } from '../shared/protocol/signaling'
 import { PROTOCOL_VERSION } from '../shared/protocol/version'
-import { appendPoint, newRun as makeRun, maybeSample, type HistoryPoint, type RunRecord } from './history'
+import { appendPoint, median, newRun as makeRun, maybeSample, type HistoryPoint, type RunRecord } from './history'
 import { makeJoinCode, normalizeJoinCode } from './join-code'
 import {
-  SILENT_AFTER_MS, SUSPICION_TTL_MS, addStrike, chooseRole, evictionBasis, evidencePeers, implausibleParams, l2Norm, median,
+  SILENT_AFTER_MS, SUSPICION_TTL_MS, addStrike, chooseRole, evictionBasis, evidencePeers, implausibleParams, l2Norm,
   type RoleCandidate, type Strikes,
 } from './trust'
 
@@ -567,8 +567,8 @@ export class RoomRegistry {
       return fail('bad-schema', `schemaHash: '${cp.schemaHash}' is not this room's model (${layout.schemaHash})`)
     // The median, not the furthest: one peer claiming a huge step cannot stretch the bound.
     const reports = room.roster.map((id) => room.peers.get(id)?.report).filter((r): r is PeerReport => !!r)
-    const progress = median(reports.map((r) => Math.max(r.globalStep, r.step)))
-    const rate = median(reports.map((r) => r.stepsPerSec))
+    const progress = median(reports.map((r) => Math.max(r.globalStep, r.step))) ?? 0
+    const rate = median(reports.map((r) => r.stepsPerSec)) ?? 0
     const maxStep = Math.floor(progress) + CHECKPOINT_STEP_SLACK_STEPS + Math.ceil(CHECKPOINT_STEP_SLACK_S * rate)
     if (cp.step > maxStep)
       return fail('bad-step', `step: ${cp.step} is ahead of the roster's reported progress (median step ${Math.floor(progress)}; at most ${maxStep} accepted)`)

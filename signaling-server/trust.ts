@@ -129,10 +129,3 @@ export function implausibleParams(norm: number, count: number, previousNorm: num
     return `params: norm ${norm.toPrecision(4)} is too far from the previous checkpoint's ${previousNorm.toPrecision(4)} (at most ${CHECKPOINT_NORM_FACTOR}× either way)`
   return null
 }
-
-export function median(xs: readonly number[]): number {
-  if (xs.length === 0) return 0
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
-}

@@ -1,7 +1,7 @@
-import { io as connect, type Socket } from 'socket.io-client'
-import { afterEach, describe, expect, it } from 'vitest'
+import type { Socket } from 'socket.io-client'
+import { describe, expect, it } from 'vitest'
 import { clientHistorySchema, type RoomResponse } from '../../shared/protocol/http'
-import { nextEvent } from '../support/socket-events'
+import { nextEvent, testSockets } from '../support/socket-events'
 import { createRoom, roomUrl, serverEnvironment } from '../support/e2e'
 import { getJson } from '../support/server'
 
@@ -12,18 +12,14 @@ import { getJson } from '../support/server'
  */
 
 const env = serverEnvironment()
-const sockets: Socket[] = []
-afterEach(() => {
-  for (const s of sockets.splice(0)) s.disconnect()
-})
+const connect = testSockets()
 
 type Any = Record<string, any> // test-side view of socket payloads
 
 const once = nextEvent
 
 async function volunteer(room: string): Promise<{ s: Socket; membership: Any }> {
-  const s = connect(env.server.url, { transports: ['websocket'], reconnection: false, forceNew: true })
-  sockets.push(s)
+  const s = connect(env.server.url)
   await once(s, 'connect', 'connect')
   const ack = await s.timeout(10_000).emitWithAck('join', { v: 1, room, role: 'volunteer' })
   expect(ack.ok).toBe(true)
@@ -202,8 +198,7 @@ describe('room floods', () => {
     // Many sockets from one machine (one socket alone is already held to 2 joins a second).
     let refused = 0
     for (let k = 0; k < 30; k++) {
-      const s = connect(env.server.url, { transports: ['websocket'], reconnection: false, forceNew: true })
-      sockets.push(s)
+      const s = connect(env.server.url)
       await once(s, 'connect', 'connect')
       for (let i = 0; i < 9; i++) {
         const ack = await s.timeout(10_000).emitWithAck('join', { v: 1, room: `flood-${k}-${i}`, role: 'volunteer' })

@@ -1,12 +1,12 @@
-import { io as connect, type Socket } from 'socket.io-client'
-import { afterEach, describe, expect, it } from 'vitest'
+import type { Socket } from 'socket.io-client'
+import { describe, expect, it } from 'vitest'
 import { generateIdentityKeys, identityFromKeys, type Identity } from '../../shared/identity'
 import { modelLayout } from '../../shared/model-shapes'
 import type { RoomResponse } from '../../shared/protocol/http'
 import { createRoom, postControl, roomUrl, serverEnvironment } from '../support/e2e'
 import { startNodePeer } from '../support/node-peer'
 import { getJson, waitFor } from '../support/server'
-import { nextEvent } from '../support/socket-events'
+import { nextEvent, testSockets } from '../support/socket-events'
 import { SignalingClient } from '../../client/mesh/signaling-client'
 
 /**
@@ -16,18 +16,14 @@ import { SignalingClient } from '../../client/mesh/signaling-client'
  */
 
 const env = serverEnvironment()
-const sockets: Socket[] = []
-afterEach(() => {
-  for (const s of sockets.splice(0)) s.disconnect()
-})
+const connect = testSockets()
 
 type Any = Record<string, any> // test-side view of socket payloads
 const once = nextEvent
 
 /** A connected socket and the challenge of its connection (the server's 'hello'). */
 async function open(): Promise<{ s: Socket; challenge: string }> {
-  const s = connect(env.server.url, { transports: ['websocket'], reconnection: false, forceNew: true })
-  sockets.push(s)
+  const s = connect(env.server.url)
   const hello = once<Any>(s, 'hello', 'hello with a challenge')
   await once(s, 'connect', 'connect')
   return { s, challenge: (await hello).challenge }

@@ -1,11 +1,11 @@
-import { io as connect, type Socket } from 'socket.io-client'
-import { afterAll, describe, expect, it } from 'vitest'
+import type { Socket } from 'socket.io-client'
+import { describe, expect, it } from 'vitest'
 import { modelLayout } from '../../shared/model-shapes'
 import type { RoomResponse } from '../../shared/protocol/http'
 import { volunteerContext } from '../support/browser'
 import { createRoom, e2eEnvironment, roomUrl } from '../support/e2e'
 import { getJson, waitFor } from '../support/server'
-import { nextEvent } from '../support/socket-events'
+import { nextEvent, testSockets } from '../support/socket-events'
 
 /**
  * The host page's trust controls in real headless Chromium: the teacher sees the kept
@@ -14,8 +14,7 @@ import { nextEvent } from '../support/socket-events'
  */
 
 type Any = Record<string, any> // test-side view of socket payloads
-const sockets: Socket[] = []
-afterAll(() => { for (const s of sockets) s.disconnect() })
+const connect = testSockets()
 
 describe('host page: checkpoints, roles, delete', () => {
   const env = e2eEnvironment()
@@ -38,8 +37,7 @@ describe('host page: checkpoints, roles, delete', () => {
 
     // Two scripted volunteers; the first is the writer and uploads two checkpoints.
     const volunteer = async (): Promise<{ s: Socket; id: string }> => {
-      const s = connect(server.url, { transports: ['websocket'], reconnection: false, forceNew: true })
-      sockets.push(s)
+      const s = connect(server.url)
       await nextEvent(s, 'connect', 'connect')
       const ack = await s.timeout(10_000).emitWithAck('join', { v: 1, room: code, role: 'volunteer' })
       expect(ack.ok).toBe(true)
