@@ -18,7 +18,8 @@ export default defineConfig({
   plugins: [react(), nodePolyfills({ include: ['buffer', 'process', 'events', 'util', 'stream'], globals: { Buffer: true, process: true, global: true } })],
   define: { global: 'globalThis' },
   build: {
-    outDir: `${root}dist`, emptyOutDir: true, chunkSizeWarningLimit: 8000, target: 'es2022',
+    // TABSWARM_DIST lets parallel work build and test its own copy without clobbering dist/.
+    outDir: process.env.TABSWARM_DIST ?? `${root}dist`, emptyOutDir: true, chunkSizeWarningLimit: 8000, target: 'es2022',
     rollupOptions: {
       input: {
         main: `${root}client/index.html`,

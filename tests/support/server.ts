@@ -11,9 +11,9 @@ export interface TestServer {
   restart(): Promise<TestServer>
 }
 
-/** The real server on an ephemeral loopback port, serving the built client from dist/. */
+/** The real server on an ephemeral loopback port, serving the built client from dist/ (or TABSWARM_DIST). */
 export async function startTestServer(dataDir = mkdtempSync(join(tmpdir(), 'tabswarm-')), port = 0): Promise<TestServer> {
-  const s = await startServer({ port, host: '127.0.0.1', dataDir, staticDir: join(process.cwd(), 'dist'), log: () => {} })
+  const s = await startServer({ port, host: '127.0.0.1', dataDir, staticDir: process.env.TABSWARM_DIST ?? join(process.cwd(), 'dist'), log: () => {} })
   const self: TestServer = {
     url: s.url,
     port: s.port,
