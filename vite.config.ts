@@ -1,4 +1,6 @@
-import { defineConfig } from 'vitest/config'
+/// <reference types="vitest/config" />
+// From 'vite', not 'vitest/config': `npm run build` must work after `npm ci --omit=dev` (vitest is a dev tool); the reference above types the `test` key.
+import { defineConfig } from 'vite'
 import react from '@vitejs/plugin-react'
 import { nodePolyfills } from 'vite-plugin-node-polyfills'
 import { fileURLToPath } from 'node:url'

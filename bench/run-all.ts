@@ -11,7 +11,8 @@ import { load } from './common'
  *   npm run bench -- NAME [NAME…]   only these benchmarks (with --quick: their quick runs), e.g.
  *                                   `npm run bench -- attacks`: the attack catalogue against each
  *                                   family, robust off/on (docs/security.md "Attacks on training";
- *                                   ~20 min, not part of the default list)
+ *                                   ~20 min, not part of the default list); `npm run bench -- load`:
+ *                                   page-load bytes and time to first step (needs a build)
  */
 const quick = process.argv.includes('--quick')
 const withCal = quick || process.argv.includes('--calibration')
@@ -32,6 +33,8 @@ const all: [string, string[]][] = [
 const named: Record<string, string[]> = {
   attacks: ['bench/attacks.ts', ...q],
   calibration: ['bench/calibration.ts', ...q],
+  // Bytes and time to the first training step of a fresh and a returning volunteer tab (docs/benchmarks.md "Page loads").
+  load: ['bench/load.ts', ...q],
 }
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('--'))
 const known = new Map([...all, ...Object.entries(named)])

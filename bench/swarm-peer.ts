@@ -11,6 +11,8 @@
 import { appendFileSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { createNodeSession } from '../client/node/node-platform'
+import type { SessionSnapshot } from '../client/session/types'
+import { formatLogLine } from '../client/session/wording'
 import { maybeSampleAllocations, maybeSampleMemory } from './common'
 import { processCpuMs as cpuMs } from './threads'
 
@@ -33,14 +35,14 @@ if (mode === 'swarm') {
   // BENCH_PEER_LOG_DIR=DIR: every peer appends its session log (joins, epochs, deadlines, folds)
   // to DIR/NAME.log, to see why a swarm stalled after the fact.
   const logDir = process.env.BENCH_PEER_LOG_DIR
-  let lastLog: readonly string[] = []
+  let lastLog: SessionSnapshot['log'] = []
   if (logDir) mkdirSync(logDir, { recursive: true })
   session.subscribe((s) => {
     if (logDir && s.log !== lastLog) {
       // The snapshot keeps a sliding window of lines: append the ones after the last seen.
       const seen = lastLog.at(-1)
       const from = seen === undefined ? 0 : s.log.lastIndexOf(seen) + 1
-      if (from < s.log.length) appendFileSync(join(logDir, `${a3}.log`), s.log.slice(from).join('\n') + '\n')
+      if (from < s.log.length) appendFileSync(join(logDir, `${a3}.log`), s.log.slice(from).map(formatLogLine).join('\n') + '\n')
       lastLog = s.log
     }
     const x = { t: Date.now(), step: s.step, samples: s.samples, bytesSent: s.bytesSent, bytesReceived: s.bytesReceived, stage: s.stage, cpuMs: cpuMs(), evalMs: s.evalMs }

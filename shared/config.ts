@@ -113,11 +113,28 @@ export const iceServerSchema = z.strictObject({
   username: z.string().max(256).optional(),
   credential: z.string().max(256).optional(),
 })
+export type IceServer = z.infer<typeof iceServerSchema>
+
+/** 'relay': WebRTC uses TURN relays only (networks that need it, and tests of the relay path). */
+export const ICE_TRANSPORT_POLICIES = ['all', 'relay'] as const
 
 /** The topologies each algorithm runs on (the config check, the host form and the tests read this). */
 export function allowedTopologies(algorithm: AlgorithmName): readonly TopologyName[] {
   return ALGORITHM_DESCRIPTORS[algorithm].topologies
 }
+
+/** hiddenGraceMs bounds: a phone's screen dims after 30 s to a few minutes by default. */
+export const HIDDEN_GRACE_DEFAULT_MS = 60_000
+export const HIDDEN_GRACE_MIN_MS = 1_000
+export const HIDDEN_GRACE_MAX_MS = 30 * 60_000
+
+/**
+ * testSubset bounds: the test examples a tab downloads and measures accuracy on. 2000 keeps a
+ * tab's test download to a fifth of MNIST's split with a standard error under 1 point at 90 %.
+ */
+export const TEST_SUBSET_DEFAULT = 2000
+export const TEST_SUBSET_MIN = 100
+export const TEST_SUBSET_MAX = 10_000
 
 const LR_SCALING_READERS = algorithmsWhere((d) => d.knobs.includes('lrScaling')).map((a) => `'${a}'`).join(' or ')
 
@@ -177,6 +194,24 @@ const roomConfigObject = z
      * 'off' averages with full weight. Appended later: stored configs without it read as 'off'.
      */
     robust: z.enum(ROBUST_MODES).default('off'),
+    /**
+     * RTCPeerConnection's iceTransportPolicy on every link: 'relay' sends all traffic through the
+     * TURN servers (iceServers, or the server's TURN_URLS). Appended later: absent reads as 'all'.
+     */
+    iceTransportPolicy: z.enum(ICE_TRANSPORT_POLICIES).default('all'),
+    /**
+     * How long a volunteer tab may stay hidden (a phone's screen dims, a student switches tabs)
+     * before it steps out of the roster. Longer keeps phones in through a screen dim; shorter
+     * spares the neighbours deadlines a throttled hidden tab would make them miss. Appended
+     * later: stored configs without it read as the default.
+     */
+    hiddenGraceMs: z.number().int().min(HIDDEN_GRACE_MIN_MS).max(HIDDEN_GRACE_MAX_MS).default(HIDDEN_GRACE_DEFAULT_MS),
+    /**
+     * How many test examples every peer downloads and measures accuracy on: the same stratified
+     * pick everywhere (shared/data/subset.ts), so accuracies compare across tabs, Node peers and
+     * rooms; capped by the split's size. Appended later: absent reads as the default.
+     */
+    testSubset: z.number().int().min(TEST_SUBSET_MIN).max(TEST_SUBSET_MAX).default(TEST_SUBSET_DEFAULT),
   })
 
 /**
@@ -238,6 +273,9 @@ export const BASE_DEFAULTS: RoomConfig = {
   iceServers: [],
   seed: 0,
   robust: 'off',
+  iceTransportPolicy: 'all',
+  hiddenGraceMs: HIDDEN_GRACE_DEFAULT_MS,
+  testSubset: TEST_SUBSET_DEFAULT,
 }
 
 /** Per-algorithm overrides of BASE_DEFAULTS: each descriptor's default topology and recipe. */

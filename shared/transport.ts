@@ -4,6 +4,8 @@
  * mesh (shared/testing/memory-mesh.ts) and the WebRTC mesh (client/mesh/webrtc-mesh.ts) both
  * implement `Mesh` and both pass shared/testing/mesh-compliance.ts.
  */
+import type { LinkConnectivity } from './protocol/signaling'
+
 export type PeerId = string
 
 /** Announced by the signaling server on every join/leave (docs/algorithms.md "Message tagging and staleness"). */
@@ -51,6 +53,8 @@ export interface MessageFilter {
 export interface LinkStats {
   bytesSent: number
   bytesReceived: number
+  /** How a WebRTC link connects (client/mesh/connectivity.ts); absent on other meshes. */
+  ice?: LinkConnectivity
 }
 
 export interface MeshStats extends LinkStats {

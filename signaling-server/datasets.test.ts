@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { decodeDataset } from '../shared/data/format'
+import { HEADER_BYTES, decodeDataset, subsetDataset } from '../shared/data/format'
+import { testSubsetIndices } from '../shared/data/subset'
 import { partitionIndices } from '../shared/data/partition'
 import { getDataset, getDatasetBinary, getShardBinary } from './datasets'
 
@@ -40,6 +41,30 @@ describe('datasets', () => {
     expect(Array.from(shard.y)).toEqual(Array.from(idx, (i) => full.y[i]))
     await expect(getShardBinary('synthetic', 'train', { peerIndex: 4, peerCount: 4, partition: 'iid', seed: 0 })).rejects.toThrow()
     await expect(getShardBinary('synthetic', 'train', { peerIndex: 0, peerCount: 4, partition: 'bogus', seed: 0 })).rejects.toThrow()
+  })
+
+  it('serves the test subset: N stratified examples, identical to the local pick, bytes proportional to N', async () => {
+    const full = await getDataset('mnist', 'test')
+    const small = await getDatasetBinary('mnist', 'test', 1000)
+    const large = await getDatasetBinary('mnist', 'test', 4000)
+    const d = decodeDataset(small)
+    expect(d.count).toBe(1000)
+    // The same examples a Node peer picks from the whole split, byte for byte.
+    const local = subsetDataset(full, testSubsetIndices(full.y, full.numClasses, 1000))
+    expect(Array.from(d.y)).toEqual(Array.from(local.y))
+    expect(Buffer.from(d.x.buffer, d.x.byteOffset, d.x.byteLength).equals(Buffer.from(local.x.buffer, local.x.byteOffset, local.x.byteLength))).toBe(true)
+    // MNIST's test classes hold 892–1135 images: each keeps its share of the 1000 (±1).
+    const h = histogram(d.y)
+    const fullH = histogram(full.y)
+    for (let c = 0; c < 10; c++) expect(Math.abs(h[c] - fullH[c] / 10)).toBeLessThan(1)
+    // A tab downloads N images' worth (784 + 1 bytes each, plus the header), not the split.
+    expect(small.byteLength).toBe(HEADER_BYTES + 1000 * 785)
+    expect(large.byteLength - HEADER_BYTES).toBe(4 * (small.byteLength - HEADER_BYTES))
+    expect((await getDatasetBinary('mnist', 'test')).byteLength).toBe(HEADER_BYTES + 10_000 * 785)
+    // Cached: a second tab of the room costs no new encoding.
+    expect(await getDatasetBinary('mnist', 'test', 1000)).toBe(small)
+    await expect(getDatasetBinary('mnist', 'test', 99)).rejects.toThrow(/bad subset/)
+    await expect(getDatasetBinary('mnist', 'test', 10_001)).rejects.toThrow(/bad subset/)
   })
 
   it('rejects unknown names', async () => {

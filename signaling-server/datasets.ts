@@ -1,7 +1,8 @@
-import { MAX_SEED, parsePartition, partitionSchema, type DatasetName } from '../shared/config'
+import { MAX_SEED, TEST_SUBSET_MAX, TEST_SUBSET_MIN, parsePartition, partitionSchema, type DatasetName } from '../shared/config'
 import { encodeDataset, subsetDataset, type Dataset } from '../shared/data/format'
 import { loadDataset, type Split } from '../shared/data/node/datasets'
 import { partitionIndices } from '../shared/data/partition'
+import { testSubsetIndices } from '../shared/data/subset'
 
 /**
  * Training data served by the server (GET /data/:dataset/:split[?peer=&peers=&partition=&seed=]).
@@ -16,8 +17,13 @@ export function getDataset(name: DatasetName, split: Split): Promise<Dataset> {
   return loadDataset(name, split)
 }
 
-/** The whole split in the binary format (cached). */
-export function getDatasetBinary(name: DatasetName, split: Split): Promise<Uint8Array> {
+/**
+ * The whole split in the binary format, or with `subset` only the room's test subset
+ * (shared/data/subset.ts, `?subset=N`): a tab then downloads N examples, not the split.
+ * Cached; subsets in a small LRU, since any N in the config's range may be asked for.
+ */
+export function getDatasetBinary(name: DatasetName, split: Split, subset?: number): Promise<Uint8Array> {
+  if (subset !== undefined) return getSubsetBinary(name, split, subset)
   const key = `${name}/${split}`
   let p = encoded.get(key)
   if (!p) {
@@ -25,6 +31,26 @@ export function getDatasetBinary(name: DatasetName, split: Split): Promise<Uint8
     p.catch(() => encoded.delete(key))
     encoded.set(key, p)
   }
+  return p
+}
+
+/** Distinct (dataset, split, N) subsets kept encoded: a few rooms' worth (≤ 8 MB each for MNIST). */
+export const SUBSET_CACHE_ENTRIES = 8
+const subsetCache = new Map<string, Promise<Uint8Array>>()
+
+function getSubsetBinary(name: DatasetName, split: Split, n: number): Promise<Uint8Array> {
+  if (!Number.isInteger(n) || n < TEST_SUBSET_MIN || n > TEST_SUBSET_MAX)
+    return Promise.reject(new Error(`bad subset ${n} (${TEST_SUBSET_MIN}–${TEST_SUBSET_MAX})`))
+  const key = `${name}/${split}/${n}`
+  let p = subsetCache.get(key)
+  if (p) subsetCache.delete(key)
+  else {
+    p = getDataset(name, split).then((d) => encodeDataset(subsetDataset(d, testSubsetIndices(d.y, d.numClasses, n))))
+    p.catch(() => subsetCache.delete(key))
+  }
+  // Most recently used last: eviction takes the oldest.
+  subsetCache.set(key, p)
+  while (subsetCache.size > SUBSET_CACHE_ENTRIES) subsetCache.delete(subsetCache.keys().next().value as string)
   return p
 }
 

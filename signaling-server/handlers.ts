@@ -1,13 +1,16 @@
 import type { Server, Socket } from 'socket.io'
 import type { z } from 'zod'
+import { publicConfig } from '../shared/config'
 import { newChallenge, verifyIdentity } from '../shared/identity'
 import { KeyedBuckets, TokenBucket } from '../shared/rate-limit'
 import {
-  awaySchema, checkpointSchema, joinSchema, readySchema, reportSchema, signalSchema, suspectSchema, syncSchema,
+  awaySchema, checkpointSchema, iceServersRequestSchema, joinSchema, readySchema, reportSchema, signalSchema, suspectSchema, syncSchema,
   type ClientToServerEvents, type MembershipAnnouncement, type MembershipDelta, type PeerCommand, type ServerToClientEvents,
 } from '../shared/protocol/signaling'
 import { PROTOCOL_VERSION } from '../shared/protocol/version'
 import { CHECKPOINT_MAX_BYTES, type Room, type RoomRegistry } from './rooms'
+import { feedCursorAtEnd, historySnapshot, nextHistoryDelta, type FeedCursor } from './history'
+import { iceGrant, NO_ICE_SETTINGS, renewDelayMs, type IceSettings } from './turn'
 
 /**
  * The socket binding: socket.on(event) → schema.safeParse → registry → emit. Every handler is
@@ -26,8 +29,23 @@ export interface SocketData {
 export type SignalingServer = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>
 type SignalingSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>
 
-/** Spectators' dashboards re-render on 'room-state'; twice a second looks live and costs little. */
-export const ROOM_STATE_MIN_INTERVAL_MS = 500
+/**
+ * Spectators' pages re-render on 'room-state': once a second, as often as they polled the room
+ * before the push (docs/benchmarks.md "Spectator cost"); twice a second doubled the bytes of the
+ * largest message a spectator gets for no visible gain.
+ */
+export const ROOM_STATE_MIN_INTERVAL_MS = 1000
+/**
+ * 'history-delta' at most this often per room: the history is sampled at most once a second
+ * (history.ts HISTORY_SAMPLE_INTERVAL_MS), so a faster push would only split the same points.
+ */
+export const HISTORY_PUSH_MIN_INTERVAL_MS = 1000
+/**
+ * One 'history' snapshot per socket this often at most: a snapshot is up to ~2.6 MB
+ * (HISTORY_SNAPSHOT_MAX_POINTS), so a socket re-joining at the join rate must not turn into a
+ * stream of them. Pages resync at most every 5 s (client/ui/room-feed.ts HISTORY_RESYNC_MIN_MS).
+ */
+export const HISTORY_SNAPSHOT_MIN_INTERVAL_MS = 4000
 
 /**
  * Bytes a socket may send, counted per engine packet before anything is parsed: before it has
@@ -49,6 +67,8 @@ export const MAX_SOCKETS_PER_ADDRESS = 512
 export interface RoomBus {
   broadcastMembership(room: Room): void
   pushRoomState(room: Room): void
+  /** New history points (or a new run) for the room's history subscribers, throttled. */
+  pushHistory(room: Room): void
   command(peerId: string, cmd: PeerCommand): boolean
   /** Tells a peer why it was removed, takes it out of the room's channels and optionally disconnects it. */
   evict(peerId: string, code: string, message: string, disconnect: boolean): void
@@ -67,6 +87,9 @@ const deltaChannel = (room: string) => `room-deltas:${room}`
  */
 export const MEMBERSHIP_BATCH_MS = 50
 const spectatorChannel = (room: string) => `spectators:${room}`
+/** Spectators that joined with `history: true`: the 'history' snapshot, then 'history-delta'. */
+const historyChannel = (room: string) => `history:${room}`
+const CHANNELS = [roomChannel, deltaChannel, spectatorChannel, historyChannel]
 
 /** `field: message` from the first zod issue, so clients learn what to fix. */
 export function describeIssue(error: z.ZodError): string {
@@ -82,8 +105,8 @@ export function describeIssue(error: z.ZodError): string {
 export const ROOM_CREATION_BURST = 200
 export const ROOM_CREATIONS_PER_SEC = 1 / 60
 
-export function attachHandlers(io: SignalingServer, rooms: RoomRegistry, log: (msg: string) => void): RoomBus {
-  const bus = new SocketBus(io, rooms, log)
+export function attachHandlers(io: SignalingServer, rooms: RoomRegistry, log: (msg: string) => void, ice: IceSettings = NO_ICE_SETTINGS): RoomBus {
+  const bus = new SocketBus(io, rooms, log, ice)
   io.on('connection', (socket) => bindSocket(bus, socket))
   return bus
 }
@@ -130,7 +153,43 @@ class SocketBus implements RoomBus {
     if (this.byPeer.get(socket.data.peerId) === socket) this.byPeer.delete(socket.data.peerId)
   }
 
-  constructor(readonly io: SignalingServer, readonly rooms: RoomRegistry, readonly log: (msg: string) => void) {}
+  constructor(readonly io: SignalingServer, readonly rooms: RoomRegistry, readonly log: (msg: string) => void, readonly ice: IceSettings) {}
+
+  /** Per volunteer socket: when its TURN credentials are renewed (one timer each, gone with the socket). */
+  private readonly iceTimers = new Map<string, NodeJS.Timeout>()
+
+  /**
+   * Sends `socket` the server's ICE servers with fresh TURN credentials for its peer id (only
+   * ever to its own socket: credentials never go to a room channel or a public response), and
+   * schedules the next grant before these expire.
+   */
+  grantIce(socket: SignalingSocket): void {
+    const grant = iceGrant(this.ice, socket.data.peerId, Date.now())
+    if (!grant) return
+    socket.emit('ice-servers', { v: PROTOCOL_VERSION, ...grant })
+    const delay = renewDelayMs(this.ice)
+    if (delay === null) return
+    this.forgetIce(socket)
+    const timer = setTimeout(() => {
+      this.iceTimers.delete(socket.id)
+      try {
+        if (socket.connected && this.isVolunteer(socket)) this.grantIce(socket)
+      } catch (err) {
+        this.log(`ICE renewal failed for ${socket.data.peerId}: ${String(err)}`)
+      }
+    }, delay)
+    timer.unref()
+    this.iceTimers.set(socket.id, timer)
+  }
+
+  forgetIce(socket: SignalingSocket): void {
+    clearTimeout(this.iceTimers.get(socket.id))
+    this.iceTimers.delete(socket.id)
+  }
+
+  isVolunteer(socket: SignalingSocket): boolean {
+    return this.rooms.roomOf(socket.data.peerId)?.peers.get(socket.data.peerId)?.role === 'volunteer'
+  }
 
   emitError(socket: SignalingSocket, event: string, code: string, message: string) {
     return socket.emit('error', { v: PROTOCOL_VERSION, event, code, message })
@@ -183,11 +242,72 @@ class SocketBus implements RoomBus {
     else state.timer = setTimeout(send, wait)
   }
 
+  private readonly historyTimers = new Map<string, { last: number; timer: NodeJS.Timeout | null }>()
+  /** How far each room's history channel has been told (the next delta starts there). */
+  private readonly feedCursors = new WeakMap<Room, FeedCursor | null>()
+
+  private readonly lastSnapshot = new WeakMap<SignalingSocket, number>()
+
+  /** Subscribes a spectator to the history feed: the snapshot now, deltas from the channel's cursor on. */
+  subscribeHistory(socket: SignalingSocket, room: Room) {
+    const channel = historyChannel(room.name)
+    // Nobody was listening: the cursor is stale, start it at the end of what exists.
+    if ((this.io.sockets.adapter.rooms.get(channel)?.size ?? 0) === 0) this.feedCursors.set(room, feedCursorAtEnd(room.runs))
+    void socket.join(channel)
+    const now = Date.now()
+    if (now - (this.lastSnapshot.get(socket) ?? -Infinity) < HISTORY_SNAPSHOT_MIN_INTERVAL_MS) {
+      // Deltas still come; a page without a base asks again after HISTORY_RESYNC_MIN_MS.
+      this.emitError(socket, 'join', 'rate-limited', `history: one snapshot per ${HISTORY_SNAPSHOT_MIN_INTERVAL_MS / 1000} s`)
+      return
+    }
+    this.lastSnapshot.set(socket, now)
+    socket.emit('history', historySnapshot(room.name, room.run, room.runs))
+  }
+
+  /** Same throttle as pushRoomState: a timer per room, at most one message per HISTORY_PUSH_MIN_INTERVAL_MS. */
+  pushHistory(room: Room) {
+    const channel = historyChannel(room.name)
+    if ((this.io.sockets.adapter.rooms.get(channel)?.size ?? 0) === 0) return
+    let s = this.historyTimers.get(room.name)
+    if (!s) { s = { last: 0, timer: null }; this.historyTimers.set(room.name, s) }
+    if (s.timer) return
+    const state = s
+    const send = () => {
+      state.timer = null
+      state.last = Date.now()
+      try {
+        this.flushHistory(room.name)
+      } catch (err) {
+        this.log(`history push failed for '${room.name}': ${String(err)}`)
+      }
+    }
+    const wait = HISTORY_PUSH_MIN_INTERVAL_MS - (Date.now() - state.last)
+    if (wait <= 0) send()
+    else state.timer = setTimeout(send, wait)
+  }
+
+  private flushHistory(name: string) {
+    const room = this.rooms.get(name)
+    if (!room || room.name !== name) return
+    const channel = historyChannel(name)
+    const next = nextHistoryDelta(name, room.runs, this.feedCursors.get(room) ?? null)
+    if (!next) return
+    if (next === 'resync') {
+      // The run was thinned (its points moved): one snapshot for everyone, then deltas again.
+      this.feedCursors.set(room, feedCursorAtEnd(room.runs))
+      this.io.to(channel).emit('history', historySnapshot(name, room.run, room.runs))
+      return
+    }
+    this.feedCursors.set(room, next.cursor)
+    this.io.to(channel).emit('history-delta', next.delta)
+    if (next.pending) this.pushHistory(room)
+  }
+
   leaveRoom(socket: SignalingSocket) {
     const left = this.rooms.leave(socket.data.peerId)
     socket.data.room = null
     if (!left) return
-    for (const ch of [roomChannel, deltaChannel, spectatorChannel]) void socket.leave(ch(left.room.name))
+    for (const ch of CHANNELS) void socket.leave(ch(left.room.name))
     if (left.changed) this.broadcastMembership(left.room)
     else this.pushRoomState(left.room) // a spectator or a still-joining volunteer left: dashboards update
   }
@@ -197,7 +317,7 @@ class SocketBus implements RoomBus {
     if (!socket) return
     const roomName = socket.data.room
     if (roomName && !this.rooms.roomOf(peerId)) {
-      for (const ch of [roomChannel, deltaChannel, spectatorChannel]) void socket.leave(ch(roomName))
+      for (const ch of CHANNELS) void socket.leave(ch(roomName))
       socket.data.room = null
     }
     this.emitError(socket, 'membership', code, message)
@@ -212,10 +332,13 @@ class SocketBus implements RoomBus {
   }
 
   close() {
-    for (const s of this.stateTimers.values()) if (s.timer) clearTimeout(s.timer)
+    for (const s of [...this.stateTimers.values(), ...this.historyTimers.values()]) if (s.timer) clearTimeout(s.timer)
     this.stateTimers.clear()
+    this.historyTimers.clear()
     for (const t of this.membershipTimers.values()) clearTimeout(t)
     this.membershipTimers.clear()
+    for (const t of this.iceTimers.values()) clearTimeout(t)
+    this.iceTimers.clear()
   }
 }
 
@@ -228,6 +351,8 @@ class SocketBus implements RoomBus {
 export const EVENT_RATE_LIMITS: Record<keyof ClientToServerEvents, [number, number]> = {
   join: [10, 2], ready: [20, 4], away: [20, 4], leave: [10, 2],
   signal: [400, 200], report: [40, 20], suspect: [20, 4], checkpoint: [8, 0.5], sync: [10, 2],
+  // The server pushes fresh credentials itself; a request is for a client that lost them (or raced a renewal).
+  'ice-servers': [3, 1 / 30],
 }
 
 function on<S extends z.ZodType>(
@@ -347,10 +472,15 @@ function bindSocket(bus: SocketBus, socket: SignalingSocket) {
   on(bus, socket, 'sync', syncSchema, () => {
     const room = bus.rooms.roomOf(socket.data.peerId)
     if (!room) return bus.emitError(socket, 'sync', 'not-joined', 'join a room first')
-    socket.emit('membership', bus.rooms.membership(room))
+    socket.emit('membership', membershipFor(bus, socket, room))
+  })
+  on(bus, socket, 'ice-servers', iceServersRequestSchema, () => {
+    if (!bus.isVolunteer(socket)) return bus.emitError(socket, 'ice-servers', 'not-joined', 'join a room as a volunteer first')
+    bus.grantIce(socket)
   })
   socket.on('disconnect', () => {
     try {
+      bus.forgetIce(socket)
       bus.leaveRoom(socket)
       bus.release(socket)
     } catch (err) {
@@ -376,6 +506,15 @@ function onJoin(bus: SocketBus, socket: SignalingSocket, p: z.infer<typeof joinS
   })
 }
 
+/**
+ * The membership as this socket may see it: a volunteer gets the room's ICE credentials (it
+ * needs them to connect); anyone else the public config (shared/config.ts publicConfig).
+ */
+function membershipFor(bus: SocketBus, socket: SignalingSocket, room: Room): MembershipAnnouncement {
+  const m = bus.rooms.membership(room)
+  return bus.isVolunteer(socket) ? m : { ...m, config: publicConfig(m.config) }
+}
+
 /** Joins as `peerId` (the socket's id, or a proven key's). */
 function join(bus: SocketBus, socket: SignalingSocket, p: z.infer<typeof joinSchema>, peerId: string, ack: Ack) {
   const { rooms } = bus
@@ -394,15 +533,24 @@ function join(bus: SocketBus, socket: SignalingSocket, p: z.infer<typeof joinSch
   }
   const room = r.room
   socket.data.room = room.name
-  void socket.join(p.deltas ? deltaChannel(room.name) : roomChannel(room.name))
-  if (p.role === 'spectator') void socket.join(spectatorChannel(room.name))
-  const membership = rooms.membership(room)
+  // Membership carries the room's ICE credentials: volunteers only. Spectators follow 'room-state'.
+  if (p.role === 'volunteer') void socket.join(p.deltas ? deltaChannel(room.name) : roomChannel(room.name))
+  else void socket.join(spectatorChannel(room.name))
+  const membership = membershipFor(bus, socket, room)
+  // Before the ack, so a client has its ICE servers by the time its join resolves.
+  if (p.role === 'volunteer') bus.grantIce(socket)
+  else bus.forgetIce(socket)
   ack?.({ ok: true, self: peerId, membership, checkpointStep: room.checkpoint?.step ?? null })
   socket.emit('joined', { v: PROTOCOL_VERSION, self: peerId, room: room.name })
   if (r.changed) bus.broadcastMembership(room)
   else socket.emit('membership', membership)
-  if (p.role === 'spectator') socket.emit('room-state', rooms.view(room))
-  else bus.pushRoomState(room) // the dashboard lists it as joining
+  if (p.role === 'spectator') {
+    socket.emit('room-state', rooms.view(room))
+    if (p.history) bus.subscribeHistory(socket, room)
+  } else {
+    bus.pushRoomState(room) // the dashboard lists it as joining
+    sendCredit(bus, socket, room, true) // a returning volunteer sees its credit at once
+  }
 }
 
 function onReady(bus: SocketBus, socket: SignalingSocket) {
@@ -441,6 +589,20 @@ function onReport(bus: SocketBus, socket: SignalingSocket, p: z.infer<typeof rep
     bus.log(`room '${r.room.name}': run ${r.room.run} diverged; paused until the host starts a new run`)
     bus.broadcastMembership(r.room)
   } else bus.pushRoomState(r.room)
+  if (r.sample) bus.pushHistory(r.room)
+  sendCredit(bus, socket, r.room, false)
+}
+
+/** A volunteer's own standing follows its reports (every 500 ms) at most this often. */
+export const CREDIT_MIN_INTERVAL_MS = 2000
+const creditSentAt = new WeakMap<SignalingSocket, number>()
+
+/** Tells a volunteer its credit, rank and share in the run (creditSchema); throttled unless `force`. */
+function sendCredit(bus: SocketBus, socket: SignalingSocket, room: Room, force: boolean) {
+  const now = performance.now()
+  if (!force && now - (creditSentAt.get(socket) ?? -Infinity) < CREDIT_MIN_INTERVAL_MS) return
+  creditSentAt.set(socket, now)
+  socket.emit('credit', { v: PROTOCOL_VERSION, ...bus.rooms.standing(room, socket.data.peerId) })
 }
 
 function onSuspect(bus: SocketBus, socket: SignalingSocket, p: z.infer<typeof suspectSchema>) {

@@ -1,6 +1,10 @@
-import type { RoomConfig } from '../shared/config'
+import { publicConfig, type RoomConfig } from '../shared/config'
 import type { PeerReport } from '../shared/protocol/signaling'
-import type { HistoryPoint, HistoryRun } from '../shared/protocol/history'
+import {
+  HISTORY_DELTA_MAX_POINTS, HISTORY_SNAPSHOT_MAX_POINTS, HISTORY_SNAPSHOT_MAX_RUNS,
+  type HistoryDelta, type HistoryFeedRun, type HistoryPoint, type HistoryRun, type HistorySnapshot,
+} from '../shared/protocol/history'
+import { PROTOCOL_VERSION } from '../shared/protocol/version'
 
 /**
  * Run history: one time series of swarm aggregates per run, for the dashboard's charts, the
@@ -83,4 +87,61 @@ export function historyToCsv(runs: readonly RunRecord[]): string {
     for (const p of r.points)
       lines.push([r.run, r.config.algorithm, p.t, p.loss, p.accuracy, p.globalStep, p.bytes, p.peers, p.lr, p.h, p.consensus].map(cell).join(','))
   return lines.join('\n') + '\n'
+}
+
+// ---- the spectators' feed (shared/protocol/history.ts 'history' and 'history-delta') ----
+
+/** The newest runs within the snapshot's point and run budgets, oldest first. */
+export function historySnapshot(
+  room: string, currentRun: number, runs: readonly RunRecord[],
+  maxPoints = HISTORY_SNAPSHOT_MAX_POINTS, maxRuns = HISTORY_SNAPSHOT_MAX_RUNS,
+): HistorySnapshot {
+  const picked: HistoryFeedRun[] = []
+  let budget = maxPoints
+  const newestFirst = [...runs].sort((a, b) => b.run - a.run)
+  for (const r of newestFirst) {
+    // The newest run always goes in (it fits: HISTORY_MAX_POINTS < HISTORY_SNAPSHOT_MAX_POINTS).
+    if (picked.length >= maxRuns || (picked.length > 0 && r.points.length > budget)) break
+    budget -= r.points.length
+    picked.push({ run: r.run, config: publicConfig(r.config), started: r.started, points: r.points, diverged: r.diverged, count: r.points.length })
+  }
+  return { v: PROTOCOL_VERSION, room, currentRun, runs: picked.reverse(), omittedRuns: runs.length - picked.length }
+}
+
+/** How far the feed of one room has gone: the run, its points sent and the last one (to notice thinning). */
+export interface FeedCursor {
+  run: number
+  count: number
+  last: HistoryPoint | null
+}
+
+/** The feed is up to date with everything `runs` holds now. */
+export function feedCursorAtEnd(runs: readonly RunRecord[]): FeedCursor | null {
+  const newest = runs.reduce<RunRecord | null>((m, r) => (!m || r.run > m.run ? r : m), null)
+  if (!newest) return null
+  return { run: newest.run, count: newest.points.length, last: newest.points.at(-1) ?? null }
+}
+
+/**
+ * The next 'history-delta' after `cursor` (at most HISTORY_DELTA_MAX_POINTS points, one run), or
+ * 'resync' when the run was thinned since (its points moved: only a snapshot can say it), or
+ * null when nothing is new. `pending` says whether more is waiting after this delta.
+ */
+export function nextHistoryDelta(room: string, runs: readonly RunRecord[], cursor: FeedCursor | null):
+  { delta: HistoryDelta; cursor: FeedCursor; pending: boolean } | 'resync' | null {
+  const later = runs.filter((r) => !cursor || r.run >= cursor.run).sort((a, b) => a.run - b.run)
+  for (const r of later) {
+    const from = cursor && r.run === cursor.run ? cursor.count : 0
+    if (from > 0 && (from > r.points.length || r.points[from - 1] !== cursor?.last)) return 'resync'
+    if (r.points.length <= from) continue
+    const points = r.points.slice(from, from + HISTORY_DELTA_MAX_POINTS)
+    const count = from + points.length
+    const delta: HistoryDelta = {
+      v: PROTOCOL_VERSION, room, run: r.run, from, points, diverged: r.diverged,
+      ...(from === 0 ? { config: publicConfig(r.config), started: r.started } : {}),
+    }
+    const pending = count < r.points.length || later.some((o) => o.run > r.run && o.points.length > 0)
+    return { delta, cursor: { run: r.run, count, last: points[points.length - 1] }, pending }
+  }
+  return null
 }

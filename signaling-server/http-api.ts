@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { z } from 'zod'
-import { DATASETS, MAX_SEED, parseRoomConfig, partitionSchema, publicConfig, type DatasetName } from '../shared/config'
+import { DATASETS, MAX_SEED, TEST_SUBSET_MAX, TEST_SUBSET_MIN, parseRoomConfig, partitionSchema, publicConfig, type DatasetName } from '../shared/config'
 import { PROTOCOL_VERSION } from '../shared/protocol/version'
 import { roomNameSchema } from '../shared/protocol/signaling'
 import { KeyedBuckets } from '../shared/rate-limit'
@@ -31,13 +31,15 @@ export interface ApiContext {
   bus: RoomBus
   log: (msg: string) => void
   /** Loads a dataset's compact binary (signaling-server/datasets.ts). */
-  getDatasetBinary: (name: DatasetName, split: 'train' | 'test') => Promise<Uint8Array>
+  getDatasetBinary: (name: DatasetName, split: 'train' | 'test', subset?: number) => Promise<Uint8Array>
   /** One peer's shard (`?peer=&peers=&partition=&seed=`); absent → shard queries get 404. */
   getShardBinary?: (name: DatasetName, split: 'train' | 'test', req: ShardQuery) => Promise<Uint8Array>
   /** Whether a shard is cached already (serving it builds nothing); absent → every shard counts as new. */
   hasShard?: (name: DatasetName, split: 'train' | 'test', req: ShardQuery) => boolean
   /** The origin students can open, for links in answers to `req` (public-origin.ts). */
   publicOrigin: (req: IncomingMessage) => PublicOrigin
+  /** How the server does TLS, for the host page's notice (tls.ts); absent: 'none'. */
+  tls?: 'self-signed' | 'certificate' | 'none'
 }
 
 export interface ShardQuery {
@@ -150,7 +152,7 @@ async function route(req: IncomingMessage, res: ServerResponse, pathname: string
 
   if (pathname === '/api/info' && get) {
     const o = ctx.publicOrigin(req)
-    return json(res, 200, { protocol: PROTOCOL_VERSION, publicUrl: o.url, publicUrlSource: o.source, localOnly: o.localOnly } satisfies InfoResponse)
+    return json(res, 200, { protocol: PROTOCOL_VERSION, publicUrl: o.url, publicUrlSource: o.source, localOnly: o.localOnly, tls: ctx.tls ?? 'none' } satisfies InfoResponse)
   }
 
   if (pathname === '/api/rooms' && get) return json(res, 200, { rooms: rooms.list().map((r) => rooms.summary(r)) } satisfies RoomList)
@@ -429,6 +431,9 @@ const shardQuerySchema = z.object({
   seed: z.coerce.number().int().min(0).max(MAX_SEED).default(0),
 })
 
+/** `?subset=N`: a room's test subset (config testSubset), the only examples its tabs evaluate on. */
+const subsetQuerySchema = z.coerce.number().int().min(TEST_SUBSET_MIN).max(TEST_SUBSET_MAX)
+
 /** Bounded: shards are requested once per peer, whole splits a handful of times. */
 const DATASET_CACHE_ENTRIES = 64
 
@@ -439,6 +444,7 @@ async function serveDataset(req: IncomingMessage, res: ServerResponse, dataset: 
   const sharded = query.has('peer') || query.has('peers')
   let load: () => Promise<Uint8Array>
   let key = `${dataset}/${split}`
+  let whole = !sharded
   if (sharded) {
     const q = shardQuerySchema.safeParse(Object.fromEntries(query))
     if (!q.success) {
@@ -454,16 +460,23 @@ async function serveDataset(req: IncomingMessage, res: ServerResponse, dataset: 
     if (!ctx.hasShard?.(name, split, sq) && !shardBuilds.take(address, performance.now(), 1 / sq.peerCount))
       throw new HttpError(429, `seed: too many new data shards from this address (a whole split's worth every ${1 / SHARD_BUILDS_PER_SEC} s); try again shortly`, 'seed')
     load = () => getShard(name, split, sq)
+  } else if (query.has('subset')) {
+    const n = subsetQuerySchema.safeParse(query.get('subset'))
+    if (!n.success) throw new HttpError(400, `subset: ${n.error.issues[0].message}`, 'subset')
+    if (split !== 'test') throw new HttpError(400, 'subset: only the test split has one', 'subset')
+    key += `?subset=${n.data}`
+    whole = false
+    load = () => ctx.getDatasetBinary(name, split, n.data)
   } else load = () => ctx.getDatasetBinary(name, split)
-  // Whole splits (a handful) are kept here with their etag; shards only in datasets.ts's
-  // byte-bounded cache, so a flood of seeds cannot pin their bytes here as well.
+  // Whole splits (a handful) are kept here with their etag; shards and test subsets only in
+  // datasets.ts's bounded caches, so a flood of seeds or sizes cannot pin their bytes here as well.
   let entry = datasetCache.get(key)
   if (!entry) {
     if (datasetCache.size >= DATASET_CACHE_ENTRIES) datasetCache.delete(datasetCache.keys().next().value as string)
     entry = load().then((bytes) => ({
       bytes, etag: `"${createHash('sha1').update(bytes).digest('hex')}"`,
     }))
-    if (!sharded) datasetCache.set(key, entry)
+    if (whole) datasetCache.set(key, entry)
     // A failed load (e.g. a missing package) must not be cached forever.
     entry.catch(() => datasetCache.delete(key))
   }

@@ -1,8 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { networkInterfaces } from 'node:os'
 import { fileURLToPath } from 'node:url'
-import { readSettings } from './env'
-import { isLoopbackHost } from './public-origin'
+import { readSettings, USAGE } from './env'
+import { isLoopbackHost, lanAddresses } from './public-origin'
 import { startServer } from './server'
+import { certificateHosts, loadTls, type TlsMaterial } from './tls'
 
 /** Composition root: `npm start` / `npm run serve` / `npm run dev`. */
 
@@ -26,24 +28,42 @@ async function main() {
     settings = readSettings(process.argv.slice(2), process.env)
   } catch (err) {
     console.error(`[tabswarm] ${err instanceof Error ? err.message : String(err)}`)
+    console.error(USAGE)
     process.exit(2)
+  }
+  if (settings.help) {
+    console.log(USAGE)
+    process.exit(0)
+  }
+  let tls: TlsMaterial | null = null
+  if (settings.tls) {
+    const hosts = certificateHosts(settings.host === '0.0.0.0' || settings.host === '::' ? lanAddresses(networkInterfaces()) : [settings.host])
+    tls = await loadTls({ dataDir: settings.dataDir, hosts, certFile: settings.tls.certFile, keyFile: settings.tls.keyFile })
   }
   const dev = settings.dev ? await devMiddleware() : null
   const server = await startServer({
     port: settings.port,
     host: settings.host,
     dataDir: settings.dataDir,
-    staticDir: `${repoRoot}dist`,
+    // TABSWARM_DIST: the same override the build uses (vite.config.ts), for side-by-side builds.
+    staticDir: process.env.TABSWARM_DIST || `${repoRoot}dist`,
     log,
     middleware: dev?.middleware,
     publicUrl: settings.publicUrl,
+    tls: tls && { key: tls.key, cert: tls.cert, selfSigned: tls.source !== 'files' },
+    redirectPort: settings.tls?.httpPort ?? null,
+    ice: settings.ice,
   })
-  const lines = [`tabswarm is running${settings.dev ? ' (dev mode)' : ''}. Open:`, `  http://localhost:${server.port}/`]
+  const scheme = server.secure ? 'https' : 'http'
+  const lines = [`tabswarm is running${settings.dev ? ' (dev mode)' : ''}. Open:`, `  ${scheme}://localhost:${server.port}/`]
   const shared = settings.publicUrl ?? server.lanUrl
   if (shared) lines.push(`  ${shared}/   (students: join links and QR codes use this${settings.publicUrl ? ', from PUBLIC_URL' : ''})`)
   else lines.push('  (no LAN address: students on other machines cannot reach this server; set HOST=0.0.0.0 or PUBLIC_URL)')
   if (settings.publicUrl && isLoopbackHost(new URL(settings.publicUrl).hostname)) lines.push('  warning: PUBLIC_URL is a loopback address; only this machine can open it')
-  lines.push(`  host a class: http://localhost:${server.port}/host`, `  data: ${settings.dataDir}`)
+  lines.push(`  host a class: ${scheme}://localhost:${server.port}/host`, `  data: ${settings.dataDir}`)
+  if (tls) lines.push(...tlsLines(tls, server.redirectPort))
+  else if (shared && !settings.publicUrl?.startsWith('https:')) lines.push('  plain HTTP: LAN tabs get no WebGPU and no lap-sgd workers; `npm start -- --https` serves HTTPS (see --help)')
+  if (settings.ice.turn) lines.push(`  TURN: ${settings.ice.turn.urls.join(' ')} (credentials for ${settings.ice.turn.ttlSec} s, renewed before expiry)`)
   console.log(lines.join('\n'))
 
   let stopping = false
@@ -57,6 +77,18 @@ async function main() {
   }
   process.on('SIGINT', () => void stop('SIGINT'))
   process.on('SIGTERM', () => void stop('SIGTERM'))
+}
+
+function tlsLines(tls: TlsMaterial, redirectPort: number | null): string[] {
+  const out = tls.source === 'files'
+    ? [`  HTTPS with the certificate from TLS_CERT (${tls.names.join(', ')})`]
+    : [
+        `  HTTPS with a self-signed certificate (${tls.source === 'reused' ? 'reused from' : 'generated into'} ${tls.certPath}) for ${tls.names.join(', ')}:`,
+        '  browsers warn once per device; set TLS_CERT/TLS_KEY to a real certificate to avoid it',
+        `  certificate SHA-256 (SPKI): ${tls.spkiSha256}`,
+      ]
+  if (redirectPort !== null) out.push(`  http:// on port ${redirectPort} redirects to HTTPS`)
+  return out
 }
 
 main().catch((err) => {

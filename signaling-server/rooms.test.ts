@@ -1,3 +1,4 @@
+import { friendlyName } from '../shared/names'
 import { describe, expect, it } from 'vitest'
 import { defaultConfig } from '../shared/config'
 import { modelLayout } from '../shared/model-shapes'
@@ -5,7 +6,7 @@ import { reportSchema, type PeerReport } from '../shared/protocol/signaling'
 import { HISTORY_SAMPLE_INTERVAL_MS, appendPoint, historyToCsv, newRun, type HistoryPoint } from './history'
 import { JOIN_CODE_ALPHABET, JOIN_CODE_LENGTH, makeJoinCode, normalizeJoinCode } from './join-code'
 import { CHECKPOINT_MAX_RMS, ROLE_MIN_TENURE_MS, SILENT_AFTER_MS, STRIKES_TO_MUTE, SUSPICION_TTL_MS, VOTE_MUTE_MS } from './trust'
-import { CHECKPOINTS_KEPT, CHECKPOINT_KEEP_SPACING_MS, ORPHAN_ROOM_TTL_MS, ROOM_IDLE_TTL_MS, CHECKPOINT_MAX_BYTES, CHECKPOINT_STEP_SLACK_S, CHECKPOINT_STEP_SLACK_STEPS, EVICTION_COOLDOWN_BASE_MS, EVICTION_COOLDOWN_MAX_MS, EVICTION_MEMORY_MS, RoomRegistry, type Checkpoint, type RoomMeta, type RoomStore } from './rooms'
+import { LEADERBOARD_SIZE, MAX_LEDGER_ENTRIES, MAX_STEPS_PER_SEC, samplesPerStepCap, CHECKPOINTS_KEPT, CHECKPOINT_KEEP_SPACING_MS, ORPHAN_ROOM_TTL_MS, ROOM_IDLE_TTL_MS, CHECKPOINT_MAX_BYTES, CHECKPOINT_STEP_SLACK_S, CHECKPOINT_STEP_SLACK_STEPS, EVICTION_COOLDOWN_BASE_MS, EVICTION_COOLDOWN_MAX_MS, EVICTION_MEMORY_MS, RoomRegistry, type Checkpoint, type RoomMeta, type RoomStore } from './rooms'
 
 /** A hand-advanced clock and a seeded LCG, so codes and history timestamps are deterministic. */
 function setup(store?: RoomStore) {
@@ -636,6 +637,133 @@ describe('away (paused or hidden tabs)', () => {
     expect(room.roles.ps).toBe('b')
     expect(registry.away('s', 'paused')).toMatchObject({ ok: false, code: 'not-joined' })
     expect(registry.away('nobody', 'paused')).toMatchObject({ ok: false, code: 'not-joined' })
+  })
+})
+
+describe('credit ledger', () => {
+  /** A room whose clock advances 1 s per report, as a tab's reports do every 500 ms or so. */
+  function lab() {
+    const { registry, advance } = setup()
+    registry.create({ name: 'lab', config: defaultConfig(), tokenHash: null })
+    const room = registry.get('lab')!
+    const send = (id: string, step: number, samples: number) => {
+      advance(1000)
+      return registry.report(id, report({ step, samples }))
+    }
+    return { registry, room, advance, send }
+  }
+
+  it('credits the growth of a volunteer\'s counters and keeps it across a reload (same id, counters from zero)', () => {
+    const { registry, room, send } = lab()
+    joinReady(registry, 'lab', { id: 'k', role: 'volunteer', name: 'Ada' })
+    send('k', 10, 320)
+    send('k', 20, 640)
+    expect(registry.creditOf(room, 'k')).toBe(640)
+    // The reload: the old connection leaves, the same id joins again and counts from zero.
+    registry.leave('k')
+    joinReady(registry, 'lab', { id: 'k', role: 'volunteer', name: 'Ada L.' })
+    send('k', 5, 160)
+    expect(registry.creditOf(room, 'k')).toBe(800)
+    const view = registry.view(room)
+    expect(view.peers.find((p) => p.id === 'k')?.samples).toBe(800)
+    expect(view.leaderboard).toEqual([{ id: 'k', name: 'Ada L.', samples: 800, share: 1 }])
+  })
+
+  it('keeps the count through an away and back (the tab restarts its run counters)', () => {
+    const { registry, room, send } = lab()
+    joinReady(registry, 'lab', { id: 'p', role: 'volunteer' })
+    send('p', 30, 960)
+    registry.away('p', 'hidden')
+    // The report sent while away repeats the old counters: nothing more, nothing less.
+    send('p', 30, 960)
+    expect(registry.creditOf(room, 'p')).toBe(960)
+    registry.ready('p')
+    send('p', 2, 64)
+    expect(registry.creditOf(room, 'p')).toBe(1024)
+    expect(registry.standing(room, 'p')).toEqual({ samples: 1024, rank: 1, of: 1, share: 1, total: 1024, neighbours: [] })
+  })
+
+  it('starts at zero with a new run, and a late report of the old run adds nothing', () => {
+    const { registry, room, send } = lab()
+    joinReady(registry, 'lab', { id: 'a', role: 'volunteer' })
+    send('a', 50, 1600)
+    registry.startNewRun(room)
+    expect(registry.view(room).leaderboard).toEqual([])
+    expect(registry.creditOf(room, 'a')).toBe(0)
+    send('a', 50, 1600)
+    expect(registry.creditOf(room, 'a')).toBe(0)
+    registry.ready('a')
+    send('a', 3, 96)
+    expect(registry.creditOf(room, 'a')).toBe(96)
+  })
+
+  it('caps an implausible jump: at most a minibatch per reported step, and no more steps than time allows', () => {
+    const { registry, room, send, advance } = lab()
+    joinReady(registry, 'lab', { id: 'x', role: 'volunteer' })
+    const batch = room.config.batchSize
+    // 1e9 samples claimed for 10 steps: 10 minibatches count.
+    send('x', 10, 1e9)
+    expect(registry.creditOf(room, 'x')).toBe(10 * batch)
+    // A step counter that jumps is cut to the fastest believable rate since the last report.
+    advance(9_000)
+    send('x', 10 + 1e6, 2e9)
+    expect(registry.creditOf(room, 'x')).toBe(10 * batch + 10 * MAX_STEPS_PER_SEC * batch)
+    // Alternating counters (every report a "restart") gain no more than the steps they claim.
+    const before = registry.creditOf(room, 'x')
+    send('x', 0, 0)
+    send('x', 2, 5e6)
+    expect(registry.creditOf(room, 'x')).toBe(before + 2 * batch)
+  })
+
+  it('allows a LAP-SGD step its averaging period of minibatches', () => {
+    const config = { ...defaultConfig('lap-sgd'), sync: { kind: 'constant' as const, h: 8 } }
+    expect(samplesPerStepCap(config)).toBe(8 * config.batchSize)
+    expect(samplesPerStepCap(defaultConfig('dpsgd'))).toBe(defaultConfig('dpsgd').batchSize)
+  })
+
+  it('ranks by samples, keeps volunteers that left, and shares add up to one', () => {
+    const { registry, room, send } = lab()
+    for (const id of ['a', 'b', 'c']) joinReady(registry, 'lab', { id, role: 'volunteer', name: id.toUpperCase() })
+    send('a', 10, 100)
+    send('b', 10, 300)
+    send('c', 10, 200)
+    registry.leave('b')
+    const board = registry.view(room).leaderboard
+    expect(board.map((e) => e.id)).toEqual(['b', 'c', 'a'])
+    expect(board.reduce((s, e) => s + e.share, 0)).toBeCloseTo(1)
+    expect(registry.standing(room, 'c')).toMatchObject({ rank: 2, of: 3, samples: 200, total: 600 })
+    expect(registry.standing(room, 'nobody')).toMatchObject({ rank: 0, samples: 0 })
+    expect(registry.view(room).peers.map((p) => p.id)).toEqual(['a', 'c'])
+  })
+
+  it('holds at most MAX_LEDGER_ENTRIES, forgetting the smallest absent ones, and shows the top LEADERBOARD_SIZE', () => {
+    const { registry, room, send } = lab()
+    joinReady(registry, 'lab', { id: 'stay', role: 'volunteer' })
+    send('stay', 1, 1)
+    for (let i = 0; i < MAX_LEDGER_ENTRIES + 5; i++) {
+      const id = `v${i}`
+      joinReady(registry, 'lab', { id, role: 'volunteer' })
+      send(id, 10, 10 + (i % 50))
+      registry.leave(id)
+    }
+    expect(room.ledger.size).toBe(MAX_LEDGER_ENTRIES)
+    // The present volunteer with the smallest count is kept; the run's total keeps every sample.
+    expect(registry.creditOf(room, 'stay')).toBe(1)
+    let total = 1
+    for (let i = 0; i < MAX_LEDGER_ENTRIES + 5; i++) total += 10 + (i % 50)
+    expect(registry.standing(room, 'stay').total).toBe(total)
+    const board = registry.view(room).leaderboard
+    expect(board).toHaveLength(LEADERBOARD_SIZE)
+    expect(board[0].samples).toBe(59)
+  })
+
+  it('normalises names: one short line, no control characters', () => {
+    const { registry, room } = lab()
+    joinReady(registry, 'lab', { id: 'n', role: 'volunteer', name: '  <b>Ada</b>\n\u202eLovelace\u0000  ' })
+    expect(room.peers.get('n')!.name).toBe('<b>Ada</b> Lovelace')
+    // Nothing left after normalising: the friendly default of its id, as a tab would pick.
+    joinReady(registry, 'lab', { id: 'm', role: 'volunteer', name: ' \t\n ' })
+    expect(room.peers.get('m')!.name).toBe(friendlyName('m'))
   })
 })
 

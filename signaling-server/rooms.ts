@@ -1,7 +1,8 @@
-import { algorithmsWhere } from '../shared/algorithms/descriptors'
+import { ALGORITHM_DESCRIPTORS, algorithmsWhere } from '../shared/algorithms/descriptors'
 import { DATASETS, MODELS, defaultConfig, publicConfig, type RoomConfig } from '../shared/config'
+import { friendlyName, normalizeName } from '../shared/names'
 import type { EvictionRecord } from '../shared/protocol/history'
-import type { PeerView, RoomView } from '../shared/protocol/http'
+import type { LeaderboardEntry, PeerView, RoomView } from '../shared/protocol/http'
 import { modelLayout } from '../shared/model-shapes'
 import { REPORT_LIMITS, type AwayReason, type MembershipAnnouncement, type PeerReport } from '../shared/protocol/signaling'
 import { PROTOCOL_VERSION } from '../shared/protocol/version'
@@ -66,7 +67,39 @@ export const EVICTION_MEMORY_MS = 10 * 60_000
 export const CHECKPOINT_STEP_SLACK_STEPS = 1_000
 export const CHECKPOINT_STEP_SLACK_S = 5
 
+/**
+ * Volunteers credited per room and run (the ledger, see credit()). Beyond it the smallest
+ * contribution of a volunteer no longer in the room is forgotten (its samples stay in the run's
+ * total), so a stream of one-off ids costs the server at most this many entries per room.
+ */
+export const MAX_LEDGER_ENTRIES = 1024
+/** Entries of the room view's leaderboard. */
+export const LEADERBOARD_SIZE = 20
+
 export type { EvictionRecord }
+
+/** What a volunteer has contributed to the current run, kept across its reloads and absences. */
+export interface CreditEntry {
+  readonly id: string
+  name: string | null
+  samples: number
+  /** Last credited (ms): the eviction order among equal contributions. */
+  at: number
+}
+
+/** A volunteer's place in its run (the 'credit' event). */
+export interface Standing {
+  samples: number
+  /** 1-based place by samples; 0 while it has no credit. */
+  rank: number
+  /** Volunteers with credit in this run. */
+  of: number
+  /** samples / total of the run (0 when the run has none). */
+  share: number
+  total: number
+  /** The neighbours its latest report names, with their display names (the tab shows people, not ids). */
+  neighbours: Array<{ id: string; name: string | null }>
+}
 
 export type PeerRole = 'volunteer' | 'spectator'
 export type Agent = 'browser' | 'node'
@@ -95,6 +128,11 @@ export interface PeerEntry {
   ready: boolean
   /** Set while a volunteer has stepped out of the roster (user pause, hidden tab); see away(). */
   away: AwayReason | null
+  /**
+   * This connection's last reported counters and when: the ledger credits their growth (see
+   * credit()). A reload is a new entry starting at zero, as the reloaded tab's counters do.
+   */
+  counters: { samples: number; step: number; at: number }
 }
 
 export interface Checkpoint {
@@ -145,6 +183,10 @@ export interface Room {
   evictions: EvictionRecord[]
   /** Peer id → eviction count and the time before which a join is refused. */
   cooldowns: Map<string, { count: number; until: number; lastAt: number }>
+  /** The current run's credit by volunteer id, at most MAX_LEDGER_ENTRIES (memory only: a restart starts at zero). */
+  ledger: Map<string, CreditEntry>
+  /** Samples credited in the current run, including forgotten ledger entries. */
+  ledgerTotal: number
 }
 
 /** The durable part of a room (what persistence.ts stores and loads). */
@@ -243,6 +285,7 @@ export class RoomRegistry {
       name, code, createdAt: now, lastActiveAt: now, config: opts.config, tokenHash: opts.tokenHash,
       run: 1, paused: opts.paused ?? false, epoch: 0, roster: [], peers: new Map(), ...noRoles(),
       runs: [makeRun(1, opts.config, now)], checkpoint: null, olderCheckpoints: [], evictions: [], cooldowns: new Map(), strikes: new Map(),
+      ledger: new Map(), ledgerTotal: 0,
     }
     this.rooms.set(name, room)
     this.byCode.set(code, room)
@@ -274,6 +317,7 @@ export class RoomRegistry {
         roster: [], peers: new Map(), ...noRoles(), runs,
         checkpoint: s.checkpoint && s.checkpoint.run === s.run ? { ...s.checkpoint, by: null } : null,
         olderCheckpoints: [], evictions: [], cooldowns: new Map(), strikes: new Map(),
+        ledger: new Map(), ledgerTotal: 0,
       }
       this.rooms.set(room.name, room)
       this.byCode.set(room.code, room)
@@ -352,10 +396,17 @@ export class RoomRegistry {
     if (!isVolunteer && room.peers.size - volunteers >= MAX_SPECTATORS_PER_ROOM)
       return fail('room-full', `room '${room.name}' already has ${MAX_SPECTATORS_PER_ROOM} spectators`)
     room.lastActiveAt = this.now()
+    // A volunteer that gave no name (a Node peer without --name) gets the same friendly default a
+    // tab derives from its stable id, so dashboards and neighbours never show a bare id.
+    const name = normalizeName(peer.name) ?? (isVolunteer ? friendlyName(peer.id) : null)
     room.peers.set(peer.id, {
-      id: peer.id, role: peer.role, name: peer.name ?? null, agent: peer.agent ?? 'browser', joinedAt: this.now(),
+      id: peer.id, role: peer.role, name, agent: peer.agent ?? 'browser', joinedAt: this.now(),
       report: null, lastReportAt: null, lastBytesSent: 0, readyAt: null, suspectedBy: new Map(), ready: !isVolunteer, away: null,
+      counters: { samples: 0, step: 0, at: this.now() },
     })
+    // A returning volunteer (reload, rejoin) keeps its credit, under the name it uses now.
+    const credit = room.ledger.get(peer.id)
+    if (credit) credit.name = name
     this.roomOfPeer.set(peer.id, room)
     // A volunteer waits outside the roster until ready(): the membership does not change yet.
     return { ok: true, room, created, changed: false }
@@ -512,6 +563,7 @@ export class RoomRegistry {
     const since = Math.max(1, (now - (entry.lastReportAt ?? entry.joinedAt)) / 1000)
     run.bytes += Math.min(raw, MAX_BYTES_PER_SEC * since)
     entry.lastBytesSent = report.bytesSent
+    this.credit(room, entry, report, now)
     entry.report = report
     entry.lastReportAt = now
     const reports = room.roster.map((id) => room.peers.get(id)?.report).filter((r): r is PeerReport => !!r)
@@ -651,6 +703,10 @@ export class RoomRegistry {
     room.roster = []
     for (const p of room.peers.values()) if (p.role === 'volunteer') { p.ready = false; p.readyAt = null }
     room.olderCheckpoints = []
+    // Credit is per run. Each connection's counters stay: a late report of the old run then adds
+    // nothing, and the new run's first report (counters restarted) counts from zero.
+    room.ledger.clear()
+    room.ledgerTotal = 0
     if (room.checkpoint) { room.checkpoint = null; this.persist((s) => s.deleteCheckpoint(room.name)) }
     this.persist((s) => s.saveRun(room.name, { run: room.run, config, started: now }))
     // Roles depend on the algorithm, and stale-epoch filtering must drop the old run's messages.
@@ -662,6 +718,75 @@ export class RoomRegistry {
     if (this.roomOfPeer.get(peerId) !== room) return false
     this.leave(peerId)
     return true
+  }
+
+  // ---- credit ----
+
+  /**
+   * Credits a volunteer's report to the run's ledger, keyed by its id (stable across reloads
+   * when it proved an identity key). What counts is the growth of its sample counter since its
+   * last report (a drop means the tab restarted the run: stepping back in after an absence, a
+   * reload, a new run), never more than the steps it reported meanwhile times the samples one
+   * step can take in this room (samplesPerStepCap), and never more steps than the fastest
+   * believable rate (MAX_STEPS_PER_SEC) allows since that report: a claimed jump is cut to what
+   * the peer could have done. Being away credits nothing and takes nothing.
+   */
+  private credit(room: Room, entry: PeerEntry, report: PeerReport, now: number): void {
+    const c = entry.counters
+    const grown = (v: number, last: number) => (v >= last ? v - last : v)
+    const seconds = Math.max(0, now - c.at) / 1000
+    const steps = Math.min(grown(report.step, c.step), Math.ceil(seconds * MAX_STEPS_PER_SEC))
+    const samples = Math.min(grown(report.samples, c.samples), steps * samplesPerStepCap(room.config))
+    entry.counters = { samples: report.samples, step: report.step, at: now }
+    if (!(samples > 0)) return
+    let e = room.ledger.get(entry.id)
+    if (!e) {
+      e = { id: entry.id, name: entry.name, samples: 0, at: now }
+      room.ledger.set(entry.id, e)
+      this.boundLedger(room)
+    }
+    e.samples += samples
+    e.at = now
+    room.ledgerTotal += samples
+  }
+
+  /** Forgets the smallest (then oldest) contributions of volunteers not in the room beyond MAX_LEDGER_ENTRIES. */
+  private boundLedger(room: Room): void {
+    while (room.ledger.size > MAX_LEDGER_ENTRIES) {
+      let victim: CreditEntry | null = null
+      for (const e of room.ledger.values()) {
+        if (room.peers.has(e.id)) continue
+        if (!victim || e.samples < victim.samples || (e.samples === victim.samples && e.at < victim.at)) victim = e
+      }
+      // Only present peers left (at most MAX_PEERS_PER_ROOM + spectators < the cap): nothing to drop.
+      if (!victim) return
+      room.ledger.delete(victim.id)
+    }
+  }
+
+  /** Samples a volunteer has contributed to the current run (0 when none). */
+  creditOf(room: Room, id: string): number {
+    return room.ledger.get(id)?.samples ?? 0
+  }
+
+  /** The run's top contributors, largest first (ties: earliest credited first). */
+  leaderboard(room: Room, size = LEADERBOARD_SIZE): LeaderboardEntry[] {
+    const total = room.ledgerTotal
+    return [...room.ledger.values()]
+      .sort(byContribution)
+      .slice(0, size)
+      .map((e) => ({ id: e.id, name: e.name, samples: e.samples, share: total > 0 ? e.samples / total : 0 }))
+  }
+
+  /** Where a volunteer stands in the current run. */
+  standing(room: Room, id: string): Standing {
+    const total = room.ledgerTotal
+    const own = room.ledger.get(id)
+    const samples = own?.samples ?? 0
+    let ahead = 0
+    if (own) for (const e of room.ledger.values()) if (e !== own && byContribution(e, own) < 0) ahead++
+    const neighbours = (room.peers.get(id)?.report?.neighbors ?? []).map((n) => ({ id: n, name: room.peers.get(n)?.name ?? null }))
+    return { samples, rank: own ? ahead + 1 : 0, of: room.ledger.size, share: total > 0 ? Math.min(1, samples / total) : 0, total, neighbours }
   }
 
   // ---- views ----
@@ -702,8 +827,9 @@ export class RoomRegistry {
         .map((p) => ({ id: p.id, name: p.name, agent: p.agent, joinedAt: p.joinedAt, stage: p.away ? 'paused' : p.report?.stage ?? 'loading', away: p.away })),
       createdAt: room.createdAt,
       now: this.now(),
-      peers: room.roster.map((id) => peerView(room.peers.get(id)!)),
+      peers: room.roster.map((id) => peerView(room.peers.get(id)!, this.creditOf(room, id))),
       evictions: room.evictions.slice(-10),
+      leaderboard: this.leaderboard(room),
     }
   }
 
@@ -803,7 +929,23 @@ function checkpointNorm(cp: Checkpoint): number {
   return cp.norm
 }
 
-function peerView(p: PeerEntry): PeerView {
+/** Larger contribution first; among equals the one credited earliest. */
+function byContribution(a: CreditEntry, b: CreditEntry): number {
+  return b.samples - a.samples || a.at - b.at
+}
+
+/**
+ * The most samples one reported step can carry in this room: a minibatch, and for Hogwild
+ * algorithms (LAP-SGD) one averaging period's worth, H minibatches shared among the updaters.
+ */
+export function samplesPerStepCap(config: RoomConfig): number {
+  if (!ALGORITHM_DESCRIPTORS[config.algorithm].hogwild) return config.batchSize
+  const h = config.sync.kind === 'constant' ? config.sync.h : config.sync.hMax ?? config.totalSteps
+  return config.batchSize * h
+}
+
+/** `samples`: the ledger's count for this volunteer (its credit across reloads), not this connection's. */
+function peerView(p: PeerEntry, samples: number): PeerView {
   const r = p.report
   return {
     id: p.id,
@@ -819,7 +961,7 @@ function peerView(p: PeerEntry): PeerView {
     computeThread: r?.computeThread ?? null,
     samplesPerSec: r?.samplesPerSec ?? 0,
     stepsPerSec: r?.stepsPerSec ?? 0,
-    samples: r?.samples ?? 0,
+    samples,
     bytesSent: r?.bytesSent ?? 0,
     bytesReceived: r?.bytesReceived ?? 0,
     neighbors: r?.neighbors ?? [],
@@ -829,6 +971,7 @@ function peerView(p: PeerEntry): PeerView {
     consensus: r?.consensus ?? null,
     stage: r?.stage ?? 'loading',
     updaters: r?.updaters ?? null,
+    capability: r?.capability ?? [],
     rejected: r?.rejected ?? 0,
     slowFactor: r?.slowFactor ?? 1,
     addedLatencyMs: r?.addedLatencyMs ?? 0,

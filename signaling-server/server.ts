@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { networkInterfaces } from 'node:os'
 import { Server } from 'socket.io'
@@ -10,6 +11,7 @@ import { openStore, type SqliteStore } from './persistence'
 import { lanAddresses, lanOrigin, resolvePublicOrigin } from './public-origin'
 import { CHECKPOINT_MAX_BYTES, ROOM_IDLE_TTL_MS, RoomRegistry } from './rooms'
 import { serveStatic } from './static'
+import type { IceSettings } from './turn'
 
 /**
  * Builds the whole server: rooms (restored from SQLite), the socket.io signaling layer, the
@@ -33,11 +35,21 @@ export interface ServerOptions {
   lanAddresses?: readonly string[]
   /** Defaults to signaling-server/datasets.ts (which also serves per-peer shards). */
   getDatasetBinary?: (name: DatasetName, split: 'train' | 'test') => Promise<Uint8Array>
+  /** Server-wide STUN/TURN servers and TURN credentials for volunteers (turn.ts); default none. */
+  ice?: IceSettings
+  /** Serve HTTPS with this key and certificate (PEM; see tls.ts); absent: plain HTTP. `selfSigned`: the host page warns about the browser's warning. */
+  tls?: { key: string; cert: string; selfSigned?: boolean } | null
+  /** With `tls`: also listen here over plain HTTP and redirect every request to HTTPS (0 picks a port). */
+  redirectPort?: number | null
 }
 
 export interface RunningServer {
   url: string
   port: number
+  /** True when `url` is https (opts.tls). */
+  secure: boolean
+  /** The plain-HTTP listener that redirects to `url`, when one was asked for. */
+  redirectPort: number | null
   /** The LAN origin students could use (null when the server is reachable only locally). */
   lanUrl: string | null
   registry: RoomRegistry
@@ -54,6 +66,38 @@ export const ISOLATION_HEADERS: Record<string, string> = {
   'Cross-Origin-Embedder-Policy': 'require-corp',
   'Cross-Origin-Resource-Policy': 'same-origin',
   'X-Content-Type-Options': 'nosniff',
+}
+
+/**
+ * Read-only routes another origin may fetch (a notebook's `tf.loadLayersModel`, a CodePen):
+ * the room view, its history and the model files. Control routes (POST/DELETE, host token) get
+ * no CORS headers, so a browser on another origin cannot read or preflight them.
+ */
+const CORS_READ_ROUTE = /^\/api\/rooms\/[^/]+(\/(history|model|model\.json|model\.weights\.bin))?$/
+
+export const CORS_READ_HEADERS: Record<string, string> = {
+  'Access-Control-Allow-Origin': '*',
+  'Access-Control-Expose-Headers': 'Content-Disposition, X-Tabswarm-Step, X-Tabswarm-Schema-Hash',
+  // COEP pages on other origins may embed these responses only when they opt in.
+  'Cross-Origin-Resource-Policy': 'cross-origin',
+}
+
+/** Adds CORS headers to reads of CORS_READ_ROUTE; answers their preflight. True when the request is answered. */
+function applyCors(req: IncomingMessage, res: ServerResponse, pathname: string): boolean {
+  if (!CORS_READ_ROUTE.test(pathname)) return false
+  const method = req.method ?? 'GET'
+  if (method === 'GET' || method === 'HEAD') {
+    for (const [k, v] of Object.entries(CORS_READ_HEADERS)) res.setHeader(k, v)
+    return false
+  }
+  if (method !== 'OPTIONS') return false
+  res.statusCode = 204
+  res.setHeader('Access-Control-Allow-Origin', '*')
+  res.setHeader('Access-Control-Allow-Methods', 'GET, HEAD')
+  res.setHeader('Access-Control-Allow-Headers', 'Range, If-None-Match')
+  res.setHeader('Access-Control-Max-Age', '86400')
+  res.end()
+  return true
 }
 
 /**
@@ -84,28 +128,68 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   }, EXPIRY_SWEEP_MS)
   expiry.unref()
 
-  const late: LateParts = { bus: null, lanUrl: null }
-  const http = createServer(requestHandler(opts, registry, log, late))
+  const secure = Boolean(opts.tls)
+  const late: LateParts = { bus: null, lanUrl: null, secure }
+  const handler = requestHandler(opts, registry, log, late)
+  const http: HttpServer = opts.tls ? createHttpsServer({ key: opts.tls.key, cert: opts.tls.cert }, handler) : createServer(handler)
   const io = createSocketServer(http)
-  late.bus = attachHandlers(io, registry, log)
+  late.bus = attachHandlers(io, registry, log, opts.ice)
 
   await listen(http, opts.port, opts.host)
   const port = (http.address() as AddressInfo).port
-  late.lanUrl = lanOrigin(opts.host, port, opts.lanAddresses ?? lanAddresses(networkInterfaces()))
+  const scheme = secure ? 'https' : 'http'
+  const lan = lanOrigin(opts.host, port, opts.lanAddresses ?? lanAddresses(networkInterfaces()))
+  late.lanUrl = lan && secure ? lan.replace(/^http:/, 'https:') : lan
   const shownHost = opts.host === '0.0.0.0' || opts.host === '::' ? 'localhost' : opts.host
+  let redirect: HttpServer | null = null
+  if (secure && opts.redirectPort != null) {
+    redirect = createServer(redirectToHttps(port, shownHost))
+    try {
+      await listen(redirect, opts.redirectPort, opts.host)
+    } catch (err) {
+      await shutdown(late.bus, io, http, store)
+      throw err
+    }
+  }
   let closed: Promise<void> | null = null
 
   return {
-    url: `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}`,
+    url: `${scheme}://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}`,
     port,
+    secure,
+    redirectPort: redirect ? (redirect.address() as AddressInfo).port : null,
     lanUrl: late.lanUrl,
     registry,
     io,
     close() {
       clearInterval(expiry)
-      closed ??= shutdown(late.bus, io, http, store)
+      closed ??= Promise.all([
+        shutdown(late.bus, io, http, store),
+        redirect ? new Promise<void>((resolve) => { redirect.close(() => resolve()); redirect.closeAllConnections() }) : undefined,
+      ]).then(() => undefined)
       return closed
     },
+  }
+}
+
+/**
+ * The plain-HTTP listener next to HTTPS: a student who types `http://ADDRESS:PORT` lands on the
+ * HTTPS origin of the same host. 307, not 308: a browser must not remember it should the
+ * server be run over plain HTTP again.
+ */
+function redirectToHttps(httpsPort: number, fallbackHost: string): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    let hostname = fallbackHost
+    try {
+      if (req.headers.host) hostname = new URL(`http://${req.headers.host}`).hostname
+    } catch {
+      // A malformed Host header: send them to the address the server reports.
+    }
+    const path = (req.url ?? '/').startsWith('/') ? req.url ?? '/' : '/'
+    res.statusCode = 307
+    res.setHeader('Location', `https://${hostname}:${httpsPort}${path}`)
+    res.setHeader('Cache-Control', 'no-store')
+    res.end()
   }
 }
 
@@ -113,6 +197,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
 interface LateParts {
   bus: RoomBus | null
   lanUrl: string | null
+  /** Served over TLS: origins derived from the Host header are https. */
+  secure: boolean
 }
 
 /** The HTTP side: the API first, then the dev middleware or the built client. */
@@ -120,8 +206,13 @@ function requestHandler(
   opts: ServerOptions, registry: RoomRegistry, log: (msg: string) => void, late: LateParts,
 ): (req: IncomingMessage, res: ServerResponse) => void {
   const publicUrl = opts.publicUrl ?? null
-  const originFor = (req: IncomingMessage) => resolvePublicOrigin({ publicUrl, lanUrl: late.lanUrl, requestHost: req.headers.host })
+  const originFor = (req: IncomingMessage) => {
+    const o = resolvePublicOrigin({ publicUrl, lanUrl: late.lanUrl, requestHost: req.headers.host })
+    // resolvePublicOrigin builds request-derived origins as http://; over TLS they are https://.
+    return late.secure && o.source === 'request' ? { ...o, url: o.url.replace(/^http:/, 'https:') } : o
+  }
   const getDatasetBinary = opts.getDatasetBinary ?? datasetBinary
+  const tls = !opts.tls ? 'none' as const : opts.tls.selfSigned ? 'self-signed' as const : 'certificate' as const
   const getShardBinary = opts.getDatasetBinary ? undefined : (n: DatasetName, s: 'train' | 'test', q: ShardQuery) => shardBinary(n, s, q)
   const hasShard = (n: DatasetName, s: 'train' | 'test', q: ShardQuery) => shardCached(n, s, q)
 
@@ -134,7 +225,8 @@ function requestHandler(
       res.statusCode = 400
       return void res.end('bad request\n')
     }
-    const ctx = { rooms: registry, bus: late.bus!, log, getDatasetBinary, getShardBinary, hasShard, publicOrigin: originFor }
+    if (applyCors(req, res, url.pathname)) return
+    const ctx = { rooms: registry, bus: late.bus!, log, getDatasetBinary, getShardBinary, hasShard, publicOrigin: originFor, tls }
     handleApi(req, res, url.pathname, url.searchParams, ctx)
       .then(async (handled) => {
         if (!handled) await serveNonApi(opts, req, res, url.pathname)

@@ -23,14 +23,23 @@ const SESSION_KEY = 'tabswarm:identity-slot'
 const LOCK_PREFIX = 'tabswarm-identity-'
 /** An IndexedDB open blocked by another tab must not hold up the join for long. */
 const TIMEOUT_MS = 10_000
+/**
+ * How long a tab waits for its remembered slot: on a reload the old page's lock is released as
+ * that page goes away, which may reach the browser's lock manager after the new page asks. Not
+ * waiting would give a reload another slot, another id, and so lose its credit; a duplicated tab
+ * (whose original keeps the slot) pays this once before taking a free one.
+ */
+export const REMEMBERED_SLOT_WAIT_MS = 1_500
 
 /**
  * The slot to use: the remembered one if it can be locked, else the lowest one that can; null if
  * none of the `cap` slots can. Slots are tried one at a time, so at most one lock is taken.
  */
-export async function chooseSlot(remembered: number | null, tryLock: (slot: number) => Promise<boolean>, cap = SLOT_CAP): Promise<number | null> {
+export async function chooseSlot(
+  remembered: number | null, tryLock: (slot: number, waitMs?: number) => Promise<boolean>, cap = SLOT_CAP,
+): Promise<number | null> {
   const first = remembered !== null && Number.isInteger(remembered) && remembered >= 0 && remembered < cap ? remembered : null
-  if (first !== null && (await tryLock(first))) return first
+  if (first !== null && (await tryLock(first, REMEMBERED_SLOT_WAIT_MS))) return first
   for (let slot = 0; slot < cap; slot++) if (slot !== first && (await tryLock(slot))) return slot
   return null
 }
@@ -41,11 +50,15 @@ export function parseSlot(text: string | null): number | null {
   return Number(text)
 }
 
-/** Takes the lock if it is free and holds it until the page goes away. */
-function holdLock(locks: LockManager, name: string): Promise<boolean> {
+/**
+ * Takes the lock if it is free (or frees up within `waitMs`) and holds it until the page goes
+ * away; false when it stays taken.
+ */
+function holdLock(locks: LockManager, name: string, waitMs = 0): Promise<boolean> {
   return new Promise<boolean>((resolve, reject) => {
+    const opts: LockOptions = waitMs > 0 ? { signal: AbortSignal.timeout(waitMs) } : { ifAvailable: true }
     locks
-      .request(name, { ifAvailable: true }, (lock) => {
+      .request(name, opts, (lock) => {
         if (!lock) {
           resolve(false)
           return undefined
@@ -53,7 +66,11 @@ function holdLock(locks: LockManager, name: string): Promise<boolean> {
         resolve(true)
         return new Promise<never>(() => {})
       })
-      .catch(reject)
+      .catch((e: unknown) => {
+        // The wait ran out: the slot is someone else's.
+        if (e instanceof DOMException && (e.name === 'TimeoutError' || e.name === 'AbortError')) resolve(false)
+        else reject(e)
+      })
   })
 }
 
@@ -124,7 +141,7 @@ async function keysForSlot(slot: number): Promise<CryptoKeyPair> {
 async function load(): Promise<Identity | null> {
   if (!globalThis.crypto?.subtle || typeof indexedDB === 'undefined' || typeof navigator === 'undefined' || !navigator.locks) return null
   const locks = navigator.locks
-  const slot = await chooseSlot(parseSlot(sessionGet()), (s) => holdLock(locks, `${LOCK_PREFIX}${s}`))
+  const slot = await chooseSlot(parseSlot(sessionGet()), (s, waitMs) => holdLock(locks, `${LOCK_PREFIX}${s}`, waitMs))
   if (slot === null) return null
   sessionSet(slot)
   return identityFromKeys(await keysForSlot(slot))

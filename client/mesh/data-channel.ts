@@ -30,7 +30,9 @@ export interface DataChannelLike {
  * `base` undefined (a browser): the page's own RTCPeerConnection. Returns undefined where there
  * is none, so simple-peer raises its usual "no WebRTC support" error.
  */
-export function reportingWrtc(base: WrtcImpl | undefined, onChannel: (ch: DataChannelLike) => void): WrtcImpl | undefined {
+export function reportingWrtc(
+  base: WrtcImpl | undefined, onChannel: (ch: DataChannelLike) => void, onPeerConnection?: (pc: RTCPeerConnection) => void,
+): WrtcImpl | undefined {
   const impl = base ?? browserWrtc()
   if (!impl) return undefined
   const Base = impl.RTCPeerConnection
@@ -40,6 +42,8 @@ export function reportingWrtc(base: WrtcImpl | undefined, onChannel: (ch: DataCh
   class ReportingPeerConnection extends Base {
     constructor(config?: RTCConfiguration) {
       super(config)
+      // The connection itself, for getStats() (client/mesh/connectivity.ts): simple-peer's own is private.
+      onPeerConnection?.(this)
       this.addEventListener('datachannel', (e: RTCDataChannelEvent) => {
         if (e.channel) report(e.channel)
       })

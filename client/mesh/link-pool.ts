@@ -26,7 +26,11 @@ export interface LinkPoolOptions {
   warmLinks: number
   /** Settings every new link gets (ICE servers are read when it is created). */
   link: Pick<LinkOptions, 'wrtc' | 'connectTimeoutMs' | 'highWaterMark' | 'lowWaterMark'>
-  iceServers: () => RTCIceServer[]
+  /**
+   * Read for each new link, so renewed TURN credentials reach the links made after them; a
+   * link already up keeps the allocation it made with the old ones (TURN refreshes it itself).
+   */
+  ice: () => { iceServers: RTCIceServer[]; iceTransportPolicy: RTCIceTransportPolicy }
   counters: TrafficCounters
   hooks: LinkPoolHooks
   log: (event: string, detail?: Record<string, unknown>) => void
@@ -138,7 +142,7 @@ export class LinkPool {
       ...this.o.link,
       peer,
       initiator,
-      iceServers: this.o.iceServers(),
+      ...this.o.ice(),
       counters: this.o.counters,
       safely: this.o.safely,
       events: {

@@ -1,5 +1,7 @@
 import SimplePeer from 'simple-peer'
+import type { CandidateType, LinkConnectivity } from '../../shared/protocol/signaling'
 import { DeadlineError, PeerUnavailableError, type LinkStats, type PeerId } from '../../shared/transport'
+import { candidateTypeOf, sampleConnectivity } from './connectivity'
 import { reportingWrtc, type DataChannelLike, type WrtcImpl } from './data-channel'
 import { FrameSender, type TrafficCounters } from './frame-sender'
 
@@ -19,6 +21,8 @@ export interface LinkOptions {
   peer: PeerId
   initiator: boolean
   iceServers: RTCIceServer[]
+  /** 'relay': TURN relays only (the room's iceTransportPolicy). */
+  iceTransportPolicy: RTCIceTransportPolicy
   /** Node: the WebRTC implementation. Browser: undefined. */
   wrtc?: WrtcImpl
   /** The link reports itself down if not connected by then. */
@@ -46,8 +50,13 @@ export class Link {
   byeReceived = false
   lastUsed = Date.now()
   lastConnectRequest = 0
+  /** The last connectivity sample (sampleConnectivity); null until one succeeded. */
+  connectivity: LinkConnectivity | null = null
   private nextMsgId = 0
   private channelSeen: DataChannelLike | null = null
+  private pc: RTCPeerConnection | null = null
+  /** Candidate types this side gathered, from 'icecandidate' events (at most the four types). */
+  private readonly gathered = new Set<CandidateType>()
   private readonly sp: SimplePeer.Instance
   private readonly sender: FrameSender
   private readonly waiters = new Set<{ resolve: () => void; reject: (e: Error) => void }>()
@@ -57,12 +66,18 @@ export class Link {
     this.peer = o.peer
     this.initiator = o.initiator
     this.stats = o.counters.perLink[o.peer] ??= { bytesSent: 0, bytesReceived: 0 }
-    const wrtc = reportingWrtc(o.wrtc, (ch) => (this.channelSeen = ch))
+    const wrtc = reportingWrtc(o.wrtc, (ch) => (this.channelSeen = ch), (pc) => {
+      this.pc = pc
+      pc.addEventListener('icecandidate', (e: RTCPeerConnectionIceEvent) => {
+        const t = candidateTypeOf(e.candidate?.candidate)
+        if (t) this.gathered.add(t)
+      })
+    })
     this.sp = new SimplePeer({
       initiator: o.initiator,
       trickle: true,
-      // Never simple-peer's default (public STUN): the room's ICE servers, empty on a LAN.
-      config: { iceServers: o.iceServers },
+      // Never simple-peer's default (public STUN): the room's and the server's ICE servers, none on a LAN.
+      config: { iceServers: o.iceServers, iceTransportPolicy: o.iceTransportPolicy },
       channelConfig: { ordered: true },
       ...(wrtc ? { wrtc } : {}),
     })
@@ -102,6 +117,13 @@ export class Link {
    */
   private channel(): DataChannelLike | null {
     return this.closed ? null : this.channelSeen
+  }
+
+  /** Refreshes `connectivity` from the connection's stats (one getStats() call; never throws). */
+  async sampleConnectivity(): Promise<void> {
+    if (!this.pc || this.closed) return
+    const c = await sampleConnectivity(this.pc, this.gathered)
+    if (c && !this.closed) this.connectivity = c
   }
 
   /** Signaling data from the remote peer. Throws on data simple-peer refuses. */

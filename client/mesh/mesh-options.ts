@@ -1,5 +1,5 @@
 import type { RoomConfig } from '../../shared/config'
-import type { MembershipAnnouncement } from '../../shared/protocol/signaling'
+import type { IceServersGrant, MembershipAnnouncement } from '../../shared/protocol/signaling'
 import type { Membership, PeerId, Unsubscribe } from '../../shared/transport'
 import type { WrtcImpl } from './data-channel'
 
@@ -10,10 +10,14 @@ export interface MeshSignalingPort {
   signal(to: PeerId, data: Record<string, unknown>): void
   suspect(peer: PeerId, reason: string): void
   readonly membership: MembershipAnnouncement | null
+  /** The server's STUN/TURN grant for this peer, if it sends one (SignalingClient does). */
+  readonly iceGrant?: IceServersGrant | null
+  /** Asks the server for a fresh grant (its TURN credentials expired without a renewal reaching us). */
+  requestIceServers?(): void
 }
 
 /** The room settings the mesh reads; options override what the server announces. */
-export type MeshRoomConfig = Pick<RoomConfig, 'iceServers' | 'maxMessageBytes' | 'compression'>
+export type MeshRoomConfig = Pick<RoomConfig, 'iceServers' | 'iceTransportPolicy' | 'maxMessageBytes' | 'compression'>
 
 export interface WebRtcMeshOptions {
   self: PeerId
@@ -57,6 +61,7 @@ export const DEFAULT_SUSPECT_AFTER_REJECTS = 3
 /** Used where neither the options nor the server's announcement say. */
 export const FALLBACK_ROOM_CONFIG: MeshRoomConfig = {
   iceServers: [],
+  iceTransportPolicy: 'all',
   maxMessageBytes: 64 * 1024 * 1024,
   compression: 'fp32',
 }

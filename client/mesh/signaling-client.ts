@@ -3,7 +3,10 @@ import { z } from 'zod'
 import {
   awaySchema,
   checkpointSchema,
+  creditSchema,
   helloSchema,
+  iceServersGrantSchema,
+  iceServersRequestSchema,
   joinedSchema,
   joinSchema,
   JoinRejectedError,
@@ -20,7 +23,9 @@ import {
   suspectSchema,
   syncSchema,
   type AwayReason,
+  type IceServersGrant,
   type ClientToServerEvents,
+  type Credit,
   type JoinRequest,
   type MembershipAnnouncement,
   type PeerCommand,
@@ -56,6 +61,7 @@ export interface InboundEvents {
   signal: RelayedSignal
   error: ServerError
   command: PeerCommand
+  credit: Credit
   'room-state': unknown
 }
 
@@ -65,6 +71,7 @@ const inboundSchemas: { [K in keyof InboundEvents]: z.ZodType<InboundEvents[K]> 
   signal: relayedSignalSchema,
   error: serverErrorSchema,
   command: peerCommandSchema,
+  credit: creditSchema,
   // Spectator view: shape owned by the server's REST API; consumers validate it themselves.
   'room-state': null,
 }
@@ -83,6 +90,8 @@ export interface SignalingClientOptions {
 
 /** How long a join waits for the server's 'hello' challenge before joining without an identity (an older server sends none). */
 export const HELLO_WAIT_MS = 5_000
+/** Asking the server for fresh ICE credentials at most this often (it pushes renewals itself; the server's bound is 3 then 1 per 30 s). */
+export const ICE_REQUEST_MIN_INTERVAL_MS = 30_000
 
 type Listener<K extends keyof InboundEvents> = (p: InboundEvents[K]) => void
 
@@ -98,6 +107,8 @@ export class SignalingClient {
   /** This connection's challenge; replaced on every (re)connection. */
   private challenge: string | null = null
   private challengeWaiters = new Set<() => void>()
+  private lastIceGrant: IceServersGrant | null = null
+  private lastIceRequest = -Infinity
 
   constructor(url: string, opts: SignalingClientOptions = {}) {
     this.log = opts.log ?? (() => {})
@@ -114,6 +125,14 @@ export class SignalingClient {
       for (const w of [...this.challengeWaiters]) w()
     })
     this.socket.on('membership-delta', (raw: unknown) => this.onDelta(raw))
+    this.socket.on('ice-servers', (raw: unknown) => {
+      const r = iceServersGrantSchema.safeParse(raw)
+      if (!r.success) {
+        this.invalid['ice-servers'] = (this.invalid['ice-servers'] ?? 0) + 1
+        return void this.log('signaling.invalid', { event: 'ice-servers', issue: r.error.issues[0]?.message })
+      }
+      this.lastIceGrant = r.data
+    })
     for (const name of Object.keys(inboundSchemas) as (keyof InboundEvents)[]) {
       this.socket.on(name as 'joined', (raw: unknown) => this.dispatch(name, raw))
     }
@@ -177,6 +196,22 @@ export class SignalingClient {
     const set = (this.listeners[name] ??= new Set() as never) as Set<Listener<K>>
     set.add(cb)
     return () => set.delete(cb)
+  }
+
+  /**
+   * The server's latest STUN/TURN grant for us (server-wide servers, TURN credentials issued to
+   * our id), or null when the server sent none. Used on top of the room's `iceServers`.
+   */
+  get iceGrant(): IceServersGrant | null {
+    return this.lastIceGrant
+  }
+
+  /** Asks for a fresh grant (the server also pushes one before expiry); at most every ICE_REQUEST_MIN_INTERVAL_MS. */
+  requestIceServers(): void {
+    const now = Date.now()
+    if (now - this.lastIceRequest < ICE_REQUEST_MIN_INTERVAL_MS) return
+    this.lastIceRequest = now
+    this.socket.emit('ice-servers', iceServersRequestSchema.parse({ v: PROTOCOL_VERSION }))
   }
 
   /** This connection's challenge, once the server's 'hello' came (null after HELLO_WAIT_MS or on abort). */

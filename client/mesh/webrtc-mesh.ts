@@ -5,6 +5,7 @@ import { PROTOCOL_VERSION } from '../../shared/protocol/version'
 import { DeadlineError, PeerUnavailableError, ProgressClock, deadline } from '../../shared/transport'
 import type { Envelope, LinkStats, Membership, Mesh, MeshMessage, MeshStats, MessageFilter, PeerId, Unsubscribe } from '../../shared/transport'
 import { CONTROL, type ControlMessage } from '../../shared/wire/peer-message'
+import { CONNECTIVITY_INTERVAL_MS } from './connectivity'
 import { newTrafficCounters } from './frame-sender'
 import type { Link } from './link'
 import { LinkPool } from './link-pool'
@@ -44,6 +45,7 @@ export class WebRtcMesh implements Mesh {
   private schemaHashValue: string
   private closedMesh = false
   private port: MeshTestPort | null = null
+  private readonly connectivityTimer: ReturnType<typeof setInterval>
 
   constructor(options: WebRtcMeshOptions) {
     const opts = (this.opts = withDefaults(options))
@@ -62,11 +64,14 @@ export class WebRtcMesh implements Mesh {
       neighbours: opts.neighbours,
       warmLinks: opts.warmLinks,
       link: { wrtc: opts.wrtc, connectTimeoutMs: opts.connectTimeoutMs, highWaterMark: opts.highWaterMark, lowWaterMark: opts.lowWaterMark },
-      iceServers: () => this.cfg('iceServers') as RTCIceServer[],
+      ice: () => ({ iceServers: this.iceServers(), iceTransportPolicy: this.cfg('iceTransportPolicy') }),
       counters: this.counters,
       hooks: {
         created: (link) => this.wire.open(link),
-        opened: (link) => this.hello(link),
+        opened: (link) => {
+          this.hello(link)
+          void link.sampleConnectivity()
+        },
         message: (link, bytes) => this.onMessage(link, bytes),
         closed: (link) => this.wire.close(link),
       },
@@ -76,6 +81,11 @@ export class WebRtcMesh implements Mesh {
     this.unsubs.push(opts.signaling.on('membership', (m) => this.safely('membership', () => this.onAnnouncement(m))))
     this.unsubs.push(opts.signaling.on('signal', (s) => this.safely('signal', () => this.pool.onSignal(s.from, s.data))))
     if (opts.signaling.membership) this.onAnnouncement(opts.signaling.membership)
+    this.connectivityTimer = setInterval(() => {
+      for (const l of this.pool.connected()) void l.sampleConnectivity()
+    }, CONNECTIVITY_INTERVAL_MS)
+    // A Node peer must be able to exit while its mesh is open (the timer only samples).
+    ;(this.connectivityTimer as { unref?: () => void }).unref?.()
   }
 
   // ---- configuration ----
@@ -91,6 +101,18 @@ export class WebRtcMesh implements Mesh {
 
   private cfg<K extends keyof MeshRoomConfig>(k: K): RoomConfig[K] {
     return (this.opts.config?.[k] ?? this.announcedConfig[k] ?? FALLBACK_ROOM_CONFIG[k]) as RoomConfig[K]
+  }
+
+  /**
+   * The room's ICE servers, then the server's grant (server-wide STUN/TURN, TURN credentials for
+   * this peer). An expired grant is still used (a renewal may be on its way) but asked for anew.
+   */
+  private iceServers(): RTCIceServer[] {
+    const room = this.cfg('iceServers') as RTCIceServer[]
+    const grant = this.opts.signaling.iceGrant
+    if (!grant) return room
+    if (grant.expiresAt !== null && grant.expiresAt <= Date.now()) this.safely('ice-request', () => this.opts.signaling.requestIceServers?.())
+    return [...room, ...(grant.iceServers as RTCIceServer[])]
   }
 
   private log(event: string, detail?: Record<string, unknown>): void {
@@ -134,7 +156,10 @@ export class WebRtcMesh implements Mesh {
 
   stats(): MeshStats {
     const perLink: Record<PeerId, LinkStats> = {}
-    for (const [p, s] of Object.entries(this.counters.perLink)) perLink[p] = { ...s }
+    for (const [p, s] of Object.entries(this.counters.perLink)) {
+      const ice = this.pool.existing(p)?.connectivity
+      perLink[p] = ice ? { ...s, ice } : { ...s }
+    }
     return { ...this.counters.total, perLink, rejected: { ...this.rejected } }
   }
 
@@ -238,6 +263,7 @@ export class WebRtcMesh implements Mesh {
     })
     await Promise.all(byes)
     this.closedMesh = true
+    clearInterval(this.connectivityTimer)
     for (const u of this.unsubs) u()
     this.pool.close()
   }

@@ -118,7 +118,7 @@ export function createNodeSession(opts: {
       attacker = attack ? makeAttacker(attack, { algorithm: config.algorithm, seed: shard.seed }) : null
       const fetched = await fetchDataset(config.dataset, 'train', { baseUrl: opts.server, shard: shardRequest(config, shard) })
       const train = attacker ? attacker.data(fetched) : fetched
-      const test = await fetchDataset(config.dataset, 'test', { baseUrl: opts.server })
+      const test = await fetchDataset(config.dataset, 'test', { baseUrl: opts.server, testSubset: config.testSubset })
       const thread = computeThread === 'auto' ? autoComputeThread(config) : computeThread
       const trainer = thread === 'worker' ? await makeWorkerTrainer(config, train, test, shard.seed, backend, startNodeWorkerCompute) : makeTrainer(config, train, test, shard.seed)
       const compute = attacker ? attacker.compute(trainer.compute) : trainer.compute

@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import { describeConnectivity } from '../mesh/connectivity'
 import { NODE_WEBRTC_STACKS, type NodeWebRtcStack } from '../mesh/node-webrtc'
 import { ATTACK_NAMES, parseAttack } from '../../shared/testing/attacks'
 import { COMPUTE_THREADS, createNodeSession, type ComputeThread } from './node-platform'
@@ -91,7 +92,8 @@ if (o.count > 1) {
     lastLine = now
     const acc = s.accuracy === null ? '–' : `${(s.accuracy * 100).toFixed(1)}%`
     console.log(`[${o.name ?? s.self ?? 'peer'}]${o.attack ? ` [HOSTILE: ${o.attack}]` : ''} ${s.stage} step ${s.step} loss ${s.loss?.toFixed(3) ?? '–'} acc ${acc} ` +
-      `${s.stepsPerSec.toFixed(1)} steps/s peers ${s.peers.length} sent ${(s.bytesSent / 1e6).toFixed(1)} MB`)
+      `${s.stepsPerSec.toFixed(1)} steps/s peers ${s.peers.length} sent ${(s.bytesSent / 1e6).toFixed(1)} MB` +
+      (s.connectivity && describeConnectivity(s.connectivity) ? ` links ${describeConnectivity(s.connectivity)}` : ''))
   })
   const leave = async () => {
     await session.leave()

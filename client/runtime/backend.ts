@@ -3,6 +3,7 @@ import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm'
 // Registers the webgpu backend only where navigator.gpu exists (harmless in Node).
 import '@tensorflow/tfjs-backend-webgpu'
 import { buildModel, initParams, unflatten } from './models'
+import type { CapabilityIssue } from '../../shared/protocol/signaling'
 
 /**
  * Backend choice by measurement (on a GPU-less machine WebGPU is a slow
@@ -87,13 +88,79 @@ async function probeWebgpu(): Promise<{ available: boolean; fallback: boolean; n
   return { available: false, fallback: false, note: 'requestAdapter() returned null 3 times' }
 }
 
+/** Why this tab lacks WebGPU or cross-origin isolation (shared/protocol/signaling.ts CAPABILITY_ISSUES), root cause first. */
+export interface CapabilityDiagnosis {
+  issues: CapabilityIssue[]
+  /** The WebGPU adapter (vendor and description) or the WebGL renderer that led to the verdict, for the page's details. */
+  detail: string
+}
+
+interface CapabilityGlobals {
+  isSecureContext?: boolean
+  crossOriginIsolated?: boolean
+  document?: { createElement(tag: 'canvas'): { getContext(kind: string): unknown } }
+}
+
+/**
+ * WebGL's renderer string; a software one (SwiftShader, llvmpipe) means the browser renders
+ * without the GPU, which is what a blocklisted or missing GPU looks like from a page.
+ */
+function webglRenderer(g: CapabilityGlobals): string | null {
+  try {
+    const gl = g.document?.createElement('canvas').getContext('webgl') as {
+      getExtension(n: string): { UNMASKED_RENDERER_WEBGL: number } | null
+      getParameter(p: number): unknown
+      RENDERER: number
+    } | null
+    if (!gl) return null
+    const ext = gl.getExtension('WEBGL_debug_renderer_info')
+    const r = gl.getParameter(ext ? ext.UNMASKED_RENDERER_WEBGL : gl.RENDERER)
+    return typeof r === 'string' ? r.slice(0, 200) : null
+  } catch {
+    return null
+  }
+}
+
+const SOFTWARE_RENDERER = /swiftshader|llvmpipe|softpipe|software|basic render|microsoft basic/i
+
+/**
+ * Says which of WebGPU and cross-origin isolation this tab lacks, and why: an insecure context
+ * (http:// on a LAN address) hides both; otherwise navigator.gpu may be missing, find no
+ * adapter (a software WebGL renderer suggests a blocklisted or absent GPU), or offer only a
+ * software fallback adapter. Node peers have none of these concerns: they get [].
+ */
+export async function diagnoseCapabilities(g: CapabilityGlobals = globalThis as CapabilityGlobals): Promise<CapabilityDiagnosis> {
+  if (!isBrowserLike) return { issues: [], detail: '' }
+  const issues: CapabilityIssue[] = []
+  const isolated = g.crossOriginIsolated === true && typeof SharedArrayBuffer !== 'undefined'
+  if (g.isSecureContext === false) {
+    issues.push('insecure-context')
+    if (!isolated) issues.push('not-isolated')
+    return { issues, detail: '' }
+  }
+  const probe = await probeWebgpu()
+  let detail = probe.note
+  if (!probe.available && probe.note === 'navigator.gpu missing') issues.push('no-webgpu-api')
+  else if (!probe.available) {
+    const renderer = webglRenderer(g)
+    if (renderer && SOFTWARE_RENDERER.test(renderer)) {
+      issues.push('gpu-blocklisted')
+      detail = `WebGL renders with ${renderer}`
+    } else issues.push('no-adapter')
+  } else if (probe.fallback) issues.push('software-adapter')
+  if (!isolated) issues.push('not-isolated')
+  return { issues, detail }
+}
+
 async function activate(name: BackendName): Promise<boolean> {
   if (name === 'wasm') configureWasm()
   if (!tf.findBackendFactory(name)) return false
   try {
-    const ok = await tf.setBackend(name)
+    // A failed setBackend leaves no active backend, and tf.ready() would then initialise the
+    // best registered one by itself (wasm, before configureWasm: Firefox without WebGL).
+    if (!(await tf.setBackend(name))) return false
     await tf.ready()
-    return ok && tf.getBackend() === name
+    return tf.getBackend() === name
   } catch {
     return false
   }
@@ -138,7 +205,8 @@ async function benchmark(budgetMs: number): Promise<number> {
  * WebGPU adapters are skipped unless forced or allowed: they are reliably the slowest here.
  */
 export async function selectBackend(opts: SelectBackendOptions = {}): Promise<BackendChoice> {
-  if (opts.wasmPath) configureWasm(opts.wasmPath)
+  // Before any candidate: tfjs may initialise wasm on its own when another backend fails.
+  configureWasm(opts.wasmPath)
   const measurements: BackendMeasurement[] = []
   if (opts.override != null && opts.override !== '') {
     if (!isBackendName(opts.override)) throw new Error(`unknown backend '${opts.override}' (use ${BACKENDS.join(', ')})`)

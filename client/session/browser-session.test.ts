@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import type { Trainer } from './swarm-session'
-import { computeThreadFromSearch, placeTrainer } from './browser-session'
+import { HIDDEN_GRACE_DEFAULT_MS, HIDDEN_GRACE_MAX_MS, HIDDEN_GRACE_MIN_MS, announcedConfigSchema, defaultConfig, parseRoomConfig } from '../../shared/config'
+import { friendlyName } from '../../shared/names'
+import { computeThreadFromSearch, hiddenGraceMs, placeTrainer, volunteerName } from './browser-session'
 
 /** A trainer stand-in that records which path built it (placeTrainer never looks inside). */
 const fake = (where: 'worker' | 'main'): Trainer => ({
@@ -51,5 +53,28 @@ describe('where a tab trains its model', () => {
     expect(computeThreadFromSearch('?compute=worker')).toBe('worker')
     expect(computeThreadFromSearch('?compute=gpu')).toBeNull()
     expect(computeThreadFromSearch('')).toBeNull()
+  })
+})
+
+describe('hidden-tab grace and names', () => {
+  it('takes the grace from the room config, bounded by the schema, with a default long enough for a screen dim', () => {
+    expect(hiddenGraceMs(null)).toBe(HIDDEN_GRACE_DEFAULT_MS)
+    expect(HIDDEN_GRACE_DEFAULT_MS).toBeGreaterThanOrEqual(30_000)
+    expect(hiddenGraceMs({ hiddenGraceMs: 2_000 })).toBe(2_000)
+    expect(hiddenGraceMs({})).toBe(HIDDEN_GRACE_DEFAULT_MS)
+    expect(defaultConfig().hiddenGraceMs).toBe(HIDDEN_GRACE_DEFAULT_MS)
+    expect(parseRoomConfig({ hiddenGraceMs: 5_000 })).toMatchObject({ ok: true, config: { hiddenGraceMs: 5_000 } })
+    expect(parseRoomConfig({ hiddenGraceMs: HIDDEN_GRACE_MIN_MS - 1 })).toMatchObject({ ok: false, field: 'hiddenGraceMs' })
+    expect(parseRoomConfig({ hiddenGraceMs: HIDDEN_GRACE_MAX_MS + 1 })).toMatchObject({ ok: false, field: 'hiddenGraceMs' })
+    expect(parseRoomConfig({ hiddenGraceMs: 1.5e3 + 0.5 })).toMatchObject({ ok: false, field: 'hiddenGraceMs' })
+    // A config stored before the option existed still reads, with the default.
+    const { hiddenGraceMs: _, ...old } = defaultConfig()
+    expect(announcedConfigSchema.parse(old).hiddenGraceMs).toBe(HIDDEN_GRACE_DEFAULT_MS)
+  })
+
+  it('joins with the given name, else a friendly one from the stable id', async () => {
+    expect(await volunteerName('  Ada \n', Promise.resolve({ id: 'x' }))).toBe('Ada')
+    expect(await volunteerName(undefined, Promise.resolve({ id: 'key-123' }))).toBe(friendlyName('key-123'))
+    expect(await volunteerName('', Promise.resolve({ id: 'key-123' }))).toBe(friendlyName('key-123'))
   })
 })

@@ -1,7 +1,9 @@
+import { HIDDEN_GRACE_DEFAULT_MS } from '../../shared/config'
+import { friendlyName, normalizeName } from '../../shared/names'
 import type { BackendName } from '../../shared/protocol/signaling'
 import { loadBrowserIdentity } from '../identity/browser-identity'
 import { SignalingClient } from '../mesh/signaling-client'
-import { selectBackend } from '../runtime/backend'
+import { diagnoseCapabilities, selectBackend } from '../runtime/backend'
 import { browserComputeWorkerSupported, startBrowserWorkerCompute } from '../runtime/compute-worker/browser'
 import { fetchDataset } from '../runtime/data-loader'
 import { createBrowserHogwildPool, hogwildSupported } from '../runtime/hogwild/browser-pool'
@@ -10,13 +12,66 @@ import { createWebRtcMesh, makeTrainer, makeWorkerTrainer, shardRequest, signali
 import { fetchRoomProgress } from './room-progress'
 import { SwarmSession, type SessionPlatform, type Trainer } from './swarm-session'
 import type { SessionHandle } from './types'
+import { keepScreenOn } from './wake-lock'
 
 /**
- * How long a tab may be hidden before it steps out of the roster: long enough that switching to
- * another tab for a moment (or a slide, or a chat message) costs the swarm nothing, short next
- * to the neighbour deadline a hidden, throttled tab would otherwise make every neighbour miss.
+ * How long a tab may be hidden before it steps out of the roster: the room's `hiddenGraceMs`
+ * (the host sets it; long enough by default for a phone's screen to dim and come back), or the
+ * default before the tab has the room's config.
  */
-export const HIDDEN_GRACE_MS = 5_000
+export function hiddenGraceMs(config: { hiddenGraceMs?: number } | null): number {
+  const v = config?.hiddenGraceMs
+  return typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : HIDDEN_GRACE_DEFAULT_MS
+}
+
+/** Where the name a person typed is kept (one per browser profile: it is the person's). */
+const NAME_KEY = 'tabswarm:name'
+/** A tab without a stable id (insecure origin) still keeps its generated name across reloads. */
+const NAME_SEED_KEY = 'tabswarm:name-seed'
+
+/** The name this browser's user chose before, if any. */
+export function savedName(): string | null {
+  try {
+    return normalizeName(localStorage.getItem(NAME_KEY))
+  } catch {
+    return null
+  }
+}
+
+/** Remembers (or, with null or blank, forgets) the user's chosen name for later joins and reloads. */
+export function saveName(name: string | null): void {
+  try {
+    const n = normalizeName(name)
+    if (n) localStorage.setItem(NAME_KEY, n)
+    else localStorage.removeItem(NAME_KEY)
+  } catch {
+    // No storage (private mode): the name lasts for this page only.
+  }
+}
+
+function tabSeed(): string {
+  try {
+    let seed = sessionStorage.getItem(NAME_SEED_KEY)
+    if (!seed) {
+      seed = crypto.getRandomValues(new Uint32Array(2)).join('-')
+      sessionStorage.setItem(NAME_SEED_KEY, seed)
+    }
+    return seed
+  } catch {
+    return String(Math.random())
+  }
+}
+
+/**
+ * The name a tab joins with: the one given (the form, ?name=), else the user's saved one, else a
+ * friendly name derived from the tab's stable id ("Brave Otter"), so a reload keeps it.
+ */
+export async function volunteerName(given: string | undefined, identity: Promise<{ id: string } | null>): Promise<string> {
+  const chosen = normalizeName(given) ?? savedName()
+  if (chosen) return chosen
+  const id = await identity.catch(() => null)
+  return friendlyName(id?.id ?? tabSeed())
+}
 
 /** `?compute=main` keeps the model on the page thread (to compare, or where workers misbehave). */
 export function computeThreadFromSearch(search: string): 'worker' | 'main' | null {
@@ -35,7 +90,8 @@ export function createBrowserSession(opts: { room: string; backend?: BackendName
   const wantThread = opts.computeThread ?? computeThreadFromSearch(window.location.search) ?? 'worker'
   let chosen: BackendName = 'cpu'
   // A key pair in IndexedDB, one per tab: the peer id survives reloads (null on insecure origins: the socket id then).
-  const client = new SignalingClient(origin, { socket: { transports: ['websocket'] }, identity: loadBrowserIdentity() })
+  const identity = loadBrowserIdentity()
+  const client = new SignalingClient(origin, { socket: { transports: ['websocket'] }, identity })
   const platform: SessionPlatform = {
     agent: 'browser',
     serverUrl: origin,
@@ -43,7 +99,7 @@ export function createBrowserSession(opts: { room: string; backend?: BackendName
     async selectBackend(forced) {
       const c = await selectBackend({ override: forced ?? null })
       chosen = c.backend
-      return { backend: c.backend, reason: c.reason }
+      return { backend: c.backend, reason: c.reason, capability: (await diagnoseCapabilities()).issues }
     },
     async prepare(config, shard, onProgress) {
       // Progress: the train shard is most of the bytes, the test split the rest.
@@ -51,7 +107,7 @@ export function createBrowserSession(opts: { room: string; backend?: BackendName
         shard: shardRequest(config, shard),
         onProgress: (l, t) => onProgress(t ? 0.8 * (l / t) : 0.4),
       })
-      const test = await fetchDataset(config.dataset, 'test', { onProgress: (l, t) => onProgress(0.8 + (t ? 0.2 * (l / t) : 0.1)) })
+      const test = await fetchDataset(config.dataset, 'test', { testSubset: config.testSubset, onProgress: (l, t) => onProgress(0.8 + (t ? 0.2 * (l / t) : 0.1)) })
       return placeTrainer({
         want: wantThread, backend: chosen, workersSupported: browserComputeWorkerSupported(),
         onWorker: (b) => makeWorkerTrainer(config, train, test, shard.seed, b, startBrowserWorkerCompute),
@@ -71,7 +127,11 @@ export function createBrowserSession(opts: { room: string; backend?: BackendName
     fetchRoomProgress: (room) => fetchRoomProgress(origin, room),
   }
   const session = new SwarmSession(platform, opts)
-  void session.start()
+  void volunteerName(opts.name, identity).then((name) => {
+    session.setName(name)
+    return session.start()
+  })
+  keepScreenOn((cb) => session.subscribe(cb), { doc: document, wakeLock: navigator.wakeLock }, (held) => session.setScreenOn(held))
   // docs/algorithms.md "Graceful leave" graceful leave: hand the model to neighbours once when the tab goes away.
   window.addEventListener('pagehide', () => void session.leave())
   // A hidden tab keeps its peers informed: after the grace period it steps out of the roster
@@ -82,7 +142,7 @@ export function createBrowserSession(opts: { room: string; backend?: BackendName
       hiddenTimer ??= setTimeout(() => {
         hiddenTimer = null
         session.setHidden(true)
-      }, HIDDEN_GRACE_MS)
+      }, hiddenGraceMs(session.snapshot().config))
     } else {
       if (hiddenTimer) clearTimeout(hiddenTimer)
       hiddenTimer = null

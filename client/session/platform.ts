@@ -1,19 +1,18 @@
 import { ALGORITHM_DESCRIPTORS, linkTopology } from '../../shared/algorithms/descriptors'
 import type { Compute } from '../../shared/algorithms/types'
 import { parsePartition, type RoomConfig } from '../../shared/config'
-import { subsetDataset, type Dataset } from '../../shared/data/format'
+import type { Dataset } from '../../shared/data/format'
 import type { MembershipAnnouncement, PeerCommand } from '../../shared/protocol/signaling'
 import { neighbors } from '../../shared/topology'
 import { sleep, type Membership, type Mesh, type MeshMessage, type PeerId, type Unsubscribe } from '../../shared/transport'
 import { SignalingClient } from '../mesh/signaling-client'
 import { WebRtcMesh, type WrtcImpl } from '../mesh/webrtc-mesh'
+import { testSubsetOf } from '../runtime/data-loader'
 import { TfCompute, uploadDataset, type DeviceData } from '../runtime/tf-compute'
 import type { WorkerCompute } from '../runtime/compute-worker/host'
 import type { ComputeInit } from '../runtime/compute-worker/protocol'
 import type { SessionMesh, SignalingPort, Trainer } from './swarm-session'
 
-/** Held-out examples used for the accuracy every tab reports (a fixed prefix of the test split). */
-export const EVAL_EXAMPLES = 2000
 /**
  * With an iid partition a tab downloads 1/IID_SHARDS of the training set at least (10k MNIST
  * examples): enough for a small model, and it keeps a tab's download small (≈ 8 MB).
@@ -48,6 +47,7 @@ export function signalingPort(client: SignalingClient): SignalingPort {
       }
     },
     ready: () => client.ready(),
+    onCredit: (cb) => client.on('credit', cb),
     away: (reason) => client.away(reason),
     dropConnection: () => client.dropConnection(),
     onMembership: (cb) => client.on('membership', cb),
@@ -84,15 +84,15 @@ export function shardRequest(config: RoomConfig, shard: { index: number; count: 
   return { peerIndex: shard.index, peerCount: shard.count, partition: config.partition, seed: config.seed }
 }
 
-/** The examples every peer's accuracy is measured on. */
-export function evalSubset(test: Dataset): Dataset {
-  return subsetDataset(test, Array.from({ length: Math.min(EVAL_EXAMPLES, test.count) }, (_, i) => i))
+/** The examples every peer's accuracy is measured on: the room's test subset (config testSubset). */
+export function evalSubset(test: Dataset, config: Pick<RoomConfig, 'testSubset'>): Dataset {
+  return testSubsetOf(test, config.testSubset)
 }
 
 /** Builds the tfjs trainer once the shard and the test prefix are on the host. */
 export function makeTrainer(config: RoomConfig, train: Dataset, test: Dataset, streamSeed: number): Trainer {
   const compute = new TfCompute({ model: config.model, train, batchSize: config.batchSize, seed: config.seed, streamSeed })
-  const testDev: DeviceData = uploadDataset(evalSubset(test))
+  const testDev: DeviceData = uploadDataset(evalSubset(test, config))
   return {
     compute,
     train,
@@ -113,7 +113,7 @@ export async function makeWorkerTrainer(
   config: RoomConfig, train: Dataset, test: Dataset, streamSeed: number, backend: 'wasm' | 'cpu',
   start: (init: ComputeInit) => Promise<WorkerCompute>,
 ): Promise<Trainer> {
-  const compute = await start({ model: config.model, train, test: evalSubset(test), batchSize: config.batchSize, seed: config.seed, streamSeed, backend })
+  const compute = await start({ model: config.model, train, test: evalSubset(test, config), batchSize: config.batchSize, seed: config.seed, streamSeed, backend })
   const computeNote = compute.backend !== backend ? `${backend} failed on the worker, it runs ${compute.backend}` : undefined
   return { compute, train, computeThread: 'worker', computeNote, evaluate: (p) => compute.evaluate(p), dispose: () => compute.dispose() }
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { parseRoomConfig } from '../../shared/config'
 import type { Dataset } from '../../shared/data/format'
-import { JoinRejectedError, reportSchema, type MembershipAnnouncement, type PeerCommand } from '../../shared/protocol/signaling'
+import { JoinRejectedError, reportSchema, type Credit, type MembershipAnnouncement, type PeerCommand } from '../../shared/protocol/signaling'
 import { PROTOCOL_VERSION } from '../../shared/protocol/version'
 import { LsqCompute, makeLsqProblem } from '../../shared/testing/lsq-compute'
 import { MemoryNetwork } from '../../shared/testing/memory-mesh'
@@ -9,6 +9,7 @@ import { CLOCK_SLACK_STEPS, type Membership, type Unsubscribe } from '../../shar
 import { RoomRegistry } from '../../signaling-server/rooms'
 import { withSessionControls } from './platform'
 import { describeEvent, SwarmSession, type SessionMesh, type SessionPlatform, type SignalingPort } from './swarm-session'
+import { formatLogLine, say } from './wording'
 
 /**
  * The session's round order against the real room registry (the server's pure state) and the
@@ -24,6 +25,8 @@ class FakeServer {
   private readonly membership = new Map<string, Set<(m: MembershipAnnouncement) => void>>()
   private readonly removed = new Map<string, (why: 'evicted' | 'kicked') => void>()
   private readonly commands = new Map<string, (c: PeerCommand) => void>()
+  /** As handlers.ts sendCredit: each report answered with the reporter's standing. */
+  private readonly credits = new Map<string, (c: Credit) => void>()
   /** Per port (keyed by its subscriber set, which survives a new id): the reconnect callback. */
   private readonly reconnected = new Map<object, () => void>()
   /** Every epoch announced, in order (to see that a change happened at all). */
@@ -96,6 +99,7 @@ class FakeServer {
       onMembership: (cb): Unsubscribe => (subs.add(cb), () => subs.delete(cb)),
       onCommand: (cb): Unsubscribe => (this.commands.set(id, cb), () => this.commands.delete(id)),
       onRemoved: (cb): Unsubscribe => (this.removed.set(id, cb), () => this.removed.delete(id)),
+      onCredit: (cb): Unsubscribe => (this.credits.set(id, cb), () => this.credits.delete(id)),
       onReconnect: (cb): Unsubscribe => (this.reconnected.set(subs, cb), () => void this.reconnected.delete(subs)),
       away: (reason) => {
         const r = this.registry.away(id, reason)
@@ -116,7 +120,9 @@ class FakeServer {
       // Through the real schema, as the server's handler does.
       report: (r) => {
         // As handlers.ts: a report that made the run diverged paused the room; announce it.
-        if (this.registry.report(id, reportSchema.parse(r))?.diverged) this.broadcast()
+        const out = this.registry.report(id, reportSchema.parse(r))
+        if (out?.diverged) this.broadcast()
+        if (out) this.credits.get(id)?.({ v: 1, ...this.registry.standing(out.room, id) })
       },
       checkpoint: () => {},
       close: () => {
@@ -369,6 +375,25 @@ describe('SwarmSession (registry + memory mesh)', () => {
     await b.leave()
   }, 15_000)
 
+  it('the room credits a tab across a pause: its credit never drops, grows again after resume, and shows in the snapshot', async () => {
+    const { server, a, b, bId } = await twoInRoster()
+    await until('b credited', () => (b.snapshot().credit?.samples ?? 0) > 0)
+    b.pause()
+    await until('b out of the roster', () => !roster(server).includes(bId))
+    const room = server.registry.get(ROOM)!
+    const kept = server.registry.creditOf(room, bId)
+    expect(kept).toBeGreaterThan(0)
+    // Its run counters restart when it comes back; the room's count for it does not.
+    b.resume()
+    await until('b trains again', () => b.snapshot().stage === 'training')
+    await until('b credited beyond what it had', () => server.registry.creditOf(room, bId) > kept)
+    await until('the snapshot follows', () => (b.snapshot().credit?.samples ?? 0) > kept)
+    expect(b.snapshot().credit).toMatchObject({ of: 2 })
+    expect(server.registry.view(room).leaderboard.map((e) => e.id).sort()).toEqual([a.snapshot().self, bId].sort())
+    await a.leave()
+    await b.leave()
+  })
+
   it('a paused tab steps out of the roster at once: no eviction, the neighbour does not wait for it; resume brings it back', async () => {
     const { server, a, b, bId } = await twoInRoster()
     await until('both step', () => a.snapshot().step > 3 && b.snapshot().step > 3)
@@ -434,7 +459,7 @@ describe('SwarmSession (registry + memory mesh)', () => {
     expect(roster(server)).toEqual([a.snapshot().self, again])
     await until('b trains again', () => b.snapshot().stage === 'training' && b.snapshot().step > 3, 10_000)
     expect(b.snapshot().error).toBeNull()
-    expect(b.snapshot().log.join('\n')).toMatch(/disconnected/)
+    expect(b.snapshot().log.map((l) => l.detail).join('\n')).toMatch(/disconnected/)
     const s = a.snapshot().step
     await until('a keeps stepping', () => a.snapshot().step > s + 10)
     await a.leave()
@@ -467,7 +492,7 @@ describe('SwarmSession (registry + memory mesh)', () => {
     server.releaseAllReady()
     expect(roster(server)).toHaveLength(2)
     for (const x of [a, b]) {
-      await until('resumed', () => x.snapshot().log.some((l) => /resumed from the room checkpoint at step 500/.test(l)))
+      await until('resumed', () => x.snapshot().log.some((l) => /resumed from the room checkpoint at step 500/.test(l.detail ?? l.text)))
       await until('past the checkpoint', () => x.snapshot().globalStep > 500)
     }
     await a.leave()
@@ -484,8 +509,8 @@ describe('SwarmSession (registry + memory mesh)', () => {
     const b = session(server)
     await b.start()
     await until('b trains', () => b.snapshot().stage === 'training' && b.snapshot().step > 0)
-    expect(b.snapshot().log.some((l) => /resumed from the room checkpoint/.test(l))).toBe(false)
-    expect(b.snapshot().log.some((l) => /checkpoint \(step 50\) not used/.test(l))).toBe(true)
+    expect(b.snapshot().log.some((l) => /resumed from the room checkpoint/.test(l.detail ?? l.text))).toBe(false)
+    expect(b.snapshot().log.some((l) => /checkpoint \(step 50\) not used/.test(l.detail ?? l.text))).toBe(true)
     await a.leave()
     await b.leave()
   })
@@ -498,7 +523,7 @@ describe('SwarmSession (registry + memory mesh)', () => {
     const a = session(server)
     await a.start()
     await until('a trains', () => a.snapshot().stage === 'training' && a.snapshot().step > 0)
-    expect(a.snapshot().log.some((l) => /resumed from the room checkpoint/.test(l))).toBe(false)
+    expect(a.snapshot().log.some((l) => /resumed from the room checkpoint/.test(l.detail ?? l.text))).toBe(false)
     // Alone in the memory network (no live progress there): the room's published progress counts.
     const clock = server.net.mesh(a.snapshot().self!)!.clock
     expect(clock.ceiling()).toBeGreaterThanOrEqual(50_000 + CLOCK_SLACK_STEPS)
@@ -516,8 +541,8 @@ describe('SwarmSession rollback', () => {
     putCheckpoint(server, 20, new Float32Array(problem.shards[0].d).fill(0.5))
     for (const id of [aId, bId]) server.command(id, { v: PROTOCOL_VERSION, type: 'restore-checkpoint', step: 20 })
     for (const x of [a, b]) {
-      await until('told', () => x.snapshot().log.some((l) => /rolled the room back to its checkpoint at step 20/.test(l)))
-      await until('reloaded', () => x.snapshot().log.some((l) => /resumed from the room checkpoint at step 20/.test(l)))
+      await until('told', () => x.snapshot().log.some((l) => /rolled the room back to its checkpoint at step 20/.test(l.detail ?? l.text)))
+      await until('reloaded', () => x.snapshot().log.some((l) => /resumed from the room checkpoint at step 20/.test(l.detail ?? l.text)))
     }
     const s = a.snapshot().step
     await until('a trains on', () => a.snapshot().stage === 'training' && a.snapshot().step > s + 3)
@@ -527,12 +552,32 @@ describe('SwarmSession rollback', () => {
 })
 
 describe('describeEvent', () => {
-  it('puts algorithm events in words, without JSON', () => {
-    expect(describeEvent('realign', { kind: 'dpsgd/x', from: 25, to: 26 })).toBe('caught up with the neighbours (round 25 → 26)')
-    expect(describeEvent('rejected', { from: 'abcdefghijkl', kind: 'x', round: 3, why: 'NaN/Inf in payload' })).toBe('refused a message from abcdefgh: NaN/Inf in payload')
-    expect(describeEvent('ad-psgd/bootstrap', { donors: 1 })).toBe('started from the models of 1 neighbour')
+  it('puts algorithm events in plain words, and keeps the technical account as detail, without JSON', () => {
+    expect(describeEvent('realign', { kind: 'dpsgd/x', from: 25, to: 26 })).toEqual({ text: 'Caught up with the others', detail: 'realign: round 25 → 26' })
+    expect(describeEvent('rejected', { from: 'abcdefghijkl', kind: 'x', round: 3, why: 'NaN/Inf in payload' }))
+      .toEqual({ text: 'Ignored a damaged message from a neighbour', detail: 'refused a message from abcdefgh: NaN/Inf in payload' })
+    expect(describeEvent('ad-psgd/bootstrap', { donors: 1 }).text).toBe('Started from what a neighbour has learned so far')
+    expect(describeEvent('ad-psgd/bootstrap', { donors: 3 }).text).toBe('Started from what 3 neighbours have learned so far')
     const other = describeEvent('asgd/applied', { version: 12, staleness: 0.5, nested: { a: 1 } })
-    expect(other).toBe('asgd/applied: version 12, staleness 0.500')
-    expect(other).not.toMatch(/[{}"]/)
+    expect(other).toEqual({ text: 'Applied', detail: 'asgd/applied: version 12, staleness 0.500' })
+    expect(JSON.stringify(Object.values(other))).not.toMatch(/[{}]/)
+  })
+})
+
+describe('plain-language activity log', () => {
+  it('says what happened without jargon; ids, rounds and backend measurements stay in the detail', () => {
+    const lines = [
+      say.backend('wasm', 'forced by ?backend='), say.backend('webgpu', 'fastest measured: 40.0 steps/s (vs wasm 12.0)'),
+      say.joined('LAB', 'p-abcdef0123', 'Brave Otter'), say.steppedOut('hidden'), say.steppedOut('paused'),
+      say.rejoining('reconnected to the server'), say.training('dpsgd', 'ring', 'mnist', 'mlp'), say.modelThread(true, true),
+      say.checkpointSkipped(50, 80), say.stepDeadline('neighbour x missed dpsgd/round 11'),
+    ]
+    for (const l of lines) {
+      expect(l.text).not.toMatch(/\?backend=|round \d|roster|backend |measured|p-abcdef|dpsgd|worker thread|checkpoint \(/)
+      expect(l.detail).toBeTruthy()
+    }
+    expect(lines[0]).toEqual({ text: 'Computing on the processor (WebAssembly), as the link asks', detail: 'backend wasm: forced by ?backend=' })
+    expect(lines[2]).toEqual({ text: 'Joined room LAB as Brave Otter', detail: 'joined room LAB as p-abcdef0123' })
+    expect(formatLogLine({ at: '12:00:00', ...lines[2] })).toBe('12:00:00 Joined room LAB as Brave Otter [joined room LAB as p-abcdef0123]')
   })
 })

@@ -1,14 +1,15 @@
 import type { AlgorithmInstance, StepReport } from '../../shared/algorithms/types'
 import type { RoomConfig } from '../../shared/config'
-import { JoinRejectedError, type MembershipAnnouncement, type PeerCommand } from '../../shared/protocol/signaling'
+import { JoinRejectedError, type Credit, type MembershipAnnouncement, type PeerCommand } from '../../shared/protocol/signaling'
 import { isDeadline, sleep, yieldToEventLoop, type Unsubscribe } from '../../shared/transport'
 import { ALGORITHM_DESCRIPTORS, ALGORITHM_FACTORIES } from '../../shared/algorithms/index'
 import { neighbors } from '../../shared/topology'
 import { allFinite } from '../../shared/math/vector'
 import { DivergenceDetector, divergenceHint, type Divergence } from '../../shared/divergence'
 import { canStep, initialLifecycle, reduce, shownAway, type Effect, type Lifecycle, type LifecycleEvent } from './lifecycle'
-import { buildReport, RateWindow } from './telemetry'
-import { describeEvent, say } from './wording'
+import { buildReport, linkConnectivity, RateWindow } from './telemetry'
+import { normalizeName } from '../../shared/names'
+import { describeEvent, say, type Said } from './wording'
 import { roomProgressStep } from './room-progress'
 import type {
   RoomProgress, SessionHandle, SessionMesh, SessionOptions, SessionPlatform, SessionSnapshot, SessionStage, SignalingPort, Trainer,
@@ -65,9 +66,9 @@ const GATE_POLL_MS = 1000
 
 function initialSnapshot(room: string): SessionSnapshot {
   return {
-    stage: 'idle', room, self: null, config: null, run: 0, backend: null, backendReason: '', computeThread: null, dataProgress: 0,
-    step: 0, globalStep: 0, loss: null, accuracy: null, samplesPerSec: 0, stepsPerSec: 0, samples: 0, evalMs: 0,
-    bytesSent: 0, bytesReceived: 0, neighbors: [], peers: [], lr: null, h: null, consensus: null, error: null, log: [],
+    stage: 'idle', room, self: null, name: null, config: null, run: 0, backend: null, backendReason: '', computeThread: null, capability: [], dataProgress: 0,
+    step: 0, globalStep: 0, loss: null, accuracy: null, samplesPerSec: 0, stepsPerSec: 0, samples: 0, credit: null, neighbourNames: {}, screenOn: false, evalMs: 0,
+    bytesSent: 0, bytesReceived: 0, neighbors: [], connectivity: null, peers: [], lr: null, h: null, consensus: null, error: null, log: [],
     away: null, diverged: null, faults: { slowFactor: 1, latencyMs: 0 },
   }
 }
@@ -122,7 +123,7 @@ export class SwarmSession implements SessionHandle {
   private localDivergence: Divergence | null = null
 
   constructor(private readonly platform: SessionPlatform, private readonly opts: SessionOptions) {
-    this.snap = initialSnapshot(opts.room)
+    this.snap = { ...initialSnapshot(opts.room), name: normalizeName(opts.name) }
   }
 
   snapshot(): SessionSnapshot {
@@ -157,6 +158,16 @@ export class SwarmSession implements SessionHandle {
     this.dispatch(hidden ? { type: 'step-out', reason: 'hidden' } : { type: 'step-back', reason: 'hidden' })
   }
 
+  /** The display name for the next join (a browser tab settles its default before start()). */
+  setName(name: string | undefined): void {
+    this.update({ name: normalizeName(name) })
+  }
+
+  /** The platform kept the screen on (true) or let it go (false); shown on the page. */
+  setScreenOn(held: boolean): void {
+    if (held !== this.snap.screenOn) this.update({ screenOn: held })
+  }
+
   /** Graceful leave: hand the model to neighbours once, then disconnect. */
   async leave(): Promise<void> {
     if (this.stop.signal.aborted) return
@@ -175,7 +186,7 @@ export class SwarmSession implements SessionHandle {
       this.dispatch({ type: 'start' })
       this.update({ stage: 'loading' })
       const backend = await this.platform.selectBackend(this.opts.backend)
-      this.update({ backend: backend.backend, backendReason: backend.reason })
+      this.update({ backend: backend.backend, backendReason: backend.reason, capability: backend.capability ?? [] })
       this.log(say.backend(backend.backend, backend.reason))
       this.update({ stage: 'connecting' })
       const port = this.platform.signaling
@@ -183,9 +194,10 @@ export class SwarmSession implements SessionHandle {
       this.unsubs.push(port.onCommand((c) => this.onCommand(c)))
       this.unsubs.push(port.onRemoved((why) => this.dispatch({ type: 'removed', why })))
       this.unsubs.push(port.onReconnect(() => this.dispatch({ type: 'reconnected' })))
-      const { self, membership } = await port.join({ room: this.opts.room, name: this.opts.name, agent: this.platform.agent })
+      if (port.onCredit) this.unsubs.push(port.onCredit((c) => this.onCredit(c)))
+      const { self, membership } = await port.join({ room: this.opts.room, name: this.snap.name ?? undefined, agent: this.platform.agent })
       this.update({ self })
-      this.log(say.joined(membership.room, self))
+      this.log(say.joined(membership.room, self, this.snap.name))
       this.dispatch({ type: 'joined' })
       this.onMembership(this.latestMembership ?? membership)
     } catch (e) {
@@ -279,7 +291,7 @@ export class SwarmSession implements SessionHandle {
       this.mesh?.updateMembership({ epoch: m.epoch, peers: m.peers, roles: m.roles })
       if (m.paused) this.update({ stage: m.diverged || this.localDivergence ? 'diverged' : 'paused' })
     } catch (e) {
-      this.log(`membership error: ${(e as Error).message}`)
+      this.log(say.membershipError((e as Error).message))
     }
   }
 
@@ -328,7 +340,7 @@ export class SwarmSession implements SessionHandle {
   private async joinWaitingOutCooldowns(): ReturnType<SignalingPort['join']> {
     for (;;) {
       try {
-        return await this.platform.signaling.join({ room: this.opts.room, name: this.opts.name, agent: this.platform.agent })
+        return await this.platform.signaling.join({ room: this.opts.room, name: this.snap.name ?? undefined, agent: this.platform.agent })
       } catch (e) {
         if (!(e instanceof JoinRejectedError) || e.retryAfterMs === null) throw e
         this.log(say.cooldown(e.retryAfterMs))
@@ -389,7 +401,7 @@ export class SwarmSession implements SessionHandle {
         port.dropConnection()
         return
       } catch (e) {
-        this.log(`could not drop the connection: ${(e as Error).message}`)
+        this.log(say.dropFailed((e as Error).message))
       }
     }
     this.dispatch({ type: 'reconnected' })
@@ -507,7 +519,7 @@ export class SwarmSession implements SessionHandle {
         this.log(say.resumed(cp.step))
       }
     } catch (e) {
-      this.log(`checkpoint not loaded: ${(e as Error).message}`)
+      this.log(say.checkpointNotLoaded((e as Error).message))
     }
   }
 
@@ -525,7 +537,7 @@ export class SwarmSession implements SessionHandle {
       mesh.clock.setRoomProgress(roomProgressStep(p, self, this.membership?.peers ?? []))
       return p
     } catch (e) {
-      this.log(`room progress not read: ${(e as Error).message}`)
+      this.log(say.progressNotRead((e as Error).message))
       return null
     }
   }
@@ -619,7 +631,7 @@ export class SwarmSession implements SessionHandle {
     } catch (e) {
       if (signal.aborted || this.stop.signal.aborted) return null
       if (isDeadline(e)) {
-        this.log(`step deadline passed: ${(e as Error).message}`)
+        this.log(say.stepDeadline((e as Error).message))
         return null
       }
       // A model that blew up fails where its parameters are written (non-finite values are
@@ -654,6 +666,7 @@ export class SwarmSession implements SessionHandle {
       samples: run.samples, bytesSent: st.bytesSent, bytesReceived: st.bytesReceived,
       ...rates,
       neighbors: this.currentNeighbours(report.globalStep),
+      connectivity: linkConnectivity(st),
     })
   }
 
@@ -685,7 +698,7 @@ export class SwarmSession implements SessionHandle {
         slowFactor: this.slowFactor, latencyMs: this.latencyMs, divergence: this.localDivergence,
       }))
     } catch (e) {
-      this.log(`report failed: ${(e as Error).message}`)
+      this.log(say.reportFailed((e as Error).message))
     }
   }
 
@@ -740,7 +753,7 @@ export class SwarmSession implements SessionHandle {
     const msg = e instanceof Error ? e.message : String(e)
     // Keep the stack in the console for whoever debugs this tab; the UI shows the message.
     console.error('tabswarm session error', e)
-    this.log(`error: ${msg}`)
+    this.log(say.error(msg))
     this.update({ stage: 'error', error: msg })
     // Tell the room right away, so the dashboard shows this tab as failed instead of stale.
     this.maybeReport(true)
@@ -750,10 +763,21 @@ export class SwarmSession implements SessionHandle {
     this.shutdown(`error: ${msg}`, 'error')
   }
 
-  private log(line: string): void {
-    const stamp = new Date().toISOString().slice(11, 19)
-    const log = [...this.snap.log, `${stamp} ${line}`].slice(-LOG_LINES)
+  private log(line: Said): void {
+    const at = new Date().toISOString().slice(11, 19)
+    const log = [...this.snap.log, { at, ...line }].slice(-LOG_LINES)
     this.update({ log })
+  }
+
+  /**
+   * The server's account of this volunteer's contribution (kept under its id across reloads and
+   * pauses). The first one after a join that already holds samples is a returning volunteer.
+   */
+  private onCredit(c: Credit): void {
+    const names: Record<string, string> = {}
+    for (const n of c.neighbours) if (n.name) names[n.id] = n.name
+    if (this.snap.credit === null && c.samples > 0) this.log(say.welcomeBack(c.samples))
+    this.update({ credit: { samples: c.samples, rank: c.rank, of: c.of, share: c.share, total: c.total }, neighbourNames: names })
   }
 
   private update(patch: Partial<SessionSnapshot>): void {

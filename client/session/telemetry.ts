@@ -3,6 +3,7 @@ import type { Divergence } from '../../shared/divergence'
 import type { PeerReport } from '../../shared/protocol/signaling'
 import { PROTOCOL_VERSION } from '../../shared/protocol/version'
 import type { MeshStats } from '../../shared/transport'
+import { summarizeConnectivity, type ConnectivitySummary } from '../mesh/connectivity'
 import type { SessionSnapshot } from './types'
 
 /**
@@ -33,6 +34,12 @@ export class RateWindow {
   }
 }
 
+/** How this peer's open links connect (direct / relayed, median RTT); null when none has been sampled (not a WebRTC mesh). */
+export function linkConnectivity(stats: MeshStats | undefined): ConnectivitySummary | null {
+  const ice = Object.values(stats?.perLink ?? {}).map((l) => l.ice).filter((c) => c !== undefined)
+  return ice.length ? summarizeConnectivity(ice) : null
+}
+
 /**
  * The report for the room. `divergence` is this tab's own verdict: the stage 'diverged' goes out
  * only with it, and a tab the room paused for the others' divergence reports 'paused'.
@@ -41,8 +48,8 @@ export function buildReport(
   s: SessionSnapshot, stats: MeshStats | undefined,
   extra: { slowFactor: number; latencyMs: number; divergence: Divergence | null },
 ): PeerReport {
-  const links: Record<string, { sent: number; received: number }> = {}
-  for (const [peer, l] of Object.entries(stats?.perLink ?? {})) links[peer] = { sent: l.bytesSent, received: l.bytesReceived }
+  const links: PeerReport['links'] = {}
+  for (const [peer, l] of Object.entries(stats?.perLink ?? {})) links[peer] = { sent: l.bytesSent, received: l.bytesReceived, ...(l.ice ? { ice: l.ice } : {}) }
   const rejected = Object.values(stats?.rejected ?? {}).reduce((a, b) => a + b, 0)
   const d = extra.divergence
   const stage = s.stage === 'idle' ? 'loading' : s.stage === 'diverged' && !d ? 'paused' : s.stage
@@ -52,7 +59,9 @@ export function buildReport(
     samplesPerSec: s.samplesPerSec, stepsPerSec: s.stepsPerSec, samples: s.samples, bytesSent: s.bytesSent, bytesReceived: s.bytesReceived,
     neighbors: s.neighbors, links, lr: s.lr, h: s.h, consensus: s.consensus, stage, rejected,
     slowFactor: extra.slowFactor, addedLatencyMs: extra.latencyMs,
-    updaters: s.config && ALGORITHM_DESCRIPTORS[s.config.algorithm].hogwild ? s.config.updaters : undefined,
+    // Without isolation there is no shared memory: lap-sgd runs its one in-tab updater (shared/algorithms/lap-sgd.ts).
+    updaters: s.config && ALGORITHM_DESCRIPTORS[s.config.algorithm].hogwild ? (s.capability.includes('not-isolated') ? 1 : s.config.updaters) : undefined,
+    capability: s.capability.length > 0 ? s.capability : undefined,
     ...(d && stage === 'diverged'
       ? { diverged: { step: Math.max(0, Math.floor(d.step)), loss: Number.isFinite(d.loss) ? d.loss : null, reason: d.reason.slice(0, 200) } }
       : {}),

@@ -1,8 +1,9 @@
 import type { Compute, HogwildPool } from '../../shared/algorithms/types'
 import type { RoomConfig } from '../../shared/config'
 import type { Dataset } from '../../shared/data/format'
-import type { AwayReason, BackendName, MembershipAnnouncement, PeerCommand, PeerReport } from '../../shared/protocol/signaling'
+import type { AwayReason, BackendName, CapabilityIssue, Credit, MembershipAnnouncement, PeerCommand, PeerReport } from '../../shared/protocol/signaling'
 import type { Membership, Mesh, Unsubscribe } from '../../shared/transport'
+import type { ConnectivitySummary } from '../mesh/connectivity'
 
 /** Lifecycle of a volunteer tab, rendered by the UI (hivemind AveragingStage style closed union). */
 export type SessionStage = 'idle' | 'loading' | 'connecting' | 'training' | 'paused' | 'stalled' | 'done' | 'error' | 'diverged'
@@ -12,6 +13,8 @@ export interface SessionSnapshot {
   stage: SessionStage
   room: string
   self: string | null
+  /** The display name this tab joined with (shown to the room); null when it gave none. */
+  name: string | null
   config: RoomConfig | null
   run: number
   backend: BackendName | null
@@ -19,6 +22,8 @@ export interface SessionSnapshot {
   backendReason: string
   /** Where the model runs once the trainer is built: a worker thread or this (page/session) thread. */
   computeThread: 'worker' | 'main' | null
+  /** What this tab lacks (WebGPU, isolation) and why, from the platform's diagnosis; [] for Node peers. */
+  capability: CapabilityIssue[]
   /** 0..1 while the dataset shard downloads. */
   dataProgress: number
   step: number
@@ -27,8 +32,18 @@ export interface SessionSnapshot {
   accuracy: number | null
   samplesPerSec: number
   stepsPerSec: number
-  /** Samples this tab has processed: its contribution. */
+  /** Samples this tab has processed in its current stretch of training (restarts after a pause or reload). */
   samples: number
+  /**
+   * What the room credits this volunteer with in the run, kept across its reloads and pauses
+   * (the server's 'credit' event): samples, place among the run's contributors, share. Null
+   * until the server says (older servers never do).
+   */
+  credit: { samples: number; rank: number; of: number; share: number; total: number } | null
+  /** Display names of this tab's neighbours, by peer id (from the server; absent: no name given). */
+  neighbourNames: Record<string, string>
+  /** The screen is kept on while this tab trains (Screen Wake Lock; browser tabs only). */
+  screenOn: boolean
   /**
    * Wall-clock ms spent measuring test accuracy so far (training waits meanwhile; the session
    * keeps it under EVAL_TIME_BUDGET of the time): benchmarks separate it from the swarm's cost.
@@ -37,13 +52,15 @@ export interface SessionSnapshot {
   bytesSent: number
   bytesReceived: number
   neighbors: string[]
+  /** How this tab's WebRTC links connect (direct / relayed, median RTT); null before any is sampled. */
+  connectivity: ConnectivitySummary | null
   peers: string[]
   lr: number | null
   h: number | null
   consensus: number | null
   error: string | null
-  /** Recent human-readable events, newest last ("averaged with 2 peers", "neighbour x timed out"). */
-  log: string[]
+  /** Recent events in plain words, newest last ("averaged with 2 peers", "neighbour x timed out"). */
+  log: LogLine[]
   /** Out of the roster for a while: the user paused this tab, or it has been hidden. */
   away: AwayReason | null
   /**
@@ -53,6 +70,15 @@ export interface SessionSnapshot {
   diverged: { step: number; loss: number | null; reason: string; hint: string } | null
   /** Host fault injection in effect on this tab (1 and 0 when none). */
   faults: { slowFactor: number; latencyMs: number }
+}
+
+/** One activity-log line: plain words for people, and the technical detail for whoever asks. */
+export interface LogLine {
+  /** Wall-clock time, HH:MM:SS. */
+  at: string
+  text: string
+  /** The same event in technical terms (ids, rounds, reasons); shown on demand. */
+  detail?: string
 }
 
 export interface SessionHandle {
@@ -90,6 +116,8 @@ export interface SignalingPort {
   join(req: { room: string; name?: string; agent: 'browser' | 'node' }): Promise<{ self: string; membership: MembershipAnnouncement }>
   /** This joined volunteer has its data and model: put it in the roster (see readySchema). */
   ready(): void
+  /** The server's word on this volunteer's credit in the run (creditSchema); optional: Node tests' ports omit it. */
+  onCredit?(cb: (c: Credit) => void): Unsubscribe
   onMembership(cb: (m: MembershipAnnouncement) => void): Unsubscribe
   onCommand(cb: (c: PeerCommand) => void): Unsubscribe
   /** The server removed us: 'evicted' (neighbours reported us unresponsive) or 'kicked' (by the host). */
@@ -117,7 +145,7 @@ export interface SessionPlatform {
   /** Base URL of the server (for /api and /data). */
   readonly serverUrl: string
   signaling: SignalingPort
-  selectBackend(forced?: BackendName): Promise<{ backend: BackendName; reason: string }>
+  selectBackend(forced?: BackendName): Promise<{ backend: BackendName; reason: string; capability?: CapabilityIssue[] }>
   prepare(
     config: RoomConfig,
     shard: { index: number; count: number; seed: number },

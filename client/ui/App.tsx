@@ -1,9 +1,15 @@
-import type { ReactNode } from 'react'
+import { lazy, Suspense, type ReactNode } from 'react'
 import { Link, useLocation } from './nav'
-import { VolunteerPage } from './VolunteerPage'
 import { HostPage } from './HostPage'
 import { DashboardPage } from './DashboardPage'
 import { ProjectorPage } from './ProjectorPage'
+
+/**
+ * The volunteer page is the only one that trains: it pulls in TensorFlow.js and the session
+ * (megabytes of JS and WebAssembly). Loaded on demand, so the dashboard, projector and host
+ * pages never download them (tests/e2e/spectator-push.e2e.test.ts checks the network log).
+ */
+const VolunteerPage = lazy(() => import('./VolunteerPage').then((m) => ({ default: m.VolunteerPage })))
 
 function segment(path: string, prefix: string): string | null {
   if (!path.startsWith(prefix)) return null
@@ -20,7 +26,11 @@ export function App() {
   let page: ReactNode
   if (room) page = <DashboardPage room={room} />
   else if (path === '/host' || path === '/host/') page = <HostPage room={params.get('room')} deleted={params.get('deleted')} />
-  else page = <VolunteerPage initialRoom={params.get('room')} backend={params.get('backend')} name={params.get('name')} />
+  else page = (
+    <Suspense fallback={<div className="card empty-state" aria-busy="true"><div className="spinner" aria-hidden="true" /></div>}>
+      <VolunteerPage initialRoom={params.get('room')} backend={params.get('backend')} name={params.get('name')} />
+    </Suspense>
+  )
   return (
     <div className="shell">
       <header className="topbar">

@@ -72,7 +72,8 @@ export function SeriesChart({ series, x, y, height = 260, big = false, legend = 
   y: YKey
   height?: number
   big?: boolean
-  legend?: boolean
+  /** `true`: a legend when several series share the chart; 'always': also for one (the projector names its run). */
+  legend?: boolean | 'always'
   yDomain?: [number | 'auto' | 'dataMin', number | 'auto' | 'dataMax']
 }) {
   const nonEmpty = series.filter((s) => s.points.length > 0)
@@ -104,7 +105,7 @@ export function SeriesChart({ series, x, y, height = 260, big = false, legend = 
             labelFormatter={(v) => (typeof v === 'number' ? X_FMT[x](v) : String(v))}
             contentStyle={{ background: 'var(--card)', border: '1px solid var(--border)', borderRadius: 8, color: 'var(--text)' }}
           />
-          {legend && nonEmpty.length > 1 ? <Legend wrapperStyle={{ fontSize: font }} /> : null}
+          {legend === 'always' || (legend && nonEmpty.length > 1) ? <Legend wrapperStyle={{ fontSize: font }} /> : null}
           {nonEmpty.map((s) => (
             <Line
               key={s.name}

@@ -3,18 +3,20 @@ import { DivergedBanner } from './DivergedBanner'
 import { ALGORITHM_INFO } from '../../shared/config'
 import { roomPath, type ApiRoom, type EvictionRecord, type HistoryRun } from './api'
 import { runSeries, SeriesChart, type XKind } from './Charts'
-import { useHistory, useNow, useRoom, useTitle } from './hooks'
+import { useNow, useTitle } from './hooks'
+import { useRoomFeed } from './room-feed'
 import { PeerTable } from './PeerTable'
-import { summarize, useRuns } from './swarm'
+import { constantLrs, leaderboard, lrVaries, summarize, useRuns } from './swarm'
+import { RunProgress, useRunProgress } from './progress'
 import { TopologyGraph } from './TopologyGraph'
 import { Link } from './nav'
 import { fmtAgo, fmtBytes, fmtCompact, fmtInt, fmtNum, fmtPct } from './format'
 
 /** Spectator dashboard `/room/CODE`: topology, charts, run comparison, per-peer table, exports. */
 export function DashboardPage({ room }: { room: string }) {
-  const { data, error, status } = useRoom(room)
-  const { data: history } = useHistory(room)
-  const now = useNow()
+  const { data, history, error, status, skewMs } = useRoomFeed(room, { history: true })
+  // The server's clock: a pushed view is only as new as the last change, "last seen" keeps counting.
+  const now = useNow() + skewMs
   const runs = useRuns(data, history)
   useTitle(`${room} · live dashboard · tabswarm`)
 
@@ -27,13 +29,14 @@ export function DashboardPage({ room }: { room: string }) {
       {error ? <p className="banner warn" role="status">Lost contact with the server ({error}); showing the last known state.</p> : null}
       <DivergedBanner room={data} />
       <KpiRow room={data} />
+      <ProgressCard room={data} />
       <div className="dash-grid">
         <div className="card topo-card">
           <div className="card-head">
             <h2>Swarm</h2>
             <span className="muted">{data.config.topology} topology</span>
           </div>
-          <TopologyGraph peers={data.peers} ps={data.roles?.ps ?? null} now={data.now ?? now} />
+          <TopologyGraph peers={data.peers} ps={data.roles?.ps ?? null} now={now} />
         </div>
         <ChartsPanel runs={runs} currentRun={data.run ?? 0} />
       </div>
@@ -42,10 +45,10 @@ export function DashboardPage({ room }: { room: string }) {
           <h2>Peers</h2>
           <span className="muted">click a column to sort</span>
         </div>
-        <PeerTable peers={data.peers} now={data.now ?? now} roles={data.roles} />
+        <PeerTable peers={data.peers} now={now} roles={data.roles} contribution={leaderboard(data).entries} />
       </div>
-      <EvictionList evictions={data.evictions ?? []} now={data.now ?? now} />
-      <ExportBar room={room} checkpointStep={data.checkpointStep ?? null} />
+      <EvictionList evictions={data.evictions ?? []} now={now} />
+      <ExportBar room={data.room} checkpointStep={data.checkpointStep ?? null} origin={data.publicUrl} />
     </section>
   )
 }
@@ -62,7 +65,7 @@ export function RoomMissing({ room, error, status }: { room: string; error: stri
   return (
     <div className="card empty-state" aria-busy={!error}>
       <h1>{error ? 'Cannot reach the server' : 'Loading room…'}</h1>
-      {error ? <p className="muted">{error}. Retrying every second.</p> : <div className="spinner" aria-hidden="true" />}
+      {error ? <p className="muted">{error}. Retrying…</p> : <div className="spinner" aria-hidden="true" />}
     </div>
   )
 }
@@ -96,6 +99,7 @@ export function KpiRow({ room, big = false }: { room: ApiRoom; big?: boolean }) 
       <Kpi label="Peers" value={peersText(s.peers, room.joining ?? [])} />
       <Kpi label="Step" value={fmtInt(s.globalStep)} />
       {!big ? <Kpi label="Steps/s (all)" value={fmtNum(s.stepsPerSec, 1)} /> : null}
+      {!big ? <Kpi label="Samples/s" value={fmtCompact(s.samplesPerSec)} /> : null}
       {!big ? <Kpi label="Samples" value={fmtCompact(s.samples)} /> : null}
       <Kpi label="Data exchanged" value={fmtBytes(s.bytes)} />
     </div>
@@ -107,6 +111,12 @@ function peersText(inRoster: number, joining: NonNullable<ApiRoom['joining']>): 
   const away = joining.filter((j) => j.away).length
   const loading = joining.length - away
   return `${inRoster}${loading ? ` +${loading} joining` : ''}${away ? ` · ${away} away` : ''}`
+}
+
+/** Progress toward the run's totalSteps, with an ETA from the recent rate (client/ui/progress.tsx). */
+export function ProgressCard({ room, big = false }: { room: ApiRoom; big?: boolean }) {
+  const progress = useRunProgress(summarize(room).globalStep, room.config.totalSteps, room.run ?? 0)
+  return <div className="card slim"><RunProgress progress={progress} big={big} /></div>
 }
 
 function Kpi({ label, value, accent }: { label: string; value: string; accent?: boolean }) {
@@ -154,14 +164,33 @@ function ChartsPanel({ runs, currentRun }: { runs: HistoryRun[]; currentRun: num
         <ChartBox title="Consensus distance" hint="how far the peers’ models are from their average">
           {hasConsensus ? <SeriesChart series={runSeries(shown, 'consensus', x)} x={x} y="consensus" /> : <div className="chart-empty">Not reported by this algorithm yet</div>}
         </ChartBox>
-        <ChartBox title={hasH ? 'Learning rate and H' : 'Learning rate'}>
-          <SeriesChart series={runSeries(shown, 'lr', x)} x={x} y="lr" height={hasH ? 150 : 260} />
-          {hasH ? <SeriesChart series={runSeries(shown, 'h', x).map((s) => ({ ...s, dashed: true }))} x={x} y="h" height={110} legend={false} /> : null}
-        </ChartBox>
+        {lrVaries(shown) || hasH ? (
+          <ChartBox title={hasH ? 'Learning rate and H' : 'Learning rate'}>
+            <SeriesChart series={runSeries(shown, 'lr', x)} x={x} y="lr" height={hasH ? 150 : 260} />
+            {hasH ? <SeriesChart series={runSeries(shown, 'h', x).map((s) => ({ ...s, dashed: true }))} x={x} y="h" height={110} legend={false} /> : null}
+          </ChartBox>
+        ) : null}
       </div>
+      {!lrVaries(shown) && !hasH ? <ConstantLr runs={shown} /> : null}
     </div>
   )
 }
+
+/** A constant learning rate is one line, not a flat chart ("learning rate 0.05 (constant)"). */
+function ConstantLr({ runs }: { runs: HistoryRun[] }) {
+  const lrs = constantLrs(runs)
+  if (!lrs.length) return null
+  const same = lrs.every((l) => l.lr === lrs[0].lr)
+  return (
+    <p className="muted small" data-testid="constant-lr">
+      {same
+        ? `learning rate ${fmtLr(lrs[0].lr)} (constant)`
+        : `learning rate (constant): ${lrs.map((l) => `run ${l.run} ${fmtLr(l.lr)}`).join(', ')}`}
+    </p>
+  )
+}
+
+const fmtLr = (v: number) => String(+v.toPrecision(3))
 
 function ChartBox({ title, hint, children }: { title: string; hint?: string; children: ReactNode }) {
   return (
@@ -172,7 +201,7 @@ function ChartBox({ title, hint, children }: { title: string; hint?: string; chi
   )
 }
 
-export function ExportBar({ room, checkpointStep }: { room: string; checkpointStep: number | null }) {
+export function ExportBar({ room, checkpointStep, origin }: { room: string; checkpointStep: number | null; origin?: string }) {
   const base = roomPath(room)
   return (
     <div className="card export-bar">
@@ -184,6 +213,43 @@ export function ExportBar({ room, checkpointStep }: { room: string; checkpointSt
         <a className="btn" href={`${base}/history?format=csv`} download>History (CSV)</a>
         <a className="btn" href={`${base}/history?format=json`} download>History (JSON)</a>
         <a className="btn primary" href={`${base}/model?format=tfjs`} download>Download model (TensorFlow.js)</a>
+      </div>
+      <ModelSnippet room={room} origin={origin} />
+    </div>
+  )
+}
+
+/**
+ * How to use the trained model from another page (a notebook, a CodePen): the model route is
+ * the standard model.json + weights pair (signaling-server/http-api.ts), readable cross-origin.
+ */
+function ModelSnippet({ room, origin }: { room: string; origin?: string }) {
+  const [copied, setCopied] = useState(false)
+  const at = (() => {
+    try {
+      return new URL(origin ?? window.location.origin).origin
+    } catch {
+      return window.location.origin
+    }
+  })()
+  const code = `const model = await tf.loadLayersModel('${at}${roomPath(room)}/model.json')`
+  return (
+    <div className="model-snippet">
+      <p className="muted small">Load the latest checkpoint in TensorFlow.js from any page:</p>
+      <div className="join-link">
+        <code data-testid="model-snippet">{code}</code>
+        <button
+          type="button"
+          className="btn small"
+          onClick={() => {
+            void navigator.clipboard?.writeText(code).then(() => {
+              setCopied(true)
+              setTimeout(() => setCopied(false), 1500)
+            }, () => undefined)
+          }}
+        >
+          {copied ? 'Copied' : 'Copy'}
+        </button>
       </div>
     </div>
   )

@@ -1,10 +1,12 @@
 import { useState } from 'react'
 import { ALGORITHM_DESCRIPTORS } from '../../shared/algorithms/descriptors'
 import { deleteRoom, hostTokens, joinUrlFor, type ApiRoom } from './api'
-import { useNow, useRoom, useTitle } from './hooks'
+import { useNow, useTitle } from './hooks'
+import { useRoomFeed } from './room-feed'
 import { KpiRow, RoomMissing } from './DashboardPage'
 import { Link, navigate } from './nav'
 import { PeerTable } from './PeerTable'
+import { leaderboard } from './swarm'
 import { QrCode } from './QrCode'
 import { TopologyGraph } from './TopologyGraph'
 import { peerLabel } from './format'
@@ -16,9 +18,10 @@ import { useHostActions, type HostAct, type HostRun } from './host/useHostAction
 
 /** `/host?room=X`: join code, QR, links, and every host control (needs this room's host token). */
 export function HostControl({ room }: { room: string }) {
-  const { data, error, status } = useRoom(room)
+  const { data, error, status, skewMs } = useRoomFeed(room)
   const [token, setToken] = useState<string | null>(() => hostTokens.get(room))
-  const now = useNow()
+  // The server's clock: a pushed view is only as new as the last change, "last seen" keeps counting.
+  const now = useNow() + skewMs
   useTitle(`Host ${room} · tabswarm`)
   if (!data) return <RoomMissing room={room} error={error} status={status} />
   const code = data.code ?? data.room
@@ -53,14 +56,14 @@ export function HostControl({ room }: { room: string }) {
       <KpiRow room={data} />
 
       {token ? (
-        <Controls room={data} token={token} now={data.now ?? now} onForget={() => setToken(null)} onDeleted={onDeleted} />
+        <Controls room={data} token={token} now={now} onForget={() => setToken(null)} onDeleted={onDeleted} />
       ) : (
         <TokenPrompt room={room} onToken={(t) => { hostTokens.set(room, t); setToken(t) }} />
       )}
 
       <div className="card">
         <div className="card-head"><h2>Swarm</h2><span className="muted">{data.peers.length} peers</span></div>
-        <TopologyGraph peers={data.peers} ps={data.roles?.ps ?? null} now={data.now ?? now} />
+        <TopologyGraph peers={data.peers} ps={data.roles?.ps ?? null} now={now} />
       </div>
     </section>
   )
@@ -154,6 +157,7 @@ function PeersCard({ room, now, busy, act }: { room: ApiRoom; now: number; busy:
         peers={room.peers}
         now={now}
         roles={room.roles}
+        contribution={leaderboard(room).entries}
         actions={(p) => (
           <button className="btn small danger" disabled={busy} onClick={() => act('Remove', { action: 'kick', peer: p.id }, `${peerLabel(p)} removed`)} aria-label={`Remove ${peerLabel(p)}`}>Remove</button>
         )}

@@ -2,6 +2,7 @@ import { ALGORITHM_DESCRIPTORS } from '../../shared/algorithms/descriptors'
 import type { AlgorithmName, TopologyName } from '../../shared/config'
 import { HostControl } from './HostControl'
 import { useTitle } from './hooks'
+import { HttpsNotice } from './host/HttpsNotice'
 import { AlgorithmFieldset, HyperParametersFieldset, SubmitBar, TaskFieldset, YourRooms } from './host/CreateRoomSections'
 import { useRoomForm } from './host/useRoomForm'
 
@@ -12,8 +13,12 @@ export { NumberField, Select } from './host/fields'
  * `/host?deleted=X`: the create form again, saying that room X is gone.
  */
 export function HostPage({ room, deleted = null }: { room: string | null; deleted?: string | null }) {
-  if (room) return <HostControl room={room} />
-  return <CreateRoom deleted={deleted} />
+  return (
+    <>
+      <HttpsNotice />
+      {room ? <HostControl room={room} /> : <CreateRoom deleted={deleted} />}
+    </>
+  )
 }
 
 /** Which topologies an algorithm accepts (its descriptor, shared/algorithms/descriptors.ts). */

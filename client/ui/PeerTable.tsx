@@ -1,9 +1,17 @@
 import { useState, type ReactNode } from 'react'
+import { describeConnectivity, summarizeConnectivity, type ConnectivitySummary } from '../mesh/connectivity'
 import type { ApiPeer } from './api'
-import { backendColor, faultTags, fmtBytes, fmtNum, fmtPct, peerLabel } from './format'
+import { backendColor, faultTags, fmtBytes, fmtCompact, fmtNum, fmtPct, peerLabel } from './format'
 import { isStalled } from './TopologyGraph'
+import { CAPABILITY_TAG } from './volunteer/CapabilityNotice'
 
-type Col = 'name' | 'backend' | 'stage' | 'stepsPerSec' | 'step' | 'staleness' | 'loss' | 'accuracy' | 'bytesSent' | 'bytesReceived'
+/** The diagnosis's codes worth a tag: an insecure context already explains the missing isolation. */
+function capabilityCodes(codes: readonly string[] | undefined): string[] {
+  const c = codes ?? []
+  return c.filter((x) => x !== 'not-isolated' || !c.includes('insecure-context')).slice(0, 3)
+}
+
+type Col = 'name' | 'backend' | 'stage' | 'stepsPerSec' | 'step' | 'staleness' | 'loss' | 'accuracy' | 'samples' | 'share' | 'bytesSent' | 'bytesReceived' | 'links'
 
 const COLS: { key: Col; label: string; numeric?: boolean }[] = [
   { key: 'name', label: 'Peer' },
@@ -14,16 +22,44 @@ const COLS: { key: Col; label: string; numeric?: boolean }[] = [
   { key: 'staleness', label: 'Behind', numeric: true },
   { key: 'loss', label: 'Loss', numeric: true },
   { key: 'accuracy', label: 'Accuracy', numeric: true },
+  { key: 'samples', label: 'Samples', numeric: true },
+  { key: 'share', label: 'Share', numeric: true },
   { key: 'bytesSent', label: 'Sent', numeric: true },
   { key: 'bytesReceived', label: 'Received', numeric: true },
+  { key: 'links', label: 'Links', numeric: true },
 ]
+
+/** Direct and relayed links of a peer and their median RTT, from its report; null when it reports none. */
+function connectivity(p: ApiPeer): ConnectivitySummary | null {
+  const ice = Object.values(p.links ?? {}).map((l) => l.ice).filter((c) => c !== undefined)
+  return ice.length ? summarizeConnectivity(ice) : null
+}
+
+/** "1 direct, 1 relayed · 12 ms"; the title says what relayed means. */
+function LinksCell({ peer }: { peer: ApiPeer }) {
+  const c = connectivity(peer)
+  if (!c) return <td className="num" data-testid="peer-links">—</td>
+  const rtt = c.medianRttMs === null ? '' : ` · ${fmtNum(c.medianRttMs, c.medianRttMs < 10 ? 1 : 0)} ms`
+  return (
+    <td className="num" data-testid="peer-links" title="direct: peer to peer; relayed: through a TURN server. Median round-trip time over its links.">
+      {describeConnectivity(c) || '—'}{rtt}
+    </td>
+  )
+}
 
 /** Staleness = how many steps a peer is behind the furthest peer (max global step − its step). */
 export function globalStep(peers: ApiPeer[]): number {
   return Math.max(0, ...peers.map((p) => Math.max(p.globalStep ?? 0, p.step)))
 }
 
-function value(p: ApiPeer, c: Col, g: number): string | number {
+/** A volunteer's training samples this run and their share of the run's (swarm.ts leaderboard). */
+export interface Contribution {
+  id: string
+  samples: number
+  share: number
+}
+
+function value(p: ApiPeer, c: Col, g: number, credit?: Contribution): string | number {
   switch (c) {
     case 'name': return peerLabel(p).toLowerCase()
     case 'backend': return p.backend ?? ''
@@ -33,8 +69,11 @@ function value(p: ApiPeer, c: Col, g: number): string | number {
     case 'staleness': return g - p.step
     case 'loss': return p.loss ?? Infinity
     case 'accuracy': return p.accuracy ?? -1
+    case 'samples': return credit?.samples ?? p.samples ?? 0
+    case 'share': return credit?.share ?? 0
     case 'bytesSent': return p.bytesSent
     case 'bytesReceived': return p.bytesReceived
+    case 'links': return connectivity(p)?.medianRttMs ?? Infinity
   }
 }
 
@@ -45,12 +84,17 @@ export interface PeerRoles {
   pinned?: { ps?: string | null; writer?: string | null }
 }
 
-export function PeerTable({ peers, now, roles, actions }: { peers: ApiPeer[]; now: number; roles?: PeerRoles; actions?: (p: ApiPeer) => ReactNode }) {
+export function PeerTable({ peers, now, roles, actions, contribution }: {
+  peers: ApiPeer[]; now: number; roles?: PeerRoles; actions?: (p: ApiPeer) => ReactNode
+  /** Samples and share per volunteer; without it the columns show the peers' own counters and no share. */
+  contribution?: Contribution[]
+}) {
   const [sort, setSort] = useState<{ col: Col; dir: 1 | -1 }>({ col: 'name', dir: 1 })
   const g = globalStep(peers)
+  const credit = new Map((contribution ?? []).map((c) => [c.id, c]))
   const rows = [...peers].sort((a, b) => {
-    const va = value(a, sort.col, g)
-    const vb = value(b, sort.col, g)
+    const va = value(a, sort.col, g, credit.get(a.id))
+    const vb = value(b, sort.col, g, credit.get(b.id))
     return (va < vb ? -1 : va > vb ? 1 : a.id < b.id ? -1 : 1) * sort.dir
   })
   if (!peers.length) return <p className="muted">No peers yet. Share the join code to get started.</p>
@@ -82,15 +126,18 @@ export function PeerTable({ peers, now, roles, actions }: { peers: ApiPeer[]; no
                   {p.suspect ? <span className="tag bad">suspect</span> : null}
                   {faultTags(p).map((t) => <span key={t} className="tag warn" data-testid="fault-tag" title="fault injected by the host">{t}</span>)}
                 </td>
-                <td title={p.backendReason ?? undefined}><span className="dot-inline" style={{ background: backendColor(p.backend) }} />{p.backend ?? '—'}{p.computeThread === 'worker' ? <span className="tag" title="the model trains on a worker thread">worker</span> : null}</td>
+                <td title={p.backendReason ?? undefined}><span className="dot-inline" style={{ background: backendColor(p.backend) }} />{p.backend ?? '—'}{p.computeThread === 'worker' ? <span className="tag" title="the model trains on a worker thread">worker</span> : null}{capabilityCodes(p.capability).map((c) => { const t = CAPABILITY_TAG[c as keyof typeof CAPABILITY_TAG]; return t ? <span key={c} className="tag warn" data-testid="capability-tag" title={t.help}>{t.label}</span> : null })}</td>
                 <td><StageText stage={p.stage === 'error' ? 'error' : stalled ? 'stalled' : p.stage ?? 'training'} /></td>
                 <td className="num">{fmtNum(p.stepsPerSec ?? null, 1)}</td>
                 <td className="num">{p.step}</td>
                 <td className="num">{g - p.step}</td>
                 <td className="num">{fmtNum(p.loss, 3)}</td>
                 <td className="num">{fmtPct(p.accuracy)}</td>
+                <td className="num" data-testid="peer-samples">{fmtCompact(credit.get(p.id)?.samples ?? p.samples ?? null)}</td>
+                <td className="num" data-testid="peer-share">{credit.has(p.id) ? fmtPct(credit.get(p.id)!.share, 0) : '—'}</td>
                 <td className="num">{fmtBytes(p.bytesSent)}</td>
                 <td className="num">{fmtBytes(p.bytesReceived)}</td>
+                <LinksCell peer={p} />
                 {actions ? <td className="actions">{actions(p)}</td> : null}
               </tr>
             )

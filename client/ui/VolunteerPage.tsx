@@ -1,8 +1,11 @@
 import { useEffect, useRef, useState, useSyncExternalStore, type FormEvent } from 'react'
+import { MAX_NAME_CHARS } from '../../shared/names'
 import { BACKENDS, type BackendName } from '../../shared/protocol/signaling'
 import type { SessionHandle } from '../session/types'
-import { createBrowserSession } from './session-adapter'
+import { createBrowserSession, saveName, savedName } from './session-adapter'
 import { useTitle } from './hooks'
+import { CapabilityNotice } from './volunteer/CapabilityNotice'
+import { ContributionCard } from './volunteer/Contribution'
 import { ActivityLog, NeighboursCard } from './volunteer/SessionDetails'
 import { SessionBanners, SessionHeader } from './volunteer/SessionHeader'
 import { DataProgress, StatGrid, useTrend } from './volunteer/SessionStats'
@@ -54,6 +57,8 @@ export function VolunteerPage({ initialRoom, backend, name }: { initialRoom: str
       const url = new URL(window.location.href)
       url.searchParams.set('room', room)
       window.history.replaceState(null, '', url)
+      // A name typed here is the person's: kept for their next visits and reloads (cleared: a generated one).
+      saveName(n || null)
       setStartError(startSession(room, forced, n || undefined))
     }} />
   }
@@ -70,7 +75,7 @@ export function VolunteerPage({ initialRoom, backend, name }: { initialRoom: str
 function JoinForm({ initialRoom, error, onJoin }: { initialRoom: string; error: string | null; onJoin: (room: string, name: string) => void }) {
   useTitle('Join a swarm · tabswarm')
   const [room, setRoom] = useState(initialRoom)
-  const [name, setName] = useState('')
+  const [name, setName] = useState(() => savedName() ?? '')
   const valid = ROOM_RE.test(room.trim())
   const submit = (e: FormEvent) => {
     e.preventDefault()
@@ -102,8 +107,8 @@ function JoinForm({ initialRoom, error, onJoin }: { initialRoom: string; error: 
           />
         </label>
         <label className="field">
-          <span>Your name <em>(optional, shown on the class screen)</em></span>
-          <input aria-label="Your name" value={name} maxLength={40} onChange={(e) => setName(e.target.value)} placeholder="Ada" autoComplete="nickname" />
+          <span>Your name <em>(optional, shown on the class screen; without one you get a fun one)</em></span>
+          <input aria-label="Your name" value={name} maxLength={MAX_NAME_CHARS} onChange={(e) => setName(e.target.value)} placeholder="Ada" autoComplete="nickname" />
         </label>
         {room !== '' && !valid ? <p className="field-error">Codes use letters, digits, - and _ only.</p> : null}
         {error ? <p className="banner error" role="alert">{error}</p> : null}
@@ -124,13 +129,15 @@ function SessionView({ session, onLeft }: { session: SessionHandle; onLeft: () =
     <section className="volunteer">
       <SessionHeader snapshot={s} session={session} onLeft={onLeft} />
       <SessionBanners snapshot={s} />
+      <ContributionCard snapshot={s} />
+      <CapabilityNotice snapshot={s} />
       <DataProgress snapshot={s} />
       <StatGrid snapshot={s} trend={trend} />
       <div className="two-col">
         <NeighboursCard snapshot={s} />
         <ActivityLog log={s.log} />
       </div>
-      <p className="muted small center">Keep this tab open. You can pause or leave at any time; the swarm carries on.</p>
+      <p className="muted small center">Keep this tab open. You can pause or leave at any time; the swarm carries on, and what you trained still counts.</p>
     </section>
   )
 }

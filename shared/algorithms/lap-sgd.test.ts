@@ -150,3 +150,29 @@ describe('LAP-SGD churn', () => {
     for (const p of [...alive, joiner]) p.inst.dispose()
   })
 })
+
+describe('LAP-SGD without a Hogwild pool (a tab that is not cross-origin isolated)', () => {
+  it('falls back to one updater on its own Compute, still averages with pooled peers, and says so', async () => {
+    const d = 4
+    const prob = makeLsqProblem({ n: 2, d, m: 16, seed: 35, spread: 1 })
+    const cfg = config({ lr: 0.05, sync: { kind: 'constant', h: 3 }, updaters: 4 })
+    const net = new MemoryNetwork({ seed: 36, faults: { ...FAULTS.none, latencyMs: [1, 1] } })
+    net.join('p0')
+    net.join('p1')
+    const pooled = await start(net, 'p0', new Float32Array(d), gradientFromComputes([0, 1].map(() => new LsqCompute(prob.shards[0], { batchSize: 4 }))), cfg)
+    const compute = new LsqCompute(prob.shards[1], { batchSize: 4 })
+    const stop = new AbortController()
+    const events: string[] = []
+    // No `hogwild`: before the fallback this threw "lap-sgd needs ctx.hogwild".
+    const lone = await lapSgd({ mesh: net.mesh('p1')!, compute, config: cfg, signal: stop.signal, now: () => performance.now(), log: (e) => events.push(e) })
+    expect(events).toContain('lap-sgd-one-updater')
+    const [a, b] = await Promise.all([runSteps(pooled, 4), runSteps({ inst: lone, stop }, 4)])
+    expect(a.every((r) => r.communicated) && b.every((r) => r.communicated)).toBe(true)
+    // Both made H = 3 local updates per round, and the last averaging brought them together.
+    expect(b.at(-1)!.step).toBeGreaterThan(0)
+    const [xa, xb] = await Promise.all([pooled.inst.evalParams(), lone.evalParams()])
+    expect(sqDist(xa, xb)).toBeLessThan(sqDist(xa, new Float32Array(d)))
+    pooled.inst.dispose()
+    lone.dispose()
+  })
+})

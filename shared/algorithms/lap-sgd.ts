@@ -5,6 +5,7 @@ import {
   startStateResponder, type PeerState,
 } from './common'
 import { linkTopology } from './descriptors'
+import { gradientFromComputes, InProcessHogwildPool } from './inprocess-hogwild'
 import type { AlgorithmFactory, AlgorithmInstance, HogwildPool, StepReport } from './types'
 
 /**
@@ -166,10 +167,21 @@ class LapSgd implements AlgorithmInstance {
   }
 }
 
+/**
+ * Without a platform pool (a tab that is not cross-origin isolated has no SharedArrayBuffer, so
+ * no workers can share x) the tab still takes part with ONE updater in its own thread, on its
+ * own Compute: U concurrent in-process updaters would race on that Compute's parameters. The
+ * averaging is the same, so the swarm trains on; the volunteer page says why (CapabilityNotice).
+ */
+async function oneUpdaterPool(ctx: Parameters<AlgorithmFactory>[0]): Promise<HogwildPool> {
+  ctx.log('lap-sgd-one-updater', { wanted: ctx.config.updaters, why: 'no shared memory (page not cross-origin isolated)' })
+  return new InProcessHogwildPool(await ctx.compute.readParams(), gradientFromComputes([ctx.compute]), { updaters: 1 })
+}
+
 export const lapSgd: AlgorithmFactory = async (ctx) => {
-  if (!ctx.hogwild) throw new Error("lap-sgd needs ctx.hogwild (a HogwildPool of U updaters)")
-  ctx.hogwild.updaters = ctx.config.updaters
-  const inst = new LapSgd(ctx, ctx.hogwild)
+  const pool = ctx.hogwild ?? (await oneUpdaterPool(ctx))
+  if (ctx.hogwild) ctx.hogwild.updaters = ctx.config.updaters
+  const inst = new LapSgd(ctx, pool)
   await inst.init()
   return inst
 }

@@ -45,6 +45,11 @@ export const infoResponseSchema = z.object({
   publicUrlSource: z.enum(['PUBLIC_URL', 'request', 'lan']),
   /** Only this machine can open `publicUrl`: the host page warns the teacher. */
   localOnly: z.boolean(),
+  /**
+   * How this server does TLS (signaling-server/tls.ts): 'self-signed' (students see a certificate
+   * warning once), 'certificate' (TLS_CERT/TLS_KEY), or 'none' (plain HTTP). Optional: older servers omit it.
+   */
+  tls: z.enum(['self-signed', 'certificate', 'none']).optional(),
 })
 export type InfoResponse = z.infer<typeof infoResponseSchema>
 
@@ -67,6 +72,7 @@ export const peerViewSchema = z.object({
   computeThread: z.enum(['worker', 'main']).nullable(),
   samplesPerSec: z.number(),
   stepsPerSec: z.number(),
+  /** Samples it contributed to the current run (the ledger's count: kept across its reloads). */
   samples: z.number(),
   bytesSent: z.number(),
   bytesReceived: z.number(),
@@ -78,6 +84,8 @@ export const peerViewSchema = z.object({
   consensus: z.number().nullable(),
   stage: z.enum(PEER_STAGES),
   updaters: z.number().nullable(),
+  /** Why the tab has no WebGPU or isolation (CAPABILITY_ISSUES); absent or [] when nothing is missing. */
+  capability: z.array(z.string()).optional(),
   rejected: z.number(),
   /** Host fault injection in effect on this peer. */
   slowFactor: z.number(),
@@ -108,6 +116,19 @@ export const checkpointInfoSchema = z.object({
   current: z.boolean(),
 })
 export type CheckpointInfo = z.infer<typeof checkpointInfoSchema>
+
+/**
+ * One volunteer's contribution to the current run (signaling-server/rooms.ts credit()): samples
+ * credited under its id, kept across reloads and absences and after it left; `share` is samples
+ * over the run's total.
+ */
+export const leaderboardEntrySchema = z.object({
+  id: z.string(),
+  name: z.string().nullable(),
+  samples: z.number(),
+  share: z.number(),
+})
+export type LeaderboardEntry = z.infer<typeof leaderboardEntrySchema>
 
 /** signaling-server/rooms.ts `view()`: the room's live state, also spectators' 'room-state'. */
 export const roomViewSchema = z.object({
@@ -140,6 +161,8 @@ export const roomViewSchema = z.object({
   peers: z.array(peerViewSchema),
   /** The latest evictions, newest last. */
   evictions: z.array(evictionRecordSchema),
+  /** The run's top contributors by samples (at most 20), including volunteers that left. */
+  leaderboard: z.array(leaderboardEntrySchema),
 })
 export type RoomView = z.infer<typeof roomViewSchema>
 
@@ -310,7 +333,7 @@ export const clientRoomSchema = roomResponseSchema
   })
   .partial({
     code: true, run: true, paused: true, epoch: true, roles: true, checkpointStep: true, checkpoints: true, diverged: true,
-    spectators: true, joining: true, createdAt: true, now: true, evictions: true,
+    spectators: true, joining: true, createdAt: true, now: true, evictions: true, leaderboard: true,
     joinUrl: true, dashboardUrl: true, projectorUrl: true, publicUrl: true, localOnly: true,
   })
 export type ClientRoom = z.infer<typeof clientRoomSchema>

@@ -1,5 +1,6 @@
 import { z } from 'zod'
-import { announcedConfigSchema } from '../config'
+import { announcedConfigSchema, iceServerSchema } from '../config'
+import type { HistoryDelta, HistorySnapshot } from './history'
 import { PROTOCOL_VERSION } from './version'
 
 /**
@@ -50,6 +51,11 @@ export const joinSchema = z.object({
    * instead of the whole roster on every change. Without it, every change is a full 'membership'.
    */
   deltas: z.boolean().optional(),
+  /**
+   * Spectators: send the run history once ('history') and then its new points
+   * ('history-delta'; shared/protocol/history.ts). Appended later; without it, none.
+   */
+  history: z.boolean().optional(),
 })
 export type JoinRequest = z.infer<typeof joinSchema>
 
@@ -83,7 +89,39 @@ const count = z.number().min(0).max(REPORT_LIMITS.count)
 const bytes = z.number().min(0).max(REPORT_LIMITS.bytes)
 const rate = z.number().min(0).max(REPORT_LIMITS.rate)
 
-export const linkReportSchema = z.object({ sent: bytes, received: bytes })
+/** ICE candidate types (RTCIceCandidateType): on a host, from a STUN server, peer-reflexive, on a TURN relay. */
+export const CANDIDATE_TYPES = ['host', 'srflx', 'prflx', 'relay'] as const
+export type CandidateType = (typeof CANDIDATE_TYPES)[number]
+const candidateTypeSchema = z.enum(CANDIDATE_TYPES)
+
+/**
+ * How one link connects (client/mesh/connectivity.ts, from RTCPeerConnection.getStats()): the
+ * candidate types this side gathered, the selected pair's local and remote types (null until a
+ * pair is selected) and its current round-trip time. Appended later: older clients omit it.
+ */
+export const linkConnectivitySchema = z.object({
+  gathered: z.array(candidateTypeSchema).max(CANDIDATE_TYPES.length),
+  local: candidateTypeSchema.nullable(),
+  remote: candidateTypeSchema.nullable(),
+  rttMs: z.number().min(0).max(600_000).nullable(),
+})
+export type LinkConnectivity = z.infer<typeof linkConnectivitySchema>
+
+export const linkReportSchema = z.object({ sent: bytes, received: bytes, ice: linkConnectivitySchema.optional() })
+
+/**
+ * What keeps a tab from WebGPU or from cross-origin isolation, as client/runtime/backend.ts
+ * diagnoses it (README "Joining from another machine on the LAN"; the volunteer page,
+ * client/ui/volunteer/CapabilityNotice.tsx, says what fixes each):
+ *   insecure-context  plain http:// on a network address: no WebGPU, no SharedArrayBuffer
+ *   no-webgpu-api     the browser has no navigator.gpu
+ *   no-adapter        navigator.gpu found no adapter (driver, or WebGPU disabled)
+ *   gpu-blocklisted   no adapter, and WebGL renders in software: the GPU is blocklisted or absent
+ *   software-adapter  only a software (fallback) adapter, slower than wasm, so it is skipped
+ *   not-isolated      no crossOriginIsolated: lap-sgd runs one updater, wasm one thread
+ */
+export const CAPABILITY_ISSUES = ['insecure-context', 'no-webgpu-api', 'no-adapter', 'gpu-blocklisted', 'software-adapter', 'not-isolated'] as const
+export type CapabilityIssue = (typeof CAPABILITY_ISSUES)[number]
 
 export const reportSchema = z.object({
   v,
@@ -125,6 +163,8 @@ export const reportSchema = z.object({
   addedLatencyMs: z.number().min(0).max(60_000).optional(),
   /** Where the peer's model runs: a worker thread, or the thread that owns its mesh and page (optional: older clients omit it). */
   computeThread: z.enum(['worker', 'main']).optional(),
+  /** Why this tab lacks WebGPU or cross-origin isolation (CAPABILITY_ISSUES; optional: older clients and Node peers omit it). */
+  capability: z.array(z.enum(CAPABILITY_ISSUES)).max(CAPABILITY_ISSUES.length).optional(),
 })
 export type PeerReport = z.infer<typeof reportSchema>
 
@@ -210,10 +250,44 @@ export function applyMembershipDelta(m: MembershipAnnouncement, d: MembershipDel
   return { ...m, epoch: d.epoch, peers, roles: d.roles, paused: d.paused, diverged: d.diverged }
 }
 
+/**
+ * Server → volunteer, over its own socket only (appended later): STUN/TURN servers set on the
+ * server (signaling-server/turn.ts), used in addition to the room's `iceServers`. TURN entries
+ * carry short-lived credentials issued to this volunteer; a fresh grant arrives before
+ * `expiresAt` (null: nothing in it expires). New links use the latest grant; links already up
+ * keep the TURN allocation they made.
+ */
+export const iceServersGrantSchema = z.object({
+  v,
+  iceServers: z.array(iceServerSchema).max(16),
+  expiresAt: z.number().nullable(),
+})
+export type IceServersGrant = z.infer<typeof iceServersGrantSchema>
+
+/** Volunteer → server: send me a fresh 'ice-servers' grant (rate-bounded; the server also pushes one before expiry). */
+export const iceServersRequestSchema = z.object({ v })
+
 /** Client → server: send me the whole membership (my epoch is not a delta's base). */
 export const syncSchema = z.object({ v })
 
 export const joinedSchema = z.object({ v, self: peerIdSchema, room: roomNameSchema })
+
+/**
+ * Server → volunteer: where it stands in the current run (signaling-server/rooms.ts credit()):
+ * the samples credited to its id (across reloads), its place among the run's contributors
+ * (`rank` 0 while it has none), and its share of the run's samples. Appended later.
+ */
+export const creditSchema = z.object({
+  v,
+  samples: z.number().min(0),
+  rank: z.number().int().min(0),
+  of: z.number().int().min(0),
+  share: z.number().min(0).max(1),
+  total: z.number().min(0),
+  /** Its reported neighbours' display names (null: none given). */
+  neighbours: z.array(z.object({ id: peerIdSchema, name: z.string().max(64).nullable() })).max(REPORT_LIMITS.peers).default([]),
+})
+export type Credit = z.infer<typeof creditSchema>
 
 /**
  * Sent once on every new connection: a fresh random challenge the client signs to prove its
@@ -256,16 +330,22 @@ export interface ClientToServerEvents {
   checkpoint: (payload: unknown) => void
   leave: (payload?: unknown) => void
   sync: (payload: unknown) => void
+  'ice-servers': (payload: unknown) => void
 }
 
 export interface ServerToClientEvents {
   hello: (p: z.infer<typeof helloSchema>) => void
   joined: (p: z.infer<typeof joinedSchema>) => void
+  credit: (p: Credit) => void
   membership: (p: MembershipAnnouncement) => void
   'membership-delta': (p: MembershipDelta) => void
   signal: (p: z.infer<typeof relayedSignalSchema>) => void
   error: (p: z.infer<typeof serverErrorSchema>) => void
   command: (p: PeerCommand) => void
+  'ice-servers': (p: IceServersGrant) => void
   /** Spectators: the room's live state, same shape as GET /api/rooms/:room. */
   'room-state': (p: unknown) => void
+  /** Spectators that joined with `history: true`: the run history, then its new points. */
+  history: (p: HistorySnapshot) => void
+  'history-delta': (p: HistoryDelta) => void
 }

@@ -148,14 +148,24 @@ describe('hostile room configs', () => {
     }
   })
 
-  it('TURN credentials reach a volunteer over its own socket, never a public response', async () => {
+  it('TURN credentials reach a volunteer over its own socket, never a spectator or a public response', async () => {
     const ice = [{ urls: 'turn:turn.example.org:3478', username: 'alice', credential: 's3cret' }]
     const { room } = await createRoom(env.server, { iceServers: ice })
+    // A spectator (anyone with the room name) is watching before and after the volunteer joins.
+    const spectator = connect(env.server.url)
+    const seen: unknown[] = []
+    spectator.onAny((event: string, payload: unknown) => seen.push([event, payload]))
+    await once(spectator, 'connect', 'spectator connect')
+    seen.push(await spectator.timeout(10_000).emitWithAck('join', { v: 1, room, role: 'spectator' }))
     const { membership } = await volunteer(room)
     expect(membership.config.iceServers).toEqual(ice)
+    spectator.emit('sync', { v: 1 })
+    const synced = await once<Any>(spectator, 'membership', 'spectator sync answered')
+    // Answered after the broadcast that listed the volunteer went out: anything leaked is in `seen`.
+    expect(synced.config.iceServers).toEqual([{ urls: 'turn:turn.example.org:3478' }])
     const view = await fetch(roomUrl(env.server, room)).then((r) => r.text())
     const hist = await fetch(`${roomUrl(env.server, room)}/history?format=json`).then((r) => r.text())
-    for (const text of [view, hist]) {
+    for (const text of [view, hist, JSON.stringify(seen)]) {
       expect(text).toContain('turn:turn.example.org:3478')
       expect(text).not.toContain('s3cret')
       expect(text).not.toContain('alice')

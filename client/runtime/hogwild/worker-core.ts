@@ -55,6 +55,16 @@ export function runHogwildWorker(post: (m: FromWorker) => void, setBackend: (m: 
 }
 
 export async function setWorkerBackend(name: 'cpu' | 'wasm'): Promise<string> {
+  if (name === 'wasm' && /\bFirefox\//.test(globalThis.navigator?.userAgent ?? '')) {
+    // Firefox now and then never finishes initialising tfjs's threaded wasm inside a worker
+    // (its threads are workers nested in this one), and the page waits for 'ready' until its
+    // deadline. One thread per worker there: the workers are the parallelism anyway.
+    try {
+      tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false)
+    } catch {
+      // Flag not registered (no wasm backend imported): nothing to turn off.
+    }
+  }
   for (const b of name === 'wasm' ? ['wasm', 'cpu'] : ['cpu']) {
     try {
       if (await tf.setBackend(b)) {

@@ -1,5 +1,5 @@
 import type { AlgorithmKnob } from '../../../shared/algorithms/descriptors'
-import { COMPRESSIONS, type RoomConfig } from '../../../shared/config'
+import { COMPRESSIONS, HIDDEN_GRACE_DEFAULT_MS, type RoomConfig } from '../../../shared/config'
 import { NumberField, Select } from './fields'
 import { readsKnob, type QsrSync } from './room-options'
 import type { FormBinding } from './useRoomForm'
@@ -18,6 +18,14 @@ export function AdvancedSettings({ form }: { form: FormBinding }) {
         <Select label="Message compression" value={config.compression} options={COMPRESSIONS} text={{ fp32: 'None (fp32)', fp16: 'Half precision', int8: '8-bit' }} onChange={(v) => set('compression', v as RoomConfig['compression'])} />
         <NumberField label="Neighbour deadline (ms)" value={config.stepDeadlineMs} integer onChange={(v) => set('stepDeadlineMs', v)} error={fieldErr('stepDeadlineMs')} />
         <NumberField label="Random seed" value={config.seed} integer onChange={(v) => set('seed', v)} error={fieldErr('seed')} />
+        {/* Seconds here (ms in the config): how long a student's screen may dim or their tab hide before they step aside. */}
+        <NumberField
+          label="Hidden-tab grace (s)"
+          value={(config.hiddenGraceMs ?? HIDDEN_GRACE_DEFAULT_MS) / 1000}
+          step="any"
+          onChange={(v) => set('hiddenGraceMs', Math.round(v * 1000))}
+          error={fieldErr('hiddenGraceMs')}
+        />
         <IceServersField form={form} />
       </div>
     </details>

@@ -48,20 +48,32 @@ export function StatGrid({ snapshot: s, trend }: { snapshot: SessionSnapshot; tr
       </Stat>
       <Stat label="Step" testId="stat-step" value={String(s.step)} sub={s.globalStep > s.step ? `swarm at ${s.globalStep}` : undefined} />
       <Stat label="Steps / s" value={fmtNum(s.stepsPerSec, 1)} sub={`${fmtCompact(s.samplesPerSec)} samples/s`} />
-      <Stat label="Backend" testId="stat-backend" value={s.backend ?? '—'} color={s.backend ? backendColor(s.backend) : undefined} sub={[thread, s.backendReason].filter(Boolean).join(' · ') || undefined} />
+      <Stat
+        label="Backend" testId="stat-backend" value={s.backend ?? '—'} color={s.backend ? backendColor(s.backend) : undefined}
+        sub={[thread, backendWhy(s.backendReason)].filter(Boolean).join(' · ') || undefined} detail={s.backendReason || undefined}
+      />
       <Stat label="Neighbours" testId="stat-peers" value={String(s.neighbors.length)} sub={`${s.peers.length} in the room`} />
       <Stat label="Sent" testId="stat-bytes-sent" value={fmtBytes(s.bytesSent)} sub="peer-to-peer" />
       <Stat label="Received" testId="stat-bytes-received" value={fmtBytes(s.bytesReceived)} sub="peer-to-peer" />
-      <Stat label="Samples contributed" value={fmtCompact(s.samples)} />
+      <Stat label="Samples contributed" testId="stat-samples" value={fmtCompact(s.credit?.samples ?? s.samples)} sub={s.credit ? 'this run, kept if you reload or pause' : undefined} />
       <Stat label="Learning rate" value={fmtNum(s.lr, 4)} sub={s.h !== null ? `sync every H = ${s.h} steps` : undefined} />
     </div>
   )
 }
 
-function Stat({ label, value, sub, testId, accent, color, children }: {
+/** Why this backend, in plain words (the measurements stay in the tooltip). */
+function backendWhy(reason: string): string {
+  if (/forced/.test(reason) && !/failed/.test(reason)) return 'as the link asks'
+  if (/fastest measured/.test(reason)) return 'the fastest on this device'
+  return reason
+}
+
+function Stat({ label, value, sub, detail, testId, accent, color, children }: {
   label: string
   value: string
   sub?: string
+  /** The technical account behind `sub` (its tooltip). */
+  detail?: string
   testId?: string
   accent?: boolean
   color?: string
@@ -71,7 +83,7 @@ function Stat({ label, value, sub, testId, accent, color, children }: {
     <div className={`stat card${accent ? ' accent' : ''}`}>
       <div className="stat-label">{label}</div>
       <div className="stat-value" data-testid={testId} style={color ? { color } : undefined}>{value}</div>
-      {sub ? <div className="stat-sub" title={sub}>{sub}</div> : null}
+      {sub ? <div className="stat-sub" title={detail ?? sub}>{sub}</div> : null}
       {children}
     </div>
   )
