@@ -1,16 +1,27 @@
 /**
- * Screenshots for docs/screenshots: a live 4-peer DPSGD room (one student slowed
+ * Screenshots for docs/screenshots (the server runs with a public URL, as a classroom server
+ * started with PUBLIC_URL would, so join links and QR codes show a LAN address): a live 4-peer DPSGD room (one student slowed
  * down by the host, so the fault tag shows), then /host (control page), /projector/CODE and
  * /room/CODE at 1920x1080, and /host, /room/CODE and a student's tab at phone width (390 px). Run inside the loopback netns after a build:
  *   npm run build && sh tools/netns-run.sh npx tsx tools/screenshots.ts [outDir]
  */
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { startServer } from '../signaling-server/server'
 import { launchBrowser, volunteerContext } from '../tests/support/browser'
-import { cleanup, getJson, startTestServer, waitFor } from '../tests/support/server'
+import { cleanup, getJson, waitFor } from '../tests/support/server'
 
 const out = process.argv[2] ?? 'docs/screenshots'
 const NAMES = ['Ada', 'Grace', 'Alan', 'Katherine']
 
-const server = await startTestServer()
+const PUBLIC_URL = 'https://192.168.1.20:8080'
+const dataDir = mkdtempSync(join(tmpdir(), 'tabswarm-shots-'))
+const started = await startServer({
+  port: 0, host: '127.0.0.1', dataDir, publicUrl: PUBLIC_URL, log: () => {},
+  staticDir: process.env.TABSWARM_DIST ?? join(process.cwd(), 'dist'),
+})
+const server = { url: started.url, dataDir, close: () => started.close() }
 const browser = await launchBrowser()
 try {
   const hostCtx = await browser.newContext({ viewport: { width: 1920, height: 1080 } })

@@ -94,8 +94,9 @@ describe('a Chromium tab and a Firefox tab train one room over real WebRTC', () 
   })
 
   it('runs LAP-SGD\'s Hogwild updaters on Web Workers over SharedArrayBuffer', async () => {
-    // Started together, one of Firefox's threaded-wasm updaters used to never come up (the
-    // page then failed with hogwild-worker-ready after 60 s); the pool now starts them in turn.
+    // Firefox used to leave a worker's threaded-wasm tfjs uninitialised now and then (the page
+    // failed with hogwild-worker-ready after 60 s, 3 runs out of 3 here); workers in Firefox now
+    // run single-threaded wasm (client/runtime/hogwild/worker-core.ts).
     const { server } = env
     const room = `${ROOM}-lap`
     await createRoom(server, { room, config: { algorithm: 'lap-sgd', updaters: 2 } })

@@ -133,43 +133,40 @@ export class WorkerHogwildPool implements HogwildPool {
 
   private async reconcile(signal: AbortSignal): Promise<void> {
     while (this.slots.length > this.desired) retire(this.slots.pop()!)
+    const fresh: Promise<unknown>[] = []
+    while (this.slots.length < this.desired) {
+      const index = this.nextWorkerIndex++
+      const handle = this.spawn()
+      const slot: Slot = { handle, index, listeners: new Set() }
+      handle.onMessage((m) => {
+        if (m.type === 'error') slot.failed = new Error(`hogwild worker ${index}: ${m.message}`)
+        for (const l of [...slot.listeners]) l(m)
+      })
+      handle.onError((e) => {
+        slot.failed = e
+        for (const l of [...slot.listeners]) l({ type: 'error', message: e.message })
+      })
+      this.slots.push(slot)
+      const { model, train, batchSize, seed, backend = 'wasm', wasmPath } = this.opts
+      fresh.push(
+        this.request(
+          slot,
+          { type: 'init', params: this.shared.buffer as SharedArrayBuffer, control: this.control.buffer as SharedArrayBuffer,
+            model, train, batchSize, seed, streamSeed: 1000 + index, backend, wasmPath },
+          (m) => m.type === 'ready',
+          this.opts.readyTimeoutMs ?? 60_000,
+          signal,
+        ),
+      )
+    }
     try {
-      while (this.slots.length < this.desired) await this.startWorker(signal)
+      await Promise.all(fresh)
     } catch (e) {
       // Drop the workers that failed so the next run retries them.
       for (const s of this.slots.filter((s) => s.failed)) retire(s)
       this.slots.splice(0, this.slots.length, ...this.slots.filter((s) => !s.failed))
       throw e
     }
-  }
-
-  /**
-   * Starts one updater and waits until it is ready. One at a time: Firefox now and then never
-   * finishes initialising one of several threaded-wasm workers that start together (it hung 1 in
-   * 3 times with three), while started in turn they all come up.
-   */
-  private async startWorker(signal: AbortSignal): Promise<void> {
-    const index = this.nextWorkerIndex++
-    const handle = this.spawn()
-    const slot: Slot = { handle, index, listeners: new Set() }
-    handle.onMessage((m) => {
-      if (m.type === 'error') slot.failed = new Error(`hogwild worker ${index}: ${m.message}`)
-      for (const l of [...slot.listeners]) l(m)
-    })
-    handle.onError((e) => {
-      slot.failed = e
-      for (const l of [...slot.listeners]) l({ type: 'error', message: e.message })
-    })
-    this.slots.push(slot)
-    const { model, train, batchSize, seed, backend = 'wasm', wasmPath } = this.opts
-    await this.request(
-      slot,
-      { type: 'init', params: this.shared.buffer as SharedArrayBuffer, control: this.control.buffer as SharedArrayBuffer,
-        model, train, batchSize, seed, streamSeed: 1000 + index, backend, wasmPath },
-      (m) => m.type === 'ready',
-      this.opts.readyTimeoutMs ?? 60_000,
-      signal,
-    )
   }
 
   private request(slot: Slot, msg: ToWorker, done: (m: FromWorker) => boolean, timeoutMs?: number, signal?: AbortSignal): Promise<FromWorker> {

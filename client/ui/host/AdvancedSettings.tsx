@@ -1,5 +1,5 @@
 import type { AlgorithmKnob } from '../../../shared/algorithms/descriptors'
-import { COMPRESSIONS, HIDDEN_GRACE_DEFAULT_MS, type RoomConfig } from '../../../shared/config'
+import { COMPRESSIONS, HIDDEN_GRACE_DEFAULT_MS, TEST_SUBSET_DEFAULT, type RoomConfig } from '../../../shared/config'
 import { NumberField, Select } from './fields'
 import { readsKnob, type QsrSync } from './room-options'
 import type { FormBinding } from './useRoomForm'
@@ -25,6 +25,14 @@ export function AdvancedSettings({ form }: { form: FormBinding }) {
           step="any"
           onChange={(v) => set('hiddenGraceMs', Math.round(v * 1000))}
           error={fieldErr('hiddenGraceMs')}
+        />
+        {/* Every tab measures accuracy on the same subset; a larger one costs each tab 785 bytes per image. */}
+        <NumberField
+          label="Test images per tab"
+          value={config.testSubset ?? TEST_SUBSET_DEFAULT}
+          integer
+          onChange={(v) => set('testSubset', v)}
+          error={fieldErr('testSubset')}
         />
         <IceServersField form={form} />
       </div>
