@@ -33,6 +33,10 @@ export interface IdentityProof {
   signature: string
 }
 
+/**
+ * What joining needs, whichever signer holds the key: identityFromKeys (WebCrypto) or
+ * nobleIdentity (shared/identity-noble.ts, for insecure contexts without crypto.subtle).
+ */
 export interface Identity {
   /** The peer id derived from the public key (peerIdOf). */
   id: string
@@ -109,11 +113,18 @@ export async function publicKeyString(key: CryptoKey): Promise<string> {
   return base64urlEncode(new Uint8Array(await subtle().exportKey('spki', key)))
 }
 
-async function idOfSpki(spki: Uint8Array<ArrayBuffer>): Promise<string> {
-  const hash = new Uint8Array(await subtle().digest('SHA-256', spki))
+/**
+ * The peer id of an SPKI given its SHA-256. Exported for the signer that has no crypto.subtle
+ * (shared/identity-noble.ts), so both paths make one id from one key.
+ */
+export function peerIdOfSpkiHash(hash: Uint8Array): string {
   let hex = ''
   for (const b of hash.subarray(0, ID_HASH_BYTES)) hex += b.toString(16).padStart(2, '0')
   return ID_PREFIX + hex
+}
+
+async function idOfSpki(spki: Uint8Array<ArrayBuffer>): Promise<string> {
+  return peerIdOfSpkiHash(new Uint8Array(await subtle().digest('SHA-256', spki)))
 }
 
 /** The peer id of a base64url SPKI public key: 'k-' + 24 lowercase hex digits. Throws on bad base64url. */

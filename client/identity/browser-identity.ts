@@ -9,12 +9,18 @@
  * reload of the same tab gets its identity back (the browser drops the lock when the page unloads).
  * A duplicated tab copies sessionStorage, finds that slot locked by the original and takes another.
  *
- * Null, never a throw, when an identity cannot be had: no crypto.subtle, IndexedDB or Web Locks
- * (an insecure origin such as http://192.168.x.x has no crypto.subtle), all slots taken, or a
- * storage error (quota, private mode). The tab then joins without a proof and its socket id is its
- * identity, as before.
+ * An insecure context (a plain-http LAN page such as http://192.168.x.y:8080) has neither
+ * crypto.subtle nor Web Locks. There the key is made and used by pure-JS P-256
+ * (shared/identity-noble.ts, loaded only then) and kept as its raw 32 bytes under 'raw-<slot>' in
+ * the same store, since a CryptoKey cannot exist without subtle; slots are held by IndexedDB leases
+ * (./lease-locks.ts) instead of Web Locks. docs/security.md says what the raw key costs.
+ *
+ * Null, never a throw, when an identity cannot be had: no IndexedDB, no crypto.getRandomValues,
+ * neither Web Locks nor BroadcastChannel, all slots taken, or a storage error (quota, private
+ * mode). The tab then joins without a proof and its socket id is its identity, as before.
  */
 import { generateIdentityKeys, identityFromKeys, type Identity } from '../../shared/identity'
+import { leaseLocks } from './lease-locks'
 
 export const SLOT_CAP = 64
 const DB_NAME = 'tabswarm-identity'
@@ -138,8 +144,44 @@ async function keysForSlot(slot: number): Promise<CryptoKeyPair> {
   }
 }
 
+/** The raw private key stored in `slot` for the insecure-context path, made and stored there first if missing. */
+async function secretForSlot(db: IDBDatabase, slot: number): Promise<Uint8Array> {
+  const { isNobleSecretKey, newNobleSecretKey } = await import('../../shared/identity-noble')
+  const key = `raw-${slot}`
+  const stored: unknown = await request(db.transaction(STORE, 'readonly').objectStore(STORE).get(key))
+  if (isNobleSecretKey(stored)) return stored
+  const fresh = newNobleSecretKey()
+  const tx = db.transaction(STORE, 'readwrite')
+  tx.objectStore(STORE).put(fresh, key)
+  await new Promise<void>((resolve, reject) => {
+    tx.oncomplete = () => resolve()
+    tx.onerror = () => reject(tx.error ?? new Error('IndexedDB write failed'))
+    tx.onabort = () => reject(tx.error ?? new Error('IndexedDB write aborted'))
+  })
+  return fresh
+}
+
+/** Without crypto.subtle (and so without Web Locks): pure-JS keys, lease-held slots. */
+async function loadInsecure(): Promise<Identity | null> {
+  if (typeof globalThis.crypto?.getRandomValues !== 'function') return null
+  // Kept open for the page's life: the lease is given back from it on pagehide.
+  const db = await openDb()
+  const leases = leaseLocks(db, STORE)
+  if (!leases) {
+    db.close()
+    return null
+  }
+  const slot = await chooseSlot(parseSlot(sessionGet()), (s, waitMs) => leases.tryLock(s, waitMs))
+  if (slot === null) return null
+  sessionSet(slot)
+  const { nobleIdentity } = await import('../../shared/identity-noble')
+  return nobleIdentity(await secretForSlot(db, slot))
+}
+
 async function load(): Promise<Identity | null> {
-  if (!globalThis.crypto?.subtle || typeof indexedDB === 'undefined' || typeof navigator === 'undefined' || !navigator.locks) return null
+  if (typeof indexedDB === 'undefined' || typeof navigator === 'undefined') return null
+  if (!globalThis.crypto?.subtle) return loadInsecure()
+  if (!navigator.locks) return null
   const locks = navigator.locks
   const slot = await chooseSlot(parseSlot(sessionGet()), (s, waitMs) => holdLock(locks, `${LOCK_PREFIX}${s}`, waitMs))
   if (slot === null) return null

@@ -52,7 +52,10 @@ const PEER_REF = '\u0000peer:'
  * a 'bad-request' message must start with one of them (or `payload`).
  */
 const FIELDS: Record<string, readonly string[]> = Object.fromEntries(EVENTS.map((e) => {
-  const schema = (signaling as Record<string, unknown>)[`${e}Schema`] as { shape?: Record<string, unknown> } | undefined
+  // 'ice-servers' → iceServersSchema or iceServersRequestSchema (a request whose answer shares the name).
+  const camel = e.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())
+  const all = signaling as Record<string, unknown>
+  const schema = (all[`${camel}Schema`] ?? all[`${camel}RequestSchema`]) as { shape?: Record<string, unknown> } | undefined
   return [e, schema?.shape ? Object.keys(schema.shape) : []]
 }))
 
