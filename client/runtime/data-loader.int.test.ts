@@ -40,6 +40,33 @@ describe('test subset per room', () => {
     expect(whole.bytes - HEADER_BYTES).toBe(5 * (a.bytes - HEADER_BYTES))
   })
 
+  it('gzips a dataset for clients that accept it: the same bytes decoded, far fewer sent, its own validator', async () => {
+    const url = `${env.server.url}/data/mnist/test.bin?subset=2000`
+    const { request } = await import('node:http')
+    // Raw http (fetch would decode): what goes over the wire.
+    const raw = (headers: Record<string, string>) => new Promise<{ status: number; headers: Record<string, unknown>; body: Buffer }>((resolve, reject) => {
+      request(url, { headers }, (res) => {
+        const chunks: Buffer[] = []
+        res.on('data', (c: Buffer) => chunks.push(c))
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }))
+      }).on('error', reject).end()
+    })
+    const plain = await raw({})
+    const gz = await raw({ 'accept-encoding': 'gzip, deflate, br' })
+    expect(plain.headers['content-encoding']).toBeUndefined()
+    expect(gz.headers['content-encoding']).toBe('gzip')
+    expect(gz.headers['x-decoded-length']).toBe(String(plain.body.byteLength))
+    expect(gz.body.byteLength).toBeLessThan(plain.body.byteLength / 3)
+    const { gunzipSync } = await import('node:zlib')
+    expect(gunzipSync(gz.body).equals(plain.body)).toBe(true)
+    expect(gz.headers.etag).not.toBe(plain.headers.etag)
+    expect((await raw({ 'accept-encoding': 'gzip', 'if-none-match': String(gz.headers.etag) })).status).toBe(304)
+    // The loader's progress ends at the decoded total, not past the encoded Content-Length.
+    let last: [number, number | null] = [0, null]
+    await fetchDataset('mnist', 'test', { baseUrl: env.server.url, testSubset: 2000, onProgress: (l, t) => { last = [l, t] } })
+    expect(last).toEqual([plain.body.byteLength, plain.body.byteLength])
+  })
+
   it('refuses sizes outside the room option\'s range and subsets of the training split', async () => {
     for (const q of ['subset=99', 'subset=10001', 'subset=abc']) {
       const r = await fetch(`${env.server.url}/data/mnist/test.bin?${q}`)

@@ -36,8 +36,10 @@ export async function fetchDataset(name: DatasetName, split: 'train' | 'test', o
   const url = datasetUrl(name, split, opts)
   const res = await fetch(url, { signal: opts.signal })
   if (!res.ok) throw new Error(`GET ${url}: HTTP ${res.status}`)
-  const lenHeader = res.headers.get('content-length')
-  const total = lenHeader ? Number(lenHeader) : null
+  // The server gzips datasets; fetch decodes them, so progress counts decoded bytes against the
+  // decoded length (Content-Length is the encoded one).
+  const lenHeader = res.headers.get('x-decoded-length') ?? (res.headers.get('content-encoding') ? null : res.headers.get('content-length'))
+  const total = lenHeader && Number.isFinite(Number(lenHeader)) ? Number(lenHeader) : null
   if (!res.body) {
     const buf = new Uint8Array(await res.arrayBuffer())
     opts.onProgress?.(buf.length, total)
