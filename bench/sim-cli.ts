@@ -94,7 +94,7 @@ interface Swarm {
 
 async function buildSwarm(opts: SimOptions, train: Dataset, signal: AbortSignal): Promise<Swarm> {
   const { config, peers } = opts
-  const net = new MemoryNetwork({ seed: config.seed, faults: FAULTS[opts.faults ?? 'none'] })
+  const net = new MemoryNetwork({ seed: config.seed, faults: FAULTS[opts.faults ?? 'none'], link: config.link })
   const meshes = Array.from({ length: peers }, (_, i) => net.join(`p${i}`))
   const partition = parsePartition(config.partition)
   const k = attackerCount(opts)
@@ -335,6 +335,7 @@ export function parseSimArgs(argv: readonly string[]): {
     .option('--faults <name>', `in-memory mesh faults: ${Object.keys(FAULTS).join('|')}`, 'none')
     .option('--attack <name>', `hostile peers (shared/testing/attacks.ts): ${ATTACK_NAMES.join('|')}, or NAME:VALUE to set its parameter`)
     .option('--attackers <k>', 'how many peers run --attack: the last k of the roster (default 1)')
+    .option('--link <profile>', 'emulated link conditions on every link: lan|wan|slow|lossy (docs/architecture.md "Link conditions"; default: lan)')
     .option('--robust <mode>', `Byzantine-robust aggregation: ${ROBUST_MODES.join('|')} (default: off)`)
     .option('--eval-every <n>', 'evaluate the averaged model every n steps')
     .option('--json <file>')
@@ -348,6 +349,7 @@ export function parseSimArgs(argv: readonly string[]): {
   if (o.lr) raw.lr = num(o.lr)
   if (o.topology) raw.topology = o.topology
   if (o.robust) raw.robust = o.robust
+  if (o.link) raw.link = o.link
   if (o.momentum) raw.momentum = num(o.momentum)
   if (o.localLr) raw.localLr = num(o.localLr)
   if (o.updaters) raw.updaters = num(o.updaters)

@@ -99,6 +99,9 @@ describe('simulator flags (parseSimArgs)', () => {
     expect(parseSimArgs(['--algorithm', 'lap-sgd']).hogwild).toBe('worker')
     expect(parseSimArgs(['--algorithm', 'ssgd', '--lr-scaling', 'linear']).config.lrScaling).toEqual({ kind: 'linear', referenceBatch: 256 })
     expect(parseSimArgs(['--algorithm', 'ssgd', '--lr-scaling', 'linear:64']).config.lrScaling).toEqual({ kind: 'linear', referenceBatch: 64 })
+    expect(parseSimArgs(['--algorithm', 'dpsgd', '--link', 'wan']).config.link).toBe('wan')
+    expect(parseSimArgs(['--algorithm', 'dpsgd']).config.link).toBe('lan')
+    expect(() => parseSimArgs(['--algorithm', 'dpsgd', '--link', 'satellite'])).toThrow(/link/)
   })
 
   it('short runs start: default warmups scale to --steps; --warmup and --schedule each change only their own field', () => {

@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { LINK_PROFILES } from './link-conditions'
 import {
   ALGORITHM_DESCRIPTORS, ALGORITHMS, algorithmsWhere, topologyRule, type AlgorithmInfo, type AlgorithmName,
 } from './algorithms/descriptors'
@@ -200,6 +201,12 @@ const roomConfigObject = z
      */
     iceTransportPolicy: z.enum(ICE_TRANSPORT_POLICIES).default('all'),
     /**
+     * Emulated network conditions on every link (docs/architecture.md "Link conditions"): 'lan'
+     * adds nothing; 'wan', 'slow' and 'lossy' add delay, an uplink cap and retransmissions. A peer
+     * may override it for itself (npm run peer -- --link). Appended later: absent reads as 'lan'.
+     */
+    link: z.enum(LINK_PROFILES).default('lan'),
+    /**
      * How long a volunteer tab may stay hidden (a phone's screen dims, a student switches tabs)
      * before it steps out of the roster. Longer keeps phones in through a screen dim; shorter
      * spares the neighbours deadlines a throttled hidden tab would make them miss. Appended
@@ -274,6 +281,7 @@ export const BASE_DEFAULTS: RoomConfig = {
   seed: 0,
   robust: 'off',
   iceTransportPolicy: 'all',
+  link: 'lan',
   hiddenGraceMs: HIDDEN_GRACE_DEFAULT_MS,
   testSubset: TEST_SUBSET_DEFAULT,
 }

@@ -975,6 +975,7 @@ function peerView(p: PeerEntry, samples: number): PeerView {
     rejected: r?.rejected ?? 0,
     slowFactor: r?.slowFactor ?? 1,
     addedLatencyMs: r?.addedLatencyMs ?? 0,
+    ...(r?.link ? { link: r.link } : {}),
     lastReportAt: p.lastReportAt,
     suspect: p.suspectedBy.size > 0,
   }

@@ -1,3 +1,4 @@
+import type { ShapedLink } from '../../shared/link-conditions'
 import { DeadlineError, PeerUnavailableError, type LinkStats, type PeerId } from '../../shared/transport'
 import type { DataChannelLike } from './data-channel'
 
@@ -33,6 +34,11 @@ export interface FrameSenderOptions {
   counters: TrafficCounters
   /** The channel refused a frame: the link is broken. */
   onSendFailed: (reason: string) => void
+  /**
+   * Emulated link conditions (shared/link-conditions.ts): each frame is held there until its
+   * emulated arrival and only then goes onto the channel. Absent: frames go out at once.
+   */
+  shaped?: ShapedLink | null
 }
 
 /**
@@ -79,9 +85,42 @@ export class FrameSender {
   }
 
   /** Writes `frames` in order, pulling each one only when the channel can take it. */
-  async writeFrames(frames: Iterable<Uint8Array>): Promise<void> {
+  async writeFrames(frames: Iterable<Uint8Array>, signal?: AbortSignal): Promise<void> {
+    const shaped = this.o.shaped
+    if (shaped) {
+      // The frames are the wire encoder's own copies, so holding them is safe. A frame half-way
+      // through a message is never abandoned on abort (the receiver would see a torn message):
+      // only the wait for the first frame's room is cancellable.
+      let first = true
+      for (const f of frames) {
+        // The real channel still bounds what it queues, should it be slower than the emulation.
+        const ch = this.o.channel()
+        if (!ch || ch.readyState !== 'open') throw new PeerUnavailableError(this.o.peer, 'link closed')
+        if (ch.bufferedAmount > this.o.highWaterMark) await this.drain(ch)
+        await shaped.send(f.byteLength, () => this.writeHeld(f), first ? signal : undefined)
+        first = false
+        this.o.stats.bytesSent += f.byteLength
+        this.o.counters.total.bytesSent += f.byteLength
+        this.o.counters.framesSent++
+      }
+      return
+    }
     let bound = -1
     for (const f of frames) bound = await this.writeFrame(f, bound)
+  }
+
+  /**
+   * A shaped frame's emulated arrival: onto the channel now. The link may have gone meanwhile
+   * (the frame is then lost with it, as on a real network); a refused send breaks the link.
+   */
+  private writeHeld(frame: Uint8Array): void {
+    const ch = this.o.channel()
+    if (!ch || ch.readyState !== 'open') return
+    try {
+      ch.send(frame)
+    } catch (e) {
+      this.o.onSendFailed(`send failed: ${String(e)}`)
+    }
   }
 
   /**

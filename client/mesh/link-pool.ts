@@ -1,4 +1,5 @@
 import type { MembershipAnnouncement } from '../../shared/protocol/signaling'
+import type { ShapedLink } from '../../shared/link-conditions'
 import { PeerUnavailableError, type Membership, type PeerId } from '../../shared/transport'
 import type { TrafficCounters } from './frame-sender'
 import { Link, type LinkOptions } from './link'
@@ -32,6 +33,8 @@ export interface LinkPoolOptions {
    */
   ice: () => { iceServers: RTCIceServer[]; iceTransportPolicy: RTCIceTransportPolicy }
   counters: TrafficCounters
+  /** Emulated link conditions for a new link to `peer` (null: none); read as each link is made. */
+  shaped?: (peer: PeerId) => ShapedLink | null
   hooks: LinkPoolHooks
   log: (event: string, detail?: Record<string, unknown>) => void
   safely: (where: string, fn: () => void) => void
@@ -144,6 +147,7 @@ export class LinkPool {
       initiator,
       ...this.o.ice(),
       counters: this.o.counters,
+      shaped: this.o.shaped?.(peer) ?? null,
       safely: this.o.safely,
       events: {
         signal: (data) => this.o.signal(peer, data),

@@ -1,5 +1,6 @@
 import SimplePeer from 'simple-peer'
 import type { CandidateType, LinkConnectivity } from '../../shared/protocol/signaling'
+import type { ShapedLink } from '../../shared/link-conditions'
 import { DeadlineError, PeerUnavailableError, type LinkStats, type PeerId } from '../../shared/transport'
 import { candidateTypeOf, sampleConnectivity } from './connectivity'
 import { reportingWrtc, type DataChannelLike, type WrtcImpl } from './data-channel'
@@ -30,6 +31,8 @@ export interface LinkOptions {
   highWaterMark: number
   lowWaterMark: number
   counters: TrafficCounters
+  /** Emulated link conditions for this link's outgoing frames (null: none). Closed with the link. */
+  shaped?: ShapedLink | null
   events: LinkEvents
   safely: (where: string, fn: () => void) => void
 }
@@ -89,6 +92,7 @@ export class Link {
       stats: this.stats,
       counters: o.counters,
       onSendFailed: (reason) => o.events.down(reason),
+      shaped: o.shaped,
     })
     this.connectTimer = setTimeout(() => {
       if (!this.connected && !this.closed) o.safely('link.connect-timeout', () => o.events.down('connect timeout'))
@@ -143,7 +147,7 @@ export class Link {
 
   /** Writes `frames` after this link's earlier sends, with backpressure (see FrameSender). */
   send(frames: Iterable<Uint8Array>, signal?: AbortSignal): Promise<void> {
-    return this.sender.enqueue(signal, () => this.sender.writeFrames(frames))
+    return this.sender.enqueue(signal, () => this.sender.writeFrames(frames, signal))
   }
 
   private onData(d: unknown): void {
@@ -171,6 +175,7 @@ export class Link {
     clearTimeout(this.connectTimer)
     for (const w of this.waiters) w.reject(new PeerUnavailableError(this.peer, reason))
     this.waiters.clear()
+    this.o.shaped?.close()
     try {
       this.sp.destroy()
     } catch {

@@ -17,7 +17,7 @@ export interface MeshSignalingPort {
 }
 
 /** The room settings the mesh reads; options override what the server announces. */
-export type MeshRoomConfig = Pick<RoomConfig, 'iceServers' | 'iceTransportPolicy' | 'maxMessageBytes' | 'compression'>
+export type MeshRoomConfig = Pick<RoomConfig, 'iceServers' | 'iceTransportPolicy' | 'maxMessageBytes' | 'compression' | 'link'>
 
 export interface WebRtcMeshOptions {
   self: PeerId
@@ -64,6 +64,7 @@ export const FALLBACK_ROOM_CONFIG: MeshRoomConfig = {
   iceTransportPolicy: 'all',
   maxMessageBytes: 64 * 1024 * 1024,
   compression: 'fp32',
+  link: 'lan',
 }
 
 export type ResolvedMeshOptions = WebRtcMeshOptions &

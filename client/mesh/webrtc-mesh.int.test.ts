@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { describeMeshCompliance } from '../../shared/testing/mesh-compliance'
+import { LINK_PROFILE_TABLE } from '../../shared/link-conditions'
 import { deadline, isDeadline } from '../../shared/transport'
 import { FRAME_FIXED_BYTES, MAX_FRAME_BYTES } from '../../shared/wire/framing'
 import { codecFor } from '../../shared/wire/codec'
@@ -104,6 +105,39 @@ describe('WebRtcMesh across stacks (wrtc <-> node-datachannel)', () => {
       expect([sa.rejected[b.self] ?? 0, sb.rejected[a.self] ?? 0]).toEqual([0, 0])
       for (const [x, y] of [[a, b], [b, a]] as const)
         expect(x.logs.filter((l) => l.event === 'mesh.link-open' && l.detail?.peer === y.self)).toHaveLength(1)
+    } finally {
+      await Promise.all([a.shutdown(), b.shutdown()])
+    }
+  })
+})
+
+// The Mesh contract holds with frames held by the emulation (deadlines, aborts, leaving, byes).
+describeMeshCompliance('WebRtcMesh (wrtc, link: lossy)', async (n) => remoteHarness(await swarm(n, { webrtc: STACK.wrtc, link: 'lossy' })))
+
+describe('WebRtcMesh with emulated link conditions', () => {
+  it('slow: round trips take at least the profile\'s RTT and a model moves no faster than the uplink cap, intact', async () => {
+    const [a, b] = await swarm(2, { webrtc: STACK.wrtc, link: 'slow' })
+    try {
+      const p = LINK_PROFILE_TABLE.slow
+      // Warm the link up (connect, hello) before timing.
+      await a.send(b.self, { kind: 't/ping', round: 0 })
+      await b.receive({ kind: 't/ping', round: 0 }, deadline('int/warm', 20_000))
+      const t0 = performance.now()
+      await a.send(b.self, { kind: 't/ping', round: 1 })
+      await b.receive({ kind: 't/ping', round: 1 }, deadline('int/ping', 20_000))
+      await b.send(a.self, { kind: 't/ping', round: 2 })
+      await a.receive({ kind: 't/ping', round: 2 }, deadline('int/pong', 20_000))
+      // Lower bounds only: a loaded machine may add time, never take it away.
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(2 * (p.oneWayMs - p.jitterMs))
+      const d = 500_000
+      const x = new Float32Array(d).map((_, i) => (i % 977) * 0.25)
+      const t1 = performance.now()
+      await a.send(b.self, { kind: 't/model', round: 3, data: x })
+      const e = await b.receive({ kind: 't/model', round: 3 }, deadline('int/model', 30_000))
+      const ms = performance.now() - t1
+      expect(Buffer.from(e.data!.buffer, e.data!.byteOffset, e.data!.byteLength).equals(Buffer.from(x.buffer))).toBe(true)
+      expect(ms).toBeGreaterThanOrEqual(0.85 * (d * 4 / p.uplinkBytesPerSec!) * 1000)
+      expect((await b.remoteStats()).rejected[a.self] ?? 0).toBe(0)
     } finally {
       await Promise.all([a.shutdown(), b.shutdown()])
     }

@@ -1,8 +1,9 @@
 import type { RoomConfig } from '../../shared/config'
 import { Mailbox, mailboxLimits } from '../../shared/mailbox'
+import { linkConditions, seedFrom, type LinkProfileName, type Uplink } from '../../shared/link-conditions'
 import type { MembershipAnnouncement } from '../../shared/protocol/signaling'
 import { PROTOCOL_VERSION } from '../../shared/protocol/version'
-import { DeadlineError, PeerUnavailableError, ProgressClock, deadline } from '../../shared/transport'
+import { DeadlineError, PeerUnavailableError, ProgressClock, deadline, sleep } from '../../shared/transport'
 import type { Envelope, LinkStats, Membership, Mesh, MeshMessage, MeshStats, MessageFilter, PeerId, Unsubscribe } from '../../shared/transport'
 import { CONTROL, type ControlMessage } from '../../shared/wire/peer-message'
 import { CONNECTIVITY_INTERVAL_MS } from './connectivity'
@@ -46,6 +47,8 @@ export class WebRtcMesh implements Mesh {
   private closedMesh = false
   private port: MeshTestPort | null = null
   private readonly connectivityTimer: ReturnType<typeof setInterval>
+  /** This peer's emulated uplink per link profile in use (at most one per profile name). */
+  private readonly uplinks = new Map<LinkProfileName, Uplink | null>()
 
   constructor(options: WebRtcMeshOptions) {
     const opts = (this.opts = withDefaults(options))
@@ -66,6 +69,7 @@ export class WebRtcMesh implements Mesh {
       link: { wrtc: opts.wrtc, connectTimeoutMs: opts.connectTimeoutMs, highWaterMark: opts.highWaterMark, lowWaterMark: opts.lowWaterMark },
       ice: () => ({ iceServers: this.iceServers(), iceTransportPolicy: this.cfg('iceTransportPolicy') }),
       counters: this.counters,
+      shaped: (peer) => this.uplink()?.link(peer) ?? null,
       hooks: {
         created: (link) => this.wire.open(link),
         opened: (link) => {
@@ -97,6 +101,21 @@ export class WebRtcMesh implements Mesh {
   /** Set once the model is known (the mesh may connect before the model is built). */
   setSchemaHash(h: string): void {
     this.schemaHashValue = h
+  }
+
+  /** The link profile this peer's new links get: its own override, else the room's. */
+  linkProfile(): LinkProfileName {
+    return this.cfg('link')
+  }
+
+  /**
+   * The uplink of the current profile. A profile change applies to links made afterwards; the
+   * links already up keep the uplink they were made with, so no frame they hold is lost.
+   */
+  private uplink(): Uplink | null {
+    const name = this.linkProfile()
+    if (!this.uplinks.has(name)) this.uplinks.set(name, linkConditions(name, { seed: seedFrom(this.self, this.uplinks.size) }))
+    return this.uplinks.get(name) ?? null
   }
 
   private cfg<K extends keyof MeshRoomConfig>(k: K): RoomConfig[K] {
@@ -262,10 +281,18 @@ export class WebRtcMesh implements Mesh {
       return this.sendControl(l, { kind: CONTROL.bye.kind, meta: { reason: 'leaving' } }, sig).catch(() => {})
     })
     await Promise.all(byes)
+    // Emulated link conditions hold the byes a while: let them arrive, within the same second.
+    const held = [...this.uplinks.values()].filter((u) => u !== null).map((u) => u.idle())
+    if (held.length > 0) {
+      const done = new AbortController()
+      await Promise.race([Promise.all(held), sleep(1000, done.signal).catch(() => {})])
+      done.abort()
+    }
     this.closedMesh = true
     clearInterval(this.connectivityTimer)
     for (const u of this.unsubs) u()
     this.pool.close()
+    for (const u of this.uplinks.values()) u?.close()
   }
 
   // ---- tests and benchmarks ----

@@ -1,3 +1,4 @@
+import type { LinkProfileName } from '../../shared/link-conditions'
 import { setMaxListeners } from 'node:events'
 import type { Compute } from '../../shared/algorithms/types'
 import type { BackendName } from '../../shared/protocol/signaling'
@@ -89,6 +90,8 @@ export function createNodeSession(opts: {
    * environment variable, else a key pair for this process only (stable across reconnects).
    */
   identityFile?: string | null
+  /** This peer's own link profile (shared/link-conditions.ts), overriding the room's. */
+  link?: LinkProfileName
 }): SwarmSession {
   const computeThread = opts.computeThread ?? parseComputeThread(process.env.TABSWARM_COMPUTE_THREAD)
   const attack = opts.attack ? parseAttack(opts.attack) : null
@@ -105,6 +108,7 @@ export function createNodeSession(opts: {
   const platform: SessionPlatform = {
     agent: 'node',
     serverUrl: opts.server,
+    ...(opts.link ? { link: opts.link } : {}),
     signaling: signalingPort(client),
     async selectBackend(forced?: BackendName) {
       await loadWrtc()
@@ -126,7 +130,7 @@ export function createNodeSession(opts: {
     },
     createMesh: ({ self, config, compute }) => {
       if (!wrtc) throw new Error('WebRTC stack not loaded (createMesh before prepare)')
-      const created = createWebRtcMesh({ self, config, compute, client, wrtc, tap: opts.tapWebRtcMesh })
+      const created = createWebRtcMesh({ self, config, compute, client, wrtc, tap: opts.tapWebRtcMesh, ...(opts.link ? { link: opts.link } : {}) })
       attacker ??= attack ? makeAttacker(attack, { algorithm: config.algorithm, seed: 0 }) : null
       const mesh = attacker ? attacker.mesh(created) : created
       return opts.transformMesh ? opts.transformMesh(mesh) : mesh

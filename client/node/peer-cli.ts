@@ -3,12 +3,14 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { describeConnectivity } from '../mesh/connectivity'
 import { NODE_WEBRTC_STACKS, type NodeWebRtcStack } from '../mesh/node-webrtc'
+import { LINK_PROFILES, type LinkProfileName } from '../../shared/link-conditions'
 import { ATTACK_NAMES, parseAttack } from '../../shared/testing/attacks'
 import { COMPUTE_THREADS, createNodeSession, type ComputeThread } from './node-platform'
 
 /**
  * `npm run peer -- --server URL --room NAME [--backend wasm|cpu] [--count N]
- *   [--webrtc wrtc|node-datachannel] [--bind-address IP] [--compute-thread auto|worker|main] [--attack NAME]`
+ *   [--webrtc wrtc|node-datachannel] [--bind-address IP] [--compute-thread auto|worker|main] [--attack NAME]
+ *   [--link lan|wan|slow|lossy]`
  * Starts N headless volunteers, each its own OS process (one tfjs runtime and one WebRTC stack
  * per process, like one tab each). With --count 1 (default) this process is the volunteer.
  * --attack (testing only) makes every volunteer it starts hostile (shared/testing/attacks.ts).
@@ -28,11 +30,12 @@ const program = new Command()
   // Off by default: a volunteer on a LAN must gather its LAN address, not only loopback.
   .option('--identity <file>', 'keep this volunteer\'s key pair (its peer id) in this file, created on first use, so a restart keeps its place and tenure in the room (default: $TABSWARM_IDENTITY, else a new id per process); with --count N, N files <file>-1, <file>-2, …')
   .option('--attack <name>', `testing only: makes this volunteer hostile (shared/testing/attacks.ts): ${ATTACK_NAMES.join('|')}, or NAME:VALUE; never use it in a real room`)
+  .addOption(new Option('--link <profile>', 'emulated link conditions on this peer\'s links (docs/architecture.md "Link conditions"), overriding the room\'s for this peer only').choices([...LINK_PROFILES]))
   .option('--bind-address <ip>', 'node-datachannel only: bind WebRTC (ICE) sockets to this local address (127.0.0.1 inside a loopback-only namespace, where it finds no address otherwise); default: all interfaces')
 program.parse()
 const o = program.opts<{
   server: string; room: string; backend: 'wasm' | 'cpu'; count: number; name?: string; steps?: number; quiet?: boolean
-  webrtc: NodeWebRtcStack; bindAddress?: string; computeThread: ComputeThread; identity?: string; attack?: string
+  webrtc: NodeWebRtcStack; bindAddress?: string; computeThread: ComputeThread; identity?: string; attack?: string; link?: LinkProfileName
 }>()
 
 if (o.attack) {
@@ -65,6 +68,7 @@ if (o.count > 1) {
     args.push('--webrtc', o.webrtc, '--compute-thread', o.computeThread)
     if (o.bindAddress) args.push('--bind-address', o.bindAddress)
     if (o.attack) args.push('--attack', o.attack)
+    if (o.link) args.push('--link', o.link)
     // One identity per process: two processes with one key would replace each other in the room.
     if (o.identity) args.push('--identity', `${o.identity}-${i + 1}`)
     children.push(spawn(process.execPath, args, { stdio: 'inherit' }))
@@ -79,6 +83,7 @@ if (o.count > 1) {
     server: o.server, room: o.room, name: o.name, backend: o.backend, maxSteps: o.steps, computeThread: o.computeThread,
     ...(o.identity ? { identityFile: o.identity } : {}),
     ...(o.attack ? { attack: o.attack } : {}),
+    ...(o.link ? { link: o.link } : {}),
     webrtc: { stack: o.webrtc, ...(o.bindAddress ? { bindAddress: o.bindAddress } : {}) },
   })
   let lastLine = 0

@@ -1,3 +1,4 @@
+import type { LinkProfileName } from '../../shared/link-conditions'
 import { ALGORITHM_DESCRIPTORS, linkTopology } from '../../shared/algorithms/descriptors'
 import type { Compute } from '../../shared/algorithms/types'
 import { parsePartition, type RoomConfig } from '../../shared/config'
@@ -148,6 +149,8 @@ export function createWebRtcMesh(args: {
   compute: Compute
   client: SignalingClient
   wrtc?: WrtcImpl
+  /** This peer's own link profile, overriding the room's (npm run peer -- --link). */
+  link?: LinkProfileName
   log?: (event: string, detail?: Record<string, unknown>) => void
   /** Fault injection seam (bad-peer tests): sees the WebRTC mesh itself. Never set in normal use. */
   tap?: (mesh: WebRtcMesh) => void
@@ -157,7 +160,7 @@ export function createWebRtcMesh(args: {
     signaling: args.client,
     wrtc: args.wrtc,
     schemaHash: args.compute.schemaHash,
-    config: { iceServers: args.config.iceServers, maxMessageBytes: args.config.maxMessageBytes, compression: args.config.compression },
+    config: { iceServers: args.config.iceServers, maxMessageBytes: args.config.maxMessageBytes, compression: args.config.compression, link: args.link ?? args.config.link },
     neighbours: topologyNeighbours(args.config),
     errorFeedback: incrementKinds(args.config),
     log: args.log,

@@ -696,6 +696,7 @@ export class SwarmSession implements SessionHandle {
     try {
       this.platform.signaling.report(buildReport(this.snap, this.mesh?.stats(), {
         slowFactor: this.slowFactor, latencyMs: this.latencyMs, divergence: this.localDivergence,
+        link: this.platform.link ?? this.snap.config?.link,
       }))
     } catch (e) {
       this.log(say.reportFailed((e as Error).message))

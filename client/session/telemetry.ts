@@ -1,3 +1,4 @@
+import type { LinkProfileName } from '../../shared/link-conditions'
 import { ALGORITHM_DESCRIPTORS } from '../../shared/algorithms/descriptors'
 import type { Divergence } from '../../shared/divergence'
 import type { PeerReport } from '../../shared/protocol/signaling'
@@ -46,7 +47,7 @@ export function linkConnectivity(stats: MeshStats | undefined): ConnectivitySumm
  */
 export function buildReport(
   s: SessionSnapshot, stats: MeshStats | undefined,
-  extra: { slowFactor: number; latencyMs: number; divergence: Divergence | null },
+  extra: { slowFactor: number; latencyMs: number; divergence: Divergence | null; link?: LinkProfileName },
 ): PeerReport {
   const links: PeerReport['links'] = {}
   for (const [peer, l] of Object.entries(stats?.perLink ?? {})) links[peer] = { sent: l.bytesSent, received: l.bytesReceived, ...(l.ice ? { ice: l.ice } : {}) }
@@ -59,6 +60,7 @@ export function buildReport(
     samplesPerSec: s.samplesPerSec, stepsPerSec: s.stepsPerSec, samples: s.samples, bytesSent: s.bytesSent, bytesReceived: s.bytesReceived,
     neighbors: s.neighbors, links, lr: s.lr, h: s.h, consensus: s.consensus, stage, rejected,
     slowFactor: extra.slowFactor, addedLatencyMs: extra.latencyMs,
+    ...(extra.link && extra.link !== 'lan' ? { link: extra.link } : {}),
     // Without isolation there is no shared memory: lap-sgd runs its one in-tab updater (shared/algorithms/lap-sgd.ts).
     updaters: s.config && ALGORITHM_DESCRIPTORS[s.config.algorithm].hogwild ? (s.capability.includes('not-isolated') ? 1 : s.config.updaters) : undefined,
     capability: s.capability.length > 0 ? s.capability : undefined,

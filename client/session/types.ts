@@ -1,3 +1,4 @@
+import type { LinkProfileName } from '../../shared/link-conditions'
 import type { Compute, HogwildPool } from '../../shared/algorithms/types'
 import type { RoomConfig } from '../../shared/config'
 import type { Dataset } from '../../shared/data/format'
@@ -144,6 +145,8 @@ export interface SessionPlatform {
   readonly agent: 'browser' | 'node'
   /** Base URL of the server (for /api and /data). */
   readonly serverUrl: string
+  /** This peer's own link profile, overriding the room's (npm run peer -- --link); absent: the room's. */
+  readonly link?: LinkProfileName
   signaling: SignalingPort
   selectBackend(forced?: BackendName): Promise<{ backend: BackendName; reason: string; capability?: CapabilityIssue[] }>
   prepare(

@@ -63,10 +63,12 @@ export const RUN_COLORS = ['#3b82f6', '#ef4444', '#10b981', '#f59e0b', '#8b5cf6'
 export const runColor = (i: number) => RUN_COLORS[i % RUN_COLORS.length]
 
 /** "slowed ×4", "+200 ms": the host's fault injection on a peer, as the dashboard tags it. */
-export function faultTags(p: { slowFactor?: number; addedLatencyMs?: number }): string[] {
+export function faultTags(p: { slowFactor?: number; addedLatencyMs?: number; link?: string }): string[] {
   const out: string[] = []
   if (ok(p.slowFactor) && p.slowFactor > 1) out.push(`slowed ×${Number.isInteger(p.slowFactor) ? p.slowFactor : p.slowFactor.toFixed(1)}`)
   if (ok(p.addedLatencyMs) && p.addedLatencyMs > 0) out.push(`+${Math.round(p.addedLatencyMs)} ms`)
+  // Emulated link conditions (docs/architecture.md "Link conditions"); 'lan' emulates nothing.
+  if (p.link && p.link !== 'lan') out.push(`link: ${p.link}`)
   return out
 }
 

@@ -90,6 +90,8 @@ export const peerViewSchema = z.object({
   /** Host fault injection in effect on this peer. */
   slowFactor: z.number(),
   addedLatencyMs: z.number(),
+  /** Emulated link conditions on this peer's links (shared/link-conditions.ts); absent: none ('lan'). */
+  link: z.string().optional(),
   /** Server clock (ms) of its latest report; compare with the view's `now`. */
   lastReportAt: z.number().nullable(),
   suspect: z.boolean(),

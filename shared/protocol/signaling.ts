@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { linkProfileSchema } from '../link-conditions'
 import { announcedConfigSchema, iceServerSchema } from '../config'
 import type { HistoryDelta, HistorySnapshot } from './history'
 import { PROTOCOL_VERSION } from './version'
@@ -161,6 +162,8 @@ export const reportSchema = z.object({
    */
   slowFactor: z.number().min(1).max(100).optional(),
   addedLatencyMs: z.number().min(0).max(60_000).optional(),
+  /** Emulated link conditions on this peer's links (shared/link-conditions.ts), when not 'lan'; a peer may override the room's. */
+  link: linkProfileSchema.optional(),
   /** Where the peer's model runs: a worker thread, or the thread that owns its mesh and page (optional: older clients omit it). */
   computeThread: z.enum(['worker', 'main']).optional(),
   /** Why this tab lacks WebGPU or cross-origin isolation (CAPABILITY_ISSUES; optional: older clients and Node peers omit it). */

@@ -4,6 +4,7 @@ import {
   type Envelope, type LinkStats, type Membership, type Mesh, type MeshMessage, type MeshStats,
   type MessageFilter, type PeerId, type Unsubscribe,
 } from '../transport'
+import { linkConditions, seedFrom, type LinkClock, type LinkProfileName, type ShapedLink, type Uplink } from '../link-conditions'
 import { NO_FAULTS, type FaultConfig } from './faults'
 import { mulberry32 } from './random'
 
@@ -28,10 +29,17 @@ export class MemoryNetwork {
   private readonly rand: () => number
   private nextId = 0
   faults: FaultConfig
+  /** Emulated link conditions (shared/link-conditions.ts) for peers that join from now on. */
+  readonly link: LinkProfileName
+  private readonly seed: number
+  private readonly linkClock?: LinkClock
 
-  constructor(opts: { seed?: number; faults?: FaultConfig } = {}) {
-    this.rand = mulberry32(opts.seed ?? 1)
+  constructor(opts: { seed?: number; faults?: FaultConfig; link?: LinkProfileName; clock?: LinkClock } = {}) {
+    this.seed = opts.seed ?? 1
+    this.rand = mulberry32(this.seed)
     this.faults = opts.faults ?? NO_FAULTS
+    this.link = opts.link ?? 'lan'
+    this.linkClock = opts.clock
   }
 
   membership(): Membership {
@@ -42,7 +50,8 @@ export class MemoryNetwork {
   join(id?: PeerId): MemoryMesh {
     const pid = id ?? `p${this.nextId++}`
     if (this.meshes.has(pid)) throw new Error(`peer ${pid} already joined`)
-    const mesh = new MemoryMesh(this, pid)
+    const uplink = linkConditions(this.link, { seed: seedFrom(pid, this.seed), ...(this.linkClock ? { clock: this.linkClock } : {}) })
+    const mesh = new MemoryMesh(this, pid, uplink)
     this.meshes.set(pid, mesh)
     this.peers.push(pid)
     if (this.ps === null) this.ps = pid
@@ -58,6 +67,7 @@ export class MemoryNetwork {
     this.peers = this.peers.filter((p) => p !== id)
     if (this.ps === id) this.ps = this.peers[0] ?? null
     m.closed = true
+    m.uplink?.close()
     this.bump()
   }
 
@@ -88,24 +98,42 @@ export class MemoryNetwork {
     for (const mesh of this.meshes.values()) mesh.announce(m)
   }
 
-  /** @internal */
-  transmit(from: MemoryMesh, to: PeerId, msg: MeshMessage): void {
+  /**
+   * @internal Without link conditions the message is on its way when this returns; with them,
+   * when the returned promise resolves (the link had room for it: backpressure).
+   */
+  transmit(from: MemoryMesh, to: PeerId, msg: MeshMessage, signal?: AbortSignal): void | Promise<void> {
     const dest = this.meshes.get(to)
     if (!dest || from.closed) throw new PeerUnavailableError(to, from.closed ? 'sender left' : 'not in roster')
     const bytes = messageBytes(msg)
-    from.countSent(to, bytes)
+    const shaped = from.shapedLink(to)
+    if (!shaped) {
+      from.countSent(to, bytes)
+      this.route(from, dest, msg, bytes)
+      return
+    }
+    // Copied now, as a real link frames it at send(): the caller may reuse msg.data at once.
+    const copy: MeshMessage = { ...msg, ...(msg.meta ? { meta: JSON.parse(JSON.stringify(msg.meta)) as Record<string, unknown> } : {}), ...(msg.data ? { data: new Float32Array(msg.data) } : {}) }
+    const epoch = from.membership().epoch
+    const clock = from.clock.value
+    return shaped.send(bytes, () => this.route(from, dest, copy, bytes, { epoch, clock }, true), signal).then(() => from.countSent(to, bytes))
+  }
+
+  /** Applies the faults and delivers (after their latency) to `dest` if it is still in the room. */
+  private route(from: MemoryMesh, dest: MemoryMesh, msg: MeshMessage, bytes: number, stamp?: { epoch: number; clock: number }, owned = false): void {
+    const to = dest.self
     const f = this.faults
     if (f.silent.includes(from.self)) return
     if (f.dropRate > 0 && this.rand() < f.dropRate) return
     let delay = f.latencyMs[0] + (f.latencyMs[1] - f.latencyMs[0]) * this.rand()
     if (f.reorderRate > 0 && this.rand() < f.reorderRate) delay += f.reorderMs * this.rand()
     delay *= f.slowPeers[from.self] ?? 1
-    // Copy the payload: a real link serialises, so the sender may reuse its buffer at once.
+    // Copy the payload (unless transmit already did): a real link serialises, so the sender may reuse its buffer at once.
     const env: Envelope = {
       kind: msg.kind, round: msg.round,
-      ...(msg.meta ? { meta: JSON.parse(JSON.stringify(msg.meta)) as Record<string, unknown> } : {}),
-      ...(msg.data ? { data: new Float32Array(msg.data) } : {}),
-      from: from.self, epoch: from.membership().epoch, clock: from.clock.value,
+      ...(msg.meta ? { meta: owned ? msg.meta : JSON.parse(JSON.stringify(msg.meta)) as Record<string, unknown> } : {}),
+      ...(msg.data ? { data: owned ? msg.data : new Float32Array(msg.data) } : {}),
+      from: from.self, epoch: stamp?.epoch ?? from.membership().epoch, clock: stamp?.clock ?? from.clock.value,
     }
     const deliver = () => {
       const d = this.meshes.get(to)
@@ -136,7 +164,9 @@ export class MemoryMesh implements Mesh {
   wanted: readonly PeerId[] = []
   closed = false
 
-  constructor(private readonly net: MemoryNetwork, readonly self: PeerId) {
+  private readonly shaped = new Map<PeerId, ShapedLink>()
+
+  constructor(private readonly net: MemoryNetwork, readonly self: PeerId, readonly uplink: Uplink | null = null) {
     this.current = net.membership()
     this.clock = new ProgressClock({ roomProgress: () => net.roomProgress(self) })
   }
@@ -166,8 +196,7 @@ export class MemoryMesh implements Mesh {
   send(to: PeerId, msg: MeshMessage, signal?: AbortSignal): Promise<void> {
     if (signal?.aborted) return Promise.reject(signal.reason ?? new DeadlineError('send'))
     try {
-      this.net.transmit(this, to, msg)
-      return Promise.resolve()
+      return this.net.transmit(this, to, msg, signal) ?? Promise.resolve()
     } catch (e) {
       return Promise.reject(e)
     }
@@ -200,6 +229,14 @@ export class MemoryMesh implements Mesh {
       bytesSent: this.sent, bytesReceived: this.received,
       perLink: structuredClone(this.perLink), rejected: { ...this.rejected },
     }
+  }
+
+  /** @internal This peer's emulated link to `to` (null without link conditions). */
+  shapedLink(to: PeerId): ShapedLink | null {
+    if (!this.uplink) return null
+    let l = this.shaped.get(to)
+    if (!l || l.closed) this.shaped.set(to, (l = this.uplink.link(to)))
+    return l
   }
 
   /** @internal */

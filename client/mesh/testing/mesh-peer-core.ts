@@ -8,6 +8,7 @@
  * send/want/… requests.
  */
 import type { Compression } from '../../../shared/config'
+import type { LinkProfileName } from '../../../shared/link-conditions'
 import { DeadlineError, deadline, type Envelope, type MeshMessage } from '../../../shared/transport'
 import type { NodeWebRtcOptions } from '../node-webrtc'
 import { SignalingClient } from '../signaling-client'
@@ -22,6 +23,8 @@ export interface PeerInit {
   maxMessageBytes?: number
   connectTimeoutMs?: number
   warmLinks?: number
+  /** Emulated link conditions (shared/link-conditions.ts); default none. */
+  link?: LinkProfileName
   /** Node WebRTC stack for this peer (default @roamhq/wrtc); ignored in a browser. */
   webrtc?: NodeWebRtcOptions
 }
@@ -70,6 +73,7 @@ function meshOptions(p: PeerInit, self: string, signaling: SignalingClient, wrtc
       iceServers: [],
       ...(p.compression ? { compression: p.compression } : {}),
       ...(p.maxMessageBytes ? { maxMessageBytes: p.maxMessageBytes } : {}),
+      ...(p.link ? { link: p.link } : {}),
     },
     ...(p.connectTimeoutMs ? { connectTimeoutMs: p.connectTimeoutMs } : {}),
     ...(p.warmLinks !== undefined ? { warmLinks: p.warmLinks } : {}),

@@ -1,5 +1,6 @@
 import type { AlgorithmKnob } from '../../../shared/algorithms/descriptors'
 import { COMPRESSIONS, HIDDEN_GRACE_DEFAULT_MS, TEST_SUBSET_DEFAULT, type RoomConfig } from '../../../shared/config'
+import { LINK_PROFILES } from '../../../shared/link-conditions'
 import { NumberField, Select } from './fields'
 import { readsKnob, type QsrSync } from './room-options'
 import type { FormBinding } from './useRoomForm'
@@ -16,6 +17,8 @@ export function AdvancedSettings({ form }: { form: FormBinding }) {
         <ScheduleFields form={form} />
         <AlgorithmKnobFields form={form} />
         <Select label="Message compression" value={config.compression} options={COMPRESSIONS} text={{ fp32: 'None (fp32)', fp16: 'Half precision', int8: '8-bit' }} onChange={(v) => set('compression', v as RoomConfig['compression'])} />
+        {/* Emulated network conditions on every link (docs/architecture.md "Link conditions"): see how an algorithm copes with a school's uplink. */}
+        <Select label="Emulated network" value={config.link ?? 'lan'} options={LINK_PROFILES} text={{ lan: 'None (as is)', wan: 'WAN: 40 ms RTT, 50 Mbit/s', slow: 'Slow: 150 ms RTT, 10 Mbit/s', lossy: 'Lossy: WAN + 2 % loss' }} onChange={(v) => set('link', v as RoomConfig['link'])} />
         <NumberField label="Neighbour deadline (ms)" value={config.stepDeadlineMs} integer onChange={(v) => set('stepDeadlineMs', v)} error={fieldErr('stepDeadlineMs')} />
         <NumberField label="Random seed" value={config.seed} integer onChange={(v) => set('seed', v)} error={fieldErr('seed')} />
         {/* Seconds here (ms in the config): how long a student's screen may dim or their tab hide before they step aside. */}
