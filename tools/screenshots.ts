@@ -27,7 +27,8 @@ try {
   const hostCtx = await browser.newContext({ viewport: { width: 1920, height: 1080 } })
   const host = await hostCtx.newPage()
   await host.goto(`${server.url}/host`)
-  await host.getByLabel('Training steps').fill('200000')
+  // Long enough to outlast the script, short enough for a believable time-left estimate.
+  await host.getByLabel('Training steps').fill('800')
   await host.getByText('Advanced settings').click()
   await host.getByLabel('Neighbour deadline (ms)').fill('15000')
   await host.getByText('Advanced settings').click()
