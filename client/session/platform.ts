@@ -5,7 +5,7 @@ import { parsePartition, type RoomConfig } from '../../shared/config'
 import type { Dataset } from '../../shared/data/format'
 import type { MembershipAnnouncement, PeerCommand } from '../../shared/protocol/signaling'
 import { neighbors } from '../../shared/topology'
-import { sleep, type Membership, type Mesh, type MeshMessage, type PeerId, type Unsubscribe } from '../../shared/transport'
+import { DeadlineError, sleep, type Membership, type Mesh, type MeshMessage, type PeerId, type Unsubscribe } from '../../shared/transport'
 import { SignalingClient } from '../mesh/signaling-client'
 import { WebRtcMesh, type WrtcImpl } from '../mesh/webrtc-mesh'
 import { testSubsetOf } from '../runtime/data-loader'
@@ -27,7 +27,7 @@ export function signalingPort(client: SignalingClient): SignalingPort {
   return {
     async join(req) {
       const ctl = new AbortController()
-      const t = setTimeout(() => ctl.abort(new Error(`join deadline (${JOIN_DEADLINE_MS} ms) passed`)), JOIN_DEADLINE_MS)
+      const t = setTimeout(() => ctl.abort(new DeadlineError('signaling.join')), JOIN_DEADLINE_MS)
       try {
         const membershipSeen = new Promise<MembershipAnnouncement>((resolve) => {
           const off = client.on('membership', (m) => {

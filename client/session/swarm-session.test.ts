@@ -5,7 +5,7 @@ import { JoinRejectedError, reportSchema, type Credit, type MembershipAnnounceme
 import { PROTOCOL_VERSION } from '../../shared/protocol/version'
 import { LsqCompute, makeLsqProblem } from '../../shared/testing/lsq-compute'
 import { MemoryNetwork } from '../../shared/testing/memory-mesh'
-import { CLOCK_SLACK_STEPS, type Membership, type Unsubscribe } from '../../shared/transport'
+import { CLOCK_SLACK_STEPS, DeadlineError, type Membership, type Unsubscribe } from '../../shared/transport'
 import { RoomRegistry } from '../../signaling-server/rooms'
 import { withSessionControls } from './platform'
 import { describeEvent, SwarmSession, type SessionMesh, type SessionPlatform, type SignalingPort } from './swarm-session'
@@ -81,12 +81,19 @@ class FakeServer {
     this.commands.get(id)?.(c)
   }
 
+  /** Joins that go unanswered (the port's join deadline passes), as a busy server's might. */
+  unansweredJoins = 0
+
   port(): SignalingPort {
     let id = `s${this.next++}`
     const subs = new Set<(m: MembershipAnnouncement) => void>()
     this.membership.set(id, subs)
     return {
       join: async () => {
+        if (this.unansweredJoins > 0) {
+          this.unansweredJoins--
+          throw new DeadlineError('signaling.join')
+        }
         const r = this.registry.join(ROOM, { id, role: 'volunteer' })
         if (!r.ok) throw new JoinRejectedError(r.code, r.message, r.retryAfterMs ?? null)
         return { self: id, membership: this.registry.membership(r.room) }
@@ -462,6 +469,23 @@ describe('SwarmSession (registry + memory mesh)', () => {
     expect(b.snapshot().log.map((l) => l.detail).join('\n')).toMatch(/disconnected/)
     const s = a.snapshot().step
     await until('a keeps stepping', () => a.snapshot().step > s + 10)
+    await a.leave()
+    await b.leave()
+  }, 15_000)
+
+  it('a rejoin whose join goes unanswered asks again and trains, instead of ending in an error', async () => {
+    const { server, a, b, bId } = await twoInRoster()
+    await until('b steps', () => b.snapshot().step > 3)
+    server.unansweredJoins = 2
+    server.command(bId, { v: PROTOCOL_VERSION, type: 'disconnect' })
+    await until('b back in the roster', () => {
+      const id = b.snapshot().self
+      return id && id !== bId && roster(server).includes(id)
+    }, 10_000)
+    expect(server.unansweredJoins).toBe(0)
+    await until('b trains again', () => b.snapshot().stage === 'training' && b.snapshot().step > 3, 10_000)
+    expect(b.snapshot().error).toBeNull()
+    expect(b.snapshot().log.filter((l) => /join unanswered/.test(l.detail ?? '')).length).toBe(2)
     await a.leave()
     await b.leave()
   }, 15_000)

@@ -1,7 +1,7 @@
 import type { AlgorithmInstance, StepReport } from '../../shared/algorithms/types'
 import type { RoomConfig } from '../../shared/config'
 import { JoinRejectedError, type Credit, type MembershipAnnouncement, type PeerCommand } from '../../shared/protocol/signaling'
-import { isDeadline, sleep, yieldToEventLoop, type Unsubscribe } from '../../shared/transport'
+import { DeadlineError, isDeadline, sleep, yieldToEventLoop, type Unsubscribe } from '../../shared/transport'
 import { ALGORITHM_DESCRIPTORS, ALGORITHM_FACTORIES } from '../../shared/algorithms/index'
 import { neighbors } from '../../shared/topology'
 import { allFinite } from '../../shared/math/vector'
@@ -87,6 +87,9 @@ function signalOnce(): { promise: Promise<void>; resolve: () => void } {
   const promise = new Promise<void>((r) => (resolve = r))
   return { promise, resolve }
 }
+
+/** Unanswered joins asked again before the session gives up (each waits JOIN_DEADLINE_MS). */
+export const JOIN_RETRIES = 3
 
 export class SwarmSession implements SessionHandle {
   private snap: SessionSnapshot
@@ -336,12 +339,21 @@ export class SwarmSession implements SessionHandle {
     }
   }
 
-  /** An evicted peer sits out the server's cooldown; any other refusal is fatal. */
+  /**
+   * An evicted peer sits out the server's cooldown; an unanswered join (a server busy right after
+   * a reconnect) is asked again, up to JOIN_RETRIES times; any other refusal is fatal.
+   */
   private async joinWaitingOutCooldowns(): ReturnType<SignalingPort['join']> {
-    for (;;) {
+    for (let unanswered = 0; ; ) {
       try {
         return await this.platform.signaling.join({ room: this.opts.room, name: this.snap.name ?? undefined, agent: this.platform.agent })
       } catch (e) {
+        if (e instanceof DeadlineError && unanswered < JOIN_RETRIES && !this.stop.signal.aborted) {
+          unanswered++
+          this.log(say.joinRetry(unanswered))
+          await sleep(500 + Math.random() * 1000, this.stop.signal)
+          continue
+        }
         if (!(e instanceof JoinRejectedError) || e.retryAfterMs === null) throw e
         this.log(say.cooldown(e.retryAfterMs))
         this.dispatch({ type: 'cooldown' })

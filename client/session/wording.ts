@@ -81,6 +81,10 @@ export const say = {
       : { text: 'This tab is in the background, so it stepped aside; come back to it to rejoin', detail: 'tab hidden past the grace period: stepped out of the roster until it is visible again' },
   back: (): Said => ({ text: 'Back: rejoining the others', detail: 'asking to re-enter the roster' }),
   rejoining: (reason: string): Said => ({ text: `Rejoining the room: ${REJOIN_WORDS[reason] ?? reason}`, detail: `rejoining: ${reason}` }),
+  joinRetry: (attempt: number): Said => ({
+    text: 'The server did not answer in time; asking again',
+    detail: `join unanswered within its deadline: retry ${attempt}`,
+  }),
   cooldown: (ms: number): Said => ({
     text: `The room asks this tab to wait ${Math.ceil(ms / 1000)} s before rejoining`,
     detail: `eviction cooldown: ${ms} ms`,

@@ -69,6 +69,7 @@ describe('walking skeleton: 3 tabs, DPSGD ring over real WebRTC', () => {
     await expect(pages[0].getByTestId('stat-backend').textContent()).resolves.toMatch(/wasm/i)
 
     // Close one tab abruptly: the others keep stepping within seconds and the ring re-forms.
+    // (The bound is for a loaded 2-core CI machine, where 20 s proved too tight for three tabs.)
     const before = (await getJson<RoomResponse>(roomUrl)).body
     const closing = before.peers[0].id
     await pages[0].context().close()
@@ -77,7 +78,7 @@ describe('walking skeleton: 3 tabs, DPSGD ring over real WebRTC', () => {
       const { body } = await getJson<RoomResponse>(roomUrl)
       return body.peers.length === 2 &&
         body.peers.every((p) => p.id !== closing && p.step > (stepsAtClose.get(p.id) ?? 0) + 5) && body
-    }, 20_000, 250)
+    }, 45_000, 250)
     for (const p of after.peers) expect(p.neighbors).not.toContain(closing)
   })
 })
