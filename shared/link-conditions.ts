@@ -13,6 +13,7 @@
  * frame, because the real channel never shows them one either.
  */
 import { z } from 'zod'
+import { mulberry32 } from './math/random'
 import { DeadlineError, PeerUnavailableError } from './transport'
 
 export const LINK_PROFILES = ['lan', 'wan', 'slow', 'lossy'] as const
@@ -60,18 +61,6 @@ export const REAL_CLOCK: LinkClock = {
   now: () => performance.now(),
   setTimer: (fn, ms) => setTimeout(fn, ms),
   clearTimer: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
-}
-
-/** Seeded uniform [0, 1) (mulberry32): the same seed and calls give the same delays. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }
 
 /** A stable 32-bit seed from a string (a peer id), FNV-1a. */

@@ -1,16 +1,8 @@
 /** Seeded randomness for deterministic tests and fault injection (never Math.random). */
 
-/** mulberry32: tiny, fast 32-bit PRNG; returns floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+import { mulberry32 } from '../math/random'
+
+export { mulberry32 }
 
 export class Rng {
   private readonly u: () => number
