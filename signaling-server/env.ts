@@ -5,7 +5,7 @@ import { readIceSettings, type IceSettings } from './turn'
 
 /**
  * Server settings from the environment (PORT, HOST, DATA_DIR, PUBLIC_URL, HTTPS, TLS_CERT,
- * TLS_KEY, HTTP_PORT), overridable by the flags in USAGE. Validated once at startup so a typo
+ * TLS_KEY, HTTP_PORT, REDIS_URL), overridable by the flags in USAGE. Validated once at startup so a typo
  * fails loudly.
  */
 
@@ -20,6 +20,8 @@ export const USAGE = `Usage: npm start -- [options]   (npm run serve -- [options
   --tls-key FILE    TLS_KEY     self-signed one is generated once into DATA_DIR and reused
   --http-port N     HTTP_PORT   with --https: a plain-HTTP listener that redirects to HTTPS
                                 (default PORT+1, e.g. 8081; 0 picks a free port)
+  --redis-url URL   REDIS_URL   keep rooms in Redis so several processes behind a balancer
+                                serve them (docs/deploy.md; npm run cluster starts them)
   --dev                         serve the client through Vite (hot reload)
   --help                        this text`
 
@@ -33,6 +35,7 @@ const envSchema = z.object({
   TLS_CERT: z.string().min(1).optional(),
   TLS_KEY: z.string().min(1).optional(),
   HTTP_PORT: z.coerce.number().int().min(0).max(65_535).optional(),
+  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').optional(),
 })
 
 export interface Settings {
@@ -49,6 +52,8 @@ export interface Settings {
   help: boolean
   /** TURN_SECRET, TURN_URLS, TURN_TTL, ICE_SERVERS, STUN_URLS (turn.ts). */
   ice: IceSettings
+  /** REDIS_URL: rooms in Redis, several processes (ownership.ts); null: SQLite in dataDir. */
+  redisUrl: string | null
 }
 
 export function readSettings(argv: string[], env: NodeJS.ProcessEnv): Settings {
@@ -64,6 +69,7 @@ export function readSettings(argv: string[], env: NodeJS.ProcessEnv): Settings {
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
       'http-port': { type: 'string' },
+      'redis-url': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -77,6 +83,7 @@ export function readSettings(argv: string[], env: NodeJS.ProcessEnv): Settings {
     TLS_CERT: values['tls-cert'] ?? (env.TLS_CERT || undefined),
     TLS_KEY: values['tls-key'] ?? (env.TLS_KEY || undefined),
     HTTP_PORT: values['http-port'] ?? (env.HTTP_PORT === '' ? undefined : env.HTTP_PORT),
+    REDIS_URL: values['redis-url'] ?? (env.REDIS_URL || undefined),
   })
   if (!r.success) {
     const issue = r.error.issues[0]
@@ -86,7 +93,7 @@ export function readSettings(argv: string[], env: NodeJS.ProcessEnv): Settings {
   if (r.data.PUBLIC_URL !== undefined) publicUrl = normalizePublicUrl(r.data.PUBLIC_URL)
   const ice = readIceSettings(env)
   const tls = readTls(values.https, r.data)
-  return { port: r.data.PORT, host: r.data.HOST, dataDir: r.data.DATA_DIR, publicUrl, dev: values.dev ?? false, ice, tls, help: values.help ?? false }
+  return { port: r.data.PORT, host: r.data.HOST, dataDir: r.data.DATA_DIR, publicUrl, dev: values.dev ?? false, ice, tls, help: values.help ?? false, redisUrl: r.data.REDIS_URL ?? null }
 }
 
 /** `--https` wins over HTTPS; the redirect listener defaults to PORT+1 (0 with PORT=0, as tests use). */

@@ -10,6 +10,7 @@ import {
 import { PROTOCOL_VERSION } from '../shared/protocol/version'
 import { CHECKPOINT_MAX_BYTES, type Room, type RoomRegistry } from './rooms'
 import { feedCursorAtEnd, historySnapshot, nextHistoryDelta, type FeedCursor } from './history'
+import { LocalOwnership, type RoomOwnership } from './ownership'
 import { iceGrant, NO_ICE_SETTINGS, renewDelayMs, type IceSettings } from './turn'
 
 /**
@@ -105,10 +106,23 @@ export function describeIssue(error: z.ZodError): string {
 export const ROOM_CREATION_BURST = 200
 export const ROOM_CREATIONS_PER_SEC = 1 / 60
 
-export function attachHandlers(io: SignalingServer, rooms: RoomRegistry, log: (msg: string) => void, ice: IceSettings = NO_ICE_SETTINGS): RoomBus {
-  const bus = new SocketBus(io, rooms, log, ice)
+export function attachHandlers(
+  io: SignalingServer, rooms: RoomRegistry, log: (msg: string) => void, ice: IceSettings = NO_ICE_SETTINGS,
+  ownership: RoomOwnership = new LocalOwnership(rooms),
+): RoomBus {
+  const bus = new SocketBus(io, rooms, log, ice, ownership)
   io.on('connection', (socket) => bindSocket(bus, socket))
+  ownership.onDrop((room) => bus.sendAway(room))
   return bus
+}
+
+/**
+ * The key the balancer routed this socket by (its handshake's `room` query; deploy/haproxy.cfg),
+ * or null for a socket that came without one (a direct connection, an older client).
+ */
+function routedAs(socket: SignalingSocket): string | null {
+  const q = socket.handshake.query.room
+  return typeof q === 'string' && q.length > 0 && q.length <= 128 ? q : null
 }
 
 type Ack = ((r: unknown) => void) | null
@@ -153,7 +167,25 @@ class SocketBus implements RoomBus {
     if (this.byPeer.get(socket.data.peerId) === socket) this.byPeer.delete(socket.data.peerId)
   }
 
-  constructor(readonly io: SignalingServer, readonly rooms: RoomRegistry, readonly log: (msg: string) => void, readonly ice: IceSettings) {}
+  constructor(
+    readonly io: SignalingServer, readonly rooms: RoomRegistry, readonly log: (msg: string) => void, readonly ice: IceSettings,
+    readonly ownership: RoomOwnership,
+  ) {}
+
+  /**
+   * The room moved to another server process (ownership.ts): its sockets here close their
+   * transport, which a client reads as a dropped connection, so it reconnects through the
+   * balancer and rejoins there under the same identity.
+   */
+  sendAway(roomName: string): void {
+    for (const socket of this.io.sockets.sockets.values()) {
+      if (socket.data.room !== roomName) continue
+      socket.data.room = null
+      this.forgetIce(socket)
+      for (const ch of CHANNELS) void socket.leave(ch(roomName))
+      socket.conn.close()
+    }
+  }
 
   /** Per volunteer socket: when its TURN credentials are renewed (one timer each, gone with the socket). */
   private readonly iceTimers = new Map<string, NodeJS.Timeout>()
@@ -490,7 +522,7 @@ function bindSocket(bus: SocketBus, socket: SignalingSocket) {
 }
 
 function onJoin(bus: SocketBus, socket: SignalingSocket, p: z.infer<typeof joinSchema>, ack: Ack) {
-  if (!p.identity) return join(bus, socket, p, socket.id, ack)
+  if (!p.identity) return claimAndJoin(bus, socket, p, socket.id, ack)
   // Verifying is asynchronous (WebCrypto); the join rate limit bounds how often it runs.
   verifyIdentity(p.identity, socket.data.challenge, p.room).then((v) => {
     if (!socket.connected) return
@@ -499,7 +531,7 @@ function onJoin(bus: SocketBus, socket: SignalingSocket, p: z.infer<typeof joinS
       ack?.({ ok: false, code: 'bad-request', message: v.error })
       return
     }
-    join(bus, socket, p, v.id, ack)
+    claimAndJoin(bus, socket, p, v.id, ack)
   }).catch((err: unknown) => {
     bus.log(`join verification failed for ${socket.id}: ${String(err)}`)
     ack?.({ ok: false, code: 'internal', message: 'internal error' })
@@ -513,6 +545,26 @@ function onJoin(bus: SocketBus, socket: SignalingSocket, p: z.infer<typeof joinS
 function membershipFor(bus: SocketBus, socket: SignalingSocket, room: Room): MembershipAnnouncement {
   const m = bus.rooms.membership(room)
   return bus.isVolunteer(socket) ? m : { ...m, config: publicConfig(m.config) }
+}
+
+/**
+ * Makes sure this process serves the room (ownership.ts; immediate with one process), then
+ * joins. A room served under another name, or still moving, is refused with what to do.
+ */
+function claimAndJoin(bus: SocketBus, socket: SignalingSocket, p: z.infer<typeof joinSchema>, peerId: string, ack: Ack) {
+  if (!bus.ownership.clustered) return join(bus, socket, p, peerId, ack)
+  bus.ownership.claim(p.room, routedAs(socket), { create: true }).then((c) => {
+    if (!socket.connected) return
+    if (c.ok) return join(bus, socket, { ...p, room: c.name }, peerId, ack)
+    const retry = c.code === 'busy' ? { retryAfterMs: c.retryAfterMs } : c.code === 'moved' ? { room: c.room } : {}
+    if (ack) ack({ ok: false, code: c.code, message: c.message, ...retry })
+    else bus.emitError(socket, 'join', c.code, c.message)
+  }).catch((err: unknown) => {
+    bus.log(`claiming room '${p.room}' failed: ${String(err)}`)
+    const message = 'the server could not reach its room store; try again'
+    if (ack) ack({ ok: false, code: 'busy', message, retryAfterMs: 2000 })
+    else bus.emitError(socket, 'join', 'busy', message)
+  })
 }
 
 /** Joins as `peerId` (the socket's id, or a proven key's). */

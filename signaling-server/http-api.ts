@@ -15,6 +15,7 @@ import { bearerToken, hashToken, newHostToken, tokenMatches } from './auth'
 import { clientAddress, type RoomBus } from './handlers'
 import { historyToCsv } from './history'
 import { tfjsArtifact } from '../shared/model-shapes'
+import type { RoomOwnership } from './ownership'
 import type { PublicOrigin } from './public-origin'
 import type { Room, RoomRegistry } from './rooms'
 
@@ -41,6 +42,8 @@ export interface ApiContext {
   publicOrigin: (req: IncomingMessage) => PublicOrigin
   /** How the server does TLS, for the host page's notice (tls.ts); absent: 'none'. */
   tls?: 'self-signed' | 'certificate' | 'none'
+  /** Which process serves which room (ownership.ts); absent: this one serves every room. */
+  ownership?: RoomOwnership
 }
 
 export interface ShardQuery {
@@ -107,6 +110,34 @@ function roomLinks(base: string, room: Room) {
   return { joinUrl: `${base}/?room=${code}`, dashboardUrl: `${base}/room/${code}`, projectorUrl: `${base}/projector/${code}` }
 }
 
+/**
+ * With several processes (ownership.ts): makes this one serve the room of a /api/rooms/:room
+ * request. A room reached by its join code is redirected to its name (the balancer routes by
+ * the URL's room, so a room is always asked for under one key). True when answered here.
+ */
+async function claimForRequest(res: ServerResponse, raw: string, rest: string, query: URLSearchParams, ownership: RoomOwnership): Promise<boolean> {
+  let key: string
+  try {
+    key = decodeURIComponent(raw)
+  } catch {
+    throw new HttpError(400, 'room: bad URL encoding', 'room')
+  }
+  const c = await ownership.claim(key, key)
+  if (c.ok) return false
+  if (c.code === 'busy') {
+    res.setHeader('Retry-After', String(Math.ceil(c.retryAfterMs / 1000)))
+    throw new HttpError(503, c.message)
+  }
+  if (c.code === 'exists') throw new HttpError(409, c.message, 'room')
+  const qs = query.toString()
+  // 307 keeps the method and body: a host's POST …/control by code lands on the room's name.
+  res.statusCode = 307
+  res.setHeader('Location', `/api/rooms/${encodeURIComponent(c.room)}${rest}${qs ? `?${qs}` : ''}`)
+  res.setHeader('Cache-Control', 'no-store')
+  res.end()
+  return true
+}
+
 function findRoom(rooms: RoomRegistry, raw: string): Room {
   let name: string
   try {
@@ -146,7 +177,14 @@ async function route(req: IncomingMessage, res: ServerResponse, pathname: string
   const { rooms } = ctx
   let m: RegExpExecArray | null
 
-  if (pathname === '/healthz' && get) return json(res, 200, { ok: true, protocol: PROTOCOL_VERSION, rooms: rooms.list().length } satisfies HealthResponse)
+  if (ctx.ownership?.clustered && (m = /^\/api\/rooms\/([^/]+)(\/.*)?$/.exec(pathname))) {
+    if (await claimForRequest(res, m[1], m[2] ?? '', query, ctx.ownership)) return
+  }
+
+  if (pathname === '/healthz' && get) {
+    const ok = ctx.ownership?.healthy() ?? true
+    return json(res, ok ? 200 : 503, { ok, protocol: PROTOCOL_VERSION, rooms: rooms.list().length } satisfies HealthResponse)
+  }
 
   if ((m = /^\/data\/([a-z-]+)\/(train|test)(?:\.bin)?$/.exec(pathname)) && get)
     return serveDataset(req, res, m[1], m[2] as 'train' | 'test', query, ctx)
@@ -294,7 +332,14 @@ async function createRoom(req: IncomingMessage, res: ServerResponse, ctx: ApiCon
   const token = newHostToken()
   if (!ctx.bus.mayCreateRoom(req.socket.remoteAddress ?? 'unknown'))
     throw new HttpError(429, 'too many new rooms from this address; try again in a minute')
-  const created = ctx.rooms.create({ name, config: parsed.config, tokenHash: hashToken(token), paused })
+  let code: string | undefined
+  if (ctx.ownership?.clustered) {
+    // The room's lease comes first: its first writes to the store are fenced by it.
+    if (name === undefined) name = code = ctx.rooms.newCode()
+    const c = await ctx.ownership.claim(name, name, { create: true, fresh: true })
+    if (!c.ok) throw new HttpError(c.code === 'busy' ? 503 : 409, c.code === 'busy' ? c.message : `room: '${name}' already exists`, 'room')
+  }
+  const created = ctx.rooms.create({ name, code, config: parsed.config, tokenHash: hashToken(token), paused })
   if (!created.ok) throw new HttpError(created.code === 'exists' ? 409 : 503, created.message, 'room')
   const room = created.room
   const o = ctx.publicOrigin(req)

@@ -53,6 +53,7 @@ async function main() {
     tls: tls && { key: tls.key, cert: tls.cert, selfSigned: tls.source !== 'files' },
     redirectPort: settings.tls?.httpPort ?? null,
     ice: settings.ice,
+    redisUrl: settings.redisUrl,
   })
   const scheme = server.secure ? 'https' : 'http'
   const lines = [`tabswarm is running${settings.dev ? ' (dev mode)' : ''}. Open:`, `  ${scheme}://localhost:${server.port}/`]
@@ -60,7 +61,7 @@ async function main() {
   if (shared) lines.push(`  ${shared}/   (students: join links and QR codes use this${settings.publicUrl ? ', from PUBLIC_URL' : ''})`)
   else lines.push('  (no LAN address: students on other machines cannot reach this server; set HOST=0.0.0.0 or PUBLIC_URL)')
   if (settings.publicUrl && isLoopbackHost(new URL(settings.publicUrl).hostname)) lines.push('  warning: PUBLIC_URL is a loopback address; only this machine can open it')
-  lines.push(`  host a class: ${scheme}://localhost:${server.port}/host`, `  data: ${settings.dataDir}`)
+  lines.push(`  host a class: ${scheme}://localhost:${server.port}/host`, settings.redisUrl ? '  rooms: in Redis (REDIS_URL), shared with the other processes' : `  data: ${settings.dataDir}`)
   if (tls) lines.push(...tlsLines(tls, server.redirectPort))
   else if (shared && !settings.publicUrl?.startsWith('https:')) lines.push('  plain HTTP: LAN tabs get no WebGPU and no lap-sgd workers; `npm start -- --https` serves HTTPS (see --help)')
   if (settings.ice.turn) lines.push(`  TURN: ${settings.ice.turn.urls.join(' ')} (credentials for ${settings.ice.turn.ttlSec} s, renewed before expiry)`)

@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { roomConfigSchema, type RoomConfig } from '../shared/config'
 import { historyPointSchema, historyRunSchema, type HistoryPoint } from '../shared/protocol/history'
-import type { Checkpoint, PersistedRoom, RoomMeta, RoomStore } from './rooms'
+import { parseSafety, type Checkpoint, type PersistedRoom, type RoomMeta, type RoomSafety, type RoomStore } from './rooms'
 
 /**
  * SQLite storage for rooms, run history and each room's latest checkpoint, so a restarted
@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
   room TEXT PRIMARY KEY, run INTEGER NOT NULL, step INTEGER NOT NULL, schema_hash TEXT NOT NULL,
   saved_at INTEGER NOT NULL, params BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS safety (room TEXT PRIMARY KEY, data TEXT NOT NULL);
 `
 
 export interface SqliteStore extends RoomStore {
@@ -49,8 +50,9 @@ export function openStore(dataDir: string, log: (msg: string) => void = () => {}
   const upsertCheckpoint = db.prepare(`INSERT OR REPLACE INTO checkpoints (room, run, step, schema_hash, saved_at, params)
     VALUES (?, ?, ?, ?, ?, ?)`)
   const deleteCheckpoint = db.prepare(`DELETE FROM checkpoints WHERE room = ?`)
+  const upsertSafety = db.prepare(`INSERT OR REPLACE INTO safety (room, data) VALUES (?, ?)`)
   const deleteRoom = db.transaction((room: string) => {
-    for (const table of ['points', 'runs', 'checkpoints']) db.prepare(`DELETE FROM ${table} WHERE room = ?`).run(room)
+    for (const table of ['points', 'runs', 'checkpoints', 'safety']) db.prepare(`DELETE FROM ${table} WHERE room = ?`).run(room)
     db.prepare(`DELETE FROM rooms WHERE name = ?`).run(room)
   })
   const parseConfig = configParser(log)
@@ -73,6 +75,9 @@ export function openStore(dataDir: string, log: (msg: string) => void = () => {}
     },
     deleteRoom(room) {
       deleteRoom(room)
+    },
+    saveSafety(room, safety: RoomSafety) {
+      upsertSafety.run(room, JSON.stringify(safety))
     },
     load() {
       return loadRooms(db, parseConfig)
@@ -120,6 +125,7 @@ function loadRooms(db: Db, parseConfig: ConfigParser): PersistedRoom[] {
   const runsOf = db.prepare(`SELECT run, config, started, diverged FROM runs WHERE room = ? ORDER BY run`)
   const pointsOf = db.prepare(`SELECT data FROM points WHERE room = ? AND run = ? ORDER BY t`)
   const cpOf = db.prepare(`SELECT run, step, schema_hash, saved_at, params FROM checkpoints WHERE room = ?`)
+  const safetyOf = db.prepare(`SELECT data FROM safety WHERE room = ?`)
   for (const row of db.prepare(`SELECT * FROM rooms`).all() as RoomRow[]) {
     const config = parseConfig(row.config, `room '${row.name}'`)
     if (!config) continue
@@ -131,13 +137,23 @@ function loadRooms(db: Db, parseConfig: ConfigParser): PersistedRoom[] {
       runs.push({ run: rr.run, config: rc, started: rr.started, points, diverged: parseDivergence(rr.diverged) })
     }
     const cp = cpOf.get(row.name) as CpRow | undefined
+    const safety = safetyOf.get(row.name) as { data: string } | undefined
     out.push({
+      safety: safety ? parseJsonSafety(safety.data) : null,
       name: row.name, code: row.code, createdAt: row.created_at, config, tokenHash: row.token_hash,
       run: row.run, paused: row.paused === 1, epoch: row.epoch, runs,
       checkpoint: cp ? { run: cp.run, step: cp.step, schemaHash: cp.schema_hash, savedAt: cp.saved_at, params: new Uint8Array(cp.params) } : null,
     })
   }
   return out
+}
+
+function parseJsonSafety(json: string): RoomSafety | null {
+  try {
+    return parseSafety(JSON.parse(json))
+  } catch {
+    return null
+  }
 }
 
 /** A corrupt row costs one chart point, never the room. */

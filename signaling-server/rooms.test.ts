@@ -426,7 +426,7 @@ describe('divergence', () => {
 
   it('pauses the room when half of the roster reports a diverged model, records it in the run, and a new run clears it', () => {
     const saved: unknown[] = []
-    const store: RoomStore = { saveRoom: () => {}, saveRun: (_room, r) => void saved.push(r), appendPoint: () => {}, saveCheckpoint: () => {}, deleteCheckpoint: () => {}, deleteRoom: () => {} }
+    const store: RoomStore = { saveRoom: () => {}, saveRun: (_room, r) => void saved.push(r), appendPoint: () => {}, saveCheckpoint: () => {}, deleteCheckpoint: () => {}, deleteRoom: () => {}, saveSafety: () => {} }
     const { registry, advance } = setup(store)
     for (const id of ['a', 'b', 'c', 'd']) joinReady(registry, 'lab', { id, role: 'volunteer' })
     const room = registry.get('lab')!
@@ -470,7 +470,7 @@ describe('room expiry', () => {
     const deleted: string[] = []
     const store: RoomStore = {
       saveRoom: () => {}, saveRun: () => {}, appendPoint: () => {}, saveCheckpoint: () => {}, deleteCheckpoint: () => {},
-      deleteRoom: (room) => void deleted.push(room),
+      deleteRoom: (room) => void deleted.push(room), saveSafety: () => {},
     }
     const { registry, advance } = setup(store)
     const hosted = registry.create({ name: 'hosted', config: defaultConfig(), tokenHash: 'x' })
@@ -804,6 +804,7 @@ describe('persistence seam', () => {
       saveCheckpoint: (room, cp) => checkpoints.set(room, cp),
       deleteCheckpoint: (room) => checkpoints.delete(room),
       deleteRoom: (room) => void (rooms.delete(room), checkpoints.delete(room)),
+      saveSafety: () => {},
     }
     const { registry } = setup(store)
     joinReady(registry, 'lab', { id: 'a', role: 'volunteer' })

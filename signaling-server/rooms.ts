@@ -1,7 +1,8 @@
+import { z } from 'zod'
 import { ALGORITHM_DESCRIPTORS, algorithmsWhere } from '../shared/algorithms/descriptors'
 import { DATASETS, MODELS, defaultConfig, publicConfig, type RoomConfig } from '../shared/config'
 import { friendlyName, normalizeName } from '../shared/names'
-import type { EvictionRecord } from '../shared/protocol/history'
+import { evictionRecordSchema, type EvictionRecord } from '../shared/protocol/history'
 import type { LeaderboardEntry, PeerView, RoomView } from '../shared/protocol/http'
 import { modelLayout } from '../shared/model-shapes'
 import { REPORT_LIMITS, type AwayReason, type MembershipAnnouncement, type PeerReport } from '../shared/protocol/signaling'
@@ -16,7 +17,8 @@ import {
 /**
  * The room registry: pure state, no sockets. A two-way index (room → roster, peer → room) driven
  * by join/leave/report/suspect calls whose results tell the socket layer what to broadcast.
- * Durable changes go to an injected RoomStore (persistence.ts implements it with SQLite).
+ * Durable changes go to an injected RoomStore: persistence.ts (SQLite, one process) or
+ * redis-store.ts (Redis, several processes; docs/deploy.md).
  */
 
 export const MAX_ROOMS = 10_000
@@ -204,7 +206,46 @@ export interface RoomMeta {
 export interface PersistedRoom extends RoomMeta {
   runs: Array<{ run: number; config: RoomConfig; started: number; points: HistoryPoint[]; diverged?: RunRecord['diverged'] }>
   checkpoint: Checkpoint | null
+  /** Absent from stores written before it existed: the room then starts with a clean slate. */
+  safety?: RoomSafety | null
 }
+
+/**
+ * What keeps a room safe and fair across a restart or a move to another server process: who
+ * sits out a cooldown, the eviction record, muted reporters, the host's pins and the run's
+ * credit. Without it, killing or restarting a process would let an evicted peer straight back
+ * in and wipe every volunteer's credit.
+ */
+export const roomSafetySchema = z.object({
+  cooldowns: z.array(z.tuple([z.string().max(128), z.object({ count: z.number().int().min(0).max(1e6), until: z.number(), lastAt: z.number() })])).max(4 * MAX_PEERS_PER_ROOM),
+  evictions: z.array(evictionRecordSchema).max(MAX_EVICTIONS_KEPT),
+  strikes: z.array(z.tuple([z.string().max(128), z.object({ count: z.number().int().min(0).max(1e6), lastAt: z.number(), mutedUntil: z.number() })])).max(4 * MAX_PEERS_PER_ROOM),
+  pinned: z.object({ ps: z.string().max(128).nullable(), writer: z.string().max(128).nullable() }),
+  ledger: z.array(z.object({ id: z.string().max(128), name: z.string().max(128).nullable(), samples: z.number().min(0), at: z.number() })).max(MAX_LEDGER_ENTRIES),
+  ledgerTotal: z.number().min(0),
+})
+export type RoomSafety = z.infer<typeof roomSafetySchema>
+
+/** A room's RoomSafety now. */
+export function safetyOf(room: Room): RoomSafety {
+  return {
+    cooldowns: [...room.cooldowns].map(([id, c]) => [id, { ...c }]),
+    evictions: room.evictions.map((e) => ({ ...e })),
+    strikes: [...room.strikes].map(([id, st]) => [id, { ...st }]),
+    pinned: { ...room.pinned },
+    ledger: [...room.ledger.values()].map((e) => ({ ...e })),
+    ledgerTotal: room.ledgerTotal,
+  }
+}
+
+/** A stored RoomSafety, or null when it does not parse (a bad row never costs the room). */
+export function parseSafety(raw: unknown): RoomSafety | null {
+  const r = roomSafetySchema.safeParse(raw)
+  return r.success ? r.data : null
+}
+
+/** Credit changes reach the store at most this often per room (a crash loses at most this much credit). */
+export const SAFETY_SAVE_MIN_INTERVAL_MS = 5_000
 
 /** Collaborator that makes rooms durable; every method is best effort (errors go to onStoreError). */
 export interface RoomStore {
@@ -215,6 +256,8 @@ export interface RoomStore {
   deleteCheckpoint(room: string): void
   /** Removes the room with its runs, points and checkpoint. */
   deleteRoom(room: string): void
+  /** Replaces the room's RoomSafety. */
+  saveSafety(room: string, safety: RoomSafety): void
 }
 
 export interface RegistryOptions {
@@ -275,9 +318,9 @@ export class RoomRegistry {
    * Creates a room; its name defaults to its join code. `paused`: the room waits for the host's
    * Start (students join and download their data first; nobody trains until the class is in).
    */
-  create(opts: { name?: string; config: RoomConfig; tokenHash: string | null; paused?: boolean }): { ok: true; room: Room } | Fail {
+  create(opts: { name?: string; code?: string; config: RoomConfig; tokenHash: string | null; paused?: boolean }): { ok: true; room: Room } | Fail {
     if (this.rooms.size >= MAX_ROOMS) return fail('room-limit', `the server already holds ${MAX_ROOMS} rooms`)
-    const code = this.freshCode()
+    const code = opts.code !== undefined && normalizeJoinCode(opts.code) === opts.code && !this.byCode.has(opts.code) ? opts.code : this.freshCode()
     const name = opts.name ?? code
     if (this.get(name)) return fail('exists', `room: '${name}' already exists`)
     const now = this.now()
@@ -307,6 +350,7 @@ export class RoomRegistry {
         return rec
       })
       if (!runs.some((r) => r.run === s.run)) runs.push(makeRun(s.run, s.config, this.now()))
+      const safety = s.safety ?? null
       const room: Room = {
         name: s.name, code: s.code, createdAt: s.createdAt, config: s.config, tokenHash: s.tokenHash,
         // A restart counts as activity: expiry starts over rather than deleting on boot.
@@ -316,9 +360,14 @@ export class RoomRegistry {
         epoch: s.epoch + 1,
         roster: [], peers: new Map(), ...noRoles(), runs,
         checkpoint: s.checkpoint && s.checkpoint.run === s.run ? { ...s.checkpoint, by: null } : null,
-        olderCheckpoints: [], evictions: [], cooldowns: new Map(), strikes: new Map(),
-        ledger: new Map(), ledgerTotal: 0,
+        olderCheckpoints: [],
+        evictions: safety ? safety.evictions.slice(-MAX_EVICTIONS_KEPT) : [],
+        cooldowns: new Map(safety?.cooldowns ?? []),
+        strikes: new Map(safety?.strikes ?? []),
+        ledger: new Map((safety?.ledger ?? []).map((e) => [e.id, { ...e }])),
+        ledgerTotal: safety?.ledgerTotal ?? 0,
       }
+      if (safety) room.pinned = { ...safety.pinned }
       this.rooms.set(room.name, room)
       this.byCode.set(room.code, room)
     }
@@ -353,6 +402,27 @@ export class RoomRegistry {
     this.rooms.delete(room.name)
     this.byCode.delete(room.code)
     this.persist((s) => s.deleteRoom(room.name))
+  }
+
+  /**
+   * Forgets a room here without deleting it from the store: another server process owns it now
+   * (ownership.ts). Its sockets must be sent away first or right after.
+   */
+  unload(room: Room): void {
+    for (const id of room.peers.keys()) this.roomOfPeer.delete(id)
+    this.rooms.delete(room.name)
+    this.byCode.delete(room.code)
+  }
+
+  /** Writes the room's durable state and RoomSafety now (before another process takes it over). */
+  persistState(room: Room): void {
+    this.persistRoom(room)
+    this.persistSafety(room)
+  }
+
+  /** A join code no room here uses (for a room created under a name chosen before it exists). */
+  newCode(): string {
+    return this.freshCode()
   }
 
   // ---- membership ----
@@ -520,6 +590,7 @@ export class RoomRegistry {
     const eviction: EvictionRecord = { peer: peerId, name, at: now, cooldownMs, ...why }
     room.evictions.push(eviction)
     if (room.evictions.length > MAX_EVICTIONS_KEPT) room.evictions.splice(0, room.evictions.length - MAX_EVICTIONS_KEPT)
+    this.persistSafety(room)
     return eviction
   }
 
@@ -564,6 +635,7 @@ export class RoomRegistry {
     run.bytes += Math.min(raw, MAX_BYTES_PER_SEC * since)
     entry.lastBytesSent = report.bytesSent
     this.credit(room, entry, report, now)
+    if (now - (this.safetySavedAt.get(room) ?? -Infinity) >= SAFETY_SAVE_MIN_INTERVAL_MS) this.persistSafety(room)
     entry.report = report
     entry.lastReportAt = now
     const reports = room.roster.map((id) => room.peers.get(id)?.report).filter((r): r is PeerReport => !!r)
@@ -859,6 +931,15 @@ export class RoomRegistry {
       writer: chooseRole(room.roles.writer, room.pinned.writer, candidates, now),
     }
     this.persistRoom(room)
+    this.persistSafety(room)
+  }
+
+  private readonly safetySavedAt = new WeakMap<Room, number>()
+
+  private persistSafety(room: Room): void {
+    this.safetySavedAt.set(room, this.now())
+    const safety = safetyOf(room)
+    this.persist((s) => s.saveSafety(room.name, safety))
   }
 
   private freshCode(): string {

@@ -2,12 +2,16 @@ import { createServer, type IncomingMessage, type Server as HttpServer, type Ser
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { networkInterfaces } from 'node:os'
+import { createAdapter } from '@socket.io/redis-adapter'
+import { Redis } from 'ioredis'
 import { Server } from 'socket.io'
 import type { DatasetName } from '../shared/config'
 import { getDatasetBinary as datasetBinary, getShardBinary as shardBinary, hasShard as shardCached } from './datasets'
 import { attachHandlers, type RoomBus, type SignalingServer } from './handlers'
 import { handleApi, type ShardQuery } from './http-api'
-import { openStore, type SqliteStore } from './persistence'
+import { LocalOwnership, RedisOwnership, processToken, type RoomOwnership } from './ownership'
+import { openStore } from './persistence'
+import { redisStore } from './redis-store'
 import { lanAddresses, lanOrigin, resolvePublicOrigin } from './public-origin'
 import { CHECKPOINT_MAX_BYTES, ROOM_IDLE_TTL_MS, RoomRegistry } from './rooms'
 import { serveStatic } from './static'
@@ -41,6 +45,11 @@ export interface ServerOptions {
   tls?: { key: string; cert: string; selfSigned?: boolean } | null
   /** With `tls`: also listen here over plain HTTP and redirect every request to HTTPS (0 picks a port). */
   redirectPort?: number | null
+  /**
+   * REDIS_URL: rooms live in Redis and several processes serve them behind a balancer
+   * (ownership.ts, docs/deploy.md); absent: one process, rooms in SQLite under dataDir.
+   */
+  redisUrl?: string | null
 }
 
 export interface RunningServer {
@@ -117,9 +126,8 @@ const EXPIRY_SWEEP_MS = 60_000
  */
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const log = opts.log ?? (() => {})
-  const store = openStore(opts.dataDir, log)
-  const registry = new RoomRegistry({ store, onStoreError: (err) => log(`persistence error: ${String(err)}`) })
-  registry.restore(store.load())
+  const backend = await openBackend(opts, log)
+  const { registry } = backend
   // Idle rooms go with their history (rooms.ts expire); ROOM_TTL_DAYS overrides the default.
   const ttlDays = Number(process.env.ROOM_TTL_DAYS)
   const ttlMs = Number.isFinite(ttlDays) && ttlDays > 0 ? ttlDays * 24 * 3600_000 : ROOM_IDLE_TTL_MS
@@ -133,7 +141,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const handler = requestHandler(opts, registry, log, late)
   const http: HttpServer = opts.tls ? createHttpsServer({ key: opts.tls.key, cert: opts.tls.cert }, handler) : createServer(handler)
   const io = createSocketServer(http)
-  late.bus = attachHandlers(io, registry, log, opts.ice)
+  const ownership = backend.attach(io)
+  late.ownership = ownership
+  late.bus = attachHandlers(io, registry, log, opts.ice, ownership)
 
   await listen(http, opts.port, opts.host)
   const port = (http.address() as AddressInfo).port
@@ -147,7 +157,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     try {
       await listen(redirect, opts.redirectPort, opts.host)
     } catch (err) {
-      await shutdown(late.bus, io, http, store)
+      await shutdown(late.bus, io, http, backend)
       throw err
     }
   }
@@ -164,7 +174,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     close() {
       clearInterval(expiry)
       closed ??= Promise.all([
-        shutdown(late.bus, io, http, store),
+        shutdown(late.bus, io, http, backend),
         redirect ? new Promise<void>((resolve) => { redirect.close(() => resolve()); redirect.closeAllConnections() }) : undefined,
       ]).then(() => undefined)
       return closed
@@ -196,6 +206,7 @@ function redirectToHttps(httpsPort: number, fallbackHost: string): (req: Incomin
 /** What requests read but only exists once the server is built: the socket layer, and the LAN origin once listening (port 0 picks one). */
 interface LateParts {
   bus: RoomBus | null
+  ownership?: RoomOwnership
   lanUrl: string | null
   /** Served over TLS: origins derived from the Host header are https. */
   secure: boolean
@@ -226,7 +237,7 @@ function requestHandler(
       return void res.end('bad request\n')
     }
     if (applyCors(req, res, url.pathname)) return
-    const ctx = { rooms: registry, bus: late.bus!, log, getDatasetBinary, getShardBinary, hasShard, publicOrigin: originFor, tls }
+    const ctx = { rooms: registry, bus: late.bus!, log, getDatasetBinary, getShardBinary, hasShard, publicOrigin: originFor, tls, ownership: late.ownership }
     handleApi(req, res, url.pathname, url.searchParams, ctx)
       .then(async (handled) => {
         if (!handled) await serveNonApi(opts, req, res, url.pathname)
@@ -276,8 +287,10 @@ function listen(http: HttpServer, port: number, host: string): Promise<void> {
   })
 }
 
-async function shutdown(bus: RoomBus | null, io: SignalingServer, http: HttpServer, store: SqliteStore): Promise<void> {
+async function shutdown(bus: RoomBus | null, io: SignalingServer, http: HttpServer, backend: Backend): Promise<void> {
   bus?.close()
+  // First, so another process can take our rooms at once (the lease goes with what we wrote).
+  await backend.beforeClose()
   // No io.disconnectSockets(): a server-side disconnect tells socket.io clients "you were
   // sent away" and they never reconnect. Closing the transports (io.close) reads to them
   // as a dropped connection, so volunteers reconnect on their own when the server is back.
@@ -285,5 +298,72 @@ async function shutdown(bus: RoomBus | null, io: SignalingServer, http: HttpServ
     io.close(() => resolve())
     http.closeAllConnections()
   })
-  store.close()
+  await backend.close()
+}
+
+/** Where rooms live: SQLite in dataDir (one process) or Redis (several; ownership.ts). */
+interface Backend {
+  registry: RoomRegistry
+  /** Wires the socket.io server to the backend (the Redis adapter) and says who serves which room. */
+  attach(io: SignalingServer): RoomOwnership
+  beforeClose(): Promise<void>
+  close(): Promise<void>
+}
+
+async function openBackend(opts: ServerOptions, log: (msg: string) => void): Promise<Backend> {
+  const onStoreError = (err: unknown) => log(`persistence error: ${String(err)}`)
+  if (!opts.redisUrl) {
+    const store = openStore(opts.dataDir, log)
+    const registry = new RoomRegistry({ store, onStoreError })
+    registry.restore(store.load())
+    return { registry, attach: () => new LocalOwnership(registry), beforeClose: async () => {}, close: async () => store.close() }
+  }
+  // Commands wait (offline queue) while Redis reconnects, but not forever: a request fails
+  // after a few retries and the claim answers 'busy'.
+  const redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: 3, lazyConnect: true })
+  redis.on('error', (err: Error) => log(`redis: ${err.message}`))
+  await redis.connect()
+  const pub = redis.duplicate()
+  const sub = redis.duplicate()
+  for (const c of [pub, sub]) c.on('error', (err: Error) => log(`redis adapter: ${err.message}`))
+  const token = processToken()
+  const store = redisStore(redis, token, onStoreError)
+  const registry = new RoomRegistry({ store, onStoreError })
+  let ownership: RedisOwnership | null = null
+  log(`rooms in Redis (${redactUrl(opts.redisUrl)}); this process is ${token}`)
+  return {
+    registry,
+    attach(io) {
+      io.adapter(createAdapter(pub, sub))
+      const cluster = io as unknown as { serverSideEmit(ev: string, room: string): void; on(ev: string, cb: (room: unknown) => void): void }
+      ownership = new RedisOwnership({
+        redis, token, registry, store, log,
+        bus: {
+          requestRelease: (room) => cluster.serverSideEmit(RELEASE_EVENT, room),
+          onReleaseRequest: (cb) => cluster.on(RELEASE_EVENT, (room) => {
+            if (typeof room === 'string' && room.length <= 128) cb(room)
+          }),
+        },
+      })
+      return ownership
+    },
+    beforeClose: async () => { await ownership?.close() },
+    close: async () => {
+      await Promise.all([redis, pub, sub].map((c) => c.quit().catch(() => undefined)))
+    },
+  }
+}
+
+/** Another process asks the holder of a room to hand it over (ownership.ts). */
+const RELEASE_EVENT = 'tabswarm:release-room'
+
+/** A Redis URL for the log, without its password. */
+function redactUrl(url: string): string {
+  try {
+    const u = new URL(url)
+    if (u.password) u.password = '***'
+    return u.toString()
+  } catch {
+    return 'REDIS_URL'
+  }
 }

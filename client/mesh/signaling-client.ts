@@ -10,6 +10,8 @@ import {
   joinedSchema,
   joinSchema,
   JoinRejectedError,
+  RoomMovedError,
+  roomNameSchema,
   applyMembershipDelta,
   membershipDeltaSchema,
   membershipSchema,
@@ -49,6 +51,8 @@ const joinAckSchema = z.object({
   code: z.string().optional(),
   message: z.string().optional(),
   retryAfterMs: z.number().min(0).optional(),
+  /** With code 'moved': the name the room is served under. */
+  room: roomNameSchema.optional(),
 })
 
 export type Joined = z.infer<typeof joinedSchema>
@@ -86,6 +90,11 @@ export interface SignalingClientOptions {
    * socket's id is our id.
    */
   identity?: Promise<Identity | null> | Identity | null
+  /**
+   * The room this client is for: sent as the connection's `room` query, which the balancer in
+   * front of several server processes routes by (docs/deploy.md). A single server ignores it.
+   */
+  room?: string
 }
 
 /** How long a join waits for the server's 'hello' challenge before joining without an identity (an older server sends none). */
@@ -116,7 +125,8 @@ export class SignalingClient {
       this.log('signaling.identity-unavailable', { error: String(e) })
       return null
     })
-    this.socket = io(url, { autoConnect: true, reconnection: true, ...opts.socket }) as Socket<ServerToClientEvents, ClientToServerEvents>
+    const query = opts.room ? { room: opts.room } : undefined
+    this.socket = io(url, { autoConnect: true, reconnection: true, ...(query ? { query } : {}), ...opts.socket }) as Socket<ServerToClientEvents, ClientToServerEvents>
     this.socket.on('disconnect', () => { this.challenge = null })
     this.socket.on('hello', (raw: unknown) => {
       const r = helloSchema.safeParse(raw)
@@ -236,6 +246,27 @@ export class SignalingClient {
    * first); rejects on an error ack or when `signal` aborts.
    */
   async join(req: Omit<JoinRequest, 'v' | 'agent' | 'identity'> & { agent?: JoinRequest['agent'] }, signal: AbortSignal): Promise<Joined> {
+    try {
+      return await this.joinOnce(req, signal)
+    } catch (e) {
+      if (!(e instanceof RoomMovedError)) throw e
+      // Asked for by its code: the room's process is the one its name routes to.
+      this.log('signaling.moved', { from: req.room, to: e.room })
+      this.routeTo(e.room)
+      return this.joinOnce({ ...req, room: e.room }, signal)
+    }
+  }
+
+  /** Reconnects with `room` as the routing key (this and every later reconnect). */
+  private routeTo(room: string): void {
+    const opts = this.socket.io.opts as { query?: Record<string, string> }
+    opts.query = { ...opts.query, room }
+    this.challenge = null
+    this.socket.disconnect()
+    this.socket.connect()
+  }
+
+  private async joinOnce(req: Omit<JoinRequest, 'v' | 'agent' | 'identity'> & { agent?: JoinRequest['agent'] }, signal: AbortSignal): Promise<Joined> {
     const identity = await this.identity
     let proof: JoinRequest['identity']
     if (identity) {
@@ -273,6 +304,7 @@ export class SignalingClient {
         const a = joinAckSchema.safeParse(ack)
         if (!a.success) return // unknown shape: the 'joined' event decides
         if (a.data.ok && a.data.self) return finish(null, { v: PROTOCOL_VERSION, self: a.data.self, room: payload.room })
+        if (!a.data.ok && a.data.code === 'moved' && a.data.room) return finish(new RoomMovedError(a.data.room, a.data.message ?? ''))
         if (!a.data.ok) finish(new JoinRejectedError(a.data.code ?? 'error', a.data.message ?? '', a.data.retryAfterMs ?? null))
       })
     })

@@ -104,7 +104,7 @@ export function createNodeSession(opts: {
   let wrtc: WrtcImpl | null = null
   const loadWrtc = async () => (wrtc ??= await loadNodeWebRtc(opts.webrtc ?? {}))
   const identityFile = opts.identityFile !== undefined ? opts.identityFile : process.env.TABSWARM_IDENTITY || null
-  const client = new SignalingClient(opts.server, { socket: { transports: ['websocket'] }, identity: loadNodeIdentity(identityFile) })
+  const client = new SignalingClient(opts.server, { socket: { transports: ['websocket'] }, identity: loadNodeIdentity(identityFile), room: opts.room })
   const platform: SessionPlatform = {
     agent: 'node',
     serverUrl: opts.server,

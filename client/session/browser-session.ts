@@ -91,7 +91,7 @@ export function createBrowserSession(opts: { room: string; backend?: BackendName
   let chosen: BackendName = 'cpu'
   // A key pair in IndexedDB, one per tab: the peer id survives reloads (null on insecure origins: the socket id then).
   const identity = loadBrowserIdentity()
-  const client = new SignalingClient(origin, { socket: { transports: ['websocket'] }, identity })
+  const client = new SignalingClient(origin, { socket: { transports: ['websocket'] }, identity, room: opts.room })
   const platform: SessionPlatform = {
     agent: 'browser',
     serverUrl: origin,

@@ -128,7 +128,7 @@ class FeedConnection {
   }
 
   private connect() {
-    const socket: Socket<ServerToClientEvents, ClientToServerEvents> = io({ reconnection: true })
+    const socket: Socket<ServerToClientEvents, ClientToServerEvents> = io({ reconnection: true, query: { room: this.roomName } })
     this.socket = socket
     socket.on('connect', () => {
       this.polling = false

@@ -35,7 +35,8 @@ export type ErrorBody = z.infer<typeof errorBodySchema>
 
 // ---- GET /healthz, GET /api/info ----
 
-export const healthResponseSchema = z.object({ ok: z.literal(true), protocol: z.literal(PROTOCOL_VERSION), rooms: z.number().int() })
+/** `ok` is false (HTTP 503) while the server cannot reach its room store (REDIS_URL). */
+export const healthResponseSchema = z.object({ ok: z.boolean(), protocol: z.literal(PROTOCOL_VERSION), rooms: z.number().int() })
 export type HealthResponse = z.infer<typeof healthResponseSchema>
 
 /** The origin join links use and how it was chosen (signaling-server/public-origin.ts). */

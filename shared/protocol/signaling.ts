@@ -313,6 +313,18 @@ export class JoinRejectedError extends Error {
   }
 }
 
+/**
+ * With several server processes (docs/deploy.md): the room is served under the name `room`
+ * (it was asked for by its join code). The client reconnects with `room` as its routing key
+ * and joins by that name.
+ */
+export class RoomMovedError extends JoinRejectedError {
+  constructor(readonly room: string, message: string) {
+    super('moved', message)
+    this.name = 'RoomMovedError'
+  }
+}
+
 /** Host fault injection and control, forwarded to the affected peers. */
 export const peerCommandSchema = z.discriminatedUnion('type', [
   z.object({ v, type: z.literal('slow'), factor: z.number().min(1).max(100) }),

@@ -141,7 +141,7 @@ export function createMeshPeer(env: MeshPeerEnv): (msg: ParentToChild) => Promis
   async function init(p: PeerInit): Promise<void> {
     // Loaded before joining, so a stack that fails to load fails 'ready' rather than a later send.
     const wrtc = await env.loadWrtc(p)
-    const sig = new SignalingClient(p.url, { socket: { transports: ['websocket'] } })
+    const sig = new SignalingClient(p.url, { socket: { transports: ['websocket'] }, room: p.room })
     const { self } = await sig.join({ room: p.room, role: 'volunteer', agent: env.agent }, deadline('peer.join', 10_000))
     await sig.enterRoster(deadline('peer.ready', 10_000))
     const mesh = new WebRtcMesh(meshOptions(p, self, sig, wrtc, post))
