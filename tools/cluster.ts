@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -15,6 +15,8 @@ import { Command } from 'commander'
  */
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url))
+/** Debian puts haproxy in /usr/sbin, which a non-root PATH may lack. */
+const HAPROXY = existsSync('/usr/sbin/haproxy') ? '/usr/sbin/haproxy' : 'haproxy'
 
 export interface ClusterWorker {
   index: number
@@ -143,7 +145,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       workers.map((w) => ({ name: `s${w.index}`, address: `${host}:${w.port}` })))
     const cfgPath = join(dir, 'haproxy.cfg')
     writeFileSync(cfgPath, cfg)
-    haproxy = spawn('haproxy', ['-db', '-f', cfgPath], { stdio: ['ignore', 'ignore', 'pipe'] })
+    haproxy = spawn(HAPROXY, ['-db', '-f', cfgPath], { stdio: ['ignore', 'ignore', 'pipe'] })
     let haproxyErr = ''
     haproxy.stderr?.on('data', (d: Buffer) => { haproxyErr = (haproxyErr + d.toString()).slice(-8192) })
     const url = `http://${host}:${port}`
