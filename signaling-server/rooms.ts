@@ -181,11 +181,11 @@ export interface Room {
   olderCheckpoints: Checkpoint[]
   /** Reporters whose suspicions did not hold up (trust.ts addStrike); bounded by the roster's churn and pruned. */
   strikes: Map<string, Strikes>
-  /** Newest last; at most MAX_EVICTIONS_KEPT (not persisted: a restart starts a clean slate). */
+  /** Newest last; at most MAX_EVICTIONS_KEPT (saved with RoomSafety, so a restart keeps them). */
   evictions: EvictionRecord[]
   /** Peer id → eviction count and the time before which a join is refused. */
   cooldowns: Map<string, { count: number; until: number; lastAt: number }>
-  /** The current run's credit by volunteer id, at most MAX_LEDGER_ENTRIES (memory only: a restart starts at zero). */
+  /** The current run's credit by volunteer id, at most MAX_LEDGER_ENTRIES (saved with RoomSafety at most every SAFETY_SAVE_MIN_INTERVAL_MS). */
   ledger: Map<string, CreditEntry>
   /** Samples credited in the current run, including forgotten ledger entries. */
   ledgerTotal: number

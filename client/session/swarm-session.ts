@@ -355,7 +355,8 @@ export class SwarmSession implements SessionHandle {
           continue
         }
         if (!(e instanceof JoinRejectedError) || e.retryAfterMs === null) throw e
-        this.log(say.cooldown(e.retryAfterMs))
+        if (e.code === 'busy') this.log(say.roomMoving(e.retryAfterMs))
+        else this.log(say.cooldown(e.retryAfterMs))
         this.dispatch({ type: 'cooldown' })
         this.update({ stage: 'connecting' })
         await sleep(e.retryAfterMs + 100 + Math.random() * 500, this.stop.signal)

@@ -89,6 +89,10 @@ export const say = {
     text: `The room asks this tab to wait ${Math.ceil(ms / 1000)} s before rejoining`,
     detail: `eviction cooldown: ${ms} ms`,
   }),
+  roomMoving: (ms: number): Said => ({
+    text: 'The room is moving to another server; joining again in a moment',
+    detail: `room busy (moving between server processes): retry in ${ms} ms`,
+  }),
   ended: (reason: string): Said => ({ text: `Stopped: ${END_WORDS[reason] ?? reason}`, detail: `session ended: ${reason}` }),
   modelThread: (onWorker: boolean, browser: boolean, note?: string): Said => ({
     text: onWorker ? 'The model trains in the background, so this page stays responsive' : 'The model trains on this page',
