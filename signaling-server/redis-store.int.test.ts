@@ -1,12 +1,18 @@
 import { EventEmitter } from 'node:events'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { defaultConfig } from '../shared/config'
 import { startRedis, type RunningRedis } from '../tests/support/redis'
+import { waitFor } from '../tests/support/server'
+import { freePort } from '../tools/cluster'
 import { RedisOwnership, processToken, type ClusterBus } from './ownership'
 import { leaseKey, redisStore } from './redis-store'
 import { roomStoreSuite } from './room-store.suite'
 import { RoomRegistry } from './rooms'
+import { startServer } from './server'
 
 /**
  * Room state in a real redis-server: the same room-state suite as SQLite (room-store.test.ts),
@@ -142,6 +148,33 @@ describe('which process serves a room', () => {
       expect(await b.r.pttl(leaseKey('orphan'))).toBeGreaterThan(0)
     } finally {
       await b.ownership.close()
+    }
+  }, 30_000)
+})
+
+describe('a server process on Redis', () => {
+  it('refuses to start when REDIS_URL cannot be reached, and says why', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'tabswarm-redis-'))
+    try {
+      await expect(startServer({ port: 0, host: '127.0.0.1', dataDir, staticDir: dataDir, redisUrl: `redis://127.0.0.1:${await freePort()}` }))
+        .rejects.toThrow(/cannot reach Redis at redis:\/\/127\.0\.0\.1:\d+ \(REDIS_URL\)/)
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true })
+    }
+  })
+
+  it('answers /healthz 503 while Redis is gone, so the balancer takes it out', async () => {
+    const own = await startRedis()
+    const dataDir = mkdtempSync(join(tmpdir(), 'tabswarm-redis-'))
+    const server = await startServer({ port: 0, host: '127.0.0.1', dataDir, staticDir: dataDir, redisUrl: own.url })
+    try {
+      const health = async () => (await fetch(`${server.url}/healthz`)).status
+      expect(await health()).toBe(200)
+      await own.stop()
+      await waitFor('/healthz to answer 503', async () => (await health()) === 503, 15_000, 100)
+    } finally {
+      await server.close()
+      rmSync(dataDir, { recursive: true, force: true })
     }
   }, 30_000)
 })

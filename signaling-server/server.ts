@@ -321,11 +321,30 @@ async function openBackend(opts: ServerOptions, log: (msg: string) => void): Pro
   // Commands wait (offline queue) while Redis reconnects, but not forever: a request fails
   // after a few retries and the claim answers 'busy'.
   const redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: 3, lazyConnect: true })
-  redis.on('error', (err: Error) => log(`redis: ${err.message}`))
-  await redis.connect()
+  let lastError = ''
+  redis.on('error', (err: Error) => {
+    lastError = err.message
+    log(`redis: ${err.message}`)
+  })
+  try {
+    await redis.connect()
+  } catch (err) {
+    redis.disconnect()
+    throw new Error(`cannot reach Redis at ${redactUrl(opts.redisUrl)} (REDIS_URL): ${lastError || String(err)}`)
+  }
   const pub = redis.duplicate()
   const sub = redis.duplicate()
   for (const c of [pub, sub]) c.on('error', (err: Error) => log(`redis adapter: ${err.message}`))
+  // The adapter unsubscribes on close without awaiting; with Redis gone that rejection would be
+  // unhandled. Observed here, it is logged instead (the process is shutting down anyway).
+  for (const m of ['punsubscribe', 'unsubscribe'] as const) {
+    const original = sub[m].bind(sub) as (...a: unknown[]) => Promise<unknown>
+    ;(sub as unknown as Record<string, unknown>)[m] = (...a: unknown[]) => {
+      const p = original(...a)
+      p.catch((err: unknown) => log(`redis adapter: ${m} on close: ${String(err)}`))
+      return p
+    }
+  }
   const token = processToken()
   const store = redisStore(redis, token, onStoreError)
   const registry = new RoomRegistry({ store, onStoreError })
