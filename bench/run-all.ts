@@ -12,9 +12,27 @@ import { load } from './common'
  *                                   `npm run bench -- attacks`: the attack catalogue against each
  *                                   family, robust off/on (docs/security.md "Attacks on training";
  *                                   ~20 min, not part of the default list); `npm run bench -- load`:
- *                                   page-load bytes and time to first step (needs a build)
+ *                                   page-load bytes and time to first step (needs a build);
+ *                                   `npm run bench -- race [--links wan --algorithms a,b …]`: time,
+ *                                   bytes and rounds to target accuracy (docs/reproductions.md)
  */
 const quick = process.argv.includes('--quick')
+/**
+ * Positions in argv of a named benchmark's own flags and their values (`npm run bench -- race
+ * --links wan --repeat 1`): every `--flag` but ours, and the word after it. They go to race and signaling only.
+ */
+function passThroughAt(): Set<number> {
+  const argv = process.argv.slice(2)
+  const ours = ['--quick', '--calibration']
+  const at = new Set<number>()
+  argv.forEach((a, i) => {
+    if (!a.startsWith('--') || ours.includes(a)) return
+    at.add(i)
+    if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) at.add(i + 1)
+  })
+  return at
+}
+const passThrough = () => process.argv.slice(2).filter((_, i) => passThroughAt().has(i))
 const withCal = quick || process.argv.includes('--calibration')
 const q = quick ? ['--quick'] : []
 const all: [string, string[]][] = [
@@ -35,8 +53,12 @@ const named: Record<string, string[]> = {
   calibration: ['bench/calibration.ts', ...q],
   // Bytes and time to the first training step of a fresh and a returning volunteer tab (docs/benchmarks.md "Page loads").
   load: ['bench/load.ts', ...q],
+  // Time, bytes and sync rounds to target accuracy per algorithm over real WebRTC under link profiles (docs/reproductions.md).
+  race: ['bench/race.ts', ...q, ...passThrough()],
+  // Up to 2,000 volunteer sockets without WebRTC against the signaling server (docs/benchmarks.md "Signaling load").
+  signaling: ['bench/signaling.ts', ...q, ...passThrough()],
 }
-const wanted = process.argv.slice(2).filter((a) => !a.startsWith('--'))
+const wanted = process.argv.slice(2).filter((a, i) => !a.startsWith('--') && !passThroughAt().has(i))
 const known = new Map([...all, ...Object.entries(named)])
 const unknown = wanted.filter((w) => !known.has(w))
 if (unknown.length) {

@@ -244,6 +244,17 @@ class SocketBus implements RoomBus {
     }, MEMBERSHIP_BATCH_MS))
   }
 
+  /**
+   * The membership a volunteer joining the delta channel starts from: while an announcement is
+   * pending, what the channel last heard, so the pending delta (based on it) applies to the
+   * newcomer too. With the current one instead, a newcomer that joined and said ready within the
+   * batch window could not apply that delta and would have to ask for a whole membership.
+   */
+  deltaBase(room: Room): MembershipAnnouncement | undefined {
+    const last = this.lastSent.get(room)
+    return this.membershipTimers.has(room) && last && last.run === room.run ? last : undefined
+  }
+
   private flushMembership(room: Room) {
     if (this.rooms.get(room.name) !== room) return // deleted meanwhile
     const m = this.rooms.membership(room)
@@ -595,7 +606,7 @@ function join(bus: SocketBus, socket: SignalingSocket, p: z.infer<typeof joinSch
   ack?.({ ok: true, self: peerId, membership, checkpointStep: room.checkpoint?.step ?? null })
   socket.emit('joined', { v: PROTOCOL_VERSION, self: peerId, room: room.name })
   if (r.changed) bus.broadcastMembership(room)
-  else socket.emit('membership', membership)
+  else socket.emit('membership', p.role === 'volunteer' && p.deltas ? bus.deltaBase(room) ?? membership : membership)
   if (p.role === 'spectator') {
     socket.emit('room-state', rooms.view(room))
     if (p.history) bus.subscribeHistory(socket, room)
