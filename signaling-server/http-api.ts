@@ -335,9 +335,16 @@ async function createRoom(req: IncomingMessage, res: ServerResponse, ctx: ApiCon
   let code: string | undefined
   if (ctx.ownership?.clustered) {
     // The room's lease comes first: its first writes to the store are fenced by it.
-    if (name === undefined) name = code = ctx.rooms.newCode()
-    const c = await ctx.ownership.claim(name, name, { create: true, fresh: true })
-    if (!c.ok) throw new HttpError(c.code === 'busy' ? 503 : 409, c.code === 'busy' ? c.message : `room: '${name}' already exists`, 'room')
+    const pickCode = name === undefined
+    // A fresh code is unique on this process; another process may hold a room under it (rare):
+    // then another code.
+    for (let attempt = 0; ; attempt++) {
+      if (pickCode) name = code = ctx.rooms.newCode()
+      const c = await ctx.ownership.claim(name!, name!, { create: true, fresh: true })
+      if (c.ok) break
+      if (c.code === 'exists' && pickCode && attempt < 3) continue
+      throw new HttpError(c.code === 'busy' ? 503 : 409, c.code === 'busy' ? c.message : `room: '${name}' already exists`, 'room')
+    }
   }
   const created = ctx.rooms.create({ name, code, config: parsed.config, tokenHash: hashToken(token), paused })
   if (!created.ok) throw new HttpError(created.code === 'exists' ? 409 : 503, created.message, 'room')

@@ -53,6 +53,11 @@ describe('several server processes behind haproxy', () => {
       return status === 200 && body.peers.length === 3 && body.peers.every((p) => p.stage === 'training' && p.step >= 15) ? body : undefined
     }, 180_000).catch(async (e: unknown) => { throw new Error(`${(e as Error).message}; ${await dump()}`) })
     const ids = training.peers.map((p) => p.id).sort()
+    // Pages and the host reach the room by its code too (join links, QR codes): wherever the
+    // balancer sends that, it ends at the room (a 307 to its name when needed).
+    const byCode = await getJson<RoomResponse>(roomUrl(server, code))
+    expect(byCode.status).toBe(200)
+    expect(byCode.body.peers.map((p) => p.id).sort()).toEqual(ids)
     const stepBefore = Math.max(...training.peers.map((p) => p.step))
     const pointsBefore = (await getJson<HistoryResponse>(`${url}/history`)).body.runs.at(-1)!.points.length
 
