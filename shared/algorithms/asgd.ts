@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { allFinite, isValidVector } from '../math/vector'
+import { norm } from '../robust/clip'
 import { PullCheck, PushClipper, PushShareLimiter } from '../robust/ps-clip'
 import { lrAt } from '../schedule'
 import { acceptClock, isDeadline, type Envelope, type Membership, type PeerId } from '../transport'
@@ -150,12 +151,15 @@ class Asgd implements AlgorithmInstance {
       return
     }
     const meta = pushMetaSchema.safeParse(e.meta)
-    if (!meta.success || !isValidVector(e.data, this.d)) {
+    // Robust: the push's norm, which the clip needs, is also its finiteness check (clip.ts norm),
+    // so robust mode reads a push once, like 'off' (docs/security.md "The attacks benchmark").
+    const pushNorm = this.robust && e.data instanceof Float32Array && e.data.length === this.d ? norm(e.data) : NaN
+    if (!meta.success || !(this.robust ? Number.isFinite(pushNorm) : isValidVector(e.data, this.d))) {
       this.ctx.log('asgd/rejected-push', { from: e.from })
       mesh.rejectFrom?.(e.from, 'asgd push: invalid meta, wrong length or NaN/Inf')
       return
     }
-    let g = e.data
+    let g = e.data as Float32Array
     if (this.robust) {
       // The workers that push over the network: everyone but this server.
       if (!this.robust.limit.admit(e.from, mesh.membership().peers.length - 1)) {
@@ -165,7 +169,7 @@ class Asgd implements AlgorithmInstance {
           mesh.send(e.from, { kind: this.k(PS_KIND.weights), round: e.round, data: server.W, meta: { version: server.version } }, sig))
         return
       }
-      const c = this.robust.clip.clip(e.from, g)
+      const c = this.robust.clip.clip(e.from, g, false, pushNorm)
       if (c.scale < 1) this.ctx.log('asgd/clipped', { from: e.from, norm: c.norm, tau: c.tau })
       g = c.g
     }
@@ -231,13 +235,15 @@ class Asgd implements AlgorithmInstance {
     // Pushes and hellos sent to us while we were not the PS are never served: keep the mailbox bounded.
     if (!this.server) mesh.discard({ kind: [this.k(PS_KIND.push), this.k(PS_KIND.hello)] })
     const g = await compute.gradient()
-    if (!allFinite(g.grad)) throw new Error('asgd: non-finite gradient')
+    // Robust on the server: the norm the clip records is the finiteness check (one pass, not two).
+    const ownNorm = this.robust && this.server && mesh.membership().roles.ps === mesh.self ? norm(g.grad) : NaN
+    if (!(Number.isNaN(ownNorm) ? allFinite(g.grad) : Number.isFinite(ownNorm))) throw new Error('asgd: non-finite gradient')
     let communicated = false
     const ps = mesh.membership().roles.ps
     if (ps === mesh.self && this.server) {
       // The PS trains too: its gradient goes straight into the server (no network hop). Robust:
       // its norm joins the clip's history (it is trusted, never clipped).
-      this.robust?.clip.clip(mesh.self, g.grad, true)
+      this.robust?.clip.clip(mesh.self, g.grad, true, Number.isNaN(ownNorm) ? undefined : ownNorm)
       const W = this.server.apply(mesh.self, g.grad)
       this.hat = { W: new Float32Array(W), version: this.server.version }
       await compute.writeParams(W)

@@ -536,16 +536,17 @@ export interface CollectiveOptions {
  * The robust mode's replacement for allReduceWithRetry (`robust: 'on'`, docs/algorithms.md "Robust
  * aggregation"): every member's vector, in roster order (this peer's own as its wire image), with
  * the same attempts, deadlines, churn restarts and give-up rules. The caller combines them
- * (shared/robust/trimmed-mean.ts). An attempt needs every member's vector, like the ring: a
+ * (shared/robust/centered-clip.ts, trimmed-mean.ts). An attempt needs every member's vector, like the ring: a
  * member that does not send in time fails the attempt rather than being left out, so all members
  * of a completed attempt hold the same set and compute the same result.
  */
 export async function allGatherWithRetry(
   ctx: AlgorithmContext, name: string, round: number, build: () => Float32Array, opts: CollectiveOptions = {},
-): Promise<{ vectors: Float32Array[]; members: number } | null> {
+): Promise<{ vectors: Float32Array[]; members: number; roster: readonly PeerId[] } | null> {
   return collectiveWithRetry(ctx, name, round, build, opts, async (tag, vec, roster, signal, received) => ({
     vectors: await allGather(ctx, tag, round, vec, roster, signal, received),
     members: roster.length,
+    roster,
   }))
 }
 

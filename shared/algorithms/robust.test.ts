@@ -221,6 +221,18 @@ describe('robust aggregation of the parameter server (star of 8, p0 the server)'
     expect(reportsOf(on.honest[0], 'p3')[0]).toMatch(/^pushed gradient clipped in 10 consecutive rounds/)
   }, 120_000)
 
+  it("asgd 'on': the push's norm is the finiteness check, so a NaN or Inf push is still rejected (and the sender reported), never applied", async () => {
+    let k = 0
+    const attack = (kind: string, data: Float32Array) => (kind === 'asgd/push' ? { data: data.map((v, i) => (i === 0 ? (k++ % 2 ? NaN : -Infinity) : v)) } : null)
+    const on = await runWith('asgd', star, 'on', 30, BAD, attack)
+    on.stopAll()
+    const rejected = on.logs.filter((l) => l.event === 'asgd/rejected-push' && l.detail?.from === 'p3').length
+    expect(rejected).toBeGreaterThan(10)
+    expect(on.logs.some((l) => l.event === 'asgd/applied' && l.detail?.from === 'p3')).toBe(false)
+    expect(on.err).toBeLessThan(0.5 * err0)
+    expect(reportsOf(on.honest[0], 'p3').some((r) => /NaN\/Inf/.test(r))).toBe(true)
+  }, 120_000)
+
   it("asgd, a server answering with −10 × W: 'off' workers adopt it and blow up; 'on' they reject it, train on, and report the server", async () => {
     const attack = (kind: string, data: Float32Array) => (kind === 'asgd/weights' ? { data: data.map((v) => -10 * v) } : null)
     const local = async (r: { honest: TestPeer<LsqCompute>[] }) => {
@@ -265,7 +277,7 @@ describe('robust aggregation of the all-reduce family: 8 peers, p3 scales every 
     ['local-sgd (H = 2), −10 × model', 'local-sgd', { sync: { kind: 'constant', h: 2 } }, -10, 20],
   ]
   for (const [name, algorithm, over, attack, worse] of CASES_AR) {
-    it(`${name}: 'off' ends ≥ ${worse}× worse than 'on'; 'on' (trimmed mean) stays near the clean run`, async () => {
+    it(`${name}: 'off' ends ≥ ${worse}× worse than 'on'; 'on' (ssgd: centered clipping; local-sgd: trimmed mean) stays near the clean run`, async () => {
       const cfg = { topology: 'clique', momentum: 0.5, stepDeadlineMs: 2000, schedule: { kind: 'constant', warmupSteps: 0 }, ...over }
       const steps = Number(process.env.AR_STEPS ?? 100)
       const clean = await runWith(algorithm, cfg, 'on', steps, BAD, () => null)
@@ -277,6 +289,13 @@ describe('robust aggregation of the all-reduce family: 8 peers, p3 scales every 
       if (algorithm === 'ssgd') {
         const xs = await Promise.all(on.honest.map((p) => p.inst.evalParams()))
         for (const x of xs) expect([...x]).toEqual([...xs[0]])
+        // Centered clipping's sanity gate: every honest member reports p3, and nobody honest,
+        // in the clean run neither.
+        for (const p of clean.honest) expect(p.mesh.suspects).toEqual([])
+        for (const p of on.honest) {
+          expect(reportsOf(p, 'p3')[0]).toMatch(/^all-gathered gradient clipped in 10 consecutive rounds/)
+          expect(p.mesh.suspects.filter((x) => x.peer !== 'p3')).toEqual([])
+        }
       }
       on.stopAll()
       note(`${name}: ‖x − x*‖² honest mean: off ${off.err.toExponential(2)}, on ${on.err.toExponential(2)}, clean (on) ${clean.err.toExponential(2)} (start ${err0.toFixed(2)})`)

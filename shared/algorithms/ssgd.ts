@@ -2,20 +2,29 @@ import type { AlgorithmContext, AlgorithmFactory, AlgorithmInstance, StepReport 
 import { isValidVector } from '../math/vector'
 import { scaledLrAt } from '../schedule'
 import { trimCount, trimmedMean } from '../robust/trimmed-mean'
+import { CENTERED_CLIP_GATE_RATIO, centeredClip } from '../robust/centered-clip'
+import { ClipGate } from '../robust/clip'
+import type { PeerId } from '../transport'
 import { allGatherWithRetry, allReduceWithRetry, medianState, requestState, ringNeighbours, startStateResponder, type PeerState } from './common'
 import { SSGD_COLLECTIVE } from './message-kinds'
 
 /**
  * Robust mode (`robust: 'on'`, docs/algorithms.md "Robust aggregation"): the two ring sums become
- * all-gathers (common.ts allGatherWithRetry) combined with the coordinate-wise trimmed mean
- * (shared/robust/trimmed-mean.ts). The gradient vector is [g, b, flag], unweighted: ḡ is the
- * trimmed mean of the members' gradients (a member's claimed batch b would otherwise scale its
- * pull), the global batch is n × the trimmed mean of the b's, and the out-of-sync count counts
- * flags ≥ ½. The result is put back in the ring's shape (Σ = ḡ · total, total, count), so the
- * update below is the same code. Every member of a completed gather holds the same vectors and
- * so the same result; a member that equivocates (sends different vectors to different members)
- * can make the replicas differ by at most what the trim lets through, which the resync (itself a
- * trimmed mean of x and m) and resyncEvery repair.
+ * all-gathers (common.ts allGatherWithRetry). The gradient vector is [g, b, flag], unweighted (a
+ * member's claimed batch b would otherwise scale its pull): ḡ is the centered clipping
+ * (Karimireddy, He & Jaggi 2021; shared/robust/centered-clip.ts) of the members' gradients around
+ * the bias-corrected running mean of past aggregates that the momentum buffer holds (see
+ * clipCenter), the global batch is n × the trimmed mean of the b's, and the out-of-sync count
+ * counts flags ≥ ½. The result is put back in the ring's shape (Σ = ḡ · total, total, count), so
+ * the update below is the same code. Every member of a completed gather holds the same vectors
+ * and, being in sync, the same x and m, so the same center and result. When a member is flagged
+ * out of sync its center differs, so that round every member starts from the coordinate-wise
+ * trimmed mean of the set instead (shared/robust/trimmed-mean.ts; a pure function of the set).
+ * The resync gathers [x, m] and takes their trimmed mean. A member whose gradient lies more than
+ * CENTERED_CLIP_GATE_RATIO radii out in GATE_ROUNDS rounds in a row is reported (clip.ts
+ * ClipGate), by every member. A member that equivocates (sends
+ * different vectors to different members) can make the replicas differ by at most what the clip
+ * lets through, which the resync and resyncEvery repair.
  */
 
 /**
@@ -104,8 +113,12 @@ class SsgdPeer {
    * inside one call alone is not enough when deadlines expire under CPU load.
    */
   private held: HeldStep | null = null
-  /** config.robust is 'on': all-gathers and trimmed means instead of ring sums (see the top of the file). */
+  /** config.robust is 'on': all-gathers and robust combiners instead of ring sums (see the top of the file). */
   private readonly robust: boolean
+  /** Robust mode's float64 scratch of d for centeredClip, kept across steps. */
+  private clipScratch: Float64Array | null = null
+  /** Robust mode's sanity gate: a member whose gradient is clipped hard round after round is reported. */
+  private readonly gate = new ClipGate('all-gathered gradient', CENTERED_CLIP_GATE_RATIO)
   private readonly stopResponder: () => void
 
   static async start(ctx: AlgorithmContext): Promise<SsgdPeer> {
@@ -269,15 +282,51 @@ class SsgdPeer {
     const { d } = this
     const res = await allGatherWithRetry(this.ctx, SSGD_COLLECTIVE.gradient, this.step, build, opts)
     if (!res) return null
-    const { vectors, members } = res
-    const trim = trimCount(members)
-    const gbar = trimmedMean(vectors, trim, 0, d)
-    const total = members * trimmedMean(vectors, trim, d, d + 1)[0]
+    const { vectors, members, roster } = res
+    const flagged = vectors.filter((v) => v[d + 1] >= FLAG_THRESHOLD).length
     const sum = new Float32Array(d + 2)
-    for (let i = 0; i < d; i++) sum[i] = gbar[i] * total
+    const center = sum.subarray(0, d)
+    if (flagged > 0) trimmedMean(vectors, trimCount(members), 0, d, center)
+    else this.clipCenter(center)
+    this.clipScratch ??= new Float64Array(d)
+    const clip = centeredClip(vectors, center, { out: center, scratch: this.clipScratch })
+    this.judge(roster, clip.dists, clip.tau)
+    const total = members * trimmedMean(vectors, trimCount(members), d, d + 1)[0]
+    for (let i = 0; i < d; i++) sum[i] *= total
     sum[d] = total
-    sum[d + 1] = vectors.filter((v) => v[d + 1] >= FLAG_THRESHOLD).length
+    sum[d + 1] = flagged
     return { sum, members }
+  }
+
+  /** Feeds the sanity gate with a round's distances (roster order); reports what it flags while the member is in the roster. */
+  private judge(roster: readonly PeerId[], dists: Float64Array, tau: number): void {
+    const { mesh } = this.ctx
+    for (let k = 0; k < roster.length; k++) {
+      if (roster[k] === mesh.self) continue
+      const why = this.gate.observe(roster[k], dists[k], tau)
+      if (!why) continue
+      this.ctx.log('robust/suspect', { peer: roster[k], why })
+      if (mesh.membership().peers.includes(roster[k])) mesh.reportSuspect(roster[k], why)
+    }
+  }
+
+  /**
+   * Robust mode's clipping center: the mean gradient the momentum buffer remembers. With
+   * m_t = βm_{t−1} + ḡ_t + λx_{t−1}, (1 − β)·m is a running mean of ḡ + λx, debiased like Adam's
+   * first moment by 1 − β^step (m starts at 0), minus λx; with β = 0 it is the previous round's
+   * aggregate, the paper's center. x, m and step are what every in-sync member holds bit-identically.
+   */
+  private clipCenter(out: Float32Array): void {
+    const { x, m, step } = this
+    const beta = this.ctx.config.momentum
+    const wd = this.ctx.config.weightDecay
+    const debias = 1 - beta ** step
+    if (step === 0 || !(debias > 0)) {
+      for (let i = 0; i < out.length; i++) out[i] = -wd * x[i]
+      return
+    }
+    const k = (1 - beta) / debias
+    for (let i = 0; i < out.length; i++) out[i] = k * m[i] - wd * x[i]
   }
 
   /** Ends the call with the step not taken; the next call retries its round with `g`. */

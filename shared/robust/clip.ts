@@ -26,7 +26,27 @@ export function dist(a: Float32Array, b: Float32Array): number {
   return Math.sqrt(s)
 }
 
-/** ‖a‖, accumulated in float64. */
+/**
+ * ‖a − b‖ and ‖b‖ in one pass, accumulated in float64: the pull check needs both, and the pass
+ * over the model is its whole cost.
+ */
+export function distAndNorm(a: Float32Array, b: Float32Array): { dist: number; norm: number } {
+  let s = 0
+  let t = 0
+  for (let i = 0; i < a.length; i++) {
+    const y = b[i]
+    const d = a[i] - y
+    s += d * d
+    t += y * y
+  }
+  return { dist: Math.sqrt(s), norm: Math.sqrt(t) }
+}
+
+/**
+ * ‖a‖, accumulated in float64. Finite exactly when every element is: a sum of squares of finite
+ * float32 values (each below 1.2e77) cannot overflow float64, so callers may use it as the
+ * finiteness check too.
+ */
 export function norm(a: Float32Array): number {
   let s = 0
   for (let i = 0; i < a.length; i++) s += a[i] * a[i]

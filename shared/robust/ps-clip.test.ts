@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { norm } from './clip'
+import { dist, distAndNorm, norm } from './clip'
 import { PullCheck, PushClipper, PushShareLimiter } from './ps-clip'
 
 const f32 = (...v: number[]) => Float32Array.from(v)
@@ -107,5 +107,34 @@ describe('PullCheck', () => {
     expect(pc.check('ps', W, own).ok).toBe(false)
     W = W.map((v, i) => (i === 0 ? v + 3 : v)) // 14 away, bound now 20
     expect(pc.check('ps', W, own).ok).toBe(true)
+  })
+})
+
+describe('one pass per vector (the robust PS path reads a push or a pull once)', () => {
+  it('distAndNorm equals dist and norm; norm is the finiteness check (NaN/Inf in, non-finite out; 3.4e38 stays finite)', () => {
+    const a = f32(1, 2, 3)
+    const b = f32(4, 6, 3)
+    expect(distAndNorm(a, b)).toEqual({ dist: dist(a, b), norm: norm(b) })
+    expect(Number.isFinite(norm(f32(1, NaN)))).toBe(false)
+    expect(Number.isFinite(norm(f32(1, -Infinity)))).toBe(false)
+    expect(Number.isFinite(norm(new Float32Array(1 << 16).fill(3.4e38)))).toBe(true)
+  })
+
+  it('PushClipper.clip with the caller\'s norm gives what it computes itself', () => {
+    const a = new PushClipper()
+    const b = new PushClipper()
+    for (const g of [f32(3, 4), f32(6, 8), f32(1, 1), f32(300, 400), f32(0, 2)]) {
+      const x = a.clip('w', g)
+      const y = b.clip('w', g, false, norm(g))
+      expect(y.scale).toBe(x.scale)
+      expect(Array.from(y.g)).toEqual(Array.from(x.g))
+    }
+  })
+
+  it('PullCheck.check uses ‖Ŵ‖ from the same pass: the ½‖Ŵ‖ floor still applies before any history', () => {
+    const p = new PullCheck()
+    const own = f32(3, 4) // ‖Ŵ‖ = 5, floor 2.5
+    expect(p.check('ps', f32(3, 6), own)).toEqual({ ok: true, dist: 2, bound: 2.5 })
+    expect(p.check('ps', f32(3, 7), own).ok).toBe(false)
   })
 })

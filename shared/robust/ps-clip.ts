@@ -1,5 +1,5 @@
 import type { PeerId } from '../transport'
-import { ClipGate, clipScale, dist, GATE_ROUNDS, norm, RunningBound } from './clip'
+import { ClipGate, clipScale, distAndNorm, GATE_ROUNDS, norm, RunningBound } from './clip'
 
 /**
  * Robust aggregation for the parameter-server algorithms (asgd.ts, od-sgd.ts; docs/algorithms.md
@@ -32,10 +32,11 @@ export class PushClipper {
 
   /**
    * The gradient to apply for a push of `g` from `from`: `g` itself within the bound, else a
-   * clipped copy. `trusted` (the server's own gradient) is never clipped, only recorded.
+   * clipped copy. `trusted` (the server's own gradient) is never clipped, only recorded. `n` is
+   * ‖g‖ when the caller already has it (its finiteness check, see clip.ts norm): the norm is
+   * the clip's only pass over a push that stays within the bound.
    */
-  clip(from: PeerId, g: Float32Array, trusted = false): { g: Float32Array; norm: number; tau: number; scale: number } {
-    const n = norm(g)
+  clip(from: PeerId, g: Float32Array, trusted = false, n = norm(g)): { g: Float32Array; norm: number; tau: number; scale: number } {
     const tau = trusted ? Infinity : this.history.bound()
     const scale = clipScale(n, tau)
     this.history.observe(Math.min(n, tau))
@@ -150,8 +151,8 @@ export class PullCheck {
    * moves on about one pull distance per pull, and the bound follows it; a scaled model, R
    * bounds away, is accepted only after R rejections in a row, reported every GATE_ROUNDS.
    */
-  bound(own: Float32Array): number {
-    const byOwn = PULL_OWN_RATIO * norm(own)
+  bound(own: Float32Array, ownNorm = norm(own)): number {
+    const byOwn = PULL_OWN_RATIO * ownNorm
     const b = this.history.size < this.history.minSamples
       ? (byOwn > 0 ? byOwn : Infinity)
       : Math.max(byOwn, this.history.bound())
@@ -165,8 +166,9 @@ export class PullCheck {
    * row report the server (GATE_ROUNDS at a time), which is how a hostile one is removed.
    */
   check(ps: PeerId, W: Float32Array, own: Float32Array): { ok: boolean; dist: number; bound: number } {
-    const r = dist(W, own)
-    const b = this.bound(own)
+    // One pass for both (the check's whole cost): ‖W − Ŵ‖ and ‖Ŵ‖.
+    const { dist: r, norm: ownNorm } = distAndNorm(W, own)
+    const b = this.bound(own, ownNorm)
     const ok = r <= b
     if (ok) {
       this.history.observe(r)

@@ -1,15 +1,17 @@
 /**
- * Coordinate-wise trimmed mean, the robust combiner of the all-reduce family (docs/algorithms.md
- * "Robust aggregation"; ssgd, local-sgd, local-adamw, lap-sgd with `robust: 'on'`). A sum over a
- * ring cannot be robust (every hop only sees partial sums), so robust mode all-gathers the
- * members' vectors and each member combines them here.
+ * Coordinate-wise trimmed mean, a robust combiner of the all-reduce family (docs/algorithms.md
+ * "Robust aggregation"; `robust: 'on'`): local-sgd, local-adamw and lap-sgd combine their
+ * all-gathered models with it, and SSGD its resync of [x, m], its batch-size slot and the center
+ * of a round in which a member is out of sync. A sum over a ring cannot be robust (every hop only
+ * sees partial sums), so robust mode all-gathers the members' vectors and each member combines
+ * them here.
  *
- * Why trimmed mean rather than centered clipping (Karimireddy, He & Jaggi 2021): it needs no state
- * (centered clipping iterates from the previous aggregate, which a joiner or a member that fell
- * back does not share, and then the members' results differ), no radius to tune, and it is a pure
- * function of the received set: members that received the same set compute bit-identical results,
- * which SSGD's replicas rely on. Per coordinate the result stays within the range of the honest
- * values as long as at most `b` members are hostile.
+ * SSGD's gradients use centered clipping instead (centered-clip.ts): on label-skewed data the
+ * per-coordinate trim drops honest extremes and biased the mean (docs/security.md "The attacks
+ * benchmark"). The trimmed mean stays where there is no common center to clip around: it needs no
+ * state and no radius, and it is a pure function of the received set, so members that received
+ * the same set compute bit-identical results. Per coordinate the result stays within the range of
+ * the honest values as long as at most `b` members are hostile.
  *
  * Trim: `b = ⌊n / 4⌋`, at least 1 for n ≥ 3 (TRIM_FRACTION): up to a quarter of the members may be
  * hostile; n = 3 is the median, n = 4 the mean of the middle two. n ≤ 2 is the plain mean: with

@@ -62,7 +62,7 @@ describe('a hostile volunteer on the real mesh (robust room)', () => {
     expect(done.every((p) => p.stage === 'training' || p.stage === 'stalled')).toBe(true)
   }, 900_000)
 
-  it('ssgd with robust on all-gathers over real WebRTC: a scaled attacker is trimmed away and honest peers train', async () => {
+  it('ssgd with robust on all-gathers over real WebRTC: a scaled attacker is clipped away and honest peers train', async () => {
     const { server, peers } = env
     const { room } = await createRoom(server, { algorithm: 'ssgd', dataset: 'mnist', model: 'mlp', robust: 'on' })
     const url = roomUrl(server, room)
