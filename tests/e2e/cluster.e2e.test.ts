@@ -48,9 +48,9 @@ describe('tabs behind haproxy and two server processes', () => {
       await page.goto(`${cluster.url}/?room=${code}&backend=wasm&name=tab${i}`)
       pages.push(page)
     }
-    peers.push(startNodePeer(cluster.url, room, 'node0', ['--backend', 'wasm']))
-    const dump = async () => `room: ${JSON.stringify((await getJson<RoomResponse>(url).catch((e: unknown) => ({ body: String(e) }))).body).slice(0, 1500)}; ` +
-      `node: ${peers[0].output().slice(-600)}; workers: ${cluster.workers.map((w) => w.output().slice(-600)).join(' | ')}`
+    peers.push(startNodePeer(cluster.url, room, 'node0', ['--backend', 'wasm'], { quiet: false }))
+    const dump = async () => `room: ${await getJson<RoomResponse>(url).then(({ status, body }) => JSON.stringify({ status, epoch: body.epoch, peers: body.peers?.map((p) => [p.name, p.id, p.stage, p.step]), joining: body.joining?.map((p) => [p.name, p.id, p.stage]) }), (e: unknown) => String(e))}; ` +
+      `node: ${peers[0].output().slice(-3000)}; workers: ${cluster.workers.map((w) => w.output().slice(-600)).join(' | ')}`
     const training = await waitFor('two tabs and a Node peer training', async () => {
       const { status, body } = await getJson<RoomResponse>(url)
       return status === 200 && body.peers.length === 3 && body.peers.every((p) => p.stage === 'training' && p.step >= 10) ? body : undefined

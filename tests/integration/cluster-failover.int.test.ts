@@ -43,11 +43,11 @@ describe('several server processes behind haproxy', () => {
     })
     const url = roomUrl(server, room)
     // One volunteer joins by the join code, as students do: the cluster routes it to the room's name.
-    peers.push(startNodePeer(cluster.url, room, 'n1', ['--backend', 'wasm']))
-    peers.push(startNodePeer(cluster.url, room, 'n2', ['--backend', 'wasm']))
-    peers.push(startNodePeer(cluster.url, code, 'n3', ['--backend', 'wasm']))
-    const dump = async () => `room: ${JSON.stringify((await getJson<RoomResponse>(url).catch((e: unknown) => ({ body: String(e) }))).body).slice(0, 1500)}; ` +
-      `peers: ${peers.map((p) => p.output().slice(-600)).join(' | ')}; workers: ${cluster.workers.map((w) => w.output().slice(-600)).join(' | ')}`
+    peers.push(startNodePeer(cluster.url, room, 'n1', ['--backend', 'wasm'], { quiet: false }))
+    peers.push(startNodePeer(cluster.url, room, 'n2', ['--backend', 'wasm'], { quiet: false }))
+    peers.push(startNodePeer(cluster.url, code, 'n3', ['--backend', 'wasm'], { quiet: false }))
+    const dump = async () => `room: ${await getJson<RoomResponse>(url).then(({ status, body }) => JSON.stringify({ status, epoch: body.epoch, peers: body.peers?.map((p) => [p.name, p.id, p.stage, p.step]), joining: body.joining?.map((p) => [p.name, p.id, p.stage]) }), (e: unknown) => String(e))}; ` +
+      `peers: ${peers.map((p) => p.output().slice(-3000)).join(' | ')}; workers: ${cluster.workers.map((w) => w.output().slice(-600)).join(' | ')}`
     const training = await waitFor('three volunteers training through the balancer', async () => {
       const { status, body } = await getJson<RoomResponse>(url)
       return status === 200 && body.peers.length === 3 && body.peers.every((p) => p.stage === 'training' && p.step >= 15) ? body : undefined

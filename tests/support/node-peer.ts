@@ -16,13 +16,16 @@ export interface NodePeer {
   stop(): Promise<void>
 }
 
-export function startNodePeer(server: string, room: string, name: string, extra: string[] = []): NodePeer {
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(process.cwd(), 'client/node/peer-cli.ts'), '--server', server, '--room', room, '--name', name, '--quiet', ...extra], {
+export function startNodePeer(server: string, room: string, name: string, extra: string[] = [], opts: { quiet?: boolean } = {}): NodePeer {
+  const quiet = opts.quiet === false ? [] : ['--quiet']
+  const proc = spawn(process.execPath, ['--import', 'tsx', join(process.cwd(), 'client/node/peer-cli.ts'), '--server', server, '--room', room, '--name', name, ...quiet, ...extra], {
     stdio: ['ignore', 'pipe', 'pipe'],
   })
+  // The newest 256 KiB: a chatty peer (not --quiet) must not grow a test's memory without bound.
   let out = ''
-  proc.stdout?.on('data', (d) => (out += d))
-  proc.stderr?.on('data', (d) => (out += d))
+  const keep = (d: Buffer) => { out = (out + d.toString()).slice(-256 * 1024) }
+  proc.stdout?.on('data', keep)
+  proc.stderr?.on('data', keep)
   return {
     proc,
     output: () => out,
