@@ -41,6 +41,11 @@ export interface AlgorithmInfo {
   readonly title: string
   /** One plain-language line for the host UI. */
   readonly blurb: string
+  /**
+   * When to pick it, one sentence on the host page's card: from the race on the real mesh
+   * (docs/reproductions.md) where it covered the algorithm, else from docs/algorithms.md.
+   */
+  readonly pick: string
   readonly paper: string
 }
 
@@ -116,21 +121,21 @@ export const ALGORITHM_DESCRIPTORS: Readonly<Record<AlgorithmName, AlgorithmDesc
       ],
       increments: kindMatcher(allReduceKinds(SSGD_COLLECTIVE.gradient)[0]),
     },
-    title: 'Synchronous SGD', blurb: 'Everyone averages gradients every step: the classic data-parallel baseline.', paper: 'Goyal et al. 2017, arXiv 1706.02677',
+    title: 'Synchronous SGD', blurb: 'Everyone averages gradients every step: the classic data-parallel baseline.', pick: 'For a fast, even LAN and a reference curve: every step waits for the slowest peer, and on a WAN it took about twice as long as Local SGD to 95 %.', paper: 'Goyal et al. 2017, arXiv 1706.02677',
   }),
   dpsgd: entry('gossip', {
     defaultTopology: 'ring',
     knobs: ['momentum', 'order'],
     defaults: {},
     messageKinds: gossipKinds('dpsgd'),
-    title: 'Decentralized SGD (D-PSGD)', blurb: 'Each peer averages with its ring neighbours only — no global barrier.', paper: 'Lian et al., NeurIPS 2017; Zhang et al., arXiv 2112.01433',
+    title: 'Decentralized SGD (D-PSGD)', blurb: 'Each peer averages with its ring neighbours only — no global barrier.', pick: 'For fast links and a rough model quickly: each step talks to two neighbours only, but it sent the most bytes of all to 95 % on a WAN.', paper: 'Lian et al., NeurIPS 2017; Zhang et al., arXiv 2112.01433',
   }),
   dmsgd: entry('gossip', {
     defaultTopology: 'ring',
     knobs: ['momentum'],
     defaults: {},
     messageKinds: gossipKinds('dmsgd'),
-    title: 'Decentralized momentum SGD', blurb: 'Local heavy-ball momentum plus neighbour averaging (the DecentLaM baseline).', paper: 'Yuan et al., ICCV 2021 (baseline)',
+    title: 'Decentralized momentum SGD', blurb: 'Local heavy-ball momentum plus neighbour averaging (the DecentLaM baseline).', pick: 'As the momentum gossip baseline on evenly split data; with skewed classes per peer pick DecentLaM.', paper: 'Yuan et al., ICCV 2021 (baseline)',
   }),
   // On the directed exponential graphs DecentLaM mixes with (W + Wᵀ)/2 (decentlam.ts).
   decentlam: entry('gossip', {
@@ -138,14 +143,14 @@ export const ALGORITHM_DESCRIPTORS: Readonly<Record<AlgorithmName, AlgorithmDesc
     knobs: ['momentum'],
     defaults: {},
     messageKinds: gossipKinds('decentlam'),
-    title: 'DecentLaM', blurb: 'Decentralized momentum that removes the bias momentum adds on non-iid data.', paper: 'Yuan et al., ICCV 2021, arXiv 2104.11981',
+    title: 'DecentLaM', blurb: 'Decentralized momentum that removes the bias momentum adds on non-iid data.', pick: 'For gossip when each peer holds only some classes (non-iid data) and you want momentum.', paper: 'Yuan et al., ICCV 2021, arXiv 2104.11981',
   }),
   'local-sgd': entry('all-reduce', {
     defaultTopology: 'clique',
     knobs: ['momentum', 'sync', 'averageOptimizerState'],
     defaults: { lr: 0.1, sync: { kind: 'qsr', hBase: 2, alpha: 0.2 }, schedule: { kind: 'cosine', warmupSteps: 150, minLr: 0 } },
     messageKinds: averagingKinds('local-sgd'),
-    title: 'Local SGD + QSR', blurb: 'Train alone for H steps, then average; H grows as the learning rate decays.', paper: 'Gu et al., ICLR 2024, arXiv 2310.14423',
+    title: 'Local SGD + QSR', blurb: 'Train alone for H steps, then average; H grows as the learning rate decays.', pick: 'For slow or metered networks: it averages only every H steps; with int8 messages it reached 95 % on a WAN with a tenth of the bytes of averaging every step.', paper: 'Gu et al., ICLR 2024, arXiv 2310.14423',
   }),
   'local-adamw': entry('all-reduce', {
     defaultTopology: 'clique',
@@ -155,7 +160,7 @@ export const ALGORITHM_DESCRIPTORS: Readonly<Record<AlgorithmName, AlgorithmDesc
       sync: { kind: 'qsr', hBase: 4, alpha: 0.0004 }, schedule: { kind: 'cosine', warmupSteps: 150, minLr: 1e-6 },
     },
     messageKinds: averagingKinds('local-adamw'),
-    title: 'Local AdamW + QSR', blurb: 'Local SGD with AdamW as the inner optimizer, synchronised by the quadratic rule.', paper: 'Gu et al., ICLR 2024, arXiv 2310.14423',
+    title: 'Local AdamW + QSR', blurb: 'Local SGD with AdamW as the inner optimizer, synchronised by the quadratic rule.', pick: 'Like Local SGD, for models that train better with Adam than with momentum SGD.', paper: 'Gu et al., ICLR 2024, arXiv 2310.14423',
   }),
   'lap-sgd': entry('all-reduce', {
     defaultTopology: 'clique',
@@ -163,28 +168,28 @@ export const ALGORITHM_DESCRIPTORS: Readonly<Record<AlgorithmName, AlgorithmDesc
     defaults: { lr: 0.05, momentum: 0, batchSize: 16, updaters: 2, sync: { kind: 'constant', h: 8 } },
     messageKinds: averagingKinds('lap-sgd'),
     hogwild: true,
-    title: 'Asynchronous local SGD', blurb: 'Several workers per tab update one model Hogwild-style while averaging runs in the background.', paper: 'Chatterjee et al., ICLR 2021 submission',
+    title: 'Asynchronous local SGD', blurb: 'Several workers per tab update one model Hogwild-style while averaging runs in the background.', pick: 'When tabs have spare cores: several updaters keep training while the averaging runs in the background.', paper: 'Chatterjee et al., ICLR 2021 submission',
   }),
   asgd: entry('parameter-server', {
     defaultTopology: 'star',
     knobs: ['momentum'],
     defaults: { lr: 0.05, momentum: 0.9 },
     messageKinds: psKinds('asgd'),
-    title: 'Asynchronous SGD', blurb: 'A parameter server applies each gradient as soon as it arrives.', paper: 'Baseline of Xu et al., arXiv 2005.06728',
+    title: 'Asynchronous SGD', blurb: 'A parameter server applies each gradient as soon as it arrives.', pick: 'When one well-connected machine can be the server: among the first to 95 % in our WAN race, but the server sends three times what a worker does.', paper: 'Baseline of Xu et al., arXiv 2005.06728',
   }),
   'od-sgd': entry('parameter-server', {
     defaultTopology: 'star',
     knobs: ['momentum', 'localLr', 'localOptimizer', 'dcLambda', 'warmStartSteps'],
     defaults: { lr: 0.05, momentum: 0.9, localLr: 0.25, warmStartSteps: 20 },
     messageKinds: psKinds('od-sgd', OD_SGD_STATE_KIND),
-    title: 'One-step-delay SGD', blurb: 'Workers keep computing while the server step is in flight, compensating locally.', paper: 'Xu et al., arXiv 2005.06728',
+    title: 'One-step-delay SGD', blurb: 'Workers keep computing while the server step is in flight, compensating locally.', pick: 'When workers would idle on a long round trip to the server; in our WAN race plain ASGD still reached 95 % sooner.', paper: 'Xu et al., arXiv 2005.06728',
   }),
   'ad-psgd': entry('pairwise-gossip', {
     defaultTopology: 'ring',
     knobs: ['momentum'],
     defaults: { lr: 0.05, momentum: 0 },
     messageKinds: { sends: [...Object.values(AD_PSGD_KIND), ...LEAVE], increments: none },
-    title: 'Asynchronous decentralized SGD', blurb: 'Random pairs of peers average whenever they are ready — nobody waits for anyone.', paper: 'Lian et al., ICML 2018',
+    title: 'Asynchronous decentralized SGD', blurb: 'Random pairs of peers average whenever they are ready — nobody waits for anyone.', pick: 'When some peers are much slower (phones, busy laptops): with one peer 4× slower it reached 90 % in half the time of D-PSGD.', paper: 'Lian et al., ICML 2018',
   }),
 }
 

@@ -33,6 +33,7 @@ export function AlgorithmFieldset({ algorithm, onPick }: { algorithm: AlgorithmN
               <input type="radio" name="algorithm" value={a} checked={on} onChange={() => onPick(a)} aria-label={info.title} />
               <span className="algo-name">{info.title}</span>
               <span className="algo-blurb">{info.blurb}</span>
+              <span className="algo-blurb muted">{info.pick}</span>
               <span className="algo-paper">{info.paper}</span>
             </label>
           )

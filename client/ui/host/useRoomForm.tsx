@@ -34,12 +34,17 @@ export function useRoomForm() {
   }
   const pickAlgorithm = (a: AlgorithmName) => {
     const p = PRESETS.find((x) => x.id === preset)
-    setConfig((c) => ({ ...defaultConfig(a, p?.apply.totalSteps ?? c.totalSteps), ...(p?.apply ?? {}), dataset: c.dataset, model: c.model, partition: c.partition, seed: c.seed }))
+    // A preset that names its own algorithm (slow network) is a recipe for that one: another
+    // algorithm keeps the task but none of the recipe's tuning.
+    const other = p?.apply.algorithm !== undefined && p.apply.algorithm !== a
+    if (other) setPreset('')
+    const apply = other ? {} : (p?.apply ?? {})
+    setConfig((c) => ({ ...defaultConfig(a, p?.apply.totalSteps ?? c.totalSteps), ...apply, dataset: c.dataset, model: c.model, partition: c.partition, seed: c.seed }))
     setError(null)
   }
   const pickPreset = (p: Preset) => {
     setPreset(p.id)
-    setConfig((c) => ({ ...defaultConfig(c.algorithm, p.apply.totalSteps), ...p.apply }))
+    setConfig((c) => ({ ...defaultConfig(p.apply.algorithm ?? c.algorithm, p.apply.totalSteps), ...p.apply }))
     setError(null)
   }
   const fieldErr = (f: string) => (error && error.field.split('.')[0] === f ? <p className="field-error" role="alert">{error.message}</p> : null)
