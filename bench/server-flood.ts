@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { io as connect, type Socket } from 'socket.io-client'
-import { load, writeResult } from './common'
+import { load, percentile, writeResult } from './common'
 import type { FloodClientMsg, FloodPhase } from './support/flood-client'
 import type { FloodServerOp, FloodServerStats } from './support/flood-server'
 
@@ -45,11 +45,7 @@ const PHASES: PhaseDef[] = [
 
 type Any = Record<string, any> // eslint-disable-line @typescript-eslint/no-explicit-any
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-const pct = (xs: number[], p: number) => {
-  if (!xs.length) return NaN
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]
-}
+const pct = percentile
 const r1 = (x: number) => +x.toFixed(1)
 
 // ---- the server process ----

@@ -6,7 +6,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { MAX_SOCKETS_PER_ADDRESS, MEMBERSHIP_BATCH_MS } from '../signaling-server/handlers'
 import { MAX_PEERS_PER_ROOM } from '../signaling-server/rooms'
-import { argOf, benchWorkerFlags, load, writeResult } from './common'
+import { argOf, benchWorkerFlags, load, percentile, writeResult } from './common'
 import type { SignalingServerOp, SignalingServerStats } from './support/signaling-server'
 import { FakeVolunteer, newTally, ROSTER_DEADLINE_MS, type SwarmContext, type Tally } from './support/signaling-volunteer'
 
@@ -59,11 +59,7 @@ const RUN_BOUND_MS = (quick ? 5 : 20) * 60_000
 const MB = 2 ** 20
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-const pct = (xs: number[], p: number) => {
-  if (!xs.length) return NaN
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]
-}
+const pct = percentile
 const r1 = (x: number) => +x.toFixed(1)
 const dist = (xs: number[]) => ({ n: xs.length, p50: r1(pct(xs, 50)), p99: r1(pct(xs, 99)), max: r1(xs.length ? Math.max(...xs) : NaN) })
 const tag = () => Math.random().toString(36).slice(2, 8)
