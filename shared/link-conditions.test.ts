@@ -8,7 +8,7 @@ import { reportSchema } from './protocol/signaling'
 import { LINK_PROFILE_TABLE, Uplink, linkConditions, type LinkClock, type LinkProfileName } from './link-conditions'
 import { startPeers, runSteps, testConfig } from './testing/harness'
 import { LsqCompute, makeLsqProblem } from './testing/lsq-compute'
-import { MemoryNetwork, type MemoryMesh } from './testing/memory-mesh'
+import { MemoryNetwork, memoryMeshHarness, type MemoryMesh } from './testing/memory-mesh'
 import { describeMeshCompliance } from './testing/mesh-compliance'
 import { deadline } from './transport'
 
@@ -205,16 +205,7 @@ describe('link conditions: the emulated delay and rate hold within tolerance', (
 })
 
 // The Mesh contract holds under emulated conditions too (real clock: the suite waits on events).
-describeMeshCompliance('MemoryMesh with link: lossy', async (n) => {
-  const net = new MemoryNetwork({ seed: 3, link: 'lossy' })
-  const meshes = Array.from({ length: n }, () => net.join())
-  return {
-    meshes,
-    leave: async (i) => net.leave(meshes[i].self),
-    close: async () => {},
-    inject: (i, e) => (meshes[i] as MemoryMesh).accept(e),
-  }
-})
+describeMeshCompliance('MemoryMesh with link: lossy', async (n) => memoryMeshHarness({ seed: 3, link: 'lossy' }, n))
 
 describe('link conditions on the in-memory mesh', () => {
   it('wan: messages arrive after the emulated delay, intact and in order, on a virtual clock', async () => {

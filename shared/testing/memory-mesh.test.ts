@@ -1,19 +1,10 @@
 import { describe, expect, it } from 'vitest'
 import { deadline, isDeadline } from '../transport'
 import { FAULTS, silentPeer } from './faults'
-import { HEADER_BYTES, MemoryNetwork, type MemoryMesh } from './memory-mesh'
+import { HEADER_BYTES, MemoryNetwork, memoryMeshHarness, type MemoryMesh } from './memory-mesh'
 import { describeMeshCompliance } from './mesh-compliance'
 
-describeMeshCompliance('MemoryMesh', async (n) => {
-  const net = new MemoryNetwork({ seed: 3, faults: FAULTS.lan })
-  const meshes = Array.from({ length: n }, () => net.join())
-  return {
-    meshes,
-    leave: async (i) => net.leave(meshes[i].self),
-    close: async () => {},
-    inject: (i, e) => (meshes[i] as MemoryMesh).accept(e),
-  }
-})
+describeMeshCompliance('MemoryMesh', async (n) => memoryMeshHarness({ seed: 3, faults: FAULTS.lan }, n))
 
 describe('MemoryNetwork', () => {
   it('counts 4 bytes per float plus a header on both ends', async () => {

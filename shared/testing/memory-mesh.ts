@@ -7,6 +7,7 @@ import {
 import { linkConditions, seedFrom, type LinkClock, type LinkProfileName, type ShapedLink, type Uplink } from '../link-conditions'
 import { NO_FAULTS, type FaultConfig } from './faults'
 import { mulberry32 } from './random'
+import type { MeshHarness } from './mesh-compliance'
 
 /** Bytes charged per message besides the payload (ids, kind, round, epoch, clock). */
 export const HEADER_BYTES = 32
@@ -141,6 +142,18 @@ export class MemoryNetwork {
     }
     if (delay <= 0) queueMicrotask(deliver)
     else setTimeout(deliver, delay)
+  }
+}
+
+/** The compliance suite's harness (mesh-compliance.ts) over a fresh MemoryNetwork of `n` peers. */
+export function memoryMeshHarness(opts: ConstructorParameters<typeof MemoryNetwork>[0], n: number): MeshHarness {
+  const net = new MemoryNetwork(opts)
+  const meshes = Array.from({ length: n }, () => net.join())
+  return {
+    meshes,
+    leave: async (i) => net.leave(meshes[i].self),
+    close: async () => {},
+    inject: (i, e) => meshes[i].accept(e),
   }
 }
 
